@@ -1,0 +1,1 @@
+"""The agent loop's machinery: everything `agent_loop.py` needs beyond one readable file."""

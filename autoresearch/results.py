@@ -1,0 +1,160 @@
+"""results.tsv: the loop's ledger, one row per training run.
+
+The first five columns are the ones every autoresearch tool reads (commit, val_bpb, memory_gb,
+status, description); ours add more after them. Files written by other tools have only the five
+and must read fine. The loop is the only writer; each row is flushed and fsynced before git is
+touched, so a crash never leaves git ahead of the ledger.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+STATUSES = ("keep", "discard", "crash")
+KINDS = ("baseline", "noise", "experiment", "confirm", "fix")
+
+STANDARD_COLUMNS = ["commit", "val_bpb", "memory_gb", "status", "description"]
+EXTRA_COLUMNS = [
+    "experiment",  # 1-based experiment number within the tag
+    "kind",  # baseline / noise / experiment / confirm / fix
+    "tag",  # the run tag (branch autoresearch/<tag>)
+    "timestamp",  # ISO-8601 UTC, when the run finished
+    "profile",  # hardware profile (constants.py); never compare numbers across profiles
+    "training_seconds",
+    "total_seconds",
+    "mfu_percent",
+    "total_tokens_M",
+    "num_steps",
+    "reason",  # crash class (oom, nan, timeout, syntax, import, other) or why a run was discarded
+    "agent",  # backend[:model]
+    "cost_usd",  # agent cost of this proposal, where the backend reports it
+    "run_dir",  # runs/<n>-<commit>/ relative to the repo root
+]
+COLUMNS = STANDARD_COLUMNS + EXTRA_COLUMNS
+
+
+@dataclass
+class Row:
+    commit: str
+    val_bpb: float
+    memory_gb: float
+    status: str
+    description: str
+    experiment: int | None = None
+    kind: str = "experiment"
+    tag: str = ""
+    timestamp: str = ""
+    profile: str = ""
+    training_seconds: float | None = None
+    total_seconds: float | None = None
+    mfu_percent: float | None = None
+    total_tokens_M: float | None = None
+    num_steps: int | None = None
+    reason: str = ""
+    agent: str = ""
+    cost_usd: float | None = None
+    run_dir: str = ""
+
+    @property
+    def is_crash(self) -> bool:
+        return self.status == "crash"
+
+
+_FLOAT_FIELDS = {"val_bpb", "memory_gb", "training_seconds", "total_seconds", "mfu_percent",
+                 "total_tokens_M", "cost_usd"}
+_INT_FIELDS = {"experiment", "num_steps"}
+
+
+def sanitize(text: str, limit: int = 300) -> str:
+    """One line, no tabs, bounded length: safe to put in a TSV cell."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _format(name: str, value: object) -> str:
+    if value is None:
+        return ""
+    if name == "val_bpb":
+        return f"{value:.6f}"
+    if name == "memory_gb":
+        return f"{value:.1f}"
+    if name == "cost_usd":
+        return f"{value:.4f}"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, str):
+        return sanitize(value)
+    return str(value)
+
+
+def _parse(name: str, text: str) -> object:
+    text = text.strip()
+    if name in _FLOAT_FIELDS:
+        if not text:
+            return 0.0 if name in ("val_bpb", "memory_gb") else None
+        try:
+            value = float(text)
+        except ValueError:
+            return math.nan
+        return value
+    if name in _INT_FIELDS:
+        try:
+            return int(text) if text else None
+        except ValueError:
+            return None
+    return text
+
+
+def format_row(row: Row) -> str:
+    return "\t".join(_format(name, getattr(row, name)) for name in COLUMNS)
+
+
+def read_results(path: Path | str) -> list[Row]:
+    """Read any results.tsv: ours (all columns) or another tool's (the standard five).
+
+    Columns are matched by header name, so extra or reordered columns are fine; unknown ones are
+    ignored. A missing file reads as no rows.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines:
+        return []
+    header = [h.strip() for h in lines[0].split("\t")]
+    missing = [c for c in STANDARD_COLUMNS if c not in header]
+    if missing:
+        from autoresearch.errors import UserError
+
+        raise UserError(f"{path} is not a results.tsv: header lacks {', '.join(missing)}")
+    known = {f.name for f in fields(Row)}
+    rows = []
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        values = {}
+        for name, cell in zip(header, cells, strict=False):
+            if name in known:
+                values[name] = _parse(name, cell)
+        for name in STANDARD_COLUMNS:
+            values.setdefault(name, _parse(name, ""))
+        rows.append(Row(**values))
+    return rows
+
+
+def append_result(path: Path | str, row: Row) -> None:
+    """Append one row (writing the header first if the file is new), flushed and fsynced."""
+    path = Path(path)
+    if row.status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {row.status!r}")
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", encoding="utf-8") as f:
+        if new:
+            f.write("\t".join(COLUMNS) + "\n")
+        f.write(format_row(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
