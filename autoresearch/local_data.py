@@ -1,0 +1,129 @@
+"""Import local text for `prepare.py --source PATH`: parquet, .txt or .jsonl files.
+
+The result looks exactly like downloaded data: `shard_NNNNN.parquet` files with a `text` column in
+the data directory, the last one being the pinned validation shard.
+
+- A directory of parquet files (with a `text` column) is taken as it is, in name order: the last
+  file is validation, like the public data set's last shard.
+- .txt files are one document each (very long ones are cut at paragraph breaks); .jsonl files hold
+  one JSON object with a "text" field per line. The last 5% of documents (at least one), in file
+  name order, become the validation shard.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from autoresearch.errors import UserError
+
+TEXT_SUFFIXES = (".txt", ".jsonl")
+VAL_FRACTION = 0.05
+DOCS_PER_SHARD = 20_000
+MAX_DOC_CHARS = 50_000  # cut longer .txt files into pieces of about this size
+
+
+class LocalDataError(UserError):
+    pass
+
+
+def import_local(source: Path, data_dir: Path) -> tuple[list[str], str]:
+    """Copy or convert `source` into `data_dir`; return (train shard names, validation name)."""
+    if not source.exists():
+        raise LocalDataError(f"--source {source} does not exist")
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    parquet = [p for p in files if p.suffix == ".parquet"]
+    text = [p for p in files if p.suffix in TEXT_SUFFIXES]
+    if parquet and text:
+        raise LocalDataError(f"{source} mixes parquet and text files; point --source at one kind")
+    if parquet:
+        return _import_parquet(parquet, data_dir)
+    if text:
+        return _import_text(text, data_dir)
+    raise LocalDataError(f"no .parquet, .txt or .jsonl files under {source}")
+
+
+def _shard_name(index: int) -> str:
+    return f"shard_{index:05d}.parquet"
+
+
+def _import_parquet(paths: list[Path], data_dir: Path) -> tuple[list[str], str]:
+    if len(paths) < 2:
+        raise LocalDataError(
+            f"need at least 2 parquet files (train + validation), found {len(paths)}: "
+            "the last file in name order is the validation shard"
+        )
+    for path in paths:
+        try:
+            names = pq.read_schema(path).names
+        except Exception as e:  # pyarrow raises several types for a bad file
+            raise LocalDataError(f"{path} is not a readable parquet file ({e})") from None
+        if "text" not in names:
+            raise LocalDataError(f"{path} has no `text` column (columns: {', '.join(names)})")
+    shard_names = [_shard_name(i) for i in range(len(paths))]
+    for src, name in zip(paths, shard_names, strict=True):
+        _link_or_copy(src, data_dir / name)
+    return shard_names[:-1], shard_names[-1]
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard link when on the same file system (instant, no space), else copy; atomic either way."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _read_documents(paths: list[Path]) -> list[str]:
+    docs = []
+    for path in paths:
+        if path.suffix == ".txt":
+            docs.extend(_split_long(path.read_text(encoding="utf-8", errors="replace")))
+            continue
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    docs.append(json.loads(line)["text"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise LocalDataError(
+                        f'{path}:{lineno} is not a JSON object with a "text" field'
+                    ) from None
+    return [d for d in docs if d.strip()]
+
+
+def _split_long(text: str) -> list[str]:
+    """Cut a long text at paragraph breaks into pieces of at most ~MAX_DOC_CHARS."""
+    if len(text) <= MAX_DOC_CHARS:
+        return [text]
+    pieces, current = [], ""
+    for paragraph in text.split("\n\n"):
+        if current and len(current) + len(paragraph) > MAX_DOC_CHARS:
+            pieces.append(current)
+            current = ""
+        current = f"{current}\n\n{paragraph}" if current else paragraph
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _import_text(paths: list[Path], data_dir: Path) -> tuple[list[str], str]:
+    docs = _read_documents(paths)
+    if len(docs) < 2:
+        raise LocalDataError(f"need at least 2 documents (train + validation), found {len(docs)}")
+    num_val = max(1, int(len(docs) * VAL_FRACTION))
+    train_docs, val_docs = docs[:-num_val], docs[-num_val:]
+    chunks = [train_docs[i : i + DOCS_PER_SHARD] for i in range(0, len(train_docs), DOCS_PER_SHARD)]
+    names = [_shard_name(i) for i in range(len(chunks) + 1)]
+    for chunk, name in zip(chunks + [val_docs], names, strict=True):
+        tmp = data_dir / (name + ".tmp")
+        pq.write_table(pa.table({"text": chunk}), tmp, row_group_size=1024)
+        os.replace(tmp, data_dir / name)
+    return names[:-1], names[-1]

@@ -1,0 +1,451 @@
+"""
+One-time data preparation, and the fixed runtime that train.py imports.
+
+    uv run prepare.py                         # download 10 train shards + the pinned val shard
+    uv run prepare.py --num-shards 4          # fewer shards (quick start)
+    uv run prepare.py --source ../shared/data/corpus   # local parquet / .txt / .jsonl instead
+
+Then it trains the BPE tokenizer. Everything lands in ~/.cache/autoresearch/ (or
+$AUTORESEARCH_CACHE); running it again skips what is already done.
+
+The runtime half of this file (Tokenizer, make_dataloader, evaluate_bpb) is the ground truth of
+every experiment: the agent never edits it, and the loop checks its hash before each run. Its
+public names and signatures match karpathy/autoresearch's prepare.py, so train.py variants
+written for that project run here unchanged.
+"""
+
+import argparse
+import bisect
+import json
+import math
+import os
+import pickle
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from constants import (
+    BOS_TOKEN,
+    DATA_DIR,
+    DATASET_MANIFEST,
+    DATASET_URL,
+    EVAL_TOKENS,
+    MAX_SEQ_LEN,
+    MAX_SHARD,
+    PROFILE,
+    SPECIAL_TOKENS,
+    SPLIT_PATTERN,
+    TIME_BUDGET,
+    TOKENIZER_DIR,
+    VAL_SHARD,
+    VOCAB_SIZE,
+)
+
+__all__ = [
+    "MAX_SEQ_LEN", "TIME_BUDGET", "EVAL_TOKENS", "VOCAB_SIZE", "PROFILE",
+    "Tokenizer", "get_token_bytes", "make_dataloader", "evaluate_bpb", "default_device",
+]
+
+# Compiled kernels persist across runs in the cache directory: the loop runs hundreds of
+# near-identical programs, and a warm cache turns a minute of compilation into seconds.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(DATA_DIR.parent / "torch_compile"))
+os.environ.setdefault("TRITON_CACHE_DIR", str(DATA_DIR.parent / "triton"))
+
+TOKENIZER_FILE = "tokenizer.pkl"
+TOKEN_BYTES_FILE = "token_bytes.pt"
+TOKENIZER_META_FILE = "meta.json"
+DOC_CHAR_CAP = 10_000  # tokenizer training sees at most this many characters of each document
+
+
+def _missing(what: str) -> SystemExit:
+    # Expected fault, so one line and no traceback: SystemExit prints its message and exits 1.
+    return SystemExit(f"error: {what}; run `uv run prepare.py` first (see README, Quick start)")
+
+
+# ---------------------------------------------------------------------------
+# The data set: which shards are train and which one is validation
+# ---------------------------------------------------------------------------
+
+def read_manifest() -> dict:
+    """{"source": str, "train": [file names], "val": file name}, written when data is ready."""
+    if not DATASET_MANIFEST.exists():
+        raise _missing(f"no prepared data in {DATA_DIR}")
+    return json.loads(DATASET_MANIFEST.read_text())
+
+
+def shard_paths(split: str) -> list[Path]:
+    assert split in ("train", "val"), split
+    manifest = read_manifest()
+    names = manifest["train"] if split == "train" else [manifest["val"]]
+    return [DATA_DIR / name for name in names]
+
+
+def write_manifest(source: str, train: list[str], val: str) -> None:
+    assert val not in train, "the validation shard must never be used for training"
+    tmp = DATASET_MANIFEST.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"source": source, "train": train, "val": val}, indent=1))
+    os.replace(tmp, DATASET_MANIFEST)
+
+
+def _check_same_source(source: str, force: bool) -> None:
+    """One cache directory holds one data set; never mix two silently."""
+    if not DATASET_MANIFEST.exists() or force:
+        return
+    existing = read_manifest()["source"]
+    if existing != source:
+        raise SystemExit(
+            f"error: {DATA_DIR} already holds data prepared from {existing}; use another cache "
+            f"(AUTORESEARCH_CACHE=/path uv run prepare.py ...) or pass --force to replace it"
+        )
+
+
+def prepare_download(num_shards: int, workers: int, force: bool) -> None:
+    from autoresearch.download import DownloadError, download_shards
+
+    _check_same_source(DATASET_URL, force)
+    num_train = min(num_shards, MAX_SHARD)
+    train = [f"shard_{i:05d}.parquet" for i in range(num_train)]
+    val = f"shard_{VAL_SHARD:05d}.parquet"
+    print(f"Data: {num_train} train shards + validation {val} from {DATASET_URL}")
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        download_shards(DATASET_URL, train + [val], DATA_DIR, workers=workers)
+    except DownloadError as e:
+        raise SystemExit(f"error: {e}") from None
+    write_manifest(DATASET_URL, train, val)
+
+
+def prepare_local(source: Path, force: bool) -> None:
+    from autoresearch.local_data import LocalDataError, import_local
+
+    source = source.expanduser().resolve()
+    _check_same_source(str(source), force)
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        train, val = import_local(source, DATA_DIR)
+    except LocalDataError as e:
+        raise SystemExit(f"error: {e}") from None
+    write_manifest(str(source), train, val)
+    print(f"Data: {len(train)} train shards + validation {val} from {source}")
+
+
+# ---------------------------------------------------------------------------
+# Tokenizer training (rustbpe), saved as a tiktoken encoding
+# ---------------------------------------------------------------------------
+
+def iter_training_text(max_chars: int):
+    """Documents of the train split only (the validation shard is never seen), capped."""
+    nchars = 0
+    for path in shard_paths("train"):
+        pf = pq.ParquetFile(path)
+        for rg in range(pf.num_row_groups):
+            for text in pf.read_row_group(rg, columns=["text"]).column("text").to_pylist():
+                doc = text[:DOC_CHAR_CAP]
+                nchars += len(doc)
+                yield doc
+                if nchars >= max_chars:
+                    return
+
+
+def train_tokenizer(max_chars: int, force: bool) -> None:
+    import rustbpe
+    import tiktoken
+    from rich.progress import Progress
+
+    source = read_manifest()["source"]
+    meta_path = TOKENIZER_DIR / TOKENIZER_META_FILE
+    if not force and meta_path.exists() and (TOKENIZER_DIR / TOKEN_BYTES_FILE).exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("source") == source and meta.get("vocab_size") == VOCAB_SIZE:
+            print(f"Tokenizer: already trained at {TOKENIZER_DIR}")
+            return
+    TOKENIZER_DIR.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.time()
+    with Progress(transient=True) as progress:
+        task = progress.add_task("Tokenizer: reading text", total=max_chars)
+
+        def texts():
+            for doc in iter_training_text(max_chars):
+                progress.advance(task, len(doc))
+                yield doc
+
+        bpe = rustbpe.Tokenizer()
+        bpe.train_from_iterator(texts(), VOCAB_SIZE - len(SPECIAL_TOKENS), pattern=SPLIT_PATTERN)
+
+    mergeable_ranks = {bytes(k): v for k, v in bpe.get_mergeable_ranks()}
+    offset = len(mergeable_ranks)
+    enc = tiktoken.Encoding(
+        name="autoresearch",
+        pat_str=bpe.get_pattern(),
+        mergeable_ranks=mergeable_ranks,
+        special_tokens={name: offset + i for i, name in enumerate(SPECIAL_TOKENS)},
+    )
+
+    # Byte length of every token, for bits per byte; special tokens count 0 and are excluded.
+    special_ids = {enc.encode_single_token(name) for name in SPECIAL_TOKENS}
+    token_bytes = [
+        0 if i in special_ids else len(enc.decode_single_token_bytes(i)) for i in range(enc.n_vocab)
+    ]
+
+    checks = ["Hello world! Numbers: 123, 4567.", "Unicode: naïve café, 你好, ∑ x²", "\n\n tab\t"]
+    for check in checks:
+        if enc.decode(enc.encode_ordinary(check)) != check:
+            raise SystemExit(f"error: tokenizer round trip failed on {check!r}; please report it")
+
+    _atomic_write(TOKENIZER_DIR / TOKENIZER_FILE, pickle.dumps(enc))
+    tmp = TOKENIZER_DIR / (TOKEN_BYTES_FILE + ".tmp")
+    torch.save(torch.tensor(token_bytes, dtype=torch.int32), tmp)
+    os.replace(tmp, TOKENIZER_DIR / TOKEN_BYTES_FILE)
+    meta = {"source": source, "vocab_size": enc.n_vocab, "max_chars": max_chars}
+    _atomic_write(meta_path, json.dumps(meta).encode())
+    print(f"Tokenizer: vocab {enc.n_vocab} trained in {time.time() - t0:.1f}s -> {TOKENIZER_DIR}")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# Runtime utilities (imported by train.py)
+# ---------------------------------------------------------------------------
+
+class Tokenizer:
+    """Thin wrapper over the tiktoken encoding trained above."""
+
+    def __init__(self, enc):
+        self.enc = enc
+        self.bos_token_id = enc.encode_single_token(BOS_TOKEN)
+
+    @classmethod
+    def from_directory(cls, tokenizer_dir=TOKENIZER_DIR):
+        path = Path(tokenizer_dir) / TOKENIZER_FILE
+        if not path.exists():
+            raise _missing(f"no tokenizer at {path}")
+        with open(path, "rb") as f:
+            return cls(pickle.load(f))
+
+    def get_vocab_size(self):
+        return self.enc.n_vocab
+
+    def get_bos_token_id(self):
+        return self.bos_token_id
+
+    def encode(self, text, prepend=None, num_threads=8):
+        """A string gives a list of ids; a list of strings gives a list of lists (threaded)."""
+        if prepend is not None and not isinstance(prepend, int):
+            raise TypeError(f"prepend must be an int token id, got {type(prepend)}")
+        if isinstance(text, str):
+            ids = self.enc.encode_ordinary(text)
+            return ids if prepend is None else [prepend] + ids
+        if isinstance(text, list):
+            rows = self.enc.encode_ordinary_batch(text, num_threads=num_threads)
+            return rows if prepend is None else [[prepend] + row for row in rows]
+        raise ValueError(f"Invalid input type: {type(text)}")
+
+    def decode(self, ids):
+        return self.enc.decode(ids)
+
+
+def get_token_bytes(device="cpu"):
+    """int32 tensor (vocab,): UTF-8 byte length of each token, 0 for special tokens."""
+    path = TOKENIZER_DIR / TOKEN_BYTES_FILE
+    if not path.exists():
+        raise _missing(f"no token byte lengths at {path}")
+    return torch.load(path, map_location=device)
+
+
+def default_device() -> str:
+    """$AUTORESEARCH_DEVICE if set, else cuda, then Apple mps, then cpu."""
+    if os.environ.get("AUTORESEARCH_DEVICE"):
+        return os.environ["AUTORESEARCH_DEVICE"]
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _documents(split, tokenizer, batch_size=128):
+    """Endless (token ids with BOS first, epoch) stream of one split, in a fixed order."""
+    paths = shard_paths(split)
+    bos = tokenizer.get_bos_token_id()
+    epoch = 1
+    while True:
+        for path in paths:
+            pf = pq.ParquetFile(path)
+            for rg in range(pf.num_row_groups):
+                texts = pf.read_row_group(rg, columns=["text"]).column("text").to_pylist()
+                for i in range(0, len(texts), batch_size):
+                    for ids in tokenizer.encode(texts[i : i + batch_size], prepend=bos):
+                        yield np.asarray(ids, dtype=np.int32), epoch
+        epoch += 1
+
+
+def _packed_rows(split, tokenizer, B, T, buffer_size):
+    """Endless (rows (B, T+1) int32, epoch): documents packed best-fit, no padding.
+
+    Every row starts with BOS (each document starts with one). Into the space left in a row goes
+    the longest buffered document that fits whole; only when none fits is the shortest one
+    cropped to fill the row exactly. Deterministic for a given data set.
+    """
+    docs = _documents(split, tokenizer)
+    lengths: list[int] = []  # sorted lengths of buffered documents ...
+    buffered: list[np.ndarray] = []  # ... and the documents, in the same order
+    epoch = 1
+    while True:
+        rows = np.empty((B, T + 1), dtype=np.int32)
+        for r in range(B):
+            pos = 0
+            while pos < T + 1:
+                while len(buffered) < buffer_size:
+                    doc, epoch = next(docs)
+                    k = bisect.bisect_right(lengths, len(doc))
+                    lengths.insert(k, len(doc))
+                    buffered.insert(k, doc)
+                remaining = T + 1 - pos
+                k = bisect.bisect_right(lengths, remaining) - 1  # longest that fits whole
+                if k < 0:
+                    k = 0  # nothing fits: crop the shortest
+                lengths.pop(k)
+                doc = buffered.pop(k)[:remaining]
+                rows[r, pos : pos + len(doc)] = doc
+                pos += len(doc)
+        yield rows, epoch
+
+
+def _prefetch(iterator, depth=4):
+    """Run a generator in a background thread so packing overlaps the GPU's work.
+
+    Tokenization (tiktoken) and numpy copies release the GIL, so this buys real parallelism.
+    The thread stops when the consumer is closed or garbage-collected.
+    """
+    q = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        pass
+                if stop.is_set():
+                    return
+        except BaseException as e:  # hand the failure to the consumer instead of dying silently
+            q.put(e)
+
+    threading.Thread(target=work, daemon=True, name="dataloader").start()
+    try:
+        while True:
+            item = q.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def make_dataloader(tokenizer, B, T, split, buffer_size=1000, device=None):
+    """Endless (inputs, targets, epoch) batches: inputs (B, T) int64 on `device`, targets the
+    same rows shifted by one token."""
+    assert split in ("train", "val"), split
+    device = torch.device(device or default_device())
+    pin = device.type == "cuda"
+    for rows, epoch in _prefetch(_packed_rows(split, tokenizer, B, T, buffer_size)):
+        batch = torch.from_numpy(rows)
+        if pin:
+            batch = batch.pin_memory()
+        batch = batch.to(device, non_blocking=pin).long()
+        yield batch[:, :-1].contiguous(), batch[:, 1:].contiguous(), epoch
+
+
+# ---------------------------------------------------------------------------
+# Evaluation (the fixed metric: do not change)
+# ---------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate_bpb(model, tokenizer, batch_size):
+    """
+    Bits per byte on the pinned validation shard: the sum of per-token cross-entropy (nats)
+    over the sum of the targets' UTF-8 byte lengths, converted to bits. Special tokens (byte
+    length 0) are excluded from both sums, so the number does not depend on the vocabulary.
+    Always MAX_SEQ_LEN context and EVAL_TOKENS tokens, whatever the model's config.
+    """
+    device = next(model.parameters()).device
+    token_bytes = get_token_bytes(device=device)
+    loader = make_dataloader(tokenizer, batch_size, MAX_SEQ_LEN, "val", device=device)
+    steps = max(1, EVAL_TOKENS // (batch_size * MAX_SEQ_LEN))
+    total_nats = torch.zeros((), dtype=torch.float64, device=device)
+    total_bytes = torch.zeros((), dtype=torch.int64, device=device)
+    for _ in range(steps):
+        x, y, _ = next(loader)
+        loss = model(x, y, reduction="none").reshape(-1).double()
+        nbytes = token_bytes[y.reshape(-1)]
+        total_nats += (loss * (nbytes > 0)).sum()
+        total_bytes += nbytes.sum()
+    return total_nats.item() / (math.log(2) * total_bytes.item())
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="prepare.py",
+        description="Download (or import) the training text and train the BPE tokenizer. "
+        "Run once; re-running skips finished work.",
+        epilog="examples:\n"
+        "  uv run prepare.py                       # 10 train shards + pinned validation\n"
+        "  uv run prepare.py --num-shards -1       # every shard (6542, ~600 GB)\n"
+        "  uv run prepare.py --source ~/corpus     # local *.parquet (`text`), *.txt, *.jsonl\n"
+        "  AUTORESEARCH_CACHE=/data/ar uv run prepare.py   # keep data elsewhere",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--num-shards", type=int, default=10,
+                        help="train shards to download (-1: all); validation is always added")
+    parser.add_argument("--download-workers", type=int, default=8,
+                        help="parallel downloads (default 8)")
+    parser.add_argument("--source", type=Path,
+                        help="prepare from local files instead of downloading: a directory of "
+                        "parquet files with a `text` column (last file = validation), or of "
+                        ".txt / .jsonl files")
+    parser.add_argument("--tokenizer-chars", type=int, default=1_000_000_000,
+                        help="characters of training text the tokenizer learns from "
+                        "(default 1e9)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace data prepared from another source, retrain the tokenizer")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    print(f"Cache directory: {DATA_DIR.parent}")
+    if args.source is not None:
+        prepare_local(args.source, args.force)
+    else:
+        num_shards = MAX_SHARD if args.num_shards == -1 else args.num_shards
+        if num_shards < 1:
+            raise SystemExit("error: --num-shards must be at least 1 (or -1 for all)")
+        prepare_download(num_shards, args.download_workers, args.force)
+    train_tokenizer(args.tokenizer_chars, args.force)
+    print("Done. Next: uv run train.py" + ("" if PROFILE != "h100" else
+          "   (no H100? AUTORESEARCH_PROFILE=consumer or cpu)"))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted; run the same command again to resume")

@@ -1,0 +1,281 @@
+"""prepare.py: tokenizer, token byte lengths, dataloader invariants, the metric, local data,
+downloads through the real CLI against a loopback server, and the offline message."""
+
+import functools
+import json
+import math
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import TRAIN_DOCS_PER_SHARD, VAL_DOCS, corpus_shards, run_prepare
+
+import prepare
+from constants import SPECIAL_TOKENS, VOCAB_SIZE
+
+
+@pytest.fixture(scope="module")
+def tokenizer(prepared_cache):
+    return prepare.Tokenizer.from_directory()
+
+
+def val_texts() -> list[str]:
+    return pq.read_table(prepare.shard_paths("val")[0]).column("text").to_pylist()
+
+
+# ---------------------------------------------------------------------------- tokenizer
+
+
+def test_tokenizer_round_trip_on_real_text(tokenizer):
+    assert tokenizer.get_vocab_size() == VOCAB_SIZE
+    for text in val_texts()[:50]:
+        ids = tokenizer.encode(text)
+        assert tokenizer.decode(ids) == text
+        assert len(ids) < len(text.encode("utf-8")) / 2  # it really merged something
+    batch = tokenizer.encode(val_texts()[:8], prepend=tokenizer.get_bos_token_id())
+    assert all(row[0] == tokenizer.get_bos_token_id() for row in batch)
+    assert tokenizer.decode(batch[0][1:]) == val_texts()[0]
+
+
+def test_special_tokens_are_reserved_at_the_top(tokenizer):
+    ids = [tokenizer.enc.encode_single_token(t) for t in SPECIAL_TOKENS]
+    assert ids == list(range(VOCAB_SIZE - len(SPECIAL_TOKENS), VOCAB_SIZE))
+    assert tokenizer.get_bos_token_id() == ids[0]
+    # ordinary text never produces them, even when it spells one out
+    assert tokenizer.get_bos_token_id() not in tokenizer.encode("<|reserved_0|> hi")
+
+
+def test_token_byte_lengths_sum_to_the_utf8_length(tokenizer):
+    token_bytes = prepare.get_token_bytes()
+    assert token_bytes.shape == (VOCAB_SIZE,) and token_bytes.dtype == torch.int32
+    assert token_bytes[tokenizer.get_bos_token_id()] == 0
+    assert (token_bytes[: VOCAB_SIZE - len(SPECIAL_TOKENS)] > 0).all()
+    for text in val_texts()[:20] + ["naïve café, 你好 ∑"]:
+        ids = torch.tensor(tokenizer.encode(text))
+        assert token_bytes[ids].sum().item() == len(text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------- dataloader
+
+
+def document_tokens(tokenizer, split: str) -> set[tuple[int, ...]]:
+    texts = []
+    for path in prepare.shard_paths(split):
+        texts += pq.read_table(path).column("text").to_pylist()
+    return {tuple(ids) for ids in tokenizer.encode(texts, prepend=tokenizer.get_bos_token_id())}
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_dataloader_packs_whole_documents_bos_first_no_padding(tokenizer, split):
+    B, T = 4, 256
+    docs = document_tokens(tokenizer, split)
+    prefixes = {doc[:n] for doc in docs for n in range(1, min(len(doc), T + 1) + 1)}
+    bos = tokenizer.get_bos_token_id()
+    loader = prepare.make_dataloader(tokenizer, B, T, split, buffer_size=64, device="cpu")
+    for _ in range(6):
+        x, y, epoch = next(loader)
+        assert x.shape == y.shape == (B, T) and x.dtype == torch.long
+        assert torch.equal(x[:, 1:], y[:, :-1])  # targets are the inputs shifted by one
+        assert (x[:, 0] == bos).all()
+        for row in torch.cat([x, y[:, -1:]], dim=1).tolist():
+            starts = [i for i, t in enumerate(row) if t == bos] + [len(row)]
+            pieces = [tuple(row[a:b]) for a, b in zip(starts, starts[1:], strict=False)]
+            assert all(p in prefixes for p in pieces)  # nothing but real documents, no padding
+            assert all(p in docs for p in pieces[:-1])  # only the row's last piece may be cropped
+        assert epoch >= 1
+
+
+def test_dataloader_is_deterministic(tokenizer):
+    a = prepare.make_dataloader(tokenizer, 3, 128, "train", device="cpu")
+    b = prepare.make_dataloader(tokenizer, 3, 128, "train", device="cpu")
+    for _ in range(5):
+        xa, ya, _ = next(a)
+        xb, yb, _ = next(b)
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_dataloader_cycles_epochs(tokenizer):
+    loader = prepare.make_dataloader(tokenizer, 8, 256, "val", buffer_size=16, device="cpu")
+    epochs = [next(loader)[2] for _ in range(120)]  # ~150 val docs: a few passes
+    assert epochs[0] == 1 and max(epochs) >= 2 and epochs == sorted(epochs)
+
+
+def test_validation_shard_is_never_training_data(prepared_cache):
+    manifest = prepare.read_manifest()
+    assert manifest["val"] not in manifest["train"]
+    assert len(manifest["train"]) == 2
+    train = document_tokens_texts(prepare.shard_paths("train"))
+    assert not train & document_tokens_texts(prepare.shard_paths("val"))
+
+
+def document_tokens_texts(paths) -> set[str]:
+    return {t for p in paths for t in pq.read_table(p).column("text").to_pylist()}
+
+
+# ---------------------------------------------------------------------------- the metric
+
+
+class ConstantLoss(torch.nn.Module):
+    """A model whose per-token loss is known: uniform logits give ln(vocab) nats per token."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.vocab = vocab
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, y, reduction="mean"):
+        logits = torch.zeros(*x.shape, self.vocab) + self.dummy
+        return torch.nn.functional.cross_entropy(logits.view(-1, self.vocab), y.reshape(-1),
+                                                 reduction=reduction)
+
+
+def test_evaluate_bpb_of_uniform_logits_matches_hand_computation(tokenizer):
+    from constants import EVAL_TOKENS, MAX_SEQ_LEN
+
+    batch = 4
+    bpb = prepare.evaluate_bpb(ConstantLoss(VOCAB_SIZE), tokenizer, batch)
+    # by hand: every non-special target costs ln(V) nats; bytes are the targets' UTF-8 lengths
+    token_bytes = prepare.get_token_bytes()
+    loader = prepare.make_dataloader(tokenizer, batch, MAX_SEQ_LEN, "val", device="cpu")
+    counted, nbytes = 0, 0
+    for _ in range(EVAL_TOKENS // (batch * MAX_SEQ_LEN)):
+        _, y, _ = next(loader)
+        lengths = token_bytes[y]
+        counted += int((lengths > 0).sum())
+        nbytes += int(lengths.sum())
+    expected = counted * math.log(VOCAB_SIZE) / (math.log(2) * nbytes)
+    assert bpb == pytest.approx(expected, rel=1e-6)  # fp32 per-token losses
+    assert 2.0 < bpb < 5.0  # ~13 bits per token over ~4 bytes per token
+
+
+def test_evaluate_bpb_rewards_a_better_model(tokenizer):
+    class Unigram(ConstantLoss):  # knows token frequencies: must beat uniform
+        def __init__(self, counts):
+            super().__init__(len(counts))
+            self.logp = torch.log((counts + 1) / (counts + 1).sum())
+
+        def forward(self, x, y, reduction="mean"):
+            return -self.logp[y].reshape(-1) + self.dummy
+
+    counts = torch.zeros(VOCAB_SIZE)
+    for text in val_texts()[:100]:
+        counts += torch.bincount(torch.tensor(tokenizer.encode(text)), minlength=VOCAB_SIZE)
+    uniform = prepare.evaluate_bpb(ConstantLoss(VOCAB_SIZE), tokenizer, 4)
+    assert prepare.evaluate_bpb(Unigram(counts), tokenizer, 4) < uniform - 0.5
+
+
+# ---------------------------------------------------------------------------- the CLI
+
+
+def test_prepare_from_local_parquet_end_to_end(tmp_path, mini_corpus):
+    cache = tmp_path / "cache"
+    first = run_prepare(cache, "--source", str(mini_corpus), "--tokenizer-chars", "1000000")
+    assert first.returncode == 0, first.stderr
+    manifest = json.loads((cache / "data" / "dataset.json").read_text())
+    assert manifest == {"source": str(mini_corpus), "train": ["shard_00000.parquet",
+                        "shard_00001.parquet"], "val": "shard_00002.parquet"}
+    assert pq.read_table(cache / "data" / "shard_00002.parquet").num_rows == VAL_DOCS
+    assert (cache / "tokenizer" / "tokenizer.pkl").exists()
+    again = run_prepare(cache, "--source", str(mini_corpus), "--tokenizer-chars", "1000000")
+    assert again.returncode == 0 and "already trained" in again.stdout
+    other = run_prepare(cache, "--source", str(corpus_shards()[0].parent))
+    assert other.returncode == 1
+    assert "already holds data prepared from" in other.stderr and "--force" in other.stderr
+    assert "Traceback" not in other.stderr
+
+
+def test_prepare_from_txt_and_jsonl(tmp_path, mini_corpus):
+    texts = pq.read_table(mini_corpus / "part_0.parquet").column("text").to_pylist()[:60]
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, text in enumerate(texts[:30]):
+        (src / f"doc_{i:03d}.txt").write_text(text)
+    (src / "more.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts[30:]))
+    cache = tmp_path / "cache"
+    result = run_prepare(cache, "--source", str(src), "--tokenizer-chars", "200000")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((cache / "data" / "dataset.json").read_text())
+    val = pq.read_table(cache / "data" / manifest["val"]).column("text").to_pylist()
+    train = [t for name in manifest["train"]
+             for t in pq.read_table(cache / "data" / name).column("text").to_pylist()]
+    assert len(val) == 3 and len(train) == 57  # last 5% of documents in file order
+    assert val == texts[-3:] and not set(val) & set(train)
+
+    (src / "bad.jsonl").write_text('{"txt": "no text field"}\n')
+    bad = run_prepare(tmp_path / "cache2", "--source", str(src))
+    assert bad.returncode == 1 and 'bad.jsonl:1 is not a JSON object with a "text" field' in \
+        bad.stderr and "Traceback" not in bad.stderr
+
+
+def serve_directory(directory: Path) -> ThreadingHTTPServer:
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(directory))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_prepare_downloads_shards_and_pinned_validation_from_a_server(tmp_path, mini_corpus):
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    for i, name in enumerate(["shard_00000", "shard_00001", "shard_06542"]):
+        (hub / f"{name}.parquet").write_bytes((mini_corpus / f"part_{i}.parquet").read_bytes())
+    (hub / "shard_00002.parquet").write_bytes(b"must not be fetched with --num-shards 2")
+    server = serve_directory(hub)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        result = run_prepare(tmp_path / "cache", "--num-shards", "2", "--tokenizer-chars",
+                             "500000", env={"AUTORESEARCH_DATA_URL": url})
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "cache" / "data"
+    assert json.loads((data / "dataset.json").read_text())["val"] == "shard_06542.parquet"
+    assert sorted(p.name for p in data.glob("*.parquet")) == [
+        "shard_00000.parquet", "shard_00001.parquet", "shard_06542.parquet"]
+    assert pq.read_table(data / "shard_00001.parquet").num_rows == TRAIN_DOCS_PER_SHARD
+
+
+def test_prepare_offline_says_what_failed_and_how_to_use_local_data(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port with nothing listening: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run_prepare(tmp_path / "cache", "--num-shards", "1",
+                         env={"AUTORESEARCH_DATA_URL": f"http://127.0.0.1:{port}"})
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: cannot reach")
+    assert "--source" in errors[0]
+
+
+def test_runtime_without_prepared_data_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    result = subprocess.run([sys.executable, "train.py"], cwd=REPO, capture_output=True,
+                            text=True, env={"PATH": "/usr/bin:/bin", "AUTORESEARCH_PROFILE": "cpu",
+                                            "AUTORESEARCH_CACHE": str(tmp_path / "empty")},
+                            timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: no tokenizer at")
+    assert "uv run prepare.py" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_profile_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    result = subprocess.run([sys.executable, "-c", "import constants"], cwd=REPO,
+                            capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "AUTORESEARCH_PROFILE": "h300"})
+    assert result.returncode == 1
+    assert "unknown AUTORESEARCH_PROFILE='h300'" in result.stderr and "cpu" in result.stderr

@@ -1,0 +1,130 @@
+"""train.py: the optimizer's math, the model's interface, and a complete run on the cpu profile."""
+
+import json
+import math
+import re
+import shutil
+
+import pytest
+import torch
+from conftest import REPO, run_train
+
+import train
+
+SUMMARY_KEYS = ["val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
+                "total_tokens_M", "num_steps", "num_params_M", "depth"]
+
+
+def random_matrix(rows: int, cols: int, singular_values: torch.Tensor) -> torch.Tensor:
+    u, _ = torch.linalg.qr(torch.randn(rows, len(singular_values)))
+    v, _ = torch.linalg.qr(torch.randn(cols, len(singular_values)))
+    return u @ torch.diag(singular_values) @ v.T
+
+
+def test_orthogonalize_gives_near_orthogonal_updates():
+    torch.manual_seed(0)
+    for rows, cols in [(64, 256), (256, 64), (128, 128)]:
+        k = min(rows, cols)
+        G = random_matrix(rows, cols, torch.logspace(-1, 1, k))  # condition number 100
+        sv = torch.linalg.svdvals(train.orthogonalize(G))
+        assert sv[:k].min() > 0.5 and sv.max() < 1.3  # every direction moves at about one rate
+    batch = torch.stack([random_matrix(32, 48, torch.logspace(-1, 1, 32)) for _ in range(3)])
+    batched = train.orthogonalize(batch)
+    assert torch.allclose(batched[1], train.orthogonalize(batch[1]), atol=1e-5)
+
+
+def test_muon_step_is_the_scaled_orthogonalized_nesterov_momentum():
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(32, 64))
+    start = p.detach().clone()
+    opt = train.Muon([p], lr=0.1, momentum=0.9, weight_decay=0.0)
+    p.grad = torch.randn(32, 64)
+    g = p.grad.clone()
+    opt.step()
+    expected = start - 0.1 * train.orthogonalize(g * (1 - 0.9) * 0.9 + g * 0.1)
+    assert torch.allclose(p.detach(), expected, atol=1e-5)
+
+
+def test_model_interface_and_window_pattern():
+    config = train.GPTConfig(sequence_len=64, vocab_size=512, n_layer=4, n_head=2, n_kv_head=2,
+                             n_embd=64, window_pattern="SL")
+    model = train.GPT(config)
+    model.init_weights()
+    assert model.window_sizes == [32, 64, 32, 64]
+    idx = torch.randint(0, 512, (2, 40))
+    logits = model(idx)
+    assert logits.shape == (2, 40, 512) and logits.dtype == torch.float32
+    assert logits.abs().max() <= config.softcap
+    per_token = model(idx, idx, reduction="none")
+    assert per_token.shape == (80,)
+    assert model(idx, idx).item() == pytest.approx(per_token.mean().item(), rel=1e-5)
+    # causal: the future never changes the past
+    other = idx.clone()
+    other[:, 30:] = (other[:, 30:] + 1) % 512
+    assert torch.allclose(model(other)[:, :30], logits[:, :30], atol=1e-5)
+
+
+def test_sliding_window_attention_sees_only_its_window():
+    q = k = v = torch.randn(1, 1, 16, 8)
+    out = train.attention(q, k, v, window=4, block_mask=None)
+    v2 = v.clone()
+    v2[:, :, 0] += 100.0  # token 0 is outside every window from position 4 on
+    out2 = train.attention(q, k, v2, window=4, block_mask=None)
+    assert torch.allclose(out[:, :, 4:], out2[:, :, 4:]) and not torch.allclose(out[:, :, :4],
+                                                                               out2[:, :, :4])
+
+
+def test_lr_schedule_holds_then_decays_to_the_final_fraction():
+    assert train.lr_multiplier(0.0) == 1.0
+    assert train.lr_multiplier(0.49) == 1.0
+    assert train.lr_multiplier(0.75) == pytest.approx(0.5 + 0.5 * train.FINAL_LR_FRAC)
+    assert train.lr_multiplier(1.0) == pytest.approx(train.FINAL_LR_FRAC)
+
+
+def test_peak_flops_table_knows_the_common_gpus():
+    names = {"NVIDIA H100 80GB HBM3": 989.5e12, "NVIDIA H100 PCIe": 756e12,
+             "NVIDIA H200": 989.5e12, "NVIDIA A100-SXM4-80GB": 312e12, "NVIDIA L40S": 362.05e12,
+             "NVIDIA GeForce RTX 4090": 165.2e12, "NVIDIA GeForce RTX 3090": 71e12}
+    for name, flops in names.items():
+        assert next(f for key, f in train.PEAK_BF16_FLOPS if key in name) == flops, name
+
+
+def parse_summary(stdout: str) -> dict[str, float]:
+    lines = stdout.splitlines()
+    block = lines[len(lines) - 1 - lines[::-1].index("---") + 1:]
+    keys = [line.split(":")[0] for line in block]
+    assert keys == SUMMARY_KEYS
+    return {line.split(":")[0]: float(line.split(":")[1]) for line in block}
+
+
+def test_train_cpu_profile_end_to_end(prepared_cache, tmp_path):
+    result = run_train(REPO, checkpoint_dir=tmp_path / "ckpt")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = parse_summary(result.stdout)
+    assert math.isfinite(summary["val_bpb"]) and 0.5 < summary["val_bpb"] < 5.0
+    assert summary["training_seconds"] >= train.TIME_BUDGET
+    assert summary["total_seconds"] > summary["training_seconds"]
+    assert summary["depth"] == 2 and summary["num_steps"] >= 2
+    assert "profile: cpu" in result.stdout.splitlines()
+    steps = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert re.fullmatch(r"step \d{5} \(\d+\.\d%\) \| loss \d+\.\d{6} \| lrm \d\.\d\d \| "
+                        r"dt \d+ms \| tok/s [\d,]+ \| mfu \d+\.\d% \| epoch \d+ \| "
+                        r"remaining \d+s", steps[-1])
+    # the weights were saved before the final evaluation, loadable into the same model code
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["profile"] == "cpu" and config["num_steps"] == summary["num_steps"]
+    model = train.GPT(train.GPTConfig(**config["model"]))
+    model.load_state_dict(torch.load(tmp_path / "ckpt" / "model.pt"))
+
+
+def test_train_fails_fast_on_nan(prepared_cache, tmp_path):
+    for name in ("train.py", "prepare.py", "constants.py"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "autoresearch", tmp_path / "autoresearch")
+    source = (tmp_path / "train.py").read_text()
+    assert "MATRIX_LR = 0.04" in source
+    (tmp_path / "train.py").write_text(source.replace("MATRIX_LR = 0.04", "MATRIX_LR = 1e30"))
+    result = run_train(tmp_path, timeout=120)
+    assert result.returncode == 3
+    assert re.search(r"^error: loss (is not finite|exploded)", result.stdout, re.M), result.stdout
+    assert "\n---\n" not in result.stdout  # no summary block for a failed run
