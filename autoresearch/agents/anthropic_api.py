@@ -1,0 +1,50 @@
+"""The Anthropic Messages API.
+
+POST {base_url}/v1/messages with headers x-api-key, anthropic-version and a JSON body of model,
+max_tokens, system, messages; the answer is the text blocks of `content`, the usage
+usage.input_tokens / output_tokens (dollars from pricing.py). 429, 529 and 5xx are retried.
+"""
+
+from __future__ import annotations
+
+from autoresearch.agents.base import AgentError, Usage
+from autoresearch.agents.chat import ChatAgent
+from autoresearch.agents.http import Retry, post_json
+from autoresearch.agents.pricing import estimate_cost
+from autoresearch.prompt import SYSTEM_PROMPT
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
+API_VERSION = "2023-06-01"
+MAX_TOKENS = 8192  # a description and a few edit blocks; also the cap of the smallest models
+
+
+class AnthropicAgent(ChatAgent):
+    def __init__(self, *, api_key: str, model: str = DEFAULT_MODEL,
+                 base_url: str = DEFAULT_BASE_URL, key_env: str = DEFAULT_KEY_ENV,
+                 timeout: float = 600.0, retry: Retry | None = None):
+        self.name = f"anthropic:{model}"
+        self.model = model
+        self.url = base_url.rstrip("/") + "/v1/messages"
+        self.headers = {"x-api-key": api_key, "anthropic-version": API_VERSION,
+                        "content-type": "application/json"}
+        self.key_env = key_env
+        self.timeout = timeout
+        self.retry = retry or Retry()
+
+    def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
+        body = {"model": self.model, "max_tokens": MAX_TOKENS, "system": SYSTEM_PROMPT,
+                "messages": messages}
+        reply = post_json(self.url, body, self.headers, timeout=self.timeout, retry=self.retry,
+                          service="Anthropic API", key_env=self.key_env)
+        content = reply.get("content")
+        if not isinstance(content, list):
+            raise AgentError(f"{self.url} answered without a content list: is it the Anthropic "
+                             "Messages API?")
+        text = "".join(block.get("text", "") for block in content
+                       if isinstance(block, dict) and block.get("type") == "text")
+        usage = reply.get("usage") or {}
+        tokens_in = int(usage.get("input_tokens") or 0)
+        tokens_out = int(usage.get("output_tokens") or 0)
+        return text, Usage(tokens_in, tokens_out, estimate_cost(self.model, tokens_in, tokens_out))

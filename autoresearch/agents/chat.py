@@ -1,0 +1,55 @@
+"""The conversation every API agent has: ask, apply the SEARCH/REPLACE answer, and if it cannot be
+used, say why once in the same conversation before giving up.
+
+A backend only supplies `complete` (one chat call); the protocol around it lives here.
+"""
+
+from __future__ import annotations
+
+from autoresearch.agents.base import AgentRefused, AgentRequest, Proposal, Usage
+from autoresearch.edits import EditError, apply_edits, parse_answer
+from autoresearch.prompt import build_context
+
+FOLLOW_UP = ("Your answer could not be applied: {reason}. train.py is unchanged. Answer again in "
+             "the same format (DESCRIPTION line, then SEARCH/REPLACE blocks whose SEARCH lines are "
+             "copied exactly from the current train.py).")
+
+
+class ChatAgent:
+    """Base of the API backends; subclasses set `name` and implement `complete`."""
+
+    name: str
+
+    def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
+        """Send the conversation (user/assistant turns; the system prompt is the backend's
+        business) and return the answer text and what the call used."""
+        raise NotImplementedError
+
+    def propose(self, request: AgentRequest) -> Proposal:
+        messages = [{"role": "user", "content": build_context(request)}]
+        text, usage = self.complete(messages)
+        try:
+            return _apply(request, text, usage)
+        except EditError as e:  # one second chance, told why, in the same conversation
+            messages += [{"role": "assistant", "content": text or "(empty answer)"},
+                         {"role": "user", "content": FOLLOW_UP.format(reason=e)}]
+        text, used = self.complete(messages)
+        usage = usage + used
+        try:
+            return _apply(request, text, usage)
+        except EditError as e:
+            raise AgentRefused(f"{self.name} gave an unusable answer twice: {e}", usage) from e
+
+
+def _apply(request: AgentRequest, text: str, usage: Usage) -> Proposal:
+    """Parse the answer, apply it to train.py (written only if every check passes)."""
+    answer = parse_answer(text)
+    new_text = apply_edits(request.train_py, answer.edits)
+    if new_text == request.train_py:
+        raise EditError("the edits leave train.py unchanged")
+    try:
+        compile(new_text, "train.py", "exec")  # cheaper to ask again than to run a syntax error
+    except SyntaxError as e:
+        raise EditError(f"the edited train.py does not compile: {e.msg} (line {e.lineno})") from e
+    (request.repo / "train.py").write_text(new_text, encoding="utf-8")
+    return Proposal(answer.description, usage)

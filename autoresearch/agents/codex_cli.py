@@ -1,0 +1,60 @@
+"""OpenAI Codex CLI, non-interactive, editing train.py in the work tree.
+
+    codex exec --json --sandbox workspace-write --skip-git-repo-check --cd <repo>
+        [--model M] <prompt>
+
+workspace-write lets it edit files in the work tree (the older --full-auto alias is deprecated and
+removed in recent versions). --json prints JSONL events: the final message is the last
+`item.completed` whose item is an `agent_message`; `turn.completed` carries usage (input_tokens,
+cached_input_tokens, output_tokens); `turn.failed` / `error` report failures. Codex reports no
+dollar cost (it may run on a ChatGPT plan), so cost is None.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from autoresearch.agents.base import Usage
+from autoresearch.agents.cli import CLIAgent, CLIResult
+
+
+class CodexAgent(CLIAgent):
+    def __init__(self, executable: str, *, model: str | None = None, timeout: float = 900.0,
+                 attempts: int = 3, retry_delay: float = 5.0):
+        super().__init__(executable, model=model, timeout=timeout, attempts=attempts,
+                         retry_delay=retry_delay)
+        self.name = f"codex:{model}" if model else "codex"
+
+    def argv(self, repo: Path, prompt: str) -> list[str]:
+        argv = [self.executable, "exec", "--json", "--sandbox", "workspace-write",
+                "--skip-git-repo-check", "--cd", str(repo)]
+        return argv + (["--model", self.model] if self.model else []) + [prompt]
+
+    def parse(self, stdout: str) -> CLIResult:
+        message, usage, errors, completed, events = "", Usage(), [], False, 0
+        for line in stdout.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # warnings and other non-event lines
+            if not isinstance(event, dict):
+                continue
+            events += 1
+            kind = event.get("type")
+            item = event.get("item") or {}
+            if kind == "item.completed" and item.get("type") == "agent_message":
+                message = str(item.get("text") or "")
+            elif kind == "turn.completed":
+                completed = True
+                used = event.get("usage") or {}
+                usage = usage + Usage(int(used.get("input_tokens") or 0),
+                                      int(used.get("output_tokens") or 0))
+            elif kind == "turn.failed":
+                errors.append(str((event.get("error") or {}).get("message") or "turn failed"))
+            elif kind == "error":
+                errors.append(str(event.get("message") or "error"))
+        if not events:
+            raise ValueError("no JSON events")
+        error = None if completed else (errors[-1] if errors else "no turn.completed event")
+        return CLIResult(message, usage, error)

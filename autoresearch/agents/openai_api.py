@@ -1,0 +1,65 @@
+"""Any OpenAI-compatible chat-completions endpoint: OpenAI, OpenRouter, vLLM, ollama, llama.cpp.
+
+POST {base_url}/chat/completions with `Authorization: Bearer <key>`; the answer is
+choices[0].message.content and the usage usage.prompt_tokens / completion_tokens (plus usage.cost
+where the server reports dollars, as OpenRouter does).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlparse
+
+from autoresearch.agents.base import AgentError, Usage
+from autoresearch.agents.chat import ChatAgent
+from autoresearch.agents.http import Retry, post_json
+from autoresearch.agents.pricing import estimate_cost
+from autoresearch.prompt import SYSTEM_PROMPT
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_MODEL = "gpt-5"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+
+
+def is_local(base_url: str) -> bool:
+    """True for servers on this machine or the LAN (vLLM, ollama, llama.cpp): they need no key."""
+    host = urlparse(base_url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private
+
+
+class OpenAIAgent(ChatAgent):
+    def __init__(self, *, model: str = DEFAULT_MODEL, base_url: str = DEFAULT_BASE_URL,
+                 api_key: str | None = None, key_env: str | None = DEFAULT_KEY_ENV,
+                 timeout: float = 600.0, retry: Retry | None = None):
+        self.name = f"openai:{model}"
+        self.model = model
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.key_env = key_env if api_key else None
+        self.timeout = timeout
+        self.retry = retry or Retry()
+
+    def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
+        body = {"model": self.model,
+                "messages": [{"role": "system", "content": SYSTEM_PROMPT}, *messages]}
+        reply = post_json(self.url, body, self.headers, timeout=self.timeout, retry=self.retry,
+                          service=f"chat API at {self.url}", key_env=self.key_env)
+        try:
+            text = reply["choices"][0]["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError) as e:
+            raise AgentError(f"{self.url} answered without choices[0].message: is it an "
+                             "OpenAI-compatible /chat/completions endpoint?") from e
+        usage = reply.get("usage") or {}
+        tokens_in = int(usage.get("prompt_tokens") or 0)
+        tokens_out = int(usage.get("completion_tokens") or 0)
+        if isinstance(usage.get("cost"), (int, float)):
+            cost = float(usage["cost"])  # the server knows best (OpenRouter)
+        else:  # list price; None for models not in the table, such as most local ones
+            cost = estimate_cost(self.model, tokens_in, tokens_out)
+        return text, Usage(tokens_in, tokens_out, cost)

@@ -1,0 +1,121 @@
+"""SEARCH/REPLACE answers: parse what a model wrote, apply it to train.py exactly or not at all.
+
+The answer format (defined in prompt.py's system prompt):
+
+    DESCRIPTION: <one line>
+    <<<<<<< SEARCH
+    <exact existing lines of train.py>
+    =======
+    <replacement lines>
+    >>>>>>> REPLACE
+
+No fuzzy matching: a SEARCH that is not found exactly once is an error whose message goes back to
+the model, which is cheaper and safer than guessing what it meant.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Models vary the marker length and add markdown; accept 5-9 marker characters and bold/heading.
+SEARCH_RE = re.compile(r"^\s*<{5,9} ?SEARCH\s*$")
+DIVIDER_RE = re.compile(r"^\s*={5,9}\s*$")
+REPLACE_RE = re.compile(r"^\s*>{5,9} ?REPLACE\s*$")
+DESCRIPTION_RE = re.compile(r"^[\s#*_>`-]*DESCRIPTION[*_]*\s*:[*_]*\s*(.*?)[\s*_`]*$",
+                            re.IGNORECASE)
+THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL)  # reasoning some local servers inline
+
+
+class EditError(Exception):
+    """Why an answer cannot be used, phrased for the model (it is sent back to it once)."""
+
+
+@dataclass
+class Edit:
+    search: str  # whole lines, each ending in "\n"
+    replace: str  # "" deletes the searched lines
+
+
+@dataclass
+class Answer:
+    description: str
+    edits: list[Edit]
+
+
+def parse_answer(text: str) -> Answer:
+    """Read a DESCRIPTION line and the SEARCH/REPLACE blocks; text outside them is ignored."""
+    lines = THINK_RE.sub("", text.replace("\r\n", "\n")).split("\n")
+    description = ""
+    edits: list[Edit] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not SEARCH_RE.match(line):
+            match = DESCRIPTION_RE.match(line)
+            if match and not description:
+                description = match.group(1).strip()
+            continue
+        n = len(edits) + 1
+        search, i = _take_until(lines, i, DIVIDER_RE, f"block {n}: missing ======= after SEARCH")
+        replace, i = _take_until(lines, i, REPLACE_RE, f"block {n}: missing >>>>>>> REPLACE")
+        if not "".join(search).strip():
+            raise EditError(f"block {n}: SEARCH is empty; copy the lines to replace from train.py")
+        edits.append(Edit(_joined(search), _joined(replace)))
+    if not description:
+        raise EditError("no 'DESCRIPTION: <one line>' line found")
+    if not edits:
+        raise EditError("no <<<<<<< SEARCH / ======= / >>>>>>> REPLACE blocks found")
+    return Answer(description, edits)
+
+
+def _joined(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+def _take_until(lines: list[str], i: int, end: re.Pattern, error: str) -> tuple[list[str], int]:
+    taken = []
+    while i < len(lines):
+        if end.match(lines[i]):
+            return taken, i + 1
+        if SEARCH_RE.match(lines[i]):  # a new block began before this one ended
+            break
+        taken.append(lines[i])
+        i += 1
+    raise EditError(error)
+
+
+def apply_edits(source: str, edits: list[Edit]) -> str:
+    """Apply the blocks in order; each SEARCH must match whole lines exactly once.
+
+    Pure: returns the new text, or raises EditError and the caller writes nothing (all-or-nothing).
+    """
+    unterminated = not source.endswith("\n")  # so that the last line matches like any other
+    if unterminated:
+        source += "\n"
+    for n, edit in enumerate(edits, start=1):
+        starts = _line_matches(source, edit.search)
+        if not starts:
+            raise EditError(f"block {n}: SEARCH text not found in train.py "
+                            "(it must match whole lines exactly, including indentation)")
+        if len(starts) > 1:
+            raise EditError(f"block {n}: SEARCH text found {len(starts)} times in train.py; "
+                            "include more surrounding lines so it matches exactly once")
+        start = starts[0]
+        source = source[:start] + edit.replace + source[start + len(edit.search):]
+    return source[:-1] if unterminated and source.endswith("\n") else source
+
+
+def _line_matches(source: str, search: str) -> list[int]:
+    """Offsets where `search` (whole lines, newline-terminated) occurs starting at a line start.
+
+    Anchoring on lines keeps `LR = 0.04` from matching inside `MAX_LR = 0.04` or `LR = 0.045`.
+    """
+    starts = []
+    start = source.find(search)
+    while start != -1:
+        if start == 0 or source[start - 1] == "\n":
+            starts.append(start)
+        start = source.find(search, start + 1)
+    return starts

@@ -1,0 +1,99 @@
+"""The text every LLM agent gets: the research program, the ledger so far, the code, the task.
+
+API agents get SYSTEM_PROMPT (the answer format) plus build_context(); CLI agents, which edit
+train.py themselves, get cli_prompt(): the same context with instructions for a file-editing agent.
+"""
+
+from __future__ import annotations
+
+from autoresearch.agents.base import AgentRequest
+from autoresearch.results import Row
+
+HISTORY_ROWS = 30  # enough to see what was tried recently without drowning the code
+DESCRIPTION_WIDTH = 110  # results-table description column, truncated beyond
+
+ROLE = """\
+You are an autonomous ML researcher. You improve train.py, a small GPT pretraining script, one
+experiment at a time. Each experiment trains for a fixed wall-clock budget and is scored by
+val_bpb (validation bits per byte): lower is better. Everything except train.py is fixed (data,
+tokenizer, evaluation, time budget, installed packages). A change is kept only if it beats the
+best val_bpb by more than the noise threshold; otherwise it is reverted. A crash wastes a run, so
+keep the code correct. Make one focused, well-motivated change per experiment."""
+
+SYSTEM_PROMPT = ROLE + """
+
+Answer in exactly this format (anything else in your answer is ignored):
+
+DESCRIPTION: <one line: what you changed and why>
+<<<<<<< SEARCH
+<lines copied exactly from the current train.py>
+=======
+<the lines that replace them>
+>>>>>>> REPLACE
+
+Rules for the edit blocks:
+- Each SEARCH must match exactly one place in train.py, whole lines, character for character
+  (indentation and spaces included). Include enough lines to make it unique, but keep it short.
+- Use several blocks for changes in several places; they are applied in order, all or nothing.
+- An empty REPLACE deletes the searched lines.
+"""
+
+CLI_INSTRUCTIONS = ROLE + """
+
+Edit train.py in the current directory with your file-editing tools. Change no other file, do not
+run training or long commands, do not commit. When you are done, end your final message with one
+line of the form:
+DESCRIPTION: <one line: what you changed and why>
+"""
+
+
+def results_table(rows: list[Row], limit: int = HISTORY_ROWS) -> str:
+    """The last `limit` runs as a compact fixed-width table, most recent last."""
+    if not rows:
+        return "(no runs yet)"
+    lines = [f"({len(rows) - limit} earlier runs not shown)"] if len(rows) > limit else []
+    lines.append(f"{'exp':>4}  {'commit':7}  {'val_bpb':>8}  {'mem_gb':>6}  {'status':7}  "
+                 f"{'kind':10}  description")
+    for row in rows[-limit:]:
+        bpb = "-" if row.is_crash else f"{row.val_bpb:.6f}"
+        mem = "-" if row.is_crash else f"{row.memory_gb:.1f}"
+        exp = "-" if row.experiment is None else str(row.experiment)
+        desc = " ".join(row.description.split())
+        if row.reason:
+            desc += f" [{row.reason}]"
+        if len(desc) > DESCRIPTION_WIDTH:
+            desc = desc[: DESCRIPTION_WIDTH - 1] + "…"
+        lines.append(f"{exp:>4}  {row.commit[:7]:7}  {bpb:>8}  {mem:>6}  {row.status:7}  "
+                     f"{row.kind or '-':10}  {desc}")
+    return "\n".join(lines)
+
+
+def build_context(request: AgentRequest) -> str:
+    """program.md, the results so far, the crash to fix (if any), train.py, and the task."""
+    parts = ["# Research program (program.md)\n", request.program.strip(), "\n\n"]
+    parts.append("# Results so far (most recent last; lower val_bpb is better)\n")
+    if request.best_val_bpb is not None:
+        parts.append(f"Best val_bpb so far: {request.best_val_bpb:.6f}.")
+        if request.noise_threshold is not None:
+            parts.append(f" Run-to-run noise threshold: {request.noise_threshold:.6f} (a change is"
+                         " kept only if it improves on the best by more than this).")
+        parts.append("\n")
+    parts += ["```\n", results_table(request.history), "\n```\n\n"]
+    if request.crash_log is not None:
+        parts += ["# The last run crashed: tail of its log\n",
+                  "```\n", request.crash_log.strip(), "\n```\n\n"]
+    parts += ["# Current train.py\n", "```python\n", request.train_py.rstrip("\n"), "\n```\n\n"]
+    parts.append("# Task\n")
+    if request.crash_log is not None:
+        parts.append("Fix train.py so that it runs: repair the cause of the crash above, keeping "
+                     "the experiment's idea if it is sound.")
+    else:
+        parts.append(f"Propose experiment #{request.experiment}: one change to train.py that you "
+                     "expect to lower val_bpb. Do not repeat an experiment from the table unless "
+                     "you have a new reason to.")
+    return "".join(parts) + "\n"
+
+
+def cli_prompt(request: AgentRequest) -> str:
+    """The whole prompt for a CLI agent (Claude Code, Codex) that edits train.py itself."""
+    return CLI_INSTRUCTIONS + "\n" + build_context(request)

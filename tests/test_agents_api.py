@@ -1,0 +1,346 @@
+"""API backends against a real HTTP server on 127.0.0.1 that speaks the providers' protocols.
+
+The server checks what the real services check (path, auth header, JSON body) and answers from a
+script: overloads, server errors, malformed answers, edits that do not match, a rejected key.
+"""
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from autoresearch.agents import AgentError, AgentRefused, AgentRequest, make_agent
+from autoresearch.agents.anthropic_api import AnthropicAgent
+from autoresearch.agents.http import Retry
+from autoresearch.agents.openai_api import OpenAIAgent
+from autoresearch.errors import UserError
+from autoresearch.prompt import results_table
+from autoresearch.results import Row
+
+TRAIN_PY = (Path(__file__).parent / "fixtures" / "agents_train.py").read_text()
+PROGRAM = "# autoresearch program\nTry ideas that lower val_bpb. Zebra-marker-1729."
+FAST = Retry(attempts=3, base_delay=0.01, max_delay=0.05)
+GOOD = ("I think the matrix LR is too low.\nDESCRIPTION: raise MATRIX_LR 0.04 -> 0.05\n"
+        "```\n<<<<<<< SEARCH\nMATRIX_LR = 0.04\n=======\nMATRIX_LR = 0.05\n>>>>>>> REPLACE\n```\n")
+WRONG_SEARCH = ("DESCRIPTION: raise MATRIX_LR\n<<<<<<< SEARCH\nMATRIX_LR = 0.4\n=======\n"
+                "MATRIX_LR = 0.05\n>>>>>>> REPLACE\n")
+EXPECTED = TRAIN_PY.replace("\nMATRIX_LR = 0.04\n", "\nMATRIX_LR = 0.05\n")
+
+
+class Script:
+    """Replies to send, in order, and the requests received (path, headers, JSON body)."""
+
+    def __init__(self):
+        self.replies: list[tuple[int, object, dict, float]] = []
+        self.requests: list[tuple[str, dict, dict]] = []
+        self.expect_path = ""
+        self.expect_headers: dict[str, str] = {}
+
+    def reply(self, status: int, body: object, headers: dict | None = None, delay: float = 0.0):
+        self.replies.append((status, body, headers or {}, delay))
+
+
+@pytest.fixture
+def server():
+    script = Script()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            script.requests.append((self.path, headers, body))
+            wrong = [k for k, v in script.expect_headers.items() if headers.get(k) != v]
+            if self.path != script.expect_path:
+                self._send(404, {"error": {"message": f"no route {self.path}"}})
+            elif wrong or "application/json" not in headers.get("content-type", ""):
+                self._send(401, {"error": {"message": f"bad headers {wrong}"}})
+            elif not script.replies:
+                self._send(500, {"error": {"message": "test script exhausted"}})
+            else:
+                status, reply, extra, delay = script.replies.pop(0)
+                time.sleep(delay)
+                self._send(status, reply, extra)
+
+        def _send(self, status, reply, extra=None):
+            data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (extra or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout test)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    script.port = httpd.server_address[1]
+    yield script
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def make_request(repo: Path, crash_log: str | None = None) -> AgentRequest:
+    (repo / "train.py").write_text(TRAIN_PY)
+    history = [Row(commit="a1b2c3d4", val_bpb=0.998, memory_gb=44.1, status="keep",
+                   description="baseline", experiment=1, kind="baseline"),
+               Row(commit="e5f6a7b8", val_bpb=0.0, memory_gb=0.0, status="crash",
+                   description="swap relu^2 for gelu", experiment=2, reason="oom")]
+    return AgentRequest(repo=repo, program=PROGRAM, train_py=TRAIN_PY, history=history,
+                        crash_log=crash_log, best_val_bpb=0.998, noise_threshold=0.002,
+                        experiment=3)
+
+
+# --- OpenAI-compatible ------------------------------------------------------------------------
+
+def openai_agent(server, **kwargs) -> OpenAIAgent:
+    server.expect_path = "/v1/chat/completions"
+    server.expect_headers = {"authorization": "Bearer sk-test-123"}
+    kwargs = {"model": "gpt-5", "api_key": "sk-test-123", "timeout": 5.0, "retry": FAST} | kwargs
+    return OpenAIAgent(base_url=f"http://127.0.0.1:{server.port}/v1", **kwargs)
+
+
+def chat_reply(text: str, prompt_tokens: int = 1000, completion_tokens: int = 200, **usage):
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-5",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens, **usage}}
+
+
+def test_openai_proposes_and_applies(server, tmp_path):
+    server.reply(200, chat_reply(GOOD))
+    proposal = openai_agent(server).propose(make_request(tmp_path))
+    assert (tmp_path / "train.py").read_text() == EXPECTED
+    assert proposal.description == "raise MATRIX_LR 0.04 -> 0.05"
+    assert (proposal.usage.input_tokens, proposal.usage.output_tokens) == (1000, 200)
+    assert proposal.usage.cost_usd == pytest.approx((1000 * 1.25 + 200 * 10.0) / 1e6)
+    [(_, _, body)] = server.requests
+    assert body["model"] == "gpt-5"
+    system, user = body["messages"]
+    assert system["role"] == "system" and "<<<<<<< SEARCH" in system["content"]
+    assert user["role"] == "user"
+    assert "Zebra-marker-1729" in user["content"]  # program.md
+    assert TRAIN_PY.rstrip("\n") in user["content"]  # train.py, verbatim
+    assert "swap relu^2 for gelu [oom]" in user["content"]  # the results table
+    assert "0.998000" in user["content"] and "0.002000" in user["content"]
+
+
+def test_openai_retries_429_and_500(server, tmp_path):
+    server.reply(429, {"error": {"message": "Rate limit reached", "type": "requests",
+                                 "code": "rate_limit_exceeded"}}, {"Retry-After": "0"})
+    server.reply(500, {"error": {"message": "The server had an error", "type": "server_error"}})
+    server.reply(200, chat_reply(GOOD))
+    proposal = openai_agent(server).propose(make_request(tmp_path))
+    assert len(server.requests) == 3
+    assert proposal.description.startswith("raise MATRIX_LR")
+    assert (tmp_path / "train.py").read_text() == EXPECTED
+
+
+def test_openai_retries_a_read_timeout(server, tmp_path):
+    server.reply(200, chat_reply(GOOD), delay=1.5)
+    server.reply(200, chat_reply(GOOD))
+    openai_agent(server, timeout=0.5).propose(make_request(tmp_path))
+    assert len(server.requests) == 2
+    assert (tmp_path / "train.py").read_text() == EXPECTED
+
+
+def test_malformed_answer_gets_one_follow_up(server, tmp_path):
+    server.reply(200, chat_reply("I would make the model deeper."))
+    server.reply(200, chat_reply(GOOD))
+    proposal = openai_agent(server).propose(make_request(tmp_path))
+    assert proposal.usage.input_tokens == 2000  # both calls counted
+    _, _, second = server.requests[1]
+    roles = [m["role"] for m in second["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert second["messages"][2]["content"] == "I would make the model deeper."
+    assert "DESCRIPTION" in second["messages"][3]["content"]
+    assert (tmp_path / "train.py").read_text() == EXPECTED
+
+
+def test_unmatched_search_is_sent_back_with_the_reason(server, tmp_path):
+    server.reply(200, chat_reply(WRONG_SEARCH))
+    server.reply(200, chat_reply(GOOD))
+    openai_agent(server).propose(make_request(tmp_path))
+    follow_up = server.requests[1][2]["messages"][-1]["content"]
+    assert "block 1: SEARCH text not found in train.py" in follow_up
+    assert (tmp_path / "train.py").read_text() == EXPECTED
+
+
+def test_two_unusable_answers_are_refused(server, tmp_path):
+    server.reply(200, chat_reply(WRONG_SEARCH, cost=0.01))
+    server.reply(200, chat_reply(WRONG_SEARCH.replace("0.4", "0.004"), cost=0.02))
+    with pytest.raises(AgentRefused, match="not found") as refused:
+        openai_agent(server).propose(make_request(tmp_path))
+    assert len(server.requests) == 2
+    assert refused.value.usage.cost_usd == pytest.approx(0.03)  # server-reported cost wins
+    assert (tmp_path / "train.py").read_text() == TRAIN_PY
+
+
+def test_syntax_error_is_sent_back(server, tmp_path):
+    broken = GOOD.replace("MATRIX_LR = 0.05\n>>>", "MATRIX_LR = (0.05\n>>>")
+    server.reply(200, chat_reply(broken))
+    server.reply(200, chat_reply(GOOD))
+    openai_agent(server).propose(make_request(tmp_path))
+    assert "does not compile" in server.requests[1][2]["messages"][-1]["content"]
+
+
+def test_401_is_not_retried(server, tmp_path):
+    server.reply(401, {"error": {"message": "Incorrect API key provided: sk-test***",
+                                 "type": "invalid_request_error", "code": "invalid_api_key"}})
+    with pytest.raises(AgentError, match=r"OPENAI_API_KEY rejected \(401\).*check the key"):
+        openai_agent(server, key_env="OPENAI_API_KEY").propose(make_request(tmp_path))
+    assert len(server.requests) == 1
+    assert (tmp_path / "train.py").read_text() == TRAIN_PY
+
+
+def test_quota_429_is_not_retried_but_503_is_until_exhausted(server, tmp_path):
+    server.reply(429, {"error": {"message": "You exceeded your current quota",
+                                 "type": "insufficient_quota", "code": "insufficient_quota"}})
+    with pytest.raises(AgentError, match="quota"):
+        openai_agent(server).propose(make_request(tmp_path))
+    assert len(server.requests) == 1
+    for _ in range(3):
+        server.reply(503, "<html>Service Unavailable</html>")
+    with pytest.raises(AgentError, match="failed 3 times, last: HTTP 503"):
+        openai_agent(server).propose(make_request(tmp_path))
+    assert len(server.requests) == 4
+
+
+def test_connection_refused_is_retried_then_reported(tmp_path):
+    with socket.socket() as s:  # a port that nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agent = OpenAIAgent(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", retry=FAST)
+    with pytest.raises(AgentError, match="failed 3 times, last: cannot connect"):
+        agent.propose(make_request(tmp_path))
+
+
+def test_local_server_needs_no_key(server, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server.expect_path = "/v1/chat/completions"
+    server.reply(200, chat_reply(GOOD))
+    agent = make_agent("openai", model="qwen3-coder",
+                       base_url=f"http://127.0.0.1:{server.port}/v1", timeout=5.0)
+    assert agent.name == "openai:qwen3-coder"
+    proposal = agent.propose(make_request(tmp_path))
+    assert proposal.usage.cost_usd is None  # not reported, not in the price table
+    [(_, headers, body)] = server.requests
+    assert "authorization" not in headers
+    assert body["model"] == "qwen3-coder"
+
+
+def test_make_agent_wants_a_key_for_remote_servers(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("MY_ROUTER_KEY", raising=False)
+    with pytest.raises(UserError, match="OPENAI_API_KEY is not set"):
+        make_agent("openai")
+    with pytest.raises(UserError, match="MY_ROUTER_KEY is not set"):
+        make_agent("openai", base_url="https://openrouter.ai/api/v1", api_key_env="MY_ROUTER_KEY")
+    monkeypatch.setenv("MY_ROUTER_KEY", "sk-or-1")
+    agent = make_agent("openai", model="anthropic/claude-sonnet-4.5",
+                       base_url="https://openrouter.ai/api/v1", api_key_env="MY_ROUTER_KEY")
+    assert agent.headers == {"Authorization": "Bearer sk-or-1"}
+    with pytest.raises(UserError, match="unknown agent"):
+        make_agent("gemini")
+
+
+# --- Anthropic --------------------------------------------------------------------------------
+
+def anthropic_agent(server, **kwargs) -> AnthropicAgent:
+    server.expect_path = "/v1/messages"
+    server.expect_headers = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
+    kwargs = {"api_key": "sk-ant-test", "timeout": 5.0, "retry": FAST} | kwargs
+    return AnthropicAgent(base_url=f"http://127.0.0.1:{server.port}", **kwargs)
+
+
+def message_reply(text: str, input_tokens: int = 2000, output_tokens: int = 300) -> dict:
+    return {"id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}}
+
+
+def anthropic_error(kind: str, message: str) -> dict:
+    return {"type": "error", "error": {"type": kind, "message": message},
+            "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"}
+
+
+def test_anthropic_proposes_and_applies(server, tmp_path):
+    server.reply(200, message_reply(GOOD))
+    proposal = anthropic_agent(server).propose(make_request(tmp_path))
+    assert (tmp_path / "train.py").read_text() == EXPECTED
+    assert proposal.description == "raise MATRIX_LR 0.04 -> 0.05"
+    assert proposal.usage.cost_usd == pytest.approx((2000 * 3.0 + 300 * 15.0) / 1e6)
+    [(_, _, body)] = server.requests
+    assert body["model"] == "claude-sonnet-4-5" and body["max_tokens"] > 0
+    assert "<<<<<<< SEARCH" in body["system"]
+    [user] = body["messages"]
+    assert user["role"] == "user" and "Zebra-marker-1729" in user["content"]
+    assert TRAIN_PY.rstrip("\n") in user["content"]
+
+
+def test_anthropic_crash_fix_prompt(server, tmp_path):
+    server.reply(200, message_reply(GOOD))
+    anthropic_agent(server).propose(make_request(tmp_path, crash_log="torch.OutOfMemoryError: "
+                                                                     "CUDA out of memory"))
+    content = server.requests[0][2]["messages"][0]["content"]
+    assert "CUDA out of memory" in content and "Fix train.py" in content
+
+
+def test_anthropic_retries_overload_then_follows_up(server, tmp_path):
+    server.reply(529, anthropic_error("overloaded_error", "Overloaded"))
+    server.reply(500, anthropic_error("api_error", "Internal server error"))
+    server.reply(200, message_reply(WRONG_SEARCH))
+    server.reply(200, message_reply(GOOD))
+    proposal = anthropic_agent(server).propose(make_request(tmp_path))
+    assert len(server.requests) == 4
+    last = server.requests[-1][2]["messages"]
+    assert [m["role"] for m in last] == ["user", "assistant", "user"]
+    assert "block 1: SEARCH text not found" in last[-1]["content"]
+    assert proposal.usage.input_tokens == 4000
+    assert (tmp_path / "train.py").read_text() == EXPECTED
+
+
+def test_anthropic_401_names_the_key(server, tmp_path):
+    server.reply(401, anthropic_error("authentication_error", "invalid x-api-key"))
+    with pytest.raises(AgentError, match=r"ANTHROPIC_API_KEY rejected \(401\): invalid x-api-key"):
+        anthropic_agent(server).propose(make_request(tmp_path))
+    assert len(server.requests) == 1
+
+
+def test_anthropic_404_and_make_agent(server, tmp_path, monkeypatch):
+    server.reply(404, anthropic_error("not_found_error", "model: claude-nope"))
+    with pytest.raises(AgentError, match=r"404.*claude-nope.*check --model"):
+        anthropic_agent(server, model="claude-nope").propose(make_request(tmp_path))
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(UserError, match="ANTHROPIC_API_KEY is not set"):
+        make_agent("anthropic")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    server.reply(200, message_reply(GOOD))
+    agent = make_agent("anthropic", model="claude-haiku-4-5",
+                       base_url=f"http://127.0.0.1:{server.port}", timeout=5.0)
+    assert agent.name == "anthropic:claude-haiku-4-5"
+    assert agent.propose(make_request(tmp_path)).usage.cost_usd == pytest.approx(
+        (2000 * 1.0 + 300 * 5.0) / 1e6)
+
+
+def test_results_table_shows_the_recent_window_most_recent_last():
+    rows = [Row(commit=f"c{n:06d}", val_bpb=1 - n / 1000, memory_gb=40.0, status="discard",
+                description=f"idea {n}", experiment=n) for n in range(1, 41)]
+    table = results_table(rows, limit=30).splitlines()
+    assert table[0] == "(10 earlier runs not shown)"
+    assert "idea 11" in table[2] and "idea 40" in table[-1] and "0.960000" in table[-1]
+    assert not any("idea 10 " in line or line.endswith("idea 10") for line in table)

@@ -1,0 +1,284 @@
+"""CLI backends against fake `claude` and `codex` executables put first on PATH.
+
+The fakes parse their arguments the way the real tools document them (and reject what the real
+tools reject), edit train.py in their working directory, and print the real output formats:
+one JSON result object for `claude -p --output-format json`, JSONL events for `codex exec --json`.
+FAKE_MODE picks a behaviour: ok, no-edit, fail-once, error-result, hang.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from autoresearch.agents import AgentError, AgentRefused, AgentRequest, make_agent
+from autoresearch.agents.claude_cli import ClaudeAgent
+from autoresearch.agents.codex_cli import CodexAgent
+from autoresearch.errors import UserError
+
+TRAIN_PY = (Path(__file__).parent / "fixtures" / "agents_train.py").read_text()
+PROGRAM = "# program\nLower val_bpb. Marker-Okapi-42."
+EXPECTED = TRAIN_PY.replace("\nMATRIX_LR = 0.04\n", "\nMATRIX_LR = 0.05\n")
+
+COMMON = """\
+import argparse, json, os, sys, time
+from pathlib import Path
+
+def record(args, workdir):
+    with open(os.environ["FAKE_LOG"], "a") as f:
+        f.write(json.dumps({"args": vars(args), "cwd": os.getcwd(), "workdir": workdir}) + "\\n")
+
+def next_call():
+    state = Path(os.environ["FAKE_STATE"])
+    calls = int(state.read_text()) + 1 if state.exists() else 1
+    state.write_text(str(calls))
+    return calls
+
+def behave(workdir):
+    mode, calls = os.environ.get("FAKE_MODE", "ok"), next_call()
+    if mode == "hang":
+        with open(os.environ["FAKE_STATE"] + ".pids", "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        time.sleep(60)
+    train = Path(workdir) / "train.py"
+    if mode != "no-edit":
+        train.write_text(train.read_text().replace("MATRIX_LR = 0.04\\n", "MATRIX_LR = 0.05\\n"))
+    return mode, calls
+"""
+
+FAKE_CLAUDE = COMMON + """
+parser = argparse.ArgumentParser(prog="claude")
+parser.add_argument("-p", "--print", action="store_true", dest="print_mode")
+parser.add_argument("prompt", nargs="?")
+parser.add_argument("--output-format", choices=["text", "json", "stream-json"], default="text")
+parser.add_argument("--permission-mode",
+                    choices=["default", "acceptEdits", "bypassPermissions", "dontAsk", "plan"])
+parser.add_argument("--allowedTools", "--allowed-tools")
+parser.add_argument("--model")
+args = parser.parse_args()
+record(args, os.getcwd())
+if not args.print_mode or not args.prompt:
+    sys.exit("Error: Input must be provided either through stdin or as a prompt argument")
+mode, calls = behave(os.getcwd())
+if mode == "fail-once" and calls == 1:
+    print("API Error: 500 Internal server error", file=sys.stderr)
+    sys.exit(1)
+if mode == "error-result":
+    print(json.dumps({"type": "result", "subtype": "error_during_execution", "is_error": True,
+                      "result": "", "total_cost_usd": 0.01, "num_turns": 2, "session_id": "s",
+                      "usage": {"input_tokens": 5, "output_tokens": 1}}))
+    sys.exit(1)
+print(json.dumps({
+    "type": "result", "subtype": "success", "is_error": False, "duration_ms": 9000,
+    "duration_api_ms": 8000, "num_turns": 4, "session_id": "5f1c", "total_cost_usd": 0.0421,
+    "result": "I raised the matrix learning rate.\\n\\nDESCRIPTION: MATRIX_LR 0.04 -> 0.05, "
+              "the model undertrains in 5 minutes",
+    "usage": {"input_tokens": 12, "cache_creation_input_tokens": 3000,
+              "cache_read_input_tokens": 9000, "output_tokens": 450}}))
+"""
+
+FAKE_CODEX = COMMON + """
+parser = argparse.ArgumentParser(prog="codex")
+sub = parser.add_subparsers(dest="command", required=True)
+exec_ = sub.add_parser("exec")
+exec_.add_argument("--json", action="store_true")
+exec_.add_argument("-s", "--sandbox",
+                   choices=["read-only", "workspace-write", "danger-full-access"])
+exec_.add_argument("--skip-git-repo-check", action="store_true")
+exec_.add_argument("-C", "--cd")
+exec_.add_argument("-m", "--model")
+exec_.add_argument("prompt", nargs="?")
+args = parser.parse_args()
+workdir = args.cd or os.getcwd()
+record(args, workdir)
+if not sys.stdin.isatty():  # like codex: piped stdin is read and appended to the prompt
+    sys.stdin.read()
+def emit(event):
+    print(json.dumps(event), flush=True)
+emit({"type": "thread.started", "thread_id": "0199a213-81c0-7800-8aa1-bbab2a035a53"})
+emit({"type": "turn.started"})
+mode, calls = behave(workdir)
+if mode == "fail-once" and calls == 1:
+    emit({"type": "error", "message": "stream disconnected before completion"})
+    emit({"type": "turn.failed", "error": {"message": "stream disconnected before completion"}})
+    sys.exit(1)
+emit({"type": "item.completed", "item": {"id": "item_0", "type": "reasoning",
+                                         "text": "**Looking at the learning rates**"}})
+emit({"type": "item.completed", "item": {"id": "item_1", "type": "file_change",
+      "changes": [{"path": "train.py", "kind": "update"}], "status": "completed"}})
+emit({"type": "item.completed", "item": {"id": "item_2", "type": "agent_message",
+      "text": "Raised MATRIX_LR.\\nDESCRIPTION: MATRIX_LR 0.04 -> 0.05 (codex)"}})
+emit({"type": "turn.completed",
+      "usage": {"input_tokens": 24763, "cached_input_tokens": 24448, "output_tokens": 122}})
+"""
+
+
+@pytest.fixture
+def fakes(tmp_path, monkeypatch):
+    """A bin dir with fake claude and codex first on PATH; returns a reader of their call log."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, source in (("claude", FAKE_CLAUDE), ("codex", FAKE_CODEX)):
+        path = bin_dir / name
+        path.write_text(f"#!{sys.executable}\n{source}")
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.jsonl"))
+    monkeypatch.setenv("FAKE_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("FAKE_MODE", "ok")
+
+    def calls() -> list[dict]:
+        log = tmp_path / "calls.jsonl"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    return calls
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A git work tree holding train.py, as the loop's would."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "train.py").write_text(TRAIN_PY)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(work)]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "train.py"], check=True)
+    subprocess.run(git + ["commit", "-qm", "baseline"], check=True)
+    return work
+
+
+def make_request(repo: Path) -> AgentRequest:
+    return AgentRequest(repo=repo, program=PROGRAM, train_py=TRAIN_PY, history=[],
+                        best_val_bpb=0.9979, noise_threshold=0.002, experiment=4)
+
+
+def test_claude_edits_and_reports(fakes, repo):
+    agent = make_agent("claude", model="sonnet", timeout=30)
+    assert agent.name == "claude:sonnet"
+    proposal = agent.propose(make_request(repo))
+    assert (repo / "train.py").read_text() == EXPECTED
+    assert proposal.description == "MATRIX_LR 0.04 -> 0.05, the model undertrains in 5 minutes"
+    assert proposal.usage.cost_usd == pytest.approx(0.0421)
+    assert (proposal.usage.input_tokens, proposal.usage.output_tokens) == (12012, 450)
+    [call] = fakes()
+    args = call["args"]
+    assert args["print_mode"] and args["output_format"] == "json"
+    assert args["permission_mode"] == "acceptEdits"
+    assert "Edit" in args["allowedTools"].split(",") and "Bash" not in args["allowedTools"]
+    assert args["model"] == "sonnet"
+    assert Path(call["cwd"]) == repo
+    assert "Marker-Okapi-42" in args["prompt"] and TRAIN_PY.rstrip("\n") in args["prompt"]
+    assert "DESCRIPTION:" in args["prompt"] and "Edit train.py" in args["prompt"]
+    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"],
+                            capture_output=True, text=True, check=True).stdout
+    assert status.strip() == "M train.py"
+
+
+def test_claude_failure_is_retried(fakes, repo, monkeypatch):
+    monkeypatch.setenv("FAKE_MODE", "fail-once")
+    proposal = ClaudeAgent(_which("claude"), timeout=30, retry_delay=0.01).propose(
+        make_request(repo))
+    assert len(fakes()) == 2
+    assert proposal.description.startswith("MATRIX_LR 0.04 -> 0.05")
+    assert (repo / "train.py").read_text() == EXPECTED
+
+
+def test_claude_error_results_exhaust_retries(fakes, repo, monkeypatch):
+    monkeypatch.setenv("FAKE_MODE", "error-result")
+    agent = ClaudeAgent(_which("claude"), timeout=30, attempts=3, retry_delay=0.01)
+    with pytest.raises(AgentError, match="claude failed 3 times.*error_during_execution") as err:
+        agent.propose(make_request(repo))
+    assert len(fakes()) == 3
+    assert err.value.usage.cost_usd == pytest.approx(0.03)  # failed runs still cost money
+    assert (repo / "train.py").read_text() == TRAIN_PY  # the half-done edit was rolled back
+
+
+def test_claude_hang_is_killed_at_the_timeout(fakes, repo, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_MODE", "hang")
+    agent = ClaudeAgent(_which("claude"), timeout=1.0, attempts=2, retry_delay=0.01)
+    started = time.monotonic()
+    with pytest.raises(AgentError, match=r"failed 2 times, last: no result within 1s \(killed\)"):
+        agent.propose(make_request(repo))
+    assert time.monotonic() - started < 15
+    pids = [int(p) for p in (tmp_path / "state.pids").read_text().split()]
+    assert len(pids) == 2
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # killed and reaped
+
+
+def test_ctrl_c_kills_the_cli_too(fakes, repo, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_MODE", "hang")
+    agent = ClaudeAgent(_which("claude"), timeout=30, attempts=1)
+    pids = tmp_path / "state.pids"
+
+    def interrupt():  # the user presses Ctrl-C once the CLI is running
+        deadline = time.monotonic() + 10
+        while not pids.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        agent.propose(make_request(repo))
+    [pid] = [int(p) for p in pids.read_text().split()]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_claude_without_an_edit_is_refused(fakes, repo, monkeypatch):
+    monkeypatch.setenv("FAKE_MODE", "no-edit")
+    with pytest.raises(AgentRefused, match="left train.py unchanged") as refused:
+        make_agent("claude", timeout=30).propose(make_request(repo))
+    assert refused.value.usage.cost_usd == pytest.approx(0.0421)
+    assert "model" not in fakes()[0]["args"] or fakes()[0]["args"]["model"] is None
+
+
+def test_codex_edits_and_reports(fakes, repo):
+    agent = make_agent("codex", model="gpt-5-codex", timeout=30)
+    assert agent.name == "codex:gpt-5-codex"
+    proposal = agent.propose(make_request(repo))
+    assert (repo / "train.py").read_text() == EXPECTED
+    assert proposal.description == "MATRIX_LR 0.04 -> 0.05 (codex)"
+    assert (proposal.usage.input_tokens, proposal.usage.output_tokens) == (24763, 122)
+    assert proposal.usage.cost_usd is None  # codex reports tokens, not dollars
+    [call] = fakes()
+    args = call["args"]
+    assert args["command"] == "exec" and args["json"] and args["skip_git_repo_check"]
+    assert args["sandbox"] == "workspace-write"
+    assert Path(args["cd"]) == repo and Path(call["cwd"]) == repo
+    assert args["model"] == "gpt-5-codex"
+    assert "Marker-Okapi-42" in args["prompt"] and TRAIN_PY.rstrip("\n") in args["prompt"]
+
+
+def test_codex_turn_failure_is_retried(fakes, repo, monkeypatch):
+    monkeypatch.setenv("FAKE_MODE", "fail-once")
+    proposal = CodexAgent(_which("codex"), timeout=30, retry_delay=0.01).propose(
+        make_request(repo))
+    assert len(fakes()) == 2
+    assert proposal.description == "MATRIX_LR 0.04 -> 0.05 (codex)"
+    assert (repo / "train.py").read_text() == EXPECTED
+
+
+def test_missing_executables_are_user_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing here
+    with pytest.raises(UserError, match="claude not found on PATH: install Claude Code or use "
+                                        "--agent sweep"):
+        make_agent("claude")
+    with pytest.raises(UserError, match="codex not found on PATH"):
+        make_agent("codex")
+    with pytest.raises(UserError, match="--base-url applies to"):
+        make_agent("codex", base_url="http://localhost:8000/v1")
+
+
+def _which(name: str) -> str:
+    path = shutil.which(name)
+    assert path is not None
+    return path
