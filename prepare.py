@@ -15,7 +15,9 @@ written for that project run here unchanged.
 """
 
 import argparse
+import atexit
 import bisect
+import hashlib
 import json
 import math
 import os
@@ -60,6 +62,7 @@ os.environ.setdefault("TRITON_CACHE_DIR", str(DATA_DIR.parent / "triton"))
 TOKENIZER_FILE = "tokenizer.pkl"
 TOKEN_BYTES_FILE = "token_bytes.pt"
 TOKENIZER_META_FILE = "meta.json"
+VAL_TOKENS_FILE = "val_tokens.npz"  # the validation shard, tokenized (see _validation_documents)
 DOC_CHAR_CAP = 10_000  # tokenizer training sees at most this many characters of each document
 
 
@@ -205,6 +208,7 @@ def train_tokenizer(max_chars: int, force: bool) -> None:
     os.replace(tmp, TOKENIZER_DIR / TOKEN_BYTES_FILE)
     meta = {"source": source, "vocab_size": enc.n_vocab, "max_chars": max_chars}
     _atomic_write(meta_path, json.dumps(meta).encode())
+    (TOKENIZER_DIR / VAL_TOKENS_FILE).unlink(missing_ok=True)  # tokenized with the old one
     print(f"Tokenizer: vocab {enc.n_vocab} trained in {time.time() - t0:.1f}s -> {TOKENIZER_DIR}")
 
 
@@ -274,19 +278,46 @@ def default_device() -> str:
     return "cpu"
 
 
-def _documents(split, tokenizer, batch_size=128):
-    """Endless (token ids with BOS first, epoch) stream of one split, in a fixed order."""
-    paths = shard_paths(split)
+def _tokenized_shard(path, tokenizer, batch_size=128):
+    """Token ids (BOS first) of every document of one shard, in file order."""
     bos = tokenizer.get_bos_token_id()
+    pf = pq.ParquetFile(path)
+    for rg in range(pf.num_row_groups):
+        texts = pf.read_row_group(rg, columns=["text"]).column("text").to_pylist()
+        for i in range(0, len(texts), batch_size):
+            for ids in tokenizer.encode(texts[i : i + batch_size], prepend=bos):
+                yield np.asarray(ids, dtype=np.int32)
+
+
+def _validation_documents(tokenizer):
+    """The validation shard never changes, so it is tokenized once and cached beside the
+    tokenizer: every run's evaluation then waits on the GPU, not on tokenization."""
+    cache = TOKENIZER_DIR / VAL_TOKENS_FILE
+    val_name = read_manifest()["val"]
+    key = f"{val_name}:{hashlib.sha1((TOKENIZER_DIR / TOKENIZER_FILE).read_bytes()).hexdigest()}"
+    if cache.exists():
+        with np.load(cache) as cached:
+            if str(cached["key"]) == key:
+                return np.split(cached["tokens"], cached["offsets"][1:-1])
+    docs = list(_tokenized_shard(DATA_DIR / val_name, tokenizer))
+    offsets = np.cumsum([0] + [len(d) for d in docs])
+    tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, tokens=np.concatenate(docs), offsets=offsets, key=key)
+    os.replace(tmp, cache)
+    return docs
+
+
+def _documents(split, tokenizer):
+    """Endless (token ids with BOS first, epoch) stream of one split, in a fixed order."""
+    val_docs = _validation_documents(tokenizer) if split == "val" else None
     epoch = 1
     while True:
-        for path in paths:
-            pf = pq.ParquetFile(path)
-            for rg in range(pf.num_row_groups):
-                texts = pf.read_row_group(rg, columns=["text"]).column("text").to_pylist()
-                for i in range(0, len(texts), batch_size):
-                    for ids in tokenizer.encode(texts[i : i + batch_size], prepend=bos):
-                        yield np.asarray(ids, dtype=np.int32), epoch
+        if val_docs is not None:
+            docs = iter(val_docs)
+        else:
+            docs = (d for path in shard_paths("train") for d in _tokenized_shard(path, tokenizer))
+        for doc in docs:
+            yield doc, epoch
         epoch += 1
 
 
@@ -322,11 +353,24 @@ def _packed_rows(split, tokenizer, B, T, buffer_size):
         yield rows, epoch
 
 
+_PREFETCHERS: list[tuple[threading.Event, threading.Thread]] = []
+
+
+@atexit.register
+def _stop_prefetchers():
+    """Stop packing threads before the interpreter tears down: a daemon thread killed inside
+    native code (tokenizer, numpy) can abort the process after the summary was printed."""
+    for stop, _ in _PREFETCHERS:
+        stop.set()
+    for _, thread in _PREFETCHERS:
+        thread.join(timeout=10)
+
+
 def _prefetch(iterator, depth=4):
     """Run a generator in a background thread so packing overlaps the GPU's work.
 
     Tokenization (tiktoken) and numpy copies release the GIL, so this buys real parallelism.
-    The thread stops when the consumer is closed or garbage-collected.
+    The thread stops when the consumer is closed or garbage-collected, or at exit.
     """
     q = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -345,7 +389,9 @@ def _prefetch(iterator, depth=4):
         except BaseException as e:  # hand the failure to the consumer instead of dying silently
             q.put(e)
 
-    threading.Thread(target=work, daemon=True, name="dataloader").start()
+    thread = threading.Thread(target=work, daemon=True, name="dataloader")
+    _PREFETCHERS.append((stop, thread))
+    thread.start()
     try:
         while True:
             item = q.get()

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.attention.flex_attention import create_block_mask
+from torch.nn.attention import flex_attention as flex
 
 from prepare import (
     MAX_SEQ_LEN,
@@ -55,7 +55,7 @@ FINAL_LR_FRAC = 0.0  # learning rate at the end, as a fraction of the peak
 # Model size and batch
 DEPTH = 8
 DEVICE_BATCH_SIZE = 128  # sequences per forward/backward; gradients accumulate up to the total
-FINAL_EVAL_BATCH_SIZE = 128  # same as the training batch: no recompilation for a new shape
+FINAL_EVAL_BATCH_SIZE = 64
 SEED = 42
 
 # Smaller machines: the harness profile (AUTORESEARCH_PROFILE, see constants.py) fixes a shorter
@@ -108,8 +108,7 @@ def apply_rotary(x, cos, sin):
     return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
 
 
-# FlexAttention is only fast when compiled (creating the wrapper is cheap: it compiles on first use)
-flex_attention = torch.compile(torch.nn.attention.flex_attention.flex_attention, dynamic=False)
+flex_attention = None  # compiled FlexAttention, set up by GPT.use_flex() on CUDA
 
 
 def sliding_window_block_mask(seq_len, window, device):
@@ -117,7 +116,7 @@ def sliding_window_block_mask(seq_len, window, device):
     def mask_mod(b, h, q_idx, kv_idx):
         return (kv_idx <= q_idx) & (q_idx - kv_idx < window)
 
-    return create_block_mask(mask_mod, None, None, seq_len, seq_len, device=device)
+    return flex.create_block_mask(mask_mod, None, None, seq_len, seq_len, device=device)
 
 
 def attention(q, k, v, window, block_mask):
@@ -210,7 +209,6 @@ class GPT(nn.Module):
         self.register_buffer("sin", sin, persistent=False)
         self.window_sizes = self._window_sizes(config)
         self.block_masks = {}  # (seq_len, window) -> FlexAttention block mask, see use_flex()
-        self.head = self.logits_and_loss  # replaced by a compiled version in compile_regions()
 
     @staticmethod
     def _window_sizes(config):
@@ -239,18 +237,16 @@ class GPT(nn.Module):
         self.x0_lambdas.fill_(0.1)
 
     def use_flex(self, seq_len, device):
-        """Prepare FlexAttention masks for the sliding windows (CUDA, before compiling)."""
+        """Prepare FlexAttention masks for the sliding windows (CUDA, before compiling).
+        FlexAttention is only fast compiled; compiling is deferred to here because merely
+        setting torch.compile up costs seconds of import time on CPU-only runs."""
+        global flex_attention
+        if flex_attention is None:
+            flex_attention = torch.compile(flex.flex_attention, dynamic=False)
         for window in set(self.window_sizes):
             if window < seq_len:
                 self.block_masks[(seq_len, window)] = sliding_window_block_mask(
                     seq_len, window, device)
-
-    def compile_regions(self):
-        """Compile each block and the output head separately (CUDA). Identical blocks share one
-        compiled graph, so a cold compile takes a fraction of compiling the whole model."""
-        for block in self.blocks:
-            block.compile(dynamic=False)
-        self.head = torch.compile(self.logits_and_loss, dynamic=False)
 
     def forward(self, idx, targets=None, reduction="mean"):
         B, T = idx.shape
@@ -262,9 +258,6 @@ class GPT(nn.Module):
             window = self.window_sizes[i]
             x = block(x, x0, self.resid_lambdas[i], self.x0_lambdas[i], ve, cos, sin, window,
                       self.block_masks.get((T, window)))
-        return self.head(x, targets, reduction)
-
-    def logits_and_loss(self, x, targets, reduction):
         logits = self.lm_head(norm(x)).float()
         logits = self.config.softcap * torch.tanh(logits / self.config.softcap)
         if targets is None:
@@ -436,7 +429,9 @@ def main():
     flops_per_token = count_flops_per_token(model)
     if device.type == "cuda":
         model.use_flex(MAX_SEQ_LEN, device)
-        model.compile_regions()
+    # Training runs compiled (CUDA); the final evaluation runs the plain model, which saves
+    # compiling a second, inference-only graph (the attention kernels stay compiled).
+    train_model = torch.compile(model, dynamic=False) if device.type == "cuda" else model
     optimizers = make_optimizers(model, device)
 
     tokens_per_micro = DEVICE_BATCH_SIZE * MAX_SEQ_LEN
@@ -454,12 +449,13 @@ def main():
     peak = peak_flops(device)
     max_loss = 2 * math.log(config.vocab_size)  # twice the loss of uniform guessing
     training_time, counted_tokens, step, smooth_loss = 0.0, 0, 0, 0.0
+    t_loop = time.time()
     while True:
         t0 = time.time()
         for _ in range(grad_accum):
             x, y, epoch = next(train_loader)
             with autocast:
-                loss = model(x, y)
+                loss = train_model(x, y)
             (loss / grad_accum).backward()
         progress = min(training_time / TIME_BUDGET, 1.0)
         lrm = lr_multiplier(progress)
@@ -472,6 +468,8 @@ def main():
         model.zero_grad(set_to_none=True)
         loss_value = loss.item()  # waits for the GPU: the step time below is real
         dt = time.time() - t0
+        if step == 0:
+            first_step_seconds = dt  # includes compilation on CUDA
         if not math.isfinite(loss_value):
             fail(f"loss is not finite ({loss_value}) at step {step}")
         if step > excluded_steps and loss_value > max_loss:
@@ -496,12 +494,15 @@ def main():
     if os.environ.get("AUTORESEARCH_CHECKPOINT_DIR"):
         save_checkpoint(os.environ["AUTORESEARCH_CHECKPOINT_DIR"], model, config,
                         {"num_steps": step, "training_seconds": training_time})
+    t_eval = time.time()
     model.eval()
     with autocast:
         val_bpb = evaluate_bpb(model, tokenizer, FINAL_EVAL_BATCH_SIZE)
     if not math.isfinite(val_bpb):
         fail(f"val_bpb is not finite ({val_bpb})")
 
+    print(f"timing: start-up {t_loop - t_start:.1f}s | first step {first_step_seconds:.1f}s | "
+          f"evaluation {time.time() - t_eval:.1f}s")
     peak_vram_mb = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0
     steady_mfu = 100 * flops_per_token * counted_tokens / training_time / peak if peak else 0.0
     print(f"profile: {PROFILE}")

@@ -103,6 +103,22 @@ def test_dataloader_cycles_epochs(tokenizer):
     assert epochs[0] == 1 and max(epochs) >= 2 and epochs == sorted(epochs)
 
 
+def test_validation_tokens_are_cached_once_and_identical(tokenizer):
+    from constants import TOKENIZER_DIR
+
+    cache = TOKENIZER_DIR / prepare.VAL_TOKENS_FILE
+    cache.unlink(missing_ok=True)
+    fresh = list(prepare._tokenized_shard(prepare.shard_paths("val")[0], tokenizer))
+    built = prepare._validation_documents(tokenizer)
+    assert cache.exists()
+    stamp = cache.stat().st_mtime_ns
+    loaded = prepare._validation_documents(tokenizer)
+    assert cache.stat().st_mtime_ns == stamp  # read, not rebuilt
+    assert len(fresh) == len(built) == len(loaded) == VAL_DOCS
+    for a, b, c in zip(fresh, built, loaded, strict=True):
+        assert a.tolist() == b.tolist() == c.tolist()
+
+
 def test_validation_shard_is_never_training_data(prepared_cache):
     manifest = prepare.read_manifest()
     assert manifest["val"] not in manifest["train"]
