@@ -1,0 +1,214 @@
+"""autoresearch: an agent edits train.py overnight; this loop commits, runs, measures, decides,
+records and reverts, so nothing is forgotten.
+
+\b
+Start (or resume, with the same command) a run on branch autoresearch/<tag>:
+  uv run agent_loop.py run --tag nov21 --agent claude
+  uv run agent_loop.py run --tag nov21 --agent openai --model gpt-5 --hours 8 --max-cost 20
+  uv run agent_loop.py run --tag cpu-demo --agent sweep --max-experiments 5
+Watch and steer it from another terminal:
+  uv run agent_loop.py status
+  uv run agent_loop.py results --top 10
+  uv run agent_loop.py diff 7
+  uv run agent_loop.py stop
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from autoresearch import review_cli, views
+from autoresearch.errors import UserError
+from autoresearch.noise import DEFAULT_FLOOR
+from autoresearch.state import read_live, request_stop
+
+
+class App(typer.Typer):
+    """A Typer app whose commands turn a UserError into one red line and exit status 1."""
+
+    def command(self, *args, **kwargs) -> Callable:
+        register = super().command(*args, **kwargs)
+
+        def decorator(func: Callable) -> Callable:
+            @functools.wraps(func)
+            def friendly(*a, **kw):
+                try:
+                    return func(*a, **kw)
+                except UserError as e:
+                    err = Console(stderr=True, highlight=False, soft_wrap=True)
+                    err.print(f"error: {e}", style="red", markup=False)
+                    raise typer.Exit(1) from None
+
+            register(friendly)
+            return func
+
+        return decorator
+
+
+app = App(help=__doc__, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+review_cli.register(app)
+
+Repo = Annotated[Path, typer.Option("--repo", "-C", help="the autoresearch checkout")]
+Tag = Annotated[str | None, typer.Option(
+    "--tag", help="which run (default: the checked-out autoresearch/<tag>, else the only one)")]
+
+
+@app.command()
+def run(
+    tag: Annotated[str, typer.Option(help="name of the run: branch autoresearch/<tag>")],
+    agent: Annotated[str, typer.Option(
+        help="who proposes edits: sweep (no LLM, no key), claude, codex, openai, anthropic")],
+    model: Annotated[str | None, typer.Option(help="model name for the backend")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        help="API endpoint (openai/anthropic), e.g. http://127.0.0.1:8000/v1 for a local "
+             "server")] = None,
+    api_key_env: Annotated[str | None, typer.Option(
+        help="environment variable holding the API key")] = None,
+    max_experiments: Annotated[int | None, typer.Option(
+        help="stop after N agent experiments in this tag (baseline, noise and confirmation "
+             "runs not counted)")] = None,
+    hours: Annotated[float | None, typer.Option(
+        help="start no new experiment after H hours of this invocation")] = None,
+    max_cost: Annotated[float | None, typer.Option(
+        help="stop when agent spend in this tag reaches USD")] = None,
+    noise_runs: Annotated[int, typer.Option(
+        help="extra baseline runs to measure noise (0 = off: threshold = floor)")] = 2,
+    noise_floor: Annotated[float, typer.Option(
+        help="smallest val_bpb gain that counts as an improvement")] = DEFAULT_FLOOR,
+    timeout: Annotated[float | None, typer.Option(
+        help="seconds before a run is killed (default 2 x TIME_BUDGET + 120)")] = None,
+    max_fix_attempts: Annotated[int, typer.Option(
+        help="times the agent may fix its own crashed experiment (syntax/import/other)")] = 2,
+    keep_checkpoints: Annotated[int, typer.Option(
+        help="keep model.pt of the best K kept runs, delete the rest")] = 3,
+    train_cmd: Annotated[str | None, typer.Option(
+        envvar="AUTORESEARCH_TRAIN_CMD",
+        help="command that trains (default: this python + train.py)")] = None,
+    agent_timeout: Annotated[float, typer.Option(
+        help="seconds per agent call before it counts as failed")] = 900.0,
+    seed: Annotated[int, typer.Option(help="seed for the sweep agent")] = 0,
+    sample: Annotated[bool, typer.Option(
+        help="write sample_output.txt (text from the model) for each kept run")] = True,
+    plain: Annotated[bool, typer.Option(
+        help="plain line output even on a terminal (automatic when piped)")] = False,
+    repo: Repo = Path("."),
+) -> None:
+    """Start or resume the research loop on branch autoresearch/<tag>.
+
+    \b
+    The first run is the unmodified baseline, then --noise-runs repeats of it set the keep
+    threshold; then, forever: the agent edits train.py, the loop commits, runs, parses,
+    keeps or reverts, and appends a row to results.tsv. Kill it any way you like (Ctrl-C
+    finishes the current experiment, twice aborts it) and run the same command again to
+    continue.
+
+    \b
+    Examples:
+      uv run agent_loop.py run --tag nov21 --agent claude
+      uv run agent_loop.py run --tag nov21 --agent openai --model gpt-5 --hours 8 --max-cost 20
+      uv run agent_loop.py run --tag nov21 --agent openai --base-url http://127.0.0.1:8000/v1
+      AUTORESEARCH_PROFILE=cpu uv run agent_loop.py run --tag demo --agent sweep --max-experiments 3
+    """
+    from autoresearch.agents import make_agent
+    from autoresearch.console import make_console
+    from autoresearch.loop import Loop, Options
+
+    backend = make_agent(agent, model=model, base_url=base_url, api_key_env=api_key_env,
+                         timeout=agent_timeout, seed=seed)
+    opts = Options(tag=tag, noise_runs=noise_runs, noise_floor=noise_floor, timeout=timeout,
+                   max_experiments=max_experiments, hours=hours, max_cost=max_cost,
+                   max_fix_attempts=max_fix_attempts, keep_checkpoints=keep_checkpoints,
+                   sample=sample)
+    if train_cmd:
+        opts.train_cmd = shlex.split(train_cmd)
+    with make_console(plain) as ui:
+        reason = Loop(repo, opts, backend, ui).run()
+    typer.echo(f"stopped: {reason}. Resume with the same command; review with "
+               f"`uv run agent_loop.py results --tag {tag}`")
+    if reason.startswith("aborted"):
+        raise typer.Exit(130)
+
+
+@app.command()
+def status(tag: Tag = None, repo: Repo = Path(".")) -> None:
+    """What is running now, the best so far, the noise threshold and how it was measured,
+    counts and agent cost.
+
+    \b
+    Example:
+      uv run agent_loop.py status --tag nov21
+    """
+    views.status(repo, tag, Console(highlight=False, soft_wrap=True))
+
+
+@app.command()
+def results(
+    top: Annotated[int | None, typer.Option(help="only the N best (lowest val_bpb)")] = None,
+    kept_only: Annotated[bool, typer.Option(help="only kept experiments")] = False,
+    tag: Annotated[str | None, typer.Option(help="only rows of this tag")] = None,
+    results_file: Annotated[Path, typer.Option("--results", help="results.tsv to read")] = Path(
+        "results.tsv"),
+    repo: Repo = Path("."),
+) -> None:
+    """Show results.tsv as a table.
+
+    \b
+    Examples:
+      uv run agent_loop.py results
+      uv run agent_loop.py results --top 10 --kept-only
+    """
+    path = results_file if results_file.is_absolute() else repo / results_file
+    if not path.exists():
+        raise UserError(f"{path} not found: the loop writes it after its first run")
+    Console(highlight=False).print(views.results_table(path, tag, top, kept_only))
+
+
+@app.command()
+def diff(
+    ref: Annotated[str, typer.Argument(help="a commit (sha prefix) or an experiment number")],
+    tag: Tag = None,
+    repo: Repo = Path("."),
+) -> None:
+    """What an experiment changed in train.py (`git show` of its commit), kept or not.
+
+    \b
+    Examples:
+      uv run agent_loop.py diff 7           # experiment number 7 (results.tsv column)
+      uv run agent_loop.py diff a1b2c3d     # a commit from results.tsv
+    """
+    views.diff(repo, ref, tag, Console(highlight=False))
+
+
+@app.command()
+def stop(
+    now: Annotated[bool, typer.Option(
+        help="abort the running experiment instead of letting it finish (it is re-run by the "
+             "next `run`)")] = False,
+    tag: Tag = None,
+    repo: Repo = Path("."),
+) -> None:
+    """Ask a running loop to stop cleanly: after the current experiment, or --now.
+
+    \b
+    Examples:
+      uv run agent_loop.py stop
+      uv run agent_loop.py stop --now
+    """
+    tag = views.resolve_tag(repo, tag)
+    request_stop(repo, tag, now)
+    when = "now (the experiment under way is re-run by the next `run`)" if now else \
+        "after the current experiment"
+    typer.echo(f"asked loop {tag} to stop {when}" if views.loop_running(read_live(repo, tag)) else
+               f"no loop of tag {tag} seems to be running (flag written; `run` clears it when "
+               f"it starts)")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,53 @@
+"""What happens to a run's weights after the decision: sample the kept, delete the rest.
+
+model.pt is the only big file of a run. A kept run's weights are sampled once (a few lines of
+generated text in sample_output.txt, for humans reading the night's work); runs not kept lose
+their weights at once; of the kept ones only the best K keep theirs (checkpoints.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import autoresearch
+from autoresearch.checkpoints import WEIGHTS, prune_checkpoints
+from autoresearch.results import Row
+
+SAMPLE_MODULE = "autoresearch.sample"  # python -m SAMPLE_MODULE RUN_DIR --out FILE
+SAMPLE_TIMEOUT = 300.0
+
+
+def tidy_weights(repo: Path, decided: list[Row], tag_rows: list[Row], keep_best: int,
+                 sample_timeout: float | None, log: Callable[[str], None]) -> None:
+    """After a decision on `decided` rows; sample_timeout None: do not sample. Never fatal."""
+    for row in decided:
+        if row.status != "keep":
+            (repo / row.run_dir / WEIGHTS).unlink(missing_ok=True)
+    kept = [repo / r.run_dir for r in decided if r.status == "keep"]
+    if sample_timeout is not None and kept and (kept[-1] / WEIGHTS).exists():
+        failed = sample(repo, kept[-1], sample_timeout)
+        if failed:
+            log(f"sampling {kept[-1].name} failed (not fatal): {failed}")
+    for path in prune_checkpoints(repo, tag_rows, keep_best):
+        log(f"pruned {path.relative_to(repo.resolve())}")
+
+
+def sample(repo: Path, run_dir: Path, timeout: float) -> str | None:
+    """Write run_dir/sample_output.txt in a subprocess; the error line if it failed."""
+    # the package must be importable in the subprocess wherever the loop was started from
+    paths = [str(Path(autoresearch.__file__).parent.parent), os.environ.get("PYTHONPATH")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
+    cmd = [sys.executable, "-m", SAMPLE_MODULE, str(run_dir), "--out",
+           str(run_dir / "sample_output.txt")]
+    try:
+        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    if proc.returncode != 0:
+        return (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    return None

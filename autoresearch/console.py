@@ -1,0 +1,128 @@
+"""What the loop shows while it runs.
+
+On a terminal: a rich Live panel (current experiment, its training progress, best val_bpb, time
+left, the last few outcomes) under a scrolling log of events. When stdout is not a terminal
+(nohup, CI, `| tee`): plain timestamped lines, with a progress line at most once a minute.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from autoresearch.results import Row
+
+RECENT_OUTCOMES = 6
+PLAIN_PROGRESS_EVERY = 60.0  # seconds between progress lines in plain output
+STATUS_STYLE = {"keep": "green", "discard": "yellow", "crash": "red"}
+
+
+def make_console(plain: bool = False) -> PlainConsole:
+    console = Console(highlight=False, soft_wrap=True)
+    return PlainConsole(console) if plain or not console.is_terminal else LiveConsole(console)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def outcome_text(row: Row) -> Text:
+    value = "-" if row.is_crash else f"{row.val_bpb:.6f}"
+    detail = f" ({row.reason})" if row.reason else ""
+    return Text.assemble(
+        (f"#{row.experiment} {row.status:<7}", STATUS_STYLE.get(row.status, "")),
+        f" {value} {row.commit} {row.kind}: {row.description}{detail}")
+
+
+class PlainConsole:
+    def __init__(self, console: Console):
+        self.console = console
+        self.last_progress = 0.0
+
+    def __enter__(self) -> PlainConsole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def event(self, text: str, style: str = "") -> None:
+        stamp = datetime.now().strftime("%H:%M:%S")
+        self.console.print(Text(f"{stamp} {text}", style=style))
+
+    def outcome(self, row: Row) -> None:
+        stamp = datetime.now().strftime("%H:%M:%S")
+        self.console.print(Text.assemble(f"{stamp} ", outcome_text(row)))
+
+    def update(self, live: dict) -> None:
+        now = datetime.now().timestamp()
+        if live.get("phase") in ("training", "evaluating") and live.get("step") is not None \
+                and now - self.last_progress >= PLAIN_PROGRESS_EVERY:
+            self.last_progress = now
+            self.event(f"#{live.get('experiment')} {live['phase']}: step {live['step']} "
+                       f"({live.get('progress_pct', 0):.1f}%), loss {live.get('loss')}, "
+                       f"{duration(live.get('remaining_s'))} left")
+
+
+class LiveConsole(PlainConsole):
+    def __init__(self, console: Console):
+        super().__init__(console)
+        self.state: dict = {}
+        self.recent: deque[Row] = deque(maxlen=RECENT_OUTCOMES)
+        self.live = Live(self.render(), console=console, refresh_per_second=2)
+
+    def __enter__(self) -> LiveConsole:
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()
+
+    def outcome(self, row: Row) -> None:
+        super().outcome(row)
+        self.recent.append(row)
+        self.live.update(self.render())
+
+    def update(self, live: dict) -> None:
+        self.state = live
+        self.live.update(self.render())
+
+    def render(self) -> Panel:
+        s = self.state
+        best = s.get("best_val_bpb")
+        threshold = s.get("threshold")
+        header = Text.assemble(
+            ("best ", "dim"), (f"{best:.6f}" if best is not None else "-", "bold green"),
+            f" {s.get('best_commit', '')}",
+            ("   threshold ", "dim"), f"{threshold:.6f}" if threshold is not None else "-",
+            ("   time left ", "dim"), duration(s.get("time_left_s")) if s.get("time_left_s")
+            is not None else "no --hours limit",
+            ("   stopping after this experiment" if s.get("stopping") else "", "bold yellow"))
+        current = Text.assemble(
+            (f"#{s.get('experiment', '-')} {s.get('kind', '')} ", "bold"),
+            f"{s.get('commit', '')} {s.get('description', '')}")
+        pct = s.get("progress_pct") or 0.0
+        loss = s.get("loss")
+        parts = [s.get("phase", "idle"),
+                 f"step {s['step']}" if s.get("step") is not None else "",
+                 f"{pct:.1f}%",
+                 f"loss {loss:.4f}" if isinstance(loss, float) else "",
+                 f"{duration(s.get('remaining_s'))} left" if s.get("remaining_s") else ""]
+        progress = Table.grid(padding=(0, 1))
+        progress.add_row(ProgressBar(total=100, completed=pct, width=40),
+                         Text("  ".join(p for p in parts if p)))
+        outcomes = [outcome_text(row) for row in self.recent] or [Text("no results yet", "dim")]
+        title = f"autoresearch {s.get('tag', '')} · agent {s.get('agent', '')}"
+        return Panel(Group(header, current, progress, Text("last outcomes", "dim"), *outcomes),
+                     title=title, border_style="blue")

@@ -1,0 +1,70 @@
+"""Check what an agent did to the work tree: only train.py may change, and it must compile.
+
+Before the agent runs, the loop takes a Snapshot (HEAD, branch, every dirty or untracked path
+with a content hash). Afterwards anything else the agent touched is put back: a tracked file
+clean before is restored from HEAD, a file it created is removed. What the human had already
+left dirty or untracked (a program.md edit, notes, nohup.out) is never restored or deleted,
+because the loop cannot know its old content (and a log file may grow by itself): such a change
+is noted in events.log, not "fixed", and does not reject the proposal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autoresearch.gitops import TRAIN, Git
+
+# Written by the loop itself while the agent works; never the agent's doing.
+LOOP_OWNED = ("results.tsv", "runs/", ".autoresearch/")
+
+
+@dataclass
+class Snapshot:
+    head: str
+    dirty: dict[str, str]  # path -> content hash of what was dirty/untracked before the agent
+    train_py: str  # train.py as the agent was given it
+
+
+def take_snapshot(git: Git) -> Snapshot:
+    return Snapshot(git.head(), git.dirty_paths(), (git.repo / TRAIN).read_text())
+
+
+def undo_side_effects(git: Git, branch: str, snap: Snapshot) -> tuple[list[str], list[str]]:
+    """Undo everything but the train.py edit: (what was undone, what was noticed and left)."""
+    undone, noticed = [], []
+    if git.current_branch() != branch or git.head() != snap.head:
+        # The agent committed or switched branches: the loop owns the branch, so point it back.
+        # Files stay as they are; the checks below then see the agent's changes as edits.
+        git.reattach(branch, snap.head)
+        noticed.append("HEAD had moved: branch put back")
+    now = git.dirty_paths()
+    for path in sorted(set(now) | set(snap.dirty)):
+        if path == TRAIN or path.startswith(LOOP_OWNED) or now.get(path) == snap.dirty.get(path):
+            continue
+        if path in snap.dirty:
+            noticed.append(f"{path} changed (it was already uncommitted: left as is)")
+        elif git.exists_in("HEAD", path):
+            git.restore(path)
+            undone.append(f"{path} (restored)")
+        else:
+            git.forget_new(path)
+            undone.append(f"{path} (new file, removed)")
+    return undone, noticed
+
+
+def check_edit(git: Git, branch: str, snap: Snapshot) -> tuple[str | None, list[str]]:
+    """(why the edit is rejected or None, notes for the log). train.py itself is left as is."""
+    undone, noticed = undo_side_effects(git, branch, snap)
+    if undone:
+        return f"changed files other than train.py: {', '.join(undone)}", noticed
+    path = git.repo / TRAIN
+    if not path.is_file():
+        return "train.py was deleted", noticed
+    text = path.read_text()
+    if text == snap.train_py:
+        return "train.py is unchanged", noticed
+    try:
+        compile(text, TRAIN, "exec")
+    except (SyntaxError, ValueError) as e:
+        return f"train.py does not compile: {type(e).__name__}: {e}", noticed
+    return None, noticed

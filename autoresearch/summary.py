@@ -1,0 +1,132 @@
+"""Read what train.py printed: progress lines, the summary block, and why a run crashed.
+
+The summary block is parsed strictly: the LAST line that is exactly `---`, followed at once by
+the nine keys below in this order, each `key: number`. A `val_bpb:` line anywhere else (a debug
+print, an old block from an earlier crash-and-retry in the same log) is never trusted, because a
+wrong number here silently steers the whole research run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+SUMMARY_KEYS = ("val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
+                "total_tokens_M", "num_steps", "num_params_M", "depth")
+CRASH_REASONS = ("oom", "nan", "timeout", "syntax", "import", "other")
+# Crashes worth handing back to the agent for a fix: mistakes in the code, not research outcomes
+# (a diverging loss or a model too big for the GPU is an answer, not a typo).
+FIXABLE_REASONS = ("syntax", "import", "other")
+
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
+_SUMMARY_LINE = re.compile(rf"^(\w+):\s+({_NUMBER})\s*$", re.IGNORECASE)
+_PROFILE_LINE = re.compile(r"^profile:\s*(\S+)\s*$")
+_PROGRESS_LINE = re.compile(
+    r"step (\d+) \(\s*([\d.]+)%\)\s*\|\s*loss ([-+\w.]+).*?\|\s*remaining (\d+)s")
+# Crash signatures in train.py's output; the one printed LAST wins (a traceback at the end of the
+# log explains the exit better than a warning printed early on).
+_CRASH_PATTERNS = {
+    "oom": re.compile(r"OutOfMemoryError|CUDA out of memory|out of memory", re.IGNORECASE),
+    "nan": re.compile(r"loss is not finite|loss exploded"),
+    "syntax": re.compile(r"\b(SyntaxError|IndentationError|TabError)\b"),
+    "import": re.compile(r"\b(ImportError|ModuleNotFoundError)\b"),
+}
+NAN_EXIT_CODE = 3  # train.py exits with 3 on a non-finite or exploding loss
+
+
+@dataclass
+class RunVerdict:
+    metrics: dict[str, float] | None  # the summary block of a usable run, None for a crash
+    reason: str  # "" for a usable run, else one of CRASH_REASONS
+    profile: str
+
+
+@dataclass
+class Progress:
+    step: int
+    progress_pct: float
+    loss: float
+    remaining_s: int
+
+
+def split_lines(text: str) -> list[str]:
+    """Split on \\n, \\r\\n and bare \\r: progress lines may be redrawn with carriage returns."""
+    return re.split(r"\r\n|\r|\n", text)
+
+
+def parse_summary(text: str) -> dict[str, float] | None:
+    """The strict summary block of a run log, or None when there is no valid one.
+
+    Values are floats (num_steps and depth too); nan/inf are returned as such so the caller can
+    classify a non-finite metric as a crash rather than mistake it for a missing block.
+    """
+    lines = split_lines(text)
+    starts = [i for i, line in enumerate(lines) if line == "---"]
+    if not starts:
+        return None
+    block = lines[starts[-1] + 1: starts[-1] + 1 + len(SUMMARY_KEYS)]
+    if len(block) != len(SUMMARY_KEYS):
+        return None
+    values = {}
+    for key, line in zip(SUMMARY_KEYS, block, strict=True):
+        match = _SUMMARY_LINE.match(line)
+        if not match or match.group(1) != key:
+            return None
+        values[key] = float(match.group(2))
+    return values
+
+
+def parse_profile(text: str) -> str:
+    """The `profile: <name>` line train.py prints before its summary (last one wins), or ''."""
+    found = ""
+    for line in split_lines(text):
+        match = _PROFILE_LINE.match(line.strip())
+        if match:
+            found = match.group(1)
+    return found
+
+
+def last_progress(text: str) -> Progress | None:
+    """The most recent `step 00042 (14.0%) | loss ... | remaining 258s` line, if any."""
+    for line in reversed(split_lines(text)):
+        match = _PROGRESS_LINE.search(line)
+        if match:
+            try:
+                loss = float(match.group(3))
+            except ValueError:
+                loss = math.nan
+            return Progress(int(match.group(1)), float(match.group(2)), loss, int(match.group(4)))
+    return None
+
+
+def classify_crash(returncode: int | None, text: str, timed_out: bool) -> str:
+    """One of CRASH_REASONS for a run that did not produce a usable val_bpb."""
+    if timed_out:
+        return "timeout"
+    latest, reason = -1, "other"
+    for name, pattern in _CRASH_PATTERNS.items():
+        for match in pattern.finditer(text):
+            if match.start() > latest:
+                latest, reason = match.start(), name
+    if reason == "other" and returncode == NAN_EXIT_CODE:
+        return "nan"
+    return reason
+
+
+def read_run(returncode: int | None, text: str, timed_out: bool) -> RunVerdict:
+    """Judge a finished run: usable only with exit 0, a strict summary and a finite val_bpb."""
+    profile = parse_profile(text)
+    metrics = None if timed_out or returncode != 0 else parse_summary(text)
+    if metrics is None:
+        return RunVerdict(None, classify_crash(returncode, text, timed_out), profile)
+    if not math.isfinite(metrics["val_bpb"]):
+        return RunVerdict(None, "nan", profile)
+    return RunVerdict(metrics, "", profile)
+
+
+def log_tail(text: str, max_lines: int = 60, max_chars: int = 6000) -> str:
+    """The end of a run log, sized for an agent prompt (progress redraws collapsed)."""
+    lines = [line for line in split_lines(text) if line.strip()]
+    tail = "\n".join(lines[-max_lines:])
+    return tail[-max_chars:]

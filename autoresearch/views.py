@@ -1,0 +1,175 @@
+"""What `status`, `results` and `diff` print: read-only views of state.json, live.json,
+results.tsv and git. Safe to run while a loop is running (they never write)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from autoresearch.console import STATUS_STYLE, duration
+from autoresearch.errors import UserError
+from autoresearch.gitops import Git
+from autoresearch.results import Row, read_results
+from autoresearch.runner import pid_alive
+from autoresearch.start import BRANCH_PREFIX, RESULTS, tried_ref
+from autoresearch.state import State, list_tags, load_state, read_live, stop_requested
+
+
+def resolve_tag(repo: Path, tag: str | None) -> str:
+    """The tag asked for, else the checked-out autoresearch/<tag> branch's, else the only one."""
+    tags = list_tags(repo)
+    if tag:
+        if tag not in tags:
+            known = f" (known: {', '.join(tags)})" if tags else ""
+            raise UserError(f"no loop state for tag {tag!r} in {repo.resolve()}{known}")
+        return tag
+    branch = Git(repo).current_branch() or ""
+    if branch.startswith(BRANCH_PREFIX) and branch[len(BRANCH_PREFIX):] in tags:
+        return branch[len(BRANCH_PREFIX):]
+    if len(tags) == 1:
+        return tags[0]
+    if not tags:
+        raise UserError("no loop has run here yet: start one with "
+                        "`uv run agent_loop.py run --tag <date> --agent sweep`")
+    raise UserError(f"several tags here ({', '.join(tags)}): pick one with --tag")
+
+
+def loop_running(live: dict) -> bool:
+    """Whether the loop that wrote live.json is alive and working (not stopped or killed)."""
+    return bool(live.get("pid")) and pid_alive(live["pid"]) and live.get("phase") != "idle"
+
+
+def status(repo: Path, tag: str | None, console: Console) -> None:
+    tag = resolve_tag(repo, tag)
+    state = load_state(repo, tag)
+    live = read_live(repo, tag)
+    rows = [r for r in read_results(repo / RESULTS) if r.tag == tag]
+    running = loop_running(live)
+    console.print(Text.assemble(
+        ("tag ", "dim"), (tag, "bold"), ("  branch ", "dim"), state.branch,
+        ("  started ", "dim"), f"{state.created_at} from {state.base_commit[:7]}"))
+    if running:
+        console.print(Text.assemble(("loop: ", "dim"), ("running", "bold green"),
+                                    f" (pid {live['pid']})"), now_line(live))
+    else:
+        seen = live.get("updated_at", "never")
+        console.print(Text.assemble(("loop: ", "dim"), ("not running", "bold"),
+                                    f" (last update {seen})"))
+    flag = stop_requested(repo, tag)
+    if flag:
+        console.print(Text(f"stop requested ({flag})", style="yellow"))
+    if state.inflight and not running:
+        job = state.inflight
+        console.print(Text(f"interrupted: run #{job['n']} ({job['kind']}) while {job['phase']}; "
+                           f"the next `run` finishes it", style="yellow"))
+    console.print(best_line(state, rows))
+    console.print(noise_line(state))
+    console.print(counts_line(state, rows))
+
+
+def now_line(live: dict) -> Text:
+    text = Text.assemble(("now: ", "dim"), f"#{live.get('experiment')} {live.get('kind', '')} "
+                         f"{live.get('commit', '')} {live.get('description', '')} - "
+                         f"{live.get('phase')}")
+    if live.get("step") is not None:
+        text.append(f", step {live['step']} ({live.get('progress_pct', 0):.1f}%), "
+                    f"{duration(live.get('remaining_s'))} left")
+    if live.get("time_left_s") is not None:
+        text.append(f"; session time left {duration(live['time_left_s'])}")
+    return text
+
+
+def best_line(state: State, rows: list[Row]) -> Text:
+    if state.best_val_bpb is None:
+        return Text("best: none yet (the baseline has not finished)", style="dim")
+    baseline = next((r for r in rows if r.kind == "baseline" and not r.is_crash), None)
+    runs = len(state.best_runs)
+    text = Text.assemble(("best: ", "dim"), (f"{state.best_val_bpb:.6f}", "bold green"),
+                         f" ({state.best_commit[:7]}, "
+                         f"{'mean of ' + str(runs) + ' runs' if runs > 1 else '1 run'})")
+    if baseline is not None:
+        text.append(f"; baseline {baseline.val_bpb:.6f} "
+                    f"({state.best_val_bpb - baseline.val_bpb:+.6f})")
+    return text
+
+
+def noise_line(state: State) -> Text:
+    noise = state.noise
+    if noise is None:
+        return Text("noise threshold: not measured yet", style="dim")
+    values = ", ".join(f"{v:.6f}" for v in noise["values"])
+    std = f"{noise['std']:.6f}" if noise.get("std") is not None else "-"
+    spread = f"{noise['spread']:.6f}" if noise.get("spread") is not None else "-"
+    return Text.assemble(
+        ("noise threshold: ", "dim"), (f"{noise['threshold']:.6f}", "bold"),
+        f" = {noise['rule']}; {len(noise['values'])} baseline runs [{values}], std {std}, "
+        f"spread {spread}, floor {noise['floor']:.6f}")
+
+
+def counts_line(state: State, rows: list[Row]) -> Text:
+    by_status = {s: sum(r.status == s for r in rows) for s in ("keep", "discard", "crash")}
+    by_kind = {}
+    for r in rows:
+        by_kind[r.kind] = by_kind.get(r.kind, 0) + 1
+    cost = f"${state.cost_usd:.2f}" + (" (+ unreported)" if state.cost_unknown else "")
+    return Text.assemble(
+        ("runs: ", "dim"), f"{len(rows)} (", *[(f"{v} {k} ", STATUS_STYLE[k])
+                                              for k, v in by_status.items()],
+        f"| {', '.join(f'{v} {k}' for k, v in by_kind.items()) or 'none'})",
+        ("   rejected proposals: ", "dim"), str(state.rejected_total),
+        ("   agent cost: ", "dim"), cost)
+
+
+def results_table(path: Path, tag: str | None, top: int | None, kept_only: bool) -> Table:
+    # another tool's file has no experiment numbers: number its rows by position instead
+    rows = [(r.experiment or i, r) for i, r in enumerate(read_results(path), 1)]
+    if tag:
+        rows = [(n, r) for n, r in rows if r.tag == tag]
+    if kept_only:
+        rows = [(n, r) for n, r in rows if r.status == "keep"]
+    if top:
+        rows = sorted(((n, r) for n, r in rows if not r.is_crash),
+                      key=lambda pair: pair[1].val_bpb)[:top]
+    table = Table(title=f"{path} ({len(rows)} rows)", title_justify="left")
+    for name, justify in (("#", "right"), ("commit", "left"), ("val_bpb", "right"),
+                          ("mem GB", "right"), ("status", "left"), ("kind", "left"),
+                          ("description", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for n, r in rows:
+        detail = f" [{r.reason}]" if r.is_crash and r.reason else ""
+        table.add_row(str(n), r.commit,
+                      "-" if r.is_crash else f"{r.val_bpb:.6f}", f"{r.memory_gb:.1f}",
+                      Text(r.status, STATUS_STYLE.get(r.status, "")), r.kind or "-",
+                      Text(r.description + detail))
+    return table
+
+
+def resolve_commit(repo: Path, ref: str, tag: str | None) -> str:
+    """A commit from what the user typed: a sha (prefix) or an experiment number (`7`)."""
+    git = Git(repo)
+    git.check_repo()
+    if ref.isdigit() and len(ref) < 7:
+        tags = [tag] if tag else list_tags(repo)
+        rows = [r for r in read_results(repo / RESULTS)
+                if r.experiment == int(ref) and (r.tag in tags or not tags)]
+        if len({r.tag for r in rows}) > 1:
+            raise UserError(f"experiment {ref} exists in several tags: pick one with --tag")
+        if rows:
+            return git.resolve(tried_ref(rows[0].tag, int(ref))) or git.resolve(rows[0].commit)
+    commit = git.resolve(ref)
+    if commit is None:
+        raise UserError(f"{ref!r} is neither a commit nor an experiment number in results.tsv")
+    return commit
+
+
+def diff(repo: Path, ref: str, tag: str | None, console: Console) -> None:
+    text = Git(repo).show(resolve_commit(repo, ref, tag))
+    if console.is_terminal:
+        console.print(Syntax(text, "diff", theme="ansi_dark", word_wrap=True))
+    else:
+        sys.stdout.write(text)

@@ -1,0 +1,98 @@
+"""A fake train.py for the loop tests: prints what the real one prints, in a blink.
+
+Copied into each test repo as train.py. Its constants decide the outcome, so an agent's edit
+changes the result: VAL_BPB is the val_bpb it reports, MODE makes it crash, hang, report NaN,
+leave an orphan... Env vars tune a run without touching the code:
+  FAKE_TRAIN_SECONDS  how long "training" takes (default 0)
+  FAKE_OFFSETS_FILE   numbers, one per line: each run adds (and consumes) the first to VAL_BPB
+  FAKE_PID_FILE       every process of the run appends its pid here
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+VAL_BPB = 1.0  # what this "training" reports
+MODE = "ok"  # ok crash import oom nan hang orphan stray nanvalue tamper
+MATRIX_LR = 0.04
+
+SLEEPER = """
+import os, time
+path = os.environ.get("FAKE_PID_FILE")
+if path:
+    open(path, "a").write(f"{os.getpid()}\\n")
+time.sleep(600)
+"""
+# A child that ignores SIGTERM and starts a grandchild: the loop must still kill both.
+STUBBORN = """
+import signal, subprocess, sys
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+subprocess.Popen([sys.executable, "-c", sys.argv[1]])
+""" + SLEEPER
+
+
+def offset():
+    path = os.environ.get("FAKE_OFFSETS_FILE")
+    if not path or not os.path.exists(path):
+        return 0.0
+    lines = open(path).read().split()
+    if not lines:
+        return 0.0
+    open(path, "w").write("\n".join(lines[1:]))
+    return float(lines[0])
+
+
+def main():
+    path = os.environ.get("FAKE_PID_FILE")
+    if path:
+        open(path, "a").write(f"{os.getpid()}\n")
+    seconds = float(os.environ.get("FAKE_TRAIN_SECONDS", "0"))
+    value = VAL_BPB + offset()
+    print("profile: cpu | device: cpu | params: 0.1M", flush=True)
+    for step in range(3):
+        print(f"step {step:05d} ({100 * (step + 1) / 3:.1f}%) | loss 4.{step}00000 | lrm 1.00 | "
+              f"dt 10ms | tok/s 1,000 | mfu 1.0% | epoch 1 | remaining {3 - step}s", flush=True)
+        time.sleep(seconds / 3)
+    if MODE == "crash":
+        raise RuntimeError("boom: a bug in the edit")
+    if MODE == "import":
+        import not_a_module_anywhere  # noqa: F401
+    if MODE == "oom":
+        print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+        sys.exit(1)
+    if MODE == "nan":
+        print("error: loss is not finite", flush=True)
+        sys.exit(3)
+    if MODE == "hang":
+        subprocess.Popen([sys.executable, "-c", STUBBORN, SLEEPER])
+        time.sleep(600)
+    if MODE == "orphan":
+        subprocess.Popen([sys.executable, "-c", SLEEPER])  # still running after a normal exit
+    if MODE == "stray":
+        print("val_bpb: 0.100000  (a debug print, not the summary)")
+        return
+    if MODE == "tamper":
+        with open("prepare.py", "a") as f:
+            f.write("# changed by a run\n")
+    if MODE == "nanvalue":
+        value = float("nan")
+    ckpt = os.environ.get("AUTORESEARCH_CHECKPOINT_DIR")
+    if ckpt:
+        with open(os.path.join(ckpt, "model.pt"), "wb") as f:
+            f.write(b"weights")
+    print("profile: cpu")
+    print("---")
+    print(f"val_bpb:          {value:.6f}")
+    print("training_seconds: 1.0")
+    print("total_seconds:    1.5")
+    print("peak_vram_mb:     2048.0")
+    print("mfu_percent:      1.00")
+    print("total_tokens_M:   0.1")
+    print("num_steps:        3")
+    print("num_params_M:     0.1")
+    print("depth:            2")
+
+
+if __name__ == "__main__":
+    main()

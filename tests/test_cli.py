@@ -1,0 +1,156 @@
+"""agent_loop.py: run, status, results, diff, stop, --help and the one-line errors."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+from loop_helpers import AGENT_LOOP, RecordingUI, ScriptedAgent, edit, git, make_repo, run_cli
+from typer.testing import CliRunner
+
+from autoresearch.loop import Loop, Options
+from autoresearch.results import read_results
+
+spec = importlib.util.spec_from_file_location("agent_loop", AGENT_LOOP)
+agent_loop = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(agent_loop)
+
+TAG = "t"
+runner = CliRunner()
+
+
+def cli(*args):
+    return runner.invoke(agent_loop.app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """A repo after a short night: baseline, 2 noise runs, a keep, a discard, a crash."""
+    repo = make_repo(tmp_path_factory.mktemp("cli") / "repo")
+    steps = [edit("lower val", VAL_BPB=0.9), edit("worse val", VAL_BPB=0.95),
+             edit("blow the memory", MODE="oom")]
+    opts = Options(tag=TAG, noise_runs=2, timeout=20, grace=0.5, sample=False,
+                   max_experiments=3)
+    Loop(repo, opts, ScriptedAgent(steps), RecordingUI()).run()
+    return repo
+
+
+def test_help_teaches():
+    out = cli("--help").output
+    for command in ("run", "status", "results", "diff", "stop", "summary", "plot"):
+        assert command in out
+    assert "uv run agent_loop.py run --tag nov21 --agent claude" in out
+    run_help = cli("run", "--help").output
+    for option in ("--max-experiments", "--hours", "--max-cost", "--noise-runs",
+                   "--noise-floor", "--timeout", "--max-fix-attempts", "--keep-checkpoints",
+                   "--base-url", "--api-key-env", "--train-cmd", "Examples:"):
+        assert option in run_help
+
+
+def test_status(done):
+    result = cli("status", "--repo", done)
+    assert result.exit_code == 0
+    out = result.output
+    assert "tag t" in out and "not running" in out
+    assert "best: 0.900000" in out and "baseline 1.000000 (-0.100000)" in out
+    assert "noise threshold: 0.001000 = max(floor, 2 x sample std" in out
+    assert "3 baseline runs [1.000000, 1.000000, 1.000000]" in out and "floor 0.001000" in out
+    assert "6 (2 keep 3 discard 1 crash | 1 baseline, 2 noise, 3 experiment)" in out
+    assert "agent cost: $0.03" in out
+
+
+def test_status_shows_the_running_experiment(done):
+    live = done / ".autoresearch" / TAG / "live.json"
+    saved = live.read_text()
+    data = json.loads(saved)
+    data.update(phase="training", experiment=7, kind="experiment", commit="abc1234",
+                description="try this", step=42, progress_pct=14.0, remaining_s=258,
+                pid=os.getpid())
+    live.write_text(json.dumps(data))
+    try:
+        out = cli("status", "--repo", done).output
+    finally:
+        live.write_text(saved)
+    assert "running (pid" in out
+    assert "#7 experiment abc1234 try this - training, step 42 (14.0%), 4m18s left" in out
+
+
+def test_results_table(done):
+    out = cli("results", "--repo", done).output
+    assert "lower val" in out and "blow the memory" in out and "[oom]" in out
+    top = cli("results", "--repo", done, "--top", "1").output
+    assert "lower val" in top and "worse val" not in top and "baseline" not in top
+    kept = cli("results", "--repo", done, "--kept-only").output
+    assert "lower val" in kept and "worse val" not in kept and "baseline" in kept
+
+
+def test_results_of_another_tools_file(tmp_path):
+    other = tmp_path / "results_mar8.tsv"
+    other.write_text("commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
+                     "baseline\t0.997900\t44.0\tkeep\tbaseline\n"
+                     "bea057b\t0.986041\t43.9\tkeep\thalve batch\n"
+                     "187e419\t0.000000\t0.0\tcrash\tdouble width\n")
+    out = cli("results", "--results", other, "--top", "1").output
+    assert "bea057b" in out and "halve batch" in out and "baseline" not in out
+    assert "│ 2 │" in out  # rows without experiment numbers are numbered by position
+
+
+def test_diff_of_kept_and_tried_experiments(done):
+    rows = read_results(done / "results.tsv")
+    kept = cli("diff", "4", "--repo", done)  # by experiment number
+    assert kept.exit_code == 0
+    assert "-VAL_BPB = 1.0" in kept.output and "+VAL_BPB = 0.9" in kept.output
+    tried = cli("diff", rows[4].commit, "--repo", done)  # a discarded one, by commit
+    assert "+VAL_BPB = 0.95" in tried.output and "lower val" not in tried.output
+    crashed = cli("diff", "6", "--repo", done)
+    assert "+MODE = 'oom'" in crashed.output
+
+
+def test_one_line_errors(done, tmp_path):
+    result = runner.invoke(agent_loop.app, ["diff", "nope", "--repo", str(done)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: 'nope' is neither a commit nor an experiment number in results.tsv"]
+    result = runner.invoke(agent_loop.app, ["status", "--repo", str(tmp_path)])
+    assert result.exit_code == 1 and "no loop has run here yet" in result.output
+    result = runner.invoke(agent_loop.app, ["run", "--tag", "x", "--agent", "nope"])
+    assert result.exit_code == 1 and "unknown agent 'nope'" in result.output
+
+
+def test_stop_writes_the_flag(done):
+    flag = done / ".autoresearch" / TAG / "stop"
+    out = cli("stop", "--repo", done).output
+    assert flag.read_text().strip() == "graceful" and "no loop of tag t" in out
+    cli("stop", "--now", "--repo", done)
+    assert flag.read_text().strip() == "now"
+    flag.unlink()
+
+
+def test_run_from_the_command_line(tmp_path):
+    """The real CLI in a subprocess, plain output (not a TTY), sweep agent, custom train cmd."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "notes.txt").write_text("keep me\n")
+    out = run_cli("run", "--tag", "demo", "--agent", "sweep", "--noise-runs", "1",
+                  "--max-experiments", "2", "--no-sample", "--repo", str(repo),
+                  "--train-cmd", f"{sys.executable} train.py", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "stopped: reached --max-experiments 2" in out.stdout
+    assert "#1 keep" in out.stdout and "noise threshold" in out.stdout
+    rows = read_results(repo / "results.tsv")
+    assert [r.kind for r in rows] == ["baseline", "noise", "experiment", "experiment"]
+    assert all(r.agent == "sweep" for r in rows[2:])
+    assert git(repo, "branch", "--show-current") == "autoresearch/demo"
+    assert (repo / "notes.txt").read_text() == "keep me\n"
+    # the same command again continues: the limit is per tag, so nothing more is run
+    again = run_cli("run", "--tag", "demo", "--agent", "sweep", "--max-experiments", "2",
+                    "--no-sample", "--repo", str(repo))
+    assert again.returncode == 0 and len(read_results(repo / "results.tsv")) == 4
+
+
+def test_run_errors_are_one_red_line(tmp_path):
+    out = run_cli("run", "--tag", "x", "--agent", "sweep", "--repo", str(tmp_path))
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        f"error: {tmp_path.resolve()} is not a git repository: run the loop from the "
+        "autoresearch checkout (git clone ..., cd autoresearch)"]

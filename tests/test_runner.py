@@ -1,0 +1,103 @@
+"""Running train.py: the log, progress, the timeout kill, and no orphaned processes."""
+
+import os
+import subprocess
+import sys
+import time
+
+from loop_helpers import FAKE_TRAIN, set_constants
+
+from autoresearch.runner import CHECKPOINT_ENV, kill_stale_runs, pid_alive, run_training
+
+
+def fake_repo(tmp_path, **constants):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "train.py").write_text(set_constants(FAKE_TRAIN, **constants))
+    return repo
+
+
+def pids(path, at_least, timeout=10.0):
+    """The pids the fake trainer's processes wrote, once `at_least` of them have."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [int(x) for x in path.read_text().split()] if path.exists() else []
+        if len(found) >= at_least:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {found} in {path}")
+        time.sleep(0.05)
+
+
+def test_normal_run_logs_and_reports_progress(tmp_path):
+    repo = fake_repo(tmp_path)
+    run_dir = tmp_path / "runs" / "0001-abc1234"
+    seen, started = [], []
+    result = run_training([sys.executable, "train.py"], repo, run_dir, timeout=30,
+                          on_start=started.append, on_progress=seen.append, poll=0.01)
+    assert result.returncode == 0 and not result.timed_out and not result.aborted
+    log = (run_dir / "run.log").read_text()
+    assert "val_bpb:          1.000000" in log
+    assert (run_dir / "model.pt").exists()  # AUTORESEARCH_CHECKPOINT_DIR was the run dir
+    assert started and not pid_alive(started[0])
+    assert seen and seen[-1].step == 2 and seen[-1].progress_pct == 100.0
+
+
+def test_timeout_kills_child_and_grandchild(tmp_path, monkeypatch):
+    repo = fake_repo(tmp_path, MODE="hang")
+    pid_file = tmp_path / "pids"
+    monkeypatch.setenv("FAKE_PID_FILE", str(pid_file))
+    run_dir = tmp_path / "run"
+    start = time.monotonic()
+    result = run_training([sys.executable, "train.py"], repo, run_dir, timeout=1.5, grace=0.5,
+                          poll=0.05)
+    assert result.timed_out and result.returncode is None
+    assert time.monotonic() - start < 15
+    trainer, child, grandchild = pids(pid_file, 3, timeout=0)  # all three had started
+    for pid in (trainer, child, grandchild):
+        assert not pid_alive(pid), f"process {pid} survived the timeout"
+
+
+def test_processes_left_after_a_normal_exit_are_killed(tmp_path, monkeypatch):
+    repo = fake_repo(tmp_path, MODE="orphan")
+    pid_file = tmp_path / "pids"
+    monkeypatch.setenv("FAKE_PID_FILE", str(pid_file))
+    # the orphan records its pid a moment after it starts: the leader waits 1 s before exiting
+    result = run_training([sys.executable, "-c", "import runpy, time; runpy.run_path("
+                           "'train.py', run_name='__main__'); time.sleep(1)"],
+                          repo, tmp_path / "run", timeout=30, grace=0.5, poll=0.05)
+    assert result.returncode == 0
+    found = pids(pid_file, 2, timeout=0)
+    assert not any(pid_alive(pid) for pid in found)
+
+
+def test_abort_kills_the_run(tmp_path, monkeypatch):
+    repo = fake_repo(tmp_path)
+    monkeypatch.setenv("FAKE_TRAIN_SECONDS", "60")
+    started = []
+    calls = iter(range(1000))
+    result = run_training([sys.executable, "train.py"], repo, tmp_path / "run", timeout=60,
+                          on_start=started.append, should_abort=lambda: next(calls) > 5,
+                          poll=0.05, grace=1)
+    assert result.aborted and result.returncode is None
+    assert not pid_alive(started[0])
+
+
+def test_kill_stale_runs_finds_a_trainer_by_its_run_dir(tmp_path):
+    run_dir = tmp_path / "runs" / "0003-abc1234"
+    run_dir.mkdir(parents=True)
+    env = dict(os.environ, **{CHECKPOINT_ENV: str(run_dir.resolve())})
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env,
+                            start_new_session=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                             start_new_session=True)
+    try:
+        assert kill_stale_runs(tmp_path / "runs" / "0004-def5678") == []
+        assert kill_stale_runs(run_dir) == [proc.pid]
+        proc.wait(timeout=10)
+        assert other.poll() is None  # an unrelated process is left alone
+    finally:
+        proc.kill()
+        other.kill()
+        proc.wait()
+        other.wait()
