@@ -1,0 +1,307 @@
+"""A local, read-only web dashboard of a running (or finished) loop.
+
+One page (dashboard.html, plain JS, no network) that polls a small JSON API every 2 seconds:
+
+    GET /                     the page
+    GET /api/results          rows, running best, y-range, threshold, summary (?since=<version>)
+    GET /api/live             the current experiment (.autoresearch/<tag>/live.json)
+    GET /api/diff/<id>        what the experiment changed in train.py, vs its parent
+    GET /api/log/<id>         the tail of its run.log
+    GET /api/sample/<id>      its sample_output.txt
+    GET /api/metrics/<id>     its metrics.json
+
+<id> is an experiment number or a commit prefix, looked up in results.tsv; the API never takes a
+path, so nothing outside the run directories can be asked for. Every other method is a 405. On
+127.0.0.1 the Host header must name localhost too, which keeps DNS-rebinding pages out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from dataclasses import asdict
+from datetime import datetime, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from autoresearch.checkpoints import WEIGHTS, run_dir_for
+from autoresearch.errors import UserError
+from autoresearch.gitops import TRAIN, Git
+from autoresearch.report import (
+    experiment_numbers,
+    noise_threshold,
+    running_best,
+    select_tag,
+    summarize,
+    y_limits,
+)
+from autoresearch.results import Row, read_results
+from autoresearch.state import STATE_DIR, read_live
+from autoresearch.summary import split_lines
+from autoresearch.views import loop_running
+
+PAGE = Path(__file__).with_name("dashboard.html")
+LOG_TAIL_BYTES = 256 * 1024
+LOG_TAIL_LINES = 400
+MAX_TEXT_BYTES = 512 * 1024  # diffs and samples larger than this are cut
+IDENT = re.compile(r"^(\d{1,7}|[0-9a-f]{4,40})$")  # experiment number or commit prefix
+COMMIT = re.compile(r"^[0-9a-f]{4,40}$")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+RUN_FILES = {"log": "run.log", "sample": "sample_output.txt", "metrics": "metrics.json"}
+
+
+class Board:
+    """Everything the page can ask for, read from disk on demand: the loop writes, we only read."""
+
+    def __init__(self, repo: Path, results: Path, tag: str | None = None):
+        self.repo, self.results, self.tag = repo.resolve(), results, tag
+
+    def version(self) -> str:
+        """Changes whenever results.tsv does: the page re-renders only then."""
+        try:
+            st = self.results.stat()
+        except OSError:
+            return "none"
+        return f"{st.st_mtime_ns}-{st.st_size}"
+
+    def rows(self) -> tuple[list[Row], str | None]:
+        try:
+            rows = read_results(self.results)
+        except UserError:  # a half-written or foreign file: show nothing rather than die
+            rows = []
+        try:
+            return select_tag(rows, self.tag)
+        except UserError:
+            return [], self.tag
+
+    def current_tag(self, row_tag: str | None) -> str | None:
+        """--tag, else the newest row's tag, else the tag whose live.json changed last."""
+        if self.tag or row_tag:
+            return self.tag or row_tag
+        lives = sorted((self.repo / STATE_DIR).glob("*/live.json"), key=lambda p: p.stat().st_mtime)
+        return lives[-1].parent.name if lives else None
+
+    # ---- the API
+
+    def results_payload(self, since: str | None = None) -> dict:
+        version = self.version()
+        if since == version:
+            return {"version": version, "unchanged": True}
+        rows, tag = self.rows()
+        tag = self.current_tag(tag)
+        best = running_best(rows)
+        out_rows = []
+        for n, row, best_after in zip(experiment_numbers(rows), rows, best, strict=True):
+            run_dir = run_dir_for(self.repo, row)
+            out_rows.append({
+                "n": n, "commit": row.commit, "val_bpb": _finite(row.val_bpb),
+                "memory_gb": _finite(row.memory_gb), "status": row.status,
+                "description": row.description, "kind": row.kind, "timestamp": row.timestamp,
+                "reason": row.reason, "agent": row.agent, "cost_usd": _finite(row.cost_usd),
+                "best": best_after, "run_dir": run_dir.name if run_dir else None,
+                "has_sample": bool(run_dir and (run_dir / RUN_FILES["sample"]).is_file()),
+                "has_model": bool(run_dir and (run_dir / WEIGHTS).is_file()),
+            })
+        threshold = noise_threshold(self.repo, tag, rows)
+        return {
+            "version": version, "tag": tag, "results": str(self.results), "rows": out_rows,
+            "threshold": threshold, "y_limits": y_limits(rows, threshold),
+            "summary": _json_safe(asdict(summarize(rows))) if rows else None,
+        }
+
+    def live_payload(self) -> dict:
+        _, tag = self.rows()
+        tag = self.current_tag(tag)
+        live = read_live(self.repo, tag) if tag else {}
+        if live.get("updated_at"):
+            try:
+                updated = datetime.fromisoformat(live["updated_at"])
+                live["age_s"] = (datetime.now(timezone.utc) - updated).total_seconds()
+            except (TypeError, ValueError):
+                pass
+        return {"tag": tag, "live": live, "running": loop_running(live)}
+
+    def find(self, ident: str) -> tuple[int, Row, list[Row]] | None:
+        """(experiment number, row, all rows) for an id the ledger knows, else None."""
+        if not IDENT.match(ident):
+            return None
+        rows, _ = self.rows()
+        numbers = experiment_numbers(rows)
+        for n, row in zip(numbers, rows, strict=True):
+            if ident.isdigit() and int(ident) == n:
+                return n, row, rows
+        for n, row in zip(numbers, rows, strict=True):
+            if COMMIT.match(ident) and row.commit.startswith(ident):
+                return n, row, rows
+        return None
+
+    def run_file(self, ident: str, kind: str) -> dict | None:
+        found = self.find(ident)
+        if found is None:
+            return None
+        n, row, _ = found
+        run_dir = run_dir_for(self.repo, row)
+        text = _read_inside(run_dir, RUN_FILES[kind]) if run_dir else None
+        if kind == "log" and text is not None:
+            lines = [line for line in split_lines(text) if line.strip()]
+            text = "\n".join(lines[-LOG_TAIL_LINES:])
+        if kind == "metrics" and text is not None:
+            try:
+                return {"n": n, "metrics": json.loads(text)}
+            except ValueError:
+                return {"n": n, "metrics": None, "text": text}
+        return {"n": n, "text": text, "run_dir": run_dir.name if run_dir else None}
+
+    def diff(self, ident: str) -> dict | None:
+        """`git diff <commit>^ <commit> -- train.py`; without git objects (another tool's
+        ledger, a missing parent) the run dir's train.py against its parent run's copy."""
+        found = self.find(ident)
+        if found is None:
+            return None
+        n, row, rows = found
+        git = Git(self.repo)
+        commit = git.resolve(row.commit) if COMMIT.match(row.commit) else None
+        parent = git.parent(commit) if commit else None
+        if commit and parent:
+            try:
+                text = git.run_raw("diff", parent, commit, "--", TRAIN)
+                return {"n": n, "source": f"git diff {parent[:7]} {commit[:7]}", "text": text}
+            except UserError:
+                pass
+        parent_row = _parent_row(row, rows)
+        mine = run_dir_for(self.repo, row)
+        theirs = run_dir_for(self.repo, parent_row) if parent_row else None
+        new = _read_inside(mine, TRAIN) if mine else None
+        old = _read_inside(theirs, TRAIN) if theirs else None
+        if new is None or old is None:
+            why = "baseline: nothing to compare with" if parent_row is None else \
+                "no commit and no train.py copies to compare"
+            return {"n": n, "source": None, "text": None, "note": why}
+        lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                     f"a/{theirs.name}/{TRAIN}", f"b/{mine.name}/{TRAIN}")
+        return {"n": n, "source": f"{theirs.name} → {mine.name}", "text": "".join(lines)}
+
+
+def _parent_row(row: Row, rows: list[Row]) -> Row | None:
+    """The best kept run before `row`: the code it was proposed on top of."""
+    best = None
+    for other in rows:
+        if other is row:
+            return best
+        if other.status == "keep" and (best is None or other.val_bpb < best.val_bpb):
+            best = other
+    return None
+
+
+def _read_inside(run_dir: Path, name: str) -> str | None:
+    """A run file's text (its tail for big logs), refusing anything that escapes the run dir."""
+    path = run_dir / name
+    if not path.is_file() or path.resolve().parent != run_dir.resolve():
+        return None
+    limit = LOG_TAIL_BYTES if name == RUN_FILES["log"] else MAX_TEXT_BYTES
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - limit))
+        return f.read().decode("utf-8", errors="replace")
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _json_safe(value):
+    """JSON.parse rejects NaN and Infinity: send null instead."""
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class Handler(BaseHTTPRequestHandler):
+    board: Board  # set on the subclass made by make_server
+    page: bytes
+    loopback_only: bool
+    server_version = "autoresearch-dashboard"
+    sys_version = ""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.loopback_only and _host_name(self.headers.get("Host", "")) not in LOOPBACK:
+            return self._send(HTTPStatus.FORBIDDEN, b"forbidden host\n", "text/plain")
+        url = urlsplit(self.path)
+        parts = url.path.split("/")
+        if url.path in ("/", "/index.html"):
+            return self._send(HTTPStatus.OK, self.page, "text/html; charset=utf-8")
+        if url.path == "/api/results":
+            since = parse_qs(url.query).get("since", [None])[0]
+            return self._json(self.board.results_payload(since))
+        if url.path == "/api/live":
+            return self._json(self.board.live_payload())
+        if len(parts) == 4 and parts[:2] == ["", "api"] and IDENT.match(parts[3]):
+            kind, ident = parts[2], parts[3]
+            payload = None
+            if kind == "diff":
+                payload = self.board.diff(ident)
+            elif kind in RUN_FILES:
+                payload = self.board.run_file(ident, kind)
+            if payload is not None:
+                return self._json(payload)
+        self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+
+    def __getattr__(self, name: str):
+        # Any other method (POST, PUT, DELETE, HEAD, OPTIONS, made-up ones): 405, not 501.
+        if name.startswith("do_"):
+            return self._not_allowed
+        raise AttributeError(name)
+
+    def _not_allowed(self) -> None:
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"read-only: GET only\n", "text/plain",
+                   {"Allow": "GET"})
+
+    def _json(self, payload: dict) -> None:
+        body = json.dumps(payload, allow_nan=False).encode()
+        self._send(HTTPStatus.OK, body, "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str, extra: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy",
+                         "default-src 'none'; script-src 'unsafe-inline'; "
+                         "style-src 'unsafe-inline'; connect-src 'self'; img-src data:")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # the page polls every 2 s: a line per request would drown the terminal
+
+
+def _host_name(host: str) -> str:
+    """'127.0.0.1:8765' -> '127.0.0.1', '[::1]:8765' -> '::1'."""
+    if host.startswith("["):
+        return host[1:].split("]")[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def make_server(board: Board, host: str, port: int) -> ThreadingHTTPServer:
+    """A ready (bound, not yet serving) dashboard server; port 0 picks a free one."""
+    handler = type("BoardHandler", (Handler,), {
+        "board": board, "page": PAGE.read_bytes(), "loopback_only": host in LOOPBACK})
+    try:
+        server = ThreadingHTTPServer((host, port), handler)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port} ({e.strerror}): "
+                        "pick another port with --port") from None
+    server.daemon_threads = True
+    return server

@@ -1,0 +1,197 @@
+"""The morning-review commands of agent_loop.py: plot, summary, sample, dashboard.
+
+    uv run agent_loop.py summary                 # what happened overnight, in numbers
+    uv run agent_loop.py plot                    # progress.png
+    uv run agent_loop.py sample 42 --prompt "Once upon a time"
+    uv run agent_loop.py dashboard               # http://127.0.0.1:8765/, live while the loop runs
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autoresearch.checkpoints import resolve_run
+from autoresearch.dashboard import LOOPBACK, Board, make_server
+from autoresearch.errors import UserError
+from autoresearch.report import Summary, noise_threshold, select_tag, summarize
+from autoresearch.results import Row, read_results
+from autoresearch.sample import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_PROMPT,
+    DEFAULT_SEED,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_K,
+    sample_run,
+)
+
+DEFAULT_PORT = 8765
+
+ResultsOpt = Annotated[Path, typer.Option(
+    "--results", help="results.tsv to read, any tool's (relative to --repo)")]
+TagOpt = Annotated[str | None, typer.Option("--tag", help="loop tag (default: the newest row's)")]
+RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="the autoresearch checkout")]
+
+
+def _load(repo: Path, results: Path, tag: str | None) -> tuple[Path, list[Row], str | None]:
+    results = results if results.is_absolute() else repo / results
+    if not results.exists():
+        raise UserError(f"{results} not found: run the loop first, or point --results at a file")
+    rows, tag = select_tag(read_results(results), tag)
+    if not rows:
+        raise UserError(f"{results} has no experiments yet")
+    return results, rows, tag
+
+
+def plot(
+    results: ResultsOpt = Path("results.tsv"),
+    out: Annotated[Path, typer.Option("--out", help="PNG to write")] = Path("progress.png"),
+    tag: TagOpt = None,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Draw val_bpb over experiments into progress.png: kept runs and the running best,
+    discarded ones faint, crashes as red crosses, the noise band and the best's description.
+
+    \b
+    Examples:
+      uv run agent_loop.py plot
+      uv run agent_loop.py plot --results other/results.tsv --out night.png
+    """
+    from autoresearch.plot import plot_progress  # matplotlib is slow to import: only when needed
+
+    _, rows, tag = _load(repo, results, tag)
+    threshold = noise_threshold(repo, tag, rows)
+    path = plot_progress(rows, out, threshold=threshold)
+    typer.echo(f"wrote {path} ({len(rows)} experiments)")
+
+
+def summary(
+    results: ResultsOpt = Path("results.tsv"),
+    tag: TagOpt = None,
+    top: Annotated[int, typer.Option("--top", help="how many top improvements to list")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Experiments, kept/discarded/crashed, best val_bpb and gain over the baseline,
+    experiments per hour, GPU hours, agent cost, and the biggest improvements.
+
+    \b
+    Examples:
+      uv run agent_loop.py summary
+      uv run agent_loop.py summary --top 10 --json
+    """
+    results, rows, tag = _load(repo, results, tag)
+    stats = summarize(rows, top=top)
+    if as_json:
+        typer.echo(json.dumps(asdict(stats), indent=2))
+        return
+    print_summary(stats, title=f"autoresearch summary — {tag or results.name}")
+
+
+def print_summary(s: Summary, title: str) -> None:
+    console = Console()
+    table = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("experiments", f"{s.experiments}  ([green]{s.kept} kept[/], "
+                  f"[dim]{s.discarded} discarded[/], [red]{s.crashed} crashed[/])")
+    table.add_row("baseline val_bpb", _num(s.baseline_bpb))
+    if s.best_bpb is not None:
+        table.add_row("best val_bpb", f"[green]{s.best_bpb:.6f}[/]  #{s.best_experiment} "
+                      f"{s.best_commit}  {s.best_description}")
+    if s.improvement is not None:
+        table.add_row("improvement", f"{-s.improvement:+.6f} ({-s.improvement_pct:+.2f}%)")
+    table.add_row("experiments/hour", _num(s.experiments_per_hour, 1))
+    approx = " (partly from timestamps)" if s.gpu_hours_estimated else ""
+    table.add_row("GPU hours", _num(s.gpu_hours, 2) + approx)
+    table.add_row("agent cost", f"${s.cost_usd:.2f}" if s.cost_usd is not None else "—")
+    console.print(table)
+    if s.top_improvements:
+        steps = Table(title="top improvements", title_justify="left")
+        for name, justify in (("#", "right"), ("commit", "left"), ("val_bpb", "right"),
+                              ("delta", "right"), ("description", "left")):
+            steps.add_column(name, justify=justify)
+        for step in s.top_improvements:
+            steps.add_row(str(step.experiment), step.commit[:7], f"{step.val_bpb:.6f}",
+                          _delta(step.delta),
+                          step.description)
+        console.print(steps)
+
+
+def _delta(delta: float) -> str:
+    """An improvement as the change in val_bpb: negative is better, and green."""
+    return f"[green]{-delta:+.6f}[/]" if delta > 0 else f"{-delta:+.6f}"
+
+
+def _num(value: float | None, digits: int = 6) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def sample(
+    run: Annotated[str, typer.Argument(help="run dir, run name, experiment number or commit")],
+    prompt: Annotated[str, typer.Option("--prompt")] = DEFAULT_PROMPT,
+    max_tokens: Annotated[int, typer.Option("--max-tokens")] = DEFAULT_MAX_TOKENS,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy")]
+    = DEFAULT_TEMPERATURE,
+    top_k: Annotated[int, typer.Option("--top-k", help="0 = no top-k cut")] = DEFAULT_TOP_K,
+    seed: Annotated[int, typer.Option("--seed")] = DEFAULT_SEED,
+    device: Annotated[str | None, typer.Option("--device", help="cuda, cpu, mps")] = None,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Generate text with an experiment's weights, loaded with that experiment's own train.py
+    (the copy in its run dir). Only kept runs have weights; older ones are pruned.
+
+    \b
+    Examples:
+      uv run agent_loop.py sample 42 --prompt "Once upon a time"
+      uv run agent_loop.py sample a1b2c3d --temperature 0 --max-tokens 100 --device cpu
+    """
+    run_dir = resolve_run(repo, run)
+    text = sample_run(run_dir, prompt, max_tokens=max_tokens, temperature=temperature,
+                      top_k=top_k or None, seed=seed, device=device, repo=repo)
+    typer.echo(text)
+
+
+def dashboard(
+    port: Annotated[int, typer.Option("--port")] = DEFAULT_PORT,
+    host: Annotated[str, typer.Option("--host", help="bind address (LAN: 0.0.0.0)")]
+    = "127.0.0.1",
+    tag: TagOpt = None,
+    results: ResultsOpt = Path("results.tsv"),
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Serve a live, read-only web page of the loop: chart, experiments, each one's diff, log
+    and sample, and the current run's progress. Ctrl-C stops it.
+
+    \b
+    Examples:
+      uv run agent_loop.py dashboard                      # http://127.0.0.1:8765/
+      ssh -L 8765:127.0.0.1:8765 gpu-box                  # then browse it from your laptop
+    """
+    results = results if results.is_absolute() else repo / results
+    server = make_server(Board(repo, results, tag), host, port)
+    url = f"http://{host}:{server.server_address[1]}/"
+    typer.echo(f"dashboard: {url}  (read-only; Ctrl-C to stop)")
+    if host not in LOOPBACK:
+        typer.secho("warning: listening beyond this machine: anyone who can reach it can read "
+                    "your logs and diffs", fg="yellow")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def register(app: typer.Typer) -> None:
+    """Add plot, summary, sample and dashboard to agent_loop.py's app."""
+    app.command("plot")(plot)
+    app.command("summary")(summary)
+    app.command("sample")(sample)
+    app.command("dashboard")(dashboard)

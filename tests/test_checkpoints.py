@@ -1,0 +1,82 @@
+"""Pruning keeps the best kept runs' weights and deletes nothing else; runs resolve from input."""
+
+from pathlib import Path
+
+import pytest
+
+from autoresearch.checkpoints import prune_checkpoints, resolve_run, run_dir_for
+from autoresearch.errors import UserError
+from autoresearch.results import Row
+
+OTHER_FILES = ("run.log", "train.py", "metrics.json", "config.json", "sample_output.txt")
+
+
+def make_runs(repo: Path) -> list[Row]:
+    spec = [(1, "keep", 1.00), (2, "keep", 0.98), (3, "discard", 0.99), (4, "keep", 0.97),
+            (5, "crash", 0.0), (6, "keep", 0.975), (7, "keep", 0.96)]
+    rows = []
+    for n, status, bpb in spec:
+        commit = f"{n:x}" * 7
+        run_dir = repo / "runs" / f"{n:04d}-{commit}"
+        run_dir.mkdir(parents=True)
+        for name in ("model.pt",) + OTHER_FILES:
+            (run_dir / name).write_text(name)
+        # rows from the loop name their run dir; half of them here rely on the commit lookup
+        rows.append(Row(commit, bpb, 1.0, status, f"run {n}", experiment=n,
+                        run_dir=f"runs/{run_dir.name}" if n % 2 else ""))
+    return rows
+
+
+def weights(repo: Path) -> set[str]:
+    return {p.parent.name[:4] for p in (repo / "runs").glob("*/model.pt")}
+
+
+def test_prune_keeps_the_best_k(tmp_path):
+    rows = make_runs(tmp_path)
+    deleted = prune_checkpoints(tmp_path, rows, keep_best=2)
+    assert weights(tmp_path) == {"0007", "0004"}  # 0.96 and 0.97
+    assert sorted(p.parent.name[:4] for p in deleted) == ["0001", "0002", "0003", "0005", "0006"]
+    for run_dir in (tmp_path / "runs").iterdir():  # logs, code, metrics, samples all stay
+        assert all((run_dir / name).is_file() for name in OTHER_FILES)
+    assert prune_checkpoints(tmp_path, rows, keep_best=2) == []  # idempotent
+    prune_checkpoints(tmp_path, rows, keep_best=1)
+    assert weights(tmp_path) == {"0007"}
+    prune_checkpoints(tmp_path, rows, keep_best=0)
+    assert weights(tmp_path) == set()
+
+
+def test_prune_touches_only_the_given_rows(tmp_path):
+    rows = make_runs(tmp_path)
+    stranger = tmp_path / "runs" / "0001-fedcba9"  # another tag's run: not in `rows`
+    stranger.mkdir()
+    (stranger / "model.pt").write_text("w")
+    prune_checkpoints(tmp_path, rows, keep_best=3)
+    assert (stranger / "model.pt").is_file()
+    assert weights(tmp_path) == {"0001", "0004", "0006", "0007"}  # the stranger + best 3
+    with pytest.raises(ValueError):
+        prune_checkpoints(tmp_path, rows, keep_best=-1)
+
+
+def test_run_dir_for_stays_inside_runs(tmp_path):
+    rows = make_runs(tmp_path)
+    assert run_dir_for(tmp_path, rows[1]).name == "0002-2222222"  # found by commit + number
+    (tmp_path / "elsewhere").mkdir()
+    evil = Row("aaaaaaa", 1.0, 1.0, "keep", "x", run_dir="runs/../elsewhere")
+    assert run_dir_for(tmp_path, evil) is None
+    assert run_dir_for(tmp_path, Row("baseline", 1.0, 1.0, "keep", "other tool's row")) is None
+
+
+def test_resolve_run(tmp_path):
+    make_runs(tmp_path)
+    assert resolve_run(tmp_path, "4").name == "0004-4444444"
+    assert resolve_run(tmp_path, "0004").name == "0004-4444444"
+    assert resolve_run(tmp_path, "0004-4444444").name == "0004-4444444"
+    assert resolve_run(tmp_path, "555555").name == "0005-5555555"  # commit prefix
+    assert resolve_run(tmp_path, "6666666" + "0" * 33).name == "0006-6666666"  # full sha
+    path = tmp_path / "runs" / "0003-3333333"
+    assert resolve_run(tmp_path, str(path)) == path
+    with pytest.raises(UserError, match="no run matches '99'"):
+        resolve_run(tmp_path, "99")
+    (tmp_path / "runs" / "0004-4444abc").mkdir()
+    with pytest.raises(UserError, match="matches several runs"):
+        resolve_run(tmp_path, "4444")
