@@ -21,15 +21,21 @@ from autoresearch.errors import UserError
 from autoresearch.prompt import results_table
 from autoresearch.results import Row
 
-TRAIN_PY = (Path(__file__).parent / "fixtures" / "agents_train.py").read_text()
+TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
+[OLD_LINE] = [line for line in TRAIN_PY.splitlines() if line.startswith("MATRIX_LR = ")]
+NEW_LINE = "MATRIX_LR = 0.05  # raised by the agent"
 PROGRAM = "# autoresearch program\nTry ideas that lower val_bpb. Zebra-marker-1729."
 FAST = Retry(attempts=3, base_delay=0.01, max_delay=0.05)
-GOOD = ("I think the matrix LR is too low.\nDESCRIPTION: raise MATRIX_LR 0.04 -> 0.05\n"
-        "```\n<<<<<<< SEARCH\nMATRIX_LR = 0.04\n=======\nMATRIX_LR = 0.05\n>>>>>>> REPLACE\n```\n")
-WRONG_SEARCH = ("DESCRIPTION: raise MATRIX_LR\n<<<<<<< SEARCH\nMATRIX_LR = 0.4\n=======\n"
-                "MATRIX_LR = 0.05\n>>>>>>> REPLACE\n")
-EXPECTED = TRAIN_PY.replace("\nMATRIX_LR = 0.04\n", "\nMATRIX_LR = 0.05\n")
 
+
+def answer(search: str, replace: str, description: str = "raise MATRIX_LR 0.04 -> 0.05") -> str:
+    return (f"I think the matrix LR is too low.\nDESCRIPTION: {description}\n"
+            f"```\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n")
+
+
+GOOD = answer(OLD_LINE, NEW_LINE)  # quotes the real line, comment and all
+WRONG_SEARCH = answer("MATRIX_LR = 0.4", "MATRIX_LR = 0.05", "raise MATRIX_LR")  # not in train.py
+EXPECTED = TRAIN_PY.replace(f"\n{OLD_LINE}\n", f"\n{NEW_LINE}\n")
 
 class Script:
     """Replies to send, in order, and the requests received (path, headers, JSON body)."""
@@ -123,6 +129,7 @@ def chat_reply(text: str, prompt_tokens: int = 1000, completion_tokens: int = 20
 def test_openai_proposes_and_applies(server, tmp_path):
     server.reply(200, chat_reply(GOOD))
     proposal = openai_agent(server).propose(make_request(tmp_path))
+    assert EXPECTED != TRAIN_PY and EXPECTED.count(NEW_LINE) == 1
     assert (tmp_path / "train.py").read_text() == EXPECTED
     assert proposal.description == "raise MATRIX_LR 0.04 -> 0.05"
     assert (proposal.usage.input_tokens, proposal.usage.output_tokens) == (1000, 200)
@@ -181,7 +188,7 @@ def test_unmatched_search_is_sent_back_with_the_reason(server, tmp_path):
 
 def test_two_unusable_answers_are_refused(server, tmp_path):
     server.reply(200, chat_reply(WRONG_SEARCH, cost=0.01))
-    server.reply(200, chat_reply(WRONG_SEARCH.replace("0.4", "0.004"), cost=0.02))
+    server.reply(200, chat_reply(WRONG_SEARCH.replace("= 0.4\n", "= 0.004\n"), cost=0.02))
     with pytest.raises(AgentRefused, match="not found") as refused:
         openai_agent(server).propose(make_request(tmp_path))
     assert len(server.requests) == 2
@@ -190,11 +197,11 @@ def test_two_unusable_answers_are_refused(server, tmp_path):
 
 
 def test_syntax_error_is_sent_back(server, tmp_path):
-    broken = GOOD.replace("MATRIX_LR = 0.05\n>>>", "MATRIX_LR = (0.05\n>>>")
-    server.reply(200, chat_reply(broken))
+    server.reply(200, chat_reply(answer(OLD_LINE, "MATRIX_LR = (0.05")))
     server.reply(200, chat_reply(GOOD))
     openai_agent(server).propose(make_request(tmp_path))
     assert "does not compile" in server.requests[1][2]["messages"][-1]["content"]
+    assert (tmp_path / "train.py").read_text() == EXPECTED
 
 
 def test_401_is_not_retried(server, tmp_path):

@@ -23,9 +23,11 @@ from autoresearch.agents.claude_cli import ClaudeAgent
 from autoresearch.agents.codex_cli import CodexAgent
 from autoresearch.errors import UserError
 
-TRAIN_PY = (Path(__file__).parent / "fixtures" / "agents_train.py").read_text()
+TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
 PROGRAM = "# program\nLower val_bpb. Marker-Okapi-42."
-EXPECTED = TRAIN_PY.replace("\nMATRIX_LR = 0.04\n", "\nMATRIX_LR = 0.05\n")
+[OLD_LINE] = [line for line in TRAIN_PY.splitlines() if line.startswith("MATRIX_LR = ")]
+NEW_LINE = "MATRIX_LR = 0.05  # raised by the agent"
+EXPECTED = TRAIN_PY.replace(f"\n{OLD_LINE}\n", f"\n{NEW_LINE}\n")
 
 COMMON = """\
 import argparse, json, os, sys, time
@@ -48,8 +50,12 @@ def behave(workdir):
             f.write(f"{os.getpid()}\\n")
         time.sleep(60)
     train = Path(workdir) / "train.py"
-    if mode != "no-edit":
-        train.write_text(train.read_text().replace("MATRIX_LR = 0.04\\n", "MATRIX_LR = 0.05\\n"))
+    if mode != "no-edit":  # like the real Edit tools: the old text must occur exactly once
+        old, new = os.environ["FAKE_OLD"] + "\\n", os.environ["FAKE_NEW"] + "\\n"
+        text = train.read_text()
+        if text.count(old) != 1:
+            sys.exit(f"Error: found {text.count(old)} matches of the string to replace")
+        train.write_text(text.replace(old, new))
     return mode, calls
 """
 
@@ -133,6 +139,8 @@ def fakes(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.jsonl"))
     monkeypatch.setenv("FAKE_STATE", str(tmp_path / "state"))
     monkeypatch.setenv("FAKE_MODE", "ok")
+    monkeypatch.setenv("FAKE_OLD", OLD_LINE)  # the edit the fakes make: one real line of train.py
+    monkeypatch.setenv("FAKE_NEW", NEW_LINE)
 
     def calls() -> list[dict]:
         log = tmp_path / "calls.jsonl"
@@ -163,6 +171,7 @@ def test_claude_edits_and_reports(fakes, repo):
     agent = make_agent("claude", model="sonnet", timeout=30)
     assert agent.name == "claude:sonnet"
     proposal = agent.propose(make_request(repo))
+    assert EXPECTED != TRAIN_PY and EXPECTED.count(NEW_LINE) == 1
     assert (repo / "train.py").read_text() == EXPECTED
     assert proposal.description == "MATRIX_LR 0.04 -> 0.05, the model undertrains in 5 minutes"
     assert proposal.usage.cost_usd == pytest.approx(0.0421)

@@ -6,68 +6,102 @@ import pytest
 
 from autoresearch.edits import Edit, EditError, apply_edits, parse_answer
 
-TRAIN_PY = (Path(__file__).parent / "fixtures" / "agents_train.py").read_text()
+TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
+LINES = TRAIN_PY.splitlines()
+
+
+def line(prefix: str) -> str:
+    """The one line of train.py that starts with `prefix` (indentation included), as it is."""
+    found = [text for text in LINES if text.startswith(prefix)]
+    assert len(found) == 1, f"expected one line of train.py starting with {prefix!r}: {found}"
+    return found[0]
+
+
+MATRIX_LR = line("MATRIX_LR = ")  # e.g. "MATRIX_LR = 0.04  # Muon, every matrix ..."
+SCALAR_LR = line("SCALAR_LR = ")
+DEPTH = line("DEPTH = ")
+WINDOW_PATTERN = line("WINDOW_PATTERN = ")
+OVERRIDE = line("    DEPTH")  # indented: the cpu profile's override inside `elif PROFILE == ...`
 
 
 def block(search: str, replace: str) -> str:
     return f"<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n"
 
 
+def changed_lines(old: str, new: str) -> dict[int, str]:
+    """Line index -> new text, for edits that keep the line count."""
+    old_lines, new_lines = old.splitlines(), new.splitlines()
+    assert len(old_lines) == len(new_lines)
+    return {i: b for i, (a, b) in enumerate(zip(old_lines, new_lines, strict=True)) if a != b}
+
+
 def test_single_block_applies_exactly():
-    answer = parse_answer("DESCRIPTION: raise matrix LR\n"
-                          + block("MATRIX_LR = 0.04", "MATRIX_LR = 0.05"))
+    replacement = "MATRIX_LR = 0.0512  # raised"
+    answer = parse_answer("DESCRIPTION: raise matrix LR\n" + block(MATRIX_LR, replacement))
     assert answer.description == "raise matrix LR"
+    assert answer.edits == [Edit(MATRIX_LR + "\n", replacement + "\n")]
     new = apply_edits(TRAIN_PY, answer.edits)
-    assert new == TRAIN_PY.replace("\nMATRIX_LR = 0.04\n", "\nMATRIX_LR = 0.05\n")
-    assert "UNEMBEDDING_LR = 0.004" in new  # neighbours untouched
+    assert changed_lines(TRAIN_PY, new) == {LINES.index(MATRIX_LR): replacement}
+    assert new == TRAIN_PY.replace(f"\n{MATRIX_LR}\n", f"\n{replacement}\n")  # neighbours untouched
 
 
 def test_multiple_blocks_apply_in_order():
+    i = LINES.index(MATRIX_LR)
+    assert LINES[i + 1] == SCALAR_LR  # two adjacent lines make one block
     answer = parse_answer(
         "Some reasoning first.\nDESCRIPTION: deeper, lower LR\n"
-        + block("DEPTH = 8", "DEPTH = 10") + "\nand then\n"
-        + block("MATRIX_LR = 0.04\nSCALAR_LR = 0.5", "MATRIX_LR = 0.03\nSCALAR_LR = 0.4")
-        + block("MATRIX_LR = 0.03", "MATRIX_LR = 0.035"))  # sees the result of block 2
+        + block(DEPTH, "DEPTH = 31") + "\nand then\n"
+        + block(f"{MATRIX_LR}\n{SCALAR_LR}", "MATRIX_LR = 0.0303\nSCALAR_LR = 0.404")
+        + block("MATRIX_LR = 0.0303", "MATRIX_LR = 0.0355"))  # sees the result of block 2
+    assert len(answer.edits) == 3
     new = apply_edits(TRAIN_PY, answer.edits)
-    assert "\nDEPTH = 10\n" in new
-    assert "\nMATRIX_LR = 0.035\nSCALAR_LR = 0.4\n" in new
-    assert "    DEPTH = 4\n" in new  # the indented override is a different line
+    assert changed_lines(TRAIN_PY, new) == {LINES.index(DEPTH): "DEPTH = 31",
+                                            i: "MATRIX_LR = 0.0355", i + 1: "SCALAR_LR = 0.404"}
+    assert f"\n{OVERRIDE}\n" in new  # the indented override mentions DEPTH too: untouched
 
 
 def test_fenced_answer_is_tolerated():
     text = ("Here is my change.\n\n**DESCRIPTION:** use a full window everywhere\n\n```python\n"
-            + block('WINDOW_PATTERN = "SSSL"  # S = short (half context) window, L = full; '
-                    "last layer always L",
-                    'WINDOW_PATTERN = "L"  # all layers full context')
+            + block(WINDOW_PATTERN, 'WINDOW_PATTERN = "L"  # all layers full context')
             + "```\n")
     answer = parse_answer(text)
     assert answer.description == "use a full window everywhere"
     new = apply_edits(TRAIN_PY, answer.edits)
-    assert 'WINDOW_PATTERN = "L"  # all layers full context\n' in new
+    assert changed_lines(TRAIN_PY, new) == {
+        LINES.index(WINDOW_PATTERN): 'WINDOW_PATTERN = "L"  # all layers full context'}
     assert "```" not in new
 
 
 def test_crlf_and_think_blocks():
     text = ("<think>DESCRIPTION: not this one</think>\r\nDESCRIPTION: the real one\r\n"
-            + block("DEPTH = 8", "DEPTH = 9").replace("\n", "\r\n"))
+            + block(DEPTH, "DEPTH = 29").replace("\n", "\r\n"))
     answer = parse_answer(text)
     assert answer.description == "the real one"
-    assert "\nDEPTH = 9\n" in apply_edits(TRAIN_PY, answer.edits)
+    assert answer.edits == [Edit(DEPTH + "\n", "DEPTH = 29\n")]  # no stray \r
+    new = apply_edits(TRAIN_PY, answer.edits)
+    assert changed_lines(TRAIN_PY, new) == {LINES.index(DEPTH): "DEPTH = 29"}
 
 
 def test_not_found_names_the_block():
-    edits = [Edit("DEPTH = 8\n", "DEPTH = 9\n"), Edit("MATRIX_LR = 0.07\n", "MATRIX_LR = 0.05\n")]
+    edits = [Edit(DEPTH + "\n", "DEPTH = 29\n"), Edit("MATRIX_LR = 0.07\n", "MATRIX_LR = 0.05\n")]
     with pytest.raises(EditError, match=r"block 2: SEARCH text not found"):
         apply_edits(TRAIN_PY, edits)
 
 
 def test_multiple_matches_are_refused():
-    # unique in train.py, ambiguous once a second function ends the same way
-    edits = parse_answer("DESCRIPTION: x\n" + block("        return x", "        return 2 * x"))
-    assert TRAIN_PY.count("        return x\n") == 1
-    dup = TRAIN_PY + "\ndef extra(x):\n        return x\n"
+    # lines that really occur more than once in train.py (super().__init__(), separators, ...)
+    repeated = {text: LINES.count(text) for text in LINES if text.strip() and LINES.count(text) > 1}
+    assert repeated
+    for text, count in repeated.items():
+        edits = parse_answer("DESCRIPTION: x\n" + block(text, "# replaced")).edits
+        with pytest.raises(EditError, match=rf"block 1: SEARCH text found {count} times"):
+            apply_edits(TRAIN_PY, edits)
+    # a unique line applies, and becomes ambiguous once a second copy of it is appended
+    edits = parse_answer("DESCRIPTION: x\n" + block(MATRIX_LR, "MATRIX_LR = 0.0512")).edits
+    assert "MATRIX_LR = 0.0512\n" in apply_edits(TRAIN_PY, edits)
+    dup = TRAIN_PY + f"\nif False:\n    pass\n{MATRIX_LR}\n"
     with pytest.raises(EditError, match=r"block 1: SEARCH text found 2 times"):
-        apply_edits(dup, edits.edits)
+        apply_edits(dup, edits)
 
 
 def test_all_or_nothing():
@@ -79,13 +113,21 @@ def test_all_or_nothing():
 
 
 def test_whitespace_is_exact():
-    # wrong indentation, a trailing space, a partial line: none of them match
-    for search in ("DEPTH = 4", "    DEPTH = 4 ", "MATRIX_LR = 0.0", "ATRIX_LR = 0.04"):
+    # wrong indentation, a trailing space, partial lines: none of them match
+    code = MATRIX_LR.partition("#")[0].rstrip()  # "MATRIX_LR = 0.04", without the comment
+    wrong = [OVERRIDE.lstrip(), OVERRIDE + " ", " " + OVERRIDE, OVERRIDE[:-1], MATRIX_LR[1:],
+             MATRIX_LR + " ", MATRIX_LR.replace("  #", " #", 1), code]
+    wrong = [search for search in wrong if search != MATRIX_LR]  # if the line has no comment
+    for search in wrong:
+        assert search not in LINES, search  # really absent as a whole line
         answer = parse_answer("DESCRIPTION: x\n" + block(search, "X = 1"))
         with pytest.raises(EditError, match="not found"):
             apply_edits(TRAIN_PY, answer.edits)
-    answer = parse_answer("DESCRIPTION: x\n" + block("    DEPTH = 4", "    DEPTH = 3"))
-    assert "    DEPTH = 3\n" in apply_edits(TRAIN_PY, answer.edits)
+    # the exact indented line does match
+    answer = parse_answer("DESCRIPTION: x\n" + block(OVERRIDE, "    DEPTH = 3"))
+    new = apply_edits(TRAIN_PY, answer.edits)
+    assert changed_lines(TRAIN_PY, new) == {LINES.index(OVERRIDE): "    DEPTH = 3"}
+    compile(new, "train.py", "exec")
 
 
 def test_empty_replace_deletes_lines_and_unterminated_file():
