@@ -59,9 +59,11 @@ FINAL_EVAL_BATCH_SIZE = 128  # as in training: one new compiled graph (no grad),
 SEED = 42
 
 # Smaller machines: the harness profile (AUTORESEARCH_PROFILE, see constants.py) fixes a shorter
-# context and budget; shrink the model so that it still trains a meaningful number of steps.
+# context and budget. On 24 GB cards the batches scale down from the values above, so a change
+# to them still takes effect; the cpu profile is a fixed toy for tests and demos.
 if PROFILE == "consumer":
-    DEVICE_BATCH_SIZE, TOTAL_BATCH_SIZE, FINAL_EVAL_BATCH_SIZE = 32, 2**17, 32
+    DEVICE_BATCH_SIZE, TOTAL_BATCH_SIZE = DEVICE_BATCH_SIZE // 4, TOTAL_BATCH_SIZE // 4
+    FINAL_EVAL_BATCH_SIZE = DEVICE_BATCH_SIZE
 elif PROFILE == "cpu":
     DEPTH, ASPECT_RATIO, HEAD_DIM = 2, 64, 64
     DEVICE_BATCH_SIZE, TOTAL_BATCH_SIZE, FINAL_EVAL_BATCH_SIZE = 8, 8 * MAX_SEQ_LEN, 8

@@ -2,8 +2,11 @@
 
 import json
 import math
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -128,3 +131,24 @@ def test_train_fails_fast_on_nan(prepared_cache, tmp_path):
     assert result.returncode == 3
     assert re.search(r"^error: loss (is not finite|exploded)", result.stdout, re.M), result.stdout
     assert "\n---\n" not in result.stdout  # no summary block for a failed run
+
+
+def test_profiles_keep_the_batch_invariant_and_consumer_follows_the_top_constants(tmp_path):
+    for name in ("prepare.py", "constants.py"):
+        shutil.copy(REPO / name, tmp_path / name)
+    source = (REPO / "train.py").read_text()
+    assert "TOTAL_BATCH_SIZE = 2**19" in source
+    (tmp_path / "train.py").write_text(source.replace("TOTAL_BATCH_SIZE = 2**19",
+                                                      "TOTAL_BATCH_SIZE = 2**20"))
+    probe = ("import train as t; print(t.TOTAL_BATCH_SIZE, t.DEVICE_BATCH_SIZE, "
+             "t.TOTAL_BATCH_SIZE % (t.DEVICE_BATCH_SIZE * t.MAX_SEQ_LEN))")
+    seen = {}
+    for profile in ("h100", "consumer", "cpu"):
+        for where in (REPO, tmp_path):
+            out = subprocess.run([sys.executable, "-c", probe], cwd=where, capture_output=True,
+                                 text=True, env={**os.environ, "AUTORESEARCH_PROFILE": profile})
+            total, device_batch, remainder = map(int, out.stdout.split())
+            assert remainder == 0 and device_batch >= 1, (profile, where)
+            seen[profile, where == REPO] = total
+    assert seen["h100", True] == 2**19 and seen["h100", False] == 2**20
+    assert seen["consumer", True] == 2**17 and seen["consumer", False] == 2**18  # follows the top
