@@ -79,15 +79,16 @@ def run(
     max_cost: Annotated[float | None, typer.Option(
         help="stop when agent spend in this tag reaches USD")] = None,
     noise_runs: Annotated[int, typer.Option(
-        help="extra baseline runs to measure noise (0 = off: threshold = floor)")] = 2,
+        min=0, help="extra baseline runs to measure noise (0 = off: threshold = floor)")] = 2,
     noise_floor: Annotated[float, typer.Option(
         help="smallest val_bpb gain that counts as an improvement")] = DEFAULT_FLOOR,
     timeout: Annotated[float | None, typer.Option(
         help="seconds before a run is killed (default 2 x TIME_BUDGET + 120)")] = None,
     max_fix_attempts: Annotated[int, typer.Option(
+        min=0,
         help="times the agent may fix its own crashed experiment (syntax/import/other)")] = 2,
     keep_checkpoints: Annotated[int, typer.Option(
-        help="keep model.pt of the best K kept runs, delete the rest")] = 3,
+        min=0, help="keep model.pt of the best K kept runs, delete the rest")] = 3,
     train_cmd: Annotated[str | None, typer.Option(
         envvar="AUTORESEARCH_TRAIN_CMD",
         help="command that trains (default: this python + train.py)")] = None,
@@ -127,7 +128,10 @@ def run(
                    max_fix_attempts=max_fix_attempts, keep_checkpoints=keep_checkpoints,
                    sample=sample)
     if train_cmd:
-        opts.train_cmd = shlex.split(train_cmd)
+        try:
+            opts.train_cmd = shlex.split(train_cmd)
+        except ValueError as e:
+            raise UserError(f"--train-cmd {train_cmd!r}: {e}") from None
     with make_console(plain) as ui:
         reason = Loop(repo, opts, backend, ui).run()
     typer.echo(f"stopped: {reason}. Resume with the same command; review with "

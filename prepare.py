@@ -484,6 +484,8 @@ def main(argv=None):
         num_shards = MAX_SHARD if args.num_shards == -1 else args.num_shards
         if num_shards < 1:
             raise SystemExit("error: --num-shards must be at least 1 (or -1 for all)")
+        if args.download_workers < 1:
+            raise SystemExit("error: --download-workers must be at least 1")
         prepare_download(num_shards, args.download_workers, args.force)
     train_tokenizer(args.tokenizer_chars, args.force)
     print("Done. Next: uv run train.py" + ("" if PROFILE != "h100" else

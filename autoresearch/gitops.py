@@ -23,16 +23,28 @@ class Git:
     def __init__(self, repo: Path):
         self.repo = Path(repo)
 
+    def _git(self, *args: str, text: bool = True) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(["git", *args], cwd=self.repo, capture_output=True, text=text)
+        except FileNotFoundError:  # git is not installed, or the repo directory does not exist
+            if not self.repo.is_dir():
+                raise UserError(f"{self.repo} is not a directory: pass the autoresearch checkout "
+                                "with --repo") from None
+            raise UserError("git not found on PATH: install git") from None
+        except NotADirectoryError:
+            raise UserError(f"{self.repo} is not a directory: pass the autoresearch checkout "
+                            "with --repo") from None
+
     def run(self, *args: str, check: bool = True) -> str:
         """Run git in the repo; a failure becomes a UserError quoting git's own message."""
-        proc = subprocess.run(["git", *args], cwd=self.repo, capture_output=True, text=True)
+        proc = self._git(*args)
         if check and proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             raise UserError(f"git {' '.join(args)} failed: {detail[-1] if detail else 'no output'}")
         return proc.stdout.strip()
 
     def ok(self, *args: str) -> bool:
-        return subprocess.run(["git", *args], cwd=self.repo, capture_output=True).returncode == 0
+        return self._git(*args, text=False).returncode == 0
 
     # ---- where we are
 
@@ -65,18 +77,12 @@ class Git:
     def parent(self, commit: str) -> str | None:
         return self.resolve(f"{commit}^")
 
-    def message(self, commit: str) -> str:
-        return self.run("log", "-1", "--format=%s", commit)
-
-    def is_ancestor(self, commit: str, of: str) -> bool:
-        return self.ok("merge-base", "--is-ancestor", commit, of)
-
     def file_at(self, commit: str, path: str = TRAIN) -> str:
         return self.run_raw("show", f"{commit}:{path}")
 
     def run_raw(self, *args: str) -> str:
         """Like run() but keeps the output byte-exact (no strip): file contents."""
-        proc = subprocess.run(["git", *args], cwd=self.repo, capture_output=True, text=True)
+        proc = self._git(*args)
         if proc.returncode != 0:
             raise UserError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout

@@ -49,13 +49,13 @@ from autoresearch.state import (
     now_iso,
     save_state,
     stop_requested,
+    tag_dir,
     write_live,
 )
 from autoresearch.summary import FIXABLE_REASONS, Progress, RunVerdict, log_tail, read_run
 
 PROGRAM = "program.md"
 RUNS = "runs"
-HISTORY_ROWS = 50  # results rows shown to the agent
 MAX_REJECTIONS = 12  # unusable proposals in a row before the loop gives up and asks for a human
 BACKOFF_EVERY = 3  # pause after every this many rejections in a row...
 BACKOFF_SECONDS = 60.0  # ...first for this long, doubling each time...
@@ -128,6 +128,7 @@ class Loop:
 
     def run(self) -> str:
         """Open or resume the tag, finish what a killed loop left, then loop; say why it ended."""
+        self.git.check_repo()  # before the lock, which would create .autoresearch/ anywhere
         with RepoLock(self.repo), self._signals():
             self.state = open_tag(self.git, self.opts.tag)
             clear_stop(self.repo, self.opts.tag)
@@ -239,7 +240,7 @@ class Loop:
         program = self.repo / PROGRAM  # re-read every time: the human steers through it
         request = AgentRequest(
             repo=self.repo, program=program.read_text() if program.is_file() else "",
-            train_py=snap.train_py, history=self.tag_rows()[-HISTORY_ROWS:],
+            train_py=snap.train_py, history=self.tag_rows(),
             crash_log=fix["log_tail"] if fix else None, best_val_bpb=s.best_val_bpb,
             noise_threshold=s.noise["threshold"], experiment=n)
         title = f"fixing #{fix['n']} ({fix['reason']})" if fix else "waiting for the agent"
@@ -267,11 +268,12 @@ class Loop:
             os.environ.pop(AGENT_ENV, None)
         self.phase = "idle"
         self.add_cost(proposal.usage)
-        reason, notes = check_edit(self.git, s.branch, snap)
+        backup = self.undone_dir(n)
+        reason, notes = check_edit(self.git, s.branch, snap, backup)
         for note in notes:
             self.log(f"#{n}: {note}", style="yellow")
         if reason:
-            self.reject(reason)
+            self.reject(reason + self.copies_note(backup))
             return
         description = sanitize(proposal.description) or "(no description)"
         s.inflight = {"phase": "committing", "n": n, "kind": kind, "parent": s.best_commit,
@@ -282,6 +284,19 @@ class Loop:
         commit = self.git.commit_train(f"{description}\n\nautoresearch {s.tag} #{n} ({kind})")
         self.execute(dict(s.inflight, commit=commit))
 
+    def undone_dir(self, n: int) -> Path:
+        """A fresh directory name for copies of the files the loop is about to restore or remove
+        after an agent's turn: it cannot tell the agent's changes from a human's."""
+        root = tag_dir(self.repo, self.opts.tag) / "undone"
+        path, k = root / f"{n:04d}", 1
+        while path.exists():
+            k += 1
+            path = root / f"{n:04d}-{k}"
+        return path
+
+    def copies_note(self, backup: Path) -> str:
+        return f" (copies in {backup.relative_to(self.repo)}/)" if backup.is_dir() else ""
+
     def agent_marker(self, n: int) -> str:
         return f"{self.repo.resolve()}#{self.opts.tag}#{n}"
 
@@ -291,10 +306,13 @@ class Loop:
         job = s.inflight
         for pgid in kill_marked(AGENT_ENV, self.agent_marker(job["n"])):
             self.log(f"killed agent process group {pgid} left running by an interrupted loop")
-        undone, _ = undo_side_effects(self.git, s.branch, Snapshot(job["parent"], job["dirty"], ""))
+        backup = self.undone_dir(job["n"])
+        undone, _ = undo_side_effects(self.git, s.branch, Snapshot(job["parent"], job["dirty"], ""),
+                                      backup)
         self.git.restore(TRAIN)
         if undone:
-            self.log(f"#{job['n']}: undid {', '.join(undone)}", style="yellow")
+            self.log(f"#{job['n']}: undid {', '.join(undone)}{self.copies_note(backup)}",
+                     style="yellow")
         s.inflight = None
         save_state(self.repo, s)
 

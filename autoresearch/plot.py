@@ -31,9 +31,7 @@ MAX_LABEL = 70  # characters of the best run's description shown on the plot
 LABELED_STEPS = 4  # the biggest improvements also get a small caption
 
 
-def plot_progress(
-    rows: list[Row], out: Path, *, threshold: float | None = None, title: str | None = None
-) -> Path:
+def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None) -> Path:
     """Draw the progress chart of `rows` into the PNG `out` and return its path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -112,7 +110,7 @@ def plot_progress(
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.legend(loc="upper right", fontsize=9, framealpha=0.92)
-    ax.set_title(title or _headline(summary), fontsize=12, loc="left")
+    ax.set_title(_headline(summary), fontsize=12, loc="left")
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,9 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from autoresearch.errors import UserError
+
 STATUSES = ("keep", "discard", "crash")
-KINDS = ("baseline", "noise", "experiment", "confirm", "fix")
 
 STANDARD_COLUMNS = ["commit", "val_bpb", "memory_gb", "status", "description"]
 EXTRA_COLUMNS = [
@@ -121,14 +122,15 @@ def read_results(path: Path | str) -> list[Row]:
     path = Path(path)
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not a readable results.tsv ({e})") from None
     if not lines:
         return []
     header = [h.strip() for h in lines[0].split("\t")]
     missing = [c for c in STANDARD_COLUMNS if c not in header]
     if missing:
-        from autoresearch.errors import UserError
-
         raise UserError(f"{path} is not a results.tsv: header lacks {', '.join(missing)}")
     known = {f.name for f in fields(Row)}
     rows = []
@@ -152,9 +154,19 @@ def append_result(path: Path | str, row: Row) -> None:
     if row.status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {row.status!r}")
     new = not path.exists() or path.stat().st_size == 0
+    # A file saved without its final newline (a hand edit) would glue this row onto the last one
+    unterminated = not new and _last_byte(path) != b"\n"
     with open(path, "a", encoding="utf-8") as f:
         if new:
             f.write("\t".join(COLUMNS) + "\n")
+        elif unterminated:
+            f.write("\n")
         f.write(format_row(row) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)

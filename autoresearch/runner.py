@@ -64,25 +64,30 @@ def run_training(
         on_start(proc.pid)
     timed_out = aborted = False
     seen = None
-    while True:
-        progress = last_progress(_read_tail(log_path))
-        if on_progress and progress and progress != seen:
-            seen = progress
-            on_progress(progress)
-        if proc.poll() is not None:
-            break
-        if should_abort and should_abort():
-            aborted = True
-        elif time.monotonic() - start > timeout:
-            timed_out = True
-        if timed_out or aborted:
-            kill_group(proc.pid, grace)
-            proc.wait()
-            break
-        try:
-            proc.wait(timeout=poll)  # returns at once when the run ends
-        except subprocess.TimeoutExpired:
-            pass
+    try:
+        while True:
+            progress = last_progress(_read_tail(log_path))
+            if on_progress and progress and progress != seen:
+                seen = progress
+                on_progress(progress)
+            if proc.poll() is not None:
+                break
+            if should_abort and should_abort():
+                aborted = True
+            elif time.monotonic() - start > timeout:
+                timed_out = True
+            if timed_out or aborted:
+                kill_group(proc.pid, grace)
+                proc.wait()
+                break
+            try:
+                proc.wait(timeout=poll)  # returns at once when the run ends
+            except subprocess.TimeoutExpired:
+                pass
+    except BaseException:  # a failing callback must not leave the run orphaned in its session
+        kill_group(proc.pid, grace)
+        proc.wait()
+        raise
     # The leader may exit while children it started live on: those would hold the GPU forever.
     kill_group(proc.pid, grace=1.0)
     returncode = None if timed_out or aborted else proc.returncode

@@ -40,8 +40,11 @@ def check_results_file(path: Path) -> None:
     """Rows are appended under the existing header: it must be ours, not another tool's."""
     if not path.is_file() or path.stat().st_size == 0:
         return
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline().rstrip("\n").split("\t")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path.name} is unreadable ({e}): move it aside, then run again") from None
     if header != COLUMNS:
         raise UserError(f"{path.name} was written by another tool or version (columns "
                         f"{', '.join(header[:6])}...): move it aside (`mv {path.name} "

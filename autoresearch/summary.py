@@ -23,7 +23,7 @@ _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
 _SUMMARY_LINE = re.compile(rf"^(\w+):\s+({_NUMBER})\s*$", re.IGNORECASE)
 _PROFILE_LINE = re.compile(r"^profile:\s*(\S+)\s*$")
 _PROGRESS_LINE = re.compile(
-    r"step (\d+) \(\s*([\d.]+)%\)\s*\|\s*loss ([-+\w.]+).*?\|\s*remaining (\d+)s")
+    r"step (\d+) \(\s*(\d+(?:\.\d*)?)%\)\s*\|\s*loss ([-+\w.]+).*?\|\s*remaining (\d+)s")
 # Crash signatures in train.py's output; the one printed LAST wins (a traceback at the end of the
 # log explains the exit better than a warning printed early on).
 _CRASH_PATTERNS = {
@@ -115,13 +115,13 @@ def classify_crash(returncode: int | None, text: str, timed_out: bool) -> str:
 
 
 def read_run(returncode: int | None, text: str, timed_out: bool) -> RunVerdict:
-    """Judge a finished run: usable only with exit 0, a strict summary and a finite val_bpb."""
+    """Judge a finished run: usable only with exit 0 and a strict summary of finite numbers."""
     profile = parse_profile(text)
     metrics = None if timed_out or returncode != 0 else parse_summary(text)
     if metrics is None:
         return RunVerdict(None, classify_crash(returncode, text, timed_out), profile)
-    if not math.isfinite(metrics["val_bpb"]):
-        return RunVerdict(None, "nan", profile)
+    if not all(math.isfinite(value) for value in metrics.values()):
+        return RunVerdict(None, "nan", profile)  # a block with nan/inf in it is not a result
     return RunVerdict(metrics, "", profile)
 
 

@@ -154,3 +154,23 @@ def test_run_errors_are_one_red_line(tmp_path):
     assert out.stderr.strip().splitlines() == [
         f"error: {tmp_path.resolve()} is not a git repository: run the loop from the "
         "autoresearch checkout (git clone ..., cd autoresearch)"]
+
+
+def test_bad_run_arguments_are_one_line_and_touch_nothing(tmp_path):
+    missing = tmp_path / "typo"
+    out = run_cli("run", "--tag", "x", "--agent", "sweep", "--repo", str(missing))
+    assert out.returncode == 1 and not missing.exists()  # no .autoresearch/ made at a typo
+    assert out.stderr.strip().splitlines() == [
+        f"error: {missing} is not a directory: pass the autoresearch checkout with --repo"]
+    out = run_cli("status", "--repo", str(missing))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    repo = make_repo(tmp_path / "repo")
+    out = run_cli("run", "--tag", "x", "--agent", "sweep", "--repo", str(repo),
+                  "--train-cmd", '"unclosed')
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "error: --train-cmd '\"unclosed': No closing quotation"]
+    out = run_cli("run", "--tag", "x", "--agent", "sweep", "--repo", str(repo),
+                  "--keep-checkpoints", "-1")
+    assert out.returncode == 2 and "--keep-checkpoints" in out.stderr
+    assert not (repo / ".autoresearch").exists()

@@ -24,7 +24,7 @@ def test_commit_train_commits_only_train_py(repo):
     commit = g.commit_train("try x = 1")
     assert g.parent(commit) == base
     assert git(repo, "show", "--name-only", "--format=", commit) == "train.py"
-    assert g.message(commit) == "try x = 1"
+    assert git(repo, "log", "-1", "--format=%s", commit) == "try x = 1"
     assert g.is_dirty("prepare.py")  # still staged, not committed
 
 
@@ -128,3 +128,15 @@ def test_a_good_edit_passes(repo):
     snap = take_snapshot(g)
     (repo / "train.py").write_text((repo / "train.py").read_text().replace("1.0", "0.9", 1))
     assert check_edit(g, "autoresearch/t", snap) == (None, [])
+
+
+def test_a_fix_that_reverts_to_the_best_code_is_rejected(repo):
+    # when fixing a crash the agent is handed the crashed code; putting the best commit's
+    # train.py back is no experiment (and there would be nothing to commit)
+    g = Git(repo)
+    best = (repo / "train.py").read_text()
+    (repo / "train.py").write_text(best + "\nX = undefined_name\n")
+    snap = take_snapshot(g)
+    (repo / "train.py").write_text(best)
+    reason, _ = check_edit(g, "autoresearch/t", snap)
+    assert reason == "train.py is unchanged from the best commit"

@@ -149,6 +149,27 @@ def test_killed_while_the_agent_works(repo):
     check_git_matches_results(repo, TAG)
 
 
+def test_files_undone_on_resume_are_kept_as_copies(repo):
+    # The loop died while the agent worked; before restarting it the human steered through
+    # program.md and wrote notes. The resumed loop cannot tell their edits from the agent's, so
+    # it undoes them, but must not destroy them.
+    def die_midway(request):
+        edit("half", VAL_BPB=0.9)(request)
+        raise Killed("agent")
+
+    with pytest.raises(Killed):
+        run_loop(repo, [die_midway], max_experiments=1)
+    (repo / "program.md").write_text("# program\nNew steering: try deeper models.\n")
+    (repo / "notes.txt").write_text("the human's notes\n")
+    run_loop(repo, [edit("calm", VAL_BPB=0.95)], max_experiments=1)
+    copies = repo / ".autoresearch" / TAG / "undone" / "0002"
+    assert (copies / "program.md").read_text() == "# program\nNew steering: try deeper models.\n"
+    assert (copies / "notes.txt").read_text() == "the human's notes\n"
+    assert "copies in .autoresearch/t/undone/0002/" in (
+        repo / ".autoresearch" / TAG / "events.log").read_text()
+    check_git_matches_results(repo, TAG)
+
+
 def test_killed_during_the_confirmation_run(repo, tmp_path, monkeypatch):
     offsets = tmp_path / "offsets"
     offsets.write_text("0\n0.004\n-0.004\n")

@@ -138,3 +138,23 @@ def test_summary_command(tmp_path):
     for text in ("7  (4 kept, 2 discarded, 1 crashed)", "0.965000", "-0.035000 (-3.50%)",
                  "10.0", "0.54 (partly from timestamps)", "$0.40", "top improvements"):
         assert text in result.output
+
+
+def test_a_row_appended_to_a_file_without_its_final_newline_is_not_glued_on(tmp_path):
+    path = tmp_path / "results.tsv"
+    append_result(path, Row("aaaaaaa", 1.0, 1.0, "keep", "first", experiment=1,
+                            run_dir="runs/0001-aaaaaaa"))
+    path.write_text(path.read_text().rstrip("\n"))  # saved by an editor without the last newline
+    append_result(path, Row("bbbbbbb", 0.9, 1.0, "keep", "second", experiment=2))
+    rows = read_results(path)
+    assert [(r.experiment, r.commit, r.run_dir) for r in rows] == [
+        (1, "aaaaaaa", "runs/0001-aaaaaaa"), (2, "bbbbbbb", "")]
+
+
+def test_an_unreadable_results_file_is_a_user_error(tmp_path):
+    binary = tmp_path / "progress.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xd8\xff\xfe")
+    with pytest.raises(UserError, match="not a readable results.tsv"):
+        read_results(binary)
+    with pytest.raises(UserError, match="not a readable results.tsv"):
+        read_results(tmp_path)

@@ -101,3 +101,21 @@ def test_kill_stale_runs_finds_a_trainer_by_its_run_dir(tmp_path):
         other.kill()
         proc.wait()
         other.wait()
+
+
+def test_a_failing_callback_does_not_orphan_the_run(tmp_path, monkeypatch):
+    repo = fake_repo(tmp_path)
+    monkeypatch.setenv("FAKE_TRAIN_SECONDS", "60")
+    started = []
+
+    def broken(progress):
+        raise RuntimeError("a bug in the loop's progress display")
+
+    try:
+        run_training([sys.executable, "train.py"], repo, tmp_path / "run", timeout=60,
+                     on_start=started.append, on_progress=broken, poll=0.05, grace=1)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the callback's error was swallowed")
+    assert not pid_alive(started[0])

@@ -74,6 +74,12 @@ def test_carriage_returns_and_nan():
     assert math.isnan(values["val_bpb"])
 
 
+def test_malformed_progress_percentages_are_skipped_not_fatal():
+    # train.py is the agent's: a line the float() of the parser cannot read must not raise
+    assert last_progress("step 00001 (1.2.3%) | loss 4.0 | remaining 3s") is None
+    assert last_progress(PROGRESS + "\nstep 1 (.%) | loss 1 | remaining 3s\n").step == 42
+
+
 def test_progress_lines():
     p = last_progress("noise\n" + PROGRESS + "\r" + PROGRESS.replace("00042", "00043")
                       .replace("14.0%", "14.3%").replace("258s", "257s") + "\r")
@@ -106,6 +112,7 @@ def test_read_run_verdicts():
     assert read_run(1, BLOCK, False).reason == "other"  # a block does not excuse a bad exit
     assert read_run(0, "val_bpb: 0.9\n", False).reason == "other"
     assert read_run(0, BLOCK.replace("0.997900", "inf"), False).reason == "nan"
+    assert read_run(0, BLOCK.replace("953", "nan"), False).reason == "nan"  # any key, not just bpb
     assert read_run(None, BLOCK, True).reason == "timeout"
 
 
