@@ -41,12 +41,13 @@ from autoresearch.report import (
 )
 from autoresearch.results import Row, read_results
 from autoresearch.state import STATE_DIR, read_live
-from autoresearch.summary import split_lines
+from autoresearch.summary import log_tail
 from autoresearch.views import loop_running
 
 PAGE = Path(__file__).with_name("dashboard.html")
 LOG_TAIL_BYTES = 256 * 1024
 LOG_TAIL_LINES = 400
+LOG_TAIL_CHARS = 200_000  # a page can show far more of the log than an agent prompt
 MAX_TEXT_BYTES = 512 * 1024  # diffs and samples larger than this are cut
 IDENT = re.compile(r"^(\d{1,7}|[0-9a-f]{4,40})$")  # experiment number or commit prefix
 COMMIT = re.compile(r"^[0-9a-f]{4,40}$")
@@ -147,8 +148,7 @@ class Board:
         run_dir = run_dir_for(self.repo, row)
         text = _read_inside(run_dir, RUN_FILES[kind]) if run_dir else None
         if kind == "log" and text is not None:
-            lines = [line for line in split_lines(text) if line.strip()]
-            text = "\n".join(lines[-LOG_TAIL_LINES:])
+            text = log_tail(text, LOG_TAIL_LINES, max_chars=LOG_TAIL_CHARS)
         if kind == "metrics" and text is not None:
             try:
                 return {"n": n, "metrics": json.loads(text)}
