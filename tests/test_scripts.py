@@ -13,7 +13,8 @@ from autoresearch.sample import sample_run
 from constants import PROFILES
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["check-hardware.sh", "setup.sh", "run-experiment.sh", "run-loop.sh", "show-results.sh"]
+SCRIPTS = ["check-hardware.sh", "setup.sh", "run-experiment.sh", "run-loop.sh", "show-results.sh",
+           "bench.sh"]
 
 
 def script(name: str, *args: str, env: dict | None = None, cwd: Path | None = None,

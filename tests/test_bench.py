@@ -1,0 +1,68 @@
+"""The benchmark entry point: its reading of train.py logs, and a real run on the cpu profile."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, SESSION_CACHE
+
+from autoresearch.bench import RunReport, read_log
+
+
+def fake_log(step_ms: list[int], redraw: bool = False) -> str:
+    sep = "\r" if redraw else "\n"
+    steps = sep.join(
+        f"step {i:05d} (1.0%) | loss 5.000000 | lrm 1.00 | dt {ms}ms | tok/s {524288_000 // ms:,} "
+        f"| mfu 30.0% | epoch 1 | remaining 9s" for i, ms in enumerate(step_ms, start=1))
+    return (f"profile: h100 | device: cuda\n{steps}\n"
+            "timing: start-up 2.5s | first step 30.1s | evaluation 6.0s\nprofile: h100\n---\n"
+            "val_bpb:          1.234567\ntraining_seconds: 300.2\ntotal_seconds:    340.7\n"
+            "peak_vram_mb:     49148.0\nmfu_percent:      36.10\ntotal_tokens_M:   450.9\n"
+            "num_steps:        860\nnum_params_M:     50.3\ndepth:            8\n")
+
+
+@pytest.mark.parametrize("redraw", [False, True])
+def test_read_log_takes_steady_state_step_statistics(redraw):
+    # steps 1-5 (compilation, warm-up) are left out; then 10 steps: 9 at 300 ms, one at 330 ms
+    report = read_log(fake_log([30000, 400, 350, 320, 310] + [300] * 9 + [330], redraw),
+                      RunReport("1:cold", "train.py", 0, 400.0))
+    assert report.step_ms_median == 300
+    assert report.tokens_per_second == 524288_000 // 300
+    # p95 - p5 of nine 300s and one 330 (interpolated) over the median, in percent
+    assert report.step_spread_percent == pytest.approx(100 * (300 + 0.55 * 30 - 300) / 300)
+    assert report.step_cv_percent == pytest.approx(100 * 9.0 / 303.0)
+    timing = (report.startup_seconds, report.first_step_seconds, report.eval_seconds)
+    assert timing == (2.5, 30.1, 6.0)
+    assert report.val_bpb == 1.234567 and report.num_steps == 860
+    assert report.overhead_seconds == 40.5 and report.peak_vram_mb == 49148.0
+
+
+def test_read_log_of_a_crash_leaves_the_numbers_empty():
+    report = read_log("step 00001 (0.0%) | loss 9.0 | lrm 1.00 | dt 900ms | tok/s 1,000 | "
+                      "mfu 1.0% | epoch 1 | remaining 9s\nTraceback ...\n",
+                      RunReport("1:warm", "train.py", 1, 5.0))
+    assert report.val_bpb is None and report.step_ms_median is None and report.eval_seconds is None
+
+
+def test_bench_runs_the_real_train_py_and_reports_every_number(prepared_cache, tmp_path):
+    env = {**os.environ, "AUTORESEARCH_PROFILE": "cpu", "AUTORESEARCH_CACHE": str(SESSION_CACHE)}
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "autoresearch.bench", "--budget", "8", "--cold", "--quiet",
+         "--dataloader-seconds", "1", "--json", str(out), "--log-dir", str(tmp_path / "logs")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "train.py benchmark" in result.stdout and "machine: CPU, PyTorch" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["dataloader_tokens_per_second"] > 0 and report["dataloader_batch_size"] == 8
+    (run,) = report["runs"]
+    assert run["label"] == "1:cold" and run["returncode"] == 0
+    assert 0.5 < run["val_bpb"] < 5.0 and run["training_seconds"] >= 8
+    assert run["num_steps"] > 7 and run["step_ms_median"] > 0 and run["tokens_per_second"] > 0
+    for key in ("startup_seconds", "first_step_seconds", "eval_seconds", "overhead_seconds"):
+        assert run[key] > 0, key
+    assert run["wall_seconds"] > run["total_seconds"]  # the interpreter's start-up is outside
+    log = open(run["log"]).read()
+    assert log.rstrip().endswith("depth:            2")  # the whole output, nothing after it
