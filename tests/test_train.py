@@ -67,6 +67,25 @@ def test_model_interface_and_window_pattern():
     assert torch.allclose(model(other)[:, :30], logits[:, :30], atol=1e-5)
 
 
+def test_evaluation_through_the_training_graph_computes_the_same_and_keeps_no_graph():
+    config = train.GPTConfig(sequence_len=32, vocab_size=256, n_layer=2, n_head=2, n_kv_head=2,
+                             n_embd=32, window_pattern="SL")
+    model = train.GPT(config)
+    model.init_weights()
+    grad_modes = []
+    model.register_forward_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
+    wrapped = train.ThroughTrainingGraph(model)
+    idx = torch.randint(0, 256, (3, 32))
+    with torch.no_grad():  # as evaluate_bpb calls it
+        reference = model(idx, idx, reduction="none")
+        per_token = wrapped(idx, idx, reduction="none")
+    assert grad_modes == [False, True]  # inside, grad mode matches training: the same graph
+    assert per_token.grad_fn is None and not per_token.requires_grad  # activations released
+    assert torch.equal(per_token, reference)
+    # evaluate_bpb finds the device from the parameters: they are the model's own
+    assert [id(p) for p in wrapped.parameters()] == [id(p) for p in model.parameters()]
+
+
 def test_sliding_window_attention_sees_only_its_window():
     q = k = v = torch.randn(1, 1, 16, 8)
     out = train.attention(q, k, v, window=4, block_mask=None)
@@ -109,6 +128,9 @@ def test_train_cpu_profile_end_to_end(prepared_cache, tmp_path):
     assert summary["total_seconds"] > summary["training_seconds"]
     assert summary["depth"] == 2 and summary["num_steps"] >= 2
     assert "profile: cpu" in result.stdout.splitlines()
+    # nothing after the summary block: shutdown is clean (no leak reports, no tracebacks)
+    assert result.stdout.rstrip().endswith("depth:            2")
+    assert "leaked" not in result.stderr and "Traceback" not in result.stderr
     steps = [line for line in result.stdout.splitlines() if line.startswith("step ")]
     assert re.fullmatch(r"step \d{5} \(\d+\.\d%\) \| loss \d+\.\d{6} \| lrm \d\.\d\d \| "
                         r"dt \d+ms \| tok/s [\d,]+ \| mfu \d+\.\d% \| epoch \d+ \| "
