@@ -25,6 +25,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 
 from autoresearch.summary import parse_summary, split_lines
 
@@ -105,11 +106,15 @@ def train_command(train_file: Path, budget: float | None) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def load_train(train_file: Path):
+def load_train(train_file: Path) -> ModuleType:
     """Import a training script as a module without running its main()."""
     spec = importlib.util.spec_from_file_location("train", train_file)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # the agent's (or your) edit broke it: say so in one line
+        sys.exit(f"error: {train_file.name} does not import ({type(e).__name__}: {e}); "
+                 f"fix it, or run `python {train_file.name}` to see the traceback")
     return module
 
 

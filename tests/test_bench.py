@@ -66,3 +66,14 @@ def test_bench_runs_the_real_train_py_and_reports_every_number(prepared_cache, t
     assert run["wall_seconds"] > run["total_seconds"]  # the interpreter's start-up is outside
     log = open(run["log"]).read()
     assert log.rstrip().endswith("depth:            2")  # the whole output, nothing after it
+
+
+def test_a_broken_training_script_is_one_line_error(tmp_path):
+    broken = tmp_path / "train.py"
+    broken.write_text("x = (\n")
+    result = subprocess.run([sys.executable, "-m", "autoresearch.bench", "--train", str(broken)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: train.py does not import (SyntaxError: '(' was never closed (train.py, line 1)); "
+        "fix it, or run `python train.py` to see the traceback"]
