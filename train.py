@@ -489,8 +489,7 @@ def main():
         if step == 0:
             first_step_seconds = dt  # includes compilation on CUDA
             # Python's cyclic garbage collector, walking the compiler's millions of objects,
-            # stalled steps by 50-150 ms every few dozen steps: freeze what exists, stop it.
-            gc.freeze()
+            # stalled steps by 50-150 ms every few dozen steps: no collections while training
             gc.disable()
         if not math.isfinite(loss_value):
             fail(f"loss is not finite ({loss_value}) at step {step}")
@@ -512,7 +511,6 @@ def main():
             break
     if interactive:
         print()
-    gc.unfreeze()  # back to normal, so that interpreter shutdown can free everything cleanly
     gc.enable()
 
     if os.environ.get("AUTORESEARCH_CHECKPOINT_DIR"):

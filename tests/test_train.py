@@ -153,6 +153,7 @@ def test_train_fails_fast_on_nan(prepared_cache, tmp_path):
     assert result.returncode == 3
     assert re.search(r"^error: loss (is not finite|exploded)", result.stdout, re.M), result.stdout
     assert "\n---\n" not in result.stdout  # no summary block for a failed run
+    assert "leaked" not in result.stderr  # a clean exit, even with the collector off
 
 
 def test_profiles_keep_the_batch_invariant_and_consumer_follows_the_top_constants(tmp_path):
