@@ -38,14 +38,15 @@ class CLIFailure(Exception):
 
 
 class CLIAgent:
-    """Base of the CLI backends; subclasses set `name` and implement `argv` and `parse`."""
+    """Base of the CLI backends; subclasses set `tool` and implement `argv` and `parse`."""
 
-    name: str
+    tool: str  # the command's name: "claude", "codex"
 
-    def __init__(self, executable: str, *, model: str | None, timeout: float, attempts: int = 3,
-                 retry_delay: float = 5.0):
+    def __init__(self, executable: str, *, model: str | None = None, timeout: float = 900.0,
+                 attempts: int = 3, retry_delay: float = 5.0):
         self.executable = executable  # absolute path, resolved by make_agent
         self.model = model
+        self.name = f"{self.tool}:{model}" if model else self.tool
         self.timeout = timeout
         self.attempts = attempts
         self.retry_delay = retry_delay  # seconds before the 2nd attempt, doubled after

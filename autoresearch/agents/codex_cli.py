@@ -20,11 +20,7 @@ from autoresearch.agents.cli import CLIAgent, CLIResult
 
 
 class CodexAgent(CLIAgent):
-    def __init__(self, executable: str, *, model: str | None = None, timeout: float = 900.0,
-                 attempts: int = 3, retry_delay: float = 5.0):
-        super().__init__(executable, model=model, timeout=timeout, attempts=attempts,
-                         retry_delay=retry_delay)
-        self.name = f"codex:{model}" if model else "codex"
+    tool = "codex"
 
     def argv(self, repo: Path, prompt: str) -> list[str]:
         argv = [self.executable, "exec", "--json", "--sandbox", "workspace-write",
