@@ -120,7 +120,8 @@ def _describe(exc: Exception) -> str:
     return "connection failed"
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """The server's Retry-After in seconds, when it gave one as a number."""
     try:
         return float(response.headers["Retry-After"])
     except (KeyError, ValueError):  # absent, or an HTTP date: fall back to our back-off
@@ -143,7 +144,7 @@ def _stream(url: str, part: Path, run: _Run, timeout: float) -> None:
         run.reached = True
         status = response.status_code
         if status == 429 or status >= 500:
-            raise _Retry(f"HTTP {status}", retry_after=_retry_after(response))
+            raise _Retry(f"HTTP {status}", retry_after=retry_after_seconds(response))
         if status == 404:
             raise _Fail(f"{name}: not found (HTTP 404 at {url})")
         if status not in (200, 206, 416):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import requests
 
 from autoresearch.agents.base import AgentError
+from autoresearch.download import retry_after_seconds
 
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}  # 529: Anthropic "overloaded"
 # 429s that no amount of waiting fixes: the account is out of money.
@@ -60,7 +61,7 @@ def post_json(url: str, body: dict, headers: dict[str, str], *, timeout: float, 
                 last = f"error in reply: {message or str(payload)[:200]}"
             elif response.status_code in RETRY_STATUSES and code not in FATAL_ERROR_CODES:
                 last = f"HTTP {response.status_code}: {message}"
-                retry_after = _retry_after(response)
+                retry_after = retry_after_seconds(response)
             else:
                 raise AgentError(_explain(response.status_code, message, service, key_env, url))
         if attempt < retry.attempts:
@@ -92,13 +93,6 @@ def _error_of(payload: dict | str) -> tuple[str | None, str | None]:
         code = error.get("code") or details.get("error_code") or error.get("type")
         return str(error.get("message") or error), str(code) if code else None
     return str(error), None
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    try:
-        return float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
 
 
 def _explain(status: int, message: str | None, service: str, key_env: str | None,
