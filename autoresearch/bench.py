@@ -91,31 +91,33 @@ def read_log(text: str, report: RunReport) -> RunReport:
     return report
 
 
-def train_command(train_file: Path, budget: float | None) -> list[str]:
-    """A fresh interpreter that loads `train_file` as the module `train` and runs its main()
-    with the time budget replaced (None: the profile's own budget)."""
-    code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('train', {str(train_file)!r})\n"
-        "train = importlib.util.module_from_spec(spec)\n"
-        "sys.modules['train'] = train\n"
-        "spec.loader.exec_module(train)\n"
-        + (f"train.TIME_BUDGET = {budget!r}\n" if budget is not None else "")
-        + "train.main()\n"
-    )
-    return [sys.executable, "-c", code]
-
-
 def load_train(train_file: Path) -> ModuleType:
     """Import a training script as a module without running its main()."""
     spec = importlib.util.spec_from_file_location("train", train_file)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["train"] = module  # as a plain `import train` would: the compiler looks it up
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # the agent's (or your) edit broke it: say so in one line
         sys.exit(f"error: {train_file.name} does not import ({type(e).__name__}: {e}); "
                  f"fix it, or run `python {train_file.name}` to see the traceback")
     return module
+
+
+def run_training(train_file: str, budget: float | None) -> None:
+    """What each benchmark child process does: train.py's main(), its budget replaced
+    (None: the profile's own)."""
+    train = load_train(Path(train_file))
+    if budget is not None:
+        train.TIME_BUDGET = budget
+    train.main()
+
+
+def train_command(train_file: Path, budget: float | None) -> list[str]:
+    """A fresh interpreter running `run_training` (from the repository root)."""
+    code = ("from autoresearch.bench import run_training; "
+            f"run_training({str(train_file)!r}, {budget!r})")
+    return [sys.executable, "-c", code]
 
 
 def run_once(train_file: Path, budget: float | None, label: str, env: dict[str, str],
