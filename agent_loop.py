@@ -81,7 +81,7 @@ def run(
     noise_runs: Annotated[int, typer.Option(
         min=0, help="extra baseline runs to measure noise (0 = off: threshold = floor)")] = 2,
     noise_floor: Annotated[float, typer.Option(
-        help="smallest val_bpb gain that counts as an improvement")] = DEFAULT_FLOOR,
+        min=0, help="smallest val_bpb gain that counts as an improvement")] = DEFAULT_FLOOR,
     timeout: Annotated[float | None, typer.Option(
         help="seconds before a run is killed (default 2 x TIME_BUDGET + 120)")] = None,
     max_fix_attempts: Annotated[int, typer.Option(
