@@ -40,7 +40,7 @@ from autoresearch.runner import (
     kill_stale_runs,
     run_training,
 )
-from autoresearch.start import RESULTS, check_fixed_files, open_tag, tried_ref
+from autoresearch.start import RESULTS, check_fixed_files, moved_by_loop, open_tag, tried_ref
 from autoresearch.state import (
     RepoLock,
     State,
@@ -96,6 +96,12 @@ class Options:
     backoff: float = BACKOFF_SECONDS
     sample: bool = True  # write sample_output.txt for each kept run
     sample_timeout: float = SAMPLE_TIMEOUT
+
+
+def new_best(commit: str, values: list[float]) -> dict:
+    """State updates for a commit that becomes the best: its score is the mean of its runs."""
+    return {"best_commit": commit, "best_val_bpb": statistics.fmean(values), "best_runs": values,
+            "fix": None}
 
 
 def default_timeout(repo: Path) -> float:
@@ -190,7 +196,7 @@ class Loop:
             self.drop_proposal()
         elif job["phase"] == "committing":
             head = self.git.head()
-            if head != job["parent"] and self.git.parent(head) == job["parent"]:
+            if moved_by_loop(self.git, s, head):  # the commit was made before the loop died
                 self.execute(dict(job, commit=head))
             else:
                 self.drop_proposal()
@@ -231,12 +237,13 @@ class Loop:
         fix = s.fix
         kind = "fix" if fix else "experiment"
         n = s.next_n
+        snap = take_snapshot(self.git)
         s.inflight = {"phase": "proposing", "n": n, "kind": kind, "parent": s.best_commit,
-                      "dirty": self.git.dirty_paths()}
+                      "dirty": snap.dirty}
         save_state(self.repo, s)
         if fix:  # the agent repairs the crashed code, so that is what it gets to edit
-            (self.repo / TRAIN).write_text(self.git.file_at(fix["commit"]))
-        snap = take_snapshot(self.git)
+            snap.train_py = self.git.file_at(fix["commit"])
+            (self.repo / TRAIN).write_text(snap.train_py)
         program = self.repo / PROGRAM  # re-read every time: the human steers through it
         request = AgentRequest(
             repo=self.repo, program=program.read_text() if program.is_file() else "",
@@ -396,8 +403,7 @@ class Loop:
                 raise UserError(f"the baseline crashed ({verdict.reason}): read "
                                 f"{job['run_dir']}/run.log, fix the setup (data prepared? "
                                 f"`uv run prepare.py`), then run again")
-            updates = {"best_commit": job["commit"], "best_val_bpb": m["val_bpb"],
-                       "best_runs": [m["val_bpb"]]}
+            updates = new_best(job["commit"], [m["val_bpb"]])
             self.record(job, [self.row(job, verdict, "keep")], None, updates)
         elif kind == "noise":
             status = "crash" if m is None else "discard"
@@ -413,8 +419,7 @@ class Loop:
             verdict_ = judge(s.best_val_bpb, m["val_bpb"], threshold)
             why = f"{m['val_bpb'] - s.best_val_bpb:+.6f} vs best {s.best_val_bpb:.6f}"
             if verdict_ == "keep":
-                updates = {"best_commit": job["commit"], "best_val_bpb": m["val_bpb"],
-                           "best_runs": [m["val_bpb"]], "fix": None}
+                updates = new_best(job["commit"], [m["val_bpb"]])
                 self.record(job, [self.row(job, verdict, "keep", why)], "keep", updates)
             elif verdict_ == "discard":
                 self.record(job, [self.row(job, verdict, "discard", why)], "revert", {"fix": None})
@@ -443,8 +448,7 @@ class Loop:
         candidate.status, candidate.reason = status, why
         rows = [candidate, self.row(job, verdict, status, why)]
         if ok:
-            updates = {"best_commit": job["commit"], "best_val_bpb": mean, "best_runs": values,
-                       "fix": None}
+            updates = new_best(job["commit"], values)
             self.record(job, rows, "keep", updates)
         else:
             self.record(job, rows, "revert", {"fix": None})
