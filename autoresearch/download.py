@@ -23,6 +23,7 @@ from rich import filesize
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from autoresearch.errors import UserError
+from autoresearch.retry_after import retry_after_seconds
 
 # Streaming read size. A dropped connection loses the chunk being read, so keep it modest.
 CHUNK_BYTES = 1 << 16
@@ -118,14 +119,6 @@ def _describe(exc: Exception) -> str:
     if "reset" in text or "aborted" in text:
         return "connection reset"
     return "connection failed"
-
-
-def retry_after_seconds(response: requests.Response) -> float | None:
-    """The server's Retry-After in seconds, when it gave one as a number."""
-    try:
-        return float(response.headers["Retry-After"])
-    except (KeyError, ValueError):  # absent, or an HTTP date: fall back to our back-off
-        return None
 
 
 def _stream(url: str, part: Path, run: _Run, timeout: float) -> None:

@@ -6,6 +6,8 @@ script: overloads, server errors, malformed answers, edits that do not match, a 
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -351,3 +353,13 @@ def test_results_table_shows_the_recent_window_most_recent_last():
     assert table[0] == "(10 earlier runs not shown)"
     assert "idea 11" in table[2] and "idea 40" in table[-1] and "0.960000" in table[-1]
     assert not any("idea 10 " in line or line.endswith("idea 10") for line in table)
+
+
+def test_the_loop_and_its_api_agents_do_not_load_the_download_code():
+    # pyarrow and rich's progress bars cost ~0.4 s to import; only prepare.py needs them
+    code = ("import sys, autoresearch.loop, autoresearch.agents.openai_api, "
+            "autoresearch.agents.anthropic_api; "
+            "print(sorted(m for m in ('pyarrow', 'autoresearch.download') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

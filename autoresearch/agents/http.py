@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import requests
 
 from autoresearch.agents.base import AgentError
-from autoresearch.download import retry_after_seconds
+from autoresearch.retry_after import retry_after_seconds
 
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}  # 529: Anthropic "overloaded"
 # 429s that no amount of waiting fixes: the account is out of money.
