@@ -7,7 +7,7 @@ train.py themselves, get cli_prompt(): the same context with instructions for a 
 from __future__ import annotations
 
 from autoresearch.agents.base import AgentRequest
-from autoresearch.results import Row
+from autoresearch.results import Row, sanitize
 
 HISTORY_ROWS = 30  # enough to see what was tried recently without drowning the code
 DESCRIPTION_WIDTH = 110  # results-table description column, truncated beyond
@@ -58,11 +58,8 @@ def results_table(rows: list[Row], limit: int = HISTORY_ROWS) -> str:
         bpb = "-" if row.is_crash else f"{row.val_bpb:.6f}"
         mem = "-" if row.is_crash else f"{row.memory_gb:.1f}"
         exp = "-" if row.experiment is None else str(row.experiment)
-        desc = " ".join(row.description.split())
-        if row.reason:
-            desc += f" [{row.reason}]"
-        if len(desc) > DESCRIPTION_WIDTH:
-            desc = desc[: DESCRIPTION_WIDTH - 1] + "…"
+        desc = sanitize(row.description + (f" [{row.reason}]" if row.reason else ""),
+                        DESCRIPTION_WIDTH)
         lines.append(f"{exp:>4}  {row.commit[:7]:7}  {bpb:>8}  {mem:>6}  {row.status:7}  "
                      f"{row.kind or '-':10}  {desc}")
     return "\n".join(lines)
