@@ -168,7 +168,7 @@ def results(
       uv run agent_loop.py results
       uv run agent_loop.py results --top 10 --kept-only
     """
-    path = results_file if results_file.is_absolute() else repo / results_file
+    path = repo / results_file  # an absolute path replaces repo
     if not path.exists():
         raise UserError(f"{path} not found: the loop writes it after its first run")
     Console(highlight=False).print(views.results_table(path, tag, top, kept_only))

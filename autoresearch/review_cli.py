@@ -40,7 +40,7 @@ RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="the autoresearch ch
 
 
 def _load(repo: Path, results: Path, tag: str | None) -> tuple[Path, list[Row], str | None]:
-    results = results if results.is_absolute() else repo / results
+    results = repo / results  # an absolute path replaces repo
     if not results.exists():
         raise UserError(f"{results} not found: run the loop first, or point --results at a file")
     rows, tag = select_tag(read_results(results), tag)
@@ -174,7 +174,7 @@ def dashboard(
       uv run agent_loop.py dashboard                      # http://127.0.0.1:8765/
       ssh -L 8765:127.0.0.1:8765 gpu-box                  # then browse it from your laptop
     """
-    results = results if results.is_absolute() else repo / results
+    results = repo / results  # an absolute path replaces repo
     server = make_server(Board(repo, results, tag), host, port)
     url = f"http://{host}:{server.server_address[1]}/"
     typer.echo(f"dashboard: {url}  (read-only; Ctrl-C to stop)")

@@ -4,6 +4,7 @@ results.tsv and git. Safe to run while a loop is running (they never write)."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -14,6 +15,7 @@ from rich.text import Text
 from autoresearch.console import STATUS_STYLE, duration
 from autoresearch.errors import UserError
 from autoresearch.gitops import Git
+from autoresearch.report import baseline_row, experiment_numbers, is_measured
 from autoresearch.results import Row, read_results
 from autoresearch.runner import pid_alive
 from autoresearch.start import BRANCH_PREFIX, RESULTS, tried_ref
@@ -87,7 +89,7 @@ def now_line(live: dict) -> Text:
 def best_line(state: State, rows: list[Row]) -> Text:
     if state.best_val_bpb is None:
         return Text("best: none yet (the baseline has not finished)", style="dim")
-    baseline = next((r for r in rows if r.kind == "baseline" and not r.is_crash), None)
+    baseline = baseline_row(rows)
     runs = len(state.best_runs)
     text = Text.assemble(("best: ", "dim"), (f"{state.best_val_bpb:.6f}", "bold green"),
                          f" ({state.best_commit[:7]}, "
@@ -113,9 +115,7 @@ def noise_line(state: State) -> Text:
 
 def counts_line(state: State, rows: list[Row]) -> Text:
     by_status = {s: sum(r.status == s for r in rows) for s in ("keep", "discard", "crash")}
-    by_kind = {}
-    for r in rows:
-        by_kind[r.kind] = by_kind.get(r.kind, 0) + 1
+    by_kind = Counter(r.kind for r in rows)
     cost = f"${state.cost_usd:.2f}" + (" (+ unreported)" if state.cost_unknown else "")
     return Text.assemble(
         ("runs: ", "dim"), f"{len(rows)} (", *[(f"{v} {k} ", STATUS_STYLE[k])
@@ -126,14 +126,14 @@ def counts_line(state: State, rows: list[Row]) -> Text:
 
 
 def results_table(path: Path, tag: str | None, top: int | None, kept_only: bool) -> Table:
-    # another tool's file has no experiment numbers: number its rows by position instead
-    rows = [(r.experiment or i, r) for i, r in enumerate(read_results(path), 1)]
+    all_rows = read_results(path)
+    rows = list(zip(experiment_numbers(all_rows), all_rows, strict=True))
     if tag:
         rows = [(n, r) for n, r in rows if r.tag == tag]
     if kept_only:
         rows = [(n, r) for n, r in rows if r.status == "keep"]
     if top:
-        rows = sorted(((n, r) for n, r in rows if not r.is_crash),
+        rows = sorted(((n, r) for n, r in rows if is_measured(r)),
                       key=lambda pair: pair[1].val_bpb)[:top]
     table = Table(title=f"{path} ({len(rows)} rows)", title_justify="left")
     for name, justify in (("#", "right"), ("commit", "left"), ("val_bpb", "right"),
