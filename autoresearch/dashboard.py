@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from autoresearch.checkpoints import WEIGHTS, run_dir_for
+from autoresearch.checkpoints import COMMIT_PREFIX, WEIGHTS, run_dir_for
 from autoresearch.errors import UserError
 from autoresearch.gitops import TRAIN, Git
 from autoresearch.report import (
@@ -50,7 +50,6 @@ LOG_TAIL_LINES = 400
 LOG_TAIL_CHARS = 200_000  # a page can show far more of the log than an agent prompt
 MAX_TEXT_BYTES = 512 * 1024  # diffs and samples larger than this are cut
 IDENT = re.compile(r"^(\d{1,7}|[0-9a-f]{4,40})$")  # experiment number or commit prefix
-COMMIT = re.compile(r"^[0-9a-f]{4,40}$")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 RUN_FILES = {"log": "run.log", "sample": "sample_output.txt", "metrics": "metrics.json"}
 
@@ -60,6 +59,7 @@ class Board:
 
     def __init__(self, repo: Path, results: Path, tag: str | None = None):
         self.repo, self.results, self.tag = repo.resolve(), results, tag
+        self._rows: tuple[str, tuple[list[Row], str | None]] | None = None  # (version, rows)
 
     def version(self) -> str:
         """Changes whenever results.tsv does: the page re-renders only then."""
@@ -70,6 +70,14 @@ class Board:
         return f"{st.st_mtime_ns}-{st.st_size}"
 
     def rows(self) -> tuple[list[Row], str | None]:
+        """The selected tag's rows, parsed again only when results.tsv changed: the page asks
+        for the live status every two seconds."""
+        version = self.version()
+        if self._rows is None or self._rows[0] != version:
+            self._rows = (version, self._read_rows())
+        return self._rows[1]
+
+    def _read_rows(self) -> tuple[list[Row], str | None]:
         try:
             rows = read_results(self.results)
         except UserError:  # a half-written or foreign file: show nothing rather than die
@@ -136,7 +144,7 @@ class Board:
             if ident.isdigit() and int(ident) == n:
                 return n, row, rows
         for n, row in zip(numbers, rows, strict=True):
-            if COMMIT.match(ident) and row.commit.startswith(ident):
+            if COMMIT_PREFIX.match(ident) and row.commit.startswith(ident):
                 return n, row, rows
         return None
 
@@ -164,7 +172,7 @@ class Board:
             return None
         n, row, rows = found
         git = Git(self.repo)
-        commit = git.resolve(row.commit) if COMMIT.match(row.commit) else None
+        commit = git.resolve(row.commit) if COMMIT_PREFIX.match(row.commit) else None
         parent = git.parent(commit) if commit else None
         if commit and parent:
             try:

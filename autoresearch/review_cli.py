@@ -20,7 +20,7 @@ from rich.table import Table
 from autoresearch.checkpoints import resolve_run
 from autoresearch.dashboard import LOOPBACK, Board, make_server
 from autoresearch.errors import UserError
-from autoresearch.report import Summary, noise_threshold, select_tag, summarize
+from autoresearch.report import TOP_IMPROVEMENTS, Summary, noise_threshold, select_tag, summarize
 from autoresearch.results import Row, read_results
 from autoresearch.sample import (
     DEFAULT_MAX_TOKENS,
@@ -74,7 +74,8 @@ def plot(
 def summary(
     results: ResultsOpt = Path("results.tsv"),
     tag: TagOpt = None,
-    top: Annotated[int, typer.Option("--top", help="how many top improvements to list")] = 5,
+    top: Annotated[int, typer.Option(
+        "--top", help="how many top improvements to list")] = TOP_IMPROVEMENTS,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     repo: RepoOpt = Path("."),
 ) -> None:

@@ -135,6 +135,9 @@ def test_results_and_live(server, night):
     assert data["summary"]["best_experiment"] == 2 and data["summary"]["crashed"] == 1
     again = requests.get(f"{server}/api/results", params={"since": data["version"]}, timeout=10)
     assert again.json() == {"version": data["version"], "unchanged": True}
+    add_run(night, 5, train_py("0.06", "8"), "keep", 0.98, "matrix lr 0.05 -> 0.06", False)
+    grown = requests.get(f"{server}/api/results", params={"since": data["version"]}, timeout=10)
+    assert [r["n"] for r in grown.json()["rows"]] == [1, 2, 3, 4, 5]  # no stale parsed rows
     live = requests.get(f"{server}/api/live", timeout=10).json()
     assert live["tag"] == TAG and live["live"]["phase"] == "training" and live["running"]
     assert 0 <= live["live"]["age_s"] < 60

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from autoresearch.summary import (
+    CRASH_REASONS,
     classify_crash,
     last_progress,
     log_tail,
@@ -87,7 +88,7 @@ def test_progress_lines():
     assert last_progress("nothing here") is None
 
 
-@pytest.mark.parametrize("returncode, text, timed_out, reason", [
+CRASH_CASES = [
     (None, "step 1", True, "timeout"),
     (1, "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate", False, "oom"),
     (3, "error: loss is not finite", False, "nan"),
@@ -101,9 +102,16 @@ def test_progress_lines():
     (-9, "", False, "other"),
     # the last signature printed wins: an early OOM warning, then an import failure
     (1, "warning: out of memory, retrying\nModuleNotFoundError: x", False, "import"),
-])
+]
+
+
+@pytest.mark.parametrize("returncode, text, timed_out, reason", CRASH_CASES)
 def test_crash_classes(returncode, text, timed_out, reason):
     assert classify_crash(returncode, text, timed_out) == reason
+
+
+def test_every_documented_crash_reason_is_produced():
+    assert {case[-1] for case in CRASH_CASES} == set(CRASH_REASONS)
 
 
 def test_read_run_verdicts():
