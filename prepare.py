@@ -18,6 +18,7 @@ import argparse
 import atexit
 import bisect
 import hashlib
+import io
 import json
 import math
 import os
@@ -91,9 +92,8 @@ def shard_paths(split: str) -> list[Path]:
 
 def write_manifest(source: str, train: list[str], val: str) -> None:
     assert val not in train, "the validation shard must never be used for training"
-    tmp = DATASET_MANIFEST.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"source": source, "train": train, "val": val}, indent=1))
-    os.replace(tmp, DATASET_MANIFEST)
+    manifest = {"source": source, "train": train, "val": val}
+    _atomic_write(DATASET_MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
 def _check_same_source(source: str, force: bool) -> None:
@@ -203,9 +203,9 @@ def train_tokenizer(max_chars: int, force: bool) -> None:
             raise SystemExit(f"error: tokenizer round trip failed on {check!r}; please report it")
 
     _atomic_write(TOKENIZER_DIR / TOKENIZER_FILE, pickle.dumps(enc))
-    tmp = TOKENIZER_DIR / (TOKEN_BYTES_FILE + ".tmp")
-    torch.save(torch.tensor(token_bytes, dtype=torch.int32), tmp)
-    os.replace(tmp, TOKENIZER_DIR / TOKEN_BYTES_FILE)
+    buffer = io.BytesIO()
+    torch.save(torch.tensor(token_bytes, dtype=torch.int32), buffer)
+    _atomic_write(TOKENIZER_DIR / TOKEN_BYTES_FILE, buffer.getvalue())
     meta = {"source": source, "vocab_size": enc.n_vocab, "max_chars": max_chars}
     _atomic_write(meta_path, json.dumps(meta).encode())
     (TOKENIZER_DIR / VAL_TOKENS_FILE).unlink(missing_ok=True)  # tokenized with the old one
