@@ -32,6 +32,11 @@ BACKENDS = ("sweep", "claude", "codex", "openai", "anthropic")
 DEFAULT_TIMEOUT = 900.0  # seconds per API call or CLI run
 
 
+def missing_key(key_env: str) -> UserError:
+    return UserError(f"{key_env} is not set: export it (or name another variable with "
+                     "--api-key-env), or use --agent sweep")
+
+
 def make_agent(backend: str, *, model: str | None = None, base_url: str | None = None,
                api_key_env: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                seed: int = 0) -> Agent:
@@ -71,8 +76,7 @@ def make_agent(backend: str, *, model: str | None = None, base_url: str | None =
         key_env = api_key_env or openai_api.DEFAULT_KEY_ENV
         key = os.environ.get(key_env)
         if not key and not openai_api.is_local(url):
-            raise UserError(f"{key_env} is not set: export it (or name another variable with "
-                            "--api-key-env), or use --agent sweep")
+            raise missing_key(key_env)
         return openai_api.OpenAIAgent(model=model or openai_api.DEFAULT_MODEL, base_url=url,
                                       api_key=key, key_env=key_env, timeout=timeout)
 
@@ -81,8 +85,7 @@ def make_agent(backend: str, *, model: str | None = None, base_url: str | None =
     key_env = api_key_env or anthropic_api.DEFAULT_KEY_ENV
     key = os.environ.get(key_env)
     if not key:
-        raise UserError(f"{key_env} is not set: export it (or name another variable with "
-                        "--api-key-env), or use --agent sweep")
+        raise missing_key(key_env)
     return anthropic_api.AnthropicAgent(api_key=key, model=model or anthropic_api.DEFAULT_MODEL,
                                         base_url=base_url or anthropic_api.DEFAULT_BASE_URL,
                                         key_env=key_env, timeout=timeout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from autoresearch.agents.base import AgentError, Usage
 from autoresearch.agents.chat import ChatAgent
-from autoresearch.agents.http import Retry, post_json
+from autoresearch.agents.http import Retry
 from autoresearch.agents.pricing import estimate_cost
 from autoresearch.prompt import SYSTEM_PROMPT
 
@@ -24,20 +24,16 @@ class AnthropicAgent(ChatAgent):
     def __init__(self, *, api_key: str, model: str = DEFAULT_MODEL,
                  base_url: str = DEFAULT_BASE_URL, key_env: str = DEFAULT_KEY_ENV,
                  timeout: float = 600.0, retry: Retry | None = None):
-        self.name = f"anthropic:{model}"
-        self.model = model
-        self.url = base_url.rstrip("/") + "/v1/messages"
-        self.headers = {"x-api-key": api_key, "anthropic-version": API_VERSION,
-                        "content-type": "application/json"}
-        self.key_env = key_env
-        self.timeout = timeout
-        self.retry = retry or Retry()
+        headers = {"x-api-key": api_key, "anthropic-version": API_VERSION,
+                   "content-type": "application/json"}
+        super().__init__(name=f"anthropic:{model}", model=model,
+                         url=base_url.rstrip("/") + "/v1/messages", headers=headers,
+                         key_env=key_env, timeout=timeout, retry=retry)
 
     def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
         body = {"model": self.model, "max_tokens": MAX_TOKENS, "system": SYSTEM_PROMPT,
                 "messages": messages}
-        reply = post_json(self.url, body, self.headers, timeout=self.timeout, retry=self.retry,
-                          service="Anthropic API", key_env=self.key_env)
+        reply = self.post(body, service="Anthropic API")
         content = reply.get("content")
         if not isinstance(content, list):
             raise AgentError(f"{self.url} answered without a content list: is it the Anthropic "

@@ -7,6 +7,7 @@ A backend only supplies `complete` (one chat call); the protocol around it lives
 from __future__ import annotations
 
 from autoresearch.agents.base import AgentRefused, AgentRequest, Proposal, Usage
+from autoresearch.agents.http import Retry, post_json
 from autoresearch.edits import EditError, apply_edits, parse_answer
 from autoresearch.prompt import build_context
 
@@ -16,9 +17,18 @@ FOLLOW_UP = ("Your answer could not be applied: {reason}. train.py is unchanged.
 
 
 class ChatAgent:
-    """Base of the API backends; subclasses set `name` and implement `complete`."""
+    """Base of the API backends: one JSON endpoint; subclasses implement `complete`."""
 
-    name: str
+    def __init__(self, *, name: str, model: str, url: str, headers: dict[str, str],
+                 key_env: str | None, timeout: float, retry: Retry | None):
+        self.name, self.model, self.url, self.headers = name, model, url, headers
+        self.key_env = key_env  # named in the error when the service rejects the key
+        self.timeout = timeout
+        self.retry = retry or Retry()
+
+    def post(self, body: dict, service: str) -> dict:
+        return post_json(self.url, body, self.headers, timeout=self.timeout, retry=self.retry,
+                         service=service, key_env=self.key_env)
 
     def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
         """Send the conversation (user/assistant turns; the system prompt is the backend's

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from autoresearch.agents.base import AgentError, Usage
 from autoresearch.agents.chat import ChatAgent
-from autoresearch.agents.http import Retry, post_json
+from autoresearch.agents.http import Retry
 from autoresearch.agents.pricing import estimate_cost
 from autoresearch.prompt import SYSTEM_PROMPT
 
@@ -37,19 +37,15 @@ class OpenAIAgent(ChatAgent):
     def __init__(self, *, model: str = DEFAULT_MODEL, base_url: str = DEFAULT_BASE_URL,
                  api_key: str | None = None, key_env: str | None = DEFAULT_KEY_ENV,
                  timeout: float = 600.0, retry: Retry | None = None):
-        self.name = f"openai:{model}"
-        self.model = model
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.key_env = key_env if api_key else None
-        self.timeout = timeout
-        self.retry = retry or Retry()
+        super().__init__(name=f"openai:{model}", model=model,
+                         url=base_url.rstrip("/") + "/chat/completions",
+                         headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
+                         key_env=key_env if api_key else None, timeout=timeout, retry=retry)
 
     def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
         body = {"model": self.model,
                 "messages": [{"role": "system", "content": SYSTEM_PROMPT}, *messages]}
-        reply = post_json(self.url, body, self.headers, timeout=self.timeout, retry=self.retry,
-                          service=f"chat API at {self.url}", key_env=self.key_env)
+        reply = self.post(body, service=f"chat API at {self.url}")
         try:
             text = reply["choices"][0]["message"].get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError) as e:
