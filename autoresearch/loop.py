@@ -28,6 +28,7 @@ from typing import Protocol
 
 from autoresearch.aftercare import SAMPLE_TIMEOUT, tidy_weights
 from autoresearch.agents import Agent, AgentError, AgentRefused, AgentRequest, Usage
+from autoresearch.checkpoints import RUNS_DIR
 from autoresearch.errors import UserError
 from autoresearch.gitops import TRAIN, Git
 from autoresearch.noise import DEFAULT_FLOOR, confirmed, judge, measure
@@ -55,7 +56,6 @@ from autoresearch.state import (
 from autoresearch.summary import FIXABLE_REASONS, Progress, RunVerdict, log_tail, read_run
 
 PROGRAM = "program.md"
-RUNS = "runs"
 MAX_REJECTIONS = 12  # unusable proposals in a row before the loop gives up and asks for a human
 BACKOFF_EVERY = 3  # pause after every this many rejections in a row...
 BACKOFF_SECONDS = 60.0  # ...first for this long, doubling each time...
@@ -352,8 +352,8 @@ class Loop:
         """Run a committed job's code, then decide and record. Re-entrant: resume calls it too."""
         s = self.state
         n, commit = job["n"], job["commit"]
-        run_dir = self.repo / RUNS / f"{n:04d}-{commit[:7]}"
-        job.update(phase="running", run_dir=f"{RUNS}/{run_dir.name}")
+        run_dir = self.repo / RUNS_DIR / f"{n:04d}-{commit[:7]}"
+        job.update(phase="running", run_dir=f"{RUNS_DIR}/{run_dir.name}")
         s.inflight = job
         s.next_n = max(s.next_n, n + 1)
         save_state(self.repo, s)
