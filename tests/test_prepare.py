@@ -4,16 +4,20 @@ downloads through the real CLI against a loopback server, and the offline messag
 import functools
 import json
 import math
+import subprocess
+import sys
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import TRAIN_DOCS_PER_SHARD, VAL_DOCS, corpus_shards, run_prepare
+from conftest import REPO, TRAIN_DOCS_PER_SHARD, VAL_DOCS, corpus_shards, run_prepare
 
 import prepare
+from autoresearch.runner import pid_alive
 from constants import SPECIAL_TOKENS, VOCAB_SIZE
 
 
@@ -95,6 +99,51 @@ def test_dataloader_is_deterministic(tokenizer):
         xa, ya, _ = next(a)
         xb, yb, _ = next(b)
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_training_batches_come_whole_from_the_packer_process(tokenizer):
+    B, T = 4, 256
+    expected = prepare._packed_rows("train", tokenizer, B, T, buffer_size=64)
+    loader = prepare.make_dataloader(tokenizer, B, T, "train", buffer_size=64, device="cpu")
+    [packer] = prepare._PACKERS
+    assert not any(t.name == "dataloader" for t in threading.enumerate())  # no packing thread here
+    for _ in range(40):  # a few hundred rows: several header + rows records through the pipe
+        x, y, epoch = next(loader)
+        rows, expected_epoch = next(expected)
+        assert torch.equal(torch.cat([x, y[:, -1:]], dim=1), torch.from_numpy(rows).long())
+        assert epoch == expected_epoch
+    loader.close()
+    assert packer.poll() is not None and prepare._PACKERS == []  # closing stops the process
+
+
+def test_packer_process_exits_quietly_when_its_reader_dies(tmp_path):
+    # the loop kills a timed-out run's process group; a reader killed alone must not leave the
+    # packer running, nor make it print a traceback into the run's log
+    script = ("import sys, time, prepare\n"
+              "loader = prepare.make_dataloader(prepare.Tokenizer.from_directory(), 2, 64, "
+              "'train', buffer_size=16, device='cpu')\n"
+              "next(loader)\n"
+              "print(prepare._PACKERS[0].pid, flush=True)\n"
+              "time.sleep(120)\n")
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err:
+        reader = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=err, text=True)
+        packer_pid = int(reader.stdout.readline())
+        reader.kill()
+        reader.wait()
+        deadline = time.time() + 30
+        while pid_alive(packer_pid) and time.time() < deadline:
+            time.sleep(0.1)
+    assert not pid_alive(packer_pid)
+    assert "Traceback" not in log.read_text()
+
+
+def test_a_failing_packer_is_a_one_line_error(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(tmp_path))  # the child finds no data there
+    loader = prepare.make_dataloader(tokenizer, 2, 64, "train", device="cpu")
+    with pytest.raises(SystemExit, match="data loader process stopped"):
+        next(loader)
 
 
 def test_dataloader_cycles_epochs(tokenizer):
