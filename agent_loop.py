@@ -120,6 +120,7 @@ def run(
     from autoresearch.agents import make_agent
     from autoresearch.console import make_console
     from autoresearch.loop import Loop, Options
+    from autoresearch.runner import bytecode_warning
 
     backend = make_agent(agent, model=model, base_url=base_url, api_key_env=api_key_env,
                          timeout=agent_timeout, seed=seed)
@@ -132,6 +133,8 @@ def run(
             opts.train_cmd = shlex.split(train_cmd)
         except ValueError as e:
             raise UserError(f"--train-cmd {train_cmd!r}: {e}") from None
+    if note := bytecode_warning():
+        typer.echo(note, err=True)
     with make_console(plain) as ui:
         reason = Loop(repo, opts, backend, ui).run()
     typer.echo(f"stopped: {reason}. Resume with the same command; review with "

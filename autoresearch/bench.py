@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
+from autoresearch.runner import bytecode_warning
 from autoresearch.summary import parse_summary, split_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,6 +193,8 @@ def print_table(dataloader_rate: float | None, batch_size: int, reports: list[Ru
         console.print(f"dataloader alone (CPU, batch {batch_size}): {dataloader_rate:,.0f} tok/s")
     console.print(table)
     console.print(f"machine: {machine()}")
+    if note := bytecode_warning():
+        console.print(note)
     console.print(f"step times after the first {WARMUP_STEPS} steps: spread = (p95 - p5) / median, "
                   "cv = standard deviation / mean; overhead = total_seconds - training_seconds")
 

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,17 @@ class RunResult:
 
 def default_train_cmd() -> list[str]:
     return [sys.executable, "train.py"]
+
+
+def bytecode_warning(env: Mapping[str, str] = os.environ) -> str | None:
+    """A note when Python may not cache bytecode (many container images set
+    PYTHONDONTWRITEBYTECODE): every run then re-compiles the sources of PyTorch's compiler,
+    which added ~8 s to each train.py start-up on an H100 host (BENCHMARKS.md)."""
+    if not env.get("PYTHONDONTWRITEBYTECODE"):
+        return None
+    return ("note: PYTHONDONTWRITEBYTECODE is set, so every run re-compiles PyTorch's Python "
+            "sources (~8 s per run); unset it (and set PYTHONPYCACHEPREFIX=<a writable folder> "
+            "if site-packages is read-only)")
 
 
 def run_training(

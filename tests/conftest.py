@@ -23,6 +23,7 @@ SESSION_CACHE = Path(tempfile.mkdtemp(prefix="autoresearch-test-cache-"))
 os.environ["AUTORESEARCH_PROFILE"] = "cpu"
 os.environ["AUTORESEARCH_CACHE"] = str(SESSION_CACHE)
 os.environ.pop("AUTORESEARCH_DEVICE", None)
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # its note would be an extra line in CLI output
 
 TRAIN_DOCS_PER_SHARD = 600
 VAL_DOCS = 150

@@ -88,10 +88,11 @@ class RecordingUI:
         self.rows.append(row)
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None,
+            ) -> subprocess.CompletedProcess:
     """agent_loop.py as a user runs it: a subprocess, output not a terminal."""
     return subprocess.run([sys.executable, str(AGENT_LOOP), *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
 
 
 def check_git_matches_results(repo: Path, tag: str) -> None:

@@ -47,7 +47,8 @@ def test_read_log_of_a_crash_leaves_the_numbers_empty():
 
 
 def test_bench_runs_the_real_train_py_and_reports_every_number(prepared_cache, tmp_path):
-    env = {**os.environ, "AUTORESEARCH_PROFILE": "cpu", "AUTORESEARCH_CACHE": str(SESSION_CACHE)}
+    env = {**os.environ, "AUTORESEARCH_PROFILE": "cpu", "AUTORESEARCH_CACHE": str(SESSION_CACHE),
+           "PYTHONDONTWRITEBYTECODE": "1"}
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "autoresearch.bench", "--budget", "8", "--cold", "--quiet",
@@ -55,6 +56,7 @@ def test_bench_runs_the_real_train_py_and_reports_every_number(prepared_cache, t
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "train.py benchmark" in result.stdout and "machine: CPU, PyTorch" in result.stdout
+    assert "note: PYTHONDONTWRITEBYTECODE is set" in result.stdout  # its start-up is inflated
     report = json.loads(out.read_text())
     assert report["dataloader_tokens_per_second"] > 0 and report["dataloader_batch_size"] == 8
     (run,) = report["runs"]

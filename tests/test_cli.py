@@ -133,8 +133,10 @@ def test_run_from_the_command_line(tmp_path):
     (repo / "notes.txt").write_text("keep me\n")
     out = run_cli("run", "--tag", "demo", "--agent", "sweep", "--noise-runs", "1",
                   "--max-experiments", "2", "--no-sample", "--repo", str(repo),
-                  "--train-cmd", f"{sys.executable} train.py", timeout=120)
+                  "--train-cmd", f"{sys.executable} train.py", timeout=120,
+                  env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert out.returncode == 0, out.stderr
+    assert "note: PYTHONDONTWRITEBYTECODE is set" in out.stderr  # a slow start-up, said once
     assert "stopped: reached --max-experiments 2" in out.stdout
     assert "#1 keep" in out.stdout and "noise threshold" in out.stdout
     rows = read_results(repo / "results.tsv")

@@ -7,7 +7,13 @@ import time
 
 from loop_helpers import FAKE_TRAIN, set_constants
 
-from autoresearch.runner import CHECKPOINT_ENV, kill_stale_runs, pid_alive, run_training
+from autoresearch.runner import (
+    CHECKPOINT_ENV,
+    bytecode_warning,
+    kill_stale_runs,
+    pid_alive,
+    run_training,
+)
 
 
 def fake_repo(tmp_path, **constants):
@@ -119,3 +125,9 @@ def test_a_failing_callback_does_not_orphan_the_run(tmp_path, monkeypatch):
     else:
         raise AssertionError("the callback's error was swallowed")
     assert not pid_alive(started[0])
+
+
+def test_bytecode_warning_only_when_python_may_not_cache_bytecode():
+    assert bytecode_warning({}) is None
+    assert bytecode_warning({"PYTHONDONTWRITEBYTECODE": ""}) is None  # empty means unset
+    assert "PYTHONDONTWRITEBYTECODE is set" in bytecode_warning({"PYTHONDONTWRITEBYTECODE": "1"})
