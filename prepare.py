@@ -411,9 +411,10 @@ def _prefetch(iterator, depth=4):
 
 # Training batches are packed in a child process. In a thread of the training process, the
 # packer's Python work (document lists, tokenizer results, bisect) held the GIL while the main
-# thread was launching kernels: on an H100 that cost ~4% of the tokens per second and doubled
-# the step-time spread. The child writes each batch to a pipe as an int64 epoch followed by the
-# (B, T+1) int32 rows; if the training process dies, the next write fails and the child exits.
+# thread was launching kernels: on an H100 that cost 1-4% of the tokens per second (depending on
+# the host's CPU) and nearly doubled the step-time spread. The child writes each batch to a pipe
+# as an int64 epoch followed by the (B, T+1) int32 rows; if the training process dies, the next
+# write fails and the child exits.
 _EPOCH = np.dtype("<i8")
 _PACKER_CODE = "import sys; sys.path.insert(0, sys.argv[1]); import prepare; prepare._packer_main()"
 
