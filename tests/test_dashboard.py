@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -215,7 +216,7 @@ def test_dashboard_command_serves(night):
     code = ("import typer, sys; from autoresearch.review_cli import register; app = typer.Typer(); "
             "register(app); app()")
     proc = subprocess.Popen(
-        [shutil.which("python") or "python", "-c", code, "dashboard", "--port", str(port),
+        [sys.executable, "-c", code, "dashboard", "--port", str(port),
          "--results", str(night / "results.tsv")],
         cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
