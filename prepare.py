@@ -62,6 +62,9 @@ __all__ = [
 # near-identical programs, and a warm cache turns a minute of compilation into seconds.
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(DATA_DIR.parent / "torch_compile"))
 os.environ.setdefault("TRITON_CACHE_DIR", str(DATA_DIR.parent / "triton"))
+_FA4_CACHE = DATA_DIR.parent / "flash_attention"  # FlashAttention-4's kernels (train.py, Hopper)
+os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "1")
+os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_DIR", str(_FA4_CACHE))
 
 TOKENIZER_FILE = "tokenizer.pkl"
 TOKEN_BYTES_FILE = "token_bytes.pt"

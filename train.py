@@ -10,8 +10,10 @@ import gc
 import json
 import math
 import os
+import subprocess
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,7 +114,106 @@ def apply_rotary(x, cos, sin):
     return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
 
 
+# Attention kernels. On Hopper GPUs FlashAttention-4 (CuTe DSL kernels, the flash-attn-4
+# package) runs every layer; elsewhere full-context layers use SDPA and sliding windows use
+# FlexAttention (CUDA) or SDPA with a dense mask (CPU).
+FA4_CAPABILITIES = {(9, 0)}  # measured on the H100; FA4 also targets Blackwell, not measured here
+flash_attention_4 = False  # in use: set by use_flash_attention_4()
 flex_attention = None  # compiled FlexAttention, set up by GPT.use_flex() on CUDA
+
+
+def use_flash_attention_4(device):
+    """Load FlashAttention-4 if this GPU is one it was measured on and the package is
+    installed. Its compiled kernels persist in the cache directory (see prepare.py)."""
+    global flash_attention_4
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) not in FA4_CAPABILITIES:
+        return False
+    try:
+        import flash_attn.cute.interface  # noqa: F401  (what the custom ops below call)
+    except ImportError:
+        return False
+    flash_attention_4 = True
+    # compiling its kernels warns about an argument it passes itself; nothing to act on
+    warnings.filterwarnings("ignore", message="Argument aux_data", category=UserWarning)
+    return True
+
+
+# Run by a child process: FA4's forward and backward once per window on a one-sequence batch,
+# which compiles the kernels (~14 s cold) into the disk cache while this process compiles the
+# model, instead of after it. With a warm cache the child only loads them and exits.
+FA4_WARMUP = """
+import sys, torch
+from flash_attn.cute import interface as fa
+T, H, D, *lefts = map(int, sys.argv[1:])
+q = torch.randn(1, T, H, D, device="cuda", dtype=torch.bfloat16)
+for left in lefts:
+    left = None if left < 0 else left
+    out, lse = fa._flash_attn_fwd(q, q, q, causal=True, window_size_left=left, return_lse=True)[:2]
+    fa._flash_attn_bwd(q, q, q, out, out, lse, causal=True, window_size_left=left)
+"""
+
+
+def warm_flash_attention_4(model):
+    cfg = model.config
+    lefts = sorted({fa4_window_left(w, cfg.sequence_len) for w in model.window_sizes})
+    args = [cfg.sequence_len, cfg.n_head, cfg.n_embd // cfg.n_head, *lefts]
+    return subprocess.Popen([sys.executable, "-c", FA4_WARMUP, *map(str, args)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def fa4_window_left(window, seq_len):
+    """FA4's window_size_left: how many earlier tokens a query sees (-1 here: all of them)."""
+    return window - 1 if window < seq_len else -1
+
+
+# FlashAttention-4 as two custom ops (forward, backward): torch.compile sees each as one opaque
+# kernel, so the model stays one graph. Layout (B, T, H, D), always causal. They import the
+# kernels where they run: a process may hold several copies of this module (`sample` loads
+# runs' train.py), and the op registered last is the one that runs.
+@torch.library.custom_op("autoresearch::fa4_fwd", mutates_args=())
+def fa4_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            window_left: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from flash_attn.cute.interface import _flash_attn_fwd
+
+    left = None if window_left < 0 else window_left
+    out, lse = _flash_attn_fwd(q, k, v, causal=True, window_size_left=left, return_lse=True)[:2]
+    return out, lse
+
+
+@fa4_fwd.register_fake
+def _(q, k, v, window_left):
+    B, T, H, _ = q.shape
+    return q.new_empty(B, T, H, v.size(-1)), q.new_empty(B, H, T, dtype=torch.float32)
+
+
+@torch.library.custom_op("autoresearch::fa4_bwd", mutates_args=())
+def fa4_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            out: torch.Tensor, lse: torch.Tensor,
+            window_left: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from flash_attn.cute.interface import _flash_attn_bwd
+
+    left = None if window_left < 0 else window_left
+    dq, dk, dv = _flash_attn_bwd(q, k, v, out, dout.contiguous(), lse, causal=True,
+                                 window_size_left=left)
+    return dq, dk, dv
+
+
+@fa4_bwd.register_fake
+def _(dout, q, k, v, out, lse, window_left):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _fa4_setup_context(ctx, inputs, output):
+    q, k, v, window_left = inputs
+    ctx.save_for_backward(q, k, v, *output)
+    ctx.window_left = window_left
+
+
+def _fa4_backward(ctx, dout, dlse):
+    return (*fa4_bwd(dout, *ctx.saved_tensors, ctx.window_left), None)
+
+
+fa4_fwd.register_autograd(_fa4_backward, setup_context=_fa4_setup_context)
 
 
 def sliding_window_block_mask(seq_len, window, device):
@@ -124,18 +225,22 @@ def sliding_window_block_mask(seq_len, window, device):
 
 
 def attention(q, k, v, window, block_mask):
-    """q, k, v: (B, H, T, D). Full context uses SDPA's causal kernel; a sliding window uses
-    FlexAttention when a block mask was prepared (CUDA), else SDPA with a dense mask (CPU)."""
-    T = q.size(2)
+    """Causal attention over at most `window` tokens (self included). q, k, v: (B, T, H, D)."""
+    T = q.size(1)
+    if flash_attention_4:
+        return fa4_fwd(q, k, v, fa4_window_left(window, T))[0]
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # SDPA/Flex: (B, H, T, D)
     gqa = q.size(1) != k.size(1)
     if window >= T:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-    if block_mask is not None:
-        return flex_attention(q, k, v, block_mask=block_mask, enable_gqa=gqa)
-    idx = torch.arange(T, device=q.device)
-    dist = idx[:, None] - idx[None, :]
-    mask = (dist >= 0) & (dist < window)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+    elif block_mask is not None:
+        y = flex_attention(q, k, v, block_mask=block_mask, enable_gqa=gqa)
+    else:
+        idx = torch.arange(T, device=q.device)
+        dist = idx[:, None] - idx[None, :]
+        mask = (dist >= 0) & (dist < window)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+    return y.transpose(1, 2)
 
 
 class CausalSelfAttention(nn.Module):
@@ -166,8 +271,8 @@ class CausalSelfAttention(nn.Module):
             v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_kv_head, self.head_dim)
         q = norm(apply_rotary(q, cos, sin))  # QK-norm keeps attention logits bounded
         k = norm(apply_rotary(k, cos, sin))
-        y = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), window, block_mask)
-        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+        y = attention(q, k, v, window, block_mask)
+        return self.c_proj(y.reshape(B, T, C))
 
 
 class MLP(nn.Module):
@@ -451,8 +556,15 @@ def main():
         model.value_embeds.to(torch.bfloat16)
     num_params = sum(p.numel() for p in model.parameters())
     flops_per_token = count_flops_per_token(model)
-    if device.type == "cuda":
+    fa4_warmer = None
+    if use_flash_attention_4(device):
+        attention_kernels = "FlashAttention-4"
+        fa4_warmer = warm_flash_attention_4(model)
+    elif device.type == "cuda":
         model.use_flex(MAX_SEQ_LEN, device)
+        attention_kernels = "SDPA + FlexAttention"
+    else:
+        attention_kernels = "SDPA"
     train_model = torch.compile(model, dynamic=False) if device.type == "cuda" else model
     optimizers = make_optimizers(model, device)
 
@@ -462,8 +574,8 @@ def main():
     grad_accum = TOTAL_BATCH_SIZE // tokens_per_micro
     print(f"profile: {PROFILE} | device: {device} | params: {num_params / 1e6:.1f}M | "
           f"depth {DEPTH}, width {model_dim} | batch {TOTAL_BATCH_SIZE:,} tokens "
-          f"({grad_accum} x {DEVICE_BATCH_SIZE} x {MAX_SEQ_LEN}) | budget {TIME_BUDGET}s",
-          flush=True)
+          f"({grad_accum} x {DEVICE_BATCH_SIZE} x {MAX_SEQ_LEN}) | "
+          f"attention: {attention_kernels} | budget {TIME_BUDGET}s", flush=True)
 
     peak = peak_flops(device)
     max_loss = 2 * math.log(config.vocab_size)  # twice the loss of uniform guessing
@@ -489,6 +601,9 @@ def main():
         dt = time.time() - t0
         if step == 0:
             first_step_seconds = dt  # includes compilation on CUDA
+            if fa4_warmer is not None:  # done, or no longer needed: the kernels have run
+                fa4_warmer.kill()
+                fa4_warmer.wait()
             # Python's cyclic garbage collector, walking the compiler's millions of objects,
             # stalled steps by 50-150 ms every few dozen steps: no collections while training
             gc.disable()

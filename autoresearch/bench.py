@@ -3,9 +3,10 @@
     python -m autoresearch.bench --budget 60 --runs 2 --cold     # (scripts/bench.sh wraps this)
 
 Each run is the real train.py in a fresh process with its TIME_BUDGET replaced, so what is timed
-is exactly what the loop runs. `--cold` points the compile caches (TorchInductor, Triton) at an
-empty folder for the first run; later runs reuse it, which is the loop's steady state. Before
-the runs, the input pipeline is timed alone on the CPU: it must outrun the GPU by a margin.
+is exactly what the loop runs. `--cold` points the compile caches (TorchInductor, Triton,
+FlashAttention-4) at an empty folder for the first run; later runs reuse it, which is the loop's
+steady state. Before the runs, the input pipeline is timed alone on the CPU: it must outrun the
+GPU by a margin.
 
 Numbers come from train.py's own output: the per-step lines (`dt`, `tok/s`), the `timing:` line
 (start-up, first step with compilation, evaluation) and the summary block.
@@ -32,6 +33,9 @@ from autoresearch.summary import parse_summary, split_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP_STEPS = 5  # steps left out of the step-time statistics: compilation, allocator warm-up
+# --cold: every compile cache that prepare.py points into the cache directory, by variable
+COLD_CACHES = {"TORCHINDUCTOR_CACHE_DIR": "inductor", "TRITON_CACHE_DIR": "triton",
+               "FLASH_ATTENTION_CUTE_DSL_CACHE_DIR": "flash_attention"}
 _STEP = re.compile(r"step (\d+) .*?\| dt (\d+)ms \| tok/s ([\d,]+)")
 _TIMING = re.compile(r"timing: start-up ([\d.]+)s \| first step ([\d.]+)s \| evaluation ([\d.]+)s")
 
@@ -234,8 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = None
     if args.cold:
         cache = tempfile.TemporaryDirectory(prefix="bench-compile-cache-")
-        env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(cache.name) / "inductor")
-        env["TRITON_CACHE_DIR"] = str(Path(cache.name) / "triton")
+        env.update({var: str(Path(cache.name) / sub) for var, sub in COLD_CACHES.items()})
     log_dir = args.log_dir.resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import REPO, SESSION_CACHE
 
-from autoresearch.bench import RunReport, read_log
+from autoresearch.bench import COLD_CACHES, RunReport, read_log
 
 
 def fake_log(step_ms: list[int], redraw: bool = False) -> str:
@@ -79,3 +79,14 @@ def test_a_broken_training_script_is_one_line_error(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: train.py does not import (SyntaxError: '(' was never closed (train.py, line 1)); "
         "fix it, or run `python train.py` to see the traceback"]
+
+
+def test_cold_runs_empty_every_compile_cache_that_prepare_sets():
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_CACHE_DIR")}
+    result = subprocess.run(
+        [sys.executable, "-c", "import os, prepare; "
+         "print(' '.join(v for v in os.environ if v.endswith('_CACHE_DIR')))"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    set_by_prepare = set(result.stdout.split())
+    assert "TORCHINDUCTOR_CACHE_DIR" in set_by_prepare, result.stderr[-2000:]
+    assert set_by_prepare <= set(COLD_CACHES)

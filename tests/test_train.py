@@ -1,5 +1,6 @@
 """train.py: the optimizer's math, the model's interface, and a complete run on the cpu profile."""
 
+import importlib.util
 import json
 import math
 import os
@@ -7,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -87,13 +89,76 @@ def test_evaluation_through_the_training_graph_computes_the_same_and_keeps_no_gr
 
 
 def test_sliding_window_attention_sees_only_its_window():
-    q = k = v = torch.randn(1, 1, 16, 8)
+    q = k = v = torch.randn(1, 16, 1, 8)  # (B, T, H, D)
     out = train.attention(q, k, v, window=4, block_mask=None)
     v2 = v.clone()
-    v2[:, :, 0] += 100.0  # token 0 is outside every window from position 4 on
+    v2[:, 0] += 100.0  # token 0 is outside every window from position 4 on
     out2 = train.attention(q, k, v2, window=4, block_mask=None)
-    assert torch.allclose(out[:, :, 4:], out2[:, :, 4:]) and not torch.allclose(out[:, :, :4],
-                                                                               out2[:, :, :4])
+    assert torch.allclose(out[:, 4:], out2[:, 4:]) and not torch.allclose(out[:, :4], out2[:, :4])
+
+
+class ReferenceFlashAttention4(types.ModuleType):
+    """flash_attn.cute.interface's two entry points as its documentation defines them, in plain
+    PyTorch (the CuTe kernels need a Hopper GPU): causal attention in which query i sees keys
+    i - window_size_left .. i (all earlier keys when it is None); layout (B, T, H, D)."""
+
+    def __init__(self):
+        super().__init__("flash_attn.cute.interface")
+        self.calls = {"fwd": 0, "bwd": 0}
+
+    @staticmethod
+    def _probs(q, k, window_size_left):
+        """Softmax probabilities (B, H, T, T) and log-sum-exp (B, H, T); q, k: (B, H, T, D)."""
+        scores = q @ k.mT * q.size(-1) ** -0.5
+        pos = torch.arange(q.size(2))
+        dist = pos[:, None] - pos[None, :]
+        limit = q.size(2) if window_size_left is None else window_size_left
+        scores = scores.masked_fill(~((dist >= 0) & (dist <= limit)), float("-inf"))
+        lse = scores.logsumexp(-1)
+        return (scores - lse[..., None]).exp(), lse
+
+    def _flash_attn_fwd(self, q, k, v, causal, window_size_left, return_lse):
+        assert causal and return_lse
+        self.calls["fwd"] += 1
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        probs, lse = self._probs(q, k, window_size_left)
+        return (probs @ v).transpose(1, 2).contiguous(), lse.float(), None, None, None
+
+    def _flash_attn_bwd(self, q, k, v, out, dout, lse, causal, window_size_left):
+        assert causal
+        self.calls["bwd"] += 1
+        q, k, v, out, dout = (t.transpose(1, 2) for t in (q, k, v, out, dout))
+        probs, _ = self._probs(q, k, window_size_left)
+        dscores = probs * (dout @ v.mT - (dout * out).sum(-1, keepdim=True))
+        scale = q.size(-1) ** -0.5
+        dq, dk, dv = scale * dscores @ k, scale * dscores.mT @ q, probs.mT @ dout
+        return tuple(t.transpose(1, 2).contiguous() for t in (dq, dk, dv))
+
+
+@pytest.mark.parametrize("window", [4, 16])
+def test_flash_attention_4_op_computes_the_same_attention_and_gradients(monkeypatch, window):
+    kernels = ReferenceFlashAttention4()
+    q, k, v = (torch.randn(2, 16, 2, 8, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+
+    def loss_and_grads(fn):
+        out = fn(q, k, v)
+        return (out, *torch.autograd.grad((out * torch.linspace(-1, 1, 8)).sum(), (q, k, v)))
+
+    expected = loss_and_grads(lambda q, k, v: train.attention(q, k, v, window, None))
+    # another copy of train.py in the process (as `sample` loads runs') registers the ops again
+    spec = importlib.util.spec_from_file_location("train_copy", REPO / "train.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    monkeypatch.setitem(sys.modules, "flash_attn.cute.interface", kernels)
+    monkeypatch.setattr(train, "flash_attention_4", True)
+    # compiled as in training: the ops' fake versions stand in for them while tracing
+    compiled = torch.compile(lambda q, k, v: train.attention(q, k, v, window, None),
+                             backend="aot_eager", fullgraph=True)
+    got = loss_and_grads(compiled)
+    assert kernels.calls["fwd"] >= 1 and kernels.calls["bwd"] >= 1
+    for g, e in zip(got, expected, strict=True):
+        assert torch.allclose(g, e, atol=1e-10), (g - e).abs().max()
+    torch.library.opcheck(train.fa4_fwd, (q, k, v, window - 1))
 
 
 def test_lr_schedule_holds_then_decays_to_the_final_fraction():
