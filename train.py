@@ -138,25 +138,26 @@ def use_flash_attention_4(device):
     return True
 
 
-# Run by a child process: FA4's forward and backward once per window on a one-sequence batch,
-# which compiles the kernels (~14 s cold) into the disk cache while this process compiles the
-# model, instead of after it. With a warm cache the child only loads them and exits.
+# Run by a child process: this file's FA4 ops, forward and backward, once per window on a
+# one-sequence batch, which compiles the kernels (~14 s cold) into the disk cache while this
+# process compiles the model, instead of after it. With a warm cache the child only loads them.
 FA4_WARMUP = """
-import sys, torch
-from flash_attn.cute import interface as fa
-T, H, D, *lefts = map(int, sys.argv[1:])
+import os, runpy, sys, torch
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+ops = runpy.run_path(sys.argv[1])
+T, H, D, *lefts = map(int, sys.argv[2:])
 q = torch.randn(1, T, H, D, device="cuda", dtype=torch.bfloat16)
 for left in lefts:
-    left = None if left < 0 else left
-    out, lse = fa._flash_attn_fwd(q, q, q, causal=True, window_size_left=left, return_lse=True)[:2]
-    fa._flash_attn_bwd(q, q, q, out, out, lse, causal=True, window_size_left=left)
+    out, lse = ops["fa4_fwd"](q, q, q, left)
+    ops["fa4_bwd"](out, q, q, q, out, lse, left)
 """
 
 
 def warm_flash_attention_4(model):
     cfg = model.config
     lefts = sorted({fa4_window_left(w, cfg.sequence_len) for w in model.window_sizes})
-    args = [cfg.sequence_len, cfg.n_head, cfg.n_embd // cfg.n_head, *lefts]
+    args = [os.path.abspath(__file__), cfg.sequence_len, cfg.n_head, cfg.n_embd // cfg.n_head,
+            *lefts]
     return subprocess.Popen([sys.executable, "-c", FA4_WARMUP, *map(str, args)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
