@@ -24,10 +24,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from autoresearch import review_cli, views
 from autoresearch.errors import UserError
-from autoresearch.noise import DEFAULT_FLOOR
-from autoresearch.state import read_live, request_stop
+from autoresearch.ledger.state import read_live, request_stop
+from autoresearch.policy import DEFAULT_FLOOR
+from autoresearch.review import review_cli, views
 
 
 class App(typer.Typer):
@@ -118,9 +118,9 @@ def run(
       AUTORESEARCH_PROFILE=cpu uv run agent_loop.py run --tag demo --agent sweep --max-experiments 3
     """
     from autoresearch.agents import make_agent
-    from autoresearch.console import make_console
+    from autoresearch.execution.local import bytecode_warning
     from autoresearch.loop import Loop, Options
-    from autoresearch.runner import bytecode_warning
+    from autoresearch.review.console import make_console
 
     backend = make_agent(agent, model=model, base_url=base_url, api_key_env=api_key_env,
                          timeout=agent_timeout, seed=seed)

@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
-from autoresearch.runner import bytecode_warning
-from autoresearch.summary import parse_summary, split_lines
+from autoresearch.execution.local import bytecode_warning
+from autoresearch.execution.parse import parse_summary, split_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP_STEPS = 5  # steps left out of the step-time statistics: compilation, allocator warm-up

@@ -26,23 +26,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from autoresearch.aftercare import SAMPLE_TIMEOUT, tidy_weights
 from autoresearch.agents import Agent, AgentError, AgentRefused, AgentRequest, Usage
-from autoresearch.checkpoints import RUNS_DIR
+from autoresearch.artifacts.aftercare import SAMPLE_TIMEOUT, tidy_weights
+from autoresearch.artifacts.checkpoints import RUNS_DIR
 from autoresearch.errors import UserError
-from autoresearch.gitops import TRAIN, Git
-from autoresearch.noise import DEFAULT_FLOOR, confirmed, judge, measure
-from autoresearch.proposal import Snapshot, check_edit, take_snapshot, undo_side_effects
-from autoresearch.results import Row, append_result, read_results, sanitize
-from autoresearch.runner import (
+from autoresearch.execution.local import (
     GRACE_SECONDS,
     default_train_cmd,
     kill_marked,
     kill_stale_runs,
     run_training,
 )
-from autoresearch.start import RESULTS, check_fixed_files, moved_by_loop, open_tag, tried_ref
-from autoresearch.state import (
+from autoresearch.execution.parse import FIXABLE_REASONS, Progress, RunVerdict, log_tail, read_run
+from autoresearch.ledger.results import Row, append_result, read_results, sanitize
+from autoresearch.ledger.state import (
     RepoLock,
     State,
     clear_stop,
@@ -53,7 +50,16 @@ from autoresearch.state import (
     tag_dir,
     write_live,
 )
-from autoresearch.summary import FIXABLE_REASONS, Progress, RunVerdict, log_tail, read_run
+from autoresearch.policy import DEFAULT_FLOOR, confirmed, judge, measure
+from autoresearch.workspace.git import TRAIN, Git
+from autoresearch.workspace.proposal import Snapshot, check_edit, take_snapshot, undo_side_effects
+from autoresearch.workspace.tags import (
+    RESULTS,
+    check_fixed_files,
+    moved_by_loop,
+    open_tag,
+    tried_ref,
+)
 
 PROGRAM = "program.md"
 MAX_REJECTIONS = 12  # unusable proposals in a row before the loop gives up and asks for a human

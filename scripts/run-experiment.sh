@@ -53,7 +53,7 @@ fi
 uv run python - "$log" <<'PY'
 import sys
 
-from autoresearch.summary import parse_summary
+from autoresearch.execution.parse import parse_summary
 
 with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
     metrics = parse_summary(f.read())

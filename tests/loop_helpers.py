@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from autoresearch.agents import AgentRequest, Proposal, Usage
-from autoresearch.results import Row
+from autoresearch.ledger.results import Row
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AGENT_LOOP = REPO_ROOT / "agent_loop.py"
@@ -97,8 +97,8 @@ def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None,
 
 def check_git_matches_results(repo: Path, tag: str) -> None:
     """The invariant the loop promises: every row's commit is where git says it is."""
-    from autoresearch.results import read_results
-    from autoresearch.state import load_state
+    from autoresearch.ledger.results import read_results
+    from autoresearch.ledger.state import load_state
 
     rows = [r for r in read_results(repo / "results.tsv") if r.tag == tag]
     numbers = [r.experiment for r in rows]

@@ -19,9 +19,9 @@ from autoresearch.agents import AgentError, AgentRefused, AgentRequest, make_age
 from autoresearch.agents.anthropic_api import AnthropicAgent
 from autoresearch.agents.http import Retry
 from autoresearch.agents.openai_api import OpenAIAgent
+from autoresearch.agents.prompt import results_table
 from autoresearch.errors import UserError
-from autoresearch.prompt import results_table
-from autoresearch.results import Row
+from autoresearch.ledger.results import Row
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
 [OLD_LINE] = [line for line in TRAIN_PY.splitlines() if line.startswith("MATRIX_LR = ")]

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.checkpoints import prune_checkpoints, resolve_run, run_dir_for
+from autoresearch.artifacts.checkpoints import prune_checkpoints, resolve_run, run_dir_for
 from autoresearch.errors import UserError
-from autoresearch.results import Row
+from autoresearch.ledger.results import Row
 
 OTHER_FILES = ("run.log", "train.py", "metrics.json", "config.json", "sample_output.txt")
 

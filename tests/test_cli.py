@@ -9,8 +9,8 @@ import pytest
 from loop_helpers import AGENT_LOOP, RecordingUI, ScriptedAgent, edit, git, make_repo, run_cli
 from typer.testing import CliRunner
 
+from autoresearch.ledger.results import read_results
 from autoresearch.loop import Loop, Options
-from autoresearch.results import read_results
 
 spec = importlib.util.spec_from_file_location("agent_loop", AGENT_LOOP)
 agent_loop = importlib.util.module_from_spec(spec)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from autoresearch.dashboard import Board, make_server
-from autoresearch.results import Row, append_result
+from autoresearch.ledger.results import Row, append_result
+from autoresearch.review.dashboard import Board, make_server
 
 TAG = "night"
 INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
@@ -213,8 +213,8 @@ def test_read_only_and_host_checked(server):
 def test_dashboard_command_serves(night):
     """`agent_loop.py dashboard` is a blocking server: start the real command, then poll it."""
     port = free_port()
-    code = ("import typer, sys; from autoresearch.review_cli import register; app = typer.Typer(); "
-            "register(app); app()")
+    code = ("import typer, sys; from autoresearch.review.review_cli import register; "
+            "app = typer.Typer(); register(app); app()")
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "dashboard", "--port", str(port),
          "--results", str(night / "results.tsv")],

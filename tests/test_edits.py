@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.edits import Edit, EditError, apply_edits, parse_answer
+from autoresearch.agents.edits import Edit, EditError, apply_edits, parse_answer
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
 LINES = TRAIN_PY.splitlines()

@@ -10,7 +10,7 @@ import sys
 
 from conftest import REPO, SESSION_CACHE
 
-from autoresearch.results import read_results
+from autoresearch.ledger.results import read_results
 
 HARNESS = ["train.py", "prepare.py", "constants.py", "program.md", "pyproject.toml", ".gitignore"]
 

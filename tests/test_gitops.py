@@ -4,8 +4,8 @@ import pytest
 from loop_helpers import git, make_repo
 
 from autoresearch.errors import UserError
-from autoresearch.gitops import Git
-from autoresearch.proposal import check_edit, take_snapshot
+from autoresearch.workspace.git import Git
+from autoresearch.workspace.proposal import check_edit, take_snapshot
 
 
 @pytest.fixture

@@ -22,10 +22,10 @@ from loop_helpers import (
 
 from autoresearch.agents import AgentRefused, Proposal, Usage
 from autoresearch.errors import UserError
+from autoresearch.execution.local import pid_alive
+from autoresearch.ledger.results import COLUMNS, read_results
+from autoresearch.ledger.state import load_state, request_stop
 from autoresearch.loop import MAX_REJECTIONS, Loop, Options
-from autoresearch.results import COLUMNS, read_results
-from autoresearch.runner import pid_alive
-from autoresearch.state import load_state, request_stop
 
 TAG = "t"
 
@@ -316,8 +316,8 @@ def test_hours_limit(repo):
 
 
 def test_kept_runs_are_sampled_and_a_failure_is_not_fatal(repo, tmp_path, monkeypatch):
-    # a stand-in for autoresearch.sample (the real one needs real weights): writes the sample
-    # for the first kept run it is called for, fails for the next one
+    # a stand-in for autoresearch.artifacts.sample (the real one needs real weights): writes
+    # the sample for the first kept run it is called for, fails for the next one
     (tmp_path / "fake_sample.py").write_text(
         "import pathlib, sys\n"
         "run_dir, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[3])\n"
@@ -326,7 +326,7 @@ def test_kept_runs_are_sampled_and_a_failure_is_not_fatal(repo, tmp_path, monkey
         "else:\n"
         "    sys.exit('error: no tokenizer')\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.setattr("autoresearch.aftercare.SAMPLE_MODULE", "fake_sample")
+    monkeypatch.setattr("autoresearch.artifacts.aftercare.SAMPLE_MODULE", "fake_sample")
     steps = [edit("keep me", VAL_BPB=0.9), edit("keep me too", VAL_BPB=0.8)]
     run_loop(repo, steps, sample=True)
     r = rows(repo)

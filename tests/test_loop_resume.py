@@ -24,11 +24,11 @@ from loop_helpers import (
 )
 
 import autoresearch.loop
-from autoresearch.gitops import Git
+from autoresearch.execution.local import pid_alive
+from autoresearch.ledger.results import read_results
+from autoresearch.ledger.state import load_state
 from autoresearch.loop import Loop, Options
-from autoresearch.results import read_results
-from autoresearch.runner import pid_alive
-from autoresearch.state import load_state
+from autoresearch.workspace.git import Git
 
 TAG = "t"
 

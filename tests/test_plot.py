@@ -8,9 +8,9 @@ import typer
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
-from autoresearch.plot import CRASH_COLOR, DISCARD_COLOR, KEEP_COLOR, plot_progress
-from autoresearch.results import Row, append_result, read_results
-from autoresearch.review_cli import register
+from autoresearch.ledger.results import Row, append_result, read_results
+from autoresearch.review.plot import CRASH_COLOR, DISCARD_COLOR, KEEP_COLOR, plot_progress
+from autoresearch.review.review_cli import register
 
 ECOSYSTEM = Path("/work/shared/data/ecosystem/results_mar8.tsv")
 

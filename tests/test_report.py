@@ -9,7 +9,9 @@ import typer
 from typer.testing import CliRunner
 
 from autoresearch.errors import UserError
-from autoresearch.report import (
+from autoresearch.ledger.results import Row, append_result, read_results
+from autoresearch.ledger.state import State, save_state
+from autoresearch.review.report import (
     estimate_threshold,
     experiment_numbers,
     noise_threshold,
@@ -18,9 +20,7 @@ from autoresearch.report import (
     summarize,
     y_limits,
 )
-from autoresearch.results import Row, append_result, read_results
-from autoresearch.review_cli import register
-from autoresearch.state import State, save_state
+from autoresearch.review.review_cli import register
 
 ECOSYSTEM = Path("/work/shared/data/ecosystem/results_mar8.tsv")
 

@@ -7,7 +7,7 @@ import time
 
 from loop_helpers import FAKE_TRAIN, set_constants
 
-from autoresearch.runner import (
+from autoresearch.execution.local import (
     CHECKPOINT_ENV,
     bytecode_warning,
     kill_stale_runs,

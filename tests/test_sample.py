@@ -14,9 +14,9 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from autoresearch.artifacts.sample import load_run_module, sample_run
 from autoresearch.errors import UserError
-from autoresearch.review_cli import register
-from autoresearch.sample import load_run_module, sample_run
+from autoresearch.review.review_cli import register
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,14 +125,14 @@ def test_module_entry_point_writes_sample_output(repo):
     run = repo / "runs" / "0003-abc1234"
     out = run / "sample_output.txt"
     proc = subprocess.run(
-        [sys.executable, "-m", "autoresearch.sample", str(run), "--out", str(out), "--prompt",
-         "hi", "--max-tokens", "3", "--temperature", "0", "--device", "cpu"],
+        [sys.executable, "-m", "autoresearch.artifacts.sample", str(run), "--out", str(out),
+         "--prompt", "hi", "--max-tokens", "3", "--temperature", "0", "--device", "cpu"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert out.read_text() == "hijkl\n"
     (run / "model.pt").unlink()
-    proc = subprocess.run([sys.executable, "-m", "autoresearch.sample", str(run)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "autoresearch.artifacts.sample", str(run)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and "no model.pt" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1  # one line, no traceback

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from autoresearch.results import Row, append_result
-from autoresearch.sample import sample_run
+from autoresearch.artifacts.sample import sample_run
+from autoresearch.ledger.results import Row, append_result
 from constants import PROFILES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from autoresearch.summary import (
+from autoresearch.execution.parse import (
     CRASH_REASONS,
     classify_crash,
     last_progress,

@@ -11,7 +11,7 @@ from autoresearch.agents.base import AgentError, Usage
 from autoresearch.agents.chat import ChatAgent
 from autoresearch.agents.http import Retry
 from autoresearch.agents.pricing import estimate_cost
-from autoresearch.prompt import SYSTEM_PROMPT
+from autoresearch.agents.prompt import SYSTEM_PROMPT
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MODEL = "claude-sonnet-4-5"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from autoresearch.errors import UserError
-from autoresearch.results import Row
+from autoresearch.ledger.results import Row
 
 
 @dataclass

@@ -7,9 +7,9 @@ A backend only supplies `complete` (one chat call); the protocol around it lives
 from __future__ import annotations
 
 from autoresearch.agents.base import AgentRefused, AgentRequest, Proposal, Usage
+from autoresearch.agents.edits import EditError, apply_edits, parse_answer
 from autoresearch.agents.http import Retry, post_json
-from autoresearch.edits import EditError, apply_edits, parse_answer
-from autoresearch.prompt import build_context
+from autoresearch.agents.prompt import build_context
 
 FOLLOW_UP = ("Your answer could not be applied: {reason}. train.py is unchanged. Answer again in "
              "the same format (DESCRIPTION line, then SEARCH/REPLACE blocks whose SEARCH lines are "

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.agents.base import AgentError, AgentRefused, AgentRequest, Proposal, Usage
-from autoresearch.edits import DESCRIPTION_RE
-from autoresearch.prompt import cli_prompt
-from autoresearch.results import sanitize
+from autoresearch.agents.edits import DESCRIPTION_RE
+from autoresearch.agents.prompt import cli_prompt
+from autoresearch.ledger.results import sanitize
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a CLI that overran its timeout
 DESCRIPTION_LIMIT = 200

@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 
 from autoresearch.errors import UserError
-from autoresearch.noise import DEFAULT_FLOOR, measure
-from autoresearch.results import Row
-from autoresearch.state import load_state
+from autoresearch.ledger.results import Row
+from autoresearch.ledger.state import load_state
+from autoresearch.policy import DEFAULT_FLOOR, measure
 
 TOP_IMPROVEMENTS = 5  # how many of the biggest steps the summary lists
 OUTLIER_HEADROOM = 1.0  # runs worse than baseline + this x the total improvement are outliers

@@ -17,7 +17,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from autoresearch.results import Row
+from autoresearch.ledger.results import Row
 
 RECENT_OUTCOMES = 6
 PLAIN_PROGRESS_EVERY = 60.0  # seconds between progress lines in plain output

@@ -28,10 +28,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from autoresearch.checkpoints import COMMIT_PREFIX, WEIGHTS, run_dir_for
+from autoresearch.artifacts.checkpoints import COMMIT_PREFIX, WEIGHTS, run_dir_for
 from autoresearch.errors import UserError
-from autoresearch.gitops import TRAIN, Git
-from autoresearch.report import (
+from autoresearch.execution.parse import log_tail
+from autoresearch.ledger.results import Row, read_results
+from autoresearch.ledger.state import STATE_DIR, read_live
+from autoresearch.review.report import (
     experiment_numbers,
     noise_threshold,
     running_best,
@@ -39,10 +41,8 @@ from autoresearch.report import (
     summarize,
     y_limits,
 )
-from autoresearch.results import Row, read_results
-from autoresearch.state import STATE_DIR, read_live
-from autoresearch.summary import log_tail
-from autoresearch.views import loop_running
+from autoresearch.review.views import loop_running
+from autoresearch.workspace.git import TRAIN, Git
 
 PAGE = Path(__file__).with_name("dashboard.html")
 LOG_TAIL_BYTES = 256 * 1024

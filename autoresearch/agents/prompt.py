@@ -7,7 +7,7 @@ train.py themselves, get cli_prompt(): the same context with instructions for a 
 from __future__ import annotations
 
 from autoresearch.agents.base import AgentRequest
-from autoresearch.results import Row, sanitize
+from autoresearch.ledger.results import Row, sanitize
 
 HISTORY_ROWS = 30  # enough to see what was tried recently without drowning the code
 DESCRIPTION_WIDTH = 110  # results-table description column, truncated beyond

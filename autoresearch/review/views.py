@@ -12,14 +12,14 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from autoresearch.console import STATUS_STYLE, duration
 from autoresearch.errors import UserError
-from autoresearch.gitops import Git
-from autoresearch.report import baseline_row, experiment_numbers, is_measured
-from autoresearch.results import Row, read_results
-from autoresearch.runner import pid_alive
-from autoresearch.start import BRANCH_PREFIX, RESULTS, tried_ref
-from autoresearch.state import State, list_tags, load_state, read_live, stop_requested
+from autoresearch.execution.local import pid_alive
+from autoresearch.ledger.results import Row, read_results
+from autoresearch.ledger.state import State, list_tags, load_state, read_live, stop_requested
+from autoresearch.review.console import STATUS_STYLE, duration
+from autoresearch.review.report import baseline_row, experiment_numbers, is_measured
+from autoresearch.workspace.git import Git
+from autoresearch.workspace.tags import BRANCH_PREFIX, RESULTS, tried_ref
 
 
 def resolve_tag(repo: Path, tag: str | None) -> str:

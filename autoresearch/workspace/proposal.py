@@ -16,10 +16,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.checkpoints import RUNS_DIR
-from autoresearch.gitops import TRAIN, Git
-from autoresearch.start import RESULTS
-from autoresearch.state import STATE_DIR
+from autoresearch.artifacts.checkpoints import RUNS_DIR
+from autoresearch.ledger.state import STATE_DIR
+from autoresearch.workspace.git import TRAIN, Git
+from autoresearch.workspace.tags import RESULTS
 
 # Written by the loop itself while the agent works; never the agent's doing.
 LOOP_OWNED = (RESULTS, f"{RUNS_DIR}/", f"{STATE_DIR}/")

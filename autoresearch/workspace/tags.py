@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 
 from autoresearch.errors import UserError
-from autoresearch.gitops import TRAIN, Git, file_hash
-from autoresearch.results import COLUMNS
-from autoresearch.state import FIXED_FILES, State, load_state, now_iso, save_state
+from autoresearch.ledger.results import COLUMNS
+from autoresearch.ledger.state import FIXED_FILES, State, load_state, now_iso, save_state
+from autoresearch.workspace.git import TRAIN, Git, file_hash
 
 BRANCH_PREFIX = "autoresearch/"
 RESULTS = "results.tsv"

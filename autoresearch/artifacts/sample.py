@@ -5,7 +5,8 @@ saved hours ago. Each run directory holds the exact train.py that produced its m
 import that copy under a unique module name (never running its training: train.py trains only
 under `if __name__ == "__main__"`) with the repo root on sys.path for its `from prepare import`.
 
-    python -m autoresearch.sample runs/0007-abc1234 --out runs/0007-abc1234/sample_output.txt
+    python -m autoresearch.artifacts.sample runs/0007-abc1234 \
+        --out runs/0007-abc1234/sample_output.txt
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from autoresearch.errors import UserError
-from autoresearch.results import sanitize
+from autoresearch.ledger.results import sanitize
 
 if TYPE_CHECKING:
     import torch
@@ -182,7 +183,7 @@ def sample_run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m autoresearch.sample",
+        prog="python -m autoresearch.artifacts.sample",
         description="Generate text from a run directory's model.pt with its own train.py.")
     parser.add_argument("run_dir", type=Path, help="runs/<n>-<commit>/ with model.pt, config.json")
     parser.add_argument("--out", type=Path, help="write the text here (default: print it)")

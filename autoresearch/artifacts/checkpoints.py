@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 from autoresearch.errors import UserError
-from autoresearch.report import is_measured
-from autoresearch.results import Row
+from autoresearch.ledger.results import Row
+from autoresearch.review.report import is_measured
 
 RUNS_DIR = "runs"
 WEIGHTS = "model.pt"

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.summary import Progress, last_progress
+from autoresearch.execution.parse import Progress, last_progress
 
 CHECKPOINT_ENV = "AUTORESEARCH_CHECKPOINT_DIR"
 GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL: time for train.py to release the GPU

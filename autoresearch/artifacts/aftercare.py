@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import autoresearch
-from autoresearch.checkpoints import WEIGHTS, prune_checkpoints
-from autoresearch.results import Row
+from autoresearch.artifacts.checkpoints import WEIGHTS, prune_checkpoints
+from autoresearch.ledger.results import Row
 
-SAMPLE_MODULE = "autoresearch.sample"  # python -m SAMPLE_MODULE RUN_DIR --out FILE
+SAMPLE_MODULE = "autoresearch.artifacts.sample"  # python -m SAMPLE_MODULE RUN_DIR --out FILE
 SAMPLE_TIMEOUT = 300.0
 
 

@@ -17,18 +17,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from autoresearch.checkpoints import resolve_run
-from autoresearch.dashboard import LOOPBACK, Board, make_server
-from autoresearch.errors import UserError
-from autoresearch.report import TOP_IMPROVEMENTS, Summary, noise_threshold, select_tag, summarize
-from autoresearch.results import Row, read_results
-from autoresearch.sample import (
+from autoresearch.artifacts.checkpoints import resolve_run
+from autoresearch.artifacts.sample import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_PROMPT,
     DEFAULT_SEED,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_K,
     sample_run,
+)
+from autoresearch.errors import UserError
+from autoresearch.ledger.results import Row, read_results
+from autoresearch.review.dashboard import LOOPBACK, Board, make_server
+from autoresearch.review.report import (
+    TOP_IMPROVEMENTS,
+    Summary,
+    noise_threshold,
+    select_tag,
+    summarize,
 )
 
 DEFAULT_PORT = 8765
@@ -63,7 +69,9 @@ def plot(
       uv run agent_loop.py plot
       uv run agent_loop.py plot --results other/results.tsv --out night.png
     """
-    from autoresearch.plot import plot_progress  # matplotlib is slow to import: only when needed
+    from autoresearch.review.plot import (
+        plot_progress,  # matplotlib is slow to import: only when needed
+    )
 
     _, rows, tag = _load(repo, results, tag)
     threshold = noise_threshold(repo, tag, rows)

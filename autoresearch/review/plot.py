@@ -12,14 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from autoresearch.errors import UserError
-from autoresearch.report import (
+from autoresearch.ledger.results import Row
+from autoresearch.review.report import (
     experiment_numbers,
     is_measured,
     running_best,
     summarize,
     y_limits,
 )
-from autoresearch.results import Row
 
 FIGSIZE = (12, 6.5)  # inches
 DPI = 130

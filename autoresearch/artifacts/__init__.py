@@ -1,0 +1,1 @@
+"""What a run leaves besides its row: run directories, weights, text samples."""

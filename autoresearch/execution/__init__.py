@@ -1,0 +1,1 @@
+"""Running train.py once and reading what it printed."""

@@ -1,0 +1,1 @@
+"""What a human reads: status, results, summary, the plot, the dashboard, the live console."""
