@@ -22,7 +22,7 @@ from loop_helpers import (
 
 from autoresearch.agents import AgentRefused, Proposal, Usage
 from autoresearch.errors import UserError
-from autoresearch.execution.local import pid_alive
+from autoresearch.execution.procs import pid_alive
 from autoresearch.ledger.results import COLUMNS, read_results
 from autoresearch.ledger.state import load_state, request_stop
 from autoresearch.loop import MAX_REJECTIONS, Loop, Options

@@ -24,7 +24,7 @@ from loop_helpers import (
 )
 
 import autoresearch.loop
-from autoresearch.execution.local import pid_alive
+from autoresearch.execution.procs import pid_alive
 from autoresearch.ledger.results import read_results
 from autoresearch.ledger.state import load_state
 from autoresearch.loop import Loop, Options

@@ -17,7 +17,7 @@ import torch
 from conftest import REPO, TRAIN_DOCS_PER_SHARD, VAL_DOCS, corpus_shards, run_prepare
 
 import prepare
-from autoresearch.execution.local import pid_alive
+from autoresearch.execution.procs import pid_alive
 from constants import SPECIAL_TOKENS, VOCAB_SIZE
 
 

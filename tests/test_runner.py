@@ -11,9 +11,9 @@ from autoresearch.execution.local import (
     CHECKPOINT_ENV,
     bytecode_warning,
     kill_stale_runs,
-    pid_alive,
     run_training,
 )
+from autoresearch.execution.procs import pid_alive
 
 
 def fake_repo(tmp_path, **constants):
@@ -131,3 +131,31 @@ def test_bytecode_warning_only_when_python_may_not_cache_bytecode():
     assert bytecode_warning({}) is None
     assert bytecode_warning({"PYTHONDONTWRITEBYTECODE": ""}) is None  # empty means unset
     assert "PYTHONDONTWRITEBYTECODE is set" in bytecode_warning({"PYTHONDONTWRITEBYTECODE": "1"})
+
+
+ESCAPER = """
+import os, subprocess, sys, time
+path = os.environ["FAKE_PID_FILE"]
+# leave the run's session and process group, drop the run's marker from the environment, fork
+# again: only a subreaper still knows this process belongs to the run
+subprocess.Popen([sys.executable, "-c",
+                  "import os, time\\nif os.fork() == 0:\\n    open(%r, 'a').write(f'{os.getpid()}\\\\n')"
+                  "\\n    time.sleep(600)" % path], start_new_session=True, env={})
+time.sleep(600)
+"""
+
+
+def test_a_process_that_leaves_the_session_does_not_outlive_the_run(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "train.py").write_text(ESCAPER)
+    pid_file = tmp_path / "pids"
+    monkeypatch.setenv("FAKE_PID_FILE", str(pid_file))
+    result = run_training([sys.executable, "train.py"], repo, tmp_path / "run", timeout=3,
+                          grace=0.5, poll=0.05)
+    assert result.timed_out
+    (escaped,) = pids(pid_file, 1)
+    deadline = time.monotonic() + 5
+    while pid_alive(escaped) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(escaped)

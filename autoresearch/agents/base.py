@@ -6,12 +6,13 @@ The loop verifies the edit with git and a compile check; it never trusts the age
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
+from autoresearch.memory.journal import Entry
 
 
 @dataclass
@@ -31,6 +32,25 @@ class Usage:
 
 
 @dataclass
+class InFlight:
+    """An experiment another worker is trying right now: what agents must not duplicate."""
+
+    worker: int
+    description: str
+    changes: list[str]  # short diff summary against the best it was proposed on
+
+
+@dataclass
+class Port:
+    """A change that beat its own parent but must be re-applied onto a newer best by hand."""
+
+    n: int  # the run that measured it
+    description: str
+    diff: str  # its unified diff against its parent
+    conflict: str  # what the three-way merge could not reconcile
+
+
+@dataclass
 class AgentRequest:
     repo: Path  # the work tree; train.py lives at repo / "train.py"
     program: str  # program.md text, re-read by the loop every iteration
@@ -39,7 +59,14 @@ class AgentRequest:
     crash_log: str | None = None  # when asking to FIX a crash: the tail of its run.log
     best_val_bpb: float | None = None
     noise_threshold: float | None = None
-    experiment: int = 0  # number of the experiment being proposed (seeds `sweep`)
+    experiment: int = 0  # a number unique to this request within the tag (seeds `sweep`)
+    worker: int = 0  # which worker asks: each has its own agent session and work tree
+    env: dict[str, str] = field(default_factory=dict)  # for every process the agent starts
+    journal: list[Entry] = field(default_factory=list)  # every run of the tag so far
+    digest: str = ""  # the journal, summarised to a bounded size for a prompt
+    inflight: list[InFlight] = field(default_factory=list)  # what other workers try right now
+    port: Port | None = None  # set when asking to re-apply a change onto the current best
+    feedback: str = ""  # why the previous proposal was not run (e.g. a duplicate), if it was not
 
 
 @dataclass

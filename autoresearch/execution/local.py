@@ -1,10 +1,11 @@
-"""Run train.py once: its own process group, a log file, a hard timeout, and no orphans.
+"""Run train.py once: its own session, a log file, a hard timeout, and no orphans.
 
 train.py may start workers (dataloaders, compile threads, a stray subprocess an agent added), so
-it runs in a new session and the whole process group is killed on timeout or abort: SIGTERM,
-then SIGKILL after a grace period. Every process of a run carries the env var
-AUTORESEARCH_CHECKPOINT_DIR=<run dir>, which is how a restarted loop finds and kills a trainer
-left running by a loop that was itself killed (kill -9 of the loop does not reach a new session).
+it runs under the reaper (procs.py) in a new session: on timeout or abort the reaper gets
+SIGTERM and kills every descendant, SIGKILL after a grace period, including processes that left
+the session. Every process of a run carries the env var AUTORESEARCH_CHECKPOINT_DIR=<run dir>,
+which is how a restarted loop finds and kills a trainer left running by a loop that was itself
+killed (kill -9 of the loop does not reach a new session).
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.execution.parse import Progress, last_progress
+from autoresearch.execution.procs import (
+    GRACE_SECONDS,
+    kill_group,
+    kill_marked,
+    reaper_env,
+    supervised,
+)
 
 CHECKPOINT_ENV = "AUTORESEARCH_CHECKPOINT_DIR"
-GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL: time for train.py to release the GPU
 POLL_SECONDS = 0.5
 TAIL_BYTES = 16384  # how much of the log end is read to find the latest progress line
-PROC = Path("/proc")
 
 
 @dataclass
@@ -66,11 +72,12 @@ def run_training(
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "run.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **{CHECKPOINT_ENV: str(run_dir)})
+    env = reaper_env(dict(os.environ, PYTHONUNBUFFERED="1", **{CHECKPOINT_ENV: str(run_dir)}))
     start = time.monotonic()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=repo, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        proc = subprocess.Popen(supervised(cmd, grace), cwd=repo, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
     if on_start:
         on_start(proc.pid)
     timed_out = aborted = False
@@ -88,103 +95,39 @@ def run_training(
             elif time.monotonic() - start > timeout:
                 timed_out = True
             if timed_out or aborted:
-                kill_group(proc.pid, grace)
-                proc.wait()
+                stop(proc, grace)
                 break
             try:
                 proc.wait(timeout=poll)  # returns at once when the run ends
             except subprocess.TimeoutExpired:
                 pass
     except BaseException:  # a failing callback must not leave the run orphaned in its session
-        kill_group(proc.pid, grace)
-        proc.wait()
+        stop(proc, grace)
         raise
-    # The leader may exit while children it started live on: those would hold the GPU forever.
+    # The reaper killed what the run left behind; a process that escaped it (no /proc, no
+    # subreaper) still carries the run's marker.
     kill_group(proc.pid, grace=1.0)
+    kill_stale_runs(run_dir)
     returncode = None if timed_out or aborted else proc.returncode
     return RunResult(returncode, timed_out, aborted, time.monotonic() - start)
 
 
-def kill_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
-    """SIGTERM the process group, SIGKILL whatever is left after `grace` seconds, then wait."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not group_alive(pgid):
-                return
-            time.sleep(0.05)
-
-
-def group_alive(pgid: int) -> bool:
-    """True while some non-zombie process is in the group (zombies hold no resources)."""
-    if not PROC.is_dir():  # not Linux: no zombie filter, ask the kernel directly
-        try:
-            os.killpg(pgid, 0)
-            return True
-        except OSError:
-            return False
-    return any(_stat(pid)[1] == pgid for pid in _live_pids())
+def stop(proc: subprocess.Popen, grace: float) -> None:
+    """Ask the reaper to end the run (it kills every descendant), then make sure of it."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=grace + 10.0)
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid, grace=0.0)
+        proc.wait()
 
 
 def kill_stale_runs(run_dir: Path) -> list[int]:
     """Kill the process groups of any process still running for run_dir (after a loop crash)."""
     return kill_marked(CHECKPOINT_ENV, str(run_dir.resolve()))
-
-
-def kill_marked(key: str, value: str) -> list[int]:
-    """Kill the process group of every process whose environment has key=value.
-
-    Never our own group: the marked processes live in sessions of their own.
-    """
-    marker = f"{key}={value}".encode()
-    groups = set()
-    for pid in _live_pids():
-        try:
-            environ = (PROC / str(pid) / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if marker in environ:
-            groups.add(_stat(pid)[1])
-    groups.discard(os.getpgrp())
-    for pgid in groups:
-        kill_group(pgid)
-    return sorted(groups)
-
-
-def pid_alive(pid: int) -> bool:
-    """True if the process exists and is not a zombie."""
-    if not PROC.is_dir():
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
-    return _stat(pid)[0] not in ("", "Z", "X")
-
-
-def _live_pids() -> list[int]:
-    """Pids of processes that are not zombies, from /proc (Linux)."""
-    pids = []
-    for entry in PROC.iterdir() if PROC.is_dir() else []:
-        if entry.name.isdigit():
-            state, _ = _stat(int(entry.name))
-            if state and state not in "ZX":
-                pids.append(int(entry.name))
-    return pids
-
-
-def _stat(pid: int) -> tuple[str, int]:
-    """(state, process group) of a pid from /proc/<pid>/stat, ("", -1) if it is gone."""
-    try:
-        text = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return "", -1
-    fields = text.rsplit(")", 1)[1].split()  # the command name may contain spaces and parens
-    return fields[0], int(fields[2])
 
 
 def _read_tail(path: Path) -> str:

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch.errors import UserError
-from autoresearch.execution.local import pid_alive
+from autoresearch.execution.procs import pid_alive
 from autoresearch.ledger.results import Row, read_results
 from autoresearch.ledger.state import State, list_tags, load_state, read_live, stop_requested
 from autoresearch.review.console import STATUS_STYLE, duration
