@@ -31,8 +31,8 @@ from autoresearch.artifacts.aftercare import SAMPLE_TIMEOUT, tidy_weights
 from autoresearch.artifacts.checkpoints import RUNS_DIR
 from autoresearch.errors import UserError
 from autoresearch.execution.local import default_train_cmd, kill_stale_runs, run_training
-from autoresearch.execution.procs import GRACE_SECONDS, kill_marked
 from autoresearch.execution.parse import FIXABLE_REASONS, Progress, RunVerdict, log_tail, read_run
+from autoresearch.execution.procs import GRACE_SECONDS, kill_marked
 from autoresearch.ledger.results import Row, append_result, read_results, sanitize
 from autoresearch.ledger.state import (
     RepoLock,
