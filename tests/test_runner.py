@@ -135,20 +135,24 @@ def test_bytecode_warning_only_when_python_may_not_cache_bytecode():
 
 ESCAPER = """
 import os, subprocess, sys, time
-path = os.environ["FAKE_PID_FILE"]
 # leave the run's session and process group, drop the run's marker from the environment, fork
 # again: only a subreaper still knows this process belongs to the run
-subprocess.Popen([sys.executable, "-c",
-                  "import os, time\\nif os.fork() == 0:\\n    open(%r, 'a').write(f'{os.getpid()}\\\\n')"
-                  "\\n    time.sleep(600)" % path], start_new_session=True, env={})
+subprocess.Popen([sys.executable, "-c", GRANDCHILD, os.environ["FAKE_PID_FILE"]],
+                 start_new_session=True, env={})
 time.sleep(600)
+"""
+GRANDCHILD = """
+import os, sys, time
+if os.fork() == 0:
+    open(sys.argv[1], "a").write(f"{os.getpid()}\\n")
+    time.sleep(600)
 """
 
 
 def test_a_process_that_leaves_the_session_does_not_outlive_the_run(tmp_path, monkeypatch):
     repo = tmp_path / "repo"
     repo.mkdir()
-    (repo / "train.py").write_text(ESCAPER)
+    (repo / "train.py").write_text(f"GRANDCHILD = {GRANDCHILD!r}\n" + ESCAPER)
     pid_file = tmp_path / "pids"
     monkeypatch.setenv("FAKE_PID_FILE", str(pid_file))
     result = run_training([sys.executable, "train.py"], repo, tmp_path / "run", timeout=3,
