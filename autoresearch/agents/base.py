@@ -67,6 +67,7 @@ class AgentRequest:
     inflight: list[InFlight] = field(default_factory=list)  # what other workers try right now
     port: Port | None = None  # set when asking to re-apply a change onto the current best
     feedback: str = ""  # why the previous proposal was not run (e.g. a duplicate), if it was not
+    plateau: int = 0  # experiments in a row without a keep, once that is a plateau (else 0)
 
 
 @dataclass
