@@ -60,6 +60,13 @@ Tag = Annotated[str | None, typer.Option(
     "--tag", help="which run (default: the checked-out autoresearch/<tag>, else the only one)")]
 
 
+def positive(value: float | None) -> float | None:
+    """Typer callback: None or a number above zero."""
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"must be greater than 0, got {value:g}")
+    return value
+
+
 @app.command()
 def run(
     tag: Annotated[str, typer.Option(help="name of the run: branch autoresearch/<tag>")],
@@ -71,19 +78,27 @@ def run(
              "server")] = None,
     api_key_env: Annotated[str | None, typer.Option(
         help="environment variable holding the API key")] = None,
+    gpus: Annotated[str | None, typer.Option(
+        help="run one worker per listed GPU: 'all', '0,1,2,3', or '0,0' (two workers on GPU 0)."
+             " Default: one worker on the GPU (or CPU) this process sees")] = None,
+    mixed_gpus: Annotated[bool, typer.Option(
+        help="allow GPUs of different models (runs are then compared only within a model)")
+    ] = False,
     max_experiments: Annotated[int | None, typer.Option(
-        help="stop after N agent experiments in this tag (baseline, noise and confirmation "
-             "runs not counted)")] = None,
+        min=1, help="stop after N agent experiments in this tag (baseline, noise and "
+                    "confirmation runs not counted)")] = None,
     hours: Annotated[float | None, typer.Option(
-        help="start no new experiment after H hours of this invocation")] = None,
+        callback=positive, help="start no new run after H hours of this invocation")] = None,
     max_cost: Annotated[float | None, typer.Option(
-        help="stop when agent spend in this tag reaches USD")] = None,
+        min=0, help="stop proposing when agent spend in this tag reaches USD")] = None,
     noise_runs: Annotated[int, typer.Option(
-        min=0, help="extra baseline runs to measure noise (0 = off: threshold = floor)")] = 2,
+        min=0, help="extra baseline runs to measure noise (at least one per worker; 0 = off: "
+                    "threshold = floor)")] = 2,
     noise_floor: Annotated[float, typer.Option(
         min=0, help="smallest val_bpb gain that counts as an improvement")] = DEFAULT_FLOOR,
     timeout: Annotated[float | None, typer.Option(
-        help="seconds before a run is killed (default 2 x TIME_BUDGET + 120)")] = None,
+        callback=positive, help="seconds before a run is killed (default 2 x TIME_BUDGET + "
+                                "120)")] = None,
     max_fix_attempts: Annotated[int, typer.Option(
         min=0,
         help="times the agent may fix its own crashed experiment (syntax/import/other)")] = 2,
@@ -91,9 +106,10 @@ def run(
         min=0, help="keep model.pt of the best K kept runs, delete the rest")] = 3,
     train_cmd: Annotated[str | None, typer.Option(
         envvar="AUTORESEARCH_TRAIN_CMD",
-        help="command that trains (default: this python + train.py)")] = None,
+        help="command that trains, run in the run folder (default: this python + train.py)")
+    ] = None,
     agent_timeout: Annotated[float, typer.Option(
-        help="seconds per agent call before it counts as failed")] = 900.0,
+        callback=positive, help="seconds per agent call before it counts as failed")] = 900.0,
     seed: Annotated[int, typer.Option(help="seed for the sweep agent")] = 0,
     sample: Annotated[bool, typer.Option(
         help="write sample_output.txt (text from the model) for each kept run")] = True,
@@ -104,43 +120,56 @@ def run(
     """Start or resume the research loop on branch autoresearch/<tag>.
 
     \b
-    The first run is the unmodified baseline, then --noise-runs repeats of it set the keep
-    threshold; then, forever: the agent edits train.py, the loop commits, runs, parses,
-    keeps or reverts, and appends a row to results.tsv. Kill it any way you like (Ctrl-C
-    finishes the current experiment, twice aborts it) and run the same command again to
-    continue.
+    The first wave runs the unmodified code on every worker (the baseline, and the noise
+    threshold); then, on every worker, until stopped: its agent edits train.py, the loop
+    commits, runs, decides, appends a row to results.tsv. Your checkout is never touched:
+    agents work in .autoresearch/<tag>/trees/. Kill it any way you like (Ctrl-C finishes the
+    runs under way, twice aborts them) and run the same command again to continue.
 
     \b
     Examples:
       uv run agent_loop.py run --tag nov21 --agent claude
+      uv run agent_loop.py run --tag nov21 --agent claude --gpus all
       uv run agent_loop.py run --tag nov21 --agent openai --model gpt-5 --hours 8 --max-cost 20
       uv run agent_loop.py run --tag nov21 --agent openai --base-url http://127.0.0.1:8000/v1
       AUTORESEARCH_PROFILE=cpu uv run agent_loop.py run --tag demo --agent sweep --max-experiments 3
     """
     from autoresearch.agents import make_agent
+    from autoresearch.config import Options
+    from autoresearch.execution.gpus import plan_slots
     from autoresearch.execution.local import bytecode_warning
-    from autoresearch.loop import Loop, Options
     from autoresearch.review.console import make_console
+    from autoresearch.scheduler import Loop
 
-    backend = make_agent(agent, model=model, base_url=base_url, api_key_env=api_key_env,
-                         timeout=agent_timeout, seed=seed)
     opts = Options(tag=tag, noise_runs=noise_runs, noise_floor=noise_floor, timeout=timeout,
                    max_experiments=max_experiments, hours=hours, max_cost=max_cost,
                    max_fix_attempts=max_fix_attempts, keep_checkpoints=keep_checkpoints,
-                   sample=sample)
+                   sample=sample, gpus=gpus, mixed_gpus=mixed_gpus)
     if train_cmd:
         try:
             opts.train_cmd = shlex.split(train_cmd)
         except ValueError as e:
             raise UserError(f"--train-cmd {train_cmd!r}: {e}") from None
+    slots = plan_slots(gpus, mixed_gpus)
+    agents = [make_agent(agent, model=model, base_url=base_url, api_key_env=api_key_env,
+                         timeout=agent_timeout, seed=seed) for _ in slots]
     if note := bytecode_warning():
         typer.echo(note, err=True)
     with make_console(plain) as ui:
-        reason = Loop(repo, opts, backend, ui).run()
-    typer.echo(f"stopped: {reason}. Resume with the same command; review with "
-               f"`uv run agent_loop.py results --tag {tag}`")
+        reason = Loop(repo, opts, agents, ui, slots=slots).run()
+    typer.echo(f"stopped: {reason}. {how_to_continue(reason, tag)}")
     if reason.startswith("aborted"):
         raise typer.Exit(130)
+
+
+def how_to_continue(reason: str, tag: str) -> str:
+    """What the user runs next, for each way the loop can end."""
+    review = f"review with `uv run agent_loop.py summary --tag {tag}`"
+    if "--max-experiments" in reason:
+        return f"To go on, run the same command with a larger --max-experiments; {review}"
+    if "--max-cost" in reason:
+        return f"To go on, run the same command with a larger --max-cost; {review}"
+    return f"Resume with the same command; {review}"
 
 
 @app.command()

@@ -11,14 +11,16 @@ killed (kill -9 of the loop does not reach a new session).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch.execution.executor import RunResult, RunSpec
 from autoresearch.execution.parse import Progress, last_progress
 from autoresearch.execution.procs import (
     GRACE_SECONDS,
@@ -31,14 +33,6 @@ from autoresearch.execution.procs import (
 CHECKPOINT_ENV = "AUTORESEARCH_CHECKPOINT_DIR"
 POLL_SECONDS = 0.5
 TAIL_BYTES = 16384  # how much of the log end is read to find the latest progress line
-
-
-@dataclass
-class RunResult:
-    returncode: int | None  # None when the run was killed (timeout or abort)
-    timed_out: bool
-    aborted: bool
-    seconds: float
 
 
 def default_train_cmd() -> list[str]:
@@ -62,17 +56,20 @@ def run_training(
     run_dir: Path,
     timeout: float,
     *,
+    env: dict[str, str] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     should_abort: Callable[[], bool] | None = None,
     poll: float = POLL_SECONDS,
     grace: float = GRACE_SECONDS,
 ) -> RunResult:
-    """Run `cmd` in `repo`, output to run_dir/run.log; kill its whole group on timeout/abort."""
+    """Run `cmd` in `repo`, output to run_dir/run.log; kill everything it started on timeout or
+    abort. `env`: added to this process's environment."""
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "run.log"
-    env = reaper_env(dict(os.environ, PYTHONUNBUFFERED="1", **{CHECKPOINT_ENV: str(run_dir)}))
+    env = reaper_env(dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}),
+                          **{CHECKPOINT_ENV: str(run_dir)}))
     start = time.monotonic()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(supervised(cmd, grace), cwd=repo, stdout=log,
@@ -109,7 +106,8 @@ def run_training(
     kill_group(proc.pid, grace=1.0)
     kill_stale_runs(run_dir)
     returncode = None if timed_out or aborted else proc.returncode
-    return RunResult(returncode, timed_out, aborted, time.monotonic() - start)
+    return RunResult(returncode, timed_out, aborted, time.monotonic() - start,
+                     node=socket.gethostname())
 
 
 def stop(proc: subprocess.Popen, grace: float) -> None:
@@ -137,3 +135,38 @@ def _read_tail(path: Path) -> str:
             return f.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
+
+
+class LocalExecutor:
+    """Runs on this host, one process per GPU slot: CUDA_VISIBLE_DEVICES is the slot's GPU."""
+
+    def __init__(self, devices: dict[str | None, str], poll: float = POLL_SECONDS):
+        self.devices = devices  # slot GPU (None: as inherited) -> device model
+        self.poll = poll
+
+    def run(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
+            should_abort: Callable[[], bool]) -> RunResult:
+        write_run_files(spec)
+        env = dict(spec.env, **({"CUDA_VISIBLE_DEVICES": spec.gpu} if spec.gpu is not None
+                                else {}))
+        result = run_training(spec.cmd, spec.run_dir, spec.run_dir, spec.timeout, env=env,
+                              on_progress=on_progress, should_abort=should_abort,
+                              poll=self.poll, grace=spec.grace)
+        result.device = self.devices.get(spec.gpu, "")
+        result.gpu = spec.gpu or ""
+        return result
+
+    def clean_up(self, spec: RunSpec) -> list[int]:
+        return kill_stale_runs(spec.run_dir)
+
+
+def write_run_files(spec: RunSpec) -> None:
+    """A fresh run folder holding exactly the code to run (no bytecode of an earlier attempt);
+    the log of an interrupted attempt at the same run is kept beside it."""
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(spec.run_dir / "__pycache__", ignore_errors=True)
+    log = spec.run_dir / "run.log"
+    if log.exists():
+        log.replace(spec.run_dir / "run.log.interrupted")
+    for name, text in spec.files.items():
+        (spec.run_dir / name).write_text(text)

@@ -125,6 +125,19 @@ def read_run(returncode: int | None, text: str, timed_out: bool) -> RunVerdict:
     return RunVerdict(metrics, "", profile)
 
 
+_ERROR_LINE = re.compile(r"(Error|Exception|error:|Errno|Killed|fatal|not found|No such)",
+                         re.IGNORECASE)
+
+
+def last_error(text: str) -> str:
+    """The log's own last error line (else its last line): what a crash message should quote."""
+    lines = [line.strip() for line in split_lines(text) if line.strip()]
+    for line in reversed(lines):
+        if _ERROR_LINE.search(line) and not _PROGRESS_LINE.search(line):
+            return line[:300]
+    return lines[-1][:300] if lines else ""
+
+
 def log_tail(text: str, max_lines: int = 60, max_chars: int = 6000) -> str:
     """The end of a run log, sized for an agent prompt (progress redraws collapsed)."""
     lines = [line for line in split_lines(text) if line.strip()]

@@ -32,7 +32,12 @@ EXTRA_COLUMNS = [
     "reason",  # crash class (oom, nan, timeout, syntax, import, other) or why a run was discarded
     "agent",  # backend[:model]
     "cost_usd",  # agent cost of this proposal, where the backend reports it
-    "run_dir",  # runs/<n>-<commit>/ relative to the repo root
+    "run_dir",  # runs/<tag>/<n>-<commit>/ relative to the repo root
+    "parent",  # the best commit it was proposed on and judged against
+    "worker",  # which worker ran it (0, 1, ...): one per GPU slot
+    "gpu",  # the GPU it ran on (CUDA_VISIBLE_DEVICES), empty on the CPU
+    "device",  # the device model ("NVIDIA H200", "cpu"): numbers compare only within one
+    "node",  # the host it ran on
 ]
 COLUMNS = STANDARD_COLUMNS + EXTRA_COLUMNS
 
@@ -58,6 +63,11 @@ class Row:
     agent: str = ""
     cost_usd: float | None = None
     run_dir: str = ""
+    parent: str = ""
+    worker: int | None = None
+    gpu: str = ""
+    device: str = ""
+    node: str = ""
 
     @property
     def is_crash(self) -> bool:
@@ -66,7 +76,7 @@ class Row:
 
 _FLOAT_FIELDS = {"val_bpb", "memory_gb", "training_seconds", "total_seconds", "mfu_percent",
                  "total_tokens_M", "cost_usd"}
-_INT_FIELDS = {"experiment", "num_steps"}
+_INT_FIELDS = {"experiment", "num_steps", "worker"}
 
 
 def sanitize(text: str, limit: int = 300) -> str:
@@ -164,6 +174,26 @@ def append_result(path: Path | str, row: Row) -> None:
         f.write(format_row(row) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def upgrade_header(path: Path) -> bool:
+    """Give a results.tsv written by an earlier version of this loop (its header a prefix of
+    COLUMNS) today's header, so that appended rows line up with their names. Rows are kept byte
+    for byte; the file is replaced atomically. False if there was nothing to upgrade."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    header, _, body = path.read_text(encoding="utf-8").partition("\n")
+    names = header.split("\t")
+    if names == COLUMNS or names != COLUMNS[: len(names)]:
+        return False
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\t".join(COLUMNS) + "\n" + body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return True
 
 
 def _last_byte(path: Path) -> bytes:

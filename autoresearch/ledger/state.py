@@ -1,12 +1,14 @@
 """The loop's memory on disk, under .autoresearch/<tag>/ (git-ignored).
 
-- state.json: where the run stands (best commit, noise threshold, counters) and the in-flight
-  journal: which step of which experiment was under way. It is rewritten atomically (temp file,
-  fsync, rename) BEFORE each step, so a loop killed at any moment can tell what to finish.
-- live.json: progress of the current experiment, for `status` and dashboards. Best effort.
+- state.json: where the tag stands (best commit, noise threshold, counters) and the journal:
+  every job not yet finished with its phase (model.py), the candidates waiting for their paired
+  runs, the agents' pending tasks and the proposals under way. It is rewritten atomically (temp
+  file, fsync, rename) BEFORE each step, so a loop killed at any moment can tell what to finish.
+- live.json: what each worker is doing now, for `status` and the dashboard. Best effort.
 - stop: the flag `agent_loop.py stop` writes ("graceful" or "now").
 - events.log: one timestamped line per thing that happened and is not a results row
-  (rejected proposals, fix attempts, resumes, pruned checkpoints).
+  (rejected proposals, fix attempts, resumes, undone side effects, pruned checkpoints).
+- lock: held by the loop of this tag while it runs.
 """
 
 from __future__ import annotations
@@ -14,18 +16,32 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 from autoresearch.errors import UserError
+from autoresearch.model import Candidate, Job, Task, candidate_from, job_from, task_from
+from autoresearch.policy import Noise
 
 STATE_DIR = ".autoresearch"
-FIXED_FILES = ("prepare.py", "constants.py")  # the harness: sha256 checked before every run
+FIXED_FILES = ("prepare.py", "constants.py")  # the harness: sha256 checked around every run
+VERSION = 2  # of state.json; version 1 (one worker) is upgraded when it is between experiments
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Proposing:
+    """An agent at work in its worker's work tree: nothing is committed yet."""
+
+    worker: int
+    parent: str  # the best it was given
+    kind: str  # experiment, fix or port
+    marker: str  # in the environment of every process the agent starts
+    started_at: str
 
 
 @dataclass
@@ -35,17 +51,22 @@ class State:
     base_commit: str  # where the branch was created: the baseline's code
     created_at: str
     fixed_sha256: dict[str, str]
-    best_commit: str | None = None
-    best_val_bpb: float | None = None  # mean of the best commit's runs
-    best_runs: list[float] = field(default_factory=list)
-    noise: dict | None = None  # the threshold and how it was measured (see noise.py)
+    data_sha256: str = ""  # the prepared data and tokenizer when the tag started
+    best_commit: str | None = None  # the head of the kept line
+    noise: Noise | None = None  # the threshold and how it was measured (policy.py)
     next_n: int = 1  # number of the next training run within the tag
+    next_id: int = 1  # number of the next job
     cost_usd: float = 0.0  # agent spend so far, including rejected proposals
     cost_unknown: bool = False  # some backend call did not report its cost
-    rejections: int = 0  # consecutive unusable proposals
+    rejections: int = 0  # consecutive unusable proposals (all workers)
     rejected_total: int = 0
-    fix: dict | None = None  # a crash the agent is being asked to fix
-    inflight: dict | None = None  # the journal: the step under way, None between experiments
+    duplicates: int = 0  # proposals not run: the same program had run already (runs saved)
+    version: int = VERSION
+    jobs: list[Job] = field(default_factory=list)  # the journal: every unfinished run
+    candidates: list[Candidate] = field(default_factory=list)  # waiting for paired runs
+    tasks: list[Task] = field(default_factory=list)  # fix / port requests for the agents
+    proposing: list[Proposing] = field(default_factory=list)
+    feedback: dict[str, str] = field(default_factory=dict)  # worker -> why its last was not run
 
 
 def tag_dir(repo: Path, tag: str) -> Path:
@@ -61,9 +82,31 @@ def load_state(repo: Path, tag: str) -> State | None:
     if not path.exists():
         return None
     try:
-        return State(**json.loads(path.read_text()))
-    except (ValueError, TypeError) as e:
+        data = json.loads(path.read_text())
+        if data.get("version", 1) < VERSION:
+            data = _upgrade(data, tag)
+        return State(**dict(
+            data, noise=Noise(**data["noise"]) if data.get("noise") else None,
+            jobs=[job_from(j) for j in data.get("jobs", [])],
+            candidates=[candidate_from(c) for c in data.get("candidates", [])],
+            tasks=[task_from(t) for t in data.get("tasks", [])],
+            proposing=[Proposing(**p) for p in data.get("proposing", [])]))
+    except (ValueError, TypeError, KeyError) as e:
         raise UserError(f"{path} is unreadable ({e}); restore it or start a new --tag") from e
+
+
+def _upgrade(data: dict, tag: str) -> dict:
+    """state.json of the one-worker loop (version 1), between two experiments, to version 2."""
+    if data.get("inflight"):
+        raise UserError(f"tag {tag} was interrupted by an older version of autoresearch mid-"
+                        f"experiment: finish it with that version, or start a new --tag")
+    known = {f.name for f in fields(State)}
+    noise = data.get("noise")
+    if noise:
+        data["noise"] = {k: noise.get(k) for k in
+                         ("threshold", "floor", "values", "std", "spread", "runs_requested",
+                          "rule")}
+    return {k: v for k, v in data.items() if k in known} | {"version": VERSION}
 
 
 def save_state(repo: Path, state: State) -> None:
@@ -90,10 +133,10 @@ def list_tags(repo: Path) -> list[str]:
 # ---- live.json
 
 
-def write_live(repo: Path, tag: str, fields: dict) -> None:
+def write_live(repo: Path, tag: str, values: dict) -> None:
     """Write live.json (best effort: a dashboard must never stop the loop)."""
     path = tag_dir(repo, tag) / "live.json"
-    live = dict(fields, updated_at=now_iso(), pid=os.getpid())
+    live = dict(values, updated_at=now_iso(), pid=os.getpid())
     try:
         write_json_atomic(path, live, durable=False)  # rewritten every few seconds
     except OSError:
@@ -140,20 +183,22 @@ def log_event(repo: Path, tag: str, message: str) -> None:
         f.write(f"{now_iso()} {' '.join(message.split())}\n")
 
 
-# ---- one loop per work tree
+# ---- one loop per tag
 
 
-class RepoLock:
-    """An flock on .autoresearch/lock: two loops in one work tree would fight over train.py.
+class TagLock:
+    """An flock on .autoresearch/<tag>/lock: two loops of one tag would fight over its branch.
 
+    Loops of different tags may run side by side in one checkout (each in work trees of its own).
     The kernel drops the lock when the process dies, kill -9 included: no stale lock files.
     """
 
-    def __init__(self, repo: Path):
-        self.path = repo / STATE_DIR / "lock"
+    def __init__(self, repo: Path, tag: str):
+        self.path = tag_dir(repo, tag) / "lock"
+        self.tag = tag
         self.file = None
 
-    def __enter__(self) -> RepoLock:
+    def __enter__(self) -> TagLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(self.path, "a+")
         try:
@@ -162,8 +207,9 @@ class RepoLock:
             self.file.seek(0)
             holder = self.file.read().strip() or "?"
             self.file.close()
-            raise UserError(f"another loop (pid {holder}) is running in this work tree; "
-                            "watch it with `uv run agent_loop.py status`") from None
+            raise UserError(f"a loop of tag {self.tag} (pid {holder}) is already running here;"
+                            f" watch it with `uv run agent_loop.py status --tag {self.tag}`"
+                            ) from None
         self.file.seek(0)
         self.file.truncate()
         self.file.write(str(os.getpid()))

@@ -8,7 +8,13 @@ how it relates to other runs (a re-try, a reversal, a port, a confirmation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autoresearch.ledger.results import Row
+from autoresearch.memory.fingerprint import changes, constants, fingerprint
 
 
 @dataclass
@@ -29,3 +35,84 @@ class Entry:
     reason: str = ""
     links: dict[str, int] = field(default_factory=dict)  # e.g. {"retry_of": 12, "port_of": 14}
     timestamp: str = ""
+
+
+JOURNAL = "journal.jsonl"  # under .autoresearch/<tag>/
+
+
+def load(path: Path) -> list[Entry]:
+    """Every entry of a journal file, first one per run number; a torn last line (kill -9 in the
+    middle of a write) is skipped: the next `finish` or rebuild writes it again."""
+    entries: dict[int, Entry] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            entry = Entry(**json.loads(line))
+        except (ValueError, TypeError):
+            continue
+        entries.setdefault(entry.n, entry)
+    return sorted(entries.values(), key=lambda e: e.n)
+
+
+def append(path: Path, entries: list[Entry]) -> None:
+    """Add entries, flushed and fsynced (one line each)."""
+    if not entries:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        for entry in entries:
+            f.write(json.dumps(asdict(entry), default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def make_entry(row: Row, code: str, parent_code: str | None, parent_value: float | None,
+               hypothesis: str, earlier: list[Entry], subject: int | None) -> Entry:
+    """The journal entry of a recorded row, from the code that ran and its parent's code."""
+    measured = row.status != "crash" and row.val_bpb > 0
+    entry = Entry(
+        n=row.experiment, kind=row.kind, commit=row.commit, parent=row.parent,
+        worker=row.worker or 0, description=row.description, hypothesis=hypothesis,
+        changes=changes(parent_code, code) if parent_code is not None else [],
+        constants=_plain(constants(code)), fingerprint=fingerprint(code), status=row.status,
+        val_bpb=row.val_bpb if measured else None,
+        delta=row.val_bpb - parent_value if measured and parent_value is not None else None,
+        reason=row.reason, timestamp=row.timestamp)
+    entry.links = links(entry, earlier, subject)
+    return entry
+
+
+def links(entry: Entry, earlier: list[Entry], subject: int | None) -> dict[str, int]:
+    """How a run relates to earlier ones: what it confirms, controls, ports or fixes; an earlier
+    run with the same change (a re-try); a kept change it reverses."""
+    found: dict[str, int] = {}
+    if subject is not None:
+        found[{"confirm": "confirms", "control": "control_for", "port": "port_of",
+               "fix": "fix_of"}.get(entry.kind, "about")] = subject
+    if entry.kind not in ("experiment", "fix", "port") or not entry.changes:
+        return found
+    mine = set(entry.changes)
+    for other in reversed(earlier):
+        if other.kind not in ("experiment", "fix", "port"):
+            continue
+        if "retry_of" not in found and set(other.changes) == mine:
+            found["retry_of"] = other.n
+        if "reverses" not in found and other.status == "keep" and \
+                {_reverse(c) for c in other.changes} == mine:
+            found["reverses"] = other.n
+    return found
+
+
+def _reverse(change: str) -> str:
+    """`X a -> b` becomes `X b -> a`; anything else stays as it is."""
+    name, _, move = change.partition(" ")
+    old, arrow, new = move.partition(" -> ")
+    return f"{name} {new} -> {old}" if arrow else change
+
+
+def _plain(values: dict[str, object]) -> dict[str, object]:
+    """JSON-friendly constants (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}

@@ -1,15 +1,21 @@
 """The git operations of the loop, via the git command line.
 
-Two promises: only `train.py` is ever committed or restored, and files the loop did not create are
-never touched (no `reset --hard`, no `clean`): results.tsv, runs/, a half-edited program.md and
-anything else untracked or ignored survive every revert. Moving the branch back is an
-`update-ref` plus restoring train.py from the best commit.
+Promises: only `train.py` is ever committed, and the user's checkout is never touched: agents
+edit train.py in work trees of their own (workspace/slots.py), commits are made from a
+temporary index without moving any HEAD, and the tag's branch moves by compare-and-swap
+`update-ref`. No `reset --hard`, no `clean`, no checkout in the user's work tree.
+
+Every git command runs with hooks and fsmonitor off: an agent that planted a hook or a config
+entry must not get its code run by the loop's own git calls.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 from autoresearch.errors import UserError
@@ -17,15 +23,20 @@ from autoresearch.errors import UserError
 TRAIN = "train.py"
 # Fallback identity for machines where git has none configured: the loop must be able to commit.
 IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
+SAFE = ("-c", f"core.hooksPath={os.devnull}", "-c", "core.fsmonitor=false",
+        "-c", "core.autocrlf=false", "-c", "commit.gpgsign=false")
+LOCKED = re.compile(r"Unable to create '([^']+\.lock)': File exists")
 
 
 class Git:
     def __init__(self, repo: Path):
         self.repo = Path(repo)
 
-    def _git(self, *args: str, text: bool = True) -> subprocess.CompletedProcess:
+    def _git(self, *args: str, text: bool = True, env: dict | None = None,
+             stdin: str | None = None) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run(["git", *args], cwd=self.repo, capture_output=True, text=text)
+            return subprocess.run(["git", *SAFE, *args], cwd=self.repo, capture_output=True,
+                                  text=text, env=env, input=stdin)
         except FileNotFoundError:  # git is not installed, or the repo directory does not exist
             if not self.repo.is_dir():
                 raise UserError(f"{self.repo} is not a directory: pass the autoresearch checkout "
@@ -35,12 +46,12 @@ class Git:
             raise UserError(f"{self.repo} is not a directory: pass the autoresearch checkout "
                             "with --repo") from None
 
-    def run(self, *args: str, check: bool = True) -> str:
+    def run(self, *args: str, check: bool = True, env: dict | None = None,
+            stdin: str | None = None) -> str:
         """Run git in the repo; a failure becomes a UserError quoting git's own message."""
-        proc = self._git(*args)
+        proc = self._git(*args, env=env, stdin=stdin)
         if check and proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()
-            raise UserError(f"git {' '.join(args)} failed: {detail[-1] if detail else 'no output'}")
+            raise failure(args, proc.stderr or proc.stdout)
         return proc.stdout.strip()
 
     def ok(self, *args: str) -> bool:
@@ -84,7 +95,7 @@ class Git:
         """Like run() but keeps the output byte-exact (no strip): file contents."""
         proc = self._git(*args)
         if proc.returncode != 0:
-            raise UserError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
+            raise failure(args, proc.stderr)
         return proc.stdout
 
     def exists_in(self, commit: str, path: str) -> bool:
@@ -127,44 +138,88 @@ class Git:
         if target.is_file() or target.is_symlink():
             target.unlink()
 
-    # ---- moving things
+    # ---- commits and refs (no HEAD moves)
 
-    def create_branch(self, branch: str) -> None:
-        """Create `branch` at HEAD and switch to it (the work tree is left as it is)."""
-        self.run("checkout", "-q", "-b", branch)
+    def create_branch(self, branch: str, commit: str) -> None:
+        """Create `branch` at `commit` without checking it out."""
+        self.run("branch", "--no-track", branch, commit)
 
-    def switch(self, branch: str) -> None:
-        self.run("checkout", "-q", branch)
+    def identity(self) -> tuple[str, ...]:
+        return () if self.run("config", "user.email", check=False) else IDENTITY
 
-    def commit_train(self, message: str) -> str:
-        """Commit train.py alone (whatever else is staged stays out) and return the new sha."""
-        identity = () if self.run("config", "user.email", check=False) else IDENTITY
-        self.run(*identity, "-c", "commit.gpgsign=false", "commit", "-q", "--no-verify",
-                 "-m", message, "--only", "--", TRAIN)
-        return self.head()
+    def commit_file(self, parent: str, text: str, message: str, path: str = TRAIN) -> str:
+        """A new commit: `parent`'s tree with `path` set to `text`. Nothing is checked out or
+        moved (a temporary index), so any number of workers can commit at once."""
+        with tempfile.TemporaryDirectory(prefix="autoresearch-index-") as tmp:
+            env = dict(os.environ, GIT_INDEX_FILE=str(Path(tmp) / "index"))
+            self.run("read-tree", parent, env=env)
+            blob = self.run("hash-object", "-w", "--stdin", stdin=text)
+            self.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = self.run("write-tree", env=env)
+        return self.run(*self.identity(), "commit-tree", tree, "-p", parent, "-m", message)
 
-    def set_ref(self, ref: str, commit: str) -> None:
-        self.run("update-ref", ref, commit)
+    def merge3(self, base: str, ours: str, theirs: str) -> tuple[str, int]:
+        """Three-way merge of three texts: (merged text, number of conflicts; 0 = clean)."""
+        with tempfile.TemporaryDirectory(prefix="autoresearch-merge-") as tmp:
+            files = []
+            for name, text in (("best", ours), ("parent", base), ("change", theirs)):
+                path = Path(tmp) / name
+                path.write_text(text)
+                files.append(str(path))
+            proc = self._git("merge-file", "-p", "-L", "current best", "-L", "its parent",
+                             "-L", "the change", *files)
+        if proc.returncode < 0 or proc.returncode > 127:
+            raise failure(("merge-file",), proc.stderr)
+        return proc.stdout, proc.returncode
 
-    def reattach(self, branch: str, commit: str) -> None:
-        """Point HEAD at `branch` and `branch` at `commit`, leaving every file as it is.
+    def set_ref(self, ref: str, commit: str, old: str | None = None) -> None:
+        """Point `ref` at `commit`; with `old`, only if it still points there (else UserError)."""
+        self.run("update-ref", ref, commit, *([old] if old else []))
 
-        Used when an agent committed or switched branches by itself: the loop owns the branch.
-        """
-        self.run("symbolic-ref", "HEAD", f"refs/heads/{branch}")
-        self.set_ref(f"refs/heads/{branch}", commit)
+    def delete_ref(self, ref: str) -> None:
+        self.run("update-ref", "-d", ref)
 
-    def move_back(self, branch: str, best: str) -> None:
-        """Branch back to `best` and train.py as in `best`; nothing else in the tree changes.
+    def refs(self, *patterns: str) -> dict[str, str]:
+        """{ref name: sha} for refs matching `patterns` (e.g. "refs/heads")."""
+        out = self.run("for-each-ref", "--format=%(refname) %(objectname)", *patterns)
+        return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
-        The equivalent of `git reset --soft best && git checkout best -- train.py`.
-        """
-        self.set_ref(f"refs/heads/{branch}", best)
-        self.restore(TRAIN, best)
+    def hypothesis(self, commit: str) -> str:
+        """The `Hypothesis: ...` line the loop wrote into a commit's message, or ""."""
+        message = self.run("log", "-1", "--format=%B", commit, check=False)
+        return next((line.split(":", 1)[1].strip() for line in message.splitlines()
+                     if line.startswith("Hypothesis:")), "")
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        return self.ok("merge-base", "--is-ancestor", ancestor, commit)
 
     def show(self, commit: str) -> str:
         """What a commit changed in train.py, as a patch with its header."""
         return self.run_raw("show", "--stat", "--patch", "--format=fuller", commit, "--", TRAIN)
+
+    def diff(self, old: str, new: str) -> str:
+        return self.run_raw("diff", old, new, "--", TRAIN)
+
+    # ---- work trees of the loop's own
+
+    def add_worktree(self, path: Path, commit: str) -> None:
+        self.run("worktree", "prune")  # forget trees whose folders were deleted by hand
+        self.run("worktree", "add", "--force", "--detach", str(path), commit)
+
+
+def failure(args: tuple[str, ...], output: str) -> UserError:
+    """A failed git command as one line: git's own last line, or what to do about a lock."""
+    match = LOCKED.search(output or "")
+    if match:
+        return UserError(f"{match.group(1)} exists: another git command is running in this "
+                         f"repository, or one crashed. If none is running, remove it "
+                         f"(rm {match.group(1)}) and run again")
+    detail = (output or "").strip().splitlines()
+    return UserError(f"git {' '.join(args)} failed: {detail[-1] if detail else 'no output'}")
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def file_hash(path: Path) -> str:

@@ -1,0 +1,65 @@
+"""The options of `agent_loop.py run`, and what the loop reads from the harness it runs."""
+
+from __future__ import annotations
+
+import os
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoresearch.artifacts.aftercare import SAMPLE_TIMEOUT
+from autoresearch.errors import UserError
+from autoresearch.execution.local import default_train_cmd
+from autoresearch.execution.procs import GRACE_SECONDS
+from autoresearch.policy import DEFAULT_FLOOR
+
+DEFAULT_TIME_BUDGET = 300  # if constants.py cannot tell
+TIMEOUT_MARGIN = 120.0  # on top of 2 x TIME_BUDGET: start-up, compilation and the final eval
+BACKOFF_SECONDS = 60.0  # first pause after a few unusable proposals in a row, doubling
+
+
+@dataclass
+class Options:
+    tag: str
+    noise_runs: int = 2
+    noise_floor: float = DEFAULT_FLOOR
+    timeout: float | None = None  # None: 2 x TIME_BUDGET + TIMEOUT_MARGIN
+    max_experiments: int | None = None  # agent experiments (fixes and ports too) for the tag
+    hours: float | None = None  # wall clock of this invocation
+    max_cost: float | None = None  # USD of agent spend for the whole tag
+    max_fix_attempts: int = 2
+    keep_checkpoints: int = 3
+    train_cmd: list[str] = field(default_factory=default_train_cmd)
+    grace: float = GRACE_SECONDS
+    backoff: float = BACKOFF_SECONDS
+    sample: bool = True  # write sample_output.txt for each kept run
+    sample_timeout: float = SAMPLE_TIMEOUT
+    gpus: str | None = None  # --gpus: None (one worker), "all", "0,1", "0,0"
+    mixed_gpus: bool = False
+    ray: str | None = None  # --ray: "auto", "ray://head:10001", None for local processes
+    guard_environment: bool = True  # watch the Python environment for agent/run tampering
+
+
+@dataclass
+class Harness:
+    """What the loop needs to know from the repository's constants.py."""
+
+    time_budget: float
+    cache_dir: Path
+
+    @classmethod
+    def read(cls, repo: Path) -> Harness:
+        try:
+            values = runpy.run_path(str(repo / "constants.py"))
+        except SystemExit as e:  # constants.py rejects a bad AUTORESEARCH_PROFILE this way
+            message = str(e.code)
+            raise UserError(message.removeprefix("error: ")) from None
+        except Exception as e:
+            raise UserError(f"constants.py does not load ({type(e).__name__}: {e}): restore it "
+                            f"(`git checkout constants.py`)") from None
+        budget = values.get("TIME_BUDGET", DEFAULT_TIME_BUDGET)
+        default_cache = os.environ.get("AUTORESEARCH_CACHE", Path.home() / ".cache/autoresearch")
+        return cls(float(budget), Path(values.get("CACHE_DIR", default_cache)))
+
+    def timeout(self) -> float:
+        return 2 * self.time_budget + TIMEOUT_MARGIN

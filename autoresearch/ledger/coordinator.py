@@ -1,0 +1,421 @@
+"""The decider: the one place that owns the best, results.tsv, the journal and the tag's refs.
+
+Workers ask it for work and hand it their results; every method runs under one lock and saves
+state.json before it returns, so the journal always says what to finish after a crash. A finished
+run is decided by policy.decide (pure), journaled as RECORDING, then carried out in an order that
+can be repeated safely: rows appended to results.tsv (skipping run numbers already there), refs
+set (the branch by compare-and-swap from the job's parent), state saved in one atomic write.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from autoresearch.agents.base import InFlight
+from autoresearch.artifacts.checkpoints import RUNS_DIR
+from autoresearch.errors import UserError
+from autoresearch.ledger.results import Row, append_result, read_results
+from autoresearch.ledger.state import FIXED_FILES, Proposing, State, now_iso, save_state, tag_dir
+from autoresearch.memory import journal
+from autoresearch.memory.fingerprint import changes as change_summary
+from autoresearch.memory.fingerprint import fingerprint
+from autoresearch.model import AGENT_KINDS, Decision, Job, Kind, Outcome, Phase, Port, Task
+from autoresearch.policy import Context, decide, measure
+from autoresearch.workspace.git import TRAIN, Git, text_hash
+from autoresearch.workspace.tags import RESULTS, tried_ref
+
+PLATEAU_AFTER = 10  # agent experiments in a row without a keep before the agents are told so
+
+
+class Coordinator:
+    def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
+                 max_fix_attempts: int, log: Callable[[str, str], None],
+                 outcome: Callable[[Row], None]):
+        self.repo, self.git, self.state = repo, git, state
+        self.noise_runs, self.noise_floor = noise_runs, noise_floor
+        self.max_fix_attempts = max_fix_attempts
+        self.log, self.outcome = log, outcome
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)  # notified when there is new work
+        self.journal_path = tag_dir(repo, state.tag) / journal.JOURNAL
+
+    # ---- reading
+
+    @property
+    def tag(self) -> str:
+        return self.state.tag
+
+    def best(self) -> str:
+        return self.state.best_commit or self.state.base_commit
+
+    def threshold(self) -> float | None:
+        return self.state.noise.threshold if self.state.noise else None
+
+    def rows(self) -> list[Row]:
+        return [r for r in read_results(self.repo / RESULTS) if r.tag == self.tag]
+
+    def value(self, commit: str, device: str | None = None,
+              rows: list[Row] | None = None) -> float | None:
+        """The mean val_bpb of a commit's measured runs (on one device model, if given)."""
+        values = [r.val_bpb for r in (rows if rows is not None else self.rows())
+                  if r.commit == commit[:7] and r.status != "crash" and r.val_bpb > 0
+                  and (device is None or r.device == device)]
+        return statistics.fmean(values) if values else None
+
+    def best_runs(self) -> list[float]:
+        best = self.best()[:7]
+        return [r.val_bpb for r in self.rows()
+                if r.commit == best and r.status != "crash" and r.val_bpb > 0]
+
+    def entries(self) -> list[journal.Entry]:
+        return journal.load(self.journal_path)
+
+    def inflight(self, worker: int) -> list[InFlight]:
+        """What the other workers are trying now: their queued and running agent code."""
+        with self.lock:
+            return [InFlight(j.worker, j.description, j.changes) for j in self.state.jobs
+                    if j.kind in AGENT_KINDS and j.worker != worker]
+
+    def plateau(self) -> int:
+        """Agent experiments since the last keep, once there are PLATEAU_AFTER of them."""
+        count = 0
+        for row in reversed(self.rows()):
+            if row.status == "keep":
+                break
+            count += row.kind in ("experiment", "fix", "port")
+        return count if count >= PLATEAU_AFTER else 0
+
+    def agent_runs(self) -> int:
+        """Agent experiments recorded or on their way (for --max-experiments)."""
+        with self.lock:
+            done = sum(1 for r in self.rows() if r.kind in ("experiment", "fix", "port"))
+            return done + sum(1 for j in self.state.jobs if j.kind in AGENT_KINDS)
+
+    def idle(self) -> bool:
+        """No job queued or running, no candidate waiting."""
+        with self.lock:
+            return not self.state.jobs and not self.state.candidates
+
+    # ---- the baseline wave
+
+    def plan_wave(self, workers: int) -> None:
+        """Queue the unmodified code on every worker at once: the baseline, and noise runs until
+        max(workers, 1 + --noise-runs) of them have finished or are queued."""
+        with self.lock:
+            s = self.state
+            if s.noise is not None:
+                return
+            wave = [r for r in self.rows() if r.kind in ("baseline", "noise")]
+            queued = [j for j in s.jobs if j.kind in (Kind.BASELINE, Kind.NOISE)]
+            jobs = []
+            if s.best_commit is None and not any(j.kind == Kind.BASELINE for j in queued):
+                jobs.append((Kind.BASELINE, "baseline"))
+            target = max(workers, 1 + self.noise_runs)
+            missing = target - len([r for r in wave if r.kind == "noise" or r.status == "keep"])
+            missing -= len(queued) + len(jobs)
+            jobs += [(Kind.NOISE, "noise run: the baseline again")] * max(0, missing)
+            busy = {j.worker for j in queued}
+            free = [w for w in range(workers) if w not in busy] + list(range(workers))
+            for i, (kind, description) in enumerate(jobs):
+                self._queue(Job("", kind, free[i % len(free)], s.base_commit, s.base_commit,
+                                description, priority=0))
+            if not jobs and not queued:
+                self._measure_noise()
+            save_state(self.repo, s)
+
+    def _measure_noise(self) -> None:
+        s = self.state
+        groups: dict[str, list[float]] = {}
+        for r in self.rows():
+            if r.kind in ("baseline", "noise") and r.status != "crash" and r.val_bpb > 0:
+                groups.setdefault(r.device, []).append(r.val_bpb)
+        if s.best_commit is None or not groups:
+            return
+        s.noise = measure(groups, self.noise_floor, self.noise_runs)
+        values = ", ".join(f"{v:.6f}" for v in s.noise.values)
+        self.log(f"noise threshold {s.noise.threshold:.6f} ({s.noise.rule}; baseline runs "
+                 f"{values}); best {statistics.fmean(s.noise.values):.6f}", "cyan")
+
+    # ---- jobs
+
+    def _queue(self, job: Job) -> Job:
+        s = self.state
+        job.id, s.next_id = f"j{s.next_id}", s.next_id + 1
+        job.phase = Phase.READY
+        s.jobs.append(job)
+        self.changed.notify_all()
+        return job
+
+    def has_ready_proposal(self, worker: int) -> bool:
+        with self.lock:
+            return any(j.worker == worker and j.priority == 1 and j.phase == Phase.READY
+                       for j in self.state.jobs)
+
+    def take(self, worker: int) -> Job | None:
+        """The next job for a worker's GPU: its follow-ups first, then its agent's proposal
+        (only once the noise threshold is known). A proposal whose parent is no longer the best
+        is rebased onto it first, when train.py merges cleanly."""
+        with self.lock:
+            ready = [j for j in self.state.jobs if j.worker == worker and j.phase == Phase.READY
+                     and (j.priority == 0 or self.state.noise is not None)]
+            if not ready:
+                return None
+            job = min(ready, key=lambda j: (j.priority, int(j.id[1:])))
+            if job.kind in AGENT_KINDS and job.parent != self.best():
+                self._rebase(job)
+            return job
+
+    def _rebase(self, job: Job) -> None:
+        best = self.best()
+        merged, conflicts = self.git.merge3(self.git.file_at(job.parent),
+                                            self.git.file_at(best), self.git.file_at(job.commit))
+        if conflicts:
+            self.log(f"{job.id}: proposed on {job.parent[:7]}, the best moved to {best[:7]} and "
+                     f"train.py does not merge: it runs on its own parent", "yellow")
+            return
+        old = job.commit
+        job.commit = self.git.commit_file(best, merged, self._message(
+            job.description, job.hypothesis, f"{job.kind.value}, rebased from {old[:7]} onto "
+            f"{best[:7]}"))
+        job.parent = best
+        job.description = f"{job.description} (rebased onto {best[:7]})"
+        save_state(self.repo, self.state)
+        self.log(f"{job.id}: the best moved on: rebased onto {best[:7]}", "cyan")
+
+    def start(self, job: Job, seen: int) -> Job:
+        """Give the job its run number and run folder; journal it as RUNNING."""
+        with self.lock:
+            s = self.state
+            if job.n is None:
+                job.n, s.next_n = s.next_n, s.next_n + 1
+                job.run_dir = f"{RUNS_DIR}/{self.tag}/{job.n:04d}-{job.commit[:7]}"
+            job.phase, job.seen = Phase.RUNNING, seen
+            save_state(self.repo, s)
+            return job
+
+    def code(self, commit: str) -> dict[str, str]:
+        """The files a run needs: train.py of the commit and the fixed harness, hash-checked."""
+        files = {name: self.git.file_at(commit, name) for name in (TRAIN, *FIXED_FILES)}
+        check_fixed(files, self.state)
+        return files
+
+    def requeue(self, job: Job) -> None:
+        """A run that did not finish (aborted, or void through no fault of its own): run it
+        again with the same number."""
+        with self.lock:
+            job.phase = Phase.READY
+            job.priority = 0
+            save_state(self.repo, self.state)
+            self.changed.notify_all()
+
+    def record(self, job: Job, out: Outcome) -> Decision:
+        """Decide a finished run, journal the decision, carry it out."""
+        with self.lock:
+            rows = self.rows()
+            candidate = next((c for c in self.state.candidates if c.n == job.subject), None)
+            ctx = Context(self.tag, now_iso(), self.best(), self.threshold(),
+                          self.value(job.parent, out.device, rows), candidate,
+                          self.max_fix_attempts)
+            decision = decide(job, out, ctx)
+            job.phase, job.decision = Phase.RECORDING, decision
+            save_state(self.repo, self.state)
+            self.finish(job)
+            return decision
+
+    def finish(self, job: Job) -> None:
+        """Carry out a journaled decision. Every step can be repeated after a crash."""
+        with self.lock:
+            s, d = self.state, job.decision
+            rows, port = list(d.rows), self._plan_port(d.port) if d.port else None
+            if isinstance(port, Task):  # its row waits for the agent's port (or its failure)
+                port.row = next(r for r in rows if r.experiment == d.port.n)
+                rows.remove(port.row)
+            self._ledger(rows, {job.n: job.subject})
+            for n, commit in d.tried.items():
+                self.git.set_ref(tried_ref(self.tag, n), commit)
+            if d.keep and self.git.resolve(f"refs/heads/{s.branch}") != d.keep:
+                self.git.set_ref(f"refs/heads/{s.branch}", d.keep, old=job.parent)
+            self._apply(job, d)
+            if isinstance(port, Task):
+                s.tasks.append(port)
+            elif port is not None:
+                self._queue(port)
+            s.jobs = [j for j in s.jobs if j.id != job.id]
+            save_state(self.repo, s)
+            for message in d.log:
+                self.log(message, "cyan")
+            for row in rows:
+                self.outcome(row)
+            self.changed.notify_all()
+            if d.stop:
+                raise UserError(d.stop)
+
+    def _ledger(self, rows: list[Row], subjects: dict[int | None, int | None]) -> None:
+        """Append rows not yet in results.tsv (fsynced), then their journal entries."""
+        all_rows = self.rows()
+        present = {r.experiment for r in all_rows}
+        for row in rows:
+            if row.experiment not in present:
+                append_result(self.repo / RESULTS, row)
+                all_rows.append(row)
+        earlier = self.entries()
+        known = {e.n for e in earlier}
+        new = []
+        for row in rows:
+            if row.experiment in known:
+                continue
+            code = self.git.file_at(row.commit)
+            parent = row.parent if row.kind != "baseline" and row.parent else None
+            parent_value = self.value(parent, row.device, all_rows) if parent and \
+                row.kind not in ("noise", "control") else None
+            new.append(journal.make_entry(
+                row, code, self.git.file_at(parent) if parent else None, parent_value,
+                self.git.hypothesis(row.commit), earlier + new, subjects.get(row.experiment)))
+        journal.append(self.journal_path, new)
+
+    def _apply(self, job: Job, d: Decision) -> None:
+        s = self.state
+        if job.kind == Kind.BASELINE and d.rows[0].status == "keep":
+            s.best_commit = job.commit
+        if d.keep:
+            s.best_commit = d.keep
+        if d.settle is not None or d.hold is not None:
+            number = d.settle if d.settle is not None else d.hold.n
+            s.candidates = [c for c in s.candidates if c.n != number]
+            if d.hold is not None:
+                s.candidates.append(d.hold)
+        for follow in d.follow:
+            self._queue(follow)
+        s.tasks += d.tasks
+        if job.kind in (Kind.BASELINE, Kind.NOISE) and \
+                not any(j.kind in (Kind.BASELINE, Kind.NOISE) for j in s.jobs if j is not job):
+            self._measure_noise()
+        s.rejections = 0
+
+    def _plan_port(self, port: Port) -> Job | Task:
+        """Re-apply a change that beat its parent onto the current best: a clean three-way merge
+        becomes a PORT job; a conflict goes to the worker's agent, once."""
+        best = self.best()
+        merged, conflicts = self.git.merge3(self.git.file_at(port.parent),
+                                            self.git.file_at(best), self.git.file_at(port.commit))
+        description = f"port of #{port.n} onto {best[:7]}: {port.description}"
+        if conflicts:
+            self.log(f"#{port.n}: train.py does not merge onto the new best {best[:7]}: asking "
+                     f"worker {port.worker}'s agent to port it", "yellow")
+            return Task(Kind.PORT, port.worker, port.n, port.commit, port.parent,
+                        port.description, merged, diff=self.git.diff(port.parent, port.commit))
+        commit = self.git.commit_file(best, merged, self._message(
+            description, self.git.hypothesis(port.commit), f"port of #{port.n}"))
+        return Job("", Kind.PORT, port.worker, commit, best, description, priority=0,
+                   subject=port.n, changes=change_summary(self.git.file_at(best), merged))
+
+    # ---- proposals
+
+    def next_task(self, worker: int) -> Task | None:
+        with self.lock:
+            return next((t for t in self.state.tasks if t.worker == worker), None)
+
+    def reserve(self, worker: int, parent: str, kind: str, marker: Callable[[int], str],
+                max_experiments: int | None) -> int | None:
+        """Journal a proposal about to start and return its number; None when --max-experiments
+        would be exceeded by it (runs recorded, queued and proposals under way all count)."""
+        with self.lock:
+            s = self.state
+            if max_experiments is not None and \
+                    self.agent_runs() + len(s.proposing) >= max_experiments:
+                return None
+            seq, s.next_id = s.next_id, s.next_id + 1
+            s.proposing = [p for p in s.proposing if p.worker != worker]
+            s.proposing.append(Proposing(worker, parent, kind, marker(seq), now_iso()))
+            save_state(self.repo, s)
+            return seq
+
+    def end_proposal(self, worker: int, task: Task | None) -> None:
+        """The agent's turn is over (used or not); a task it worked on is done either way."""
+        with self.lock:
+            s = self.state
+            s.proposing = [p for p in s.proposing if p.worker != worker]
+            if task is not None:
+                s.tasks = [t for t in s.tasks if t is not task]
+            save_state(self.repo, s)
+
+    def known_program(self, text: str, parent: str) -> str | None:
+        """Why this program need not run (it ran, or runs now), or None."""
+        mark = fingerprint(text)
+        if fingerprint(self.git.file_at(parent)) == mark:
+            return "it changes nothing but comments, blank lines or formatting"
+        for entry in reversed(self.entries()):
+            if entry.fingerprint == mark and entry.kind in ("experiment", "fix", "port"):
+                delta = f" ({entry.delta:+.6f} vs its parent)" if entry.delta is not None else ""
+                return f"this is #{entry.n} again{delta}, {entry.status}: {entry.description}"
+        with self.lock:
+            for job in self.state.jobs:
+                if job.kind in AGENT_KINDS and fingerprint(self.git.file_at(job.commit)) == mark:
+                    return f"worker {job.worker} is about to run this very program"
+        return None
+
+    def submit(self, worker: int, kind: Kind, commit: str, parent: str, description: str,
+               agent: str, cost: float | None, hypothesis: str, task: Task | None) -> Job:
+        """A checked, committed proposal: queued for its worker's GPU."""
+        with self.lock:
+            s = self.state
+            job = Job("", kind, worker, commit, parent, description, agent=agent, cost_usd=cost,
+                      hypothesis=hypothesis,
+                      changes=change_summary(self.git.file_at(parent), self.git.file_at(commit)))
+            if task is not None:
+                job.subject = task.subject
+                job.fix_attempt = task.attempt if kind == Kind.FIX else 0
+            self._queue(job)
+            if task is not None and task.row is not None:  # the ported run's row, held till now
+                self._settle_port(task, f"ported by the agent as {job.id}")
+            s.rejections = 0
+            s.feedback.pop(str(worker), None)
+            save_state(self.repo, s)
+            return job
+
+    def _settle_port(self, task: Task, how: str) -> None:
+        self._ledger([replace(task.row, reason=f"{task.row.reason}; {how}")], {})
+
+    def reject(self, worker: int, reason: str, task: Task | None, feedback: str = "") -> int:
+        """An unusable proposal: no row. Returns the number of rejections in a row."""
+        with self.lock:
+            s = self.state
+            s.rejections += 1
+            s.rejected_total += 1
+            if feedback:
+                s.feedback[str(worker)] = feedback
+                s.duplicates += 1
+            if task is not None and task.kind == Kind.FIX and task.attempt < self.max_fix_attempts:
+                s.tasks.append(replace(task, attempt=task.attempt + 1))
+            elif task is not None and task.row is not None:
+                self._settle_port(task, f"the agent's port failed: {reason}")
+            save_state(self.repo, s)
+            return s.rejections
+
+    def add_cost(self, cost: float | None) -> None:
+        with self.lock:
+            if cost is None:
+                self.state.cost_unknown = True
+            else:
+                self.state.cost_usd += cost
+            save_state(self.repo, self.state)
+
+    @staticmethod
+    def _message(description: str, hypothesis: str, what: str) -> str:
+        body = f"\n\nHypothesis: {hypothesis}" if hypothesis else ""
+        return f"{description}{body}\n\nautoresearch ({what})"
+
+    def message(self, description: str, hypothesis: str, kind: Kind, worker: int) -> str:
+        return self._message(description, hypothesis, f"{self.tag}, {kind.value}, worker {worker}")
+
+
+def check_fixed(files: dict[str, str], state: State) -> None:
+    """The harness must not change during a tag: numbers before and after would not compare."""
+    changed = [n for n in FIXED_FILES if text_hash(files[n]) != state.fixed_sha256.get(n)]
+    if changed:
+        raise UserError(f"{', '.join(changed)} changed since tag {state.tag} started (sha256 "
+                        f"differs): the harness is fixed for a run; start a new --tag")

@@ -1,0 +1,181 @@
+"""The loop's records, typed: what a job is, which step it is in, what was decided about it.
+
+A job is one training run of one commit on one worker. The journal in state.json holds every job
+that is not finished, with its phase, so a loop killed at any moment can finish each of them:
+
+    READY      committed, waiting for its worker's GPU (nothing to undo)
+    RUNNING    training: if the loop died, the run is killed and run again from the start
+    RECORDING  the decision is journaled; carrying it out again is harmless (keyed by run number)
+
+A proposal (an agent editing train.py in its worker's work tree) is not a job yet: it has no
+commit, and one that a dead loop left behind is simply undone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+from autoresearch.ledger.results import Row
+
+
+class Kind(str, Enum):
+    """results.tsv's `kind` column."""
+
+    BASELINE = "baseline"  # the unmodified code: the first run of a tag
+    NOISE = "noise"  # the baseline again, on every worker: the run-to-run spread
+    EXPERIMENT = "experiment"  # an agent's edit
+    FIX = "fix"  # the agent repairing its own crashed edit
+    PORT = "port"  # a change that beat its own parent, re-applied onto a newer best
+    CONTROL = "control"  # the candidate's parent again, between its two runs (the paired test)
+    CONFIRM = "confirm"  # the candidate again, after its control
+
+
+AGENT_KINDS = (Kind.EXPERIMENT, Kind.FIX, Kind.PORT)  # code an agent wrote
+
+
+class Phase(str, Enum):
+    READY = "ready"
+    RUNNING = "running"
+    RECORDING = "recording"
+
+
+@dataclass
+class Task:
+    """Work for one worker's agent besides a fresh experiment: fix a crash, or port a change."""
+
+    kind: Kind  # FIX or PORT
+    worker: int
+    subject: int  # the run it is about
+    commit: str  # the crashed code, or the change to re-apply
+    parent: str  # that commit's parent
+    description: str
+    detail: str  # the crash log's tail, or what the three-way merge could not reconcile
+    diff: str = ""  # PORT: the change as a unified diff against its parent
+    attempt: int = 1  # FIX: the how-many-th attempt this is
+    row: Row | None = None  # PORT: the ported run's row, written once the port is settled
+
+
+@dataclass
+class Candidate:
+    """A run that beat its parent at first sight, waiting for its paired runs: the parent again
+    (CONTROL), then itself again (CONFIRM), on the same worker."""
+
+    n: int
+    worker: int
+    commit: str
+    parent: str
+    row: Row  # its own row, written once the candidate is decided
+    control: float | None = None  # the control run's val_bpb
+    failed: str = ""  # why the pair cannot be judged (a crashed control or confirmation)
+
+
+@dataclass
+class Decision:
+    """What a finished run changes. Carried out in this order: rows, refs, state."""
+
+    rows: list[Row]
+    keep: str | None = None  # the branch moves here, from the job's parent
+    tried: dict[int, str] = field(default_factory=dict)  # run -> commit, at tried/<run>
+    follow: list[Job] = field(default_factory=list)  # runs queued next on the same worker
+    tasks: list[Task] = field(default_factory=list)  # work for the worker's agent
+    hold: Candidate | None = None  # start waiting for this candidate's paired runs
+    settle: int | None = None  # the candidate this decision closes
+    port: Port | None = None  # re-apply a change onto the best (merged by the coordinator)
+    log: list[str] = field(default_factory=list)
+    stop: str = ""  # the loop cannot go on (e.g. the baseline crashed): why, for the user
+
+
+@dataclass
+class Port:
+    n: int  # the run that beat its parent
+    worker: int
+    commit: str
+    parent: str
+    description: str
+    gain: float
+
+
+@dataclass
+class Job:
+    id: str  # unique within the tag, e.g. "j17"
+    kind: Kind
+    worker: int
+    commit: str
+    parent: str  # the best it was proposed on: what it is judged against
+    description: str
+    agent: str = ""
+    cost_usd: float | None = None
+    priority: int = 1  # 0: the baseline wave and follow-ups, before the worker's own proposal
+    phase: Phase = Phase.READY
+    n: int | None = None  # run number, given when it starts running
+    run_dir: str = ""
+    fix_attempt: int = 0
+    subject: int | None = None  # the run it serves (candidate, ported or crashed run)
+    hypothesis: str = ""
+    changes: list[str] = field(default_factory=list)  # short summary against its parent
+    seen: int = 0  # guard violations seen when it started (a later one voids the run)
+    decision: Decision | None = None
+
+
+def to_dict(record: object) -> dict:
+    return asdict(record)
+
+
+def job_from(data: dict) -> Job:
+    data = dict(data, kind=Kind(data["kind"]), phase=Phase(data["phase"]))
+    if data.get("decision"):
+        data["decision"] = decision_from(data["decision"])
+    return Job(**data)
+
+
+def task_from(data: dict) -> Task:
+    row = Row(**data["row"]) if data.get("row") else None
+    return Task(**dict(data, kind=Kind(data["kind"]), row=row))
+
+
+def candidate_from(data: dict) -> Candidate:
+    return Candidate(**dict(data, row=Row(**data["row"])))
+
+
+def decision_from(data: dict) -> Decision:
+    return Decision(
+        rows=[Row(**r) for r in data["rows"]], keep=data["keep"],
+        tried={int(k): v for k, v in data["tried"].items()},
+        follow=[job_from(j) for j in data["follow"]], tasks=[task_from(t) for t in data["tasks"]],
+        hold=candidate_from(data["hold"]) if data["hold"] else None, settle=data["settle"],
+        port=Port(**data["port"]) if data["port"] else None, log=list(data["log"]),
+        stop=data.get("stop", ""))
+
+
+@dataclass
+class Outcome:
+    """How a run came out, read from its exit status and log by the harness (never by train.py)."""
+
+    metrics: dict[str, float] | None  # the summary block of a usable run, None for a crash
+    reason: str  # "" for a usable run, else the crash class (execution/parse.py)
+    profile: str = ""
+    seconds: float = 0.0
+    device: str = ""  # device model: numbers compare only within one
+    gpu: str = ""
+    node: str = ""
+    log_tail: str = ""  # the end of run.log, for a fix request
+    error: str = ""  # the log's own last error line, for messages
+
+
+def row_for(job: Job, out: Outcome, status: str, reason: str, tag: str, now: str) -> Row:
+    """The results.tsv row of a finished job. A crash has no metrics; its reason is its class."""
+    m = out.metrics if status != "crash" else None
+    return Row(
+        commit=job.commit[:7], val_bpb=m["val_bpb"] if m else 0.0,
+        memory_gb=m["peak_vram_mb"] / 1024 if m else 0.0, status=status,
+        description=job.description, experiment=job.n, kind=job.kind.value, tag=tag,
+        timestamp=now, profile=out.profile,
+        training_seconds=m["training_seconds"] if m else None,
+        total_seconds=m["total_seconds"] if m else None,
+        mfu_percent=m["mfu_percent"] if m else None,
+        total_tokens_M=m["total_tokens_M"] if m else None,
+        num_steps=int(m["num_steps"]) if m else None,
+        reason=out.reason if status == "crash" else reason,
+        agent=job.agent, cost_usd=job.cost_usd, run_dir=job.run_dir, parent=job.parent[:7],
+        worker=job.worker, gpu=out.gpu, device=out.device, node=out.node)

@@ -1,0 +1,278 @@
+"""One worker's experiment pipeline: propose -> check -> commit, then run -> parse -> record.
+
+A worker is an agent session with a work tree of its own, and a GPU slot. It has two threads, so
+its agent prepares the next proposal while its GPU trains the last one:
+
+    proposer  the agent edits train.py in the work tree (a fresh experiment on the current best,
+              or a fix / port task for this worker); the loop undoes anything but train.py,
+              rejects what cannot or need not run (no change, no compile, a program that ran
+              already) and commits the rest on its parent; one proposal waits at most.
+    runner    takes the worker's next job (follow-up runs first), runs exactly the committed
+              code in a fresh run folder, reads the outcome, and hands it to the coordinator,
+              which alone decides and records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autoresearch.agents import Agent, AgentError, AgentRefused, AgentRequest, Proposal
+from autoresearch.agents.base import Port as PortRequest
+from autoresearch.artifacts.aftercare import tidy_weights
+from autoresearch.errors import UserError
+from autoresearch.execution.executor import RunResult, RunSpec
+from autoresearch.execution.parse import Progress, last_error, log_tail, read_run
+from autoresearch.execution.procs import kill_marked
+from autoresearch.ledger.results import sanitize
+from autoresearch.ledger.state import FIXED_FILES, tag_dir
+from autoresearch.memory.digest import build_digest
+from autoresearch.model import Job, Kind, Outcome, Task
+from autoresearch.policy import TAMPER
+from autoresearch.workspace.git import TRAIN, text_hash
+from autoresearch.workspace.slots import Slot
+
+if TYPE_CHECKING:
+    from autoresearch.scheduler import Loop
+
+PROGRAM = "program.md"
+HISTORY_ROWS = 30  # recent rows in the agent's request; the digest covers the whole night
+MAX_REJECTIONS = 12  # unusable proposals in a row before the loop asks for a human
+BACKOFF_EVERY = 3  # a worker pauses after every this many rejections in a row...
+BACKOFF_MAX = 900.0  # ...first for --backoff seconds, doubling, up to this
+# Set for the agent's processes (CLI agents run in sessions of their own): how a resumed loop
+# finds an agent left running by a loop killed with -9.
+AGENT_ENV = "AUTORESEARCH_AGENT_RUN"
+
+
+class Worker:
+    def __init__(self, loop: Loop, k: int, agent: Agent, slot: Slot, gpu: str | None,
+                 device: str):
+        self.loop, self.k, self.agent, self.slot = loop, k, agent, slot
+        self.gpu, self.device = gpu, device
+        self.coord = loop.coord
+        self.rejected = 0  # this worker's rejections in a row (for its back-off)
+        self.proposing = False
+        self.running: Job | None = None
+        self.busy_seconds = 0.0  # time its GPU spent in train.py (the busy fraction)
+
+    # ---- the proposer thread
+
+    def propose_forever(self) -> None:
+        while not self.loop.closing:
+            task = self.coord.next_task(self.k)
+            if task is None and (self.coord.has_ready_proposal(self.k)
+                                 or not self.loop.may_propose()):
+                self.loop.wait(0.5)
+                continue
+            try:
+                self.propose(task)
+            except UserError as e:
+                self.loop.fail(e)
+                return
+
+    def propose(self, task: Task | None) -> None:
+        coord, loop = self.coord, self.loop
+        kind = task.kind if task else Kind.EXPERIMENT
+        parent = task.parent if task and task.kind == Kind.FIX else coord.best()
+        seq = coord.reserve(self.k, parent, kind.value, self.marker_for, loop.opts.max_experiments)
+        if seq is None:
+            self.loop.wait(0.5)
+            return
+        marker = self.marker_for(seq)
+        backup = tag_dir(loop.repo, coord.tag) / "undone" / f"w{self.k}-{seq}"
+        self.proposing, done = True, False
+        try:
+            self.slot.reset(parent, backup)
+            train_py = loop.git.file_at(task.commit if kind == Kind.FIX else parent)
+            (self.slot.path / TRAIN).write_text(train_py)
+            refs = loop.git.refs("refs/heads", "refs/tags")
+            request = self.request(task, parent, train_py, seq, marker)
+            loop.live(self.k, phase="agent", experiment=None, kind=kind.value, commit="",
+                      description=self.title(task), step=None, progress_pct=None,
+                      remaining_s=None, loss=None)
+            try:
+                proposal, refusal = self.ask(request)
+            finally:  # whatever the agent did outside train.py is undone, even if it failed
+                reason, notes = self.check(parent, backup, refs)
+                for note in notes:
+                    loop.log(f"w{self.k}: {note}", "yellow")
+            done = True  # from here on, the task (if any) is used up whatever happens
+            if proposal is None or reason:
+                self.reject(reason or f"the agent gave no usable edit: {refusal}", task)
+                return
+            text = (self.slot.path / TRAIN).read_text()
+            known = coord.known_program(text, parent)
+            if known:
+                self.reject(f"not run: {known}", task,
+                            feedback=f"Your last proposal was not run: {known}. Propose "
+                                     f"something different.")
+                return
+            description = sanitize(proposal.description) or "(no description)"
+            hypothesis = sanitize(getattr(proposal, "hypothesis", "") or "")
+            commit = loop.git.commit_file(parent, text,
+                                          coord.message(description, hypothesis, kind, self.k))
+            job = coord.submit(self.k, kind, commit, parent, description, self.agent.name,
+                               proposal.usage.cost_usd, hypothesis, task)
+            self.rejected = 0
+            loop.log(f"w{self.k}: {job.id} ready: {description}")
+        finally:
+            self.proposing = False
+            coord.end_proposal(self.k, task if done else None)
+            loop.live(self.k, phase="idle" if self.running is None else "training")
+
+    def marker_for(self, seq: int) -> str:
+        return f"{self.loop.repo.resolve()}#{self.coord.tag}#w{self.k}#{seq}"
+
+    def title(self, task: Task | None) -> str:
+        if task is None:
+            return "waiting for the agent"
+        return f"{task.kind.value} #{task.subject}: {task.description}"
+
+    def request(self, task: Task | None, parent: str, train_py: str, seq: int,
+                marker: str) -> AgentRequest:
+        coord, loop = self.coord, self.loop
+        program = loop.repo / PROGRAM  # re-read every time: the human steers through it
+        program_text = program.read_text() if program.is_file() else ""
+        rows, entries = coord.rows(), coord.entries()
+        port = None
+        if task is not None and task.kind == Kind.PORT:
+            port = PortRequest(task.subject, task.description, task.diff, task.detail)
+        return AgentRequest(
+            repo=self.slot.path, program=program_text, train_py=train_py,
+            history=rows[-HISTORY_ROWS:],
+            crash_log=task.detail if task and task.kind == Kind.FIX else None,
+            best_val_bpb=coord.value(coord.best()), noise_threshold=coord.threshold(),
+            experiment=seq, worker=self.k, env={AGENT_ENV: marker}, journal=entries,
+            digest=build_digest(entries, program_text), inflight=coord.inflight(self.k),
+            port=port, feedback=coord.state.feedback.get(str(self.k), ""),
+            plateau=coord.plateau())
+
+    def ask(self, request: AgentRequest) -> tuple[Proposal | None, str]:
+        """(the agent's proposal, None and why not when it refused). Its cost is counted."""
+        try:
+            proposal = self.agent.propose(request)
+        except AgentRefused as e:
+            self.coord.add_cost(e.usage.cost_usd)
+            return None, str(e)
+        except AgentError as e:
+            self.coord.add_cost(e.usage.cost_usd)
+            raise
+        self.coord.add_cost(proposal.usage.cost_usd)
+        return proposal, ""
+
+    def check(self, parent: str, backup: Path, refs: dict[str, str]) -> tuple[str | None, list]:
+        """Undo what the agent did outside train.py; why the edit cannot run, or None."""
+        found = self.loop.check_guard(backup, f"w{self.k}'s agent")
+        result = self.slot.check(parent, backup, refs)
+        notes = result.notes + ([f"undid {', '.join(result.undone)} (copies in "
+                                 f"{backup.relative_to(self.loop.repo)})"] if result.undone else [])
+        if found:
+            return f"changed {', '.join(found[:3])} outside its work tree", notes
+        return result.reason, notes
+
+    def reject(self, reason: str, task: Task | None, feedback: str = "") -> None:
+        loop = self.loop
+        in_a_row = self.coord.reject(self.k, reason, task, feedback)
+        self.rejected += 1
+        loop.log(f"w{self.k}: proposal rejected: {reason}", "yellow")
+        if in_a_row >= MAX_REJECTIONS:
+            raise UserError(f"{MAX_REJECTIONS} proposals in a row were unusable (last: {reason});"
+                            f" see .autoresearch/{self.coord.tag}/events.log, check the agent and "
+                            f"program.md, then run again")
+        if self.rejected % BACKOFF_EVERY == 0:
+            pause = min(BACKOFF_MAX, loop.opts.backoff * 2 ** (self.rejected // BACKOFF_EVERY - 1))
+            loop.log(f"w{self.k}: {self.rejected} rejections in a row: pausing {pause:.0f}s")
+            loop.sleep(pause)
+
+    # ---- the runner thread
+
+    def run_forever(self) -> None:
+        while True:
+            if self.loop.closing:
+                return
+            job = self.coord.take(self.k)
+            if job is None:
+                if self.loop.drained(self):
+                    return
+                self.loop.wait(0.5)
+                continue
+            try:
+                self.run(job)
+            except UserError as e:
+                self.loop.fail(e)
+                return
+
+    def run(self, job: Job) -> None:
+        loop, coord = self.loop, self.coord
+        job = coord.start(job, loop.guard.violations)
+        spec = RunSpec(job.n, coord.code(job.commit), loop.repo / job.run_dir,
+                       loop.opts.train_cmd, loop.timeout, loop.opts.grace, gpu=self.gpu)
+        loop.log(f"#{job.n} {job.kind.value} {job.commit[:7]} on w{self.k}: {job.description}")
+        loop.live(self.k, phase="training", experiment=job.n, kind=job.kind.value,
+                  commit=job.commit[:7], description=job.description, step=None,
+                  progress_pct=0.0, remaining_s=None, loss=None)
+        self.running = job
+        try:
+            result = loop.executor.run(spec, on_progress=lambda p: self.progress(p),
+                                       should_abort=loop.should_abort)
+        finally:
+            self.running = None
+        self.busy_seconds += result.seconds
+        if result.aborted:
+            loop.log(f"#{job.n} was stopped; the next `run` runs it again", "yellow")
+            return
+        outcome = self.outcome(job, spec, result)
+        if outcome is None:
+            coord.requeue(job)
+            return
+        decision = coord.record(job, outcome)
+        loop.live(self.k, phase="idle")
+        tidy_weights(loop.repo, decision.rows, coord.rows(), loop.opts.keep_checkpoints,
+                     loop.opts.sample_timeout if loop.opts.sample else None,
+                     lambda message: loop.log(message, "yellow"))
+
+    def progress(self, p: Progress) -> None:
+        self.loop.live(self.k, step=p.step, progress_pct=p.progress_pct,
+                       remaining_s=p.remaining_s, loss=p.loss,
+                       phase="evaluating" if p.progress_pct >= 100 else "training")
+
+    def outcome(self, job: Job, spec: RunSpec, result: RunResult) -> Outcome | None:
+        """How the run came out; None if it must run again (the harness changed under it, or
+        its node was lost)."""
+        loop = self.loop
+        log = spec.run_dir / "run.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if result.lost:
+            loop.log(f"#{job.n} was lost ({result.lost}): running it again", "yellow")
+            return None
+        verdict = read_run(result.returncode, text, result.timed_out)
+        out = Outcome(verdict.metrics, verdict.reason, verdict.profile, result.seconds,
+                      result.device or self.device, result.gpu, result.node, log_tail(text),
+                      last_error(text))
+        tampered = [name for name in FIXED_FILES if text_hash(
+            _read(spec.run_dir / name)) != text_hash(spec.files[name])]
+        found = loop.check_guard(tag_dir(loop.repo, self.coord.tag) / "undone" / f"run-{job.n}",
+                                 f"run #{job.n}", wave=job.kind in (Kind.BASELINE, Kind.NOISE))
+        if tampered or found:
+            what = ", ".join(tampered + found[:3])
+            loop.log(f"#{job.n} changed {what} while it ran: void", "red")
+            return replace(out, metrics=None, reason=TAMPER, error=f"changed {what}")
+        if job.seen != loop.guard.violations:
+            loop.log(f"#{job.n} ran while the harness was tampered with: running it again",
+                     "yellow")
+            return None
+        return out
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def kill_agent(marker: str) -> list[int]:
+    """Kill the process groups of an agent left running (by a loop killed with -9, say)."""
+    return kill_marked(AGENT_ENV, marker)

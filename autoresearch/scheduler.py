@@ -1,0 +1,355 @@
+"""The research loop: every worker's GPU busy with experiments until it is told to stop.
+
+The loop on one screen (after karpathy/autoresearch's program.md):
+
+    open the tag (branch autoresearch/<tag> at the current commit), finish what a killed loop left
+    run the unmodified code on every worker at once: the baseline, and the noise threshold
+    then, on every worker, until stopped:
+        its agent edits train.py on the current best, in the worker's own work tree
+        the loop checks the edit, commits it, queues it (one proposal waits while the GPU trains)
+        its GPU runs the worker's next job: exactly the committed code, in a fresh run folder
+        the coordinator decides (screen against the parent, confirm with paired runs, keep,
+        discard, port onto a newer best), appends the row to results.tsv, moves the branch
+
+Stops: --max-experiments (queued work is finished), --hours and `stop` (runs under way are
+finished), --max-cost, Ctrl-C (once: finish the runs under way; twice, SIGTERM or `stop --now`:
+abort them; they run again on the next `run`). Kill it any way you like, kill -9 included, and run
+the same command: the journal in state.json says what to finish.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+from autoresearch.agents import Agent
+from autoresearch.config import Harness, Options
+from autoresearch.errors import UserError
+from autoresearch.execution.executor import Executor, RunSpec
+from autoresearch.execution.gpus import Slot as GpuSlot
+from autoresearch.execution.gpus import plan_slots
+from autoresearch.execution.local import LocalExecutor
+from autoresearch.ledger.coordinator import Coordinator
+from autoresearch.ledger.results import Row
+from autoresearch.ledger.state import (
+    TagLock,
+    clear_stop,
+    log_event,
+    save_state,
+    stop_requested,
+    tag_dir,
+    write_live,
+)
+from autoresearch.model import Phase
+from autoresearch.pipeline import Worker, kill_agent
+from autoresearch.workspace.git import Git
+from autoresearch.workspace.guard import (
+    Guard,
+    data_area,
+    data_fingerprint,
+    environment_area,
+    git_area,
+    lost_message,
+)
+from autoresearch.workspace.slots import TREES, Slot
+from autoresearch.workspace.tags import open_tag
+
+LIVE_EVERY = 1.0  # seconds between live.json writes for progress updates
+
+
+class UI(Protocol):
+    def event(self, text: str, style: str = "") -> None: ...
+    def update(self, live: dict) -> None: ...
+    def outcome(self, row: Row) -> None: ...
+
+
+class Loop:
+    def __init__(self, repo: Path, opts: Options, agents: Agent | list[Agent], ui: UI,
+                 executor: Executor | None = None, slots: list[GpuSlot] | None = None):
+        self.repo = Path(repo)
+        self.opts = opts
+        self.agents = agents
+        self.ui = ui
+        self.git = Git(self.repo)
+        self.harness = Harness.read(self.repo)
+        self.timeout = opts.timeout or self.harness.timeout()
+        self.slots = slots
+        self.executor = executor
+        self.deadline = time.monotonic() + opts.hours * 3600 if opts.hours else None
+        self.stopping = ""  # why the loop is winding down: no new runs start
+        self.closing = False  # threads: leave as soon as what is under way is done
+        self.aborting = False  # second Ctrl-C / SIGTERM / stop --now: kill the runs now
+        self.error: UserError | None = None
+        self.wake = threading.Condition()
+        self.live_lock = threading.Lock()
+        self.guard_lock = threading.Lock()
+        self.live_state: dict = {"workers": {}}
+        self.live_written = 0.0
+        self.workers: list[Worker] = []
+
+    # ---- the whole session
+
+    def run(self) -> str:
+        """Open or resume the tag, finish what a killed loop left, then run; say why it ended."""
+        self.git.check_repo()  # before the lock, which would create .autoresearch/ anywhere
+        with TagLock(self.repo, self.opts.tag), _Signals(self):
+            state = open_tag(self.git, self.opts.tag, data_fingerprint(self.harness.cache_dir))
+            tag = state.tag
+            self.coord = Coordinator(self.repo, self.git, state, noise_runs=self.opts.noise_runs,
+                                     noise_floor=self.opts.noise_floor,
+                                     max_fix_attempts=self.opts.max_fix_attempts,
+                                     log=self.log, outcome=self.ui.outcome)
+            clear_stop(self.repo, tag)
+            slots = self.slots or plan_slots(self.opts.gpus, self.opts.mixed_gpus)
+            self.executor = self.executor or LocalExecutor({s.gpu: s.device for s in slots})
+            agents = self.agents if isinstance(self.agents, list) else [self.agents] * len(slots)
+            self.workers = [
+                Worker(self, s.worker, agents[s.worker], Slot(self.git, tag_dir(
+                    self.repo, tag) / TREES / str(s.worker), s.worker), s.gpu, s.device)
+                for s in slots]
+            self.guard = Guard(self.guard_areas())
+            self.guard.arm()
+            where = ", ".join(f"w{s.worker} {'gpu ' + s.gpu if s.gpu else ''} {s.device}"
+                              for s in slots)
+            self.log(f"loop started (pid {os.getpid()}; {where}; agent {agents[0].name}; "
+                     f"timeout {self.timeout:.0f}s)")
+            try:
+                for agent in {id(a): a for a in agents}.values():
+                    preflight = getattr(agent, "preflight", None)
+                    if preflight is not None:
+                        preflight()
+                self.resume()
+                self.coord.plan_wave(len(self.workers))
+                reason = self.drive()
+            except UserError as e:
+                self.log(f"loop stopped: {e}", "red")
+                raise
+            finally:
+                self.closing = True
+                self.release_agents()
+                self.live(None, phase="idle")
+                clear_stop(self.repo, tag)
+            self.log(f"loop stopped: {reason}", "bold")
+            return reason
+
+    def guard_areas(self) -> list:
+        common = Path(self.git.run("rev-parse", "--git-common-dir"))
+        areas = [data_area(self.harness.cache_dir),
+                 git_area(common if common.is_absolute() else self.repo / common)]
+        return ([environment_area()] if self.opts.guard_environment else []) + areas
+
+    def resume(self) -> None:
+        """Finish what a killed loop left, as its journal describes."""
+        coord, s = self.coord, self.coord.state
+        s.rejections = 0  # a human restarted the loop: give the agents a fresh allowance
+        for p in list(s.proposing):
+            for pgid in kill_agent(p.marker):
+                self.log(f"killed agent process group {pgid} left running by an interrupted loop")
+            backup = tag_dir(self.repo, s.tag) / "undone" / f"resume-w{p.worker}"
+            undone = self.workers[p.worker].slot.reset(p.parent, backup) \
+                if p.worker < len(self.workers) else []
+            self.log(f"resuming: w{p.worker}'s proposal was interrupted: dropped"
+                     + (f" (undid {', '.join(undone)})" if undone else ""), "yellow")
+        s.proposing = []
+        for job in list(s.jobs):
+            if job.worker >= len(self.workers):  # fewer workers than before: move it
+                job.worker = job.worker % len(self.workers)
+            if job.phase == Phase.RUNNING:
+                spec = RunSpec(job.n, {}, self.repo / job.run_dir, [], 0, self.opts.grace)
+                for pgid in self.executor.clean_up(spec):
+                    self.log(f"killed process group {pgid} left running by an interrupted loop")
+                self.log(f"resuming: run #{job.n} ({job.kind.value}) was interrupted: running "
+                         f"it again", "yellow")
+                job.phase = Phase.READY
+            elif job.phase == Phase.RECORDING:
+                self.log(f"resuming: finishing the record of run #{job.n}", "yellow")
+                coord.finish(job)
+        save_state(self.repo, s)
+
+    def drive(self) -> str:
+        """Run every worker's two threads until a stop; say why it ended."""
+        threads = []
+        for w in self.workers:
+            threads.append(threading.Thread(target=w.run_forever, name=f"run-w{w.k}", daemon=True))
+            threads.append(threading.Thread(target=w.propose_forever, name=f"agent-w{w.k}",
+                                            daemon=True))
+        for thread in threads:
+            thread.start()
+        runners = threads[::2]
+        while any(t.is_alive() for t in runners):
+            why = self.why_stop()
+            if why and not self.stopping:
+                self.stopping = why
+                self.closing = True
+                self.log(f"stopping: {why}; waiting for the runs under way", "bold yellow")
+                self.notify()
+            for t in runners:
+                t.join(timeout=0.2)
+        self.closing = True
+        self.notify()
+        if self.error is not None:
+            raise self.error
+        if self.aborting:
+            return "aborted: the runs under way run again on the next `run`"
+        if self.stopping:
+            return self.stopping
+        return f"reached --max-experiments {self.opts.max_experiments}"
+
+    def why_stop(self) -> str | None:
+        if self.error is not None:
+            return "error"
+        if self.aborting:
+            return "aborted"
+        if stop_requested(self.repo, self.opts.tag) == "now":
+            self.aborting = True
+            return "stop --now requested"
+        if stop_requested(self.repo, self.opts.tag):
+            return "stop requested"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return f"reached --hours {self.opts.hours:g}"
+        return None
+
+    def may_propose(self) -> bool:
+        """Whether agents may start new proposals (runs of what is queued go on regardless)."""
+        s = self.coord.state
+        if self.closing or self.stopping:
+            return False
+        if self.opts.max_cost is not None and s.cost_usd >= self.opts.max_cost:
+            if not self.stopping:
+                self.log(f"reached --max-cost ${self.opts.max_cost:g} (spent ${s.cost_usd:.2f}):"
+                         f" no new proposals", "bold yellow")
+                self.stopping = f"reached --max-cost ${self.opts.max_cost:g}"
+            return False
+        if self.opts.max_cost is not None and s.cost_unknown:
+            self.fail(UserError("an agent call did not report its cost, so --max-cost cannot "
+                                "be enforced: pass --price-in/--price-out or drop --max-cost"))
+            return False
+        return self.opts.max_experiments is None or \
+            self.coord.agent_runs() < self.opts.max_experiments
+
+    def drained(self, worker: Worker) -> bool:
+        """A runner may leave: nothing queued for it and nothing more can come."""
+        if self.closing:
+            return True
+        if self.coord.state.noise is None or worker.proposing:
+            return False
+        if any(c.worker == worker.k for c in self.coord.state.candidates):
+            return False
+        if self.coord.next_task(worker.k) is not None and self.may_propose():
+            return False
+        if any(j.worker == worker.k for j in self.coord.state.jobs):
+            return False
+        return not self.may_propose()
+
+    def should_abort(self) -> bool:
+        return self.aborting or stop_requested(self.repo, self.opts.tag) == "now"
+
+    def fail(self, error: UserError) -> None:
+        """A thread hit an error the loop cannot continue past: stop everything."""
+        if self.error is None:
+            self.error = error
+        self.closing = True
+        self.notify()
+
+    def release_agents(self) -> None:
+        """Kill the processes of proposals under way (the next `run` drops the proposals)."""
+        for p in list(self.coord.state.proposing):
+            kill_agent(p.marker)
+
+    # ---- small helpers for the workers
+
+    def check_guard(self, backup: Path, who: str, wave: bool = False) -> list[str]:
+        """Undo changes to the guarded areas; what was found (empty: nothing). Changes that
+        cannot be undone stop the loop."""
+        with self.guard_lock:
+            changes = self.guard.check()
+            if wave and changes and all(c.what == "new" and c.area == "data" for c in changes):
+                self.guard.accept(changes)  # caches the unmodified code writes (val tokens)
+                return []
+            if not changes:
+                return []
+            undone, lost = self.guard.undo(changes, backup)
+            self.log(f"{who}: changed {', '.join(map(str, changes[:5]))} outside train.py; "
+                     f"undone: {', '.join(undone) or 'nothing'}", "red")
+            if lost:
+                raise UserError(lost_message(lost))
+            return [str(c.path) for c in changes]
+
+    def wait(self, seconds: float) -> None:
+        with self.coord.changed:
+            self.coord.changed.wait(seconds)
+
+    def sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self.closing:
+            self.wait(min(0.5, end - time.monotonic()))
+
+    def notify(self) -> None:
+        with self.coord.changed:
+            self.coord.changed.notify_all()
+
+    def log(self, message: str, style: str = "") -> None:
+        log_event(self.repo, self.opts.tag, message)
+        self.ui.event(message, style)
+
+    def live(self, worker: int | None, **values: object) -> None:
+        """Update what worker `worker` is doing now (None: the loop as a whole)."""
+        with self.live_lock:
+            state = self.live_state
+            if worker is not None:
+                state["workers"].setdefault(str(worker), {}).update(values, worker=worker)
+                state.update(values)  # the latest change also reads as the loop's (one worker)
+            else:
+                state.update(values)
+                for w in state["workers"].values():
+                    w.update(values)
+            s = self.coord.state if hasattr(self, "coord") else None
+            state.update(tag=self.opts.tag, agent=getattr(self.workers[0].agent, "name", "")
+                         if self.workers else "",
+                         best_commit=(s.best_commit or "")[:7] if s else "",
+                         best_val_bpb=self.coord.value(self.coord.best()) if s and s.best_commit
+                         else None,
+                         threshold=self.coord.threshold() if s else None,
+                         time_left_s=max(0.0, self.deadline - time.monotonic())
+                         if self.deadline else None,
+                         stopping=bool(self.stopping))
+            now = time.monotonic()
+            if "step" in values and now - self.live_written < LIVE_EVERY:
+                return
+            self.live_written = now
+            snapshot = dict(state, workers={k: dict(v) for k, v in state["workers"].items()})
+            write_live(self.repo, self.opts.tag, snapshot)
+        self.ui.update(snapshot)
+
+
+class _Signals:
+    """Ctrl-C once: finish the runs under way, start no new ones. Twice (or SIGTERM/SIGHUP):
+    abort them now. Handlers only set flags (printing from a handler can deadlock)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, loop: Loop):
+        self.loop = loop
+        self.previous = {}
+
+    def handle(self, signum: int, frame: object) -> None:
+        loop = self.loop
+        if signum == signal.SIGINT and not loop.stopping:
+            loop.stopping = "stop requested (Ctrl-C)"
+            loop.closing = True
+            return
+        loop.aborting = True
+        loop.closing = True
+
+    def __enter__(self) -> _Signals:
+        for sig in self.SIGNALS:
+            self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,227 @@
+"""Tripwires on what train.py runs with but does not own: the Python environment, the prepared
+data and tokenizer, and git's control files.
+
+An agent (or a training run) can write outside its work tree: a `.pth` file in site-packages runs
+its code inside every later training run; a bytecode file in a `__pycache__` replaces a module; a
+git hook or config entry runs code in the loop's own git calls; a rewritten validation shard makes
+any number come out. The guard keeps the metadata of every file in these areas (size, mtime,
+ctime, inode, mode: the venv is gigabytes, and ctime changes with every write, so a content hash
+is not needed) and the loop compares after every agent turn and every run:
+
+- a new file is copied to the undo folder and removed;
+- a changed or deleted file of git's control files is restored (their bytes are kept, they are
+  small);
+- a changed or deleted file of the environment or the data cannot be restored from metadata: the
+  loop stops with one line saying how to reinstall or re-prepare it;
+- a bytecode file that Python itself wrote (a module imported for the first time) is accepted
+  after checking that it is exactly the compiled source beside it.
+
+Not covered: compile caches of torch/Triton/FlashAttention (rewritten by every run), files outside
+these areas (e.g. ~/.bashrc), and a process running as another user or as root that forges ctime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import marshal
+import os
+import shutil
+import site
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CONTROL_FILES = ("config", "config.worktree", "hooks", "info")  # in git's common directory
+
+
+@dataclass(frozen=True)
+class Area:
+    name: str  # "environment", "data", "git"
+    roots: tuple[Path, ...]  # files or folders
+    keep_bytes: bool = False  # small areas: keep the contents, so changes can be put back
+
+
+@dataclass(frozen=True)
+class Change:
+    area: str
+    path: Path
+    what: str  # new, changed, deleted
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.what})"
+
+
+Meta = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, mode
+
+
+def environment_area() -> Area:
+    """The Python environment of this interpreter: the whole venv, else its site-packages."""
+    if sys.prefix != sys.base_prefix:
+        return Area("environment", (Path(sys.prefix),))
+    dirs = [*site.getsitepackages(), site.getusersitepackages()]
+    return Area("environment", tuple(Path(d) for d in dirs))
+
+
+def data_area(cache_dir: Path) -> Area:
+    return Area("data", (cache_dir / "data", cache_dir / "tokenizer"))
+
+
+def git_area(common_dir: Path) -> Area:
+    return Area("git", tuple(common_dir / name for name in CONTROL_FILES), keep_bytes=True)
+
+
+def scan(area: Area) -> dict[str, Meta]:
+    """Metadata of every file (and symlink) under the area, by path (strings: this runs over
+    tens of thousands of files after every agent turn and run)."""
+    found: dict[str, Meta] = {}
+    stack = []
+    for root in map(str, area.roots):
+        if os.path.isdir(root) and not os.path.islink(root):
+            stack.append(root)
+        elif (meta := _meta(root)) is not None:
+            found[root] = meta
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif (meta := _meta(entry.path)) is not None:
+                    found[entry.path] = meta
+    return found
+
+
+def _meta(path: str) -> Meta | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode
+
+
+class Guard:
+    def __init__(self, areas: list[Area]):
+        self.areas = areas
+        self.seen: dict[str, dict[str, Meta]] = {}
+        self.kept: dict[str, tuple[bytes, int]] = {}  # path -> (bytes, mode), keep_bytes areas
+        self.violations = 0  # a counter: a run that saw it move during its run is void
+
+    def arm(self) -> None:
+        """Take what is there now as the truth."""
+        for area in self.areas:
+            self.seen[area.name] = scan(area)
+            if area.keep_bytes:
+                for path, meta in self.seen[area.name].items():
+                    if stat.S_ISREG(meta[4]):
+                        self.kept[path] = (Path(path).read_bytes(), meta[4])
+
+    def check(self) -> list[Change]:
+        """What changed since arm() (bytecode Python wrote for itself is accepted on the way)."""
+        changes = []
+        for area in self.areas:
+            before, now = self.seen[area.name], scan(area)
+            for path in sorted(set(before) | set(now)):
+                if before.get(path) == now.get(path):
+                    continue
+                what = "new" if path not in before else "deleted" if path not in now else "changed"
+                if what != "deleted" and area.name == "environment" and is_own_bytecode(Path(path)):
+                    before[path] = now[path]
+                    continue
+                changes.append(Change(area.name, Path(path), what))
+        return changes
+
+    def undo(self, changes: list[Change], backup: Path) -> tuple[list[str], list[str]]:
+        """Put back what can be: (what was undone, what cannot be undone). Copies go to backup."""
+        undone, lost = [], []
+        if not changes:
+            return undone, lost
+        for change in changes:
+            path = change.path
+            copy = backup / change.area / path.relative_to(path.anchor)
+            if path.exists() or path.is_symlink():
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, copy, follow_symlinks=False)
+            if change.what == "new":
+                path.unlink(missing_ok=True)
+                self.seen[change.area].pop(str(path), None)
+                undone.append(f"{path} (new, removed)")
+            elif str(path) in self.kept:
+                content, mode = self.kept[str(path)]
+                path.unlink(missing_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+                os.chmod(path, stat.S_IMODE(mode))
+                self.seen[change.area][str(path)] = _meta(str(path))
+                undone.append(f"{path} ({change.what}, restored)")
+            else:
+                lost.append(str(change))
+        self.violations += 1
+        return undone, lost
+
+    def accept(self, changes: list[Change]) -> None:
+        """Take these changes as legitimate (e.g. caches the baseline's own code wrote)."""
+        for change in changes:
+            meta = _meta(str(change.path))
+            if meta is None:
+                self.seen[change.area].pop(str(change.path), None)
+            else:
+                self.seen[change.area][str(change.path)] = meta
+
+
+def lost_message(lost: list[str]) -> str:
+    """The one line (for a UserError) for changes the loop cannot put back."""
+    return (f"{', '.join(lost[:3])}{' ...' if len(lost) > 3 else ''} changed outside train.py "
+            f"and cannot be put back by the loop: reinstall the environment (`uv sync "
+            f"--reinstall`) or prepare the data again (`uv run prepare.py --force ...`), then "
+            f"run the same command (copies of what was found are in the undo folder)")
+
+
+def is_own_bytecode(path: Path) -> bool:
+    """A .pyc that is exactly what this Python compiles from the source beside it."""
+    if path.suffix != ".pyc" or path.parent.name != "__pycache__" or path.is_symlink():
+        return False
+    stem, *tags = path.name[: -len(".pyc")].split(".")
+    source = path.parent.parent / f"{stem}.py"
+    try:
+        data, text = path.read_bytes(), source.read_bytes()
+    except OSError:
+        return False
+    if data[:4] != importlib.util.MAGIC_NUMBER or len(data) < 16:
+        return False
+    flags = int.from_bytes(data[4:8], "little")
+    if flags & 1:  # hash-based
+        if data[8:16] != importlib.util.source_hash(text):
+            return False
+    else:
+        st = source.stat()
+        stamp = int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF
+        if (int.from_bytes(data[8:12], "little"), int.from_bytes(data[12:16], "little")) != stamp:
+            return False
+    optimize = int(tags[-1][4:]) if tags and tags[-1].startswith("opt-") else 0
+    try:
+        code = marshal.loads(data[16:])
+        return code == compile(text, str(source), "exec", dont_inherit=True, optimize=optimize)
+    except (ValueError, EOFError, TypeError, SyntaxError):
+        return False
+
+
+DATA_FILES = ("data/dataset.json", "tokenizer/meta.json", "tokenizer/tokenizer.pkl",
+              "tokenizer/token_bytes.pt")  # what defines the data set and the tokenizer
+
+
+def data_fingerprint(cache_dir: Path) -> str:
+    """A hash of the prepared data set and tokenizer: their defining files' bytes and each
+    shard's name and size. Equal on every node that prepared the same source."""
+    digest = hashlib.sha256()
+    for name in DATA_FILES:
+        path = cache_dir / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"-"))
+    shards = sorted((cache_dir / "data").glob("*.parquet")) if (cache_dir / "data").is_dir() else []
+    for shard in shards:
+        digest.update(f"{shard.name}:{shard.stat().st_size}".encode())
+    return digest.hexdigest()

@@ -1,0 +1,145 @@
+"""The work trees the agents edit, one per worker, apart from the user's checkout and each other.
+
+Worker k of tag T edits train.py in .autoresearch/T/trees/<k>, a git worktree on a detached HEAD.
+Before each proposal the tree is set to exactly the best commit: every tracked file as committed,
+nothing untracked or ignored. Afterwards only train.py may differ. Whatever else the agent did is
+copied to an undo folder and undone: files restored or removed (ignored ones like __pycache__
+included), HEAD put back, branches and tags it created deleted. The loop owns these trees, so it
+may clean them; the user's own checkout is never written by the loop.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.workspace.git import TRAIN, Git
+
+TREES = "trees"  # under .autoresearch/<tag>/
+
+
+@dataclass
+class Check:
+    """What the agent left: why the edit cannot run (None if it can), and what was undone."""
+
+    reason: str | None
+    undone: list[str]
+    notes: list[str]
+    train_py: str | None  # the edited text, None if there is none
+
+
+class Slot:
+    def __init__(self, repo: Git, path: Path, worker: int):
+        self.repo = repo  # the user's repository (refs, objects)
+        self.path = path
+        self.worker = worker
+        self.git = Git(path)
+
+    def reset(self, commit: str, backup: Path, keep_train: bool = False) -> list[str]:
+        """Make the tree exactly `commit` (train.py excepted with keep_train); copy everything
+        that differed to `backup` first. Returns the paths that differed (train.py not listed)."""
+        if not self.intact():
+            if self.path.exists():  # loop-owned; e.g. an agent deleted its .git file
+                _copy(self.path, backup)
+                shutil.rmtree(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.repo.add_worktree(self.path, commit)
+            return []
+        train = self.path / TRAIN
+        kept = train.read_text() if keep_train and train.is_file() else None
+        differ = [p for p in self.changed_paths() if p != TRAIN]
+        for rel in differ + ([TRAIN] if not keep_train and train.exists() else []):
+            _copy(self.path / rel, backup / rel)
+        self.git.run("checkout", "--quiet", "--detach", "--force", commit)
+        for rel in self.untracked():
+            _remove(self.path / rel)
+        if kept is not None:
+            train.write_text(kept)
+        return differ
+
+    def intact(self) -> bool:
+        """A work tree of its own. Without its .git file, git would walk up to the user's
+        checkout (the trees live inside it): never run a git command here unless this holds."""
+        if not (self.path / ".git").is_file():
+            return False
+        top = self.git.run("rev-parse", "--show-toplevel", check=False)
+        return bool(top) and Path(top).resolve() == self.path.resolve()
+
+    def changed_paths(self) -> list[str]:
+        """Tracked files that differ from HEAD, and every untracked or ignored path."""
+        out = self.git.run_raw("status", "--porcelain=v1", "-z", "--untracked-files=all",
+                               "--ignored=matching")
+        entries, paths, i = out.split("\0"), [], 0
+        while i < len(entries):
+            entry = entries[i]
+            i += 1
+            if len(entry) < 4:
+                continue
+            paths.append(entry[3:].rstrip("/"))
+            if entry[0] in "RC":  # a rename is followed by its source path
+                paths.append(entries[i])
+                i += 1
+        return sorted(set(paths))
+
+    def untracked(self) -> list[str]:
+        out = self.git.run_raw("status", "--porcelain=v1", "-z", "--untracked-files=all",
+                               "--ignored=matching")
+        return [e[3:].rstrip("/") for e in out.split("\0") if e[:2] in ("??", "!!")]
+
+    def head(self) -> str:
+        return self.git.head()
+
+    def check(self, parent: str, backup: Path, refs_before: dict[str, str]) -> Check:
+        """After the agent: undo all but train.py, then say whether train.py can be run."""
+        notes = []
+        branch = self.git.current_branch()
+        if branch or self.head() != parent:
+            notes.append(f"HEAD had moved{f' to branch {branch}' if branch else ''}: put back")
+        notes += self.drop_new_refs(parent, refs_before, branch)
+        undone = self.reset(parent, backup, keep_train=True)
+        train = self.path / TRAIN
+        if undone:
+            return Check(f"changed files other than train.py: {', '.join(undone[:8])}", undone,
+                         notes, None)
+        if not train.is_file():
+            return Check("train.py was deleted", undone, notes, None)
+        text = train.read_text()
+        if text == self.repo.file_at(parent):
+            return Check("train.py is unchanged from the best commit", undone, notes, None)
+        try:
+            compile(text, TRAIN, "exec")
+        except (SyntaxError, ValueError) as e:
+            return Check(f"train.py does not compile: {type(e).__name__}: {e}", undone, notes,
+                         None)
+        return Check(None, undone, notes, text)
+
+    def drop_new_refs(self, parent: str, before: dict[str, str], branch: str | None) -> list[str]:
+        """Delete branches and tags the agent made: new since `before`, and either checked out
+        here or built on the agent's parent (a human's new branch elsewhere is left alone)."""
+        notes = []
+        for ref, sha in self.repo.refs("refs/heads", "refs/tags").items():
+            if ref in before or ref.startswith("refs/heads/autoresearch/"):
+                continue
+            mine = ref == f"refs/heads/{branch}" or self.repo.is_ancestor(parent, sha)
+            if mine:
+                if ref == f"refs/heads/{branch}":
+                    self.git.run("checkout", "--quiet", "--detach", parent)
+                self.repo.delete_ref(ref)
+                notes.append(f"deleted {ref} (was at {sha[:7]}) that the agent made")
+        return notes
+
+
+def _copy(path: Path, copy: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, copy, follow_symlinks=False)
+    elif path.is_dir():
+        shutil.copytree(path, copy, symlinks=True, dirs_exist_ok=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
