@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from autoresearch.agents import AgentRefused, AgentRequest, make_agent
-from autoresearch.agents.sweep import find_constants
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
+from autoresearch.memory.literals import find_constants
 from constants import PROFILES
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one

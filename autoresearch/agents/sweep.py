@@ -10,13 +10,13 @@ doing research.
 
 from __future__ import annotations
 
-import ast
 import itertools
 import random
 import re
 from dataclasses import dataclass
 
 from autoresearch.agents.base import AgentRefused, AgentRequest, Proposal, Usage
+from autoresearch.memory.literals import Constant, find_constants
 
 LOG_FACTORS = (0.5, 0.7, 0.8, 1.25, 1.4, 2.0)  # learning rates and weight decay live on a log scale
 RATIO_STEPS = (-0.2, -0.1, 0.1, 0.2)  # schedule fractions, clamped to [0, 1]
@@ -25,18 +25,7 @@ BETA2_FACTORS = (0.5, 2.0)  # applied to 1 - beta2: 0.95 -> 0.975 or 0.9
 WINDOW_PATTERNS = ("L", "SL", "SSL", "SSSL", "SSSSSSSL")
 ASPECT_STEP = 16
 PAIR_PROBABILITY = 0.25  # how often to change two knobs at once
-NAME_RE = re.compile(r"[A-Z][A-Z0-9_]*")
 POWER_OF_TWO_RE = re.compile(r"2\s*\*\*\s*(\d+)")
-
-
-@dataclass
-class Constant:
-    name: str
-    value: object  # the evaluated literal
-    text: str  # its source text
-    line: int  # 0-based line index
-    start: int  # character span of the value within the line
-    end: int
 
 
 @dataclass
@@ -71,52 +60,6 @@ class SweepAgent:
         compile(new_text, "train.py", "exec")  # a rule that breaks the file is a bug here
         (request.repo / "train.py").write_text(new_text, encoding="utf-8")
         return Proposal(mutation.description, Usage(cost_usd=0.0))
-
-
-def find_constants(text: str) -> dict[str, Constant]:
-    """Top-level `NAME = literal` assignments; names assigned twice at top level are ambiguous
-    (which one wins?) and left alone, as are nested ones such as a per-profile override block."""
-    lines = text.splitlines(keepends=True)
-    found: dict[str, Constant] = {}
-    seen: set[str] = set()
-    for node in ast.parse(text).body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)):
-            continue
-        name, value = node.targets[0].id, node.value
-        if not NAME_RE.fullmatch(name):
-            continue
-        if name in seen:
-            found.pop(name, None)
-            continue
-        seen.add(name)
-        try:
-            evaluated = _literal(value)
-        except ValueError:
-            continue
-        if value.lineno != value.end_lineno:
-            continue
-        line = lines[value.lineno - 1]
-        start, end = _char(line, value.col_offset), _char(line, value.end_col_offset)
-        found[name] = Constant(name, evaluated, line[start:end], value.lineno - 1, start, end)
-    return found
-
-
-def _literal(node: ast.expr) -> object:
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):  # TOTAL_BATCH_SIZE = 2**19
-        base, exponent = _literal(node.left), _literal(node.right)
-        if type(base) is int and type(exponent) is int and 0 <= exponent < 64:
-            return base**exponent
-        raise ValueError("not a constant power")
-    value = ast.literal_eval(node)
-    if isinstance(value, bool) or not isinstance(value, (int, float, str, tuple)):
-        raise ValueError("not a tunable literal")
-    return value
-
-
-def _char(line: str, byte_offset: int) -> int:
-    """ast reports UTF-8 byte offsets; slicing needs character offsets."""
-    return len(line.encode("utf-8")[:byte_offset].decode("utf-8"))
 
 
 def neighbours(constants: dict[str, Constant]) -> list[Mutation]:
