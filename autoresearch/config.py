@@ -38,6 +38,7 @@ class Options:
     mixed_gpus: bool = False
     ray: str | None = None  # --ray: "auto", "ray://head:10001", None for local processes
     guard_environment: bool = True  # watch the Python environment for agent/run tampering
+    prefetch: bool = True  # an agent prepares its next proposal while its GPU trains
 
 
 @dataclass

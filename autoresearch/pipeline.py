@@ -14,6 +14,7 @@ its agent prepares the next proposal while its GPU trains the last one:
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,13 +63,12 @@ class Worker:
     def propose_forever(self) -> None:
         while not self.loop.closing:
             task = self.coord.next_task(self.k)
-            if task is None and (self.coord.has_ready_proposal(self.k)
-                                 or not self.loop.may_propose()):
+            if not self.loop.may_propose() or (task is None and self.has_work()):
                 self.loop.wait(0.5)
                 continue
             try:
                 self.propose(task)
-            except UserError as e:
+            except BaseException as e:  # noqa: BLE001 (the main thread re-raises it)
                 self.loop.fail(e)
                 return
 
@@ -82,45 +82,60 @@ class Worker:
             return
         marker = self.marker_for(seq)
         backup = tag_dir(loop.repo, coord.tag) / "undone" / f"w{self.k}-{seq}"
-        self.proposing, done = True, False
+        self.proposing = True
         try:
-            self.slot.reset(parent, backup)
-            train_py = loop.git.file_at(task.commit if kind == Kind.FIX else parent)
-            (self.slot.path / TRAIN).write_text(train_py)
-            refs = loop.git.refs("refs/heads", "refs/tags")
-            request = self.request(task, parent, train_py, seq, marker)
-            loop.live(self.k, phase="agent", experiment=None, kind=kind.value, commit="",
-                      description=self.title(task), step=None, progress_pct=None,
-                      remaining_s=None, loss=None)
-            try:
-                proposal, refusal = self.ask(request)
-            finally:  # whatever the agent did outside train.py is undone, even if it failed
-                reason, notes = self.check(parent, backup, refs)
-                for note in notes:
-                    loop.log(f"w{self.k}: {note}", "yellow")
-            done = True  # from here on, the task (if any) is used up whatever happens
-            if proposal is None or reason:
-                self.reject(reason or f"the agent gave no usable edit: {refusal}", task)
-                return
-            text = (self.slot.path / TRAIN).read_text()
-            known = coord.known_program(text, parent)
-            if known:
-                self.reject(f"not run: {known}", task,
-                            feedback=f"Your last proposal was not run: {known}. Propose "
-                                     f"something different.")
-                return
-            description = sanitize(proposal.description) or "(no description)"
-            hypothesis = sanitize(getattr(proposal, "hypothesis", "") or "")
-            commit = loop.git.commit_file(parent, text,
-                                          coord.message(description, hypothesis, kind, self.k))
-            job = coord.submit(self.k, kind, commit, parent, description, self.agent.name,
-                               proposal.usage.cost_usd, hypothesis, task)
-            self.rejected = 0
-            loop.log(f"w{self.k}: {job.id} ready: {description}")
+            job = self.propose_on(task, kind, parent, seq, marker, backup)
         finally:
             self.proposing = False
-            coord.end_proposal(self.k, task if done else None)
-            loop.live(self.k, phase="idle" if self.running is None else "training")
+        # Not in a `finally`: a proposal cut short by an error stays journaled, and the next
+        # `run` drops it (kills the agent's processes, resets the work tree), as after kill -9.
+        coord.end_proposal(self.k, task)
+        if job is not None:
+            loop.log(f"w{self.k}: {job.id} ready: {job.description}")
+        loop.live(self.k, phase="idle" if self.running is None else "training")
+
+    def propose_on(self, task: Task | None, kind: Kind, parent: str, seq: int, marker: str,
+                   backup: Path) -> Job | None:
+        """One agent turn in the work tree; the queued job, or None if it was rejected."""
+        loop, coord = self.loop, self.coord
+        self.slot.reset(parent, backup)
+        train_py = loop.git.file_at(task.commit if kind == Kind.FIX else parent)
+        (self.slot.path / TRAIN).write_text(train_py)
+        refs = loop.git.refs("refs/heads", "refs/tags")
+        request = self.request(task, parent, train_py, seq, marker)
+        loop.live(self.k, phase="agent", experiment=None, kind=kind.value, commit="",
+                  description=self.title(task), step=None, progress_pct=None,
+                  remaining_s=None, loss=None)
+        try:
+            proposal, refusal = self.ask(request)
+        finally:  # whatever the agent did outside train.py is undone, even if it failed
+            reason, notes = self.check(parent, backup, refs)
+            for note in notes:
+                loop.log(f"w{self.k}: {note}", "yellow")
+        if proposal is None or reason:
+            self.reject(reason or f"the agent gave no usable edit: {refusal}", task)
+            return None
+        text = (self.slot.path / TRAIN).read_text()
+        known = coord.known_program(text, parent)
+        if known:
+            self.reject(f"not run: {known}", task,
+                        feedback=f"Your last proposal was not run: {known}. Propose something "
+                                 f"different.")
+            return None
+        description = sanitize(proposal.description) or "(no description)"
+        hypothesis = sanitize(getattr(proposal, "hypothesis", "") or "")
+        commit = loop.git.commit_file(parent, text,
+                                      coord.message(description, hypothesis, kind, self.k))
+        self.rejected = 0
+        return coord.submit(self.k, kind, commit, parent, description, self.agent.name,
+                            proposal.usage.cost_usd, hypothesis, task)
+
+    def has_work(self) -> bool:
+        """Enough for this worker's GPU for now: one proposal waiting (latency hiding), or with
+        --no-prefetch, anything queued, running or being confirmed."""
+        if self.loop.opts.prefetch:
+            return self.coord.has_ready_proposal(self.k)
+        return self.running is not None or self.coord.has_jobs(self.k)
 
     def marker_for(self, seq: int) -> str:
         return f"{self.loop.repo.resolve()}#{self.coord.tag}#w{self.k}#{seq}"
@@ -200,7 +215,7 @@ class Worker:
                 continue
             try:
                 self.run(job)
-            except UserError as e:
+            except BaseException as e:  # noqa: BLE001 (the main thread re-raises it)
                 self.loop.fail(e)
                 return
 
@@ -258,12 +273,23 @@ class Worker:
         if tampered or found:
             what = ", ".join(tampered + found[:3])
             loop.log(f"#{job.n} changed {what} while it ran: void", "red")
-            return replace(out, metrics=None, reason=TAMPER, error=f"changed {what}")
-        if job.seen != loop.guard.violations:
+            out = replace(out, metrics=None, reason=TAMPER, error=f"changed {what}")
+        elif job.seen != loop.guard.violations:
             loop.log(f"#{job.n} ran while the harness was tampered with: running it again",
                      "yellow")
             return None
+        write_metrics(spec.run_dir, job, result, out)
         return out
+
+
+def write_metrics(run_dir: Path, job: Job, result: RunResult, out: Outcome) -> None:
+    """metrics.json: how the run ended and what it measured, beside its log."""
+    (run_dir / "metrics.json").write_text(json.dumps({
+        "n": job.n, "kind": job.kind.value, "commit": job.commit, "parent": job.parent,
+        "returncode": result.returncode, "timed_out": result.timed_out,
+        "seconds": round(result.seconds, 1), "crash_reason": out.reason, "profile": out.profile,
+        "worker": job.worker, "gpu": out.gpu, "device": out.device, "node": out.node,
+        "summary": out.metrics}, indent=2))
 
 
 def _read(path: Path) -> str:

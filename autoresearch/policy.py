@@ -120,13 +120,13 @@ def _row(job: Job, out: Outcome, ctx: Context, status: str, reason: str = ""):
 
 def _baseline(job: Job, out: Outcome, ctx: Context) -> Decision:
     if out.metrics is None:
-        decision = Decision([_row(job, out, "crash")])
+        decision = Decision([_row(job, out, ctx, "crash")])
         if job.kind == Kind.BASELINE:
             decision.stop = (f"the baseline crashed ({out.reason}): {out.error or 'no error line'}"
                              f" (see {job.run_dir}/run.log); fix that, then run the same command")
         return decision
     status = "keep" if job.kind == Kind.BASELINE else "discard"
-    return Decision([_row(job, out, status, "" if status == "keep" else "noise")])
+    return Decision([_row(job, out, ctx, status, "" if status == "keep" else "noise")])
 
 
 def _control(job: Job, out: Outcome, ctx: Context) -> Decision:
@@ -134,9 +134,9 @@ def _control(job: Job, out: Outcome, ctx: Context) -> Decision:
     reason = f"control for #{job.subject}"
     if out.metrics is None:
         held = replace(cand, failed=f"its control run #{job.n} crashed ({out.reason})")
-        return Decision([_row(job, out, "crash")], hold=held)
+        return Decision([_row(job, out, ctx, "crash")], hold=held)
     held = replace(cand, control=out.metrics["val_bpb"])
-    return Decision([_row(job, out, "discard", reason)], hold=held)
+    return Decision([_row(job, out, ctx, "discard", reason)], hold=held)
 
 
 def _confirm(job: Job, out: Outcome, ctx: Context) -> Decision:
@@ -146,7 +146,7 @@ def _confirm(job: Job, out: Outcome, ctx: Context) -> Decision:
     if out.metrics is None or cand.failed or cand.control is None:
         why = cand.failed or f"its confirmation run #{job.n} crashed ({out.reason})"
         first = replace(first, status="discard", reason=f"not confirmed: {why}")
-        second = _row(job, out, "crash" if out.metrics is None else "discard", first.reason)
+        second = _row(job, out, ctx, "crash" if out.metrics is None else "discard", first.reason)
         return Decision([first, second], tried=tried, settle=cand.n)
     runs = [first.val_bpb, out.metrics["val_bpb"]]
     ok, gain = paired(runs, cand.control, ctx.threshold)
@@ -155,7 +155,7 @@ def _confirm(job: Job, out: Outcome, ctx: Context) -> Decision:
            f"{ctx.threshold:.6f})")
     if ok and job.parent == ctx.best:
         first = replace(first, status="keep", reason=why)
-        return Decision([first, _row(job, out, "keep", why)], keep=job.commit, settle=cand.n,
+        return Decision([first, _row(job, out, ctx, "keep", why)], keep=job.commit, settle=cand.n,
                         log=[f"#{cand.n} kept: {why}"])
     if ok:  # it beat its parent, but another worker moved the best meanwhile
         why += f"; the best moved to {ctx.best[:7]}: re-applying it there"
@@ -163,14 +163,14 @@ def _confirm(job: Job, out: Outcome, ctx: Context) -> Decision:
     else:
         port = None
     first = replace(first, status="discard", reason=why)
-    return Decision([first, _row(job, out, "discard", why)], tried=tried, settle=cand.n,
+    return Decision([first, _row(job, out, ctx, "discard", why)], tried=tried, settle=cand.n,
                     port=port)
 
 
 def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
     tried = {job.n: job.commit}
     if out.metrics is None:
-        decision = Decision([_row(job, out, "crash")], tried=tried)
+        decision = Decision([_row(job, out, ctx, "crash")], tried=tried)
         attempt = job.fix_attempt + 1 if job.kind == Kind.FIX else 1
         if out.reason in FIXABLE_REASONS and attempt <= ctx.max_fix_attempts:
             decision.tasks.append(Task(Kind.FIX, job.worker, job.n, job.commit, job.parent,
@@ -183,12 +183,13 @@ def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
     vs = (f"{value - parent:+.6f} vs parent {job.parent[:7]} ({parent:.6f})"
           if parent is not None else f"parent {job.parent[:7]} not measured on {out.device}")
     if not screen(value, parent, ctx.threshold):
-        return Decision([_row(job, out, "discard", vs)], tried=tried)
+        return Decision([_row(job, out, ctx, "discard", vs)], tried=tried)
     if job.parent != ctx.best and parent is not None:
         why = f"{vs}: beat its parent, but the best moved to {ctx.best[:7]}: re-applying it there"
         port = Port(job.n, job.worker, job.commit, job.parent, job.description, parent - value)
-        return Decision([_row(job, out, "discard", why)], tried=tried, port=port)
-    candidate = Candidate(job.n, job.worker, job.commit, job.parent, _row(job, out, "discard", vs))
+        return Decision([_row(job, out, ctx, "discard", why)], tried=tried, port=port)
+    candidate = Candidate(job.n, job.worker, job.commit, job.parent,
+                          _row(job, out, ctx, "discard", vs))
     follow = [Job("", Kind.CONTROL, job.worker, job.parent, job.parent,
                   f"control for #{job.n}: its parent again", priority=0, subject=job.n),
               Job("", Kind.CONFIRM, job.worker, job.commit, job.parent,

@@ -83,7 +83,7 @@ class Loop:
         self.stopping = ""  # why the loop is winding down: no new runs start
         self.closing = False  # threads: leave as soon as what is under way is done
         self.aborting = False  # second Ctrl-C / SIGTERM / stop --now: kill the runs now
-        self.error: UserError | None = None
+        self.error: BaseException | None = None  # raised in a worker's thread
         self.wake = threading.Condition()
         self.live_lock = threading.Lock()
         self.guard_lock = threading.Lock()
@@ -125,16 +125,20 @@ class Loop:
                 self.resume()
                 self.coord.plan_wave(len(self.workers))
                 reason = self.drive()
-            except UserError as e:
+            except Exception as e:
+                self.wind_down()
                 self.log(f"loop stopped: {e}", "red")
                 raise
-            finally:
-                self.closing = True
-                self.release_agents()
-                self.live(None, phase="idle")
-                clear_stop(self.repo, tag)
+            # (Anything else, e.g. a test's stand-in for kill -9, leaves everything as it is.)
+            self.wind_down()
             self.log(f"loop stopped: {reason}", "bold")
             return reason
+
+    def wind_down(self) -> None:
+        self.closing = True
+        self.release_agents()
+        self.live(None, phase="idle")
+        clear_stop(self.repo, self.opts.tag)
 
     def guard_areas(self) -> list:
         common = Path(self.git.run("rev-parse", "--git-common-dir"))
@@ -179,7 +183,7 @@ class Loop:
                                             daemon=True))
         for thread in threads:
             thread.start()
-        runners = threads[::2]
+        runners, proposers = threads[::2], threads[1::2]
         while any(t.is_alive() for t in runners):
             why = self.why_stop()
             if why and not self.stopping:
@@ -191,13 +195,17 @@ class Loop:
                 t.join(timeout=0.2)
         self.closing = True
         self.notify()
+        for t in proposers:  # they leave at their next step; an agent call under way is not
+            t.join(timeout=1.0)  # waited for (its processes are killed on the way out)
         if self.error is not None:
             raise self.error
         if self.aborting:
             return "aborted: the runs under way run again on the next `run`"
         if self.stopping:
             return self.stopping
-        return f"reached --max-experiments {self.opts.max_experiments}"
+        if self.opts.max_experiments is not None:
+            return f"reached --max-experiments {self.opts.max_experiments}"
+        return "nothing left to do"
 
     def why_stop(self) -> str | None:
         if self.error is not None:
@@ -248,8 +256,9 @@ class Loop:
     def should_abort(self) -> bool:
         return self.aborting or stop_requested(self.repo, self.opts.tag) == "now"
 
-    def fail(self, error: UserError) -> None:
-        """A thread hit an error the loop cannot continue past: stop everything."""
+    def fail(self, error: BaseException) -> None:
+        """A thread hit an error the loop cannot continue past: stop everything; the main
+        thread raises it (a UserError as one line, anything else with its traceback)."""
         if self.error is None:
             self.error = error
         self.closing = True

@@ -90,10 +90,13 @@ class Coordinator:
         return count if count >= PLATEAU_AFTER else 0
 
     def agent_runs(self) -> int:
-        """Agent experiments recorded or on their way (for --max-experiments)."""
+        """Agent experiments recorded or on their way (for --max-experiments): rows, queued
+        and running jobs, candidates and ported runs whose rows are held back."""
         with self.lock:
+            s = self.state
             done = sum(1 for r in self.rows() if r.kind in ("experiment", "fix", "port"))
-            return done + sum(1 for j in self.state.jobs if j.kind in AGENT_KINDS)
+            return done + sum(1 for j in s.jobs if j.kind in AGENT_KINDS) + \
+                len(s.candidates) + sum(1 for t in s.tasks if t.row is not None)
 
     def idle(self) -> bool:
         """No job queued or running, no candidate waiting."""
@@ -149,6 +152,12 @@ class Coordinator:
         s.jobs.append(job)
         self.changed.notify_all()
         return job
+
+    def has_jobs(self, worker: int) -> bool:
+        """Anything queued, running or waiting for paired runs on this worker."""
+        with self.lock:
+            return any(j.worker == worker for j in self.state.jobs) or \
+                any(c.worker == worker for c in self.state.candidates)
 
     def has_ready_proposal(self, worker: int) -> bool:
         with self.lock:
