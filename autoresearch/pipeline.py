@@ -54,6 +54,7 @@ class Worker:
         self.gpu, self.device = gpu, device
         self.coord = loop.coord
         self.rejected = 0  # this worker's rejections in a row (for its back-off)
+        self.last_rejection = ""
         self.proposing = False
         self.running: Job | None = None
         self.busy_seconds = 0.0  # time its GPU spent in train.py (the busy fraction)
@@ -93,6 +94,10 @@ class Worker:
         if job is not None:
             loop.log(f"w{self.k}: {job.id} ready: {job.description}")
         loop.live(self.k, phase="idle" if self.running is None else "training")
+        if coord.state.rejections >= MAX_REJECTIONS:
+            raise UserError(f"{MAX_REJECTIONS} proposals in a row were unusable (last: "
+                            f"{self.last_rejection}); see .autoresearch/{coord.tag}/events.log, "
+                            f"check the agent and program.md, then run again")
 
     def propose_on(self, task: Task | None, kind: Kind, parent: str, seq: int, marker: str,
                    backup: Path) -> Job | None:
@@ -113,7 +118,8 @@ class Worker:
             for note in notes:
                 loop.log(f"w{self.k}: {note}", "yellow")
         if proposal is None or reason:
-            self.reject(reason or f"the agent gave no usable edit: {refusal}", task)
+            self.reject(f"the agent gave no usable edit: {refusal}" if proposal is None
+                        else reason, task)
             return None
         text = (self.slot.path / TRAIN).read_text()
         known = coord.known_program(text, parent)
@@ -191,12 +197,9 @@ class Worker:
         loop = self.loop
         in_a_row = self.coord.reject(self.k, reason, task, feedback)
         self.rejected += 1
+        self.last_rejection = reason
         loop.log(f"w{self.k}: proposal rejected: {reason}", "yellow")
-        if in_a_row >= MAX_REJECTIONS:
-            raise UserError(f"{MAX_REJECTIONS} proposals in a row were unusable (last: {reason});"
-                            f" see .autoresearch/{self.coord.tag}/events.log, check the agent and "
-                            f"program.md, then run again")
-        if self.rejected % BACKOFF_EVERY == 0:
+        if in_a_row < MAX_REJECTIONS and self.rejected % BACKOFF_EVERY == 0:
             pause = min(BACKOFF_MAX, loop.opts.backoff * 2 ** (self.rejected // BACKOFF_EVERY - 1))
             loop.log(f"w{self.k}: {self.rejected} rejections in a row: pausing {pause:.0f}s")
             loop.sleep(pause)

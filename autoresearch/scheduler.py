@@ -75,8 +75,6 @@ class Loop:
         self.agents = agents
         self.ui = ui
         self.git = Git(self.repo)
-        self.harness = Harness.read(self.repo)
-        self.timeout = opts.timeout or self.harness.timeout()
         self.slots = slots
         self.executor = executor
         self.deadline = time.monotonic() + opts.hours * 3600 if opts.hours else None
@@ -96,6 +94,8 @@ class Loop:
     def run(self) -> str:
         """Open or resume the tag, finish what a killed loop left, then run; say why it ended."""
         self.git.check_repo()  # before the lock, which would create .autoresearch/ anywhere
+        self.harness = Harness.read(self.repo)
+        self.timeout = self.opts.timeout or self.harness.timeout()
         with TagLock(self.repo, self.opts.tag), _Signals(self):
             state = open_tag(self.git, self.opts.tag, data_fingerprint(self.harness.cache_dir))
             tag = state.tag
@@ -176,6 +176,8 @@ class Loop:
 
     def drive(self) -> str:
         """Run every worker's two threads until a stop; say why it ended."""
+        if why := self.why_stop():
+            return why
         threads = []
         for w in self.workers:
             threads.append(threading.Thread(target=w.run_forever, name=f"run-w{w.k}", daemon=True))
@@ -326,12 +328,11 @@ class Loop:
                          time_left_s=max(0.0, self.deadline - time.monotonic())
                          if self.deadline else None,
                          stopping=bool(self.stopping))
-            now = time.monotonic()
-            if "step" in values and now - self.live_written < LIVE_EVERY:
-                return
-            self.live_written = now
             snapshot = dict(state, workers={k: dict(v) for k, v in state["workers"].items()})
-            write_live(self.repo, self.opts.tag, snapshot)
+            now = time.monotonic()
+            if "step" not in values or now - self.live_written >= LIVE_EVERY:
+                self.live_written = now
+                write_live(self.repo, self.opts.tag, snapshot)
         self.ui.update(snapshot)
 
 

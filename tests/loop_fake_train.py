@@ -6,9 +6,18 @@ leave an orphan... Env vars tune a run without touching the code:
   FAKE_TRAIN_SECONDS  how long "training" takes (default 0)
   FAKE_OFFSETS_FILE   numbers, one per line: each run adds (and consumes) the first to VAL_BPB
   FAKE_PID_FILE       every process of the run appends its pid here
+  FAKE_COUNTER        a file counting the runs of a test (shared by parallel runs, locked):
+                      run i's machine speed is 1 + FAKE_DRIFT * sin(2 pi i / FAKE_DRIFT_PERIOD)
+                      (default period 40), and a fixed-time budget turns speed into val_bpb:
+                      + SPEED_EFFECT * (1 - speed); plus Gaussian noise of sd FAKE_NOISE, seeded
+                      by FAKE_SEED and i, so a test is deterministic
+  FAKE_DEVICE_FILE    each run appends its CUDA_VISIBLE_DEVICES here
 """
 
+import fcntl
+import math
 import os
+import random
 import subprocess
 import sys
 import time
@@ -43,12 +52,35 @@ def offset():
     return float(lines[0])
 
 
+SPEED_EFFECT = 0.05  # bpb per 100 % of speed: fewer steps in the time budget, a worse model
+
+
+def drift_and_noise():
+    path = os.environ.get("FAKE_COUNTER")
+    if not path:
+        return 0.0
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        i = int(f.read() or 0)
+        f.seek(0)
+        f.truncate()
+        f.write(str(i + 1))
+    period = float(os.environ.get("FAKE_DRIFT_PERIOD", "40"))
+    speed = 1 + float(os.environ.get("FAKE_DRIFT", "0")) * math.sin(2 * math.pi * i / period)
+    rng = random.Random(f"{os.environ.get('FAKE_SEED', '0')}:{i}")
+    return SPEED_EFFECT * (1 - speed) + rng.gauss(0, float(os.environ.get("FAKE_NOISE", "0")))
+
+
 def main():
     path = os.environ.get("FAKE_PID_FILE")
     if path:
         open(path, "a").write(f"{os.getpid()}\n")
+    devices = os.environ.get("FAKE_DEVICE_FILE")
+    if devices:
+        open(devices, "a").write(f"{os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\n")
     seconds = float(os.environ.get("FAKE_TRAIN_SECONDS", "0"))
-    value = VAL_BPB + offset()
+    value = VAL_BPB + offset() + drift_and_noise()
     print("profile: cpu | device: cpu | params: 0.1M", flush=True)
     for step in range(3):
         print(f"step {step:05d} ({100 * (step + 1) / 3:.1f}%) | loss 4.{step}00000 | lrm 1.00 | "

@@ -1,15 +1,21 @@
 """Shared pieces of the loop tests: a throwaway git repo whose train.py is a fake trainer
-(loop_fake_train.py: its constants decide the outcome), a scripted agent, invariant checks."""
+(loop_fake_train.py: its constants decide the outcome), a scripted agent, fake GPUs, invariant
+checks."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from autoresearch.agents import AgentRequest, Proposal, Usage
-from autoresearch.ledger.results import Row
+from autoresearch.config import Options
+from autoresearch.execution.gpus import Slot
+from autoresearch.ledger.results import Row, read_results
+from autoresearch.ledger.state import load_state
+from autoresearch.scheduler import Loop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AGENT_LOOP = REPO_ROOT / "agent_loop.py"
@@ -17,6 +23,7 @@ AGENT_LOOP = REPO_ROOT / "agent_loop.py"
 FAKE_TRAIN = (Path(__file__).parent / "loop_fake_train.py").read_text()
 
 GITIGNORE = "__pycache__/\nresults.tsv\nruns/\n.autoresearch/\n*.pt\n"
+CPU = [Slot(0, None, "cpu")]
 
 
 def git(repo: Path, *args: str) -> str:
@@ -57,19 +64,23 @@ def edit(description: str, **values: object):
 
 
 class ScriptedAgent:
-    """Plays a list of steps (callables taking the request); records the requests it got."""
+    """Plays a list of steps (callables taking the request); records the requests it got.
+    Thread-safe: several workers may share it."""
 
     name = "scripted"
 
     def __init__(self, steps):
         self.steps = list(steps)
         self.requests: list[AgentRequest] = []
+        self.lock = threading.Lock()
 
     def propose(self, request: AgentRequest) -> Proposal:
-        self.requests.append(request)
-        if not self.steps:
-            raise AssertionError("the scripted agent ran out of steps")
-        return self.steps.pop(0)(request)
+        with self.lock:
+            self.requests.append(request)
+            if not self.steps:
+                raise AssertionError("the scripted agent ran out of steps")
+            step = self.steps.pop(0)
+        return step(request)
 
 
 class RecordingUI:
@@ -88,6 +99,32 @@ class RecordingUI:
         self.rows.append(row)
 
 
+def run_loop(repo: Path, steps, tag: str = "t", slots=None, agent=None, **options):
+    """The loop in process, one CPU worker by default, proposals strictly one after another."""
+    opts = dict(tag=tag, noise_runs=0, timeout=20, grace=0.5, backoff=0, sample=False,
+                prefetch=False, max_experiments=sum(1 for _ in steps))
+    opts.update(options)
+    agent = agent or ScriptedAgent(steps)
+    ui = RecordingUI()
+    reason = Loop(repo, Options(**opts), agent, ui, slots=slots or CPU).run()
+    return reason, agent, ui
+
+
+def tag_rows(repo: Path, tag: str = "t") -> list[Row]:
+    return [r for r in read_results(repo / "results.tsv") if r.tag == tag]
+
+
+def fake_gpus(tmp_path: Path, models: list[str]) -> Path:
+    """A folder with an `nvidia-smi` that answers the loop's query as the real one does."""
+    folder = tmp_path / "fake-bin"
+    folder.mkdir(exist_ok=True)
+    lines = "\n".join(f"{i}, {model}, 143771" for i, model in enumerate(models))
+    script = folder / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{lines}\nEOF\n")
+    script.chmod(0o755)
+    return folder
+
+
 def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None,
             ) -> subprocess.CompletedProcess:
     """agent_loop.py as a user runs it: a subprocess, output not a terminal."""
@@ -95,23 +132,26 @@ def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None,
                           text=True, timeout=timeout, env=env)
 
 
-def check_git_matches_results(repo: Path, tag: str) -> None:
-    """The invariant the loop promises: every row's commit is where git says it is."""
-    from autoresearch.ledger.results import read_results
-    from autoresearch.ledger.state import load_state
-
-    rows = [r for r in read_results(repo / "results.tsv") if r.tag == tag]
+def check_git_matches_results(repo: Path, tag: str = "t") -> None:
+    """The invariants the loop promises: every row once; the branch is the line of kept commits,
+    each a child of the previous best; every other agent commit on a tried ref; nothing left in
+    the journal; the user's checkout untouched (still on main)."""
+    rows = tag_rows(repo, tag)
     numbers = [r.experiment for r in rows]
-    assert numbers == sorted(set(numbers)), f"lost or duplicated rows: {numbers}"
+    assert len(numbers) == len(set(numbers)), f"duplicated rows: {numbers}"
+    assert sorted(numbers) == list(range(1, len(numbers) + 1)), f"lost rows: {numbers}"
     state = load_state(repo, tag)
-    assert state.inflight is None
-    branch_head = git(repo, "rev-parse", f"autoresearch/{tag}")
-    assert branch_head == state.best_commit
+    assert not state.jobs and not state.proposing and not state.candidates
+    head = git(repo, "rev-parse", f"autoresearch/{tag}")
+    assert head == state.best_commit
+    line = git(repo, "rev-list", "--first-parent", f"{state.base_commit}..{head}").split()
+    kept = []
     for r in rows:
-        if r.status == "keep":
-            assert subprocess.run(["git", "merge-base", "--is-ancestor", r.commit, branch_head],
-                                  cwd=repo).returncode == 0, r
-        elif r.kind in ("experiment", "fix"):
+        if r.status == "keep" and r.kind != "baseline" and r.commit not in kept:
+            kept.append(r.commit)
+    assert [c[:7] for c in reversed(line)] == kept, "the branch is not the line of kept commits"
+    for r in rows:
+        if r.status != "keep" and r.kind in ("experiment", "fix", "port", "confirm"):
             tried = git(repo, "rev-parse", f"refs/autoresearch/{tag}/tried/{r.experiment}")
             assert tried.startswith(r.commit), r
-    assert git(repo, "show", f"{branch_head}:train.py") == (repo / "train.py").read_text().strip()
+    assert git(repo, "branch", "--show-current") == "main"

@@ -185,7 +185,8 @@ def upgrade_header(path: Path) -> bool:
         return False
     header, _, body = path.read_text(encoding="utf-8").partition("\n")
     names = header.split("\t")
-    if names == COLUMNS or names != COLUMNS[: len(names)]:
+    ours = len(names) > len(STANDARD_COLUMNS) and names == COLUMNS[: len(names)]
+    if names == COLUMNS or not ours:  # the five standard columns alone: another tool's file
         return False
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:

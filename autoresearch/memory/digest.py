@@ -1,2 +1,0 @@
-def build_digest(entries, program, budget_tokens=2000):
-    return ""
