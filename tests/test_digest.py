@@ -154,6 +154,8 @@ def test_the_themes_of_train_py_constants_and_code():
     assert theme("def norm (changed)") == "code: norm"
     assert theme("class MLP (added)") == "code: MLP"
     assert theme("if PROFILE == 'cpu': (changed)") == "other code"
+    assert theme("FA4_WARMUP (changed)") == "other code"  # a multi-line string: code, not a knob
+    assert theme("DROPOUT = 0.1 (added)") == theme("DROPOUT (removed)") == "regularisation"
     assert theme("comments only") is None
 
 

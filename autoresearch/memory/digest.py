@@ -48,7 +48,9 @@ THEMES = (
     ("optimiser betas/momentum", r"BETA|MOMENTUM|(^|_)EPS(_|$)"),
     ("batch size", r"BATCH"),
 )
-CONSTANT_CHANGE = re.compile(r"([A-Z][A-Z0-9_]*) ")  # `MATRIX_LR 0.04 -> 0.05`, `DROPOUT = ...`
+# `MATRIX_LR 0.04 -> 0.05`, `DROPOUT = 0.1 (added)`, `DROPOUT (removed)`; but not
+# `FA4_WARMUP (changed)`, a value written over several lines: code rather than a knob
+CONSTANT_CHANGE = re.compile(r"([A-Z][A-Z0-9_]*) (?!\(changed\))")
 DEFINITION_CHANGE = re.compile(r"(?:def|class) (\w+) \(")  # `def norm (changed)`
 
 # program.md: the bullets under a heading that matches IDEA_HEADINGS are ideas; a bullet that
