@@ -33,7 +33,7 @@ DIGEST_TOKENS = 2000  # about a page: room for the night's shape without crowdin
 CHARS_PER_TOKEN = 4  # the usual average for English and code; a budget is budget * 4 characters
 DESCRIPTION_CHARS = 90  # one run's description in a line, cut beyond
 REASON_CHARS = 40  # a crash cause (oom, timeout, ...: results.tsv's reason column), cut beyond
-MEASUREMENTS = ("baseline", "noise", "confirm")  # runs that re-measure code, not new ideas
+MEASUREMENTS = ("baseline", "noise", "control", "confirm")  # runs that measure code, not ideas
 
 # A changed constant's theme is the first whose pattern its name matches (re.search), so
 # ASPECT_RATIO is architecture before *_RATIO is schedule, and FINAL_LR_FRAC is schedule before
@@ -121,12 +121,15 @@ def build_digest(entries: list[Entry], program: str, budget_tokens: int = DIGEST
 
 def _summarise(entries: list[Entry], program: str) -> Night:
     """Group the journal once: the chain, the failures by theme, the near misses (not those
-    whose program was kept later), the crashes by cause, the untried ideas, the links."""
+    kept later: the same program, or a kept run links to them), the crashes by cause, the
+    untried ideas, the links."""
     entries = sorted(entries, key=lambda e: e.n)
     tries = [e for e in entries if e.kind not in MEASUREMENTS]
     failed = [e for e in tries if e.status in ("discard", "crash")]
-    kept_programs = {e.fingerprint for e in entries if e.status == "keep" and e.fingerprint}
-    near = [e for e in failed if e.delta is not None and e.delta < 0
+    kept = [e for e in entries if e.status == "keep"]
+    settled = {n for e in kept for n in e.links.values()}  # re-tried or ported, then kept
+    kept_programs = {e.fingerprint for e in kept if e.fingerprint}
+    near = [e for e in failed if e.delta is not None and e.delta < 0 and e.n not in settled
             and not (e.fingerprint and e.fingerprint in kept_programs)]
     return Night(
         entries=entries,
@@ -144,7 +147,8 @@ def _chain(entries: list[Entry]) -> list[Entry]:
     """The kept runs in run order, each commit once (a confirmed keep has two kept runs)."""
     chain, commits = [], set()
     for e in entries:
-        if e.status == "keep" and e.kind not in ("noise", "confirm") and e.commit not in commits:
+        if e.status == "keep" and (e.kind == "baseline" or e.kind not in MEASUREMENTS) \
+                and e.commit not in commits:
             chain.append(e)
             commits.add(e.commit)
     return chain
