@@ -103,9 +103,8 @@ Ideas from program.md not tried yet:
   Architecture: weight tying; normalization placement
   Try label smoothing
 
-Re-tries, reversals and ports:
+Re-tries, reversals, ports and fixes:
   #7 (retry of #4): keep -0.0025, longer warmdown again, with a short warmup
-  #9 (control for #6): discard +0.0001, control for #6: its parent again
 """
 
 

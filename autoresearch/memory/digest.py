@@ -9,7 +9,8 @@ build_digest() writes, in priority order:
      or not confirmed), worth combining;
   4. crashes, grouped by cause, with an example of each;
   5. ideas from program.md that no run appears to have tried (see untried_ideas);
-  6. re-tries, reversals and ports (the journal's links), which also tag the lines above.
+  6. re-tries, reversals, ports and fixes (the journal's links), which also tag the lines
+     above.
 
 However long the night, the text fits the budget: it is written at the richest level of LADDER
 that fits, so it loses examples first, then themes, then the middle of the kept chain (the first
@@ -104,7 +105,7 @@ class Night:
     near: list[Entry]  # gained on their parent, not kept, best gain first
     crashes: list[tuple[str, list[Entry]]]  # per cause, most frequent first
     ideas: list[Idea]  # program.md's ideas that no run appears to have tried
-    linked: list[Entry]  # runs with links, in run order
+    linked: list[Entry]  # experiments with links (not the confirm/control runs), in run order
 
 
 def build_digest(entries: list[Entry], program: str, budget_tokens: int = DIGEST_TOKENS) -> str:
@@ -139,7 +140,7 @@ def _summarise(entries: list[Entry], program: str) -> Night:
         crashes=_grouped([e for e in entries if e.status == "crash"],
                          lambda e: [sanitize(e.reason or "unknown", REASON_CHARS)]),
         ideas=untried_ideas(program, tries),
-        linked=[e for e in entries if e.links],
+        linked=[e for e in tries if e.links],
     )
 
 
@@ -385,7 +386,7 @@ def _ideas(night: Night, detail: Detail) -> str:
 def _linked(night: Night, detail: Detail) -> str:
     if not night.linked or not detail.links:
         return ""
-    lines = ["Re-tries, reversals and ports:"]
+    lines = ["Re-tries, reversals, ports and fixes:"]
     for e in night.linked[-detail.links:]:
         outcome = e.status + (f" {_delta(e)}" if e.delta is not None else "")
         lines.append(f"  #{e.n}{_links(e)}: {outcome}, {_what(e)}")
