@@ -113,10 +113,12 @@ class Worker:
                   remaining_s=None, loss=None)
         try:
             proposal, refusal = self.ask(request)
-        finally:  # whatever the agent did outside train.py is undone, even if it failed
-            reason, notes = self.check(parent, backup, refs)
-            for note in notes:
-                loop.log(f"w{self.k}: {note}", "yellow")
+        except Exception:  # whatever the agent did outside train.py is undone, even so
+            self.check(parent, backup, refs)
+            raise
+        reason, notes = self.check(parent, backup, refs)
+        for note in notes:
+            loop.log(f"w{self.k}: {note}", "yellow")
         if proposal is None or reason:
             self.reject(f"the agent gave no usable edit: {refusal}" if proposal is None
                         else reason, task)

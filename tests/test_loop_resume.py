@@ -1,12 +1,13 @@
-"""Kill the loop at every step of an experiment; the next `run` must finish the job.
+"""Kill the loop at every step; the next `run` must finish the job.
 
-In process, a `Killed` exception (a BaseException, so nothing in the loop catches it) stands for
-kill -9 at a chosen point; the last test does the real thing: `agent_loop.py run --agent sweep`
-as a subprocess, kill -9 of its process group while the trainer is mid-run, then run again.
+In process, a `Killed` exception (a BaseException, so nothing in the loop catches it and no clean-up
+code runs) stands for kill -9 at a chosen point. Then the real thing: `agent_loop.py run` as a
+subprocess, kill -9 of its process group while training, then the same command again; and a
+chaos test that kills a loop of two workers again and again at random moments.
 """
 
-import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -15,26 +16,25 @@ import time
 import pytest
 from loop_helpers import (
     AGENT_LOOP,
-    RecordingUI,
-    ScriptedAgent,
     check_git_matches_results,
     edit,
+    fake_gpus,
     git,
     make_repo,
+    run_loop,
+    tag_rows,
 )
 
-import autoresearch.loop
+from autoresearch.execution.local import LocalExecutor
 from autoresearch.execution.procs import pid_alive
-from autoresearch.ledger.results import read_results
 from autoresearch.ledger.state import load_state
-from autoresearch.loop import Loop, Options
 from autoresearch.workspace.git import Git
 
 TAG = "t"
 
 
 class Killed(BaseException):
-    """kill -9, as far as the loop can tell: it stops right here, no cleanup code runs."""
+    """kill -9, as far as the loop can tell: it stops right here, no clean-up code runs."""
 
 
 @pytest.fixture
@@ -42,15 +42,8 @@ def repo(tmp_path):
     return make_repo(tmp_path / "repo")
 
 
-def run_loop(repo, steps, **options):
-    opts = dict(tag=TAG, noise_runs=0, timeout=20, grace=0.5, backoff=0, sample=False)
-    opts.update(options)
-    agent = ScriptedAgent(steps)
-    return Loop(repo, Options(**opts), agent, RecordingUI()).run(), agent
-
-
 def kill_at(monkeypatch, target, name, when):
-    """Make target.name raise Killed on its call number `when` (1-based), before or after."""
+    """Make target.name raise Killed on its call number `when` (1-based)."""
     real = getattr(target, name)
     calls = []
 
@@ -65,60 +58,68 @@ def kill_at(monkeypatch, target, name, when):
 
 
 def rows(repo):
-    return [(r.experiment, r.kind, r.status, r.description) for r in
-            read_results(repo / "results.tsv")]
+    return [(r.experiment, r.kind, r.status, r.description) for r in tag_rows(repo)]
 
 
-def test_killed_while_training_reruns_the_experiment(repo, monkeypatch):
-    undo = kill_at(monkeypatch, autoresearch.loop, "run_training", when=2)
+def test_killed_while_training_reruns_the_run(repo, monkeypatch):
+    undo = kill_at(monkeypatch, LocalExecutor, "run", when=2)
     with pytest.raises(Killed):
-        run_loop(repo, [edit("idea", VAL_BPB=0.9)], max_experiments=1)
-    job = load_state(repo, TAG).inflight
-    assert job["phase"] == "running" and job["n"] == 2
+        run_loop(repo, [edit("idea", VAL_BPB=1.1)])
+    (job,) = load_state(repo, TAG).jobs
+    assert job.phase.value == "running" and job.n == 2
     undo()
-    reason, agent = run_loop(repo, [], max_experiments=1)
-    assert rows(repo) == [(1, "baseline", "keep", "baseline"), (2, "experiment", "keep", "idea")]
+    _, agent, _ = run_loop(repo, [], max_experiments=1)
+    assert rows(repo) == [(1, "baseline", "keep", "baseline"),
+                          (2, "experiment", "discard", "idea")]
     assert not agent.requests  # the interrupted experiment was run, not proposed again
     check_git_matches_results(repo, TAG)
 
 
-def test_killed_after_the_row_before_git_moved(repo, monkeypatch):
-    undo = kill_at(monkeypatch, Git, "move_back", when=1)
+def test_killed_after_the_row_before_the_refs(repo, monkeypatch):
+    undo = kill_at(monkeypatch, Git, "set_ref", when=1)  # the discarded run's tried ref
     with pytest.raises(Killed):
-        run_loop(repo, [edit("worse", VAL_BPB=1.5)], max_experiments=1)
+        run_loop(repo, [edit("worse", VAL_BPB=1.5)])
     assert rows(repo)[-1] == (2, "experiment", "discard", "worse")
-    assert "VAL_BPB = 1.5" in (repo / "train.py").read_text()  # git not moved back yet
+    assert load_state(repo, TAG).jobs[0].phase.value == "recording"
     undo()
     run_loop(repo, [], max_experiments=1)
     assert [r[0] for r in rows(repo)] == [1, 2]  # no duplicate row
-    assert "VAL_BPB = 1.0" in (repo / "train.py").read_text()
     check_git_matches_results(repo, TAG)
 
 
-def test_killed_right_after_the_commit(repo, monkeypatch):
-    real = Git.commit_train
+def test_killed_between_keeping_and_saving(repo, monkeypatch):
+    real = Git.set_ref
 
-    def commit_then_die(self, message):
-        real(self, message)
+    def move_then_die(self, ref, commit, old=None):
+        real(self, ref, commit, old)
+        if ref == f"refs/heads/autoresearch/{TAG}":
+            raise Killed("after the branch moved")
+
+    monkeypatch.setattr(Git, "set_ref", move_then_die)
+    with pytest.raises(Killed):
+        run_loop(repo, [edit("good", VAL_BPB=0.9)])
+    monkeypatch.setattr(Git, "set_ref", real)
+    state = load_state(repo, TAG)
+    assert git(repo, "rev-parse", f"autoresearch/{TAG}") != state.best_commit  # moved, unsaved
+    run_loop(repo, [], max_experiments=1)  # the branch position is explained by the journal
+    assert [r[2] for r in rows(repo)] == ["keep", "discard", "keep", "keep"]
+    check_git_matches_results(repo, TAG)
+
+
+def test_killed_right_after_the_commit_drops_the_proposal(repo, monkeypatch):
+    real = Git.commit_file
+
+    def commit_then_die(self, *args, **kwargs):
+        real(self, *args, **kwargs)
         raise Killed("after commit")
 
-    monkeypatch.setattr(Git, "commit_train", commit_then_die)
+    monkeypatch.setattr(Git, "commit_file", commit_then_die)
     with pytest.raises(Killed):
-        run_loop(repo, [edit("committed idea", VAL_BPB=0.9)], max_experiments=1)
-    assert load_state(repo, TAG).inflight["phase"] == "committing"
-    monkeypatch.setattr(Git, "commit_train", real)
-    run_loop(repo, [], max_experiments=1)
-    assert rows(repo)[-1] == (2, "experiment", "keep", "committed idea")
-    check_git_matches_results(repo, TAG)
-
-
-def test_killed_before_the_commit_drops_the_proposal(repo, monkeypatch):
-    undo = kill_at(monkeypatch, Git, "commit_train", when=1)
-    with pytest.raises(Killed):
-        run_loop(repo, [edit("lost idea", VAL_BPB=0.9)], max_experiments=1)
-    undo()
-    _, agent = run_loop(repo, [edit("next idea", VAL_BPB=0.8)], max_experiments=1)
-    assert rows(repo)[-1] == (2, "experiment", "keep", "next idea")  # number 2 reused
+        run_loop(repo, [edit("lost idea", VAL_BPB=1.1)])
+    assert load_state(repo, TAG).proposing  # journaled as under way
+    monkeypatch.setattr(Git, "commit_file", real)
+    _, agent, _ = run_loop(repo, [edit("next idea", VAL_BPB=1.2)])
+    assert rows(repo)[-1] == (2, "experiment", "discard", "next idea")
     assert "VAL_BPB = 1.0" in agent.requests[0].train_py  # the dropped edit is gone
     check_git_matches_results(repo, TAG)
 
@@ -128,8 +129,9 @@ def test_killed_while_the_agent_works(repo):
 
     def die_midway(request):
         # a CLI agent runs in its own session: kill -9 of the loop would leave it editing
-        cli_agents.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
-                                           start_new_session=True))
+        cli_agents.append(subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
+            env=dict(os.environ, **request.env)))
         edit("half", VAL_BPB=0.9)(request)
         (request.repo / "scratch.py").write_text("agent's scratch\n")
         (request.repo / "prepare.py").write_text("# half-done cheat\n")
@@ -137,52 +139,32 @@ def test_killed_while_the_agent_works(repo):
 
     (repo / "mine.txt").write_text("the human's\n")
     with pytest.raises(Killed):
-        run_loop(repo, [die_midway], max_experiments=1)
-    assert load_state(repo, TAG).inflight["phase"] == "proposing"
+        run_loop(repo, [die_midway])
+    assert load_state(repo, TAG).proposing
     assert cli_agents[0].poll() is None
-    run_loop(repo, [edit("calm", VAL_BPB=0.95)], max_experiments=1)  # dirty train.py is fine
+    run_loop(repo, [edit("calm", VAL_BPB=1.05)])
     assert cli_agents[0].wait(timeout=10) == -signal.SIGTERM  # the resumed loop killed it
-    assert not (repo / "scratch.py").exists()
-    assert (repo / "prepare.py").read_text() == "# the fixed harness\n"
+    tree = repo / ".autoresearch" / TAG / "trees" / "0"
+    assert not (tree / "scratch.py").exists()
+    assert (tree / "prepare.py").read_text() == "# the fixed harness\n"
+    copies = repo / ".autoresearch" / TAG / "undone" / "resume-w0"
+    assert (copies / "scratch.py").read_text() == "agent's scratch\n"  # undone, not destroyed
     assert (repo / "mine.txt").read_text() == "the human's\n"
-    assert rows(repo)[-1] == (2, "experiment", "keep", "calm")
+    assert rows(repo)[-1] == (2, "experiment", "discard", "calm")
     check_git_matches_results(repo, TAG)
 
 
-def test_files_undone_on_resume_are_kept_as_copies(repo):
-    # The loop died while the agent worked; before restarting it the human steered through
-    # program.md and wrote notes. The resumed loop cannot tell their edits from the agent's, so
-    # it undoes them, but must not destroy them.
-    def die_midway(request):
-        edit("half", VAL_BPB=0.9)(request)
-        raise Killed("agent")
-
+def test_killed_during_the_confirmation(repo, tmp_path, monkeypatch):
+    undo = kill_at(monkeypatch, LocalExecutor, "run", when=4)  # run 4 = the confirmation
     with pytest.raises(Killed):
-        run_loop(repo, [die_midway], max_experiments=1)
-    (repo / "program.md").write_text("# program\nNew steering: try deeper models.\n")
-    (repo / "notes.txt").write_text("the human's notes\n")
-    run_loop(repo, [edit("calm", VAL_BPB=0.95)], max_experiments=1)
-    copies = repo / ".autoresearch" / TAG / "undone" / "0002"
-    assert (copies / "program.md").read_text() == "# program\nNew steering: try deeper models.\n"
-    assert (copies / "notes.txt").read_text() == "the human's notes\n"
-    assert "copies in .autoresearch/t/undone/0002/" in (
-        repo / ".autoresearch" / TAG / "events.log").read_text()
-    check_git_matches_results(repo, TAG)
-
-
-def test_killed_during_the_confirmation_run(repo, tmp_path, monkeypatch):
-    offsets = tmp_path / "offsets"
-    offsets.write_text("0\n0.004\n-0.004\n")
-    monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
-    undo = kill_at(monkeypatch, autoresearch.loop, "run_training", when=5)  # run 5 = confirm
-    with pytest.raises(Killed):
-        run_loop(repo, [edit("small gain", VAL_BPB=0.99)], noise_runs=2, max_experiments=1)
-    assert load_state(repo, TAG).inflight["kind"] == "confirm"
-    assert [r[0] for r in rows(repo)] == [1, 2, 3]  # the candidate waits for its confirmation
+        run_loop(repo, [edit("gain", VAL_BPB=0.9)])
+    state = load_state(repo, TAG)
+    assert [c.n for c in state.candidates] == [2]  # the candidate waits for its pair
+    assert [r[0] for r in rows(repo)] == [1, 3]  # its row is held until then
     undo()
-    run_loop(repo, [], noise_runs=2, max_experiments=1)
-    assert rows(repo)[3:] == [(4, "experiment", "keep", "small gain"),
-                              (5, "confirm", "keep", "confirm #4: small gain")]
+    run_loop(repo, [], max_experiments=1)
+    assert rows(repo)[2:] == [(2, "experiment", "keep", "gain"),
+                              (4, "confirm", "keep", "confirm #2: gain")]
     check_git_matches_results(repo, TAG)
 
 
@@ -196,50 +178,60 @@ def wait_for(predicate, timeout=60.0):
     raise AssertionError("timed out waiting")
 
 
+def cli(repo, max_experiments, *extra):
+    return [sys.executable, str(AGENT_LOOP), "run", "--tag", TAG, "--agent", "sweep",
+            "--noise-runs", "0", "--max-experiments", str(max_experiments), "--no-sample",
+            "--repo", str(repo), *extra]
+
+
 def test_kill_9_of_the_real_cli_mid_run(repo, tmp_path):
     """`agent_loop.py run --agent sweep` killed with SIGKILL while training, then run again."""
     pid_file = tmp_path / "pids"
-    slow = dict(os.environ, FAKE_PID_FILE=str(pid_file), FAKE_TRAIN_SECONDS="600")
-    fast = dict(slow, FAKE_TRAIN_SECONDS="0")
-
-    def cli(max_experiments):
-        return [sys.executable, str(AGENT_LOOP), "run", "--tag", TAG, "--agent", "sweep",
-                "--noise-runs", "0", "--max-experiments", str(max_experiments), "--no-sample",
-                "--repo", str(repo)]
-
-    live = repo / ".autoresearch" / TAG / "live.json"
-
-    def training_experiment():
-        try:
-            data = json.loads(live.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if data.get("phase") == "training" and data.get("experiment") == 2 else None
-
-    # the baseline, fast; then a slow experiment that is killed mid-run
-    subprocess.run(cli(0), env=fast, check=True, capture_output=True, timeout=60)
-    proc = subprocess.Popen(cli(3), env=slow, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    fast = dict(os.environ, FAKE_PID_FILE=str(pid_file), FAKE_TRAIN_SECONDS="0")
+    subprocess.run(cli(repo, 1), env=fast, check=True, capture_output=True, timeout=120)
+    started = len(pid_file.read_text().split())
+    proc = subprocess.Popen(cli(repo, 3), env=dict(fast, FAKE_TRAIN_SECONDS="600"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
-        wait_for(training_experiment)
-        trainer = wait_for(lambda: pid_file.exists() and
-                           [int(p) for p in pid_file.read_text().split()][1:])[0]
+        trainer = wait_for(lambda: [int(p) for p in pid_file.read_text().split()][started:])[0]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert pid_alive(trainer)  # the trainer has its own session: kill -9 of the loop misses it
-    assert load_state(repo, TAG).inflight["phase"] == "running"
+    assert pid_alive(trainer)  # the run has its own session: kill -9 of the loop misses it
+    assert any(j.phase.value == "running" for j in load_state(repo, TAG).jobs)
 
-    out = subprocess.run(cli(3), env=fast, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cli(repo, 3), env=fast, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
-    assert not pid_alive(trainer)  # the resumed loop killed the orphaned trainer
-    numbers = [r[0] for r in rows(repo)]
-    assert numbers == [1, 2, 3, 4]  # nothing lost, nothing twice
-    assert "interrupted while running" in (repo / ".autoresearch" / TAG / "events.log").read_text()
-    assert (repo / "runs").joinpath(next(p.name for p in (repo / "runs").iterdir()
-                                         if p.name.startswith("0002-")),
-                                    "run.log.interrupted").exists()
+    assert not pid_alive(trainer)  # the resumed loop killed the orphaned run
+    assert "was interrupted: running it again" in (
+        repo / ".autoresearch" / TAG / "events.log").read_text()
+    assert list((repo / "runs" / TAG).glob("*/run.log.interrupted"))
     check_git_matches_results(repo, TAG)
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_kill_9_chaos_with_two_workers(repo, tmp_path):
+    """Kill -9 a two-GPU loop at random moments, again and again; then let it finish."""
+    rng = random.Random(7)
+    pid_file = tmp_path / "pids"
+    env = dict(os.environ, PATH=f"{fake_gpus(tmp_path, ['NVIDIA H200'] * 2)}:{os.environ['PATH']}",
+               FAKE_PID_FILE=str(pid_file), FAKE_TRAIN_SECONDS="1.5",
+               FAKE_COUNTER=str(tmp_path / "counter"), FAKE_NOISE="0.003", FAKE_SEED="1")
+    command = cli(repo, 10, "--gpus", "0,1", "--noise-runs", "1")
+    for _ in range(6):
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(1.0, 6.0))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows_ = tag_rows(repo)
+    assert sum(r.kind in ("experiment", "fix", "port") for r in rows_) >= 10
+    assert {r.worker for r in rows_} == {0, 1} and {r.gpu for r in rows_} == {"0", "1"}
+    check_git_matches_results(repo, TAG)
+    pids = [int(p) for p in pid_file.read_text().split()]
+    assert not [p for p in pids if pid_alive(p)]  # no run outlived the loops that started it

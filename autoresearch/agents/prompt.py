@@ -9,7 +9,7 @@ from __future__ import annotations
 from autoresearch.agents.base import AgentRequest
 from autoresearch.ledger.results import Row, sanitize
 
-HISTORY_ROWS = 30  # enough to see what was tried recently without drowning the code
+RECENT_ROWS = 10  # the latest runs in full; the digest covers the whole night in brief
 DESCRIPTION_WIDTH = 110  # results-table description column, truncated beyond
 
 ROLE = """\
@@ -47,7 +47,7 @@ DESCRIPTION: <one line: what you changed and why>
 """
 
 
-def results_table(rows: list[Row], limit: int = HISTORY_ROWS) -> str:
+def results_table(rows: list[Row], limit: int = RECENT_ROWS) -> str:
     """The last `limit` runs as a compact fixed-width table, most recent last."""
     if not rows:
         return "(no runs yet)"
@@ -66,28 +66,52 @@ def results_table(rows: list[Row], limit: int = HISTORY_ROWS) -> str:
 
 
 def build_context(request: AgentRequest) -> str:
-    """program.md, the results so far, the crash to fix (if any), train.py, and the task."""
+    """program.md, the whole night in brief, the latest runs, what the other workers try now,
+    the crash to fix or the change to port (if any), train.py, and the task."""
     parts = ["# Research program (program.md)\n", request.program.strip(), "\n\n"]
-    parts.append("# Results so far (most recent last; lower val_bpb is better)\n")
     if request.best_val_bpb is not None:
         parts.append(f"Best val_bpb so far: {request.best_val_bpb:.6f}.")
         if request.noise_threshold is not None:
             parts.append(f" Run-to-run noise threshold: {request.noise_threshold:.6f} (a change is"
-                         " kept only if it improves on the best by more than this).")
+                         " kept only if it beats the code it was made on by more than this, in a"
+                         " first run and again in a paired confirmation).")
+        parts.append("\n\n")
+    if request.digest:
+        parts += ["# The night so far: every run, summarised\n", request.digest.strip(), "\n\n"]
+    parts.append("# Latest runs (most recent last; lower val_bpb is better)\n")
+    parts += ["```\n", results_table(request.history, RECENT_ROWS), "\n```\n\n"]
+    if request.inflight:
+        parts.append("# Being tried right now by other workers (do not duplicate these)\n")
+        parts += [f"- worker {f.worker}: {sanitize(f.description, DESCRIPTION_WIDTH)}"
+                  f"{' [' + ', '.join(f.changes) + ']' if f.changes else ''}\n"
+                  for f in request.inflight]
         parts.append("\n")
-    parts += ["```\n", results_table(request.history), "\n```\n\n"]
+    if request.feedback:
+        parts += ["# Note\n", request.feedback.strip(), "\n\n"]
+    if request.plateau:
+        parts += ["# Plateau\n", f"The last {request.plateau} experiments in a row were not kept."
+                  " Try a different kind of change: combine near-misses from the summary above,"
+                  " make a structural change, or take an untried idea from program.md.\n\n"]
     if request.crash_log is not None:
         parts += ["# The last run crashed: tail of its log\n",
                   "```\n", request.crash_log.strip(), "\n```\n\n"]
+    if request.port is not None:
+        port = request.port
+        parts += [f"# A change to port: #{port.n} ({sanitize(port.description)})\n",
+                  "It beat the code it was made on, but the best has moved since, and the "
+                  "three-way merge of train.py conflicts. Its change, as a diff against its own "
+                  "parent:\n", "```diff\n", port.diff.rstrip("\n"), "\n```\n\n"]
     parts += ["# Current train.py\n", "```python\n", request.train_py.rstrip("\n"), "\n```\n\n"]
     parts.append("# Task\n")
     if request.crash_log is not None:
         parts.append("Fix train.py so that it runs: repair the cause of the crash above, keeping "
                      "the experiment's idea if it is sound.")
+    elif request.port is not None:
+        parts.append("Apply the same change to the current train.py above (the new best), "
+                     "adapting it where the code has moved. Change nothing else.")
     else:
-        parts.append(f"Propose experiment #{request.experiment}: one change to train.py that you "
-                     "expect to lower val_bpb. Do not repeat an experiment from the table unless "
-                     "you have a new reason to.")
+        parts.append("Propose one change to train.py that you expect to lower val_bpb. Do not "
+                     "repeat an experiment from the summary unless you have a new reason to.")
     return "".join(parts) + "\n"
 
 
