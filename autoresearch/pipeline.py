@@ -64,7 +64,9 @@ class Worker:
     def propose_forever(self) -> None:
         while not self.loop.closing:
             task = self.coord.next_task(self.k)
-            if not self.loop.may_propose() or (task is None and self.has_work()):
+            may = self.loop.may_propose() or (task is not None and task.kind == Kind.PORT
+                                              and not self.loop.stopping)
+            if not may or (task is None and self.has_work()):
                 self.loop.wait(0.5)
                 continue
             try:

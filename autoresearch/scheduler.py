@@ -44,7 +44,7 @@ from autoresearch.ledger.state import (
     tag_dir,
     write_live,
 )
-from autoresearch.model import Phase
+from autoresearch.model import Kind, Phase
 from autoresearch.pipeline import Worker, kill_agent
 from autoresearch.workspace.git import Git
 from autoresearch.workspace.guard import (
@@ -249,7 +249,8 @@ class Loop:
             return False
         if any(c.worker == worker.k for c in self.coord.state.candidates):
             return False
-        if self.coord.next_task(worker.k) is not None and self.may_propose():
+        task = self.coord.next_task(worker.k)
+        if task is not None and (self.may_propose() or task.kind == Kind.PORT):
             return False
         if any(j.worker == worker.k for j in self.coord.state.jobs):
             return False

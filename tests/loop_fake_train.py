@@ -12,6 +12,8 @@ leave an orphan... Env vars tune a run without touching the code:
                       + SPEED_EFFECT * (1 - speed); plus Gaussian noise of sd FAKE_NOISE, seeded
                       by FAKE_SEED and i, so a test is deterministic
   FAKE_DEVICE_FILE    each run appends its CUDA_VISIBLE_DEVICES here
+  FAKE_GPU_OFFSET     "<gpu>:<offset>": runs on that CUDA_VISIBLE_DEVICES add the offset (a GPU
+                      model that gives other numbers)
 """
 
 import fcntl
@@ -24,7 +26,8 @@ import time
 
 VAL_BPB = 1.0  # what this "training" reports
 MODE = "ok"  # ok crash import oom nan hang orphan stray nanvalue tamper
-MATRIX_LR = 0.04
+MATRIX_LR = 0.04  # does nothing: a change of it is a no-op
+BONUS = 0.0  # added to VAL_BPB: a second knob (lines away), so that two changes merge cleanly
 
 SLEEPER = """
 import os, time
@@ -80,7 +83,10 @@ def main():
     if devices:
         open(devices, "a").write(f"{os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\n")
     seconds = float(os.environ.get("FAKE_TRAIN_SECONDS", "0"))
-    value = VAL_BPB + offset() + drift_and_noise()
+    value = VAL_BPB + BONUS + offset() + drift_and_noise()
+    gpu, _, shift = os.environ.get("FAKE_GPU_OFFSET", "").partition(":")
+    if gpu and os.environ.get("CUDA_VISIBLE_DEVICES") == gpu:
+        value += float(shift)
     print("profile: cpu | device: cpu | params: 0.1M", flush=True)
     for step in range(3):
         print(f"step {step:05d} ({100 * (step + 1) / 3:.1f}%) | loss 4.{step}00000 | lrm 1.00 | "

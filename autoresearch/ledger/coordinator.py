@@ -90,13 +90,16 @@ class Coordinator:
         return count if count >= PLATEAU_AFTER else 0
 
     def agent_runs(self) -> int:
-        """Agent experiments recorded or on their way (for --max-experiments): rows, queued
-        and running jobs, candidates and ported runs whose rows are held back."""
+        """New ideas tried or on their way, for --max-experiments: experiments and fixes
+        recorded, queued or running, and those whose rows are held (candidates, runs being
+        ported). Ports and confirmations finish what was counted and count for nothing."""
         with self.lock:
             s = self.state
-            done = sum(1 for r in self.rows() if r.kind in ("experiment", "fix", "port"))
-            return done + sum(1 for j in s.jobs if j.kind in AGENT_KINDS) + \
-                len(s.candidates) + sum(1 for t in s.tasks if t.row is not None)
+            new = ("experiment", "fix")
+            return sum(1 for r in self.rows() if r.kind in new) + \
+                sum(1 for j in s.jobs if j.kind.value in new) + \
+                sum(1 for c in s.candidates if c.row.kind in new) + \
+                sum(1 for t in s.tasks if t.row is not None and t.row.kind in new)
 
     def idle(self) -> bool:
         """No job queued or running, no candidate waiting."""
@@ -331,10 +334,11 @@ class Coordinator:
     def reserve(self, worker: int, parent: str, kind: str, marker: Callable[[int], str],
                 max_experiments: int | None) -> int | None:
         """Journal a proposal about to start and return its number; None when --max-experiments
-        would be exceeded by it (runs recorded, queued and proposals under way all count)."""
+        would be exceeded by it (runs recorded, queued and proposals under way all count; a
+        port finishes a counted experiment and is never refused)."""
         with self.lock:
             s = self.state
-            if max_experiments is not None and \
+            if kind != Kind.PORT.value and max_experiments is not None and \
                     self.agent_runs() + len(s.proposing) >= max_experiments:
                 return None
             seq, s.next_id = s.next_id, s.next_id + 1
