@@ -93,6 +93,10 @@ class Slot:
     def check(self, parent: str, backup: Path, refs_before: dict[str, str]) -> Check:
         """After the agent: undo all but train.py, then say whether train.py can be run."""
         notes = []
+        if not self.intact():  # never ask git here: it would answer for the user's checkout
+            notes.append("the work tree's .git was gone: tree rebuilt (copy in the undo folder)")
+            undone = [".git"] + self.reset(parent, backup)
+            return Check("changed files other than train.py: .git", undone, notes, None)
         branch = self.git.current_branch()
         if branch or self.head() != parent:
             notes.append(f"HEAD had moved{f' to branch {branch}' if branch else ''}: put back")

@@ -1,0 +1,176 @@
+"""Tripwires outside train.py: the Python environment, the prepared data, git's control files,
+and the agents' work trees. Unit tests of the guard on folders of the test's own, then the loop
+against agents and runs that write where they must not."""
+
+import os
+import py_compile
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import pytest
+from loop_helpers import check_git_matches_results, edit, git, make_repo, run_loop, tag_rows
+
+from autoresearch.agents import Proposal, Usage
+from autoresearch.errors import UserError
+from autoresearch.workspace.guard import Area, Guard, data_fingerprint, is_own_bytecode
+
+TAG = "t"
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return make_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A cache folder of this test's own, so the shared prepared data is never touched."""
+    folder = tmp_path / "cache"
+    for name in ("data", "tokenizer"):
+        (folder / name).mkdir(parents=True)
+    (folder / "data" / "shard_00000.parquet").write_bytes(b"rows")
+    (folder / "tokenizer" / "tokenizer.pkl").write_bytes(b"merges")
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(folder))
+    return folder
+
+
+def test_new_changed_and_deleted_files(tmp_path):
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.mkdir(), big.mkdir()
+    (small / "config").write_text("[core]\n")
+    (big / "lib.py").write_text("x = 1\n")
+    guard = Guard([Area("git", (small,), keep_bytes=True), Area("environment", (big,))])
+    guard.arm()
+    assert guard.check() == []
+    (small / "config").write_text("[core]\n\tfsmonitor = evil\n")
+    (big / "evil.pth").write_text("import os\n")
+    (big / "lib.py").write_text("x = 2\n")  # same size, new content: ctime and mtime move
+    changes = guard.check()
+    assert sorted((c.area, c.path.name, c.what) for c in changes) == [
+        ("environment", "evil.pth", "new"), ("environment", "lib.py", "changed"),
+        ("git", "config", "changed")]
+    undone, lost = guard.undo(changes, tmp_path / "backup")
+    assert (small / "config").read_text() == "[core]\n"  # small files are put back
+    assert not (big / "evil.pth").exists()  # new files are removed...
+    assert (tmp_path / "backup" / "environment" / str(big / "evil.pth")[1:]).exists()  # ...kept
+    assert lost == [f"{big / 'lib.py'} (changed)"]  # a big area's content cannot be put back
+    assert guard.violations == 1
+    assert [c.path.name for c in guard.check()] == ["lib.py"]
+
+
+def test_bytecode_python_wrote_itself_is_accepted_and_a_planted_one_is_not(tmp_path):
+    package = tmp_path / "env"
+    package.mkdir()
+    (package / "mod.py").write_text("VALUE = 1\n")
+    (package / "other.py").write_text("VALUE = 666\n")
+    guard = Guard([Area("environment", (package,))])
+    guard.arm()
+    own = py_compile.compile(str(package / "mod.py"), doraise=True)
+    assert is_own_bytecode(Path(own))
+    assert guard.check() == []  # accepted on the way
+    # a planted .pyc: the code of another module, with mod.py's header (mtime and size)
+    planted = tmp_path / "planted.pyc"
+    py_compile.compile(str(package / "other.py"), cfile=str(planted), doraise=True)
+    header = open(own, "rb").read()[:16]
+    with open(own, "wb") as f:
+        f.write(header + planted.read_bytes()[16:])
+    (change,) = guard.check()
+    assert change.path.name.startswith("mod.") and change.what == "changed"
+
+
+def test_the_data_fingerprint_names_the_data_set_and_tokenizer(cache):
+    before = data_fingerprint(cache)
+    (cache / "tokenizer" / "val_tokens.npz").write_bytes(b"cache")  # written by runs: ignored
+    assert data_fingerprint(cache) == before
+    (cache / "tokenizer" / "tokenizer.pkl").write_bytes(b"other merges")
+    assert data_fingerprint(cache) != before
+
+
+def test_a_pth_file_planted_by_the_agent_never_runs(repo, cache, tmp_path):
+    site = sysconfig.get_paths()["purelib"]
+    pth = os.path.join(site, "zz_autoresearch_test_planted.pth")
+    marker = tmp_path / "ran"
+
+    def plant(request):
+        with open(pth, "w") as f:
+            f.write(f"import os; open({str(marker)!r}, 'a').write('ran\\n')\n")
+        return edit("innocent", VAL_BPB=1.1)(request)
+
+    try:
+        run_loop(repo, [plant, edit("next", VAL_BPB=1.2)], max_experiments=1)
+    finally:
+        if os.path.exists(pth):
+            os.unlink(pth)
+            pytest.fail("the loop left the planted .pth in site-packages")
+    assert not marker.exists()  # no run (nor anything else) started while it was there
+    events = (repo / ".autoresearch" / TAG / "events.log").read_text()
+    assert "zz_autoresearch_test_planted.pth (new, removed)" in events
+    assert "outside its work tree" in events  # the proposal was rejected
+    assert [r.description for r in tag_rows(repo)] == ["baseline", "next"]
+
+
+def test_git_hooks_and_config_written_by_the_agent_are_put_back(repo, cache, tmp_path):
+    marker = tmp_path / "hook-ran"
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    config = (repo / ".git" / "config").read_text()
+
+    def plant(request):
+        hook.write_text(f"#!/bin/sh\necho ran >> {marker}\n")
+        hook.chmod(0o755)
+        with open(repo / ".git" / "config", "a") as f:
+            f.write(f"[core]\n\tfsmonitor = echo ran >> {marker}\n")
+        return edit("innocent", VAL_BPB=1.1)(request)
+
+    run_loop(repo, [plant, edit("next", VAL_BPB=1.2)], max_experiments=1)
+    assert not marker.exists()  # the loop's own git commands never ran them
+    assert not hook.exists() and (repo / ".git" / "config").read_text() == config
+    assert [r.description for r in tag_rows(repo)] == ["baseline", "next"]
+
+
+def test_a_run_that_writes_into_the_prepared_data_is_void(repo, cache):
+    run_loop(repo, [edit("rewrites the validation data", MODE="poison", VAL_BPB=0.5)])
+    rows = tag_rows(repo)
+    assert [(r.kind, r.status, r.reason) for r in rows] == [
+        ("baseline", "keep", ""), ("experiment", "crash", "tamper")]
+    assert not (cache / "data" / "poison.txt").exists()
+    assert (repo / ".autoresearch" / TAG / "undone" / "run-2" / "data").is_dir()
+    check_git_matches_results(repo, TAG)
+
+
+def test_data_the_loop_cannot_restore_stops_it(repo, cache):
+    def rewrite_shard(request):
+        (cache / "data" / "shard_00000.parquet").write_bytes(b"other rows")
+        return edit("innocent", VAL_BPB=1.1)(request)
+
+    with pytest.raises(UserError, match="shard_00000.parquet.*cannot be put back.*prepare.py"):
+        run_loop(repo, [rewrite_shard])
+    assert [r.kind for r in tag_rows(repo)] == ["baseline"]  # it never ran
+
+
+def test_what_the_agent_does_to_its_work_tree_is_undone(repo, cache):
+    tree = repo / ".autoresearch" / TAG / "trees" / "0"
+
+    def meddle(request):
+        assert request.repo == tree
+        (tree / "__pycache__").mkdir()
+        (tree / "__pycache__" / "prepare.cpython-311.pyc").write_bytes(b"planted")
+        subprocess.run(["git", "checkout", "-q", "-b", "agent-branch"], cwd=tree, check=True)
+        subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "agent"], cwd=tree,
+                       check=True)
+        return Proposal("meddled", Usage())
+
+    def delete_git_file(request):
+        (tree / ".git").unlink()
+        return edit("no work tree", VAL_BPB=1.1)(request)
+
+    run_loop(repo, [meddle, delete_git_file, edit("after", VAL_BPB=1.2)], max_experiments=1)
+    assert "agent-branch" not in git(repo, "branch", "--list")
+    events = (repo / ".autoresearch" / TAG / "events.log").read_text()
+    assert "deleted refs/heads/agent-branch" in events and "HEAD had moved" in events
+    assert "the work tree's .git was gone: tree rebuilt" in events
+    assert not (tree / "__pycache__").exists()
+    assert (tree / ".git").is_file()  # rebuilt
+    assert git(repo, "branch", "--show-current") == "main"  # never the user's checkout
+    assert git(repo, "status", "--porcelain") == ""
+    assert [r.description for r in tag_rows(repo)] == ["baseline", "after"]
