@@ -24,6 +24,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from autoresearch.config import PLATEAU_AFTER
 from autoresearch.errors import UserError
 from autoresearch.ledger.state import read_live, request_stop
 from autoresearch.policy import DEFAULT_FLOOR
@@ -102,6 +103,9 @@ def run(
     max_fix_attempts: Annotated[int, typer.Option(
         min=0,
         help="times the agent may fix its own crashed experiment (syntax/import/other)")] = 2,
+    plateau_after: Annotated[int, typer.Option(
+        min=0, help="experiments in a row without a keep before the agents are asked for a "
+                    "different kind of change (0 = never)")] = PLATEAU_AFTER,
     keep_checkpoints: Annotated[int, typer.Option(
         min=0, help="keep model.pt of the best K kept runs, delete the rest")] = 3,
     train_cmd: Annotated[str | None, typer.Option(
@@ -144,7 +148,7 @@ def run(
     opts = Options(tag=tag, noise_runs=noise_runs, noise_floor=noise_floor, timeout=timeout,
                    max_experiments=max_experiments, hours=hours, max_cost=max_cost,
                    max_fix_attempts=max_fix_attempts, keep_checkpoints=keep_checkpoints,
-                   sample=sample, gpus=gpus, mixed_gpus=mixed_gpus)
+                   sample=sample, gpus=gpus, mixed_gpus=mixed_gpus, plateau_after=plateau_after)
     if train_cmd:
         try:
             opts.train_cmd = shlex.split(train_cmd)
@@ -220,6 +224,24 @@ def diff(
       uv run agent_loop.py diff a1b2c3d     # a commit from results.tsv
     """
     views.diff(repo, ref, tag, Console(highlight=False))
+
+
+@app.command()
+def journal(
+    full: Annotated[bool, typer.Option(help="every entry, one line each, instead of the digest")
+                    ] = False,
+    tag: Tag = None,
+    repo: Repo = Path("."),
+) -> None:
+    """The tag's research journal: the digest the agents read (what worked, what failed by
+    theme, near-misses, crash causes, untried ideas from program.md), or --full, every run.
+
+    \b
+    Examples:
+      uv run agent_loop.py journal
+      uv run agent_loop.py journal --full --tag nov21
+    """
+    views.journal(repo, tag, full, Console(highlight=False, soft_wrap=True))
 
 
 @app.command()

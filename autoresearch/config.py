@@ -16,6 +16,10 @@ from autoresearch.policy import DEFAULT_FLOOR
 DEFAULT_TIME_BUDGET = 300  # if constants.py cannot tell
 TIMEOUT_MARGIN = 120.0  # on top of 2 x TIME_BUDGET: start-up, compilation and the final eval
 BACKOFF_SECONDS = 60.0  # first pause after a few unusable proposals in a row, doubling
+# Experiments in a row without a keep before the agents are told they are on a plateau and asked
+# for a different kind of change. Ten: about an hour on one H100 with 5-minute runs, and twice
+# the runs a paired confirmation takes, so one unlucky confirmation does not trigger it.
+PLATEAU_AFTER = 10
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Options:
     ray: str | None = None  # --ray: "auto", "ray://head:10001", None for local processes
     guard_environment: bool = True  # watch the Python environment for agent/run tampering
     prefetch: bool = True  # an agent prepares its next proposal while its GPU trains
+    plateau_after: int = PLATEAU_AFTER  # 0: never say so
 
 
 @dataclass

@@ -102,7 +102,8 @@ class Loop:
             self.coord = Coordinator(self.repo, self.git, state, noise_runs=self.opts.noise_runs,
                                      noise_floor=self.opts.noise_floor,
                                      max_fix_attempts=self.opts.max_fix_attempts,
-                                     log=self.log, outcome=self.ui.outcome)
+                                     plateau_after=self.opts.plateau_after, log=self.log,
+                                     outcome=self.ui.outcome)
             clear_stop(self.repo, tag)
             slots = self.slots or plan_slots(self.opts.gpus, self.opts.mixed_gpus)
             self.executor = self.executor or LocalExecutor({s.gpu: s.device for s in slots})
@@ -123,6 +124,9 @@ class Loop:
                     if preflight is not None:
                         preflight()
                 self.resume()
+                if rebuilt := self.coord.rebuild_journal():
+                    self.log(f"journal: wrote the entries of {rebuilt} runs from results.tsv "
+                             f"and git", "yellow")
                 self.coord.plan_wave(len(self.workers))
                 reason = self.drive()
             except Exception as e:

@@ -28,15 +28,14 @@ from autoresearch.policy import Context, decide, measure
 from autoresearch.workspace.git import TRAIN, Git, text_hash
 from autoresearch.workspace.tags import RESULTS, tried_ref
 
-PLATEAU_AFTER = 10  # agent experiments in a row without a keep before the agents are told so
-
 
 class Coordinator:
     def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
-                 max_fix_attempts: int, log: Callable[[str, str], None],
+                 max_fix_attempts: int, plateau_after: int, log: Callable[[str, str], None],
                  outcome: Callable[[Row], None]):
         self.repo, self.git, self.state = repo, git, state
         self.noise_runs, self.noise_floor = noise_runs, noise_floor
+        self.plateau_after = plateau_after
         self.max_fix_attempts = max_fix_attempts
         self.log, self.outcome = log, outcome
         self.lock = threading.RLock()
@@ -81,13 +80,13 @@ class Coordinator:
                     if j.kind in AGENT_KINDS and j.worker != worker]
 
     def plateau(self) -> int:
-        """Agent experiments since the last keep, once there are PLATEAU_AFTER of them."""
+        """Agent experiments since the last keep, once there are --plateau-after of them."""
         count = 0
         for row in reversed(self.rows()):
             if row.status == "keep":
                 break
             count += row.kind in ("experiment", "fix", "port")
-        return count if count >= PLATEAU_AFTER else 0
+        return count if self.plateau_after and count >= self.plateau_after else 0
 
     def agent_runs(self) -> int:
         """New ideas tried or on their way, for --max-experiments: experiments and fixes
@@ -266,6 +265,15 @@ class Coordinator:
             if d.stop:
                 raise UserError(d.stop)
 
+    def rebuild_journal(self) -> int:
+        """Write the journal entries of rows that have none (the file was lost, or a loop died
+        between the row and its entry), from results.tsv and the commits. How many it wrote."""
+        with self.lock:
+            known = {e.n for e in self.entries()}
+            missing = [r for r in self.rows() if r.experiment not in known]
+            self._journal(missing, {r.experiment: journal.subject_of(r) for r in missing})
+            return len(missing)
+
     def _ledger(self, rows: list[Row], subjects: dict[int | None, int | None]) -> None:
         """Append rows not yet in results.tsv (fsynced), then their journal entries."""
         all_rows = self.rows()
@@ -273,7 +281,10 @@ class Coordinator:
         for row in rows:
             if row.experiment not in present:
                 append_result(self.repo / RESULTS, row)
-                all_rows.append(row)
+        self._journal(rows, subjects)
+
+    def _journal(self, rows: list[Row], subjects: dict[int | None, int | None]) -> None:
+        all_rows = self.rows()
         earlier = self.entries()
         known = {e.n for e in earlier}
         new = []
@@ -281,7 +292,8 @@ class Coordinator:
             if row.experiment in known:
                 continue
             code = self.git.file_at(row.commit)
-            parent = row.parent if row.kind != "baseline" and row.parent else None
+            parent = None if row.kind == "baseline" else \
+                row.parent or self.git.parent(row.commit)  # rows of older versions: git's
             parent_value = self.value(parent, row.device, all_rows) if parent and \
                 row.kind not in ("noise", "control") else None
             new.append(journal.make_entry(
@@ -361,10 +373,12 @@ class Coordinator:
         mark = fingerprint(text)
         if fingerprint(self.git.file_at(parent)) == mark:
             return "it changes nothing but comments, blank lines or formatting"
-        for entry in reversed(self.entries()):
-            if entry.fingerprint == mark and entry.kind in ("experiment", "fix", "port"):
-                delta = f" ({entry.delta:+.6f} vs its parent)" if entry.delta is not None else ""
-                return f"this is #{entry.n} again{delta}, {entry.status}: {entry.description}"
+        same = [e for e in self.entries() if e.fingerprint == mark]
+        first = next((e for e in same if e.kind in ("baseline", "experiment", "fix", "port")),
+                     same[0] if same else None)  # the run that tried it, not its re-runs
+        if first is not None:
+            delta = f" ({first.delta:+.6f} vs its parent)" if first.delta is not None else ""
+            return f"this is #{first.n} again{delta}, {first.status}: {first.description}"
         with self.lock:
             for job in self.state.jobs:
                 if job.kind in AGENT_KINDS and fingerprint(self.git.file_at(job.commit)) == mark:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,17 @@ def make_entry(row: Row, code: str, parent_code: str | None, parent_value: float
         reason=row.reason, timestamp=row.timestamp)
     entry.links = links(entry, earlier, subject)
     return entry
+
+
+SUBJECT = re.compile(r"#(\d+)")  # "confirm #12: ...", "control for #12", "port of #12 onto"
+
+
+def subject_of(row: Row) -> int | None:
+    """The run a confirm, control or port row is about, from its description."""
+    if row.kind not in ("confirm", "control", "port"):
+        return None
+    match = SUBJECT.search(row.description)
+    return int(match.group(1)) if match else None
 
 
 def links(entry: Entry, earlier: list[Entry], subject: int | None) -> dict[str, int]:

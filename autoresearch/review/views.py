@@ -15,7 +15,17 @@ from rich.text import Text
 from autoresearch.errors import UserError
 from autoresearch.execution.procs import pid_alive
 from autoresearch.ledger.results import Row, read_results
-from autoresearch.ledger.state import State, list_tags, load_state, read_live, stop_requested
+from autoresearch.ledger.state import (
+    State,
+    list_tags,
+    load_state,
+    read_live,
+    stop_requested,
+    tag_dir,
+)
+from autoresearch.memory.digest import build_digest
+from autoresearch.memory.journal import JOURNAL
+from autoresearch.memory.journal import load as load_journal
 from autoresearch.review.console import STATUS_STYLE, duration
 from autoresearch.review.report import baseline_row, experiment_numbers, is_measured
 from autoresearch.workspace.git import Git
@@ -173,3 +183,22 @@ def diff(repo: Path, ref: str, tag: str | None, console: Console) -> None:
         console.print(Syntax(text, "diff", theme="ansi_dark", word_wrap=True))
     else:
         sys.stdout.write(text)
+
+
+def journal(repo: Path, tag: str | None, full: bool, console: Console) -> None:
+    tag = resolve_tag(repo, tag)
+    entries = load_journal(tag_dir(repo, tag) / JOURNAL)
+    if not full:
+        program = repo / "program.md"
+        console.print(build_digest(entries, program.read_text() if program.is_file() else ""),
+                      markup=False)
+        return
+    for e in entries:
+        value = "-" if e.val_bpb is None else f"{e.val_bpb:.6f}"
+        delta = "" if e.delta is None else f" ({e.delta:+.6f})"
+        links = "".join(f" {k.replace('_', ' ')} #{v}" for k, v in e.links.items())
+        changes = f" [{', '.join(e.changes)}]" if e.changes else ""
+        console.print(Text.assemble(
+            f"#{e.n} {e.kind} w{e.worker} ", (e.status, STATUS_STYLE.get(e.status, "")),
+            f" {value}{delta} {e.description}{changes}{links}",
+            (f" - {e.reason}" if e.reason else "", "dim")))
