@@ -24,13 +24,12 @@ from autoresearch.agents.base import Port as PortRequest
 from autoresearch.artifacts.aftercare import tidy_weights
 from autoresearch.errors import UserError
 from autoresearch.execution.executor import RunResult, RunSpec
-from autoresearch.execution.parse import Progress, last_error, log_tail, read_run
+from autoresearch.execution.parse import LOST, TAMPER, Progress, last_error, log_tail, read_run
 from autoresearch.execution.procs import kill_marked
 from autoresearch.ledger.results import sanitize
 from autoresearch.ledger.state import FIXED_FILES, tag_dir
 from autoresearch.memory.digest import build_digest
 from autoresearch.model import Job, Kind, Outcome, Task
-from autoresearch.policy import TAMPER
 from autoresearch.workspace.git import TRAIN, text_hash
 from autoresearch.workspace.slots import Slot
 
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
 PROGRAM = "program.md"
 HISTORY_ROWS = 30  # recent rows in the agent's request; the digest covers the whole night
 MAX_REJECTIONS = 12  # unusable proposals in a row before the loop asks for a human
+LOST_RUNS = 2  # a run lost outside it (its node died) is run again this often, then recorded
 BACKOFF_EVERY = 3  # a worker pauses after every this many rejections in a row...
 BACKOFF_MAX = 900.0  # ...first for --backoff seconds, doubling, up to this
 # Set for the agent's processes (CLI agents run in sessions of their own): how a resumed loop
@@ -266,10 +266,13 @@ class Worker:
         loop = self.loop
         log = spec.run_dir / "run.log"
         text = log.read_text(errors="replace") if log.exists() else ""
-        if result.lost:
+        if result.lost and job.lost < LOST_RUNS:
+            job.lost += 1
             loop.log(f"#{job.n} was lost ({result.lost}): running it again", "yellow")
             return None
         verdict = read_run(result.returncode, text, result.timed_out)
+        if result.lost:  # lost again and again: recorded, never silently dropped
+            verdict = replace(verdict, metrics=None, reason=LOST)
         out = Outcome(verdict.metrics, verdict.reason, verdict.profile, result.seconds,
                       result.device or self.device, result.gpu, result.node, log_tail(text),
                       last_error(text))

@@ -44,7 +44,6 @@ from autoresearch.model import (
 DEFAULT_FLOOR = 0.001  # bpb: below this no change is worth a commit, however quiet the GPU
 STD_MULTIPLIER = 2.0
 RULE = f"max(floor, {STD_MULTIPLIER:g} x sample std of the baseline runs)"
-TAMPER = "tamper"  # crash class of a run during which the harness changed
 
 
 @dataclass

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from autoresearch.execution.parse import (
-    CRASH_REASONS,
+    LOG_REASONS,
     classify_crash,
     last_progress,
     log_tail,
@@ -111,7 +111,7 @@ def test_crash_classes(returncode, text, timed_out, reason):
 
 
 def test_every_documented_crash_reason_is_produced():
-    assert {case[-1] for case in CRASH_CASES} == set(CRASH_REASONS)
+    assert {case[-1] for case in CRASH_CASES} == set(LOG_REASONS)
 
 
 def test_read_run_verdicts():

@@ -57,6 +57,7 @@ def run_training(
     timeout: float,
     *,
     env: dict[str, str] | None = None,
+    parent: int | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     should_abort: Callable[[], bool] | None = None,
@@ -64,7 +65,8 @@ def run_training(
     grace: float = GRACE_SECONDS,
 ) -> RunResult:
     """Run `cmd` in `repo`, output to run_dir/run.log; kill everything it started on timeout or
-    abort. `env`: added to this process's environment."""
+    abort. `env`: added to this process's environment; `parent`: a process whose death ends the
+    run too (the Ray worker that started it)."""
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "run.log"
@@ -72,7 +74,7 @@ def run_training(
                           **{CHECKPOINT_ENV: str(run_dir)}))
     start = time.monotonic()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(supervised(cmd, grace), cwd=repo, stdout=log,
+        proc = subprocess.Popen(supervised(cmd, grace, parent), cwd=repo, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
     if on_start:

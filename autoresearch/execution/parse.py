@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 SUMMARY_KEYS = ("val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
                 "total_tokens_M", "num_steps", "num_params_M", "depth")
-CRASH_REASONS = ("oom", "nan", "timeout", "syntax", "import", "other")
+TAMPER = "tamper"  # the run changed the harness while it ran: void (set by the loop)
+LOST = "lost"  # the run was lost again and again outside it, e.g. its node died (set by the loop)
+LOG_REASONS = ("oom", "nan", "timeout", "syntax", "import", "other")  # read from a run's log
+CRASH_REASONS = (*LOG_REASONS, TAMPER, LOST)
 # Crashes worth handing back to the agent for a fix: mistakes in the code, not research outcomes
 # (a diverging loss or a model too big for the GPU is an answer, not a typo).
 FIXABLE_REASONS = ("syntax", "import", "other")
@@ -101,7 +104,7 @@ def last_progress(text: str) -> Progress | None:
 
 
 def classify_crash(returncode: int | None, text: str, timed_out: bool) -> str:
-    """One of CRASH_REASONS for a run that did not produce a usable val_bpb."""
+    """One of LOG_REASONS for a run that did not produce a usable val_bpb."""
     if timed_out:
         return "timeout"
     latest, reason = -1, "other"

@@ -23,9 +23,12 @@ PROC = Path("/proc")
 REAPER_MODULE = "autoresearch.execution.reaper"
 
 
-def supervised(cmd: list[str], grace: float = GRACE_SECONDS) -> list[str]:
-    """`cmd` wrapped in the reaper: its exit status is cmd's, and no descendant survives it."""
-    return [sys.executable, "-m", REAPER_MODULE, "--grace", f"{grace:g}", "--", *cmd]
+def supervised(cmd: list[str], grace: float = GRACE_SECONDS,
+               parent: int | None = None) -> list[str]:
+    """`cmd` wrapped in the reaper: its exit status is cmd's, and no descendant survives it.
+    parent: the reaper also ends everything when that process (its starter) dies."""
+    follow = ["--parent", str(parent)] if parent is not None else []
+    return [sys.executable, "-m", REAPER_MODULE, "--grace", f"{grace:g}", *follow, "--", *cmd]
 
 
 def reaper_env(env: dict[str, str]) -> dict[str, str]:

@@ -1,0 +1,150 @@
+"""Runs on a Ray cluster: every run is a Ray task that asks for one GPU.
+
+Ray is the engine: it places each task on a node with a free GPU, sets CUDA_VISIBLE_DEVICES
+there, ships this package to the nodes (runtime_env py_modules), and re-runs a task whose worker
+or node died (max_retries). We write no scheduler, registry or RPC of our own.
+
+What travels with a task: the run's code (train.py of the commit and the fixed harness files,
+checked by hash before they leave and again on the node after the run), the fingerprint of the
+prepared data the loop's machine has (each node must hold the same: `prepare.py` there, or a shared
+cache directory), and the profile. What comes back: how the run ended, the node and GPU model,
+and every file of the run folder (log, metrics, weights), written into the loop's runs/ folder.
+Progress is not streamed from the nodes: `status` shows the phase, not the step.
+
+On the node the run goes through the same reaper as locally, also told to stop if the Ray worker
+that started it dies: a task cancelled by `stop --now` or lost with its worker leaves no process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from autoresearch.errors import UserError
+from autoresearch.execution.executor import RunResult, RunSpec
+from autoresearch.execution.gpus import CPU, Slot, visible_gpus
+from autoresearch.execution.local import run_training, write_run_files
+from autoresearch.execution.parse import Progress
+
+RETRIES = 2  # Ray re-runs a task whose worker or node died, this many times
+POLL_SECONDS = 0.5
+ENV_PASSED = ("AUTORESEARCH_PROFILE", "AUTORESEARCH_CACHE")  # the harness's settings, cluster-wide
+DEFAULT_CMD = ("{python}", "train.py")  # the node's own Python runs train.py
+
+
+def connect(address: str) -> None:
+    """Join the cluster at `address` ("auto", "host:6379", "ray://host:10001"); one line if not."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--ray needs Ray: `uv sync --extra ray` (on the loop's machine and every "
+                        "node)") from None
+    package = str(Path(__file__).resolve().parents[1])
+    env = {name: os.environ[name] for name in ENV_PASSED if name in os.environ}
+    try:
+        ray.init(address=address, runtime_env={"py_modules": [package], "env_vars": env},
+                 log_to_driver=False, logging_level="error", include_dashboard=False)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+        reason = " ".join(str(e).split())[:200]
+        raise UserError(f"cannot reach the Ray cluster at {address} ({reason}): start one with "
+                        f"`ray start --head` (or pass its address to --ray)") from None
+
+
+def cluster_slots(mixed: bool) -> list[Slot]:
+    """One worker per GPU of the cluster; refuses GPU models that differ unless `mixed`."""
+    import ray
+
+    models: dict[str, int] = {}
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        resources = node.get("Resources", {})
+        count = int(resources.get("GPU", 0))
+        kind = next((k.split(":", 1)[1] for k in resources if k.startswith("accelerator_type:")),
+                    CPU)
+        if count:
+            models[kind] = models.get(kind, 0) + count
+    total = sum(models.values())
+    if not total:
+        raise UserError("the Ray cluster has no GPUs (ray.cluster_resources() lists none): start "
+                        "its nodes with their GPUs, or leave --ray out")
+    if len(models) > 1 and not mixed:
+        raise UserError(f"the Ray cluster mixes GPU models ({', '.join(sorted(models))}): their "
+                        f"numbers do not compare. Pass --mixed-gpus to compare runs only within "
+                        f"each model")
+    return [Slot(k, None, "") for k in range(total)]
+
+
+class RayExecutor:
+    def __init__(self, data_sha256: str, poll: float = POLL_SECONDS):
+        import ray
+
+        self.ray = ray
+        self.data_sha256 = data_sha256
+        self.poll = poll
+        self.task = ray.remote(num_gpus=1, max_retries=RETRIES, retry_exceptions=False)(run_task)
+
+    def run(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
+            should_abort: Callable[[], bool]) -> RunResult:
+        ray = self.ray
+        ref = self.task.remote(spec, self.data_sha256)
+        while True:
+            done, _ = ray.wait([ref], timeout=self.poll)
+            if done:
+                break
+            if should_abort():
+                ray.cancel(ref, force=True)
+                return RunResult(None, False, True, 0.0)
+        try:
+            outcome = ray.get(ref)
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                ray.exceptions.TaskCancelledError, ray.exceptions.ObjectLostError,
+                ray.exceptions.RaySystemError) as e:
+            return RunResult(None, False, False, 0.0, lost=f"{type(e).__name__} after "
+                             f"{RETRIES} retries by Ray")
+        except ray.exceptions.RayTaskError as e:
+            raise UserError(f"run #{spec.n} failed on its node: {e.cause}") from None
+        if outcome["setup_error"]:
+            raise UserError(outcome["setup_error"])
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        for name, data in outcome["files"].items():
+            (spec.run_dir / name).write_bytes(data)
+        return RunResult(outcome["returncode"], outcome["timed_out"], False, outcome["seconds"],
+                         node=outcome["node"], device=outcome["device"], gpu=outcome["gpu"])
+
+    def clean_up(self, spec: RunSpec) -> list[int]:
+        return []  # a task of a dead driver is ended by Ray; its run by the reaper
+
+
+def run_task(spec: RunSpec, data_sha256: str) -> dict:
+    """On a node, in a Ray worker that holds one GPU: run the spec in a fresh folder."""
+    from autoresearch.config import Harness
+    from autoresearch.workspace.guard import data_fingerprint
+
+    node = socket.gethostname()
+    work = Path(tempfile.mkdtemp(prefix=f"autoresearch-run-{spec.n}-"))
+    try:
+        local = RunSpec(spec.n, spec.files, work, spec.cmd, spec.timeout, spec.grace)
+        write_run_files(local)
+        cache = Harness.read(work).cache_dir
+        if data_fingerprint(cache) != data_sha256:
+            return {"setup_error": f"node {node} has other prepared data in {cache} than the loop's"
+                                   f" machine: run prepare.py there with the same source, or "
+                                   f"share the cache directory (AUTORESEARCH_CACHE)"}
+        cmd = [sys.executable if part == "{python}" else part for part in spec.cmd]
+        gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        result = run_training(cmd, work, work, spec.timeout, grace=spec.grace,
+                              parent=os.getpid())
+        files = {p.name: p.read_bytes() for p in work.iterdir() if p.is_file()}
+        first = gpu.split(",")[0]
+        return {"setup_error": "", "returncode": result.returncode,
+                "timed_out": result.timed_out, "seconds": result.seconds, "node": node,
+                "gpu": gpu, "device": visible_gpus().get(first, CPU) if first else CPU,
+                "files": files}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
