@@ -28,6 +28,7 @@ from autoresearch.config import PLATEAU_AFTER
 from autoresearch.errors import UserError
 from autoresearch.ledger.state import read_live, request_stop
 from autoresearch.policy import DEFAULT_FLOOR
+from autoresearch.redact import redact
 from autoresearch.review import review_cli, views
 
 
@@ -44,7 +45,7 @@ class App(typer.Typer):
                     return func(*a, **kw)
                 except UserError as e:
                     err = Console(stderr=True, highlight=False, soft_wrap=True)
-                    err.print(f"error: {e}", style="red", markup=False)
+                    err.print(f"error: {redact(str(e))}", style="red", markup=False)
                     raise typer.Exit(1) from None
 
             register(friendly)

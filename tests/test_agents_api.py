@@ -4,6 +4,7 @@ The server checks what the real services check (path, auth header, JSON body) an
 script: overloads, server errors, malformed answers, edits that do not match, a rejected key.
 """
 
+import io
 import json
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from autoresearch.agents import AgentError, AgentRefused, AgentRequest, make_agent
 from autoresearch.agents.anthropic_api import AnthropicAgent
@@ -21,7 +23,10 @@ from autoresearch.agents.http import Retry
 from autoresearch.agents.openai_api import OpenAIAgent
 from autoresearch.agents.prompt import results_table
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row
+from autoresearch.ledger.results import Row, format_row
+from autoresearch.ledger.state import log_event
+from autoresearch.redact import redact
+from autoresearch.review.console import PlainConsole
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
 [OLD_LINE] = [line for line in TRAIN_PY.splitlines() if line.startswith("MATRIX_LR = ")]
@@ -363,3 +368,47 @@ def test_the_loop_and_its_api_agents_do_not_load_the_download_code():
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+KEY = "zq-Pelican-93-lantern-Quartz-7781"  # no known key shape: only the registry can catch it
+
+
+def leaks(text: str, key: str = KEY) -> list[str]:
+    """The runs of 8 key characters that `text` shows."""
+    return [key[i:i + 8] for i in range(len(key) - 7) if key[i:i + 8] in text]
+
+
+def sink_outputs(tmp_path, message: str) -> list[str]:
+    """What each sink of the loop makes of `message`: console, events.log, a results.tsv cell."""
+    out = io.StringIO()
+    PlainConsole(Console(file=out, width=400)).event(message)
+    log_event(tmp_path, "t", message)
+    cell = format_row(Row(commit="a1b2c3d", val_bpb=0.0, memory_gb=0.0, status="crash",
+                          description="agent failed", reason=message))
+    return [redact(message), out.getvalue(),
+            (tmp_path / ".autoresearch" / "t" / "events.log").read_text(), cell]
+
+
+@pytest.mark.parametrize("backend", ["openai", "anthropic"])
+@pytest.mark.parametrize("status, echo", [
+    (401, "Incorrect API key provided: {key}. You can find your API key at https://example"),
+    (400, "bad request headers: Authorization: Bearer {key}, x-api-key: {key}"),
+    (401, "Incorrect API key provided: zq-Pel*************-Quartz-7781"),  # masked, not enough
+])
+def test_a_key_echoed_by_the_server_reaches_no_output(server, tmp_path, monkeypatch, backend,
+                                                      status, echo):
+    monkeypatch.setenv("ROUTER_KEY", KEY)
+    if backend == "openai":
+        base, server.expect_path = f"http://127.0.0.1:{server.port}/v1", "/v1/chat/completions"
+    else:
+        base, server.expect_path = f"http://127.0.0.1:{server.port}", "/v1/messages"
+    agent = make_agent(backend, model="m", base_url=base, api_key_env="ROUTER_KEY", timeout=5.0)
+    server.reply(status, {"error": {"message": echo.format(key=KEY), "type": "auth_error"}})
+    with pytest.raises(AgentError) as err:
+        agent.propose(make_request(tmp_path))
+    message = str(err.value)
+    assert leaks(message)  # the server did echo it: the sinks below have something to hide
+    for output in sink_outputs(tmp_path, message):
+        assert "[redacted]" in output and not leaks(output), output

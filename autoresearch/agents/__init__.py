@@ -7,7 +7,8 @@
     anthropic  the Anthropic Messages API, answers with SEARCH/REPLACE edits
 
 make_agent checks what a backend needs (key, executable) up front, so a missing one stops the
-loop before it starts instead of at 3 am.
+loop before it starts instead of at 3 am. Every key make_agent sees is registered with
+autoresearch.redact, so no message or log shows it.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from autoresearch.agents.base import (
     Usage,
 )
 from autoresearch.errors import UserError
+from autoresearch.redact import register_secret
 
 __all__ = ["Agent", "AgentError", "AgentRefused", "AgentRequest", "Proposal", "Usage",
            "BACKENDS", "make_agent"]
 
 BACKENDS = ("sweep", "claude", "codex", "openai", "anthropic")
 DEFAULT_TIMEOUT = 900.0  # seconds per API call or CLI run
+# Credentials a CLI agent may read from our environment, and so may echo in an error.
+CLI_KEY_ENVS = {"claude": ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"),
+                "codex": ("CODEX_API_KEY", "OPENAI_API_KEY")}
 
 
 def missing_key(key_env: str) -> UserError:
@@ -61,6 +66,8 @@ def make_agent(backend: str, *, model: str | None = None, base_url: str | None =
         if executable is None:
             product = "Claude Code" if backend == "claude" else "the Codex CLI"
             raise UserError(f"{backend} not found on PATH: install {product} or use --agent sweep")
+        for name in CLI_KEY_ENVS[backend]:
+            register_secret(os.environ.get(name))
         if backend == "claude":
             from autoresearch.agents.claude_cli import ClaudeAgent
 
@@ -77,6 +84,7 @@ def make_agent(backend: str, *, model: str | None = None, base_url: str | None =
         key = os.environ.get(key_env)
         if not key and not openai_api.is_local(url):
             raise missing_key(key_env)
+        register_secret(key)
         return openai_api.OpenAIAgent(model=model or openai_api.DEFAULT_MODEL, base_url=url,
                                       api_key=key, key_env=key_env, timeout=timeout)
 
@@ -86,6 +94,7 @@ def make_agent(backend: str, *, model: str | None = None, base_url: str | None =
     key = os.environ.get(key_env)
     if not key:
         raise missing_key(key_env)
+    register_secret(key)
     return anthropic_api.AnthropicAgent(api_key=key, model=model or anthropic_api.DEFAULT_MODEL,
                                         base_url=base_url or anthropic_api.DEFAULT_BASE_URL,
                                         key_env=key_env, timeout=timeout)
