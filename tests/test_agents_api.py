@@ -21,6 +21,7 @@ from autoresearch.agents import AgentError, AgentRefused, AgentRequest, make_age
 from autoresearch.agents.anthropic_api import AnthropicAgent
 from autoresearch.agents.http import Retry
 from autoresearch.agents.openai_api import OpenAIAgent
+from autoresearch.agents.pricing import PRICE_SOURCES, PRICES_READ, list_price
 from autoresearch.agents.prompt import results_table
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row, format_row
@@ -412,3 +413,41 @@ def test_a_key_echoed_by_the_server_reaches_no_output(server, tmp_path, monkeypa
     assert leaks(message)  # the server did echo it: the sinks below have something to hide
     for output in sink_outputs(tmp_path, message):
         assert "[redacted]" in output and not leaks(output), output
+
+
+# --- prices -----------------------------------------------------------------------------------
+
+def test_prices_match_exactly_or_by_the_family_rules():
+    assert list_price("o3-pro") == (20.0, 80.0)  # not o3's price
+    assert list_price("gpt-5-pro") == (15.0, 120.0)  # not gpt-5's
+    assert list_price("o3-2025-04-16") == (2.0, 8.0)  # a dated snapshot of o3
+    assert list_price("gpt-4o-2024-08-06") == (2.5, 10.0)
+    assert list_price("gpt-4o-2024-05-13") == (5.0, 15.0)  # a snapshot priced apart wins
+    assert list_price("claude-opus-4-1-20250805") == (15.0, 75.0)
+    assert list_price("claude-opus-4-20250514") == (15.0, 75.0)
+    assert list_price("claude-opus-4-5-20251101") == (5.0, 25.0)  # newer Opus, newer price
+    assert list_price("anthropic/claude-sonnet-4-5") == (3.0, 15.0)  # OpenRouter's vendor prefix
+    for unknown in ("claude-opus-4-9", "o3-deep-research", "gpt-5-codex", "gpt-5.1-chat-latest",
+                    "claude-sonnet-4-5-fast", "qwen3-coder"):
+        assert list_price(unknown) is None, unknown  # no prefix guess
+    assert PRICES_READ and PRICE_SOURCES
+
+
+def test_cost_known_and_user_prices(server, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    local = f"http://127.0.0.1:{server.port}/v1"
+    assert not make_agent("openai", base_url=local, model="qwen3-coder").cost_known
+    agent = make_agent("openai", base_url=local, model="qwen3-coder", timeout=5.0,
+                       price=(0.5, 2.0))
+    assert agent.cost_known
+    server.expect_path = "/v1/chat/completions"
+    server.reply(200, chat_reply(GOOD, prompt_tokens=1000, completion_tokens=200))
+    proposal = agent.propose(make_request(tmp_path))
+    assert proposal.usage.cost_usd == pytest.approx((1000 * 0.5 + 200 * 2.0) / 1e6)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    assert make_agent("anthropic", model="claude-haiku-4-5").cost_known  # list price
+    assert not make_agent("anthropic", model="claude-opus-9").cost_known
+    with pytest.raises(UserError, match="cannot be negative"):
+        make_agent("anthropic", price=(-1.0, 5.0))
+    with pytest.raises(UserError, match="do not apply to --agent sweep"):
+        make_agent("sweep", price=(0.0, 0.0))

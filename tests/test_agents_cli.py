@@ -287,6 +287,17 @@ def test_missing_executables_are_user_errors(tmp_path, monkeypatch):
         make_agent("codex", base_url="http://localhost:8000/v1")
 
 
+def test_codex_cost_is_known_only_with_a_price(fakes, repo):
+    assert not make_agent("codex").cost_known  # it reports tokens, not dollars
+    assert make_agent("claude").cost_known  # it reports total_cost_usd
+    agent = make_agent("codex", timeout=30, price=(1.25, 10.0))
+    assert agent.cost_known
+    proposal = agent.propose(make_request(repo))
+    assert proposal.usage.cost_usd == pytest.approx((24763 * 1.25 + 122 * 10.0) / 1e6)
+    with pytest.raises(UserError, match="do not apply to --agent claude: it reports its own"):
+        make_agent("claude", price=(3.0, 15.0))
+
+
 def _which(name: str) -> str:
     path = shutil.which(name)
     assert path is not None

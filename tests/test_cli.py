@@ -180,6 +180,27 @@ def test_bad_run_arguments_are_one_line_and_touch_nothing(tmp_path):
     assert not (repo / ".autoresearch").exists()
 
 
+def test_max_cost_needs_a_known_price(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    local = ["run", "--tag", "x", "--agent", "openai", "--base-url", "http://127.0.0.1:9/v1",
+             "--model", "my-local-model", "--repo", str(tmp_path)]
+    result = runner.invoke(agent_loop.app, local + ["--max-cost", "5"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: --max-cost needs the dollar cost of every agent call, and "
+        "openai:my-local-model has no known price: pass --price-in and --price-out (USD per "
+        "million tokens), or drop --max-cost"]
+    result = runner.invoke(agent_loop.app, local + ["--max-cost", "5", "--price-in", "0"])
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "error: --price-in and --price-out go together: pass both (USD per million input and "
+        "output tokens) or neither"]
+    priced = runner.invoke(agent_loop.app, local + ["--max-cost", "5", "--price-in", "0",
+                                                    "--price-out", "0"])
+    assert priced.exit_code == 1 and "--max-cost" not in priced.output  # past the check: no repo
+    negative = runner.invoke(agent_loop.app, local + ["--price-in", "-1", "--price-out", "1"])
+    assert negative.exit_code == 2 and "--price-in" in negative.output
+
+
 def test_the_error_line_shows_no_secret():
     key = "zz-Kestrel-4411-orchard-Vapor"
     register_secret(key)

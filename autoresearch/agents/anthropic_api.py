@@ -2,7 +2,8 @@
 
 POST {base_url}/v1/messages with headers x-api-key, anthropic-version and a JSON body of model,
 max_tokens, system, messages; the answer is the text blocks of `content`, the usage
-usage.input_tokens / output_tokens (dollars from pricing.py). 429, 529 and 5xx are retried.
+usage.input_tokens / output_tokens, priced at the given or the list price. 429, 529 and 5xx are
+retried.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from autoresearch.agents.base import AgentError, Usage
 from autoresearch.agents.chat import ChatAgent
 from autoresearch.agents.http import Retry
-from autoresearch.agents.pricing import estimate_cost
+from autoresearch.agents.pricing import Price
 from autoresearch.agents.prompt import SYSTEM_PROMPT
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -23,12 +24,12 @@ MAX_TOKENS = 8192  # a description and a few edit blocks; also the cap of the sm
 class AnthropicAgent(ChatAgent):
     def __init__(self, *, api_key: str, model: str = DEFAULT_MODEL,
                  base_url: str = DEFAULT_BASE_URL, key_env: str = DEFAULT_KEY_ENV,
-                 timeout: float = 600.0, retry: Retry | None = None):
+                 timeout: float = 600.0, retry: Retry | None = None, price: Price | None = None):
         headers = {"x-api-key": api_key, "anthropic-version": API_VERSION,
                    "content-type": "application/json"}
         super().__init__(name=f"anthropic:{model}", model=model,
                          url=base_url.rstrip("/") + "/v1/messages", headers=headers,
-                         key_env=key_env, timeout=timeout, retry=retry)
+                         key_env=key_env, timeout=timeout, retry=retry, price=price)
 
     def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
         body = {"model": self.model, "max_tokens": MAX_TOKENS, "system": SYSTEM_PROMPT,
@@ -40,7 +41,6 @@ class AnthropicAgent(ChatAgent):
                              "Messages API?")
         text = "".join(block.get("text", "") for block in content
                        if isinstance(block, dict) and block.get("type") == "text")
-        usage = reply.get("usage") or {}
-        tokens_in = int(usage.get("input_tokens") or 0)
-        tokens_out = int(usage.get("output_tokens") or 0)
-        return text, Usage(tokens_in, tokens_out, estimate_cost(self.model, tokens_in, tokens_out))
+        used = reply.get("usage") or {}
+        usage = self.usage(int(used.get("input_tokens") or 0), int(used.get("output_tokens") or 0))
+        return text, usage

@@ -78,6 +78,7 @@ class Proposal:
 
 class Agent(Protocol):
     name: str  # e.g. "sweep", "openai:gpt-5", "claude:sonnet"
+    cost_known: bool  # True when the dollar cost of every call will be known (--max-cost needs it)
 
     def propose(self, request: AgentRequest) -> Proposal: ...
 

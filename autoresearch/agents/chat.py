@@ -9,6 +9,7 @@ from __future__ import annotations
 from autoresearch.agents.base import AgentRefused, AgentRequest, Proposal, Usage
 from autoresearch.agents.edits import EditError, apply_edits, parse_answer
 from autoresearch.agents.http import Retry, post_json
+from autoresearch.agents.pricing import Price, dollars, list_price
 from autoresearch.agents.prompt import build_context
 
 FOLLOW_UP = ("Your answer could not be applied: {reason}. train.py is unchanged. Answer again in "
@@ -17,18 +18,27 @@ FOLLOW_UP = ("Your answer could not be applied: {reason}. train.py is unchanged.
 
 
 class ChatAgent:
-    """Base of the API backends: one JSON endpoint; subclasses implement `complete`."""
+    """Base of the API backends: one JSON endpoint; subclasses implement `complete`.
+
+    `price` (USD per million input/output tokens, the user's) prices the tokens of every call;
+    without it the model's list price does; with neither, `cost_known` is False.
+    """
 
     def __init__(self, *, name: str, model: str, url: str, headers: dict[str, str],
-                 key_env: str | None, timeout: float, retry: Retry | None):
+                 key_env: str | None, timeout: float, retry: Retry | None, price: Price | None):
         self.name, self.model, self.url, self.headers = name, model, url, headers
         self.key_env = key_env  # named in the error when the service rejects the key
         self.timeout = timeout
         self.retry = retry or Retry()
+        self.price = price if price is not None else list_price(model)
+        self.cost_known = self.price is not None
 
     def post(self, body: dict, service: str) -> dict:
         return post_json(self.url, body, self.headers, timeout=self.timeout, retry=self.retry,
                          service=service, key_env=self.key_env)
+
+    def usage(self, input_tokens: int, output_tokens: int) -> Usage:
+        return Usage(input_tokens, output_tokens, dollars(self.price, input_tokens, output_tokens))
 
     def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
         """Send the conversation (user/assistant turns; the system prompt is the backend's

@@ -21,6 +21,7 @@ ALLOWED_TOOLS = "Read,Edit,Write"
 
 class ClaudeAgent(CLIAgent):
     tool = "claude"
+    cost_known = True  # every run reports total_cost_usd
 
     def argv(self, repo: Path, prompt: str) -> list[str]:
         argv = [self.executable, "-p", prompt, "--output-format", "json",

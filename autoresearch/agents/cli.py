@@ -41,6 +41,7 @@ class CLIAgent:
     """Base of the CLI backends; subclasses set `tool` and implement `argv` and `parse`."""
 
     tool: str  # the command's name: "claude", "codex"
+    cost_known: bool  # whether every run reports (or lets us compute) its dollar cost
 
     def __init__(self, executable: str, *, model: str | None = None, timeout: float = 900.0,
                  attempts: int = 3, retry_delay: float = 5.0):

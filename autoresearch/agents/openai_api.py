@@ -1,8 +1,9 @@
 """Any OpenAI-compatible chat-completions endpoint: OpenAI, OpenRouter, vLLM, ollama, llama.cpp.
 
 POST {base_url}/chat/completions with `Authorization: Bearer <key>`; the answer is
-choices[0].message.content and the usage usage.prompt_tokens / completion_tokens (plus usage.cost
-where the server reports dollars, as OpenRouter does).
+choices[0].message.content and the usage usage.prompt_tokens / completion_tokens. Dollars:
+usage.cost where the server reports them (as OpenRouter does), else the tokens at the given or the
+list price.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from urllib.parse import urlparse
 from autoresearch.agents.base import AgentError, Usage
 from autoresearch.agents.chat import ChatAgent
 from autoresearch.agents.http import Retry
-from autoresearch.agents.pricing import estimate_cost
+from autoresearch.agents.pricing import Price
 from autoresearch.agents.prompt import SYSTEM_PROMPT
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -36,11 +37,12 @@ def is_local(base_url: str) -> bool:
 class OpenAIAgent(ChatAgent):
     def __init__(self, *, model: str = DEFAULT_MODEL, base_url: str = DEFAULT_BASE_URL,
                  api_key: str | None = None, key_env: str | None = DEFAULT_KEY_ENV,
-                 timeout: float = 600.0, retry: Retry | None = None):
+                 timeout: float = 600.0, retry: Retry | None = None, price: Price | None = None):
         super().__init__(name=f"openai:{model}", model=model,
                          url=base_url.rstrip("/") + "/chat/completions",
                          headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
-                         key_env=key_env if api_key else None, timeout=timeout, retry=retry)
+                         key_env=key_env if api_key else None, timeout=timeout, retry=retry,
+                         price=price)
 
     def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
         body = {"model": self.model,
@@ -51,11 +53,9 @@ class OpenAIAgent(ChatAgent):
         except (KeyError, IndexError, TypeError, AttributeError) as e:
             raise AgentError(f"{self.url} answered without choices[0].message: is it an "
                              "OpenAI-compatible /chat/completions endpoint?") from e
-        usage = reply.get("usage") or {}
-        tokens_in = int(usage.get("prompt_tokens") or 0)
-        tokens_out = int(usage.get("completion_tokens") or 0)
-        if isinstance(usage.get("cost"), (int, float)):
-            cost = float(usage["cost"])  # the server knows best (OpenRouter)
-        else:  # list price; None for models not in the table, such as most local ones
-            cost = estimate_cost(self.model, tokens_in, tokens_out)
-        return text, Usage(tokens_in, tokens_out, cost)
+        used = reply.get("usage") or {}
+        usage = self.usage(int(used.get("prompt_tokens") or 0),
+                           int(used.get("completion_tokens") or 0))
+        if isinstance(used.get("cost"), (int, float)):
+            usage.cost_usd = float(used["cost"])  # the server knows best (OpenRouter)
+        return text, usage

@@ -43,6 +43,8 @@ class Mutation:
 
 
 class SweepAgent:
+    cost_known = True  # it costs nothing
+
     def __init__(self, seed: int = 0):
         self.name = "sweep"
         self.seed = seed
