@@ -4,6 +4,7 @@ The server checks what the real services check (path, auth header, JSON body) an
 script: overloads, server errors, malformed answers, edits that do not match, a rejected key.
 """
 
+import email.utils
 import io
 import json
 import socket
@@ -11,10 +12,12 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 from rich.console import Console
 
 from autoresearch.agents import AgentError, AgentRefused, AgentRequest, make_agent
@@ -27,6 +30,7 @@ from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row, format_row
 from autoresearch.ledger.state import log_event
 from autoresearch.redact import redact
+from autoresearch.retry_after import retry_after_seconds
 from autoresearch.review.console import PlainConsole
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
@@ -413,6 +417,71 @@ def test_a_key_echoed_by_the_server_reaches_no_output(server, tmp_path, monkeypa
     assert leaks(message)  # the server did echo it: the sinks below have something to hide
     for output in sink_outputs(tmp_path, message):
         assert "[redacted]" in output and not leaks(output), output
+
+
+# --- truncated answers ------------------------------------------------------------------------
+
+def test_an_answer_cut_off_at_the_output_limit_is_not_applied(server, tmp_path):
+    cut = chat_reply(GOOD, completion_tokens=4096)
+    cut["choices"][0]["finish_reason"] = "length"  # the edit block looks whole, the answer is not
+    server.reply(200, cut)
+    other = "MATRIX_LR = 0.045  # a shorter answer"
+    server.reply(200, chat_reply(answer(OLD_LINE, other)))
+    proposal = openai_agent(server).propose(make_request(tmp_path))
+    assert (tmp_path / "train.py").read_text() == TRAIN_PY.replace(OLD_LINE, other)
+    assert proposal.usage.output_tokens == 4096 + 200  # the cut-off answer still cost money
+    follow_up = server.requests[1][2]["messages"][-1]["content"]
+    assert "cut off at the output limit" in follow_up and "shorter" in follow_up
+
+
+def test_two_answers_cut_off_are_refused(server, tmp_path):
+    for _ in range(2):
+        cut = message_reply(GOOD, output_tokens=8192)
+        cut["stop_reason"] = "max_tokens"
+        server.reply(200, cut)
+    with pytest.raises(AgentRefused, match="cut off at the output limit") as refused:
+        anthropic_agent(server).propose(make_request(tmp_path))
+    assert len(server.requests) == 2
+    assert refused.value.usage.output_tokens == 2 * 8192
+    assert (tmp_path / "train.py").read_text() == TRAIN_PY
+
+
+# --- retries ----------------------------------------------------------------------------------
+
+def test_every_5xx_is_retried_after_the_wait_the_server_asked_for(server, tmp_path):
+    for status in (520, 522, 524, 501):  # Cloudflare's origin errors, and any other 5xx
+        server.reply(status, "<html>origin error</html>", {"retry-after-ms": "20"})
+    server.reply(200, chat_reply(GOOD))
+    # Our own back-off would sleep 100 s per retry: finishing at all proves retry-after-ms won.
+    agent = openai_agent(server, retry=Retry(attempts=5, base_delay=100, max_delay=100))
+    done = []
+    worker = threading.Thread(target=lambda: done.append(agent.propose(make_request(tmp_path))),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert done and len(server.requests) == 5
+    assert (tmp_path / "train.py").read_text() == EXPECTED
+
+
+def answered(server, headers: dict) -> requests.Response:
+    """A real response of the test server carrying `headers`."""
+    server.expect_path = "/"
+    server.reply(429, {"error": {"message": "slow down"}}, headers)
+    return requests.post(f"http://127.0.0.1:{server.port}/", json={}, timeout=5)
+
+
+def test_retry_after_in_all_three_forms(server):
+    assert retry_after_seconds(answered(server, {"retry-after-ms": "1500"})) == 1.5
+    assert retry_after_seconds(answered(server, {"Retry-After": "7"})) == 7.0
+    both = {"retry-after-ms": "250", "Retry-After": "1"}  # the precise one wins
+    assert retry_after_seconds(answered(server, both)) == 0.25
+    soon = email.utils.format_datetime(datetime.now(timezone.utc) + timedelta(seconds=120),
+                                       usegmt=True)
+    assert 100 < retry_after_seconds(answered(server, {"Retry-After": soon})) <= 120
+    past = "Wed, 21 Oct 2015 07:28:00 GMT"
+    assert retry_after_seconds(answered(server, {"Retry-After": past})) == 0.0
+    assert retry_after_seconds(answered(server, {"Retry-After": "soon"})) is None
+    assert retry_after_seconds(answered(server, {})) is None
 
 
 # --- prices -----------------------------------------------------------------------------------

@@ -1,15 +1,15 @@
 """The Anthropic Messages API.
 
 POST {base_url}/v1/messages with headers x-api-key, anthropic-version and a JSON body of model,
-max_tokens, system, messages; the answer is the text blocks of `content`, the usage
-usage.input_tokens / output_tokens, priced at the given or the list price. 429, 529 and 5xx are
-retried.
+max_tokens, system, messages; the answer is the text blocks of `content`, cut off when
+stop_reason is "max_tokens"; the usage usage.input_tokens / output_tokens, priced at the given or
+the list price. 429, 529 and 5xx are retried.
 """
 
 from __future__ import annotations
 
-from autoresearch.agents.base import AgentError, Usage
-from autoresearch.agents.chat import ChatAgent
+from autoresearch.agents.base import AgentError
+from autoresearch.agents.chat import ChatAgent, Reply
 from autoresearch.agents.http import Retry
 from autoresearch.agents.pricing import Price
 from autoresearch.agents.prompt import SYSTEM_PROMPT
@@ -31,7 +31,10 @@ class AnthropicAgent(ChatAgent):
                          url=base_url.rstrip("/") + "/v1/messages", headers=headers,
                          key_env=key_env, timeout=timeout, retry=retry, price=price)
 
-    def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
+    def preflight(self) -> None:
+        self.check(self.base_url + "/v1/models", service="Anthropic API")
+
+    def complete(self, messages: list[dict[str, str]]) -> Reply:
         body = {"model": self.model, "max_tokens": MAX_TOKENS, "system": SYSTEM_PROMPT,
                 "messages": messages}
         reply = self.post(body, service="Anthropic API")
@@ -43,4 +46,4 @@ class AnthropicAgent(ChatAgent):
                        if isinstance(block, dict) and block.get("type") == "text")
         used = reply.get("usage") or {}
         usage = self.usage(int(used.get("input_tokens") or 0), int(used.get("output_tokens") or 0))
-        return text, usage
+        return Reply(text, usage, truncated=reply.get("stop_reason") == "max_tokens")

@@ -1,9 +1,9 @@
 """Any OpenAI-compatible chat-completions endpoint: OpenAI, OpenRouter, vLLM, ollama, llama.cpp.
 
 POST {base_url}/chat/completions with `Authorization: Bearer <key>`; the answer is
-choices[0].message.content and the usage usage.prompt_tokens / completion_tokens. Dollars:
-usage.cost where the server reports them (as OpenRouter does), else the tokens at the given or the
-list price.
+choices[0].message.content, cut off when choices[0].finish_reason is "length", and the usage
+usage.prompt_tokens / completion_tokens. Dollars: usage.cost where the server reports them (as
+OpenRouter does), else the tokens at the given or the list price.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlparse
 
-from autoresearch.agents.base import AgentError, Usage
-from autoresearch.agents.chat import ChatAgent
+from autoresearch.agents.base import AgentError
+from autoresearch.agents.chat import ChatAgent, Reply
 from autoresearch.agents.http import Retry
 from autoresearch.agents.pricing import Price
 from autoresearch.agents.prompt import SYSTEM_PROMPT
@@ -44,12 +44,13 @@ class OpenAIAgent(ChatAgent):
                          key_env=key_env if api_key else None, timeout=timeout, retry=retry,
                          price=price)
 
-    def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
+    def complete(self, messages: list[dict[str, str]]) -> Reply:
         body = {"model": self.model,
                 "messages": [{"role": "system", "content": SYSTEM_PROMPT}, *messages]}
         reply = self.post(body, service=f"chat API at {self.url}")
         try:
-            text = reply["choices"][0]["message"].get("content") or ""
+            choice = reply["choices"][0]
+            text = choice["message"].get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError) as e:
             raise AgentError(f"{self.url} answered without choices[0].message: is it an "
                              "OpenAI-compatible /chat/completions endpoint?") from e
@@ -58,4 +59,4 @@ class OpenAIAgent(ChatAgent):
                            int(used.get("completion_tokens") or 0))
         if isinstance(used.get("cost"), (int, float)):
             usage.cost_usd = float(used["cost"])  # the server knows best (OpenRouter)
-        return text, usage
+        return Reply(text, usage, truncated=choice.get("finish_reason") == "length")
