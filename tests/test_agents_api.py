@@ -57,6 +57,8 @@ class Script:
         self.requests: list[tuple[str, dict, dict]] = []
         self.expect_path = ""
         self.expect_headers: dict[str, str] = {}
+        self.listing: tuple[int, object] = (200, {"object": "list", "data": []})  # GET's answer
+        self.gets: list[tuple[str, dict]] = []
 
     def reply(self, status: int, body: object, headers: dict | None = None, delay: float = 0.0):
         self.replies.append((status, body, headers or {}, delay))
@@ -82,6 +84,10 @@ def server():
                 status, reply, extra, delay = script.replies.pop(0)
                 time.sleep(delay)
                 self._send(status, reply, extra)
+
+        def do_GET(self):  # the models listing that preflight asks for
+            script.gets.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+            self._send(*script.listing)
 
         def _send(self, status, reply, extra=None):
             data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
@@ -482,6 +488,34 @@ def test_retry_after_in_all_three_forms(server):
     assert retry_after_seconds(answered(server, {"Retry-After": past})) == 0.0
     assert retry_after_seconds(answered(server, {"Retry-After": "soon"})) is None
     assert retry_after_seconds(answered(server, {})) is None
+
+
+# --- preflight --------------------------------------------------------------------------------
+
+def test_preflight_asks_the_models_listing_with_the_key(server):
+    agent = openai_agent(server, key_env="OPENAI_API_KEY")
+    agent.preflight()  # 200: fine
+    server.listing = (404, {"error": {"message": "no such route"}})
+    agent.preflight()  # a proxy without a listing may still serve completions
+    server.listing = (401, {"error": {"message": "Incorrect API key provided"}})
+    with pytest.raises(AgentError, match=r"OPENAI_API_KEY rejected \(401\).*check the key"):
+        agent.preflight()
+    assert [path for path, _ in server.gets] == ["/v1/models"] * 3
+    assert server.gets[0][1]["authorization"] == "Bearer sk-test-123"
+    server.listing = (403, anthropic_error("permission_error", "key disabled"))
+    with pytest.raises(AgentError, match=r"Anthropic API refused access \(403\): key disabled"):
+        anthropic_agent(server).preflight()
+    path, headers = server.gets[-1]
+    assert path == "/v1/models" and headers["x-api-key"] == "sk-ant-test"
+
+
+def test_preflight_reports_a_server_that_is_not_there(tmp_path):
+    with socket.socket() as s:  # a port that nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agent = OpenAIAgent(base_url=f"http://127.0.0.1:{port}/v1", retry=FAST)
+    with pytest.raises(AgentError, match=f"cannot connect to http://127.0.0.1:{port}/v1/models"):
+        agent.preflight()
 
 
 # --- prices -----------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
     anthropic  the Anthropic Messages API, answers with SEARCH/REPLACE edits
 
 make_agent checks what a backend needs (key, executable) up front, so a missing one stops the
-loop before it starts instead of at 3 am. Every key make_agent sees is registered with
+loop before it starts instead of at 3 am; agent.preflight() then checks what takes a process or a
+request to know (logged in, key accepted). Every key make_agent sees is registered with
 autoresearch.redact, so no message or log shows it.
 """
 

@@ -3,7 +3,7 @@
 POST {base_url}/v1/messages with headers x-api-key, anthropic-version and a JSON body of model,
 max_tokens, system, messages; the answer is the text blocks of `content`, cut off when
 stop_reason is "max_tokens"; the usage usage.input_tokens / output_tokens, priced at the given or
-the list price. 429, 529 and 5xx are retried.
+the list price. 429, 529 and 5xx are retried. Preflight: GET {base_url}/v1/models.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ class AnthropicAgent(ChatAgent):
                  timeout: float = 600.0, retry: Retry | None = None, price: Price | None = None):
         headers = {"x-api-key": api_key, "anthropic-version": API_VERSION,
                    "content-type": "application/json"}
+        self.base_url = base_url.rstrip("/")
         super().__init__(name=f"anthropic:{model}", model=model,
-                         url=base_url.rstrip("/") + "/v1/messages", headers=headers,
+                         url=self.base_url + "/v1/messages", headers=headers,
                          key_env=key_env, timeout=timeout, retry=retry, price=price)
 
     def preflight(self) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from autoresearch.agents.base import AgentRefused, AgentRequest, Proposal, Usage
 from autoresearch.agents.edits import EditError, apply_edits, parse_answer
-from autoresearch.agents.http import Retry, post_json
+from autoresearch.agents.http import Retry, check_access, post_json
 from autoresearch.agents.pricing import Price, dollars, list_price
 from autoresearch.agents.prompt import build_context
 
@@ -59,6 +59,10 @@ class ChatAgent:
     def post(self, body: dict, service: str) -> dict:
         return post_json(self.url, body, self.headers, timeout=self.timeout, retry=self.retry,
                          service=service, key_env=self.key_env)
+
+    def check(self, models_url: str, service: str) -> None:
+        """Preflight: the service answers and accepts the key (a free models listing)."""
+        check_access(models_url, self.headers, service=service, key_env=self.key_env)
 
     def usage(self, input_tokens: int, output_tokens: int) -> Usage:
         return Usage(input_tokens, output_tokens, dollars(self.price, input_tokens, output_tokens))

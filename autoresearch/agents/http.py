@@ -3,7 +3,8 @@
 Overload, rate limits, every 5xx (Cloudflare's 520-524 and Anthropic's 529 included) and dropped
 connections are retried with exponential back-off, or after the wait the server asked for
 (retry_after.py); a bad key, a wrong model name or a malformed request is not, because waiting
-does not fix it: those become one AgentError line that says what to check.
+does not fix it: those become one AgentError line that says what to check. check_access() asks
+the same service once, for free, whether it accepts the key, before the loop spends a night on it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ RETRY_STATUSES = {408, 409, 429}  # and every status >= 500: see retryable()
 FATAL_ERROR_CODES = {"insufficient_quota", "billing_hard_limit_reached",
                      "enforced_spend_limit_reached"}
 CONNECT_TIMEOUT = 10.0  # seconds; the read timeout is the agent's --timeout
+CHECK_TIMEOUT = 30.0  # seconds for check_access's one GET
 
 
 @dataclass
@@ -74,6 +76,24 @@ def post_json(url: str, body: dict, headers: dict[str, str], *, timeout: float, 
 def retryable(status: int) -> bool:
     """A status that waiting can fix: timeouts, conflicts, rate limits and any server error."""
     return status in RETRY_STATUSES or status >= 500
+
+
+def check_access(url: str, headers: dict[str, str], *, service: str,
+                 key_env: str | None = None) -> None:
+    """GET `url` (a models listing: free) once; AgentError if nothing answers or the key is refused.
+
+    Any other answer passes: a proxy without a models listing may still serve completions.
+    """
+    try:
+        response = requests.get(url, headers=headers, timeout=(CONNECT_TIMEOUT, CHECK_TIMEOUT))
+    except requests.ConnectionError as e:
+        raise AgentError(f"cannot connect to {url} ({type(e).__name__}): is the server up? "
+                         "check --base-url and your network") from None
+    except requests.Timeout:
+        return  # slow is not refused; the first real call will tell
+    if response.status_code in (401, 403):
+        message, _ = _error_of(_decode(response))
+        raise AgentError(_explain(response.status_code, message, service, key_env, url))
 
 
 def _decode(response: requests.Response) -> dict | str:

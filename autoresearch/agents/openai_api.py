@@ -3,7 +3,7 @@
 POST {base_url}/chat/completions with `Authorization: Bearer <key>`; the answer is
 choices[0].message.content, cut off when choices[0].finish_reason is "length", and the usage
 usage.prompt_tokens / completion_tokens. Dollars: usage.cost where the server reports them (as
-OpenRouter does), else the tokens at the given or the list price.
+OpenRouter does), else the tokens at the given or the list price. Preflight: GET {base_url}/models.
 """
 
 from __future__ import annotations
@@ -38,11 +38,15 @@ class OpenAIAgent(ChatAgent):
     def __init__(self, *, model: str = DEFAULT_MODEL, base_url: str = DEFAULT_BASE_URL,
                  api_key: str | None = None, key_env: str | None = DEFAULT_KEY_ENV,
                  timeout: float = 600.0, retry: Retry | None = None, price: Price | None = None):
+        self.base_url = base_url.rstrip("/")
         super().__init__(name=f"openai:{model}", model=model,
-                         url=base_url.rstrip("/") + "/chat/completions",
+                         url=self.base_url + "/chat/completions",
                          headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
                          key_env=key_env if api_key else None, timeout=timeout, retry=retry,
                          price=price)
+
+    def preflight(self) -> None:
+        self.check(self.base_url + "/models", service=f"chat API at {self.base_url}")
 
     def complete(self, messages: list[dict[str, str]]) -> Reply:
         body = {"model": self.model,

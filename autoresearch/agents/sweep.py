@@ -49,6 +49,9 @@ class SweepAgent:
         self.name = "sweep"
         self.seed = seed
 
+    def preflight(self) -> None:
+        """Nothing to log in to."""
+
     def propose(self, request: AgentRequest) -> Proposal:
         if request.crash_log is not None:
             raise AgentRefused("sweep cannot fix a crash; revert to the best commit instead")
