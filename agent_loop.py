@@ -28,6 +28,7 @@ from autoresearch.config import PLATEAU_AFTER
 from autoresearch.errors import UserError
 from autoresearch.ledger.state import read_live, request_stop
 from autoresearch.policy import DEFAULT_FLOOR
+from autoresearch.redact import redact
 from autoresearch.review import review_cli, views
 
 
@@ -44,7 +45,7 @@ class App(typer.Typer):
                     return func(*a, **kw)
                 except UserError as e:
                     err = Console(stderr=True, highlight=False, soft_wrap=True)
-                    err.print(f"error: {e}", style="red", markup=False)
+                    err.print(f"error: {redact(str(e))}", style="red", markup=False)
                     raise typer.Exit(1) from None
 
             register(friendly)
@@ -92,6 +93,11 @@ def run(
         callback=positive, help="start no new run after H hours of this invocation")] = None,
     max_cost: Annotated[float | None, typer.Option(
         min=0, help="stop proposing when agent spend in this tag reaches USD")] = None,
+    price_in: Annotated[float | None, typer.Option(
+        min=0, help="USD per million input tokens, for a model without a list price (codex, a "
+                    "local or routed model); with --price-out")] = None,
+    price_out: Annotated[float | None, typer.Option(
+        min=0, help="USD per million output tokens; with --price-in")] = None,
     noise_runs: Annotated[int, typer.Option(
         min=0, help="extra baseline runs to measure noise (at least one per worker; 0 = off: "
                     "threshold = floor)")] = 2,
@@ -138,7 +144,7 @@ def run(
       uv run agent_loop.py run --tag nov21 --agent openai --base-url http://127.0.0.1:8000/v1
       AUTORESEARCH_PROFILE=cpu uv run agent_loop.py run --tag demo --agent sweep --max-experiments 3
     """
-    from autoresearch.agents import make_agent
+    from autoresearch.agents import make_agent, price_option
     from autoresearch.config import Options
     from autoresearch.execution.gpus import plan_slots
     from autoresearch.execution.local import bytecode_warning
@@ -155,8 +161,13 @@ def run(
         except ValueError as e:
             raise UserError(f"--train-cmd {train_cmd!r}: {e}") from None
     slots = plan_slots(gpus, mixed_gpus)
+    price = price_option(price_in, price_out)
     agents = [make_agent(agent, model=model, base_url=base_url, api_key_env=api_key_env,
-                         timeout=agent_timeout, seed=seed) for _ in slots]
+                         timeout=agent_timeout, seed=seed, price=price) for _ in slots]
+    if max_cost is not None and not agents[0].cost_known:
+        raise UserError(f"--max-cost needs the dollar cost of every agent call, and "
+                        f"{agents[0].name} has no known price: pass --price-in and --price-out "
+                        "(USD per million tokens), or drop --max-cost")
     if note := bytecode_warning():
         typer.echo(note, err=True)
     with make_console(plain) as ui:

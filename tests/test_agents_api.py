@@ -4,24 +4,34 @@ The server checks what the real services check (path, auth header, JSON body) an
 script: overloads, server errors, malformed answers, edits that do not match, a rejected key.
 """
 
+import email.utils
+import io
 import json
 import socket
 import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
+from rich.console import Console
 
 from autoresearch.agents import AgentError, AgentRefused, AgentRequest, make_agent
 from autoresearch.agents.anthropic_api import AnthropicAgent
 from autoresearch.agents.http import Retry
 from autoresearch.agents.openai_api import OpenAIAgent
+from autoresearch.agents.pricing import PRICE_SOURCES, PRICES_READ, list_price
 from autoresearch.agents.prompt import results_table
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row
+from autoresearch.ledger.results import Row, format_row
+from autoresearch.ledger.state import log_event
+from autoresearch.redact import redact
+from autoresearch.retry_after import retry_after_seconds
+from autoresearch.review.console import PlainConsole
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
 [OLD_LINE] = [line for line in TRAIN_PY.splitlines() if line.startswith("MATRIX_LR = ")]
@@ -47,6 +57,8 @@ class Script:
         self.requests: list[tuple[str, dict, dict]] = []
         self.expect_path = ""
         self.expect_headers: dict[str, str] = {}
+        self.listing: tuple[int, object] = (200, {"object": "list", "data": []})  # GET's answer
+        self.gets: list[tuple[str, dict]] = []
 
     def reply(self, status: int, body: object, headers: dict | None = None, delay: float = 0.0):
         self.replies.append((status, body, headers or {}, delay))
@@ -72,6 +84,10 @@ def server():
                 status, reply, extra, delay = script.replies.pop(0)
                 time.sleep(delay)
                 self._send(status, reply, extra)
+
+        def do_GET(self):  # the models listing that preflight asks for
+            script.gets.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+            self._send(*script.listing)
 
         def _send(self, status, reply, extra=None):
             data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
@@ -363,3 +379,178 @@ def test_the_loop_and_its_api_agents_do_not_load_the_download_code():
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+KEY = "zq-Pelican-93-lantern-Quartz-7781"  # no known key shape: only the registry can catch it
+
+
+def leaks(text: str, key: str = KEY) -> list[str]:
+    """The runs of 8 key characters that `text` shows."""
+    return [key[i:i + 8] for i in range(len(key) - 7) if key[i:i + 8] in text]
+
+
+def sink_outputs(tmp_path, message: str) -> list[str]:
+    """What each sink of the loop makes of `message`: console, events.log, a results.tsv cell."""
+    out = io.StringIO()
+    PlainConsole(Console(file=out, width=400)).event(message)
+    log_event(tmp_path, "t", message)
+    cell = format_row(Row(commit="a1b2c3d", val_bpb=0.0, memory_gb=0.0, status="crash",
+                          description="agent failed", reason=message))
+    return [redact(message), out.getvalue(),
+            (tmp_path / ".autoresearch" / "t" / "events.log").read_text(), cell]
+
+
+@pytest.mark.parametrize("backend", ["openai", "anthropic"])
+@pytest.mark.parametrize("status, echo", [
+    (401, "Incorrect API key provided: {key}. You can find your API key at https://example"),
+    (400, "bad request headers: Authorization: Bearer {key}, x-api-key: {key}"),
+    (401, "Incorrect API key provided: zq-Pel*************-Quartz-7781"),  # masked, not enough
+])
+def test_a_key_echoed_by_the_server_reaches_no_output(server, tmp_path, monkeypatch, backend,
+                                                      status, echo):
+    monkeypatch.setenv("ROUTER_KEY", KEY)
+    if backend == "openai":
+        base, server.expect_path = f"http://127.0.0.1:{server.port}/v1", "/v1/chat/completions"
+    else:
+        base, server.expect_path = f"http://127.0.0.1:{server.port}", "/v1/messages"
+    agent = make_agent(backend, model="m", base_url=base, api_key_env="ROUTER_KEY", timeout=5.0)
+    server.reply(status, {"error": {"message": echo.format(key=KEY), "type": "auth_error"}})
+    with pytest.raises(AgentError) as err:
+        agent.propose(make_request(tmp_path))
+    message = str(err.value)
+    assert leaks(message)  # the server did echo it: the sinks below have something to hide
+    for output in sink_outputs(tmp_path, message):
+        assert "[redacted]" in output and not leaks(output), output
+
+
+# --- truncated answers ------------------------------------------------------------------------
+
+def test_an_answer_cut_off_at_the_output_limit_is_not_applied(server, tmp_path):
+    cut = chat_reply(GOOD, completion_tokens=4096)
+    cut["choices"][0]["finish_reason"] = "length"  # the edit block looks whole, the answer is not
+    server.reply(200, cut)
+    other = "MATRIX_LR = 0.045  # a shorter answer"
+    server.reply(200, chat_reply(answer(OLD_LINE, other)))
+    proposal = openai_agent(server).propose(make_request(tmp_path))
+    assert (tmp_path / "train.py").read_text() == TRAIN_PY.replace(OLD_LINE, other)
+    assert proposal.usage.output_tokens == 4096 + 200  # the cut-off answer still cost money
+    follow_up = server.requests[1][2]["messages"][-1]["content"]
+    assert "cut off at the output limit" in follow_up and "shorter" in follow_up
+
+
+def test_two_answers_cut_off_are_refused(server, tmp_path):
+    for _ in range(2):
+        cut = message_reply(GOOD, output_tokens=8192)
+        cut["stop_reason"] = "max_tokens"
+        server.reply(200, cut)
+    with pytest.raises(AgentRefused, match="cut off at the output limit") as refused:
+        anthropic_agent(server).propose(make_request(tmp_path))
+    assert len(server.requests) == 2
+    assert refused.value.usage.output_tokens == 2 * 8192
+    assert (tmp_path / "train.py").read_text() == TRAIN_PY
+
+
+# --- retries ----------------------------------------------------------------------------------
+
+def test_every_5xx_is_retried_after_the_wait_the_server_asked_for(server, tmp_path):
+    for status in (520, 522, 524, 501):  # Cloudflare's origin errors, and any other 5xx
+        server.reply(status, "<html>origin error</html>", {"retry-after-ms": "20"})
+    server.reply(200, chat_reply(GOOD))
+    # Our own back-off would sleep 100 s per retry: finishing at all proves retry-after-ms won.
+    agent = openai_agent(server, retry=Retry(attempts=5, base_delay=100, max_delay=100))
+    done = []
+    worker = threading.Thread(target=lambda: done.append(agent.propose(make_request(tmp_path))),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert done and len(server.requests) == 5
+    assert (tmp_path / "train.py").read_text() == EXPECTED
+
+
+def answered(server, headers: dict) -> requests.Response:
+    """A real response of the test server carrying `headers`."""
+    server.expect_path = "/"
+    server.reply(429, {"error": {"message": "slow down"}}, headers)
+    return requests.post(f"http://127.0.0.1:{server.port}/", json={}, timeout=5)
+
+
+def test_retry_after_in_all_three_forms(server):
+    assert retry_after_seconds(answered(server, {"retry-after-ms": "1500"})) == 1.5
+    assert retry_after_seconds(answered(server, {"Retry-After": "7"})) == 7.0
+    both = {"retry-after-ms": "250", "Retry-After": "1"}  # the precise one wins
+    assert retry_after_seconds(answered(server, both)) == 0.25
+    soon = email.utils.format_datetime(datetime.now(timezone.utc) + timedelta(seconds=120),
+                                       usegmt=True)
+    assert 100 < retry_after_seconds(answered(server, {"Retry-After": soon})) <= 120
+    past = "Wed, 21 Oct 2015 07:28:00 GMT"
+    assert retry_after_seconds(answered(server, {"Retry-After": past})) == 0.0
+    assert retry_after_seconds(answered(server, {"Retry-After": "soon"})) is None
+    assert retry_after_seconds(answered(server, {})) is None
+
+
+# --- preflight --------------------------------------------------------------------------------
+
+def test_preflight_asks_the_models_listing_with_the_key(server):
+    agent = openai_agent(server, key_env="OPENAI_API_KEY")
+    agent.preflight()  # 200: fine
+    server.listing = (404, {"error": {"message": "no such route"}})
+    agent.preflight()  # a proxy without a listing may still serve completions
+    server.listing = (401, {"error": {"message": "Incorrect API key provided"}})
+    with pytest.raises(AgentError, match=r"OPENAI_API_KEY rejected \(401\).*check the key"):
+        agent.preflight()
+    assert [path for path, _ in server.gets] == ["/v1/models"] * 3
+    assert server.gets[0][1]["authorization"] == "Bearer sk-test-123"
+    server.listing = (403, anthropic_error("permission_error", "key disabled"))
+    with pytest.raises(AgentError, match=r"Anthropic API refused access \(403\): key disabled"):
+        anthropic_agent(server).preflight()
+    path, headers = server.gets[-1]
+    assert path == "/v1/models" and headers["x-api-key"] == "sk-ant-test"
+
+
+def test_preflight_reports_a_server_that_is_not_there(tmp_path):
+    with socket.socket() as s:  # a port that nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agent = OpenAIAgent(base_url=f"http://127.0.0.1:{port}/v1", retry=FAST)
+    with pytest.raises(AgentError, match=f"cannot connect to http://127.0.0.1:{port}/v1/models"):
+        agent.preflight()
+
+
+# --- prices -----------------------------------------------------------------------------------
+
+def test_prices_match_exactly_or_by_the_family_rules():
+    assert list_price("o3-pro") == (20.0, 80.0)  # not o3's price
+    assert list_price("gpt-5-pro") == (15.0, 120.0)  # not gpt-5's
+    assert list_price("o3-2025-04-16") == (2.0, 8.0)  # a dated snapshot of o3
+    assert list_price("gpt-4o-2024-08-06") == (2.5, 10.0)
+    assert list_price("gpt-4o-2024-05-13") == (5.0, 15.0)  # a snapshot priced apart wins
+    assert list_price("claude-opus-4-1-20250805") == (15.0, 75.0)
+    assert list_price("claude-opus-4-20250514") == (15.0, 75.0)
+    assert list_price("claude-opus-4-5-20251101") == (5.0, 25.0)  # newer Opus, newer price
+    assert list_price("anthropic/claude-sonnet-4-5") == (3.0, 15.0)  # OpenRouter's vendor prefix
+    for unknown in ("claude-opus-4-9", "o3-deep-research", "gpt-5-codex", "gpt-5.1-chat-latest",
+                    "claude-sonnet-4-5-fast", "qwen3-coder"):
+        assert list_price(unknown) is None, unknown  # no prefix guess
+    assert PRICES_READ and PRICE_SOURCES
+
+
+def test_cost_known_and_user_prices(server, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    local = f"http://127.0.0.1:{server.port}/v1"
+    assert not make_agent("openai", base_url=local, model="qwen3-coder").cost_known
+    agent = make_agent("openai", base_url=local, model="qwen3-coder", timeout=5.0,
+                       price=(0.5, 2.0))
+    assert agent.cost_known
+    server.expect_path = "/v1/chat/completions"
+    server.reply(200, chat_reply(GOOD, prompt_tokens=1000, completion_tokens=200))
+    proposal = agent.propose(make_request(tmp_path))
+    assert proposal.usage.cost_usd == pytest.approx((1000 * 0.5 + 200 * 2.0) / 1e6)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    assert make_agent("anthropic", model="claude-haiku-4-5").cost_known  # list price
+    assert not make_agent("anthropic", model="claude-opus-9").cost_known
+    with pytest.raises(UserError, match="cannot be negative"):
+        make_agent("anthropic", price=(-1.0, 5.0))
+    with pytest.raises(UserError, match="do not apply to --agent sweep"):
+        make_agent("sweep", price=(0.0, 0.0))

@@ -2,8 +2,11 @@
 
 The fakes parse their arguments the way the real tools document them (and reject what the real
 tools reject), edit train.py in their working directory, and print the real output formats:
-one JSON result object for `claude -p --output-format json`, JSONL events for `codex exec --json`.
-FAKE_MODE picks a behaviour: ok, no-edit, fail-once, error-result, hang.
+one JSON result object for `claude -p --output-format json`, JSONL events for `codex exec --json`,
+the login check of `claude auth status` and `codex login status`.
+FAKE_MODE picks a behaviour: ok, no-edit, fail-once, error-result, hang, offline (codex retries a
+lost network forever), helper (starts a child that keeps stdout open, then exits).
+FAKE_AUTH=out plays a CLI that is not logged in.
 """
 
 import json
@@ -22,6 +25,7 @@ from autoresearch.agents import AgentError, AgentRefused, AgentRequest, make_age
 from autoresearch.agents.claude_cli import ClaudeAgent
 from autoresearch.agents.codex_cli import CodexAgent
 from autoresearch.errors import UserError
+from autoresearch.execution.procs import pid_alive
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
 PROGRAM = "# program\nLower val_bpb. Marker-Okapi-42."
@@ -30,12 +34,16 @@ NEW_LINE = "MATRIX_LR = 0.05  # raised by the agent"
 EXPECTED = TRAIN_PY.replace(f"\n{OLD_LINE}\n", f"\n{NEW_LINE}\n")
 
 COMMON = """\
-import argparse, json, os, sys, time
+import argparse, json, os, subprocess, sys, time
 from pathlib import Path
 
 def record(args, workdir):
     with open(os.environ["FAKE_LOG"], "a") as f:
-        f.write(json.dumps({"args": vars(args), "cwd": os.getcwd(), "workdir": workdir}) + "\\n")
+        f.write(json.dumps({"args": vars(args), "cwd": os.getcwd(), "workdir": workdir,
+                            "marker": os.environ.get("FAKE_MARKER")}) + "\\n")
+
+def logged_in():
+    return os.environ.get("FAKE_AUTH", "in") == "in"
 
 def next_call():
     state = Path(os.environ["FAKE_STATE"])
@@ -45,7 +53,11 @@ def next_call():
 
 def behave(workdir):
     mode, calls = os.environ.get("FAKE_MODE", "ok"), next_call()
-    if mode == "hang":
+    if mode == "offline":  # what codex prints while it retries a network that is not there
+        print("ERROR: stream disconnected before completion: error sending request for url "
+              "(https://api.openai.com/v1/responses); retrying 5/5 in 3.2s", file=sys.stderr,
+              flush=True)
+    if mode in ("hang", "offline"):
         with open(os.environ["FAKE_STATE"] + ".pids", "a") as f:
             f.write(f"{os.getpid()}\\n")
         time.sleep(60)
@@ -56,10 +68,21 @@ def behave(workdir):
         if text.count(old) != 1:
             sys.exit(f"Error: found {text.count(old)} matches of the string to replace")
         train.write_text(text.replace(old, new))
+    if mode == "helper":  # e.g. a language server: inherits stdout and outlives the answer
+        helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        Path(os.environ["FAKE_STATE"] + ".helper").write_text(str(helper.pid))
     return mode, calls
 """
 
 FAKE_CLAUDE = COMMON + """
+if sys.argv[1:2] == ["auth"]:  # `claude auth status`: JSON, exit 0 logged in, 1 not
+    with open(os.environ["FAKE_LOG"], "a") as f:
+        f.write(json.dumps({"args": sys.argv[1:]}) + "\\n")
+    if sys.argv[2:] != ["status"]:
+        sys.exit(f"error: unknown command {sys.argv[2:]}")
+    print(json.dumps({"loggedIn": logged_in(), "authMethod": "claude.ai" if logged_in() else
+                      "none", "apiProvider": "firstParty"}, indent=2))
+    sys.exit(0 if logged_in() else 1)
 parser = argparse.ArgumentParser(prog="claude")
 parser.add_argument("-p", "--print", action="store_true", dest="print_mode")
 parser.add_argument("prompt", nargs="?")
@@ -72,6 +95,12 @@ args = parser.parse_args()
 record(args, os.getcwd())
 if not args.print_mode or not args.prompt:
     sys.exit("Error: Input must be provided either through stdin or as a prompt argument")
+if not logged_in():  # what claude -p prints without a login: an error result named "success"
+    print(json.dumps({"type": "result", "subtype": "success", "is_error": True,
+                      "duration_ms": 120, "num_turns": 1, "session_id": "s",
+                      "result": "Not logged in \u00b7 Please run /login", "total_cost_usd": 0,
+                      "usage": {"input_tokens": 0, "output_tokens": 0}}))
+    sys.exit(1)
 mode, calls = behave(os.getcwd())
 if mode == "fail-once" and calls == 1:
     print("API Error: 500 Internal server error", file=sys.stderr)
@@ -101,7 +130,15 @@ exec_.add_argument("--skip-git-repo-check", action="store_true")
 exec_.add_argument("-C", "--cd")
 exec_.add_argument("-m", "--model")
 exec_.add_argument("prompt", nargs="?")
+login = sub.add_parser("login")
+login.add_subparsers(dest="login_command").add_parser("status")
 args = parser.parse_args()
+if args.command == "login":  # `codex login status`: one line on stderr, exit 0 or 1
+    record(args, os.getcwd())
+    if args.login_command != "status":
+        sys.exit("Error: this fake only knows `codex login status`")
+    print("Logged in using ChatGPT" if logged_in() else "Not logged in", file=sys.stderr)
+    sys.exit(0 if logged_in() else 1)
 workdir = args.cd or os.getcwd()
 record(args, workdir)
 if not sys.stdin.isatty():  # like codex: piped stdin is read and appended to the prompt
@@ -139,6 +176,8 @@ def fakes(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.jsonl"))
     monkeypatch.setenv("FAKE_STATE", str(tmp_path / "state"))
     monkeypatch.setenv("FAKE_MODE", "ok")
+    monkeypatch.delenv("FAKE_AUTH", raising=False)
+    monkeypatch.delenv("CODEX_API_KEY", raising=False)
     monkeypatch.setenv("FAKE_OLD", OLD_LINE)  # the edit the fakes make: one real line of train.py
     monkeypatch.setenv("FAKE_NEW", NEW_LINE)
 
@@ -285,6 +324,88 @@ def test_missing_executables_are_user_errors(tmp_path, monkeypatch):
         make_agent("codex")
     with pytest.raises(UserError, match="--base-url applies to"):
         make_agent("codex", base_url="http://localhost:8000/v1")
+
+
+def test_claude_not_logged_in_is_reported_in_its_own_words(fakes, repo, monkeypatch):
+    monkeypatch.setenv("FAKE_AUTH", "out")
+    agent = ClaudeAgent(_which("claude"), timeout=30, attempts=1)
+    with pytest.raises(AgentError) as err:
+        agent.propose(make_request(repo))
+    assert str(err.value) == ("claude failed 1 times, last: exit code 1: "
+                              "Not logged in \u00b7 Please run /login")
+
+
+def test_claude_preflight_runs_auth_status(fakes, monkeypatch):
+    agent = make_agent("claude", timeout=30)
+    agent.preflight()  # logged in: nothing to say
+    assert fakes() == [{"args": ["auth", "status"]}]
+    monkeypatch.setenv("FAKE_AUTH", "out")
+    with pytest.raises(AgentError) as err:
+        agent.preflight()
+    assert str(err.value) == ("claude is not logged in: run `claude` and /login (or `claude auth "
+                              "login`), or export ANTHROPIC_API_KEY")
+
+
+def test_codex_preflight_runs_login_status(fakes, monkeypatch):
+    agent = make_agent("codex", timeout=30)
+    agent.preflight()
+    [call] = fakes()
+    assert call["args"]["command"] == "login" and call["args"]["login_command"] == "status"
+    monkeypatch.setenv("FAKE_AUTH", "out")
+    with pytest.raises(AgentError) as err:
+        agent.preflight()
+    assert str(err.value) == "codex is not logged in: run `codex login`, or export CODEX_API_KEY"
+    monkeypatch.setenv("CODEX_API_KEY", "sk-codex-test-key-123")  # codex exec needs no login
+    agent.preflight()
+    assert len(fakes()) == 2  # and nothing was run to find that out
+
+
+def test_sweep_preflight_is_a_no_op():
+    agent = make_agent("sweep")
+    agent.preflight()
+    assert agent.cost_known
+
+
+def test_a_helper_holding_stdout_does_not_stall_the_proposal(fakes, repo, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_MODE", "helper")  # its child sleeps 120 s with our stdout open
+    agent = ClaudeAgent(_which("claude"), timeout=30, attempts=1)
+    proposal = agent.propose(make_request(repo))  # waiting for EOF would time out after 30 s
+    assert proposal.description.startswith("MATRIX_LR 0.04 -> 0.05")
+    helper = int((tmp_path / "state.helper").read_text())
+    assert not pid_alive(helper)  # the reaper ended it when the CLI exited
+
+
+def test_the_request_environment_reaches_the_cli(fakes, repo):
+    request = make_request(repo)
+    request.env = {"FAKE_MARKER": "autoresearch-t-7"}
+    make_agent("codex", timeout=30).propose(request)
+    [call] = fakes()
+    assert call["marker"] == "autoresearch-t-7"
+
+
+def test_a_timeout_says_what_the_agent_last_printed(fakes, repo, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_MODE", "offline")
+    agent = CodexAgent(_which("codex"), timeout=1.0, attempts=1)
+    with pytest.raises(AgentError) as err:
+        agent.propose(make_request(repo))
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("codex failed 1 times, last: no result within 1s (killed); "
+                              "last output: ERROR: stream disconnected before completion")
+    assert "retrying 5/5" in message
+    [pid] = [int(p) for p in (tmp_path / "state.pids").read_text().split()]
+    assert not pid_alive(pid)
+
+
+def test_codex_cost_is_known_only_with_a_price(fakes, repo):
+    assert not make_agent("codex").cost_known  # it reports tokens, not dollars
+    assert make_agent("claude").cost_known  # it reports total_cost_usd
+    agent = make_agent("codex", timeout=30, price=(1.25, 10.0))
+    assert agent.cost_known
+    proposal = agent.propose(make_request(repo))
+    assert proposal.usage.cost_usd == pytest.approx((24763 * 1.25 + 122 * 10.0) / 1e6)
+    with pytest.raises(UserError, match="do not apply to --agent claude: it reports its own"):
+        make_agent("claude", price=(3.0, 15.0))
 
 
 def _which(name: str) -> str:

@@ -9,8 +9,10 @@ import pytest
 from loop_helpers import AGENT_LOOP, RecordingUI, ScriptedAgent, edit, git, make_repo, run_cli
 from typer.testing import CliRunner
 
+from autoresearch.errors import UserError
 from autoresearch.ledger.results import read_results
 from autoresearch.loop import Loop, Options
+from autoresearch.redact import register_secret
 
 spec = importlib.util.spec_from_file_location("agent_loop", AGENT_LOOP)
 agent_loop = importlib.util.module_from_spec(spec)
@@ -176,3 +178,39 @@ def test_bad_run_arguments_are_one_line_and_touch_nothing(tmp_path):
                   "--keep-checkpoints", "-1")
     assert out.returncode == 2 and "--keep-checkpoints" in out.stderr
     assert not (repo / ".autoresearch").exists()
+
+
+def test_max_cost_needs_a_known_price(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    local = ["run", "--tag", "x", "--agent", "openai", "--base-url", "http://127.0.0.1:9/v1",
+             "--model", "my-local-model", "--repo", str(tmp_path)]
+    result = runner.invoke(agent_loop.app, local + ["--max-cost", "5"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: --max-cost needs the dollar cost of every agent call, and "
+        "openai:my-local-model has no known price: pass --price-in and --price-out (USD per "
+        "million tokens), or drop --max-cost"]
+    result = runner.invoke(agent_loop.app, local + ["--max-cost", "5", "--price-in", "0"])
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "error: --price-in and --price-out go together: pass both (USD per million input and "
+        "output tokens) or neither"]
+    priced = runner.invoke(agent_loop.app, local + ["--max-cost", "5", "--price-in", "0",
+                                                    "--price-out", "0"])
+    assert priced.exit_code == 1 and "--max-cost" not in priced.output  # past the check: no repo
+    negative = runner.invoke(agent_loop.app, local + ["--price-in", "-1", "--price-out", "1"])
+    assert negative.exit_code == 2 and "--price-in" in negative.output
+
+
+def test_the_error_line_shows_no_secret():
+    key = "zz-Kestrel-4411-orchard-Vapor"
+    register_secret(key)
+    app = agent_loop.App()
+
+    @app.command()
+    def fail() -> None:
+        raise UserError(f"proxy answered 401: key {key} or Bearer {key[::-1]} is wrong")
+
+    result = runner.invoke(app, [], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.output.strip() == ("error: proxy answered 401: key [redacted] or Bearer "
+                                     "[redacted] is wrong")

@@ -1,16 +1,17 @@
 """The Anthropic Messages API.
 
 POST {base_url}/v1/messages with headers x-api-key, anthropic-version and a JSON body of model,
-max_tokens, system, messages; the answer is the text blocks of `content`, the usage
-usage.input_tokens / output_tokens (dollars from pricing.py). 429, 529 and 5xx are retried.
+max_tokens, system, messages; the answer is the text blocks of `content`, cut off when
+stop_reason is "max_tokens"; the usage usage.input_tokens / output_tokens, priced at the given or
+the list price. 429, 529 and 5xx are retried. Preflight: GET {base_url}/v1/models.
 """
 
 from __future__ import annotations
 
-from autoresearch.agents.base import AgentError, Usage
-from autoresearch.agents.chat import ChatAgent
+from autoresearch.agents.base import AgentError
+from autoresearch.agents.chat import ChatAgent, Reply
 from autoresearch.agents.http import Retry
-from autoresearch.agents.pricing import estimate_cost
+from autoresearch.agents.pricing import Price
 from autoresearch.agents.prompt import SYSTEM_PROMPT
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -23,14 +24,18 @@ MAX_TOKENS = 8192  # a description and a few edit blocks; also the cap of the sm
 class AnthropicAgent(ChatAgent):
     def __init__(self, *, api_key: str, model: str = DEFAULT_MODEL,
                  base_url: str = DEFAULT_BASE_URL, key_env: str = DEFAULT_KEY_ENV,
-                 timeout: float = 600.0, retry: Retry | None = None):
+                 timeout: float = 600.0, retry: Retry | None = None, price: Price | None = None):
         headers = {"x-api-key": api_key, "anthropic-version": API_VERSION,
                    "content-type": "application/json"}
+        self.base_url = base_url.rstrip("/")
         super().__init__(name=f"anthropic:{model}", model=model,
-                         url=base_url.rstrip("/") + "/v1/messages", headers=headers,
-                         key_env=key_env, timeout=timeout, retry=retry)
+                         url=self.base_url + "/v1/messages", headers=headers,
+                         key_env=key_env, timeout=timeout, retry=retry, price=price)
 
-    def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
+    def preflight(self) -> None:
+        self.check(self.base_url + "/v1/models", service="Anthropic API")
+
+    def complete(self, messages: list[dict[str, str]]) -> Reply:
         body = {"model": self.model, "max_tokens": MAX_TOKENS, "system": SYSTEM_PROMPT,
                 "messages": messages}
         reply = self.post(body, service="Anthropic API")
@@ -40,7 +45,6 @@ class AnthropicAgent(ChatAgent):
                              "Messages API?")
         text = "".join(block.get("text", "") for block in content
                        if isinstance(block, dict) and block.get("type") == "text")
-        usage = reply.get("usage") or {}
-        tokens_in = int(usage.get("input_tokens") or 0)
-        tokens_out = int(usage.get("output_tokens") or 0)
-        return text, Usage(tokens_in, tokens_out, estimate_cost(self.model, tokens_in, tokens_out))
+        used = reply.get("usage") or {}
+        usage = self.usage(int(used.get("input_tokens") or 0), int(used.get("output_tokens") or 0))
+        return Reply(text, usage, truncated=reply.get("stop_reason") == "max_tokens")

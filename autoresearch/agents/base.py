@@ -78,6 +78,12 @@ class Proposal:
 
 class Agent(Protocol):
     name: str  # e.g. "sweep", "openai:gpt-5", "claude:sonnet"
+    cost_known: bool  # True when the dollar cost of every call will be known (--max-cost needs it)
+
+    def preflight(self) -> None:
+        """Check, cheaply and before the loop's first run, that the backend can work (logged in,
+        key accepted); raise AgentError with one line saying what to do if not."""
+        ...
 
     def propose(self, request: AgentRequest) -> Proposal: ...
 

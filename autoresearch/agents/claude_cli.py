@@ -5,7 +5,13 @@
 
 acceptEdits lets it edit files without asking; anything else it would need permission for (shell
 commands) is denied, as there is nobody to ask. The JSON result object carries `result` (the final
-message), `is_error`, `subtype`, `total_cost_usd` and `usage`.
+message), `is_error`, `subtype`, `total_cost_usd` and `usage`. A failed run can still say
+subtype "success": with is_error true, `result` is the error ("Not logged in · Please run
+/login").
+
+Preflight: `claude auth status` prints the login as JSON ({"loggedIn": ..., "authMethod": ...})
+and exits 0 when logged in (a claude.ai login or an API key), 1 when not. Only exit 0 passes: a
+Claude Code too old to know `auth status` is asked to update rather than trusted blindly.
 """
 
 from __future__ import annotations
@@ -13,14 +19,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from autoresearch.agents.base import Usage
+from autoresearch.agents.base import AgentError, Usage
 from autoresearch.agents.cli import CLIAgent, CLIResult
 
 ALLOWED_TOOLS = "Read,Edit,Write"
+NOT_LOGGED_IN = ("claude is not logged in: run `claude` and /login (or `claude auth login`), or "
+                 "export ANTHROPIC_API_KEY")
 
 
 class ClaudeAgent(CLIAgent):
     tool = "claude"
+    cost_known = True  # every run reports total_cost_usd
 
     def argv(self, repo: Path, prompt: str) -> list[str]:
         argv = [self.executable, "-p", prompt, "--output-format", "json",
@@ -39,8 +48,27 @@ class ClaudeAgent(CLIAgent):
                         ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
         cost = data.get("total_cost_usd")
         message = str(data.get("result") or "")
-        failed = data.get("is_error") or data.get("subtype", "success") != "success"
-        error = f"{data.get('subtype', 'error')}: {message or 'no message'}" if failed else None
+        subtype = str(data.get("subtype") or "success")
+        if data.get("is_error"):  # its own words, whatever the subtype says
+            error = message or subtype
+        elif subtype != "success":
+            error = f"{subtype}: {message or 'no message'}"
+        else:
+            error = None
         return CLIResult(message, Usage(tokens_in, int(usage.get("output_tokens") or 0),
                                         float(cost) if isinstance(cost, (int, float)) else None),
                          error)
+
+    def preflight(self) -> None:
+        finished = self.status("auth", "status")
+        if finished.returncode == 0:
+            return
+        try:
+            logged_in = json.loads(finished.stdout).get("loggedIn")
+        except (ValueError, AttributeError):
+            logged_in = None  # not the JSON answer: an old Claude Code, or a crash
+        if logged_in is False:
+            raise AgentError(NOT_LOGGED_IN)
+        raise AgentError(f"cannot check the claude login: `claude auth status` exited "
+                         f"{finished.returncode} ({finished.tail() or 'no output'}); update Claude "
+                         "Code (`claude update`) and log in with `claude`")

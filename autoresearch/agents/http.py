@@ -1,8 +1,10 @@
 """One JSON POST with retries: what both API backends need to survive a night of flaky networks.
 
-Overload, rate limits, 5xx and dropped connections are retried with exponential back-off (honouring
-Retry-After); a bad key, a wrong model name or a malformed request is not, because waiting does
-not fix it: those become one AgentError line that says what to check.
+Overload, rate limits, every 5xx (Cloudflare's 520-524 and Anthropic's 529 included) and dropped
+connections are retried with exponential back-off, or after the wait the server asked for
+(retry_after.py); a bad key, a wrong model name or a malformed request is not, because waiting
+does not fix it: those become one AgentError line that says what to check. check_access() asks
+the same service once, for free, whether it accepts the key, before the loop spends a night on it.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import requests
 from autoresearch.agents.base import AgentError
 from autoresearch.retry_after import retry_after_seconds
 
-RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}  # 529: Anthropic "overloaded"
+RETRY_STATUSES = {408, 409, 429}  # and every status >= 500: see retryable()
 # 429s that no amount of waiting fixes: the account is out of money.
 FATAL_ERROR_CODES = {"insufficient_quota", "billing_hard_limit_reached",
                      "enforced_spend_limit_reached"}
 CONNECT_TIMEOUT = 10.0  # seconds; the read timeout is the agent's --timeout
+CHECK_TIMEOUT = 30.0  # seconds for check_access's one GET
 
 
 @dataclass
@@ -59,7 +62,7 @@ def post_json(url: str, body: dict, headers: dict[str, str], *, timeout: float, 
                 return payload
             if response.status_code == 200:  # some proxies report upstream failures in a 200
                 last = f"error in reply: {message or str(payload)[:200]}"
-            elif response.status_code in RETRY_STATUSES and code not in FATAL_ERROR_CODES:
+            elif retryable(response.status_code) and code not in FATAL_ERROR_CODES:
                 last = f"HTTP {response.status_code}: {message}"
                 retry_after = retry_after_seconds(response)
             else:
@@ -68,6 +71,29 @@ def post_json(url: str, body: dict, headers: dict[str, str], *, timeout: float, 
             time.sleep(retry.delay(attempt, retry_after))
     raise AgentError(f"{service} failed {retry.attempts} times, last: {last}; check the service "
                      "status or your network, then resume the loop")
+
+
+def retryable(status: int) -> bool:
+    """A status that waiting can fix: timeouts, conflicts, rate limits and any server error."""
+    return status in RETRY_STATUSES or status >= 500
+
+
+def check_access(url: str, headers: dict[str, str], *, service: str,
+                 key_env: str | None = None) -> None:
+    """GET `url` (a models listing: free) once; AgentError if nothing answers or the key is refused.
+
+    Any other answer passes: a proxy without a models listing may still serve completions.
+    """
+    try:
+        response = requests.get(url, headers=headers, timeout=(CONNECT_TIMEOUT, CHECK_TIMEOUT))
+    except requests.ConnectionError as e:
+        raise AgentError(f"cannot connect to {url} ({type(e).__name__}): is the server up? "
+                         "check --base-url and your network") from None
+    except requests.Timeout:
+        return  # slow is not refused; the first real call will tell
+    if response.status_code in (401, 403):
+        message, _ = _error_of(_decode(response))
+        raise AgentError(_explain(response.status_code, message, service, key_env, url))
 
 
 def _decode(response: requests.Response) -> dict | str:

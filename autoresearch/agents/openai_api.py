@@ -1,8 +1,9 @@
 """Any OpenAI-compatible chat-completions endpoint: OpenAI, OpenRouter, vLLM, ollama, llama.cpp.
 
 POST {base_url}/chat/completions with `Authorization: Bearer <key>`; the answer is
-choices[0].message.content and the usage usage.prompt_tokens / completion_tokens (plus usage.cost
-where the server reports dollars, as OpenRouter does).
+choices[0].message.content, cut off when choices[0].finish_reason is "length", and the usage
+usage.prompt_tokens / completion_tokens. Dollars: usage.cost where the server reports them (as
+OpenRouter does), else the tokens at the given or the list price. Preflight: GET {base_url}/models.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlparse
 
-from autoresearch.agents.base import AgentError, Usage
-from autoresearch.agents.chat import ChatAgent
+from autoresearch.agents.base import AgentError
+from autoresearch.agents.chat import ChatAgent, Reply
 from autoresearch.agents.http import Retry
-from autoresearch.agents.pricing import estimate_cost
+from autoresearch.agents.pricing import Price
 from autoresearch.agents.prompt import SYSTEM_PROMPT
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -36,26 +37,30 @@ def is_local(base_url: str) -> bool:
 class OpenAIAgent(ChatAgent):
     def __init__(self, *, model: str = DEFAULT_MODEL, base_url: str = DEFAULT_BASE_URL,
                  api_key: str | None = None, key_env: str | None = DEFAULT_KEY_ENV,
-                 timeout: float = 600.0, retry: Retry | None = None):
+                 timeout: float = 600.0, retry: Retry | None = None, price: Price | None = None):
+        self.base_url = base_url.rstrip("/")
         super().__init__(name=f"openai:{model}", model=model,
-                         url=base_url.rstrip("/") + "/chat/completions",
+                         url=self.base_url + "/chat/completions",
                          headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
-                         key_env=key_env if api_key else None, timeout=timeout, retry=retry)
+                         key_env=key_env if api_key else None, timeout=timeout, retry=retry,
+                         price=price)
 
-    def complete(self, messages: list[dict[str, str]]) -> tuple[str, Usage]:
+    def preflight(self) -> None:
+        self.check(self.base_url + "/models", service=f"chat API at {self.base_url}")
+
+    def complete(self, messages: list[dict[str, str]]) -> Reply:
         body = {"model": self.model,
                 "messages": [{"role": "system", "content": SYSTEM_PROMPT}, *messages]}
         reply = self.post(body, service=f"chat API at {self.url}")
         try:
-            text = reply["choices"][0]["message"].get("content") or ""
+            choice = reply["choices"][0]
+            text = choice["message"].get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError) as e:
             raise AgentError(f"{self.url} answered without choices[0].message: is it an "
                              "OpenAI-compatible /chat/completions endpoint?") from e
-        usage = reply.get("usage") or {}
-        tokens_in = int(usage.get("prompt_tokens") or 0)
-        tokens_out = int(usage.get("completion_tokens") or 0)
-        if isinstance(usage.get("cost"), (int, float)):
-            cost = float(usage["cost"])  # the server knows best (OpenRouter)
-        else:  # list price; None for models not in the table, such as most local ones
-            cost = estimate_cost(self.model, tokens_in, tokens_out)
-        return text, Usage(tokens_in, tokens_out, cost)
+        used = reply.get("usage") or {}
+        usage = self.usage(int(used.get("prompt_tokens") or 0),
+                           int(used.get("completion_tokens") or 0))
+        if isinstance(used.get("cost"), (int, float)):
+            usage.cost_usd = float(used["cost"])  # the server knows best (OpenRouter)
+        return Reply(text, usage, truncated=choice.get("finish_reason") == "length")

@@ -43,9 +43,14 @@ class Mutation:
 
 
 class SweepAgent:
+    cost_known = True  # it costs nothing
+
     def __init__(self, seed: int = 0):
         self.name = "sweep"
         self.seed = seed
+
+    def preflight(self) -> None:
+        """Nothing to log in to."""
 
     def propose(self, request: AgentRequest) -> Proposal:
         if request.crash_log is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from autoresearch.errors import UserError
+from autoresearch.redact import redact
 
 STATUSES = ("keep", "discard", "crash")
 
@@ -97,7 +98,7 @@ def _format(name: str, value: object) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     if isinstance(value, str):
-        return sanitize(value)
+        return sanitize(redact(value))
     return str(value)
 
 

@@ -3,6 +3,7 @@
 On a terminal: a rich Live panel (current experiment, its training progress, best val_bpb, time
 left, the last few outcomes) under a scrolling log of events. When stdout is not a terminal
 (nohup, CI, `| tee`): plain timestamped lines, with a progress line at most once a minute.
+Every text that comes from outside (events, descriptions, reasons) is shown redacted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch.ledger.results import Row
+from autoresearch.redact import redact
 
 RECENT_OUTCOMES = 6
 PLAIN_PROGRESS_EVERY = 60.0  # seconds between progress lines in plain output
@@ -43,7 +45,7 @@ def outcome_text(row: Row) -> Text:
     detail = f" ({row.reason})" if row.reason else ""
     return Text.assemble(
         (f"#{row.experiment} {row.status:<7}", STATUS_STYLE.get(row.status, "")),
-        f" {value} {row.commit} {row.kind}: {row.description}{detail}")
+        redact(f" {value} {row.commit} {row.kind}: {row.description}{detail}"))
 
 
 class PlainConsole:
@@ -59,7 +61,7 @@ class PlainConsole:
 
     def event(self, text: str, style: str = "") -> None:
         stamp = datetime.now().strftime("%H:%M:%S")
-        self.console.print(Text(f"{stamp} {text}", style=style))
+        self.console.print(Text(f"{stamp} {redact(text)}", style=style))
 
     def outcome(self, row: Row) -> None:
         stamp = datetime.now().strftime("%H:%M:%S")
@@ -111,7 +113,7 @@ class LiveConsole(PlainConsole):
             ("   stopping after this experiment" if s.get("stopping") else "", "bold yellow"))
         current = Text.assemble(
             (f"#{s.get('experiment', '-')} {s.get('kind', '')} ", "bold"),
-            f"{s.get('commit', '')} {s.get('description', '')}")
+            redact(f"{s.get('commit', '')} {s.get('description', '')}"))
         pct = s.get("progress_pct") or 0.0
         loss = s.get("loss")
         parts = [s.get("phase", "idle"),
