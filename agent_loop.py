@@ -86,6 +86,9 @@ def run(
     mixed_gpus: Annotated[bool, typer.Option(
         help="allow GPUs of different models (runs are then compared only within a model)")
     ] = False,
+    ray: Annotated[str | None, typer.Option(
+        help="run on a Ray cluster, one task per GPU: 'auto' (the cluster on this machine), "
+             "host:6379 or ray://host:10001 (needs `uv sync --extra ray`)")] = None,
     max_experiments: Annotated[int | None, typer.Option(
         min=1, help="stop after N agent experiments in this tag (baseline, noise and "
                     "confirmation runs not counted)")] = None,
@@ -140,6 +143,7 @@ def run(
     Examples:
       uv run agent_loop.py run --tag nov21 --agent claude
       uv run agent_loop.py run --tag nov21 --agent claude --gpus all
+      uv run agent_loop.py run --tag nov21 --agent codex --ray auto
       uv run agent_loop.py run --tag nov21 --agent openai --model gpt-5 --hours 8 --max-cost 20
       uv run agent_loop.py run --tag nov21 --agent openai --base-url http://127.0.0.1:8000/v1
       AUTORESEARCH_PROFILE=cpu uv run agent_loop.py run --tag demo --agent sweep --max-experiments 3
@@ -160,7 +164,21 @@ def run(
             opts.train_cmd = shlex.split(train_cmd)
         except ValueError as e:
             raise UserError(f"--train-cmd {train_cmd!r}: {e}") from None
-    slots = plan_slots(gpus, mixed_gpus)
+    if ray and gpus:
+        raise UserError("--ray places runs on the cluster's GPUs: leave --gpus out")
+    executor = None
+    if ray:
+        from autoresearch.config import Harness
+        from autoresearch.execution import ray as cluster
+        from autoresearch.workspace.guard import data_fingerprint
+
+        cluster.connect(ray)
+        slots = cluster.cluster_slots(mixed_gpus)
+        executor = cluster.RayExecutor(data_fingerprint(Harness.read(repo).cache_dir))
+        if not train_cmd:
+            opts.train_cmd = list(cluster.DEFAULT_CMD)
+    else:
+        slots = plan_slots(gpus, mixed_gpus)
     price = price_option(price_in, price_out)
     agents = [make_agent(agent, model=model, base_url=base_url, api_key_env=api_key_env,
                          timeout=agent_timeout, seed=seed, price=price) for _ in slots]
@@ -171,7 +189,7 @@ def run(
     if note := bytecode_warning():
         typer.echo(note, err=True)
     with make_console(plain) as ui:
-        reason = Loop(repo, opts, agents, ui, slots=slots).run()
+        reason = Loop(repo, opts, agents, ui, executor=executor, slots=slots).run()
     typer.echo(f"stopped: {reason}. {how_to_continue(reason, tag)}")
     if reason.startswith("aborted"):
         raise typer.Exit(130)

@@ -40,7 +40,6 @@ class Options:
     sample_timeout: float = SAMPLE_TIMEOUT
     gpus: str | None = None  # --gpus: None (one worker), "all", "0,1", "0,0"
     mixed_gpus: bool = False
-    ray: str | None = None  # --ray: "auto", "ray://head:10001", None for local processes
     guard_environment: bool = True  # watch the Python environment for agent/run tampering
     prefetch: bool = True  # an agent prepares its next proposal while its GPU trains
     plateau_after: int = PLATEAU_AFTER  # 0: never say so

@@ -71,6 +71,24 @@ def prepared_cache(mini_corpus) -> Path:
     return SESSION_CACHE
 
 
+HARNESS = ["train.py", "prepare.py", "constants.py", "program.md", "pyproject.toml", ".gitignore"]
+
+
+def make_project(folder: Path) -> Path:
+    """A fresh git repository holding this project's harness and package, on branch main."""
+    import shutil
+
+    folder.mkdir(parents=True)
+    for name in HARNESS:
+        shutil.copy(REPO / name, folder / name)
+    shutil.copytree(REPO / "autoresearch", folder / "autoresearch",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "test@example.com"],
+                 ["config", "user.name", "Test"], ["add", "-A"], ["commit", "-q", "-m", "harness"]):
+        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
+    return folder
+
+
 def run_train(repo: Path, checkpoint_dir: Path | None = None, timeout: float = 240,
               ) -> subprocess.CompletedProcess:
     """`train.py` of `repo` on the cpu profile against the prepared session cache."""

@@ -373,7 +373,7 @@ def test_results_table_shows_the_recent_window_most_recent_last():
 
 def test_the_loop_and_its_api_agents_do_not_load_the_download_code():
     # pyarrow and rich's progress bars cost ~0.4 s to import; only prepare.py needs them
-    code = ("import sys, autoresearch.loop, autoresearch.agents.openai_api, "
+    code = ("import sys, autoresearch.scheduler, autoresearch.agents.openai_api, "
             "autoresearch.agents.anthropic_api; "
             "print(sorted(m for m in ('pyarrow', 'autoresearch.download') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,

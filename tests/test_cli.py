@@ -6,12 +6,11 @@ import os
 import sys
 
 import pytest
-from loop_helpers import AGENT_LOOP, RecordingUI, ScriptedAgent, edit, git, make_repo, run_cli
+from loop_helpers import AGENT_LOOP, edit, git, make_repo, run_cli, run_loop
 from typer.testing import CliRunner
 
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import read_results
-from autoresearch.loop import Loop, Options
 from autoresearch.redact import register_secret
 
 spec = importlib.util.spec_from_file_location("agent_loop", AGENT_LOOP)
@@ -32,9 +31,7 @@ def done(tmp_path_factory):
     repo = make_repo(tmp_path_factory.mktemp("cli") / "repo")
     steps = [edit("lower val", VAL_BPB=0.9), edit("worse val", VAL_BPB=0.95),
              edit("blow the memory", MODE="oom")]
-    opts = Options(tag=TAG, noise_runs=2, timeout=20, grace=0.5, sample=False,
-                   max_experiments=3)
-    Loop(repo, opts, ScriptedAgent(steps), RecordingUI()).run()
+    run_loop(repo, steps, tag=TAG, noise_runs=2)
     return repo
 
 

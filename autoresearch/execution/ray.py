@@ -37,8 +37,15 @@ ENV_PASSED = ("AUTORESEARCH_PROFILE", "AUTORESEARCH_CACHE")  # the harness's set
 DEFAULT_CMD = ("{python}", "train.py")  # the node's own Python runs train.py
 
 
+CONNECT_SECONDS = 5.0  # to reach a named head before Ray is asked (Ray itself waits minutes)
+
+
 def connect(address: str) -> None:
     """Join the cluster at `address` ("auto", "host:6379", "ray://host:10001"); one line if not."""
+    check_reachable(address)
+    # Under `uv run`, Ray would ship this whole checkout as every worker's working directory
+    # (its uv hook); the nodes have their own environment, and only the package travels.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     try:
         import ray
     except ImportError:
@@ -53,6 +60,20 @@ def connect(address: str) -> None:
         reason = " ".join(str(e).split())[:200]
         raise UserError(f"cannot reach the Ray cluster at {address} ({reason}): start one with "
                         f"`ray start --head` (or pass its address to --ray)") from None
+
+
+def check_reachable(address: str) -> None:
+    """A head named by host:port must answer within seconds, not after Ray's minutes of retries."""
+    if address == "auto":
+        return  # Ray finds a local cluster from its own files, quickly, or says none runs
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--ray {address}: give 'auto', host:port or ray://host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as e:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({e.strerror or e}): start "
+                        f"it with `ray start --head`, or check the address") from None
 
 
 def cluster_slots(mixed: bool) -> list[Slot]:

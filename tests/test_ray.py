@@ -1,0 +1,108 @@
+"""`--ray`: runs as Ray tasks on a real local Ray cluster that the test starts on loopback, with
+two logical GPUs (this machine has none; Ray still sets CUDA_VISIBLE_DEVICES per task). The real
+cpu-profile train.py through Ray tasks, a Ray worker killed mid-run, an unreachable cluster."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SESSION_CACHE, make_project
+from loop_helpers import check_git_matches_results, make_repo, run_cli, tag_rows
+
+from autoresearch.execution.procs import pid_alive, stat
+
+pytest.importorskip("ray")
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(prepared_cache):
+    """`ray start --head` with 2 logical GPUs; its workers see this test's fake-trainer knobs."""
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    pids = Path(temp) / "trainer-pids"
+    port = free_port()
+    env = dict(os.environ, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0", FAKE_PID_FILE=str(pids))
+    subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=4", "--num-gpus=2",
+                    "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+                    f"--temp-dir={temp}", "--disable-usage-stats"],
+                   env=env, check=True, capture_output=True, timeout=120)
+    try:
+        yield f"127.0.0.1:{port}", pids
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def loop(repo, address, *args, timeout=600, **env):
+    return run_cli("run", "--tag", "t", "--agent", "sweep", "--ray", address, "--no-sample",
+                   "--plain", "--repo", str(repo), *args, timeout=timeout,
+                   env=dict(os.environ, AUTORESEARCH_CACHE=str(SESSION_CACHE), **env))
+
+
+def test_an_unreachable_cluster_is_one_line_before_anything_starts(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    start = time.monotonic()
+    out = loop(repo, f"127.0.0.1:{free_port()}", timeout=60)
+    assert out.returncode == 1 and time.monotonic() - start < 30
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("error: cannot reach the Ray cluster at 127.0.0.1:")
+    assert not (repo / "results.tsv").exists() and not (repo / ".autoresearch" / "t").exists()
+
+
+def test_a_killed_ray_worker_gets_its_run_run_again(cluster, tmp_path):
+    address, pids = cluster
+    repo = make_repo(tmp_path / "repo")
+    text = (repo / "train.py").read_text().replace(
+        'seconds = float(os.environ.get("FAKE_TRAIN_SECONDS", "0"))', "seconds = 12.0")
+    (repo / "train.py").write_text(text)
+    subprocess.run(["git", "commit", "-qam", "a slow trainer"], cwd=repo, check=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "agent_loop.py"), "run", "--tag", "t", "--agent", "sweep",
+         "--ray", address, "--noise-runs", "0", "--noise-floor", "1", "--max-experiments", "1",
+         "--no-sample",
+         "--plain", "--repo", str(repo)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env=dict(os.environ, AUTORESEARCH_CACHE=str(SESSION_CACHE)))
+    deadline = time.monotonic() + 120
+    while not (pids.exists() and pids.read_text().split()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    first = int(pids.read_text().split()[0])
+    reaper = stat(first)[1]
+    worker = stat(reaper)[1]  # the Ray worker process that runs the task
+    os.kill(worker, signal.SIGKILL)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output[-3000:]
+    deadline = time.monotonic() + 30
+    while pid_alive(first) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(first)  # its run died with the worker (the reaper follows its parent)
+    rows = tag_rows(repo)
+    assert sorted(r.kind for r in rows if r.kind in ("baseline", "noise")) == ["baseline", "noise"]
+    assert all(r.status != "crash" for r in rows)  # Ray ran it again elsewhere; nothing lost
+    assert {r.gpu for r in rows} <= {"0", "1"} and all(r.node for r in rows)
+    assert len(pids.read_text().split()) > len(rows)  # one run started twice
+    check_git_matches_results(repo, "t")
+
+
+def test_the_real_train_py_through_ray_tasks(cluster, tmp_path):
+    address, _ = cluster
+    repo = make_project(tmp_path / "project")
+    out = loop(repo, address, "--max-experiments", "1", "--noise-runs", "0",
+               "--noise-floor", "1", AUTORESEARCH_PROFILE="cpu")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = tag_rows(repo)
+    assert sorted(r.kind for r in rows) == ["baseline", "experiment", "noise"]  # 2 GPUs at once
+    for row in rows:
+        assert row.profile == "cpu" and row.val_bpb > 0 and row.gpu in ("0", "1")
+        assert (repo / row.run_dir / "run.log").exists()  # the files came back from the node
+    check_git_matches_results(repo, "t")
