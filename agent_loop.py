@@ -90,7 +90,7 @@ def run(
         help="run on a Ray cluster, one task per GPU: 'auto' (the cluster on this machine), "
              "host:6379 or ray://host:10001 (needs `uv sync --extra ray`)")] = None,
     max_experiments: Annotated[int | None, typer.Option(
-        min=1, help="stop after N agent experiments in this tag (baseline, noise and "
+        min=0, help="stop after N agent experiments in this tag (baseline, noise and "
                     "confirmation runs not counted)")] = None,
     hours: Annotated[float | None, typer.Option(
         callback=positive, help="start no new run after H hours of this invocation")] = None,

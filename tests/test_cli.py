@@ -6,18 +6,20 @@ import os
 import sys
 
 import pytest
-from loop_helpers import AGENT_LOOP, edit, git, make_repo, run_cli, run_loop
+from loop_helpers import AGENT_LOOP, REPO_ROOT, edit, git, make_repo, run_cli, run_loop
 from typer.testing import CliRunner
 
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import read_results
 from autoresearch.redact import register_secret
+from autoresearch.workspace.git import Git
 
 spec = importlib.util.spec_from_file_location("agent_loop", AGENT_LOOP)
 agent_loop = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(agent_loop)
 
 TAG = "t"
+REPO = REPO_ROOT
 runner = CliRunner()
 
 
@@ -131,22 +133,61 @@ def test_run_from_the_command_line(tmp_path):
     repo = make_repo(tmp_path / "repo")
     (repo / "notes.txt").write_text("keep me\n")
     out = run_cli("run", "--tag", "demo", "--agent", "sweep", "--noise-runs", "1",
-                  "--max-experiments", "2", "--no-sample", "--repo", str(repo),
-                  "--train-cmd", f"{sys.executable} train.py", timeout=120,
+                  "--noise-floor", "1", "--max-experiments", "2", "--no-sample", "--repo",
+                  str(repo), "--train-cmd", f"{sys.executable} train.py", timeout=120,
                   env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert out.returncode == 0, out.stderr
     assert "note: PYTHONDONTWRITEBYTECODE is set" in out.stderr  # a slow start-up, said once
-    assert "stopped: reached --max-experiments 2" in out.stdout
+    assert "stopped: reached --max-experiments 2. To go on, run the same command with a " \
+           "larger --max-experiments" in out.stdout  # not "resume with the same command"
     assert "#1 keep" in out.stdout and "noise threshold" in out.stdout
     rows = read_results(repo / "results.tsv")
     assert [r.kind for r in rows] == ["baseline", "noise", "experiment", "experiment"]
     assert all(r.agent == "sweep" for r in rows[2:])
-    assert git(repo, "branch", "--show-current") == "autoresearch/demo"
+    assert git(repo, "branch", "--show-current") == "main"  # the user's checkout is theirs
     assert (repo / "notes.txt").read_text() == "keep me\n"
     # the same command again continues: the limit is per tag, so nothing more is run
     again = run_cli("run", "--tag", "demo", "--agent", "sweep", "--max-experiments", "2",
                     "--no-sample", "--repo", str(repo))
     assert again.returncode == 0 and len(read_results(repo / "results.tsv")) == 4
+
+
+def test_a_crashed_baseline_says_what_its_log_says(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    (repo / "train.py").write_text((repo / "train.py").read_text().replace(
+        'MODE = "ok"', 'MODE = "import"'))
+    git(repo, "commit", "-qam", "a train.py that cannot import")
+    out = run_cli("run", "--tag", "x", "--agent", "sweep", "--repo", str(repo))
+    assert out.returncode == 1
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("error: the baseline crashed (import): ModuleNotFoundError: No "
+                           "module named 'not_a_module_anywhere' (see runs/x/0001-")
+    assert "data prepared?" not in line
+    assert git(repo, "branch", "--show-current") == "main"  # nothing switched, nothing to undo
+
+
+def test_settings_that_cannot_work_are_one_line(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    (repo / "constants.py").write_text((REPO / "constants.py").read_text())
+    git(repo, "commit", "-qam", "the real constants.py")
+    out = run_cli("run", "--tag", "x", "--agent", "sweep", "--repo", str(repo),
+                  env={**os.environ, "AUTORESEARCH_PROFILE": "gpu9"})
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "error: unknown AUTORESEARCH_PROFILE='gpu9'; choose one of h100, consumer, cpu (unset "
+        "it for the default, h100)"]  # not "error: error: ..."
+    for flag, value in (("--timeout", "0"), ("--hours", "-1"), ("--max-experiments", "-1"),
+                        ("--agent-timeout", "0")):
+        out = run_cli("run", "--tag", "x", "--agent", "sweep", "--repo", str(repo), flag, value)
+        assert out.returncode == 2 and f"Invalid value for '{flag}'" in out.stderr, flag
+    lock = repo / ".git" / "index.lock"  # left by a git that crashed
+    lock.write_text("")
+    (repo / "train.py").write_text("# edited\n")
+    with pytest.raises(UserError) as error:
+        Git(repo).run("add", "train.py")
+    assert str(error.value) == (
+        f"{lock} exists: another git command is running in this repository, or one crashed. "
+        f"If none is running, remove it (rm {lock}) and run again")
 
 
 def test_run_errors_are_one_red_line(tmp_path):
