@@ -1,31 +1,31 @@
-"""Git operations and the edit check: only train.py moves, nobody else's files are touched."""
+"""Git operations and the work trees: commits from a temporary index, branch moves by
+compare-and-swap, three-way merges, no hooks, and the edit check in a worker's own tree."""
 
 import pytest
 from loop_helpers import git, make_repo
 
 from autoresearch.errors import UserError
 from autoresearch.workspace.git import Git
-from autoresearch.workspace.proposal import check_edit, take_snapshot
+from autoresearch.workspace.slots import Slot
 
 
 @pytest.fixture
 def repo(tmp_path):
-    repo = make_repo(tmp_path / "repo")
-    git(repo, "checkout", "-q", "-b", "autoresearch/t")
-    return repo
+    return make_repo(tmp_path / "repo")
 
 
-def test_commit_train_commits_only_train_py(repo):
+def test_commit_file_touches_no_head_and_commits_only_train_py(repo):
     g = Git(repo)
     base = g.head()
-    (repo / "train.py").write_text("x = 1\n")
     (repo / "prepare.py").write_text("# staged by someone\n")
     git(repo, "add", "prepare.py")
-    commit = g.commit_train("try x = 1")
-    assert g.parent(commit) == base
+    commit = g.commit_file(base, "x = 1\n", "try x = 1\n\nHypothesis: smaller is better")
+    assert g.parent(commit) == base and g.head() == base  # nothing checked out or moved
     assert git(repo, "show", "--name-only", "--format=", commit) == "train.py"
+    assert g.file_at(commit) == "x = 1\n"
     assert git(repo, "log", "-1", "--format=%s", commit) == "try x = 1"
-    assert g.is_dirty("prepare.py")  # still staged, not committed
+    assert g.hypothesis(commit) == "smaller is better" and g.hypothesis(base) == ""
+    assert g.is_dirty("prepare.py")  # the user's staged change stays staged, uncommitted
 
 
 def test_commit_works_without_a_git_identity(repo, monkeypatch):
@@ -33,28 +33,42 @@ def test_commit_works_without_a_git_identity(repo, monkeypatch):
     git(repo, "config", "--unset", "user.name")
     monkeypatch.setenv("HOME", str(repo.parent))  # no global identity either
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    (repo / "train.py").write_text("x = 2\n")
-    assert Git(repo).commit_train("x = 2")
-
-
-def test_move_back_restores_train_py_and_nothing_else(repo):
     g = Git(repo)
-    best = g.head()
-    (repo / "notes.txt").write_text("mine\n")  # untracked
-    (repo / "results.tsv").write_text("ignored ledger\n")  # ignored
-    (repo / "program.md").write_text("# human edit, uncommitted\n")  # tracked, modified
-    (repo / "train.py").write_text("x = 3\n")
-    tried = g.commit_train("x = 3")
-    g.set_ref("refs/autoresearch/t/tried/2", tried)
-    g.move_back("autoresearch/t", best)
-    assert g.head() == best and g.current_branch() == "autoresearch/t"
-    assert (repo / "train.py").read_text() == g.file_at(best)
-    assert not g.is_dirty("train.py")
-    assert (repo / "notes.txt").read_text() == "mine\n"
-    assert (repo / "results.tsv").read_text() == "ignored ledger\n"
-    assert (repo / "program.md").read_text() == "# human edit, uncommitted\n"
-    assert g.resolve("refs/autoresearch/t/tried/2") == tried
-    assert "x = 3" in g.show(tried)
+    assert g.commit_file(g.head(), "x = 2\n", "x = 2")
+
+
+def test_the_branch_moves_only_from_where_the_loop_left_it(repo):
+    g = Git(repo)
+    base = g.head()
+    g.create_branch("autoresearch/t", base)
+    one = g.commit_file(base, "x = 1\n", "one")
+    two = g.commit_file(base, "x = 2\n", "two")
+    g.set_ref("refs/heads/autoresearch/t", one, old=base)
+    with pytest.raises(UserError, match="update-ref"):  # someone else moved it first
+        g.set_ref("refs/heads/autoresearch/t", two, old=base)
+    assert g.resolve("autoresearch/t") == one and g.current_branch() == "main"
+
+
+def test_three_way_merge_of_train_py():
+    g = Git(".")
+    base = "a = 1\nb = 2\nc = 3\nd = 4\n"
+    merged, conflicts = g.merge3(base, "a = 10\nb = 2\nc = 3\nd = 4\n",
+                                 "a = 1\nb = 2\nc = 3\nd = 40\n")
+    assert (merged, conflicts) == ("a = 10\nb = 2\nc = 3\nd = 40\n", 0)
+    merged, conflicts = g.merge3(base, "a = 10\nb = 2\nc = 3\nd = 4\n",
+                                 "a = 11\nb = 2\nc = 3\nd = 4\n")
+    assert conflicts == 1 and "<<<<<<< current best" in merged and ">>>>>>> the change" in merged
+
+
+def test_hooks_never_run_in_the_loops_git_commands(repo, tmp_path):
+    marker = tmp_path / "hook-ran"
+    hook = repo / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\necho ran >> {marker}\n")
+    hook.chmod(0o755)
+    g = Git(repo)
+    g.add_worktree(tmp_path / "tree", g.head())
+    Git(tmp_path / "tree").run("checkout", "--quiet", "--detach", "--force", g.head())
+    assert (tmp_path / "tree" / "train.py").exists() and not marker.exists()
 
 
 def test_errors_are_user_errors(tmp_path):
@@ -64,79 +78,57 @@ def test_errors_are_user_errors(tmp_path):
         Git(tmp_path).run("rev-parse", "HEAD")
 
 
-def test_agent_edit_to_prepare_py_is_rejected_and_restored(repo):
+@pytest.fixture
+def slot(repo, tmp_path):
+    tree = Slot(Git(repo), repo / ".autoresearch" / "t" / "trees" / "0", 0)
+    tree.reset(Git(repo).head(), tmp_path / "undo")
+    return tree
+
+
+def check(slot, repo, tmp_path):
     g = Git(repo)
-    (repo / "program.md").write_text("# the human's uncommitted steering\n")
-    (repo / "scratch.txt").write_text("an untracked file from before\n")
-    snap = take_snapshot(g)
-    # the agent: edits train.py, but also prepare.py, and leaves a stray file behind
-    (repo / "train.py").write_text((repo / "train.py").read_text() + "\nX = 1\n")
-    (repo / "prepare.py").write_text("# cheating\n")
-    (repo / "helper.py").write_text("stray\n")
-    (repo / "sub").mkdir()
-    (repo / "sub" / "new.py").write_text("stray too\n")
-    reason, _ = check_edit(g, "autoresearch/t", snap)
-    assert reason.startswith("changed files other than train.py")
-    assert "prepare.py (restored)" in reason and "helper.py (new file, removed)" in reason
-    assert (repo / "prepare.py").read_text() == "# the fixed harness\n"
-    assert not (repo / "helper.py").exists() and not (repo / "sub" / "new.py").exists()
-    assert (repo / "program.md").read_text() == "# the human's uncommitted steering\n"
-    assert (repo / "scratch.txt").exists()
+    return slot.check(g.head(), tmp_path / "undo", g.refs("refs/heads", "refs/tags"))
 
 
-def test_changes_to_files_that_were_already_dirty_are_noted_not_rejected(repo):
-    g = Git(repo)
-    (repo / "nohup.out").write_text("loop output\n")  # grows while the agent works
-    snap = take_snapshot(g)
-    (repo / "nohup.out").write_text("loop output\nmore\n")
-    (repo / "train.py").write_text((repo / "train.py").read_text() + "\nX = 1\n")
-    reason, notes = check_edit(g, "autoresearch/t", snap)
-    assert reason is None
-    assert any("nohup.out" in n for n in notes)
-    assert (repo / "nohup.out").read_text() == "loop output\nmore\n"
+def test_a_fresh_tree_is_exactly_the_commit(slot, repo):
+    assert (slot.path / "train.py").read_text() == (repo / "train.py").read_text()
+    assert slot.intact() and slot.changed_paths() == []
 
 
-def test_agent_that_commits_by_itself_is_put_back(repo):
-    g = Git(repo)
-    snap = take_snapshot(g)
-    (repo / "train.py").write_text((repo / "train.py").read_text() + "\nX = 1\n")
-    (repo / "other.txt").write_text("committed by the agent\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "agent commit")
-    reason, notes = check_edit(g, "autoresearch/t", snap)
-    assert g.head() == snap.head
-    assert "other.txt (new file, removed)" in reason
-    assert not (repo / "other.txt").exists()
-    assert "X = 1" in (repo / "train.py").read_text()  # the edit itself is left for the caller
+def test_everything_but_train_py_is_undone_with_a_copy(slot, repo, tmp_path):
+    (slot.path / "train.py").write_text((slot.path / "train.py").read_text() + "\nX = 1\n")
+    (slot.path / "prepare.py").write_text("# cheating\n")
+    (slot.path / "helper.py").write_text("stray\n")
+    (slot.path / "sub").mkdir()
+    (slot.path / "sub" / "new.py").write_text("stray too\n")
+    (slot.path / "__pycache__").mkdir()  # ignored: a planted bytecode file
+    (slot.path / "__pycache__" / "prepare.cpython-311.pyc").write_bytes(b"x")
+    result = check(slot, repo, tmp_path)
+    assert result.reason == ("changed files other than train.py: __pycache__, helper.py, "
+                             "prepare.py, sub/new.py")
+    assert (slot.path / "prepare.py").read_text() == "# the fixed harness\n"
+    assert not (slot.path / "helper.py").exists() and not (slot.path / "sub").exists()
+    assert not (slot.path / "__pycache__").exists()
+    assert (tmp_path / "undo" / "prepare.py").read_text() == "# cheating\n"
+    assert "X = 1" in (slot.path / "train.py").read_text()  # the edit itself is kept
 
 
 @pytest.mark.parametrize("new_text, expected", [
-    (None, "train.py is unchanged"),
+    (None, "train.py is unchanged from the best commit"),
     ("def broken(:\n", "train.py does not compile: SyntaxError"),
+    ("", "train.py was deleted"),
 ])
-def test_unchanged_or_uncompilable_edits_are_rejected(repo, new_text, expected):
-    g = Git(repo)
-    snap = take_snapshot(g)
-    if new_text is not None:
-        (repo / "train.py").write_text(new_text)
-    reason, _ = check_edit(g, "autoresearch/t", snap)
-    assert reason.startswith(expected)
+def test_edits_that_cannot_run(slot, repo, tmp_path, new_text, expected):
+    if new_text == "":
+        (slot.path / "train.py").unlink()
+    elif new_text is not None:
+        (slot.path / "train.py").write_text(new_text)
+    assert check(slot, repo, tmp_path).reason.startswith(expected)
 
 
-def test_a_good_edit_passes(repo):
-    g = Git(repo)
-    snap = take_snapshot(g)
-    (repo / "train.py").write_text((repo / "train.py").read_text().replace("1.0", "0.9", 1))
-    assert check_edit(g, "autoresearch/t", snap) == (None, [])
-
-
-def test_a_fix_that_reverts_to_the_best_code_is_rejected(repo):
-    # when fixing a crash the agent is handed the crashed code; putting the best commit's
-    # train.py back is no experiment (and there would be nothing to commit)
-    g = Git(repo)
-    best = (repo / "train.py").read_text()
-    (repo / "train.py").write_text(best + "\nX = undefined_name\n")
-    snap = take_snapshot(g)
-    (repo / "train.py").write_text(best)
-    reason, _ = check_edit(g, "autoresearch/t", snap)
-    assert reason == "train.py is unchanged from the best commit"
+def test_a_good_edit_passes(slot, repo, tmp_path):
+    text = (slot.path / "train.py").read_text().replace("1.0", "0.9", 1)
+    (slot.path / "train.py").write_text(text)
+    result = check(slot, repo, tmp_path)
+    assert (result.reason, result.undone, result.notes) == (None, [], [])
+    assert result.train_py == text

@@ -103,40 +103,8 @@ class Git:
 
     # ---- the work tree
 
-    def dirty_paths(self) -> dict[str, str]:
-        """Every path git reports as changed or untracked (not ignored), with a content hash.
-
-        Taken before the agent runs, so that afterwards the loop can tell what the agent did
-        from what the human had already left there.
-        """
-        out = self.run_raw("status", "--porcelain=v1", "-z", "--untracked-files=all")
-        paths: dict[str, str] = {}
-        entries = out.split("\0")
-        i = 0
-        while i < len(entries):
-            entry = entries[i]
-            i += 1
-            if len(entry) < 4:
-                continue
-            if entry[0] in "RC":  # a rename is followed by its source path: changed too
-                paths[entries[i]] = file_hash(self.repo / entries[i])
-                i += 1
-            paths[entry[3:]] = file_hash(self.repo / entry[3:])
-        return paths
-
     def is_dirty(self, path: str) -> bool:
         return bool(self.run("status", "--porcelain", "--", path))
-
-    def restore(self, path: str, commit: str = "HEAD") -> None:
-        """Put `path` back as it is in `commit`, in the index and the work tree."""
-        self.run("checkout", commit, "--", path)
-
-    def forget_new(self, path: str) -> None:
-        """Remove a file the agent created: out of the index (if it staged it) and off disk."""
-        self.run("rm", "-q", "--cached", "--ignore-unmatch", "--", path)
-        target = self.repo / path
-        if target.is_file() or target.is_symlink():
-            target.unlink()
 
     # ---- commits and refs (no HEAD moves)
 
@@ -220,12 +188,3 @@ def failure(args: tuple[str, ...], output: str) -> UserError:
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def file_hash(path: Path) -> str:
-    """sha256 of a file's bytes; 'missing' for a deleted file, 'dir' for a directory."""
-    if not path.exists():
-        return "missing"
-    if path.is_dir():
-        return "dir"
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -53,9 +53,11 @@ class Slot:
             _copy(self.path / rel, backup / rel)
         self.git.run("checkout", "--quiet", "--detach", "--force", commit)
         for rel in self.untracked():
-            _remove(self.path / rel)
+            _remove(self.path / rel, self.path)
         if kept is not None:
             train.write_text(kept)
+        elif keep_train:  # the agent deleted it: keep that, so the check can say so
+            train.unlink(missing_ok=True)
         return differ
 
     def intact(self) -> bool:
@@ -142,8 +144,13 @@ def _copy(path: Path, copy: Path) -> None:
         shutil.copytree(path, copy, symlinks=True, dirs_exist_ok=True)
 
 
-def _remove(path: Path) -> None:
+def _remove(path: Path, root: Path) -> None:
+    """Remove a file or folder, then the folders it leaves empty (up to the tree's root)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+    parent = path.parent
+    while parent != root and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
