@@ -217,7 +217,7 @@ def journal(repo: Path, tag: str | None, full: bool, console: Console) -> None:
         return
     for e in entries:
         value = "-" if e.val_bpb is None else f"{e.val_bpb:.6f}"
-        delta = "" if e.delta is None else f" ({e.delta:+.6f})"
+        delta = "" if e.delta is None else f" ({signed(e.delta)})"
         links = "".join(f" {k.replace('_', ' ')} #{v}" for k, v in e.links.items())
         changes = f" [{', '.join(e.changes)}]" if e.changes else ""
         console.print(Text.assemble(
