@@ -251,10 +251,9 @@ def test_claude_error_results_exhaust_retries(fakes, repo, monkeypatch):
 def test_claude_hang_is_killed_at_the_timeout(fakes, repo, monkeypatch, tmp_path):
     monkeypatch.setenv("FAKE_MODE", "hang")
     agent = ClaudeAgent(_which("claude"), timeout=1.0, attempts=2, retry_delay=0.01)
-    started = time.monotonic()
+    # the fake hangs 60 s, then edits and succeeds: an AgentError means it was cut off
     with pytest.raises(AgentError, match=r"failed 2 times, last: no result within 1s \(killed\)"):
         agent.propose(make_request(repo))
-    assert time.monotonic() - started < 15
     pids = [int(p) for p in (tmp_path / "state.pids").read_text().split()]
     assert len(pids) == 2
     for pid in pids:

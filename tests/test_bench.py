@@ -2,13 +2,15 @@
 
 import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 
 import pytest
 from conftest import REPO, SESSION_CACHE
 
-from autoresearch.bench import COLD_CACHES, RunReport, read_log
+from autoresearch.bench import COLD_CACHES, WARMUP_STEPS, RunReport, read_log
 
 
 def fake_log(step_ms: list[int], redraw: bool = False) -> str:
@@ -61,13 +63,31 @@ def test_bench_runs_the_real_train_py_and_reports_every_number(prepared_cache, t
     assert report["dataloader_tokens_per_second"] > 0 and report["dataloader_batch_size"] == 8
     (run,) = report["runs"]
     assert run["label"] == "1:cold" and run["returncode"] == 0
-    assert 0.5 < run["val_bpb"] < 5.0 and run["training_seconds"] >= 8
-    assert run["num_steps"] > 7 and run["step_ms_median"] > 0 and run["tokens_per_second"] > 0
-    for key in ("startup_seconds", "first_step_seconds", "eval_seconds", "overhead_seconds"):
-        assert run[key] > 0, key
-    assert run["wall_seconds"] > run["total_seconds"]  # the interpreter's start-up is outside
     log = open(run["log"]).read()
     assert log.rstrip().endswith("depth:            2")  # the whole output, nothing after it
+    # Every number is the one train.py printed; how many steps fit in 8 s is the machine's
+    # business, so no bound depends on it.
+    summary = dict(re.findall(r"^(\w+):\s+(\S+)$", log.split("\n---\n")[-1], re.M))
+    assert run["val_bpb"] == float(summary["val_bpb"]) and 0.5 < run["val_bpb"] < 5.0
+    assert run["num_steps"] == int(summary["num_steps"])
+    assert run["num_steps"] >= 2  # train.py stops only after a counted step past the first
+    assert run["training_seconds"] == float(summary["training_seconds"]) >= 8  # the budget, spent
+    assert run["total_seconds"] == float(summary["total_seconds"])
+    assert run["overhead_seconds"] == round(run["total_seconds"] - run["training_seconds"], 1)
+    timing = re.search(r"timing: start-up (\S+)s \| first step (\S+)s \| evaluation (\S+)s", log)
+    assert [run["startup_seconds"], run["first_step_seconds"], run["eval_seconds"]] == [
+        float(t) for t in timing.groups()]
+    # step statistics: over the steps after the warm-up, when there are at least two of them
+    steps = {int(n): (int(ms), int(tps.replace(",", ""))) for n, ms, tps in re.findall(
+        r"^step (\d+) .*\| dt (\d+)ms \| tok/s ([\d,]+) ", log, re.M)}
+    assert max(steps) == run["num_steps"]
+    steady = [steps[n] for n in sorted(steps) if n > WARMUP_STEPS]
+    if len(steady) >= 2:
+        assert run["step_ms_median"] == statistics.median(ms for ms, _ in steady)
+        assert run["tokens_per_second"] == statistics.median(tps for _, tps in steady)
+    else:
+        assert run["step_ms_median"] is None and run["tokens_per_second"] is None
+    assert run["wall_seconds"] > run["total_seconds"]  # the interpreter's start-up is outside
 
 
 def test_a_broken_training_script_is_one_line_error(tmp_path):

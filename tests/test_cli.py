@@ -54,10 +54,14 @@ def test_status(done):
     assert result.exit_code == 0
     out = result.output
     assert "tag t" in out and "not running" in out
-    assert "best: 0.900000" in out and "baseline 1.000000 (-0.100000)" in out
+    # the best and the baseline as commit means: #4 and its confirmation; the baseline, its two
+    # noise runs and #4's control run
+    assert ("best: 0.900000 (mean of 2 runs) #4 " in out
+            and "lower val; baseline 1.000000 (mean of 4 runs), change -0.100000" in out)
     assert "noise threshold: 0.001000 = max(floor, 2 x sample std" in out
     assert "3 baseline runs [1.000000, 1.000000, 1.000000]" in out and "floor 0.001000" in out
-    assert "6 (2 keep 3 discard 1 crash | 1 baseline, 2 noise, 3 experiment)" in out
+    assert "8 (3 keep 4 discard 1 crash | 1 baseline, 2 noise, 1 control, 3 experiment, " \
+        "1 confirm)" in out
     assert "agent cost: $0.03" in out
 
 

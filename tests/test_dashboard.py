@@ -21,7 +21,9 @@ import pytest
 import requests
 
 from autoresearch.ledger.results import Row, append_result
-from autoresearch.review.dashboard import Board, make_server
+from autoresearch.ledger.state import State, save_state
+from autoresearch.policy import Noise
+from autoresearch.review.dashboard import BASELINE_NOTE, Board, make_server
 
 TAG = "night"
 INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
@@ -67,7 +69,7 @@ def add_run(repo: Path, n: int, code: str, status: str, bpb: float, description:
               status=status, description=description, experiment=n,
               kind="baseline" if n == 1 else "experiment", tag=TAG,
               timestamp=f"2026-01-01T00:{n:02d}:00+00:00", total_seconds=20.0,
-              run_dir=f"runs/{run_dir.name}")
+              run_dir=f"runs/{run_dir.name}", profile="cpu", device="cpu")
     append_result(repo / "results.tsv", row)
     return row
 
@@ -134,6 +136,9 @@ def test_results_and_live(server, night):
     lo, hi = data["y_limits"]
     assert 0.9 < lo < 0.99 and 1.0 < hi < 1.01
     assert data["summary"]["best_experiment"] == 2 and data["summary"]["crashed"] == 1
+    assert data["best"]["label"] == "0.990000 (1 run)"
+    assert data["best"]["commit"] == rows[1]["commit"]
+    assert data["summary"]["hours_label"] == "CPU hours"
     again = requests.get(f"{server}/api/results", params={"since": data["version"]}, timeout=10)
     assert again.json() == {"version": data["version"], "unchanged": True}
     add_run(night, 5, train_py("0.06", "8"), "keep", 0.98, "matrix lr 0.05 -> 0.06", False)
@@ -154,6 +159,9 @@ def test_diff_log_sample_metrics(server, night):
         diff = requests.get(f"{server}/api/diff/{ident}", timeout=10).json()
         assert diff["n"] == 3 and diff["source"].startswith("git diff")
         assert "-DEPTH = 8" in diff["text"] and "+DEPTH = 12" in diff["text"]
+    # the baseline has no parent: no diff, and no "no change" either
+    baseline = requests.get(f"{server}/api/diff/1", timeout=10).json()
+    assert baseline == {"n": 1, "source": None, "text": None, "note": BASELINE_NOTE}
     log = requests.get(f"{server}/api/log/2", timeout=10).json()["text"]
     assert "step 00002 (20.0%) | loss 4.200000 | remaining 28s" in log.splitlines()  # \r split
     assert log.splitlines()[-1] == "training_seconds: 15.0"
@@ -177,7 +185,7 @@ def test_diff_without_git_uses_run_dir_copies(tmp_path):
     diff = board.diff("2")
     assert diff["source"] == "0001-aaaaaaa → 0002-bbbbbbb"
     assert "-A = 1" in diff["text"] and "+A = 2" in diff["text"]
-    assert board.diff("1")["text"] is None  # the baseline has no parent
+    assert board.diff("1")["note"] == BASELINE_NOTE  # the first row of another tool's file
 
 
 def test_no_path_escapes(server, night, tmp_path):
@@ -351,3 +359,81 @@ def test_page_in_chromium(server, night, browser, tmp_path):
     shot = base64.b64decode(web.call("GET", "/screenshot"))
     assert shot[:8] == b"\x89PNG\r\n\x1a\n"
     (Path(os.environ.get("DASHBOARD_SCREENSHOT", tmp_path / "dashboard.png"))).write_bytes(shot)
+
+
+SPLIT_WORDS = """
+// Each "N word" of the experiments card on one line: a Range over its text has one box per line.
+const card = document.getElementById("stat-experiments");
+const frame = card.getBoundingClientRect();
+const walker = document.createTreeWalker(card.querySelector(".sub"), NodeFilter.SHOW_TEXT);
+const text = [];
+for (let node = walker.nextNode(); node; node = walker.nextNode()) text.push(node);
+const out = {};
+for (const word of arguments[0]) {
+  const node = text.find(t => t.data.includes(word));
+  const range = document.createRange();
+  range.setStart(node, node.data.indexOf(word));
+  range.setEnd(node, node.data.indexOf(word) + word.length);
+  const boxes = [...range.getClientRects()].filter(r => r.width > 0);
+  out[word] = {lines: new Set(boxes.map(r => Math.round(r.top))).size,
+               inside: boxes.every(r => r.left >= frame.left && r.right <= frame.right)};
+}
+return out;
+"""
+
+
+def test_page_cards_chart_diff_and_idle_in_chromium(server, night, browser):
+    noise = Noise(threshold=0.003, floor=0.001, values=[1.0], std=None, spread=None,
+                  runs_requested=2, rule="floor only")
+    save_state(night, State(tag=TAG, branch=f"autoresearch/{TAG}", base_commit="0" * 40,
+                            created_at="", fixed_sha256={}, noise=noise))
+    web = browser
+    web.call("POST", "/url", {"url": f"{server}/"})
+    assert web.wait_js("return document.querySelectorAll('#table tbody tr').length === 4")
+    # the cards: the best as everywhere else, hours named after the CPU that ran them
+    assert web.js("return document.getElementById('stat-best').innerText").startswith(
+        "BEST VAL_BPB\n0.990000 (1 run)")
+    assert web.js("return document.querySelector('#stat-hours .label').textContent") == \
+        "CPU hours"
+    # "1 crashed" (and the others) never split over two lines, however narrow the window
+    words = ["2 kept", "1 discarded", "1 crashed"]
+    for width in (1440, 1280, 1100, 1000, 900, 760, 600, 420):
+        web.call("POST", "/window/rect", {"width": width, "height": 1200})
+        measured = web.js(SPLIT_WORDS, words)
+        assert measured == {w: {"lines": 1, "inside": True} for w in words}, (width, measured)
+    web.call("POST", "/window/rect", {"width": 1440, "height": 1200})
+    web.wait_js("return document.getElementById('chart').clientWidth > 1000")
+    web.js("window.dispatchEvent(new Event('resize'))")
+    # the running best and the noise band reach the right end of the x axis
+    ends = web.js("""
+        const axis = [...document.querySelectorAll('#chart .axis line')]
+          .find(l => l.getAttribute('y1') === l.getAttribute('y2'));
+        const right = b => b.x + b.width;
+        return [Number(axis.getAttribute('x2')),
+                right(document.getElementById('best-line').getBBox()),
+                right(document.getElementById('noise-band').getBBox())];""")
+    assert ends[1] == pytest.approx(ends[0], abs=0.5) and ends[2] == pytest.approx(ends[0], abs=0.5)
+    # the best's label next to its point, inside the plot
+    label = web.js("""
+        const svg = document.getElementById('chart').getBoundingClientRect();
+        const b = document.getElementById('best-label').getBoundingClientRect();
+        const p = document.querySelector('#chart .pt[data-n="2"]').getBoundingClientRect();
+        return {text: document.getElementById('best-label').textContent,
+                inside: b.left >= svg.left && b.right <= svg.right && b.top >= svg.top,
+                gap: Math.hypot(Math.max(b.left - p.right, 0, p.left - b.right),
+                                Math.max(b.top - p.bottom, 0, p.top - b.bottom))};""")
+    assert label["text"].startswith("best 0.990000 (1 run) (#2)")
+    assert label["inside"] and label["gap"] < 20, label
+    # the baseline's diff tab says what it is
+    web.click("#table tbody tr[data-n='1']")
+    assert web.wait_js("const d = document.getElementById('diff-note'); return d && d.textContent"
+                       ) == BASELINE_NOTE
+    # training: a bar; the loop gone: no empty bar that looks stuck, but the word "idle"
+    bar = "return [getComputedStyle(document.querySelector('#live .bar')).display, " \
+          "document.getElementById('live-progress').textContent]"
+    assert web.wait_js(f"{bar.replace('return ', 'const s = ')}; return s[1] === '37.5%' && s")
+    assert web.js(bar) == ["block", "37.5%"]
+    live = night / ".autoresearch" / TAG / "live.json"
+    live.write_text(json.dumps({**json.loads(live.read_text()), "pid": 2**22 + 7}))
+    assert web.wait_js(f"{bar.replace('return ', 'const s = ')}; return s[1] === 'idle' && s",
+                       8) == ["none", "idle"]

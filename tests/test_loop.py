@@ -300,15 +300,14 @@ def test_ctrl_c_twice_during_training_kills_the_run_and_records_nothing(repo, mo
 
     def slow_idea(request):
         proposal = edit("slow idea", VAL_BPB=0.9)(request)
-        os.environ["FAKE_TRAIN_SECONDS"] = "30"  # the baseline was quick; this one is not
+        os.environ["FAKE_TRAIN_SECONDS"] = "600"  # the baseline was quick; this one is not
         return proposal
 
     monkeypatch.setenv("FAKE_TRAIN_SECONDS", "0")
     opts = Options(tag=TAG, noise_runs=0, timeout=60, grace=0.5, sample=False, prefetch=False)
     loop = Loop(repo, opts, ScriptedAgent([slow_idea]), CtrlC(), slots=CPU)
-    start = time.monotonic()
+    # no bound on how fast: had Ctrl-C not killed it, the 60 s run timeout would (a crash row)
     assert loop.run().startswith("aborted")
-    assert time.monotonic() - start < 25  # not the 30 s of training
     assert [row.kind for row in tag_rows(repo)] == ["baseline"]
     assert load_state(repo, TAG).jobs[0].phase.value == "running"
 

@@ -1,15 +1,25 @@
 """progress.png from our results.tsv and another tool's, checked by pixels where it matters."""
 
+import math
 import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
 import typer
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from autoresearch.ledger.results import Row, append_result, read_results
-from autoresearch.review.plot import CRASH_COLOR, DISCARD_COLOR, KEEP_COLOR, plot_progress
+from autoresearch.review.plot import (
+    CRASH_COLOR,
+    DISCARD_COLOR,
+    KEEP_COLOR,
+    LABEL_OFFSET,
+    draw_progress,
+    plot_progress,
+)
+from autoresearch.review.report import best
 from autoresearch.review.review_cli import register
 
 ECOSYSTEM = Path("/work/shared/data/ecosystem/results_mar8.tsv")
@@ -75,3 +85,88 @@ def test_plot_command(tmp_path):
     png_size(out)
     result = CliRunner().invoke(app, ["plot", "--results", str(tmp_path / "none.tsv")])
     assert result.exit_code != 0 and "not found" in str(result.exception)
+
+
+# ---- the drawn artists
+
+
+def edge_night() -> list[Row]:
+    """Baseline 1.0, best 0.97: runs above 1.03 (the baseline + the whole gain) are outliers.
+    1.029 is the top of the range; 1.0325 lies in its 6 % padding (it used to be drawn there,
+    cut in half by the edge); 1.05 is far above."""
+    spec = [("keep", 1.0), ("discard", 1.029), ("keep", 0.98), ("crash", 0.0),
+            ("discard", 1.0325), ("keep", 0.97), ("discard", 1.05), ("discard", 0.99)]
+    return [Row(f"{n:07x}", v, 40.0, s, f"change {n}", experiment=n,
+                kind="baseline" if n == 1 else "experiment", tag="t")
+            for n, (s, v) in enumerate(spec, start=1)]
+
+
+def drawn(rows: list[Row], **options):
+    fig = draw_progress(rows, **options)
+    fig.draw_without_rendering()
+    return fig, fig.axes[0], fig.canvas.get_renderer()
+
+
+def collection(ax, label_start: str):
+    found = [c for c in ax.collections if c.get_label().startswith(label_start)]
+    return found[0] if found else None
+
+
+def test_every_run_above_the_limit_is_a_triangle_and_every_run_inside_is_whole():
+    rows = edge_night()
+    fig, ax, renderer = drawn(rows, threshold=0.002)
+    top = ax.get_ylim()[1]
+    frame = ax.get_window_extent(renderer)
+    inside = []
+    for label in ("discarded", "kept"):
+        dots = collection(ax, label)
+        radius = math.sqrt(dots.get_sizes()[0]) / 2 * fig.dpi / 72  # pixels
+        for x, y in dots.get_offsets():
+            inside.append((x, y))
+            px, py = ax.transData.transform((x, y))
+            assert frame.y0 <= py - radius and py + radius <= frame.y1, (x, y)  # not cut
+    triangles = collection(ax, "off the chart")
+    above = sorted(triangles.get_offsets()[:, 0])
+    assert above == [n for n, r in enumerate(rows, 1) if r.val_bpb > top] == [7]
+    assert sorted(x for x, _ in inside) == [1, 2, 3, 5, 6, 8]  # 1.0325 is inside, whole
+    assert all(y <= top for _, y in inside)
+    for point in triangles.get_offsets():  # on the top edge
+        _, py = triangles.get_offset_transform().transform(point)
+        assert frame.y1 - 0.03 * frame.height < py <= frame.y1
+    assert triangles.get_label() == f"off the chart (> {top:.3f})"
+
+
+def test_the_band_and_the_running_best_run_to_the_right_edge():
+    rows = edge_night()
+    _, ax, _ = drawn(rows, threshold=0.002)
+    right = ax.get_xlim()[1]
+    [line] = [line for line in ax.get_lines() if line.get_label() == "running best"]
+    assert line.get_xdata()[-1] == right
+    assert line.get_ydata()[-1] == pytest.approx(best(rows).value)
+    band = collection(ax, "noise band")
+    corners = np.concatenate([path.vertices for path in band.get_paths()])
+    assert corners[:, 0].max() == pytest.approx(right)
+    assert corners[corners[:, 0] == corners[:, 0].max()][:, 1].max() == pytest.approx(0.972)
+
+
+@pytest.mark.parametrize("where", ["left", "right", "ecosystem"])
+def test_the_best_label_sits_next_to_its_point_inside_the_axes(where):
+    if where == "ecosystem":
+        rows = read_results(ECOSYSTEM)  # the best is #119 of 126: bottom right
+    else:  # the best is the second of 40 runs (left) or the last one (right)
+        values = [1.0, 0.95] + [0.97] * 38 if where == "left" else [1.0] + [0.97] * 38 + [0.95]
+        rows = [Row(f"{n:07x}", v, 40.0, "keep" if v < 0.96 or n == 1 else "discard",
+                    "a long description of the change that won the night " * 2, experiment=n)
+                for n, v in enumerate(values, start=1)]
+    fig, ax, renderer = drawn(rows)
+    head = best(rows)
+    [label] = [t for t in ax.texts if t.get_text().startswith("best ")]
+    assert label.get_text().startswith(f"best {head}  (#{head.experiment}, {head.commit})")
+    own = next(r.val_bpb for n, r in enumerate(rows, 1) if n == head.experiment)
+    assert label.xy == (head.experiment, own)
+    box = label.get_bbox_patch().get_window_extent(renderer)
+    frame = ax.get_window_extent(renderer)
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    px, py = ax.transData.transform(label.xy)
+    gap = math.hypot(max(box.x0 - px, 0, px - box.x1), max(box.y0 - py, 0, py - box.y1))
+    assert gap <= 2 * LABEL_OFFSET * fig.dpi / 72, gap  # next to its point, not in a corner

@@ -56,9 +56,8 @@ def loop(repo, address, *args, timeout=600, **env):
 
 def test_an_unreachable_cluster_is_one_line_before_anything_starts(tmp_path):
     repo = make_repo(tmp_path / "repo")
-    start = time.monotonic()
-    out = loop(repo, f"127.0.0.1:{free_port()}", timeout=60)
-    assert out.returncode == 1 and time.monotonic() - start < 30
+    out = loop(repo, f"127.0.0.1:{free_port()}", timeout=60)  # no answer in 60 s fails it
+    assert out.returncode == 1
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith("error: cannot reach the Ray cluster at 127.0.0.1:")
     assert not (repo / "results.tsv").exists() and not (repo / ".autoresearch" / "t").exists()

@@ -11,13 +11,18 @@ from typer.testing import CliRunner
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.ledger.state import State, save_state
+from autoresearch.policy import Noise
 from autoresearch.review.report import (
+    best,
     estimate_threshold,
     experiment_numbers,
+    hours_label,
     noise_threshold,
     running_best,
     select_tag,
+    signed,
     summarize,
+    with_runs,
     y_limits,
 )
 from autoresearch.review.review_cli import register
@@ -108,8 +113,10 @@ def test_threshold_from_state_json_else_estimated(tmp_path):
     # two repeated baselines, 1.000 and 1.002: 2 x stdev = 0.002828 (above the 0.001 floor)
     assert estimate_threshold(rows) == pytest.approx(2 * 0.0014142136)
     assert noise_threshold(tmp_path, "night", rows) == pytest.approx(0.0028284, abs=1e-6)
+    noise = Noise(threshold=0.004, floor=0.001, values=[1.0, 1.002], std=0.0014, spread=0.002,
+                  runs_requested=2, rule="max(floor, 2 x sample std of the baseline runs)")
     save_state(tmp_path, State(tag="night", branch="autoresearch/night", base_commit="abc",
-                               created_at="", fixed_sha256={}, noise={"threshold": 0.004}))
+                               created_at="", fixed_sha256={}, noise=noise))
     assert noise_threshold(tmp_path, "night", rows) == 0.004
     assert estimate_threshold(rows[2:]) is None  # no repeated baselines: no band
 
@@ -158,3 +165,127 @@ def test_an_unreadable_results_file_is_a_user_error(tmp_path):
         read_results(binary)
     with pytest.raises(UserError, match="not a readable results.tsv"):
         read_results(tmp_path)
+
+
+def parallel_night() -> list[Row]:
+    """A loop's file: the baseline wave on commit c0 (a keep, two noise runs), a discard, a
+    crash, then #6 (c3) confirmed against its control #7 (c0 again) by #8 (c3 again). The
+    control's row reaches the file before the rows of #6 and #8, which are written together."""
+    spec = [  # n, commit, status, val_bpb, kind
+        (1, "c0", "keep", 1.000, "baseline"), (2, "c0", "discard", 1.004, "noise"),
+        (3, "c0", "discard", 0.999, "noise"), (4, "c1", "discard", 0.990, "experiment"),
+        (5, "c2", "crash", 0.0, "experiment"), (7, "c0", "discard", 1.002, "control"),
+        (6, "c3", "keep", 0.985, "experiment"), (8, "c3", "keep", 0.987, "confirm"),
+        (9, "c4", "discard", 0.990, "experiment")]
+    return [Row(commit=c, val_bpb=v, memory_gb=40.0, status=s, description=f"change {n}",
+                experiment=n, kind=k, tag="night", profile="cpu", device="cpu", total_seconds=60.0)
+            for n, c, s, v, k in spec]
+
+
+def test_the_best_is_the_kept_lines_head_at_the_mean_of_its_runs():
+    rows = parallel_night()
+    head = best(rows)
+    # c3's runs #6 and #8: (0.985 + 0.987) / 2; brought in by #6
+    assert (head.commit, head.runs, head.experiment, head.description) == ("c3", 2, 6, "change 6")
+    assert head.value == pytest.approx(0.986)
+    assert str(head) == "0.986000 (mean of 2 runs)"
+    s = summarize(rows)
+    assert (s.best_bpb, s.best_runs, s.best_commit, s.best_experiment) == (
+        head.value, 2, "c3", 6)
+    # the baseline is c0's mean too: 1.000, 1.004, 0.999 and the control's 1.002
+    assert s.baseline_bpb == pytest.approx(1.00125) and s.baseline_runs == 4
+    assert s.improvement == pytest.approx(1.00125 - 0.986)
+    assert [(i.experiment, i.commit, round(i.delta, 6)) for i in s.top_improvements] == [
+        (6, "c3", 0.01525)]
+    # after each row, in experiment order: c0's mean so far, then c3's; the control (#7) is c0's
+    assert running_best(rows) == pytest.approx(
+        [1.0, 1.002, 1.001, 1.001, 1.001, 0.985, 0.985, 0.986, 0.986])
+    assert best(rows[:2]).value == pytest.approx(1.002) and best(rows[:2]).runs == 2
+    assert best([r for r in rows if r.status != "keep"]) is None
+
+
+def test_the_last_keep_is_the_best_even_if_an_earlier_one_was_lower():
+    """Another tool may keep a simpler change that is a little worse: its head is the best."""
+    rows = [Row("a", 1.0, 1.0, "keep", "baseline"), Row("b", 0.95, 1.0, "keep", "lucky"),
+            Row("c", 0.97, 1.0, "keep", "simpler"), Row("d", 0.9, 1.0, "discard", "worse idea")]
+    head = best(rows)
+    assert (head.commit, head.value, head.runs, head.experiment) == ("c", 0.97, 1, 3)
+    assert summarize(rows).best_bpb == 0.97
+    assert running_best(rows) == [1.0, 0.95, 0.97, 0.97]
+
+
+def test_the_baseline_wave_alone_is_no_change():
+    """The issue's night: 3.105079 is the mean of the baseline's three runs, nothing kept
+    since: the loop, status, summary, plot and dashboard all say 3.105079 and no change."""
+    rows = [Row("c0", v, 40.0, s, "baseline", experiment=n, kind=k, tag="t", profile="cpu")
+            for n, (v, s, k) in enumerate([(3.109422, "keep", "baseline"),
+                                           (3.101000, "discard", "noise"),
+                                           (3.104815, "discard", "noise")], start=1)]
+    s = summarize(rows)
+    assert str(best(rows)) == "3.105079 (mean of 3 runs)"
+    assert s.best_bpb == s.baseline_bpb and s.improvement == 0
+    assert f"{-s.improvement:+.6f}" == "-0.000000"  # what the summary printed before
+    assert signed(-s.improvement) == "+0.000000" and signed(-s.improvement_pct, 2) == "+0.00"
+
+
+def test_signed_and_with_runs():
+    assert signed(-0.0) == "+0.000000" and signed(-4e-7) == "+0.000000"
+    assert signed(4e-7) == "+0.000000" and signed(-0.0123) == "-0.012300"
+    assert signed(0.5) == "+0.500000" and signed(-0.004, 2) == "+0.00"
+    assert with_runs(3.1050791, 3) == "3.105079 (mean of 3 runs)"
+    assert with_runs(3.109422, 1) == "3.109422 (1 run)"
+
+
+def test_hours_are_named_after_what_ran_them():
+    def rows(*where: tuple[str, str]) -> list[Row]:
+        return [Row("a", 1.0, 1.0, "keep", "x", profile=p, device=d) for p, d in where]
+
+    assert hours_label(rows(("cpu", "cpu"), ("cpu", ""))) == "CPU hours"
+    assert hours_label(rows(("h100", "NVIDIA H200"), ("cpu", "cpu"))) == "GPU hours"
+    assert hours_label(rows(("cpu", "NVIDIA H200"))) == "GPU hours"  # the cpu profile on a GPU
+    assert hours_label(rows(("", ""))) == "run hours"  # another tool's file does not say
+    assert summarize(parallel_night()).hours_label == "CPU hours"
+
+
+def test_summary_of_a_cpu_night_with_no_gain(tmp_path):
+    path = tmp_path / "results.tsv"
+    for n, (v, s, k) in enumerate([(3.109422, "keep", "baseline"), (3.101000, "discard", "noise"),
+                                   (3.104815, "discard", "noise")], start=1):
+        append_result(path, Row("c0ffee0", v, 1.0, s, "baseline", experiment=n, kind=k, tag="t",
+                                profile="cpu", device="cpu", total_seconds=1800.0))
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["summary", "--results", str(path)], env={"COLUMNS": "150"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "best val_bpb      3.105079 (mean of 3 runs)  #1 c0ffee0" in out
+    assert "baseline val_bpb  3.105079 (mean of 3 runs)" in out
+    assert "improvement       +0.000000 (+0.00%)" in out and "-0.000000" not in out
+    assert "CPU hours         1.50" in out and "GPU hours" not in out
+    data = json.loads(CliRunner().invoke(app, ["summary", "--results", str(path), "--json"]).output)
+    assert data["gpu_hours"] == 1.5 and data["hours_label"] == "CPU hours"
+    assert (data["best_bpb"], data["best_runs"]) == (pytest.approx(3.105079), 3)
+
+
+def test_hand_damaged_rows_are_skipped_with_their_line_numbers(tmp_path):
+    path = tmp_path / "results.tsv"
+    path.write_text(
+        "commit\tval_bpb\tmemory_gb\tstatus\tdescription\texperiment\ttag\n"
+        "aaaaaaa\t1.000000\t44.0\tkeep\tbaseline\t1\tn\n"
+        "bbbbbbb\t0.990000\t44.0\tkeep\tan extra cell\t2\tn\tstray\n"
+        "ccccccc\t0,98\t44.0\tkeep\ta decimal comma\t3\tn\n"
+        "ddddddd\t0.970000\t44.0\tkept\ta typo\t4\tn\n"
+        "\n"
+        "eeeeeee\t0.995000\t44.0\tdiscard\tsecond number 1\t1\tn\r\n"
+        "fffffff\t0.996000\t44.0\tdiscard\tanother tag's 1\t1\tm\n"
+        "0000001\t0.999000\t44.0\tdiscard\tshort row, ok\t5\n")
+    problems: list[str] = []
+    rows = read_results(path, problems)
+    assert [r.commit for r in rows] == ["aaaaaaa", "fffffff", "0000001"]
+    assert problems == [
+        "results.tsv line 3: 8 cells, but the header names 7 columns; row skipped",
+        "results.tsv line 4: val_bpb '0,98' is not a number; row skipped",
+        "results.tsv line 5: status 'kept' is not one of keep, discard, crash; row skipped",
+        "results.tsv line 7: experiment 1 of tag n is already on line 2; row skipped"]
+    assert read_results(path) == rows  # without a list the rows are the same
+    assert best([r for r in rows if r.tag == "n"]).commit == "aaaaaaa"  # not #2, #3 or #4

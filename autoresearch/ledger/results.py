@@ -8,7 +8,6 @@ touched, so a crash never leaves git ahead of the ledger.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -78,6 +77,7 @@ class Row:
 _FLOAT_FIELDS = {"val_bpb", "memory_gb", "training_seconds", "total_seconds", "mfu_percent",
                  "total_tokens_M", "cost_usd"}
 _INT_FIELDS = {"experiment", "num_steps", "worker"}
+_KNOWN = {f.name for f in fields(Row)}
 
 
 def sanitize(text: str, limit: int = 300) -> str:
@@ -103,20 +103,14 @@ def _format(name: str, value: object) -> str:
 
 
 def _parse(name: str, text: str) -> object:
+    """A cell as its field's type; ValueError when a number column holds something else."""
     text = text.strip()
     if name in _FLOAT_FIELDS:
         if not text:
             return 0.0 if name in ("val_bpb", "memory_gb") else None
-        try:
-            value = float(text)
-        except ValueError:
-            return math.nan
-        return value
+        return float(text)
     if name in _INT_FIELDS:
-        try:
-            return int(text) if text else None
-        except ValueError:
-            return None
+        return int(text) if text else None
     return text
 
 
@@ -124,39 +118,66 @@ def format_row(row: Row) -> str:
     return "\t".join(_format(name, getattr(row, name)) for name in COLUMNS)
 
 
-def read_results(path: Path | str) -> list[Row]:
+def read_results(path: Path | str, problems: list[str] | None = None) -> list[Row]:
     """Read any results.tsv: ours (all columns) or another tool's (the standard five).
 
     Columns are matched by header name, so extra or reordered columns are fine; unknown ones are
-    ignored. A missing file reads as no rows.
+    ignored. A missing file reads as no rows. A row is never guessed at: one that cannot be read
+    as written (more cells than the header, a number column holding text, an unknown status) is
+    left out, and so is a later row repeating an experiment number of its tag (the first one
+    counts). Each is described in `problems`, when given, as
+    "results.tsv line N: <what is wrong>; row skipped".
     """
     path = Path(path)
     if not path.exists():
         return []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not a readable results.tsv ({e})") from None
-    if not lines:
+    header = [h.strip() for h in lines[0].rstrip("\r").split("\t")]
+    if header == [""]:
         return []
-    header = [h.strip() for h in lines[0].split("\t")]
     missing = [c for c in STANDARD_COLUMNS if c not in header]
     if missing:
         raise UserError(f"{path} is not a results.tsv: header lacks {', '.join(missing)}")
-    known = {f.name for f in fields(Row)}
-    rows = []
-    for line in lines[1:]:
+    rows, first_line = [], {}  # (tag, experiment) -> the line that has it
+    for number, line in enumerate(lines[1:], start=2):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
-        cells = line.split("\t")
-        values = {}
-        for name, cell in zip(header, cells, strict=False):
-            if name in known:
-                values[name] = _parse(name, cell)
-        for name in STANDARD_COLUMNS:
-            values.setdefault(name, _parse(name, ""))
-        rows.append(Row(**values))
+        try:
+            row = _read_row(header, line.split("\t"))
+            key = (row.tag, row.experiment)
+            if row.experiment is not None and key in first_line:
+                of_tag = f" of tag {row.tag}" if row.tag else ""
+                raise ValueError(f"experiment {row.experiment}{of_tag} is already on line "
+                                 f"{first_line[key]}")
+        except ValueError as e:
+            if problems is not None:
+                problems.append(f"{path.name} line {number}: {e}; row skipped")
+            continue
+        first_line.setdefault(key, number)
+        rows.append(row)
     return rows
+
+
+def _read_row(header: list[str], cells: list[str]) -> Row:
+    """One line's cells as a Row; ValueError saying what is wrong when they do not make one."""
+    if len(cells) > len(header):
+        raise ValueError(f"{len(cells)} cells, but the header names {len(header)} columns")
+    values = {}
+    for name, cell in zip(header, cells, strict=False):  # a shorter row: the rest are empty
+        if name in _KNOWN:
+            try:
+                values[name] = _parse(name, cell)
+            except ValueError:
+                raise ValueError(f"{name} {cell.strip()!r} is not a number") from None
+    for name in STANDARD_COLUMNS:
+        values.setdefault(name, _parse(name, ""))
+    if values["status"] not in STATUSES:
+        raise ValueError(f"status {values['status']!r} is not one of {', '.join(STATUSES)}")
+    return Row(**values)
 
 
 def append_result(path: Path | str, row: Row) -> None:

@@ -31,9 +31,11 @@ from urllib.parse import parse_qs, urlsplit
 from autoresearch.artifacts.checkpoints import COMMIT_PREFIX, WEIGHTS, run_dir_for
 from autoresearch.errors import UserError
 from autoresearch.execution.parse import log_tail
-from autoresearch.ledger.results import Row, read_results
+from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import STATE_DIR, read_live
 from autoresearch.review.report import (
+    baseline_row,
+    best,
     experiment_numbers,
     noise_threshold,
     running_best,
@@ -41,7 +43,7 @@ from autoresearch.review.report import (
     summarize,
     y_limits,
 )
-from autoresearch.review.views import loop_running
+from autoresearch.review.views import loop_running, read_rows
 from autoresearch.workspace.git import TRAIN, Git
 
 PAGE = Path(__file__).with_name("dashboard.html")
@@ -52,6 +54,7 @@ MAX_TEXT_BYTES = 512 * 1024  # diffs and samples larger than this are cut
 IDENT = re.compile(r"^(\d{1,7}|[0-9a-f]{4,40})$")  # experiment number or commit prefix
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 RUN_FILES = {"log": "run.log", "sample": "sample_output.txt", "metrics": "metrics.json"}
+BASELINE_NOTE = "baseline: the unmodified train.py (nothing to compare with)"
 
 
 class Board:
@@ -60,6 +63,7 @@ class Board:
     def __init__(self, repo: Path, results: Path, tag: str | None = None):
         self.repo, self.results, self.tag = repo.resolve(), results, tag
         self._rows: tuple[str, tuple[list[Row], str | None]] | None = None  # (version, rows)
+        self._reported: set[str] = set()  # problems with results.tsv already warned about
 
     def version(self) -> str:
         """Changes whenever results.tsv does: the page re-renders only then."""
@@ -79,7 +83,7 @@ class Board:
 
     def _read_rows(self) -> tuple[list[Row], str | None]:
         try:
-            rows = read_results(self.results)
+            rows = read_rows(self.results, self._reported)
         except UserError:  # a half-written or foreign file: show nothing rather than die
             rows = []
         try:
@@ -102,9 +106,9 @@ class Board:
             return {"version": version, "unchanged": True}
         rows, tag = self.rows()
         tag = self.current_tag(tag)
-        best = running_best(rows)
         out_rows = []
-        for n, row, best_after in zip(experiment_numbers(rows), rows, best, strict=True):
+        for n, row, best_after in zip(experiment_numbers(rows), rows, running_best(rows),
+                                      strict=True):
             run_dir = run_dir_for(self.repo, row)
             out_rows.append({
                 "n": n, "commit": row.commit, "val_bpb": _finite(row.val_bpb),
@@ -116,9 +120,11 @@ class Board:
                 "has_model": bool(run_dir and (run_dir / WEIGHTS).is_file()),
             })
         threshold = noise_threshold(self.repo, tag, rows)
+        head = best(rows)
         return {
             "version": version, "tag": tag, "results": str(self.results), "rows": out_rows,
             "threshold": threshold, "y_limits": y_limits(rows, threshold),
+            "best": dict(asdict(head), label=str(head)) if head else None,
             "summary": _json_safe(asdict(summarize(rows))) if rows else None,
         }
 
@@ -166,11 +172,15 @@ class Board:
 
     def diff(self, ident: str) -> dict | None:
         """`git diff <commit>^ <commit> -- train.py`; without git objects (another tool's
-        ledger, a missing parent) the run dir's train.py against its parent run's copy."""
+        ledger, a missing parent) the run dir's train.py against its parent run's copy. The
+        baseline's runs have nothing to compare with: a note says so."""
         found = self.find(ident)
         if found is None:
             return None
         n, row, rows = found
+        base = baseline_row(rows)
+        if row.kind in ("baseline", "noise") or (base is not None and row.commit == base.commit):
+            return {"n": n, "source": None, "text": None, "note": BASELINE_NOTE}
         git = Git(self.repo)
         commit = git.resolve(row.commit) if COMMIT_PREFIX.match(row.commit) else None
         parent = git.parent(commit) if commit else None
@@ -186,23 +196,19 @@ class Board:
         new = _read_inside(mine, TRAIN) if mine else None
         old = _read_inside(theirs, TRAIN) if theirs else None
         if new is None or old is None:
-            why = "baseline: nothing to compare with" if parent_row is None else \
-                "no commit and no train.py copies to compare"
-            return {"n": n, "source": None, "text": None, "note": why}
+            return {"n": n, "source": None, "text": None,
+                    "note": "no commit and no train.py copies to compare"}
         lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                      f"a/{theirs.name}/{TRAIN}", f"b/{mine.name}/{TRAIN}")
         return {"n": n, "source": f"{theirs.name} → {mine.name}", "text": "".join(lines)}
 
 
 def _parent_row(row: Row, rows: list[Row]) -> Row | None:
-    """The best kept run before `row`: the code it was proposed on top of."""
-    best = None
-    for other in rows:
-        if other is row:
-            return best
-        if other.status == "keep" and (best is None or other.val_bpb < best.val_bpb):
-            best = other
-    return None
+    """A run of the code `row` was proposed on: its `parent` column's commit, else (another
+    tool's file) the best before it."""
+    head = best(rows[:rows.index(row)])
+    commit = row.parent or (head.commit if head else None)
+    return next((r for r in rows if r.commit == commit and r is not row), None)
 
 
 def _read_inside(run_dir: Path, name: str) -> str | None:

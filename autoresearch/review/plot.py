@@ -2,24 +2,34 @@
 
 Every run's val_bpb over experiment number: kept runs in green joined by the running best (a step
 line), discarded ones faint grey, crashes as red crosses on the bottom edge (their val_bpb is 0.0),
-runs far worse than the baseline as grey triangles on the top edge, the noise band around the best,
-and the best run's description written next to it. Drawn with matplotlib's Agg canvas directly, so
+runs above the y-range as grey triangles on the top edge, the noise band around the best, and the
+best's value and description written next to it. Drawn with matplotlib's Agg canvas directly, so
 no display and no pyplot global state are involved.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
 from autoresearch.review.report import (
+    Best,
+    Summary,
+    best,
     experiment_numbers,
     is_measured,
     running_best,
+    signed,
     summarize,
+    with_runs,
     y_limits,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 FIGSIZE = (12, 6.5)  # inches
 DPI = 130
@@ -29,10 +39,21 @@ CRASH_COLOR = "#d73027"
 BAND_ALPHA = 0.13
 MAX_LABEL = 70  # characters of the best run's description shown on the plot
 LABELED_STEPS = 4  # the biggest improvements also get a small caption
+LABEL_OFFSET = 14  # points between the best's point and its label
+EDGE_MARKERS = 0.985  # axes fraction of the off-the-chart triangles (crosses: 1 - this)
 
 
 def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None) -> Path:
     """Draw the progress chart of `rows` into the PNG `out` and return its path."""
+    fig = draw_progress(rows, threshold=threshold)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    return out
+
+
+def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
+    """The progress chart of `rows` as a matplotlib Figure (on an Agg canvas)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.transforms import blended_transform_factory
@@ -41,12 +62,14 @@ def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None)
         raise UserError("results.tsv has no rows yet: start the loop (agent_loop.py run) first")
     xs = experiment_numbers(rows)
     summary = summarize(rows)
-    limits = y_limits(rows, threshold) or (0.0, 1.0)
-    lo, hi = limits
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    ax.set_xlim(min(xs) - 1, max(xs) + 1)
+    ax.set_ylim(*(y_limits(rows, threshold) or (0.0, 1.0)))
+    right = ax.get_xlim()[1]
+    hi = ax.get_ylim()[1]  # the limit drawn: a run above it is off the chart, one below inside
     on_edge = blended_transform_factory(ax.transData, ax.transAxes)  # x in data, y in axes
 
     def points(status: str, inside: bool) -> tuple[list[int], list[float]]:
@@ -54,12 +77,11 @@ def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None)
                   if r.status == status and is_measured(r) and (r.val_bpb <= hi) == inside]
         return [p[0] for p in chosen], [p[1] for p in chosen]
 
-    # Noise band and running best first, so the points sit on top of them.
-    best = running_best(rows)
-    steps = [(x, b) for x, b in zip(xs, best, strict=True) if b is not None]
+    # Noise band and running best first, so the points sit on top of them; both run on to the
+    # right edge, so a best found last still shows a step.
+    steps = sorted((x, b) for x, b in zip(xs, running_best(rows), strict=True) if b is not None)
     if steps:
-        # run on half an experiment past the last one, so a best found last still shows a step
-        bx = [s[0] for s in steps] + [max(xs) + 0.5]
+        bx = [s[0] for s in steps] + [right]
         by = [s[1] for s in steps] + [steps[-1][1]]
         if threshold:
             ax.fill_between(bx, [b - threshold for b in by], [b + threshold for b in by],
@@ -73,36 +95,25 @@ def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None)
     kx, ky = points("keep", inside=True)
     ax.scatter(kx, ky, s=46, color=KEEP_COLOR, edgecolors="white", linewidths=0.8, zorder=4,
                label=f"kept ({summary.kept})")
-    ox = points("discard", inside=False)[0] + points("keep", inside=False)[0]
+    ox = sorted(points("discard", inside=False)[0] + points("keep", inside=False)[0])
     if ox:
-        ax.scatter(ox, [0.985] * len(ox), transform=on_edge, marker="^", s=36, clip_on=False,
-                   color=DISCARD_COLOR, zorder=4, label=f"off the chart (> {hi:.3f})")
+        ax.scatter(ox, [EDGE_MARKERS] * len(ox), transform=on_edge, marker="^", s=36,
+                   clip_on=False, color=DISCARD_COLOR, zorder=4,
+                   label=f"off the chart (> {hi:.3f})")
     cx = [x for x, r in zip(xs, rows, strict=True) if not is_measured(r)]
     if cx:
-        ax.scatter(cx, [0.015] * len(cx), transform=on_edge, marker="x", s=46, linewidths=2,
-                   color=CRASH_COLOR, clip_on=False, zorder=5,
+        ax.scatter(cx, [1 - EDGE_MARKERS] * len(cx), transform=on_edge, marker="x", s=46,
+                   linewidths=2, color=CRASH_COLOR, clip_on=False, zorder=5,
                    label=f"crashed ({len(cx)})")
 
+    head = best(rows)
     for step in summary.top_improvements[:LABELED_STEPS]:
-        if step.experiment != summary.best_experiment and step.delta > 0:
+        if step.commit != summary.best_commit and step.delta > 0 and step.val_bpb <= hi:
             ax.annotate(_shorten(step.description, MAX_LABEL // 2), (step.experiment, step.val_bpb),
                         xytext=(7, 5), textcoords="offset points", fontsize=8, color="#33633f",
                         zorder=6, bbox={"facecolor": "white", "alpha": 0.75, "linewidth": 0,
                                         "pad": 1})
 
-    if summary.best_bpb is not None:
-        ax.annotate(
-            f"best {summary.best_bpb:.6f}  (#{summary.best_experiment}, "
-            f"{summary.best_commit})\n{_shorten(summary.best_description, MAX_LABEL)}",
-            xy=(summary.best_experiment, summary.best_bpb), xycoords="data",
-            xytext=(0.97, 0.16), textcoords="axes fraction", ha="right", va="bottom",
-            fontsize=9.5, zorder=6,
-            bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": KEEP_COLOR},
-            arrowprops={"arrowstyle": "->", "color": KEEP_COLOR, "linewidth": 1.2},
-        )
-
-    ax.set_xlim(min(xs) - 1, max(xs) + 1)
-    ax.set_ylim(lo, hi)
     ax.set_xlabel("experiment #")
     ax.set_ylabel("val_bpb (lower is better)")
     ax.grid(True, color="#e6e6e6", linewidth=0.8)
@@ -111,21 +122,53 @@ def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None)
         ax.spines[side].set_visible(False)
     ax.legend(loc="upper right", fontsize=9, framealpha=0.92)
     ax.set_title(_headline(summary), fontsize=12, loc="left")
+    if head is not None:
+        # its point: the kept run that brought the best's commit in
+        own = next(r.val_bpb for x, r in zip(xs, rows, strict=True) if x == head.experiment)
+        if ax.get_ylim()[0] <= own <= hi:
+            _label_best(ax, head, own)
+    return fig
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+
+def _label_best(ax: Axes, head: Best, y: float) -> None:
+    """The best's value, commit and description in a box next to its point (head.experiment,
+    y): on the side with more room, moved back inside the axes if it sticks out."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    right_half = (head.experiment - x0) / (x1 - x0) > 0.5
+    top_half = (y - y0) / (y1 - y0) > 0.5
+    label = ax.annotate(
+        f"best {head}  (#{head.experiment}, {head.commit})\n"
+        f"{_shorten(head.description, MAX_LABEL)}",
+        xy=(head.experiment, y), xycoords="data",
+        xytext=(-LABEL_OFFSET if right_half else LABEL_OFFSET,
+                -LABEL_OFFSET if top_half else LABEL_OFFSET),
+        textcoords="offset points", ha="right" if right_half else "left",
+        va="top" if top_half else "bottom", fontsize=9.5, zorder=6,
+        bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": KEEP_COLOR},
+        arrowprops={"arrowstyle": "-", "color": KEEP_COLOR, "linewidth": 1},
+    )
+    label.set_in_layout(False)  # the layout must not shrink the axes to make room for it
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()  # lay the figure out: the axes' final place on the canvas
+    box, frame = label.get_bbox_patch().get_window_extent(renderer), ax.get_window_extent(renderer)
+    dx = max(0.0, frame.x0 - box.x0) - max(0.0, box.x1 - frame.x1)
+    dy = max(0.0, frame.y0 - box.y0) - max(0.0, box.y1 - frame.y1)
+    if dx or dy:
+        to_points = 72 / fig.dpi
+        ox, oy = label.xyann
+        label.xyann = (ox + dx * to_points, oy + dy * to_points)
 
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _headline(summary) -> str:
+def _headline(summary: Summary) -> str:
     line = (f"autoresearch: {summary.experiments} experiments, {summary.kept} kept, "
             f"{summary.discarded} discarded, {summary.crashed} crashed")
     if summary.improvement is not None:
-        line += (f"\nval_bpb {summary.baseline_bpb:.6f} → {summary.best_bpb:.6f} "
-                 f"({-summary.improvement:+.6f}, {-summary.improvement_pct:+.2f}%)")
+        line += (f"\nval_bpb {with_runs(summary.baseline_bpb, summary.baseline_runs)} → "
+                 f"{with_runs(summary.best_bpb, summary.best_runs)} "
+                 f"({signed(-summary.improvement)}, {signed(-summary.improvement_pct, 2)}%)")
     return line

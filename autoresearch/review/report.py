@@ -1,16 +1,24 @@
 """Summary statistics of a results.tsv: what happened overnight, in numbers.
 
 Everything here is a pure function of the rows (plus, for the noise threshold, the loop's
-state.json), so the CLI summary, the plot and the dashboard all show the same numbers and the tests
-can check them against hand-computed values. The "best" is the lowest val_bpb among kept runs; a
-crash's val_bpb is 0.0 and never counts as a measurement.
+state.json), so the CLI summary, `status`, the plot and the dashboard all show the same numbers and
+the tests can check them against hand-computed values.
+
+The best is the head of the kept line: the commit of the last kept row. Its value is the mean
+val_bpb of all that commit's measured runs in the tag (the baseline and its noise re-runs; a kept
+experiment and its confirmation runs), shown everywhere as `3.105079 (mean of 3 runs)`. The
+baseline's value is its commit's mean in the same way. A crash's val_bpb is 0.0 and never counts
+as a measurement.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 from autoresearch.errors import UserError
@@ -24,8 +32,23 @@ Y_PAD = 0.06  # fraction of the y-range added above and below so markers are not
 
 
 @dataclass
+class Best:
+    """The head of the kept line and its value (see the module docstring)."""
+
+    commit: str
+    value: float  # mean val_bpb of the commit's measured runs
+    runs: int  # how many runs that mean is over
+    experiment: int  # the run that brought the commit in: its first kept row
+    description: str
+
+    def __str__(self) -> str:
+        return with_runs(self.value, self.runs)
+
+
+@dataclass
 class Improvement:
-    """One kept run that lowered the best val_bpb, and by how much (delta > 0 = better)."""
+    """One commit of the kept line and how much it lowered the value of the one before it
+    (delta > 0 = better); both values are their commits' means."""
 
     experiment: int
     commit: str
@@ -40,18 +63,39 @@ class Summary:
     kept: int
     discarded: int
     crashed: int
-    baseline_bpb: float | None
-    best_bpb: float | None
+    baseline_bpb: float | None  # the baseline commit's mean
+    baseline_runs: int | None
+    best_bpb: float | None  # the best's mean
+    best_runs: int | None
     best_commit: str | None
     best_experiment: int | None
     best_description: str
     improvement: float | None  # baseline - best: positive means the night helped
     improvement_pct: float | None
     experiments_per_hour: float | None
-    gpu_hours: float | None
+    gpu_hours: float | None  # hours of runs, whatever ran them: see hours_label
     gpu_hours_estimated: bool  # True when some durations came from timestamp gaps
+    hours_label: str  # "GPU hours", "CPU hours" or "run hours" (unknown)
     cost_usd: float | None  # None when no row reports an agent cost
     top_improvements: list[Improvement] = field(default_factory=list)
+
+
+# ---- how numbers are written
+
+
+def signed(value: float, digits: int = 6) -> str:
+    """A change with its sign; one that rounds to zero is +0.000000, never -0.000000 (which
+    would read as a gain)."""
+    text = f"{value:+.{digits}f}"
+    return text if float(text) != 0 else f"{0.0:+.{digits}f}"
+
+
+def with_runs(value: float, runs: int) -> str:
+    """A commit's value as shown everywhere: `3.105079 (mean of 3 runs)` or `3.109422 (1 run)`."""
+    return f"{value:.6f} ({'1 run' if runs == 1 else f'mean of {runs} runs'})"
+
+
+# ---- the best and the baseline
 
 
 def is_measured(row: Row) -> bool:
@@ -66,14 +110,51 @@ def experiment_numbers(rows: list[Row]) -> list[int]:
     return list(range(1, len(rows) + 1))
 
 
+def mean_of(rows: list[Row], commit: str) -> tuple[float, int] | None:
+    """(mean val_bpb, number of runs) of a commit's measured rows; None if it has none."""
+    values = [r.val_bpb for r in rows if r.commit == commit and is_measured(r)]
+    return (statistics.fmean(values), len(values)) if values else None
+
+
+def _heads(rows: list[Row], xs: list[int]) -> Iterator[Best | None]:
+    """The best after each row, taking the rows in the order given."""
+    runs: dict[str, list[float]] = {}  # commit -> its measured values so far
+    brought_in: dict[str, tuple[int, Row]] = {}  # commit -> its first kept row
+    head = None
+    for x, row in zip(xs, rows, strict=True):
+        if is_measured(row):
+            runs.setdefault(row.commit, []).append(row.val_bpb)
+            if row.status == "keep":
+                head = row.commit
+                brought_in.setdefault(head, (x, row))
+        if head is None:
+            yield None
+            continue
+        n, first = brought_in[head]
+        yield Best(head, statistics.fmean(runs[head]), len(runs[head]), n, first.description)
+
+
+def best(rows: list[Row]) -> Best | None:
+    """The head of the kept line: the commit of the last kept row (file order), valued at the
+    mean of all its measured rows. None until a run is kept."""
+    heads = list(_heads(rows, experiment_numbers(rows)))
+    return heads[-1] if heads else None
+
+
 def running_best(rows: list[Row]) -> list[float | None]:
-    """The best kept val_bpb after each row (None until the first kept run)."""
-    best, out = None, []
-    for r in rows:
-        if r.status == "keep" and is_measured(r) and (best is None or r.val_bpb < best):
-            best = r.val_bpb
-        out.append(best)
-    return out
+    """The best's value after each row (None until the first keep), for the charts.
+
+    Rows are taken in experiment-number order, the charts' x axis: with several workers a run's
+    row can reach the file after rows of later runs. For the loop's files the last value is the
+    best's; the keeps of the kept line are numbered in the order they were kept.
+    """
+    xs = experiment_numbers(rows)
+    order = sorted(range(len(rows)), key=xs.__getitem__)
+    values: list[float | None] = [None] * len(rows)
+    heads = _heads([rows[i] for i in order], [xs[i] for i in order])
+    for i, head in zip(order, heads, strict=True):
+        values[i] = head.value if head else None
+    return values
 
 
 def baseline_row(rows: list[Row]) -> Row | None:
@@ -83,21 +164,26 @@ def baseline_row(rows: list[Row]) -> Row | None:
     return (marked or measured or [None])[0]
 
 
-def best_row(rows: list[Row]) -> Row | None:
-    kept = [r for r in rows if r.status == "keep" and is_measured(r)]
-    return min(kept, key=lambda r: r.val_bpb) if kept else None
-
-
 def improvements(rows: list[Row]) -> list[Improvement]:
-    """Every kept run after the first, with its improvement over the best before it."""
-    out, best = [], None
+    """Every commit of the kept line after the first, against the one before it."""
+    line: list[tuple[int, Row]] = []  # each commit's first kept row, in the order kept
     for x, r in zip(experiment_numbers(rows), rows, strict=True):
-        if r.status != "keep" or not is_measured(r):
-            continue
-        if best is not None:
-            out.append(Improvement(x, r.commit, r.val_bpb, best - r.val_bpb, r.description))
-        best = r.val_bpb if best is None else min(best, r.val_bpb)
+        if r.status == "keep" and is_measured(r) and (not line or line[-1][1].commit != r.commit):
+            line.append((x, r))
+    out = []
+    for (_, before), (x, row) in pairwise(line):
+        old, new = mean_of(rows, before.commit)[0], mean_of(rows, row.commit)[0]
+        out.append(Improvement(x, row.commit, new, old - new, row.description))
     return out
+
+
+def hours_label(rows: list[Row]) -> str:
+    """What the run hours were spent on: "CPU hours" when every run that says (its device, else
+    its profile) ran on the CPU, "GPU hours" when any ran elsewhere, "run hours" when none says."""
+    ran_on = {(r.device or r.profile).strip().lower() for r in rows if r.device or r.profile}
+    if not ran_on:
+        return "run hours"
+    return "CPU hours" if ran_on == {"cpu"} else "GPU hours"
 
 
 def _timestamp(row: Row) -> datetime | None:
@@ -137,26 +223,29 @@ def experiments_per_hour(rows: list[Row]) -> float | None:
 
 
 def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS) -> Summary:
-    base, best = baseline_row(rows), best_row(rows)
-    improvement = base.val_bpb - best.val_bpb if base and best else None
+    base, head = baseline_row(rows), best(rows)
+    base_value = mean_of(rows, base.commit) if base else None
+    improvement = base_value[0] - head.value if base_value and head else None
     seconds, estimated = run_seconds(rows)
     costs = [r.cost_usd for r in rows if r.cost_usd is not None]
-    best_index = rows.index(best) if best else None
     return Summary(
         experiments=len(rows),
         kept=sum(r.status == "keep" for r in rows),
         discarded=sum(r.status == "discard" for r in rows),
         crashed=sum(r.status == "crash" for r in rows),
-        baseline_bpb=base.val_bpb if base else None,
-        best_bpb=best.val_bpb if best else None,
-        best_commit=best.commit if best else None,
-        best_experiment=experiment_numbers(rows)[best_index] if best else None,
-        best_description=best.description if best else "",
+        baseline_bpb=base_value[0] if base_value else None,
+        baseline_runs=base_value[1] if base_value else None,
+        best_bpb=head.value if head else None,
+        best_runs=head.runs if head else None,
+        best_commit=head.commit if head else None,
+        best_experiment=head.experiment if head else None,
+        best_description=head.description if head else "",
         improvement=improvement,
-        improvement_pct=100 * improvement / base.val_bpb if improvement is not None else None,
+        improvement_pct=100 * improvement / base_value[0] if improvement is not None else None,
         experiments_per_hour=experiments_per_hour(rows),
         gpu_hours=seconds / 3600 if seconds is not None else None,
         gpu_hours_estimated=estimated,
+        hours_label=hours_label(rows),
         cost_usd=sum(costs) if costs else None,
         top_improvements=sorted(improvements(rows), key=lambda i: -i.delta)[:top],
     )
@@ -165,20 +254,27 @@ def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS) -> Summary:
 def y_limits(rows: list[Row], threshold: float | None = None) -> tuple[float, float] | None:
     """A y-range that shows the improvements: crashes (0.0) and blow-ups (3.2) must not squash it.
 
-    Runs worse than baseline + OUTLIER_HEADROOM * (baseline - best) are left out of the range;
-    the plots draw them clipped at the top edge. The noise band under the best stays in view.
+    Runs worse than the baseline + OUTLIER_HEADROOM x (baseline - best) are left out of the range;
+    the charts draw every run above the upper limit as a marker on the top edge. The range is
+    padded by Y_PAD so markers inside are not cut in half, and a run that would land in that
+    padding is taken into the range: each run is inside with room to spare, or above the limit.
+    The noise band under the best stays in view.
     """
     values = [r.val_bpb for r in rows if is_measured(r)]
     if not values:
         return None
     lo = min(values)
     base = baseline_row(rows)
-    reference = base.val_bpb if base else max(values)
+    reference = mean_of(rows, base.commit)[0] if base else max(values)
     span = max(reference - lo, 0.002 * lo)  # a flat night still gets a readable band
     hi = max(v for v in values if v <= reference + OUTLIER_HEADROOM * span)
     lo -= threshold or 0.0
-    pad = Y_PAD * (hi - lo or span)
-    return lo - pad, hi + pad
+    while True:
+        pad = Y_PAD * (hi - lo or span)
+        in_padding = [v for v in values if hi < v <= hi + pad]
+        if not in_padding:
+            return lo - pad, hi + pad
+        hi = max(in_padding)
 
 
 def select_tag(rows: list[Row], tag: str | None) -> tuple[list[Row], str | None]:
@@ -195,9 +291,14 @@ def select_tag(rows: list[Row], tag: str | None) -> tuple[list[Row], str | None]
 
 
 def estimate_threshold(rows: list[Row]) -> float | None:
-    """The loop's own rule (noise.py) applied to the repeated baseline runs, if there are 2+."""
-    repeats = [r.val_bpb for r in rows if r.kind in ("baseline", "noise") and is_measured(r)]
-    return measure(repeats, DEFAULT_FLOOR, len(repeats))["threshold"] if len(repeats) >= 2 else None
+    """The loop's own rule (policy.measure) applied to the baseline wave's runs, if there are 2+:
+    pooled within device models, as the loop does."""
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        if r.kind in ("baseline", "noise") and is_measured(r):
+            groups.setdefault(r.device, []).append(r.val_bpb)
+    runs = sum(len(g) for g in groups.values())
+    return measure(groups, DEFAULT_FLOOR, runs).threshold if runs >= 2 else None
 
 
 def noise_threshold(repo: Path, tag: str | None, rows: list[Row]) -> float | None:
@@ -206,6 +307,6 @@ def noise_threshold(repo: Path, tag: str | None, rows: list[Row]) -> float | Non
         state = load_state(repo, tag) if tag else None
     except UserError:  # a damaged state file must not take the plot or the dashboard down
         state = None
-    if state and state.noise and isinstance(state.noise.get("threshold"), (int, float)):
-        return float(state.noise["threshold"])
+    if state and state.noise and isinstance(state.noise.threshold, (int, float)):
+        return float(state.noise.threshold)
     return estimate_threshold(rows)

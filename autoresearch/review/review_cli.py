@@ -27,15 +27,18 @@ from autoresearch.artifacts.sample import (
     sample_run,
 )
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row, read_results
+from autoresearch.ledger.results import Row
 from autoresearch.review.dashboard import LOOPBACK, Board, make_server
 from autoresearch.review.report import (
     TOP_IMPROVEMENTS,
     Summary,
     noise_threshold,
     select_tag,
+    signed,
     summarize,
+    with_runs,
 )
+from autoresearch.review.views import read_rows
 
 DEFAULT_PORT = 8765
 
@@ -49,7 +52,7 @@ def _load(repo: Path, results: Path, tag: str | None) -> tuple[Path, list[Row], 
     results = repo / results  # an absolute path replaces repo
     if not results.exists():
         raise UserError(f"{results} not found: run the loop first, or point --results at a file")
-    rows, tag = select_tag(read_results(results), tag)
+    rows, tag = select_tag(read_rows(results), tag)
     if not rows:
         raise UserError(f"{results} has no experiments yet")
     return results, rows, tag
@@ -88,7 +91,7 @@ def summary(
     repo: RepoOpt = Path("."),
 ) -> None:
     """Experiments, kept/discarded/crashed, best val_bpb and gain over the baseline,
-    experiments per hour, GPU hours, agent cost, and the biggest improvements.
+    experiments per hour, GPU (or CPU) hours, agent cost, and the biggest improvements.
 
     \b
     Examples:
@@ -110,15 +113,17 @@ def print_summary(s: Summary, title: str) -> None:
     table.add_column()
     table.add_row("experiments", f"{s.experiments}  ([green]{s.kept} kept[/], "
                   f"[dim]{s.discarded} discarded[/], [red]{s.crashed} crashed[/])")
-    table.add_row("baseline val_bpb", _num(s.baseline_bpb))
+    table.add_row("baseline val_bpb", "—" if s.baseline_bpb is None else
+                  with_runs(s.baseline_bpb, s.baseline_runs))
     if s.best_bpb is not None:
-        table.add_row("best val_bpb", f"[green]{s.best_bpb:.6f}[/]  #{s.best_experiment} "
-                      f"{s.best_commit}  {s.best_description}")
+        table.add_row("best val_bpb", f"[green]{with_runs(s.best_bpb, s.best_runs)}[/]  "
+                      f"#{s.best_experiment} {s.best_commit}  {s.best_description}")
     if s.improvement is not None:
-        table.add_row("improvement", f"{-s.improvement:+.6f} ({-s.improvement_pct:+.2f}%)")
+        table.add_row("improvement", f"{signed(-s.improvement)} "
+                      f"({signed(-s.improvement_pct, 2)}%)")
     table.add_row("experiments/hour", _num(s.experiments_per_hour, 1))
     approx = " (partly from timestamps)" if s.gpu_hours_estimated else ""
-    table.add_row("GPU hours", _num(s.gpu_hours, 2) + approx)
+    table.add_row(s.hours_label, _num(s.gpu_hours, 2) + approx)
     table.add_row("agent cost", f"${s.cost_usd:.2f}" if s.cost_usd is not None else "—")
     console.print(table)
     if s.top_improvements:
@@ -135,7 +140,8 @@ def print_summary(s: Summary, title: str) -> None:
 
 def _delta(delta: float) -> str:
     """An improvement as the change in val_bpb: negative is better, and green."""
-    return f"[green]{-delta:+.6f}[/]" if delta > 0 else f"{-delta:+.6f}"
+    change = signed(-delta)
+    return f"[green]{change}[/]" if change.startswith("-") else change
 
 
 def _num(value: float | None, digits: int = 6) -> str:

@@ -27,9 +27,31 @@ from autoresearch.memory.digest import build_digest
 from autoresearch.memory.journal import JOURNAL
 from autoresearch.memory.journal import load as load_journal
 from autoresearch.review.console import STATUS_STYLE, duration
-from autoresearch.review.report import baseline_row, experiment_numbers, is_measured
+from autoresearch.review.report import (
+    baseline_row,
+    best,
+    experiment_numbers,
+    is_measured,
+    mean_of,
+    signed,
+    with_runs,
+)
 from autoresearch.workspace.git import Git
 from autoresearch.workspace.tags import BRANCH_PREFIX, RESULTS, tried_ref
+
+
+def read_rows(path: Path, reported: set[str] | None = None) -> list[Row]:
+    """results.tsv's rows for a review command. What is wrong with the file goes to stderr as
+    `warning: ...`, each problem once: a long-running caller passes the set it keeps of those
+    already reported."""
+    problems: list[str] = []
+    rows = read_results(path, problems)
+    reported = set() if reported is None else reported
+    for problem in problems:
+        if problem not in reported:
+            reported.add(problem)
+            print(f"warning: {problem}", file=sys.stderr)
+    return rows
 
 
 def resolve_tag(repo: Path, tag: str | None) -> str:
@@ -60,7 +82,7 @@ def status(repo: Path, tag: str | None, console: Console) -> None:
     tag = resolve_tag(repo, tag)
     state = load_state(repo, tag)
     live = read_live(repo, tag)
-    rows = [r for r in read_results(repo / RESULTS) if r.tag == tag]
+    rows = [r for r in read_rows(repo / RESULTS) if r.tag == tag]
     running = loop_running(live)
     console.print(Text.assemble(
         ("tag ", "dim"), (tag, "bold"), ("  branch ", "dim"), state.branch,
@@ -75,11 +97,12 @@ def status(repo: Path, tag: str | None, console: Console) -> None:
     flag = stop_requested(repo, tag)
     if flag:
         console.print(Text(f"stop requested ({flag})", style="yellow"))
-    if state.inflight and not running:
-        job = state.inflight
-        console.print(Text(f"interrupted: run #{job['n']} ({job['kind']}) while {job['phase']}; "
-                           f"the next `run` finishes it", style="yellow"))
-    console.print(best_line(state, rows))
+    unfinished = [j for j in state.jobs if j.n is not None]
+    if unfinished and not running:
+        runs = ", ".join(f"#{j.n} ({j.kind.value}, {j.phase.value})" for j in unfinished)
+        console.print(Text(f"interrupted: run {runs}; the next `run` finishes it",
+                           style="yellow"))
+    console.print(best_line(rows))
     console.print(noise_line(state))
     console.print(counts_line(state, rows))
 
@@ -96,17 +119,16 @@ def now_line(live: dict) -> Text:
     return text
 
 
-def best_line(state: State, rows: list[Row]) -> Text:
-    if state.best_val_bpb is None:
+def best_line(rows: list[Row]) -> Text:
+    """The best (report.best) and how far it is from the baseline, both as commit means."""
+    head = best(rows)
+    if head is None:
         return Text("best: none yet (the baseline has not finished)", style="dim")
-    baseline = baseline_row(rows)
-    runs = len(state.best_runs)
-    text = Text.assemble(("best: ", "dim"), (f"{state.best_val_bpb:.6f}", "bold green"),
-                         f" ({state.best_commit[:7]}, "
-                         f"{'mean of ' + str(runs) + ' runs' if runs > 1 else '1 run'})")
-    if baseline is not None:
-        text.append(f"; baseline {baseline.val_bpb:.6f} "
-                    f"({state.best_val_bpb - baseline.val_bpb:+.6f})")
+    text = Text.assemble(("best: ", "dim"), (str(head), "bold green"),
+                         f" #{head.experiment} {head.commit[:7]} {head.description}")
+    base = baseline_row(rows)
+    value, runs = mean_of(rows, base.commit)
+    text.append(f"; baseline {with_runs(value, runs)}, change {signed(head.value - value)}")
     return text
 
 
@@ -114,13 +136,13 @@ def noise_line(state: State) -> Text:
     noise = state.noise
     if noise is None:
         return Text("noise threshold: not measured yet", style="dim")
-    values = ", ".join(f"{v:.6f}" for v in noise["values"])
-    std = f"{noise['std']:.6f}" if noise.get("std") is not None else "-"
-    spread = f"{noise['spread']:.6f}" if noise.get("spread") is not None else "-"
+    values = ", ".join(f"{v:.6f}" for v in noise.values)
+    std = f"{noise.std:.6f}" if noise.std is not None else "-"
+    spread = f"{noise.spread:.6f}" if noise.spread is not None else "-"
     return Text.assemble(
-        ("noise threshold: ", "dim"), (f"{noise['threshold']:.6f}", "bold"),
-        f" = {noise['rule']}; {len(noise['values'])} baseline runs [{values}], std {std}, "
-        f"spread {spread}, floor {noise['floor']:.6f}")
+        ("noise threshold: ", "dim"), (f"{noise.threshold:.6f}", "bold"),
+        f" = {noise.rule}; {len(noise.values)} baseline runs [{values}], std {std}, "
+        f"spread {spread}, floor {noise.floor:.6f}")
 
 
 def counts_line(state: State, rows: list[Row]) -> Text:
@@ -136,7 +158,7 @@ def counts_line(state: State, rows: list[Row]) -> Text:
 
 
 def results_table(path: Path, tag: str | None, top: int | None, kept_only: bool) -> Table:
-    all_rows = read_results(path)
+    all_rows = read_rows(path)
     rows = list(zip(experiment_numbers(all_rows), all_rows, strict=True))
     if tag:
         rows = [(n, r) for n, r in rows if r.tag == tag]
@@ -165,7 +187,7 @@ def resolve_commit(repo: Path, ref: str, tag: str | None) -> str:
     git.check_repo()
     if ref.isdigit() and len(ref) < 7:
         tags = [tag] if tag else list_tags(repo)
-        rows = [r for r in read_results(repo / RESULTS)
+        rows = [r for r in read_rows(repo / RESULTS)
                 if r.experiment == int(ref) and (r.tag in tags or not tags)]
         if len({r.tag for r in rows}) > 1:
             raise UserError(f"experiment {ref} exists in several tags: pick one with --tag")
@@ -195,7 +217,7 @@ def journal(repo: Path, tag: str | None, full: bool, console: Console) -> None:
         return
     for e in entries:
         value = "-" if e.val_bpb is None else f"{e.val_bpb:.6f}"
-        delta = "" if e.delta is None else f" ({e.delta:+.6f})"
+        delta = "" if e.delta is None else f" ({signed(e.delta)})"
         links = "".join(f" {k.replace('_', ' ')} #{v}" for k, v in e.links.items())
         changes = f" [{', '.join(e.changes)}]" if e.changes else ""
         console.print(Text.assemble(
