@@ -106,9 +106,11 @@ def test_diff_of_kept_and_tried_experiments(done):
     kept = cli("diff", "4", "--repo", done)  # by experiment number
     assert kept.exit_code == 0
     assert "-VAL_BPB = 1.0" in kept.output and "+VAL_BPB = 0.9" in kept.output
-    tried = cli("diff", rows[4].commit, "--repo", done)  # a discarded one, by commit
+    worse = next(r for r in rows if r.description == "worse val")
+    tried = cli("diff", worse.commit, "--repo", done)  # a discarded one, by commit
     assert "+VAL_BPB = 0.95" in tried.output and "lower val" not in tried.output
-    crashed = cli("diff", "6", "--repo", done)
+    oom = next(r for r in rows if r.description == "blow the memory")
+    crashed = cli("diff", str(oom.experiment), "--repo", done)
     assert "+MODE = 'oom'" in crashed.output
 
 
