@@ -95,7 +95,7 @@ class Worker:
         coord.end_proposal(self.k, task)
         if job is not None:
             loop.log(f"w{self.k}: {job.id} ready: {job.description}")
-        loop.live(self.k, phase="idle" if self.running is None else "training")
+        loop.live(self.k, agent_phase="idle", agent_task="")
         if coord.state.rejections >= MAX_REJECTIONS:
             raise UserError(f"{MAX_REJECTIONS} proposals in a row were unusable (last: "
                             f"{self.last_rejection}); see .autoresearch/{coord.tag}/events.log, "
@@ -110,9 +110,7 @@ class Worker:
         (self.slot.path / TRAIN).write_text(train_py)
         refs = loop.git.refs("refs/heads", "refs/tags")
         request = self.request(task, parent, train_py, seq, marker)
-        loop.live(self.k, phase="agent", experiment=None, kind=kind.value, commit="",
-                  description=self.title(task), step=None, progress_pct=None,
-                  remaining_s=None, loss=None)
+        loop.live(self.k, agent_phase="proposing", agent_task=self.title(task))
         try:
             proposal, refusal = self.ask(request)
         except Exception:  # whatever the agent did outside train.py is undone, even so
@@ -152,7 +150,7 @@ class Worker:
 
     def title(self, task: Task | None) -> str:
         if task is None:
-            return "waiting for the agent"
+            return "a new experiment"
         return f"{task.kind.value} #{task.subject}: {task.description}"
 
     def request(self, task: Task | None, parent: str, train_py: str, seq: int,

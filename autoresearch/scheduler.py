@@ -112,6 +112,8 @@ class Loop:
                 Worker(self, s.worker, agents[s.worker], Slot(self.git, tag_dir(
                     self.repo, tag) / TREES / str(s.worker), s.worker), s.gpu, s.device)
                 for s in slots]
+            for w in self.workers:
+                self.live(w.k, phase="idle", gpu=w.gpu or "", device=w.device)
             self.guard = Guard(self.guard_areas())
             self.guard.arm()
             where = ", ".join(f"w{s.worker} {'gpu ' + s.gpu if s.gpu else ''} {s.device}"
@@ -332,7 +334,9 @@ class Loop:
                          threshold=self.coord.threshold() if s else None,
                          time_left_s=max(0.0, self.deadline - time.monotonic())
                          if self.deadline else None,
-                         stopping=bool(self.stopping))
+                         stopping=bool(self.stopping),
+                         queued=sum(j.phase == Phase.READY for j in s.jobs) if s else 0,
+                         confirming=len(s.candidates) if s else 0)
             snapshot = dict(state, workers={k: dict(v) for k, v in state["workers"].items()})
             now = time.monotonic()
             if "step" not in values or now - self.live_written >= LIVE_EVERY:
