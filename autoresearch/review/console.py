@@ -110,21 +110,34 @@ class LiveConsole(PlainConsole):
             ("   threshold ", "dim"), f"{threshold:.6f}" if threshold is not None else "-",
             ("   time left ", "dim"), duration(s.get("time_left_s")) if s.get("time_left_s")
             is not None else "no --hours limit",
-            ("   stopping after this experiment" if s.get("stopping") else "", "bold yellow"))
-        current = Text.assemble(
-            (f"#{s.get('experiment', '-')} {s.get('kind', '')} ", "bold"),
-            redact(f"{s.get('commit', '')} {s.get('description', '')}"))
-        pct = s.get("progress_pct") or 0.0
-        loss = s.get("loss")
-        parts = [s.get("phase", "idle"),
-                 f"step {s['step']}" if s.get("step") is not None else "",
-                 f"{pct:.1f}%",
-                 f"loss {loss:.4f}" if isinstance(loss, float) else "",
-                 f"{duration(s.get('remaining_s'))} left" if s.get("remaining_s") else ""]
-        progress = Table.grid(padding=(0, 1))
-        progress.add_row(ProgressBar(total=100, completed=pct, width=40),
-                         Text("  ".join(p for p in parts if p)))
+            ("   stopping: finishing the runs under way" if s.get("stopping") else "",
+             "bold yellow"))
+        workers = s.get("workers") or {"0": s}
+        rows = Table.grid(padding=(0, 1))
+        for w in workers.values():
+            rows.add_row(*worker_row(w, len(workers) > 1))
+        queue = Text(f"queued {s.get('queued', 0)} · confirming {s.get('confirming', 0)}",
+                     style="dim")
         outcomes = [outcome_text(row) for row in self.recent] or [Text("no results yet", "dim")]
         title = f"autoresearch {s.get('tag', '')} · agent {s.get('agent', '')}"
-        return Panel(Group(header, current, progress, Text("last outcomes", "dim"), *outcomes),
+        return Panel(Group(header, rows, queue, Text("last outcomes", "dim"), *outcomes),
                      title=title, border_style="blue")
+
+
+def worker_row(w: dict, named: bool) -> tuple:
+    """A worker's line in the live panel: its GPU's run and progress, and what its agent does."""
+    pct = w.get("progress_pct") or 0.0
+    busy = w.get("phase") in ("training", "evaluating")
+    loss = w.get("loss")
+    what = Text.assemble(
+        (f"#{w.get('experiment')} {w.get('kind', '')} ", "bold") if busy else ("", ""),
+        redact(f"{w.get('commit', '')} {w.get('description', '')}") if busy else "",
+        f"  {w.get('phase', 'idle')}",
+        f" step {w['step']}" if busy and w.get("step") is not None else "",
+        f" loss {loss:.4f}" if busy and isinstance(loss, float) else "",
+        f" {duration(w.get('remaining_s'))} left" if busy and w.get("remaining_s") else "",
+        ("  agent: " + redact(w.get("agent_task", "")), "cyan")
+        if w.get("agent_phase") == "proposing" else "")
+    gpu = f" gpu{w['gpu']}" if w.get("gpu") else ""
+    name = Text(f"w{w.get('worker', 0)}{gpu}" if named else "", style="dim")
+    return name, ProgressBar(total=100, completed=pct if busy else 0, width=30), what
