@@ -44,6 +44,18 @@ MAX_SEQ_LEN = PROFILES[PROFILE].max_seq_len
 TIME_BUDGET = PROFILES[PROFILE].time_budget
 EVAL_TOKENS = PROFILES[PROFILE].eval_tokens
 
+# A shorter budget for quick measurements (a device benchmark, the loop tried on a GPU):
+# AUTORESEARCH_TIME_BUDGET=45. The loop records such runs as their own profile ("h100@45s"), so
+# their numbers are never compared with full-budget ones.
+_BUDGET = os.environ.get("AUTORESEARCH_TIME_BUDGET", "").strip()
+if _BUDGET:
+    try:
+        TIME_BUDGET = float(_BUDGET)
+        assert TIME_BUDGET > 0
+    except (ValueError, AssertionError):
+        sys.exit(f"error: AUTORESEARCH_TIME_BUDGET={_BUDGET!r} is not a number of seconds above "
+                 "zero; unset it for the profile's budget")
+
 # Tokenizer: one per data set, shared by all profiles.
 VOCAB_SIZE = 8192
 # GPT-4-style split pattern, with \p{N}{1,2} instead of {1,3}: fewer number tokens for a small vocab

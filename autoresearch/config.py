@@ -51,6 +51,7 @@ class Harness:
 
     time_budget: float
     cache_dir: Path
+    profile: str  # the profile runs are recorded under ("h100", "h100@45s"); "" if unknown
 
     @classmethod
     def read(cls, repo: Path) -> Harness:
@@ -62,9 +63,12 @@ class Harness:
         except Exception as e:
             raise UserError(f"constants.py does not load ({type(e).__name__}: {e}): restore it "
                             f"(`git checkout constants.py`)") from None
-        budget = values.get("TIME_BUDGET", DEFAULT_TIME_BUDGET)
+        budget = float(values.get("TIME_BUDGET", DEFAULT_TIME_BUDGET))
         default_cache = os.environ.get("AUTORESEARCH_CACHE", Path.home() / ".cache/autoresearch")
-        return cls(float(budget), Path(values.get("CACHE_DIR", default_cache)))
+        profile = str(values.get("PROFILE", ""))
+        if profile and os.environ.get("AUTORESEARCH_TIME_BUDGET", "").strip():
+            profile += f"@{budget:g}s"  # a shortened budget is a profile of its own
+        return cls(budget, Path(values.get("CACHE_DIR", default_cache)), profile)
 
     def timeout(self) -> float:
         return 2 * self.time_budget + TIMEOUT_MARGIN

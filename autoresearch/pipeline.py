@@ -271,7 +271,9 @@ class Worker:
         verdict = read_run(result.returncode, text, result.timed_out)
         if result.lost:  # lost again and again: recorded, never silently dropped
             verdict = replace(verdict, metrics=None, reason=LOST)
-        out = Outcome(verdict.metrics, verdict.reason, verdict.profile, result.seconds,
+        # the profile is the harness's setting, not what train.py printed
+        out = Outcome(verdict.metrics, verdict.reason, loop.harness.profile or verdict.profile,
+                      result.seconds,
                       result.device or self.device, result.gpu, result.node, log_tail(text),
                       last_error(text))
         tampered = [name for name in FIXED_FILES if text_hash(

@@ -9,6 +9,7 @@ import pytest
 from loop_helpers import AGENT_LOOP, REPO_ROOT, edit, git, make_repo, run_cli, run_loop
 from typer.testing import CliRunner
 
+from autoresearch.config import Harness
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import read_results
 from autoresearch.redact import register_secret
@@ -172,6 +173,15 @@ def test_a_crashed_baseline_says_what_its_log_says(tmp_path):
     assert git(repo, "branch", "--show-current") == "main"  # nothing switched, nothing to undo
 
 
+def test_a_shortened_budget_is_a_profile_of_its_own(monkeypatch):
+    monkeypatch.setenv("AUTORESEARCH_PROFILE", "h100")
+    monkeypatch.setenv("AUTORESEARCH_TIME_BUDGET", "45")
+    harness = Harness.read(REPO)
+    assert (harness.profile, harness.time_budget, harness.timeout()) == ("h100@45s", 45.0, 210.0)
+    monkeypatch.delenv("AUTORESEARCH_TIME_BUDGET")
+    assert Harness.read(REPO).profile == "h100"
+
+
 def test_settings_that_cannot_work_are_one_line(tmp_path):
     repo = make_repo(tmp_path / "repo")
     (repo / "constants.py").write_text((REPO / "constants.py").read_text())
@@ -182,6 +192,11 @@ def test_settings_that_cannot_work_are_one_line(tmp_path):
     assert out.stderr.strip().splitlines() == [
         "error: unknown AUTORESEARCH_PROFILE='gpu9'; choose one of h100, consumer, cpu (unset "
         "it for the default, h100)"]  # not "error: error: ..."
+    out = run_cli("run", "--tag", "x", "--agent", "sweep", "--repo", str(repo),
+                  env={**os.environ, "AUTORESEARCH_TIME_BUDGET": "soon"})
+    assert out.returncode == 1 and out.stderr.strip().splitlines() == [
+        "error: AUTORESEARCH_TIME_BUDGET='soon' is not a number of seconds above zero; unset it "
+        "for the profile's budget"]
     for flag, value in (("--timeout", "0"), ("--hours", "-1"), ("--max-experiments", "-1"),
                         ("--agent-timeout", "0")):
         out = run_cli("run", "--tag", "x", "--agent", "sweep", "--repo", str(repo), flag, value)

@@ -33,7 +33,8 @@ from autoresearch.execution.parse import Progress
 
 RETRIES = 2  # Ray re-runs a task whose worker or node died, this many times
 POLL_SECONDS = 0.5
-ENV_PASSED = ("AUTORESEARCH_PROFILE", "AUTORESEARCH_CACHE")  # the harness's settings, cluster-wide
+# the harness's settings, the same on every node
+ENV_PASSED = ("AUTORESEARCH_PROFILE", "AUTORESEARCH_CACHE", "AUTORESEARCH_TIME_BUDGET")
 DEFAULT_CMD = ("{python}", "train.py")  # the node's own Python runs train.py
 
 
