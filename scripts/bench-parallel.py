@@ -114,6 +114,7 @@ def measure(n: int, run_seconds: float, think: float, per_worker: int, use_ray: 
         from autoresearch.execution import ray as cluster
 
         os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway local cluster
         import ray
 
         ray.init(num_cpus=n + 2, num_gpus=n, include_dashboard=False, logging_level="error",

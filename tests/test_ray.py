@@ -23,6 +23,7 @@ from autoresearch.execution.procs import pid_alive, stat
 if importlib.util.find_spec("ray") is None:
     pytest.skip("the ray extra is not installed: uv sync --extra ray", allow_module_level=True)
 RAY = str(Path(sys.executable).with_name("ray"))
+NO_AUTH = {"RAY_AUTH_MODE": "disabled"}  # Ray >= 2.59 turns token auth on when a token exists
 
 
 def free_port() -> int:
@@ -33,25 +34,40 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster(prepared_cache):
-    """`ray start --head` with 2 logical GPUs; its workers see this test's fake-trainer knobs."""
+    """`ray start --head --block` with 2 logical GPUs, in a process group of its own that the
+    teardown ends (`ray stop` would stop every cluster on the machine); its workers see this
+    test's fake-trainer knobs. No token authentication: a throwaway cluster on loopback."""
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
     pids = Path(temp) / "trainer-pids"
     port = free_port()
-    env = dict(os.environ, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0", FAKE_PID_FILE=str(pids))
-    subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=4", "--num-gpus=2",
-                    "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-                    f"--temp-dir={temp}", "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True, timeout=120)
+    env = dict(os.environ, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0", FAKE_PID_FILE=str(pids), **NO_AUTH)
+    head = subprocess.Popen(
+        [RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=4", "--num-gpus=2",
+         "--node-ip-address=127.0.0.1", "--include-dashboard=false", f"--temp-dir={temp}",
+         "--disable-usage-stats"], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    time.sleep(3)  # the raylet registers after the GCS answers
     try:
         yield f"127.0.0.1:{port}", pids
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
 
 
 def loop(repo, address, *args, timeout=600, **env):
     return run_cli("run", "--tag", "t", "--agent", "sweep", "--ray", address, "--no-sample",
                    "--plain", "--repo", str(repo), *args, timeout=timeout,
-                   env=dict(os.environ, AUTORESEARCH_CACHE=str(SESSION_CACHE), **env))
+                   env=dict(os.environ, AUTORESEARCH_CACHE=str(SESSION_CACHE), **NO_AUTH, **env))
 
 
 def test_an_unreachable_cluster_is_one_line_before_anything_starts(tmp_path):
@@ -75,7 +91,7 @@ def test_a_killed_ray_worker_gets_its_run_run_again(cluster, tmp_path):
          "--ray", address, "--noise-runs", "0", "--noise-floor", "1", "--max-experiments", "1",
          "--no-sample",
          "--plain", "--repo", str(repo)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env=dict(os.environ, AUTORESEARCH_CACHE=str(SESSION_CACHE)))
+        text=True, env=dict(os.environ, AUTORESEARCH_CACHE=str(SESSION_CACHE), **NO_AUTH))
     deadline = time.monotonic() + 120
     while not (pids.exists() and pids.read_text().split()) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -57,8 +57,13 @@ def connect(address: str) -> None:
     try:
         ray.init(address=address, runtime_env={"py_modules": [package], "env_vars": env},
                  log_to_driver=False, logging_level="error", include_dashboard=False)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError,
+            getattr(ray.exceptions, "AuthenticationError", RuntimeError)) as e:
         reason = " ".join(str(e).split())[:200]
+        if "auth" in reason.lower():
+            raise UserError(f"the Ray cluster at {address} wants its token ({reason}): export "
+                            f"RAY_AUTH_MODE=token with the cluster's token (~/.ray/auth_token or "
+                            f"RAY_AUTH_TOKEN_PATH), then run again") from None
         raise UserError(f"cannot reach the Ray cluster at {address} ({reason}): start one with "
                         f"`ray start --head` (or pass its address to --ray)") from None
 
