@@ -249,14 +249,19 @@ def diff(repo: Path, ref: str, tag: str | None, console: Console) -> None:
         sys.stdout.write(text)
 
 
+def digest(repo: Path, tag: str) -> str:
+    """The research journal's digest, as the agents get it: the bounded summary of the night."""
+    program = repo / "program.md"
+    return build_digest(load_journal(tag_dir(repo, tag) / JOURNAL),
+                        program.read_text(errors="replace") if program.is_file() else "")
+
+
 def journal(repo: Path, tag: str | None, full: bool, console: Console) -> None:
     tag = resolve_tag(repo, tag)
-    entries = load_journal(tag_dir(repo, tag) / JOURNAL)
     if not full:
-        program = repo / "program.md"
-        console.print(build_digest(entries, program.read_text() if program.is_file() else ""),
-                      markup=False)
+        console.print(digest(repo, tag), markup=False)
         return
+    entries = load_journal(tag_dir(repo, tag) / JOURNAL)
     for e in entries:
         value = "-" if e.val_bpb is None else f"{e.val_bpb:.6f}"
         delta = "" if e.delta is None else f" ({signed(e.delta)})"
