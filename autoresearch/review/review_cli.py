@@ -198,8 +198,9 @@ def dashboard(
     results: ResultsOpt = Path("results.tsv"),
     repo: RepoOpt = Path("."),
 ) -> None:
-    """Serve a live, read-only web page of the loop: chart, experiments, each one's diff, log
-    and sample, and the current run's progress. Ctrl-C stops it.
+    """Serve a live, read-only web page of the loop: chart, experiments (and which worker ran
+    each), each one's diff, log and sample, what each worker does now, and the research journal's
+    digest. Ctrl-C stops it.
 
     \b
     Examples:
