@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from autoresearch.config import Harness
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import read_results
+from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.redact import register_secret
 from autoresearch.workspace.git import Git
 
@@ -66,20 +66,48 @@ def test_status(done):
     assert "agent cost: $0.03" in out
 
 
-def test_status_shows_the_running_experiment(done):
+def status_while(done, live_json: dict) -> str:
+    """`status` while live.json says `live_json` (the loop that wrote it: this process)."""
     live = done / ".autoresearch" / TAG / "live.json"
     saved = live.read_text()
-    data = json.loads(saved)
-    data.update(phase="training", experiment=7, kind="experiment", commit="abc1234",
-                description="try this", step=42, progress_pct=14.0, remaining_s=258,
-                pid=os.getpid())
-    live.write_text(json.dumps(data))
+    live.write_text(json.dumps({**json.loads(saved), **live_json, "pid": os.getpid()}))
     try:
-        out = cli("status", "--repo", done).output
+        return cli("status", "--repo", done).output
     finally:
         live.write_text(saved)
+
+
+def test_status_shows_the_running_experiment(done):
+    run = dict(phase="training", experiment=7, kind="experiment", commit="abc1234",
+               description="try this", step=42, progress_pct=14.0, remaining_s=258)
+    worker = {"worker": 0, "gpu": "", "device": "cpu", **run}
+    out = status_while(done, {**run, "workers": {"0": worker}, "queued": 0})
     assert "running (pid" in out
-    assert "#7 experiment abc1234 try this - training, step 42 (14.0%), 4m18s left" in out
+    assert "w0 cpu: #7 experiment abc1234 try this - training, step 42 (14.0%), 4m18s left\n" \
+        in out
+    assert "queued: 0 runs; 0 candidates confirming" in out
+
+
+def test_status_shows_each_worker(done):
+    """Two GPUs: w0 trains while its agent prepares the next proposal, w1's GPU waits for its
+    agent's fix; the queue; the loop counts as running although the latest update was w1's idle."""
+    w0 = dict(worker=0, gpu="0", device="NVIDIA H200", phase="training", experiment=7,
+              kind="experiment", commit="abc1234", description="try this", step=42,
+              progress_pct=14.0, remaining_s=258, agent_phase="proposing",
+              agent_task="a new experiment")
+    w1 = dict(worker=1, gpu="1", device="NVIDIA H200", phase="idle", experiment=6,
+              kind="experiment", commit="def5678", description="crashed one", step=3,
+              agent_phase="proposing", agent_task="fix #6: crashed one")
+    out = status_while(done, {**w1, "workers": {"1": w1, "0": w0}, "queued": 2,
+                              "confirming": 1, "time_left_s": 3720})
+    assert "running (pid" in out
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("w0 "))
+    assert lines[start:start + 3] == [
+        "w0 gpu 0 NVIDIA H200: #7 experiment abc1234 try this - training, step 42 (14.0%), "
+        "4m18s left; agent: proposing a new experiment",
+        "w1 gpu 1 NVIDIA H200: idle; agent: proposing fix #6: crashed one",
+        "queued: 2 runs; 1 candidate confirming; session time left 1h02m"]
 
 
 def test_results_table(done):
@@ -100,6 +128,30 @@ def test_results_of_another_tools_file(tmp_path):
     out = cli("results", "--results", other, "--top", "1").output
     assert "bea057b" in out and "halve batch" in out and "baseline" not in out
     assert "│ 2 │" in out  # rows without experiment numbers are numbered by position
+
+
+def test_results_table_says_which_worker_ran_each_row(tmp_path):
+    path = tmp_path / "results.tsv"
+    for n, worker, gpu, node in ((1, 0, "0", "a"), (2, 1, "1", "a"), (3, 0, "", "b")):
+        append_result(path, Row(f"{n:07x}", 1.0 - n / 100, 40.0, "keep", f"change {n}",
+                                experiment=n, tag="x" if n < 3 else "y", worker=worker, gpu=gpu,
+                                node=node))
+
+    def table(*args) -> list[list[str]]:
+        out = runner.invoke(agent_loop.app, ["results", "--results", str(path), *args],
+                            env={"COLUMNS": "200"}).output
+        return [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines()
+                if line.startswith("│")]
+
+    # worker is the 7th column; the node only when the rows shown come from more than one
+    assert [row[6] for row in table()] == ["w0 gpu0 @a", "w1 gpu1 @a", "w0 @b"]
+    assert [row[6] for row in table("--tag", "x")] == ["w0 gpu0", "w1 gpu1"]
+    # one worker, or another tool's rows (no worker column): no column that says nothing
+    assert table("--tag", "y") == [["3", "0000003", "0.970000", "40.0", "keep", "experiment",
+                                    "change 3"]]
+    with open(path, "a") as f:  # rows without a worker among ours: their cell stays blank
+        f.write("bea057b\t0.986041\t43.9\tkeep\thalve batch\n")
+    assert [row[6] for row in table()] == ["w0 gpu0 @a", "w1 gpu1 @a", "w0 @b", ""]
 
 
 def test_diff_of_kept_and_tried_experiments(done):

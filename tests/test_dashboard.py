@@ -20,10 +20,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from autoresearch.ledger.results import Row, append_result
+from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.ledger.state import State, save_state
+from autoresearch.memory import journal
+from autoresearch.memory.journal import Entry
 from autoresearch.policy import Noise
 from autoresearch.review.dashboard import BASELINE_NOTE, Board, make_server
+from autoresearch.review.views import digest
 
 TAG = "night"
 INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
@@ -45,8 +48,8 @@ def train_py(lr: str, depth: str) -> str:
 
 
 def add_run(repo: Path, n: int, code: str, status: str, bpb: float, description: str,
-            tried: bool) -> Row:
-    """Commit train.py like the loop does, write its run dir, append its row."""
+            tried: bool, **columns) -> Row:
+    """Commit train.py like the loop does, write its run dir, append its row (with `columns`)."""
     (repo / "train.py").write_text(code)
     git(repo, "commit", "-qam", description)
     commit = git(repo, "rev-parse", "HEAD")
@@ -69,7 +72,7 @@ def add_run(repo: Path, n: int, code: str, status: str, bpb: float, description:
               status=status, description=description, experiment=n,
               kind="baseline" if n == 1 else "experiment", tag=TAG,
               timestamp=f"2026-01-01T00:{n:02d}:00+00:00", total_seconds=20.0,
-              run_dir=f"runs/{run_dir.name}", profile="cpu", device="cpu")
+              run_dir=f"runs/{run_dir.name}", profile="cpu", device="cpu", **columns)
     append_result(repo / "results.tsv", row)
     return row
 
@@ -323,9 +326,12 @@ def test_page_in_chromium(server, night, browser, tmp_path):
     assert web.js("return document.querySelectorAll('#chart path[stroke=\"#1a9850\"]').length") == 1
     stats = web.js("return document.getElementById('stats').innerText")
     assert "4" in stats and "0.990000" in stats
-    live = web.wait_js("const t = document.getElementById('live-text'); "
+    live = web.wait_js("const t = document.querySelector('#live .worker .what'); "
                        "return t && t.innerText.includes('swiglu') && t.innerText")
     assert live == "#5 · abcdef1 · training · step 42 · 190 s left — try swiglu"
+    # live.json from a loop with one worker before it had several: one line, worker 0
+    assert web.js("return document.querySelectorAll('#live .worker').length") == 1
+    assert web.js("return document.querySelector('#live .worker .who').textContent") == "w0"
     assert web.js("return document.querySelector('#live .bar > div').style.width") == "37.5%"
     # the agent's text is shown as text, never run as HTML
     assert web.js("return document.querySelector('#table tbody tr[data-n=\"3\"] .desc')"
@@ -429,11 +435,77 @@ def test_page_cards_chart_diff_and_idle_in_chromium(server, night, browser):
     assert web.wait_js("const d = document.getElementById('diff-note'); return d && d.textContent"
                        ) == BASELINE_NOTE
     # training: a bar; the loop gone: no empty bar that looks stuck, but the word "idle"
-    bar = "return [getComputedStyle(document.querySelector('#live .bar')).display, " \
-          "document.getElementById('live-progress').textContent]"
+    bar = "return [getComputedStyle(document.querySelector('#live .bar')).visibility, " \
+          "document.querySelector('#live .worker .pct').textContent]"
     assert web.wait_js(f"{bar.replace('return ', 'const s = ')}; return s[1] === '37.5%' && s")
-    assert web.js(bar) == ["block", "37.5%"]
+    assert web.js(bar) == ["visible", "37.5%"]
     live = night / ".autoresearch" / TAG / "live.json"
     live.write_text(json.dumps({**json.loads(live.read_text()), "pid": 2**22 + 7}))
     assert web.wait_js(f"{bar.replace('return ', 'const s = ')}; return s[1] === 'idle' && s",
-                       8) == ["none", "idle"]
+                       8) == ["hidden", "idle"]
+
+
+LIVE_LINES = """
+return [...document.querySelectorAll('#live .worker')].map(line => ({
+  worker: line.dataset.worker,
+  ...Object.fromEntries(['who', 'what', 'pct', 'agent'].map(
+    part => [part, line.querySelector('.' + part).textContent])),
+  bar: getComputedStyle(line.querySelector('.bar')).visibility,
+  fill: line.querySelector('.bar > div').style.width}));
+"""
+
+
+def test_page_shows_each_worker_and_the_journal_in_chromium(server, night, browser):
+    """Two GPUs: the experiments table says who ran each run, the live panel has a line per
+    worker (w0's GPU trains while its agent proposes, w1's GPU waits for its agent's fix), the
+    queue, and the research journal's digest."""
+    add_run(night, 5, train_py("0.06", "8") + "# baseline\n", "keep", 0.985, "matrix lr 0.06",
+            False, worker=0, gpu="0")
+    add_run(night, 6, train_py("0.06", "10") + "# baseline\n", "discard", 0.99, "depth 10",
+            True, worker=1, gpu="1")
+    entries = [Entry(n=r.experiment, kind=r.kind, commit=r.commit, parent="", worker=r.worker or 0,
+                     description=r.description, status=r.status,
+                     val_bpb=r.val_bpb if r.status != "crash" else None)
+               for r in read_results(night / "results.tsv")]
+    journal.append(night / ".autoresearch" / TAG / journal.JOURNAL, entries)
+    now = datetime.now(timezone.utc).isoformat()
+    w0 = {"worker": 0, "gpu": "0", "device": "NVIDIA H200", "phase": "training",
+          "experiment": 7, "kind": "experiment", "commit": "abcdef1", "description": "try swiglu",
+          "step": 42, "progress_pct": 37.5, "remaining_s": 190, "agent_phase": "proposing",
+          "agent_task": "a new experiment"}
+    w1 = {"worker": 1, "gpu": "1", "device": "NVIDIA H200", "phase": "idle", "experiment": 6,
+          "commit": "1234567", "description": "depth 10", "step": 30, "progress_pct": 100.0,
+          "agent_phase": "proposing", "agent_task": "fix #4: refactor attention"}
+    (night / ".autoresearch" / TAG / "live.json").write_text(json.dumps({
+        **w1, "workers": {"1": w1, "0": w0}, "tag": TAG, "agent": "sweep", "queued": 2,
+        "confirming": 1, "time_left_s": 3720, "stopping": False, "pid": os.getpid(),
+        "updated_at": now}))
+    web = browser
+    web.call("POST", "/url", {"url": f"{server}/"})
+    assert web.wait_js("return document.querySelectorAll('#table tbody tr').length === 6")
+    workers = web.js("return Object.fromEntries([...document.querySelectorAll('#table tbody tr')]"
+                     ".map(tr => [tr.dataset.n, tr.querySelector('td.worker').textContent]))")
+    assert workers == {"1": "", "2": "", "3": "", "4": "", "5": "w0 gpu0", "6": "w1 gpu1"}
+    assert web.js("return [...document.querySelectorAll('#table th')].map(th => th.textContent)"
+                  "[6]") == "worker"
+    lines = web.wait_js(f"const lines = (() => {{ {LIVE_LINES} }})(); "
+                        "return lines.length === 2 && lines")
+    assert lines == [
+        {"worker": "0", "who": "w0 gpu 0 · NVIDIA H200",
+         "what": "#7 · abcdef1 · training · step 42 · 190 s left — try swiglu", "pct": "37.5%",
+         "agent": "agent: proposing a new experiment", "bar": "visible", "fill": "37.5%"},
+        {"worker": "1", "who": "w1 gpu 1 · NVIDIA H200", "what": "idle", "pct": "idle",
+         "agent": "agent: proposing fix #4: refactor attention", "bar": "hidden", "fill": "0%"}]
+    assert web.js("return document.getElementById('live-queue').textContent") == \
+        "queued 2 · confirming 1"
+    assert web.js("return document.getElementById('live-state').textContent") == \
+        "running · agent sweep · 1h02m left in the session"
+    # the journal's digest, as `agent_loop.py journal` prints it, in a block of its own
+    expected = digest(night, TAG)
+    assert "matrix lr 0.06" in expected
+    assert requests.get(f"{server}/api/digest", timeout=10).json() == {"tag": TAG,
+                                                                       "text": expected}
+    assert web.wait_js("const d = document.getElementById('digest'); "
+                       "return d && d.textContent !== 'loading…' && d.textContent") == expected
+    assert web.js("return getComputedStyle(document.getElementById('digest')).whiteSpace") == \
+        "pre-wrap"

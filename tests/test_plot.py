@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import typer
 from matplotlib.image import imread
+from matplotlib.markers import MarkerStyle
 from typer.testing import CliRunner
 
 from autoresearch.ledger.results import Row, append_result, read_results
@@ -170,3 +171,41 @@ def test_the_best_label_sits_next_to_its_point_inside_the_axes(where):
     px, py = ax.transData.transform(label.xy)
     gap = math.hypot(max(box.x0 - px, 0, px - box.x1), max(box.y0 - py, 0, py - box.y1))
     assert gap <= 2 * LABEL_OFFSET * fig.dpi / 72, gap  # next to its point, not in a corner
+
+
+def test_each_worker_has_its_marker_and_its_legend_entry():
+    rows = edge_night()
+    for row in rows:  # w0 on GPU 0 ran the odd runs, w1 on GPU 1 the even ones
+        w = (row.experiment + 1) % 2
+        row.worker, row.gpu, row.node = w, str(w), "n"
+    _, ax, _ = drawn(rows, threshold=0.002)
+    legend = ax.get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts[-2:] == ["w0 gpu0: 4 runs, 2 kept", "w1 gpu1: 4 runs, 1 kept"]
+    assert "discarded (4)" in texts and "kept (3)" in texts
+    shapes = {"w0 gpu0": legend.legend_handles[-2].get_marker(),
+              "w1 gpu1": legend.legend_handles[-1].get_marker()}
+    assert shapes["w0 gpu0"] != shapes["w1 gpu1"]
+    # each worker's kept and discarded points inside the range, drawn in its legend's shape
+    for worker, mine in (("w0 gpu0", [1, 3, 5]), ("w1 gpu1", [2, 6, 8])):
+        marker = MarkerStyle(shapes[worker])
+        drawn_at = []
+        for status in ("discarded", "kept"):
+            [dots] = [c for c in ax.collections if c.get_gid() == f"{status} {worker}"]
+            shape = marker.get_path().transformed(marker.get_transform())
+            assert np.allclose(dots.get_paths()[0].vertices, shape.vertices), (worker, status)
+            drawn_at += [int(x) for x, _ in dots.get_offsets()]
+        assert sorted(drawn_at) == mine
+    assert sorted(collection(ax, "off the chart").get_offsets()[:, 0]) == [7]  # as before
+
+
+def test_one_worker_draws_as_before():
+    rows = edge_night()
+    for row in rows:
+        row.worker, row.gpu, row.node = 0, "0", "n"
+    _, ax, _ = drawn(rows, threshold=0.002)
+    _, plain, _ = drawn(edge_night(), threshold=0.002)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [t.get_text() for t in plain.get_legend().get_texts()]
+    assert not any(c.get_gid() for c in ax.collections)
+    assert sorted(collection(ax, "kept").get_offsets()[:, 0]) == [1, 3, 6]

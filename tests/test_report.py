@@ -289,3 +289,64 @@ def test_hand_damaged_rows_are_skipped_with_their_line_numbers(tmp_path):
         "results.tsv line 7: experiment 1 of tag n is already on line 2; row skipped"]
     assert read_results(path) == rows  # without a list the rows are the same
     assert best([r for r in rows if r.tag == "n"]).commit == "aaaaaaa"  # not #2, #3 or #4
+
+
+def night_on_two_nodes() -> list[Row]:
+    """Two GPUs on node a, one on node b (its worker also numbered 0): 7 runs, 5 minutes each,
+    except a crash that reports no run time (its time: the gap since its worker's last row)."""
+    spec = [  # n, status, val_bpb, kind, worker, gpu, node, minute, total_seconds
+        (1, "keep", 1.000, "baseline", 0, "0", "a", 5, 300.0),
+        (2, "discard", 1.002, "noise", 1, "1", "a", 5, 300.0),
+        (3, "discard", 1.001, "noise", 0, "0", "b", 5, 300.0),
+        (4, "keep", 0.990, "experiment", 0, "0", "a", 10, 300.0),
+        (5, "discard", 0.995, "experiment", 1, "1", "a", 10, 300.0),
+        (6, "crash", 0.0, "experiment", 0, "0", "b", 12, None),
+        (7, "keep", 0.980, "experiment", 0, "0", "b", 17, 300.0)]
+    return [Row(commit=f"{n:07x}", val_bpb=v, memory_gb=40.0, status=s, description=f"change {n}",
+                experiment=n, kind=k, tag="night", timestamp=f"2026-01-01T00:{m:02d}:00+00:00",
+                total_seconds=t, profile="h100", worker=w, gpu=g, device="NVIDIA H200", node=node)
+            for n, s, v, k, w, g, node, m, t in spec]
+
+
+def test_summary_per_worker(tmp_path):
+    s = summarize(night_on_two_nodes())
+    assert [(w.node, w.worker, w.gpu, w.device, w.runs, w.kept) for w in s.workers] == [
+        ("a", 0, "0", "NVIDIA H200", 2, 2), ("a", 1, "1", "NVIDIA H200", 2, 0),
+        ("b", 0, "0", "NVIDIA H200", 3, 1)]
+    # node b: #3 and #7 ran 300 s each; the crash counts the 7 minutes since #3 (its worker's
+    # previous row), not the 2 since #5 (another worker's)
+    assert [w.hours for w in s.workers] == pytest.approx([600 / 3600, 600 / 3600, 1020 / 3600])
+    assert [w.hours_estimated for w in s.workers] == [False, False, True]
+    assert s.gpu_hours == pytest.approx(2220 / 3600) and s.gpu_hours_estimated
+    path = tmp_path / "results.tsv"
+    for row in night_on_two_nodes():
+        append_result(path, row)
+    app = typer.Typer()
+    register(app)
+    out = CliRunner().invoke(app, ["summary", "--results", str(path)],
+                             env={"COLUMNS": "150"}).output
+    lines = out[out.index("workers"):].splitlines()
+    assert [c.strip() for c in lines[2].split("┃")[1:-1]] == [
+        "worker", "gpu", "device", "node", "runs", "kept", "GPU hours"]
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in lines[4:7]]
+    assert cells == [["w0", "0", "NVIDIA H200", "a", "2", "2", "0.17"],
+                     ["w1", "1", "NVIDIA H200", "a", "2", "0", "0.17"],
+                     ["w0", "0", "NVIDIA H200", "b", "3", "1", "0.28 (partly from timestamps)"]]
+    data = json.loads(CliRunner().invoke(app, ["summary", "--results", str(path), "--json"]).output)
+    assert data["workers"][2] == {"worker": 0, "gpu": "0", "device": "NVIDIA H200", "node": "b",
+                                  "runs": 3, "kept": 1, "hours": pytest.approx(1020 / 3600),
+                                  "hours_estimated": True}
+
+
+def test_summary_of_one_worker_has_no_worker_section(tmp_path):
+    path = tmp_path / "results.tsv"
+    for row in night_on_two_nodes():
+        if (row.worker, row.node) == (0, "a"):
+            append_result(path, row)
+    app = typer.Typer()
+    register(app)
+    out = CliRunner().invoke(app, ["summary", "--results", str(path)], env={"COLUMNS": "150"})
+    assert "2  (2 kept" in out.output and "workers" not in out.output
+    data = json.loads(CliRunner().invoke(app, ["summary", "--results", str(path), "--json"]).output)
+    assert [(w["worker"], w["runs"]) for w in data["workers"]] == [(0, 2)]
+    assert summarize(table()).workers == []  # rows that do not say who ran them

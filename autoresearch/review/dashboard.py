@@ -4,7 +4,8 @@ One page (dashboard.html, plain JS, no network) that polls a small JSON API ever
 
     GET /                     the page
     GET /api/results          rows, running best, y-range, threshold, summary (?since=<version>)
-    GET /api/live             the current experiment (.autoresearch/<tag>/live.json)
+    GET /api/live             what each worker does now (.autoresearch/<tag>/live.json)
+    GET /api/digest           the research journal's digest (what the agents read of the night)
     GET /api/diff/<id>        what the experiment changed in train.py, vs its parent
     GET /api/log/<id>         the tail of its run.log
     GET /api/sample/<id>      its sample_output.txt
@@ -41,9 +42,10 @@ from autoresearch.review.report import (
     running_best,
     select_tag,
     summarize,
+    worker_labels,
     y_limits,
 )
-from autoresearch.review.views import loop_running, read_rows
+from autoresearch.review.views import digest, loop_running, read_rows
 from autoresearch.workspace.git import TRAIN, Git
 
 PAGE = Path(__file__).with_name("dashboard.html")
@@ -107,14 +109,15 @@ class Board:
         rows, tag = self.rows()
         tag = self.current_tag(tag)
         out_rows = []
-        for n, row, best_after in zip(experiment_numbers(rows), rows, running_best(rows),
-                                      strict=True):
+        for n, row, best_after, worker in zip(experiment_numbers(rows), rows, running_best(rows),
+                                              worker_labels(rows), strict=True):
             run_dir = run_dir_for(self.repo, row)
             out_rows.append({
                 "n": n, "commit": row.commit, "val_bpb": _finite(row.val_bpb),
                 "memory_gb": _finite(row.memory_gb), "status": row.status,
                 "description": row.description, "kind": row.kind, "timestamp": row.timestamp,
                 "reason": row.reason, "agent": row.agent, "cost_usd": _finite(row.cost_usd),
+                "worker": worker, "device": row.device,
                 "best": best_after, "run_dir": run_dir.name if run_dir else None,
                 "has_sample": bool(run_dir and (run_dir / RUN_FILES["sample"]).is_file()),
                 "has_model": bool(run_dir and (run_dir / WEIGHTS).is_file()),
@@ -139,6 +142,11 @@ class Board:
             except (TypeError, ValueError):
                 pass
         return {"tag": tag, "live": live, "running": loop_running(live)}
+
+    def digest_payload(self) -> dict:
+        _, tag = self.rows()
+        tag = self.current_tag(tag)
+        return {"tag": tag, "text": digest(self.repo, tag) if tag else None}
 
     def find(self, ident: str) -> tuple[int, Row, list[Row]] | None:
         """(experiment number, row, all rows) for an id the ledger knows, else None."""
@@ -257,6 +265,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(self.board.results_payload(since))
         if url.path == "/api/live":
             return self._json(self.board.live_payload())
+        if url.path == "/api/digest":
+            return self._json(self.board.digest_payload())
         if len(parts) == 4 and parts[:2] == ["", "api"] and IDENT.match(parts[3]):
             kind, ident = parts[2], parts[3]
             payload = None

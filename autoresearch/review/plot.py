@@ -3,8 +3,9 @@
 Every run's val_bpb over experiment number: kept runs in green joined by the running best (a step
 line), discarded ones faint grey, crashes as red crosses on the bottom edge (their val_bpb is 0.0),
 runs above the y-range as grey triangles on the top edge, the noise band around the best, and the
-best's value and description written next to it. Drawn with matplotlib's Agg canvas directly, so
-no display and no pyplot global state are involved.
+best's value and description written next to it. When several workers (GPUs, nodes) ran the night,
+each one's kept and discarded runs have a marker shape of their own, named in the legend. Drawn with
+matplotlib's Agg canvas directly, so no display and no pyplot global state are involved.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ from autoresearch.review.report import (
     experiment_numbers,
     is_measured,
     running_best,
+    several_workers,
     signed,
     summarize,
     with_runs,
+    worker_labels,
     y_limits,
 )
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
 FIGSIZE = (12, 6.5)  # inches
 DPI = 130
@@ -41,6 +45,10 @@ MAX_LABEL = 70  # characters of the best run's description shown on the plot
 LABELED_STEPS = 4  # the biggest improvements also get a small caption
 LABEL_OFFSET = 14  # points between the best's point and its label
 EDGE_MARKERS = 0.985  # axes fraction of the off-the-chart triangles (crosses: 1 - this)
+# A shape per worker: none of them the triangle (off the chart) or the cross (crashed); after the
+# tenth worker the shapes repeat in the same order
+WORKER_MARKERS = ("o", "s", "D", "P", "p", "h", "*", "H", "d", "8")
+WORKER_EDGE = "#444444"  # the hollow marker of a worker's legend entry
 
 
 def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None) -> Path:
@@ -61,6 +69,7 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
     if not rows:
         raise UserError("results.tsv has no rows yet: start the loop (agent_loop.py run) first")
     xs = experiment_numbers(rows)
+    labels = worker_labels(rows)
     summary = summarize(rows)
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
@@ -72,9 +81,11 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
     hi = ax.get_ylim()[1]  # the limit drawn: a run above it is off the chart, one below inside
     on_edge = blended_transform_factory(ax.transData, ax.transAxes)  # x in data, y in axes
 
-    def points(status: str, inside: bool) -> tuple[list[int], list[float]]:
-        chosen = [(x, r.val_bpb) for x, r in zip(xs, rows, strict=True)
-                  if r.status == status and is_measured(r) and (r.val_bpb <= hi) == inside]
+    def points(status: str, inside: bool, worker: str | None = None
+               ) -> tuple[list[int], list[float]]:
+        chosen = [(x, r.val_bpb) for x, r, w in zip(xs, rows, labels, strict=True)
+                  if r.status == status and is_measured(r) and (r.val_bpb <= hi) == inside
+                  and worker in (None, w)]
         return [p[0] for p in chosen], [p[1] for p in chosen]
 
     # Noise band and running best first, so the points sit on top of them; both run on to the
@@ -89,12 +100,18 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
                             label=f"noise band (±{threshold:.4f})")
         ax.step(bx, by, where="post", color=KEEP_COLOR, linewidth=2, label="running best")
 
-    dx, dy = points("discard", inside=True)
-    ax.scatter(dx, dy, s=22, color=DISCARD_COLOR, alpha=0.55, linewidths=0, zorder=3,
-               label=f"discarded ({summary.discarded})")
-    kx, ky = points("keep", inside=True)
-    ax.scatter(kx, ky, s=46, color=KEEP_COLOR, edgecolors="white", linewidths=0.8, zorder=4,
-               label=f"kept ({summary.kept})")
+    shapes = _worker_shapes(labels) if several_workers(rows) else {None: "o"}
+    for worker, marker in shapes.items():
+        # one worker: the two collections carry the legend; several: the proxies below do
+        named = worker is None
+        dx, dy = points("discard", inside=True, worker=worker)
+        ax.scatter(dx, dy, s=22, color=DISCARD_COLOR, alpha=0.55, linewidths=0, zorder=3,
+                   marker=marker, gid=f"discarded {worker}" if worker else None,
+                   label=f"discarded ({summary.discarded})" if named else "_nolegend_")
+        kx, ky = points("keep", inside=True, worker=worker)
+        ax.scatter(kx, ky, s=46, color=KEEP_COLOR, edgecolors="white", linewidths=0.8, zorder=4,
+                   marker=marker, gid=f"kept {worker}" if worker else None,
+                   label=f"kept ({summary.kept})" if named else "_nolegend_")
     ox = sorted(points("discard", inside=False)[0] + points("keep", inside=False)[0])
     if ox:
         ax.scatter(ox, [EDGE_MARKERS] * len(ox), transform=on_edge, marker="^", s=36,
@@ -120,7 +137,11 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    ax.legend(loc="upper right", fontsize=9, framealpha=0.92)
+    handles, names = ax.get_legend_handles_labels()
+    if None not in shapes:
+        extra = _worker_legend(shapes, labels, rows, summary)
+        handles, names = handles + extra, names + [h.get_label() for h in extra]
+    ax.legend(handles, names, loc="upper right", fontsize=9, framealpha=0.92)
     ax.set_title(_headline(summary), fontsize=12, loc="left")
     if head is not None:
         # its point: the kept run that brought the best's commit in
@@ -128,6 +149,32 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
         if ax.get_ylim()[0] <= own <= hi:
             _label_best(ax, head, own)
     return fig
+
+
+def _worker_shapes(labels: list[str]) -> dict[str, str]:
+    """Each worker's marker, in the order the workers first appear ("" for rows without one)."""
+    workers = list(dict.fromkeys(labels))
+    return {w: WORKER_MARKERS[i % len(WORKER_MARKERS)] for i, w in enumerate(workers)}
+
+
+def _worker_legend(shapes: dict[str, str], labels: list[str], rows: list[Row],
+                   summary: Summary) -> list[Line2D]:
+    """Legend entries for several workers: the two colours (kept, discarded) as circles, then a
+    hollow marker per worker with how many runs it did and how many it kept."""
+    from matplotlib.lines import Line2D
+
+    def entry(label: str, marker: str, face: str, edge: str) -> Line2D:
+        return Line2D([], [], linestyle="none", marker=marker, markersize=7, label=label,
+                      markerfacecolor=face, markeredgecolor=edge)
+
+    out = [entry(f"discarded ({summary.discarded})", "o", DISCARD_COLOR, DISCARD_COLOR),
+           entry(f"kept ({summary.kept})", "o", KEEP_COLOR, KEEP_COLOR)]
+    for worker, marker in shapes.items():
+        mine = [r for r, w in zip(rows, labels, strict=True) if w == worker]
+        kept = sum(r.status == "keep" for r in mine)
+        out.append(entry(f"{worker or 'no worker'}: {len(mine)} runs, {kept} kept", marker,
+                         "none", WORKER_EDGE))
+    return out
 
 
 def _label_best(ax: Axes, head: Best, y: float) -> None:

@@ -58,6 +58,21 @@ class Improvement:
 
 
 @dataclass
+class WorkerRuns:
+    """What one worker ran: a worker number on one GPU of one node (a resumed night that moved
+    worker 1 to another GPU or node counts that as another line)."""
+
+    worker: int | None  # None: rows written before the loop had the column
+    gpu: str  # CUDA_VISIBLE_DEVICES, "" on the CPU
+    device: str
+    node: str
+    runs: int
+    kept: int
+    hours: float | None  # its runs' time, as Summary.gpu_hours
+    hours_estimated: bool
+
+
+@dataclass
 class Summary:
     experiments: int
     kept: int
@@ -78,6 +93,7 @@ class Summary:
     hours_label: str  # "GPU hours", "CPU hours" or "run hours" (unknown)
     cost_usd: float | None  # None when no row reports an agent cost
     top_improvements: list[Improvement] = field(default_factory=list)
+    workers: list[WorkerRuns] = field(default_factory=list)  # empty for other tools' files
 
 
 # ---- how numbers are written
@@ -93,6 +109,26 @@ def signed(value: float, digits: int = 6) -> str:
 def with_runs(value: float, runs: int) -> str:
     """A commit's value as shown everywhere: `3.105079 (mean of 3 runs)` or `3.109422 (1 run)`."""
     return f"{value:.6f} ({'1 run' if runs == 1 else f'mean of {runs} runs'})"
+
+
+def worker_label(row: Row, with_node: bool = False) -> str:
+    """Who ran a row, as every view writes it: `w1 gpu1`, `w0` on the CPU, `w1 gpu1 @node-a`
+    with the node; "" for a row without a worker (another tool's file)."""
+    if row.worker is None:
+        return ""
+    label = f"w{row.worker}" + (f" gpu{row.gpu}" if row.gpu else "")
+    return label + (f" @{row.node}" if with_node and row.node else "")
+
+
+def worker_labels(rows: list[Row]) -> list[str]:
+    """Each row's worker_label, naming the node only when the rows come from more than one."""
+    with_node = len({r.node for r in rows if r.worker is not None}) > 1
+    return [worker_label(r, with_node) for r in rows]
+
+
+def several_workers(rows: list[Row]) -> bool:
+    """Whether more than one worker (or GPU, or node) ran these rows."""
+    return len(set(worker_labels(rows)) - {""}) > 1
 
 
 # ---- the best and the baseline
@@ -193,23 +229,30 @@ def _timestamp(row: Row) -> datetime | None:
         return None
 
 
+def _worker_key(row: Row) -> tuple:
+    """Whose runs follow one another: a worker number on one GPU of one node."""
+    return row.node, row.worker is not None, row.worker or 0, row.gpu, row.device
+
+
 def run_seconds(rows: list[Row]) -> tuple[float | None, bool]:
     """Total run time in seconds, and whether part of it is estimated.
 
     A row counts its total_seconds; a row without it (a crash, another tool's file) counts the
-    gap since the previous row's timestamp, an upper bound that includes the agent's thinking.
+    gap since the timestamp of its worker's previous row, an upper bound that includes the
+    agent's thinking (workers run side by side: another worker's row says nothing).
     """
     total, estimated, any_known = 0.0, False, False
-    previous = None
+    previous: dict[tuple, datetime] = {}  # worker -> the timestamp of its latest row
     for r in rows:
-        stamp = _timestamp(r)
+        stamp, before = _timestamp(r), previous.get(_worker_key(r))
         if r.total_seconds is not None:
             total += r.total_seconds
             any_known = True
-        elif stamp is not None and previous is not None and stamp > previous:
-            total += (stamp - previous).total_seconds()
+        elif stamp is not None and before is not None and stamp > before:
+            total += (stamp - before).total_seconds()
             estimated = any_known = True
-        previous = stamp or previous
+        if stamp is not None:
+            previous[_worker_key(r)] = stamp
     return (total if any_known else None), estimated
 
 
@@ -220,6 +263,26 @@ def experiments_per_hour(rows: list[Row]) -> float | None:
         return (len(stamps) - 1) / ((stamps[-1] - stamps[0]).total_seconds() / 3600)
     seconds, _ = run_seconds(rows)
     return len(rows) / (seconds / 3600) if seconds else None
+
+
+def runs_by_worker(rows: list[Row]) -> list[WorkerRuns]:
+    """One line per worker on its GPU and node, in node, worker, GPU order; none when no row says
+    which worker ran it."""
+    if all(r.worker is None for r in rows):
+        return []
+    groups: dict[tuple, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(_worker_key(row), []).append(row)
+    out = []
+    for key in sorted(groups):
+        mine = groups[key]
+        first = mine[0]
+        seconds, estimated = run_seconds(mine)
+        out.append(WorkerRuns(
+            worker=first.worker, gpu=first.gpu, device=first.device, node=first.node,
+            runs=len(mine), kept=sum(r.status == "keep" for r in mine),
+            hours=seconds / 3600 if seconds is not None else None, hours_estimated=estimated))
+    return out
 
 
 def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS) -> Summary:
@@ -248,6 +311,7 @@ def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS) -> Summary:
         hours_label=hours_label(rows),
         cost_usd=sum(costs) if costs else None,
         top_improvements=sorted(improvements(rows), key=lambda i: -i.delta)[:top],
+        workers=runs_by_worker(rows),
     )
 
 

@@ -91,7 +91,8 @@ def summary(
     repo: RepoOpt = Path("."),
 ) -> None:
     """Experiments, kept/discarded/crashed, best val_bpb and gain over the baseline,
-    experiments per hour, GPU (or CPU) hours, agent cost, and the biggest improvements.
+    experiments per hour, GPU (or CPU) hours, agent cost, the biggest improvements, and with
+    several workers what each one (its GPU, its node) ran.
 
     \b
     Examples:
@@ -126,6 +127,8 @@ def print_summary(s: Summary, title: str) -> None:
     table.add_row(s.hours_label, _num(s.gpu_hours, 2) + approx)
     table.add_row("agent cost", f"${s.cost_usd:.2f}" if s.cost_usd is not None else "—")
     console.print(table)
+    if len(s.workers) > 1:
+        console.print(workers_table(s))
     if s.top_improvements:
         steps = Table(title="top improvements", title_justify="left")
         for name, justify in (("#", "right"), ("commit", "left"), ("val_bpb", "right"),
@@ -136,6 +139,20 @@ def print_summary(s: Summary, title: str) -> None:
                           _delta(step.delta),
                           step.description)
         console.print(steps)
+
+
+def workers_table(s: Summary) -> Table:
+    """Which worker, on which GPU of which node, ran how many runs, kept how many, for how long."""
+    table = Table(title="workers", title_justify="left")
+    for name, justify in (("worker", "left"), ("gpu", "left"), ("device", "left"),
+                          ("node", "left"), ("runs", "right"), ("kept", "right"),
+                          (s.hours_label, "right")):
+        table.add_column(name, justify=justify)
+    for w in s.workers:
+        approx = " (partly from timestamps)" if w.hours_estimated else ""
+        table.add_row("-" if w.worker is None else f"w{w.worker}", w.gpu or "-", w.device or "-",
+                      w.node or "-", str(w.runs), str(w.kept), _num(w.hours, 2) + approx)
+    return table
 
 
 def _delta(delta: float) -> str:
@@ -181,8 +198,9 @@ def dashboard(
     results: ResultsOpt = Path("results.tsv"),
     repo: RepoOpt = Path("."),
 ) -> None:
-    """Serve a live, read-only web page of the loop: chart, experiments, each one's diff, log
-    and sample, and the current run's progress. Ctrl-C stops it.
+    """Serve a live, read-only web page of the loop: chart, experiments (and which worker ran
+    each), each one's diff, log and sample, what each worker does now, and the research journal's
+    digest. Ctrl-C stops it.
 
     \b
     Examples:

@@ -26,6 +26,7 @@ from autoresearch.ledger.state import (
 from autoresearch.memory.digest import build_digest
 from autoresearch.memory.journal import JOURNAL
 from autoresearch.memory.journal import load as load_journal
+from autoresearch.redact import redact
 from autoresearch.review.console import STATUS_STYLE, duration
 from autoresearch.review.report import (
     baseline_row,
@@ -33,8 +34,10 @@ from autoresearch.review.report import (
     experiment_numbers,
     is_measured,
     mean_of,
+    several_workers,
     signed,
     with_runs,
+    worker_labels,
 )
 from autoresearch.workspace.git import Git
 from autoresearch.workspace.tags import BRANCH_PREFIX, RESULTS, tried_ref
@@ -73,9 +76,18 @@ def resolve_tag(repo: Path, tag: str | None) -> str:
     raise UserError(f"several tags here ({', '.join(tags)}): pick one with --tag")
 
 
+def live_workers(live: dict) -> list[dict]:
+    """live.json's workers in worker order; a file from before the loop had several is one."""
+    workers = (live.get("workers") or {"0": live}) if live else {}
+    return [workers[k] for k in sorted(workers, key=lambda k: int(k) if k.isdigit() else -1)]
+
+
 def loop_running(live: dict) -> bool:
-    """Whether the loop that wrote live.json is alive and working (not stopped or killed)."""
-    return bool(live.get("pid")) and pid_alive(live["pid"]) and live.get("phase") != "idle"
+    """Whether the loop that wrote live.json is alive and working (not stopped or killed): some
+    worker's GPU runs or its agent proposes. The loop marks every worker idle when it ends."""
+    busy = any(w.get("phase") not in (None, "idle") or w.get("agent_phase") == "proposing"
+               for w in live_workers(live))
+    return bool(live.get("pid")) and pid_alive(live["pid"]) and busy
 
 
 def status(repo: Path, tag: str | None, console: Console) -> None:
@@ -89,7 +101,10 @@ def status(repo: Path, tag: str | None, console: Console) -> None:
         ("  started ", "dim"), f"{state.created_at} from {state.base_commit[:7]}"))
     if running:
         console.print(Text.assemble(("loop: ", "dim"), ("running", "bold green"),
-                                    f" (pid {live['pid']})"), now_line(live))
+                                    f" (pid {live['pid']})"))
+        for worker in live_workers(live):
+            console.print(worker_line(worker))
+        console.print(queue_line(live))
     else:
         seen = live.get("updated_at", "never")
         console.print(Text.assemble(("loop: ", "dim"), ("not running", "bold"),
@@ -107,15 +122,34 @@ def status(repo: Path, tag: str | None, console: Console) -> None:
     console.print(counts_line(state, rows))
 
 
-def now_line(live: dict) -> Text:
-    text = Text.assemble(("now: ", "dim"), f"#{live.get('experiment')} {live.get('kind', '')} "
-                         f"{live.get('commit', '')} {live.get('description', '')} - "
-                         f"{live.get('phase')}")
-    if live.get("step") is not None:
-        text.append(f", step {live['step']} ({live.get('progress_pct', 0):.1f}%), "
-                    f"{duration(live.get('remaining_s'))} left")
+def worker_line(w: dict) -> Text:
+    """What a worker does now: its GPU's run and progress, then its agent's task."""
+    gpu = f" gpu {w['gpu']}" if w.get("gpu") else ""
+    device = f" {w['device']}" if w.get("device") else ""
+    text = Text(f"w{w.get('worker', 0)}{gpu}{device}: ", "dim")
+    if w.get("phase") in ("training", "evaluating"):
+        text.append(redact(f"#{w.get('experiment')} {w.get('kind', '')} {w.get('commit', '')} "
+                           f"{w.get('description', '')} - {w['phase']}"))
+        if w.get("step") is not None:
+            text.append(f", step {w['step']} ({w.get('progress_pct') or 0:.1f}%), "
+                        f"{duration(w.get('remaining_s'))} left")
+    else:
+        text.append("idle", "dim")
+    if w.get("agent_phase") == "proposing":
+        task = redact(w.get("agent_task") or "a new experiment")
+        text.append(f"; agent: proposing {task}", "cyan")
+    return text
+
+
+def queue_line(live: dict) -> Text:
+    """The runs waiting for a GPU, the candidates waiting for their paired runs, time left."""
+    queued, confirming = live.get("queued") or 0, live.get("confirming") or 0
+    text = Text.assemble(("queued: ", "dim"), f"{queued} run{'' if queued == 1 else 's'}; "
+                         f"{confirming} candidate{'' if confirming == 1 else 's'} confirming")
     if live.get("time_left_s") is not None:
         text.append(f"; session time left {duration(live['time_left_s'])}")
+    if live.get("stopping"):
+        text.append("; stopping: finishing the runs under way", "yellow")
     return text
 
 
@@ -159,25 +193,33 @@ def counts_line(state: State, rows: list[Row]) -> Text:
 
 def results_table(path: Path, tag: str | None, top: int | None, kept_only: bool) -> Table:
     all_rows = read_rows(path)
-    rows = list(zip(experiment_numbers(all_rows), all_rows, strict=True))
-    if tag:
-        rows = [(n, r) for n, r in rows if r.tag == tag]
+    numbered = [(n, r) for n, r in zip(experiment_numbers(all_rows), all_rows, strict=True)
+                if not tag or r.tag == tag]
+    labels = worker_labels([r for _, r in numbered])
+    rows = [(n, r, w) for (n, r), w in zip(numbered, labels, strict=True)]
     if kept_only:
-        rows = [(n, r) for n, r in rows if r.status == "keep"]
+        rows = [(n, r, w) for n, r, w in rows if r.status == "keep"]
     if top:
-        rows = sorted(((n, r) for n, r in rows if is_measured(r)),
-                      key=lambda pair: pair[1].val_bpb)[:top]
+        rows = sorted(((n, r, w) for n, r, w in rows if is_measured(r)),
+                      key=lambda found: found[1].val_bpb)[:top]
+    # who ran each row, when several workers did: one worker's name on every row says nothing
+    # and costs an 80-column terminal a fifth of the description's width
+    by_worker = several_workers([r for _, r, _ in rows])
     table = Table(title=f"{path} ({len(rows)} rows)", title_justify="left")
-    for name, justify in (("#", "right"), ("commit", "left"), ("val_bpb", "right"),
-                          ("mem GB", "right"), ("status", "left"), ("kind", "left"),
-                          ("description", "left")):
+    columns = [("#", "right"), ("commit", "left"), ("val_bpb", "right"), ("mem GB", "right"),
+               ("status", "left"), ("kind", "left"), ("description", "left")]
+    if by_worker:
+        columns.insert(-1, ("worker", "left"))
+    for name, justify in columns:
         table.add_column(name, justify=justify, overflow="fold")
-    for n, r in rows:
+    for n, r, worker in rows:
         detail = f" [{r.reason}]" if r.is_crash and r.reason else ""
-        table.add_row(str(n), r.commit,
-                      "-" if r.is_crash else f"{r.val_bpb:.6f}", f"{r.memory_gb:.1f}",
-                      Text(r.status, STATUS_STYLE.get(r.status, "")), r.kind or "-",
-                      Text(r.description + detail))
+        cells = [str(n), r.commit, "-" if r.is_crash else f"{r.val_bpb:.6f}",
+                 f"{r.memory_gb:.1f}", Text(r.status, STATUS_STYLE.get(r.status, "")),
+                 r.kind or "-", Text(r.description + detail)]
+        if by_worker:
+            cells.insert(-1, worker)
+        table.add_row(*cells)
     return table
 
 
@@ -207,14 +249,19 @@ def diff(repo: Path, ref: str, tag: str | None, console: Console) -> None:
         sys.stdout.write(text)
 
 
+def digest(repo: Path, tag: str) -> str:
+    """The research journal's digest, as the agents get it: the bounded summary of the night."""
+    program = repo / "program.md"
+    return build_digest(load_journal(tag_dir(repo, tag) / JOURNAL),
+                        program.read_text(errors="replace") if program.is_file() else "")
+
+
 def journal(repo: Path, tag: str | None, full: bool, console: Console) -> None:
     tag = resolve_tag(repo, tag)
-    entries = load_journal(tag_dir(repo, tag) / JOURNAL)
     if not full:
-        program = repo / "program.md"
-        console.print(build_digest(entries, program.read_text() if program.is_file() else ""),
-                      markup=False)
+        console.print(digest(repo, tag), markup=False)
         return
+    entries = load_journal(tag_dir(repo, tag) / JOURNAL)
     for e in entries:
         value = "-" if e.val_bpb is None else f"{e.val_bpb:.6f}"
         delta = "" if e.delta is None else f" ({signed(e.delta)})"
