@@ -205,10 +205,10 @@ def test_mutations_keep_values_valid(tmp_path):
 
 def test_never_proposes_a_measured_point(tmp_path):
     measured = 0
-    for _, text, journal, _ in search(tmp_path, 150, seed=0):
+    for n, text, journal, _ in search(tmp_path, 150, seed=0):
         points = {tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                                for k, v in e.constants.items())) for e in journal}
-        assert point(text) not in points, text
+        assert point(text) not in points, f"step {n} proposed a measured point"
         measured += 1
     assert measured == 150
 
@@ -216,13 +216,14 @@ def test_never_proposes_a_measured_point(tmp_path):
 def test_does_not_undo_a_kept_change(tmp_path):
     """The H200 night: WEIGHT_DECAY 0.2 -> 0.4 was kept, then 0.4 -> 0.2 was proposed: the
     baseline's point again."""
-    kept = set_values(TRAIN_PY, WEIGHT_DECAY="0.4")
-    journal = [entry(0, TRAIN_PY, "0000000", "keep", None, kind="baseline"),
+    kept = set_values(LANDSCAPE_PY, WEIGHT_DECAY="0.4")
+    journal = [entry(0, LANDSCAPE_PY, "0000000", "keep", None, kind="baseline"),
                entry(1, kept, "0000000", "keep", -0.002)]
     for worker in (0, 1):
         for n in range(2, 52):
-            description, new = propose(tmp_path, n, journal=journal, train_py=kept, worker=worker)
-            assert point(new) != point(TRAIN_PY), description
+            description, new = propose(tmp_path, n, journal=journal, train_py=kept,
+                                       worker=worker)
+            assert point(new) != point(LANDSCAPE_PY), description
 
 
 def test_avoids_what_another_worker_runs_now(tmp_path):
@@ -256,9 +257,9 @@ def lr_steps(text: str, new: str, names=("MATRIX_LR",)) -> set[int]:
 
 
 def test_steps_grow_after_a_keep_and_shrink_after_failures(tmp_path):
-    base = [entry(0, TRAIN_PY, "0000000", "keep", None, kind="baseline")]
+    base = [entry(0, LANDSCAPE_PY, "0000000", "keep", None, kind="baseline")]
     # MATRIX_LR x1.41 was kept: its next steps are x or / 2**(3/4), the others' still 2**(1/2)
-    kept = set_values(TRAIN_PY, MATRIX_LR="0.0566")
+    kept = set_values(LANDSCAPE_PY, MATRIX_LR="0.0566")
     journal = base + [entry(1, kept, "0000000", "keep", -0.002)]
     grown, others = set(), set()
     for n in range(2, 60):
@@ -268,10 +269,10 @@ def test_steps_grow_after_a_keep_and_shrink_after_failures(tmp_path):
     assert grown == {3, -3}
     assert others == {2, -2}
     # ten runs that moved MATRIX_LR and came out worse take a level off: x or / 2**(1/4)
-    worse = [entry(n, set_values(TRAIN_PY, MATRIX_LR=lr), "0000000")
+    worse = [entry(n, set_values(LANDSCAPE_PY, MATRIX_LR=lr), "0000000")
              for n, lr in enumerate(("0.02", "0.08", "0.03", "0.06", "0.025", "0.07", "0.035",
                                      "0.05", "0.045", "0.028"), 1)]
-    elsewhere = set_values(TRAIN_PY, WARMDOWN_RATIO="0.6")  # then a keep moved the best
+    elsewhere = set_values(LANDSCAPE_PY, WARMDOWN_RATIO="0.6")  # then a keep moved the best
     journal = base + worse + [entry(11, elsewhere, "0000000", "keep", -0.002)]
     shrunk = set()
     for n in range(12, 70):
@@ -281,8 +282,8 @@ def test_steps_grow_after_a_keep_and_shrink_after_failures(tmp_path):
 
 
 def test_follows_a_kept_direction_once(tmp_path):
-    kept = set_values(TRAIN_PY, MATRIX_LR="0.0566")
-    journal = [entry(0, TRAIN_PY, "0000000", "keep", None, kind="baseline"),
+    kept = set_values(LANDSCAPE_PY, MATRIX_LR="0.0566")
+    journal = [entry(0, LANDSCAPE_PY, "0000000", "keep", None, kind="baseline"),
                entry(1, kept, "0000000", "keep", -0.002)]
     follows = {propose(tmp_path, n, journal=journal, train_py=kept)[0] for n in range(2, 20)}
     assert "MATRIX_LR 0.0566 -> 0.0952 (follows #1)" in follows  # further up, the grown step
@@ -297,38 +298,40 @@ def test_follows_a_kept_direction_once(tmp_path):
 
 
 def test_combines_near_misses(tmp_path):
-    base = entry(0, TRAIN_PY, "0000000", "keep", None, kind="baseline")
-    near = [entry(1, set_values(TRAIN_PY, MATRIX_LR="0.0566"), "0000000", delta=-0.0005),
-            entry(2, set_values(TRAIN_PY, WARMDOWN_RATIO="0.6"), "0000000", delta=-0.0003),
-            entry(3, set_values(TRAIN_PY, EMBEDDING_LR="0.85"), "0000000", delta=0.002)]
-    proposed = {propose(tmp_path, n, journal=[base, *near])[0] for n in range(4, 40)}
+    base = entry(0, LANDSCAPE_PY, "0000000", "keep", None, kind="baseline")
+    near = [entry(1, set_values(LANDSCAPE_PY, MATRIX_LR="0.0566"), "0000000", delta=-0.0005),
+            entry(2, set_values(LANDSCAPE_PY, WARMDOWN_RATIO="0.6"), "0000000", delta=-0.0003),
+            entry(3, set_values(LANDSCAPE_PY, EMBEDDING_LR="0.85"), "0000000", delta=0.002)]
+    proposed = {propose(tmp_path, n, journal=[base, *near], train_py=LANDSCAPE_PY)[0]
+                for n in range(4, 40)}
     assert "MATRIX_LR 0.04 -> 0.0566, WARMDOWN_RATIO 0.5 -> 0.6 (combines #1, #2)" in proposed
     assert not any("#3" in d for d in proposed)  # worse than its parent: no near-miss
     # a near-miss whose knob has moved since does not apply to the best any more
-    moved = set_values(TRAIN_PY, WARMDOWN_RATIO="0.4")
+    moved = set_values(LANDSCAPE_PY, WARMDOWN_RATIO="0.4")
     journal = [base, *near, entry(4, moved, "0000000", "keep", -0.002)]
     proposed = {propose(tmp_path, n, journal=journal, train_py=moved)[0] for n in range(5, 40)}
     assert not any("combines" in d for d in proposed)
 
 
 def test_widens_and_switches_on_a_plateau(tmp_path):
-    journal = [entry(0, TRAIN_PY, "0000000", "keep", None, kind="baseline")]
+    journal = [entry(0, LANDSCAPE_PY, "0000000", "keep", None, kind="baseline")]
     tried = ("0.02", "0.08", "0.03", "0.06", "0.025", "0.07", "0.035", "0.05", "0.045", "0.028",
              "0.033", "0.055")
-    journal += [entry(n, set_values(TRAIN_PY, MATRIX_LR=lr), "0000000")
+    journal += [entry(n, set_values(LANDSCAPE_PY, MATRIX_LR=lr), "0000000")
                 for n, lr in enumerate(tried, 1)]  # 12 failures, all on MATRIX_LR
     plain, plateau = [], []
     for n in range(13, 60):
-        plain.append(propose(tmp_path, n, journal=journal)[1])
-        plateau.append(propose(tmp_path, n, journal=journal, plateau=len(tried))[1])
+        plain.append(propose(tmp_path, n, journal=journal, train_py=LANDSCAPE_PY)[1])
+        plateau.append(propose(tmp_path, n, journal=journal, train_py=LANDSCAPE_PY,
+                               plateau=len(tried))[1])
     others = ("EMBEDDING_LR", "UNEMBEDDING_LR", "SCALAR_LR")
     # one level up: x or / 2**(3/4) instead of 2**(1/2)
-    assert set().union(*(lr_steps(TRAIN_PY, t, others) for t in plain)) == {2, -2}
-    assert set().union(*(lr_steps(TRAIN_PY, t, others) for t in plateau)) == {3, -3}
+    assert set().union(*(lr_steps(LANDSCAPE_PY, t, others) for t in plain)) == {2, -2}
+    assert set().union(*(lr_steps(LANDSCAPE_PY, t, others) for t in plateau)) == {3, -3}
 
     def moved(text: str) -> set[str]:
         new = top_level_values(text)
-        return {k for k, v in top_level_values(TRAIN_PY).items() if new[k] != v}
+        return {k for k, v in top_level_values(LANDSCAPE_PY).items() if new[k] != v}
 
     # knobs no run has moved come first: MATRIX_LR only ever in a pair
     assert all(moved(t) != {"MATRIX_LR"} for t in plateau)
