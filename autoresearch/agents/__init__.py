@@ -1,6 +1,6 @@
 """Agent backends: who proposes the next edit to train.py.
 
-    sweep      built-in random local search over the constants (no LLM, no key, no cost)
+    sweep      built-in local search over the constants, guided by the journal (no LLM, no cost)
     claude     Claude Code CLI, headless (`claude -p`), edits train.py itself
     codex      OpenAI Codex CLI (`codex exec`), edits train.py itself
     openai     any OpenAI-compatible /chat/completions endpoint, answers with SEARCH/REPLACE edits

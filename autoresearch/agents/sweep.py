@@ -1,36 +1,89 @@
 """sweep: the built-in control agent. No LLM, no key, no cost.
 
-It is a random local search around the current best train.py: it reads the top-level ALL_CAPS
-constants, changes one (sometimes two) by a rule that suits the kind of knob, and rewrites only
-that literal, keeping the line's comment and layout. The choice is deterministic for a seed and
-experiment number, and a change already in the history (same description, e.g.
-`MATRIX_LR 0.04 -> 0.05`) is not proposed again. An LLM agent that cannot beat this is not
-doing research.
+A local search around the current best train.py that learns from the tag's journal. It reads
+the top-level ALL_CAPS constants, moves one or two along a scale that suits the knob, and
+rewrites only those literals, keeping each line's comment and layout. An LLM agent that cannot
+beat this is not doing research.
+
+A point is the full set of constants of a train.py. The sweep never proposes a point that the
+journal holds (whatever came of it: kept, discarded, crashed) or that another worker runs now.
+
+Step sizes. Each knob has a level from MIN_LEVEL to MAX_LEVEL, read from the journal each time
+(the agent keeps no state of its own, so a restart loses nothing). A knob starts at BASE_LEVEL;
+a kept run that moved it adds LEVEL_UP; a run that moved it and measured no better than its
+parent, or crashed, takes LEVEL_DOWN; a near-miss (better than its parent, not kept) leaves it.
+A level means, per kind of knob:
+
+    *_LR, *DECAY*, other floats    times or divided by 2**(level/4)      level 2: x1.41
+    *_RATIO, *_FRAC in [0, 1]      +- 0.05 x level, clamped to [0, 1]
+    ADAM_BETAS                     beta1 +- 0.025 x level, or 1 - beta2 times or divided by
+                                   2**(level/2)
+    DEPTH, ASPECT_RATIO            +- max(1, level // 2) layers, or that many times ASPECT_STEP
+    TOTAL_BATCH_SIZE               times or divided by 2**max(1, level // 2); halving divides
+                                   DEVICE_BATCH_SIZE too, so the total stays divisible by it
+    WINDOW_PATTERN                 another of WINDOW_PATTERNS, whatever the level
+
+The proposal is the first unmeasured point of these, in this order:
+  1. follow, now and then (FOLLOW_PROBABILITY): when the best came from a kept move and no run
+     on the best has made that move again yet, the same move at the knobs' (grown) levels;
+  2. combine, now and then (COMBINE_PROBABILITY): near-misses that still apply to the best (the
+     knobs they moved have not moved since) and that no later run has tried again, two or three
+     together, the best deltas first;
+  3. local: one knob at its level, or now and then (PAIR_PROBABILITY) two; knobs in random
+     order, moves that no run on this best has made (that knob, that direction) first;
+  4. any knob at any other level, nearest first; then any two of the moves of 3. When even
+     those are all measured, it refuses.
+After a proposal that was not run (request.feedback says why, e.g. it was a duplicate), 1 and 2
+are skipped: they would come out the same again.
+
+On a plateau (request.plateau > 0: that many experiments in a row without a keep) the search
+widens and switches: every level goes up by PLATEAU_LEVELS, knobs that no run has moved yet come
+first, pairs come PLATEAU_PAIR_PROBABILITY of the time, and in 4 larger steps come before
+smaller ones.
+
+The choice is deterministic for a seed, an experiment number and a worker.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 import random
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
-from autoresearch.agents.base import AgentRefused, AgentRequest, Proposal, Usage
+from autoresearch.agents.base import AgentRefused, AgentRequest, InFlight, Proposal, Usage
+from autoresearch.memory.journal import Entry
 from autoresearch.memory.literals import Constant, find_constants
 
-LOG_FACTORS = (0.5, 0.7, 0.8, 1.25, 1.4, 2.0)  # learning rates and weight decay live on a log scale
-RATIO_STEPS = (-0.2, -0.1, 0.1, 0.2)  # schedule fractions, clamped to [0, 1]
-BETA1_STEPS = (-0.05, 0.05)
-BETA2_FACTORS = (0.5, 2.0)  # applied to 1 - beta2: 0.95 -> 0.975 or 0.9
+BASE_LEVEL = 2.0  # x1.41 for a learning rate, +-0.1 for a schedule fraction, +-1 layer
+LEVEL_UP = 1.0  # a kept move in a knob makes its next steps larger...
+LEVEL_DOWN = 0.1  # ...a failed one smaller: one keep in ten holds the level. Under noise most
+# runs fail, and a faster shrink (the classic 1/5 rule) ends in steps too small to measure
+MIN_LEVEL, MAX_LEVEL = 1, 8  # x1.19 to x4 for a learning rate, +-0.05 to +-0.4 for a fraction
+PLATEAU_LEVELS = 1  # added to every level on a plateau; 2 overshot in the landscape benchmark
+FOLLOW_PROBABILITY = 0.5  # not always: it may be queued on this very worker already, and
+# request.inflight lists the other workers' work only
+COMBINE_PROBABILITY = 0.25
+PAIR_PROBABILITY = 0.25  # how often a local step moves two knobs at once
+PLATEAU_PAIR_PROBABILITY = 0.5
+MAX_NEAR_MISSES = 6  # the most promising ones combined; more only multiplies the candidates
 WINDOW_PATTERNS = ("L", "SL", "SSL", "SSSL", "SSSSSSSL")
 ASPECT_STEP = 16
-PAIR_PROBABILITY = 0.25  # how often to change two knobs at once
+BETA1_RANGE, BETA2_RANGE = (0.5, 0.99), (0.8, 0.999)
+AGENT_KINDS = ("experiment", "fix", "port")  # runs of new code, not baselines or repeats
 POWER_OF_TWO_RE = re.compile(r"2\s*\*\*\s*(\d+)")
+
+Point = tuple  # a train.py's constants as sorted (name, value) pairs: hashable, comparable
+Move = dict  # name -> (old value, new value)
 
 
 @dataclass
 class Mutation:
     changes: list[tuple[Constant, str]]  # constant, new source text of its value
+    why: str = ""  # said after the changes, e.g. "follows #12"
 
     @property
     def names(self) -> set[str]:
@@ -39,7 +92,22 @@ class Mutation:
     @property
     def description(self) -> str:
         ordered = sorted(self.changes, key=lambda change: change[0].line)
-        return ", ".join(f"{c.name} {c.text} -> {new}" for c, new in ordered)
+        text = ", ".join(f"{c.name} {c.text} -> {new}" for c, new in ordered)
+        return f"{text} ({self.why})" if self.why else text
+
+
+@dataclass
+class Memory:
+    """What the journal says about the search around the current best."""
+
+    measured: set[Point] = field(default_factory=set)
+    levels: dict[str, float] = field(default_factory=dict)  # knobs some run moved
+    kept: tuple[int, Move] | None = None  # the run whose kept move made the best, and that move
+    near_misses: list[tuple[float, int, Move]] = field(default_factory=list)  # delta, run, move
+    tried_here: set[tuple] = field(default_factory=set)  # knob moves already run on this best
+
+    def level(self, name: str) -> float:
+        return self.levels.get(name, BASE_LEVEL)
 
 
 class SweepAgent:
@@ -56,59 +124,318 @@ class SweepAgent:
         if request.crash_log is not None:
             raise AgentRefused("sweep cannot fix a crash; revert to the best commit instead")
         constants = find_constants(request.train_py)
-        tried = {" ".join(row.description.split()) for row in request.history}
-        rng = random.Random(f"sweep:{self.seed}:{request.experiment}")
-        mutation = choose(neighbours(constants), tried, rng)
+        current = {name: c.value for name, c in constants.items()}
+        memory = read_journal(request.journal, current)
+        taken = memory.measured | inflight_points(request.inflight, current)
+        rng = random.Random(f"sweep:{self.seed}:{request.experiment}:{request.worker}")
+        mutation = first_new(candidates(constants, memory, request, rng), current, taken)
         if mutation is None:
-            raise AgentRefused("sweep has tried every neighbour of the current train.py")
+            raise AgentRefused("sweep has measured every neighbour of the current train.py")
         new_text = apply(request.train_py, mutation)
         compile(new_text, "train.py", "exec")  # a rule that breaks the file is a bug here
         (request.repo / "train.py").write_text(new_text, encoding="utf-8")
         return Proposal(mutation.description, Usage(cost_usd=0.0))
 
 
-def neighbours(constants: dict[str, Constant]) -> list[Mutation]:
-    """Every single-knob change the rules allow, in file order."""
-    mutations = []
-    for c in constants.values():
-        texts = dict.fromkeys(t for t in _new_texts(c, constants) if t != c.text)
-        mutations += [Mutation([(c, t)]) for t in texts]
-    # halving the batch must halve the device batch too, so the total stays divisible by it
-    total, device = constants.get("TOTAL_BATCH_SIZE"), constants.get("DEVICE_BATCH_SIZE")
-    if total and device and type(total.value) is int and type(device.value) is int \
-            and total.value % 2 == 0 and device.value % 2 == 0 and device.value > 1:
-        mutations.append(Mutation([(total, _batch_text(total, total.value // 2)),
-                                   (device, str(device.value // 2))]))
-    return mutations
+# ---- memory: the journal read as a search history
 
 
-def _new_texts(c: Constant, constants: dict[str, Constant]) -> list[str]:
-    name, value = c.name, c.value
-    if name == "WINDOW_PATTERN" and isinstance(value, str):
-        quote = c.text[0] if c.text[:1] in ("'", '"') else '"'
-        return [f"{quote}{p}{quote}" for p in WINDOW_PATTERNS]
-    if name == "ADAM_BETAS" and isinstance(value, tuple) and len(value) == 2 \
-            and all(isinstance(b, (int, float)) for b in value):
+def read_journal(entries: list[Entry], current: dict[str, object]) -> Memory:
+    """Every measured point, each knob's level, the moves already made on the current best,
+    the kept move that made it (unless a run on it made that move again), the near-misses."""
+    memory = Memory()
+    by_commit = {e.commit: _values(e.constants) for e in entries if e.constants}
+    here = point(current)
+    kept: dict[str, dict] = {}  # kept commit -> the directions of its move
+    followed: set[str] = set()  # kept commits on which a run made the same move again
+    best = ""  # the commit of the run that made the current best
+    for e in entries:
+        mine = _values(e.constants)
+        if mine:
+            memory.measured.add(point(mine))
+        parent = by_commit.get(e.parent)
+        if e.kind not in AGENT_KINDS or not mine or parent is None:
+            continue
+        move = {n: (parent[n], mine[n]) for n in current
+                if n in parent and n in mine and parent[n] != mine[n]}
+        if not move:
+            continue
+        memory.near_misses = [m for m in memory.near_misses if not _contains(move, m[2])]
+        if point(parent) == here:
+            memory.tried_here.update(_key(name, old, new) for name, (old, new) in move.items())
+        if kept.get(e.parent) == _directions(move):
+            followed.add(e.parent)
+        if e.status == "keep":
+            change = LEVEL_UP
+            kept[e.commit] = _directions(move)
+            if point(mine) == here:
+                memory.kept, best = (e.n, move), e.commit
+        elif e.status == "discard" and e.delta is not None and e.delta < 0:
+            change = 0.0
+            memory.near_misses.append((e.delta, e.n, move))
+        else:
+            change = -LEVEL_DOWN
+        for name in move:
+            memory.levels[name] = min(MAX_LEVEL, max(MIN_LEVEL, memory.level(name) + change))
+    if best in followed:
+        memory.kept = None
+    return memory
+
+
+def _contains(move: Move, part: Move) -> bool:
+    """Whether a move sets every knob of `part` to the value `part` gave it."""
+    return all(name in move and move[name][1] == new for name, (_, new) in part.items())
+
+
+def inflight_points(inflight: list[InFlight], current: dict[str, object]) -> set[Point]:
+    """What the other workers run now, as points on the current best: each change summary item
+    `NAME old -> new` sets that constant. Work that changes code, not only constants, is no
+    point of this search and is left out."""
+    points = set()
+    for work in inflight:
+        values = dict(current)
+        for item in work.changes:
+            name, _, move = item.partition(" ")
+            _, arrow, new = move.partition(" -> ")
+            value = _parse(name, new) if arrow and name in current else None
+            if value is None:
+                break
+            values[name] = value
+        else:
+            if work.changes:
+                points.add(point(values))
+    return points
+
+
+def point(values: dict[str, object]) -> Point:
+    return tuple(sorted(_values(values).items()))
+
+
+def _values(constants: dict[str, object]) -> dict[str, object]:
+    """The journal stores tuples as JSON lists: back to tuples, so points compare."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in constants.items()}
+
+
+@functools.lru_cache(maxsize=4096)  # the same few literals are read for every candidate
+def _parse(name: str, text: str) -> object | None:
+    """The value of a literal as find_constants reads it (2**19 included), or None."""
+    try:
+        found = find_constants(f"{name} = {text}\n")
+    except (SyntaxError, ValueError):
+        return None
+    return found[name].value if name in found else None
+
+
+# ---- the candidates, most wanted first
+
+
+def candidates(constants: dict[str, Constant], memory: Memory, request: AgentRequest,
+               rng: random.Random) -> Iterator[Mutation]:
+    """Every proposal the rules allow, in the order of the module docstring."""
+    widen = PLATEAU_LEVELS if request.plateau > 0 else 0
+    levels = {name: _round(min(MAX_LEVEL, memory.level(name) + widen)) for name in constants}
+    if not request.feedback:
+        if rng.random() < FOLLOW_PROBABILITY and memory.kept is not None:
+            yield from follow(constants, memory.kept, levels)
+        if rng.random() < COMBINE_PROBABILITY:
+            yield from combine(constants, memory.near_misses)
+    order = [c for c in constants.values() if moves(c, constants, 1)]
+    rng.shuffle(order)
+    if request.plateau > 0:
+        order.sort(key=lambda c: c.name in memory.levels)  # untouched knobs first, stable
+    pair = rng.random() < (PLATEAU_PAIR_PROBABILITY if request.plateau > 0 else PAIR_PROBABILITY)
+    singles = [m for c in order for m in _shuffled(moves(c, constants, levels[c.name]), rng)]
+    singles.sort(key=lambda m: all(_key(c.name, c.value, _parse(c.name, new)) in memory.tried_here
+                                   for c, new in m.changes))  # untried moves first, stable
+    if pair:
+        yield from pairs(singles)
+    yield from singles
+    wider_first = request.plateau > 0
+    for distance in range(1, MAX_LEVEL):
+        for c in order:
+            near = (levels[c.name] - distance, levels[c.name] + distance)
+            for level in reversed(near) if wider_first else near:
+                if MIN_LEVEL <= level <= MAX_LEVEL:
+                    yield from moves(c, constants, level)
+    yield from pairs(singles)
+
+
+def follow(constants: dict[str, Constant], kept: tuple[int, Move],
+           levels: dict[str, int]) -> Iterator[Mutation]:
+    """The kept move again, in the same directions, at each knob's level."""
+    n, move = kept
+    changes = []
+    for name, direction in _directions(move).items():
+        if direction and any(direction):
+            changes += _shift(constants[name], direction, levels[name], constants) or []
+    if changes:
+        yield Mutation(changes, f"follows #{n}")
+
+
+def combine(constants: dict[str, Constant], near_misses: list[tuple[float, int, Move]]
+            ) -> Iterator[Mutation]:
+    """Near-misses that still apply to the best, two or three at once."""
+    usable = sorted((delta, n, move) for delta, n, move in near_misses
+                    if all(constants[name].value == old for name, (old, _) in move.items()))
+    usable = usable[:MAX_NEAR_MISSES]
+    for size in (2, 3):
+        for group in itertools.combinations(usable, size):
+            moved = [name for _, _, move in group for name in move]
+            if len(moved) != len(set(moved)):
+                continue  # two of them move one knob: not a combination
+            changes = [(constants[name], _literal(constants[name], new))
+                       for _, _, move in group for name, (_, new) in move.items()]
+            runs = ", ".join(f"#{n}" for _, n, _ in group)
+            yield Mutation(changes, f"combines {runs}")
+
+
+def pairs(singles: list[Mutation]) -> Iterator[Mutation]:
+    for first, second in itertools.combinations(singles, 2):
+        if first.names.isdisjoint(second.names):
+            yield Mutation(first.changes + second.changes)
+
+
+def first_new(mutations: Iterable[Mutation], current: dict[str, object],
+              taken: set[Point]) -> Mutation | None:
+    """The first mutation whose point is neither measured nor being measured."""
+    for mutation in mutations:
+        values = dict(current)
+        values.update((c.name, _parse(c.name, new)) for c, new in mutation.changes)
+        if values != current and point(values) not in taken:
+            return mutation
+    return None
+
+
+# ---- one knob's moves
+
+
+def moves(c: Constant, constants: dict[str, Constant], level: int) -> list[Mutation]:
+    """The single-knob moves at a level: both directions along each of the knob's axes."""
+    if c.name == "WINDOW_PATTERN" and isinstance(c.value, str):
+        return [Mutation([(c, _quoted(c, p))]) for p in WINDOW_PATTERNS if p != c.value]
+    found = []
+    for direction in _axes(c):
+        step = _shift(c, direction, level, constants)
+        if step and all(new != old.text for old, new in step):
+            found.append(Mutation(step))
+    return found
+
+
+def _axes(c: Constant) -> list[tuple[int, ...]]:
+    """The unit directions a knob moves in: two components for ADAM_BETAS, else one."""
+    if _is_betas(c.value):
+        return [(1, 0), (-1, 0), (0, 1), (0, -1)]
+    return [(1,), (-1,)]
+
+
+def _key(name: str, old: object, new: object) -> tuple:
+    """A knob's move as a direction (`MATRIX_LR` up), or as its new value where it has none."""
+    direction = _directions({name: (old, new)})[name]
+    return (name, direction if direction else new)
+
+
+def _directions(move: Move) -> dict[str, tuple[int, ...] | None]:
+    """The signs of each knob's move: per component for a pair of betas; None where a move has
+    no direction (a window pattern)."""
+    found = {}
+    for name, (old, new) in move.items():
+        if _is_betas(old) and _is_betas(new):
+            found[name] = tuple(_sign(b - a) for a, b in zip(old, new, strict=True))
+        elif _is_number(old) and _is_number(new):
+            found[name] = (_sign(new - old),)
+        else:
+            found[name] = None
+    return found
+
+
+def _shift(c: Constant, direction: tuple[int, ...], level: int,
+           constants: dict[str, Constant]) -> list[tuple[Constant, str]] | None:
+    """The changes that move a knob `level` steps in a direction, or None where that leaves the
+    knob's range."""
+    name, value, scale = c.name, c.value, _scale(c)
+    if scale == "betas":
         beta1, beta2 = value
-        options = [(_clamp(beta1 + step, 0.5, 0.99), beta2) for step in BETA1_STEPS]
-        options += [(beta1, _clamp(1 - (1 - beta2) * f, 0.8, 0.999)) for f in BETA2_FACTORS]
-        return [f"({_float(b1)}, {_float(b2)})" for b1, b2 in options if (b1, b2) != value]
-    if name == "DEPTH" and type(value) is int:
-        return [str(d) for d in (value - 1, value + 1) if d >= 1]
-    if name == "ASPECT_RATIO" and type(value) is int:
-        return [str(a) for a in (value - ASPECT_STEP, value + ASPECT_STEP) if a >= ASPECT_STEP]
-    if name == "TOTAL_BATCH_SIZE" and type(value) is int:
-        return [_batch_text(c, value * 2)]  # doubling keeps divisibility; halving is paired above
+        beta1 = _clamp(beta1 + direction[0] * 0.025 * level, *BETA1_RANGE)
+        beta2 = _clamp(1 - (1 - beta2) * 2 ** (-direction[1] * level / 2), *BETA2_RANGE)
+        return [(c, f"({_float(beta1)}, {_float(beta2)})")]
+    sign, units = direction[0], max(1, level // 2)
+    if scale == "depth":
+        return [(c, str(value + sign * units))] if value + sign * units >= 1 else None
+    if scale == "aspect":
+        aspect = value + sign * units * ASPECT_STEP
+        return [(c, str(aspect))] if aspect >= ASPECT_STEP else None
+    if scale == "batch":
+        return _batch(c, constants.get("DEVICE_BATCH_SIZE"), sign * units)
+    if scale == "ratio":
+        return [(c, _float(_clamp(value + sign * 0.05 * level, 0.0, 1.0)))]
+    if scale == "log":
+        if value == 0:  # a decay switched off: switch it on, small
+            return [(c, _float(0.01 * 2 ** (level - 1)))] if sign > 0 and "DECAY" in name else None
+        return [(c, _float(value * 2 ** (sign * level / 4)))]
+    return None
+
+
+def _scale(c: Constant) -> str | None:
+    name, value = c.name, c.value
+    if name == "ADAM_BETAS" and _is_betas(value):
+        return "betas"
+    if type(value) is int and name in ("DEPTH", "ASPECT_RATIO", "TOTAL_BATCH_SIZE"):
+        return {"DEPTH": "depth", "ASPECT_RATIO": "aspect", "TOTAL_BATCH_SIZE": "batch"}[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return []
+        return None
     if name.endswith(("_RATIO", "_FRAC")) and 0 <= value <= 1:
-        ratios = (_clamp(value + step, 0.0, 1.0) for step in RATIO_STEPS)
-        return [_float(r) for r in ratios if r != value]
+        return "ratio"
     if name.endswith("_LR") or "DECAY" in name or isinstance(value, float):
-        if value == 0:
-            return [_float(v) for v in (0.01, 0.1)] if "DECAY" in name else []
-        return [_float(value * f) for f in LOG_FACTORS]
-    return []  # other integers (HEAD_DIM, DEVICE_BATCH_SIZE, ...) are structural: leave them
+        return "log"
+    return None  # other integers (HEAD_DIM, DEVICE_BATCH_SIZE, ...) are structural: leave them
+
+
+def _batch(total: Constant, device: Constant | None, doublings: int
+           ) -> list[tuple[Constant, str]] | None:
+    """Doubling keeps the total divisible by the device batch; halving divides both."""
+    if doublings > 0:
+        return [(total, _batch_text(total, total.value * 2**doublings))]
+    factor = 2**-doublings
+    if device is None or type(device.value) is not int or device.value % factor \
+            or total.value % factor or device.value == factor:
+        return None
+    return [(total, _batch_text(total, total.value // factor)),
+            (device, str(device.value // factor))]
+
+
+def _literal(c: Constant, value: object) -> str:
+    """Source text for a value another run gave this knob: exact, in the file's spelling."""
+    if isinstance(value, str):
+        return _quoted(c, value)
+    if c.name == "TOTAL_BATCH_SIZE" and type(value) is int:
+        return _batch_text(c, value)
+    return repr(value)  # the shortest text that reads back as the same number or tuple
+
+
+def _quoted(c: Constant, text: str) -> str:
+    quote = c.text[0] if c.text[:1] in ("'", '"') else '"'
+    return f"{quote}{text}{quote}"
+
+
+def _is_betas(value: object) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and all(_is_number(b) for b in value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def _round(level: float) -> int:
+    return math.floor(level + 0.5)
+
+
+def _shuffled(items: list, rng: random.Random) -> list:
+    rng.shuffle(items)
+    return items
 
 
 def _clamp(x: float, low: float, high: float) -> float:
@@ -126,22 +453,6 @@ def _batch_text(c: Constant, value: int) -> str:
     if POWER_OF_TWO_RE.fullmatch(c.text) and value & (value - 1) == 0:
         return f"2**{value.bit_length() - 1}"
     return str(value)
-
-
-def choose(mutations: list[Mutation], tried: set[str], rng: random.Random) -> Mutation | None:
-    """An untried single change, or now and then (or once singles run out) an untried pair."""
-    order = list(mutations)
-    rng.shuffle(order)
-    fresh = [m for m in order if m.description not in tried]
-    want_pair = rng.random() < PAIR_PROBABILITY
-    if fresh and not want_pair:
-        return fresh[0]
-    for first, second in itertools.combinations(order, 2):
-        if first.names.isdisjoint(second.names):
-            pair = Mutation(first.changes + second.changes)
-            if pair.description not in tried:
-                return pair
-    return fresh[0] if fresh else None
 
 
 def apply(text: str, mutation: Mutation) -> str:
