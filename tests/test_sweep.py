@@ -15,8 +15,8 @@ import pytest
 
 from autoresearch.agents import AgentRefused, AgentRequest, make_agent
 from autoresearch.agents.base import InFlight
+from autoresearch.config import PLATEAU_AFTER
 from autoresearch.errors import UserError
-from autoresearch.ledger.coordinator import PLATEAU_AFTER
 from autoresearch.memory.fingerprint import changes
 from autoresearch.memory.journal import Entry
 from autoresearch.memory.literals import find_constants
