@@ -6,6 +6,7 @@ from loop_helpers import git, make_repo
 
 from autoresearch.errors import UserError
 from autoresearch.workspace.git import Git
+from autoresearch.workspace.merge import merge, replace_blocks
 from autoresearch.workspace.slots import Slot
 
 
@@ -132,3 +133,16 @@ def test_a_good_edit_passes(slot, repo, tmp_path):
     result = check(slot, repo, tmp_path)
     assert (result.reason, result.undone, result.notes) == (None, [], [])
     assert result.train_py == text
+
+
+def test_edits_of_neighbouring_lines_are_re_applied_where_git_sees_a_conflict():
+    g = Git(".")
+    base = "A = 1\nB = 2\nC = 3\n"
+    best = "A = 10\nB = 2\nC = 3\n"  # kept meanwhile: the line next to the change
+    change = "A = 1\nB = 20\nC = 3\n"
+    assert g.merge3(base, best, change)[1] == 1  # git: neighbouring hunks conflict
+    assert merge(g, base, best, change) == ("A = 10\nB = 20\nC = 3\n", 0)
+    same_line = "A = 11\nB = 2\nC = 3\n"
+    assert merge(g, base, best, same_line)[1] == 1  # the same line: a real conflict
+    inserted = "A = 1\nB = 2\nX = 9\nC = 3\n"
+    assert replace_blocks(base, inserted, best) is None  # a pure insertion has no anchor

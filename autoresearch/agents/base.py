@@ -33,7 +33,7 @@ class Usage:
 
 @dataclass
 class InFlight:
-    """An experiment another worker is trying right now: what agents must not duplicate."""
+    """An experiment queued or running right now (any worker's): what agents must not repeat."""
 
     worker: int
     description: str
@@ -64,7 +64,7 @@ class AgentRequest:
     env: dict[str, str] = field(default_factory=dict)  # for every process the agent starts
     journal: list[Entry] = field(default_factory=list)  # every run of the tag so far
     digest: str = ""  # the journal, summarised to a bounded size for a prompt
-    inflight: list[InFlight] = field(default_factory=list)  # what other workers try right now
+    inflight: list[InFlight] = field(default_factory=list)  # agent code queued or running now
     port: Port | None = None  # set when asking to re-apply a change onto the current best
     feedback: str = ""  # why the previous proposal was not run (e.g. a duplicate), if it was not
     plateau: int = 0  # experiments in a row without a keep, once that is a plateau (else 0)

@@ -81,7 +81,7 @@ def build_context(request: AgentRequest) -> str:
     parts.append("# Latest runs (most recent last; lower val_bpb is better)\n")
     parts += ["```\n", results_table(request.history, RECENT_ROWS), "\n```\n\n"]
     if request.inflight:
-        parts.append("# Being tried right now by other workers (do not duplicate these)\n")
+        parts.append("# Queued or running right now (do not duplicate these)\n")
         parts += [f"- worker {f.worker}: {sanitize(f.description, DESCRIPTION_WIDTH)}"
                   f"{' [' + ', '.join(f.changes) + ']' if f.changes else ''}\n"
                   for f in request.inflight]

@@ -26,6 +26,7 @@ from autoresearch.memory.fingerprint import fingerprint
 from autoresearch.model import AGENT_KINDS, Decision, Job, Kind, Outcome, Phase, Port, Task
 from autoresearch.policy import Context, decide, measure
 from autoresearch.workspace.git import TRAIN, Git, text_hash
+from autoresearch.workspace.merge import merge
 from autoresearch.workspace.tags import RESULTS, tried_ref
 
 
@@ -73,11 +74,11 @@ class Coordinator:
     def entries(self) -> list[journal.Entry]:
         return journal.load(self.journal_path)
 
-    def inflight(self, worker: int) -> list[InFlight]:
-        """What the other workers are trying now: their queued and running agent code."""
+    def inflight(self) -> list[InFlight]:
+        """Agent code queued or running now (the asking worker's own queued proposal too)."""
         with self.lock:
             return [InFlight(j.worker, j.description, j.changes) for j in self.state.jobs
-                    if j.kind in AGENT_KINDS and j.worker != worker]
+                    if j.kind in AGENT_KINDS]
 
     def plateau(self) -> int:
         """Agent experiments since the last keep, once there are --plateau-after of them."""
@@ -182,8 +183,8 @@ class Coordinator:
 
     def _rebase(self, job: Job) -> None:
         best = self.best()
-        merged, conflicts = self.git.merge3(self.git.file_at(job.parent),
-                                            self.git.file_at(best), self.git.file_at(job.commit))
+        merged, conflicts = merge(self.git, self.git.file_at(job.parent),
+                                  self.git.file_at(best), self.git.file_at(job.commit))
         if conflicts:
             self.log(f"{job.id}: proposed on {job.parent[:7]}, the best moved to {best[:7]} and "
                      f"train.py does not merge: it runs on its own parent", "yellow")
@@ -324,8 +325,8 @@ class Coordinator:
         """Re-apply a change that beat its parent onto the current best: a clean three-way merge
         becomes a PORT job; a conflict goes to the worker's agent, once."""
         best = self.best()
-        merged, conflicts = self.git.merge3(self.git.file_at(port.parent),
-                                            self.git.file_at(best), self.git.file_at(port.commit))
+        merged, conflicts = merge(self.git, self.git.file_at(port.parent),
+                                  self.git.file_at(best), self.git.file_at(port.commit))
         description = f"port of #{port.n} onto {best[:7]}: {port.description}"
         if conflicts:
             self.log(f"#{port.n}: train.py does not merge onto the new best {best[:7]}: asking "
