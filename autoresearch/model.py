@@ -106,7 +106,8 @@ class Job:
     description: str
     agent: str = ""
     cost_usd: float | None = None
-    priority: int = 1  # 0: the baseline wave and follow-ups, before the worker's own proposal
+    priority: int = 1  # lower first: follow-ups (0) before the worker's own proposal (1); -1: a
+    # control renewed after a restart, before the confirmation it belongs to
     phase: Phase = Phase.READY
     n: int | None = None  # run number, given when it starts running
     run_dir: str = ""

@@ -179,6 +179,9 @@ class Loop:
                 self.log(f"resuming: finishing the record of run #{job.n}", "yellow")
                 coord.finish(job)
         save_state(self.repo, s)
+        for n in coord.fresh_controls():
+            self.log(f"resuming: #{n}'s control ran before the restart: its parent runs again "
+                     f"beside its confirmation", "yellow")
 
     def drive(self) -> str:
         """Run every worker's two threads until a stop; say why it ended."""

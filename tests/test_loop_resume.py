@@ -163,8 +163,14 @@ def test_killed_during_the_confirmation(repo, tmp_path, monkeypatch):
     assert [r[0] for r in rows(repo)] == [1, 3]  # its row is held until then
     undo()
     run_loop(repo, [], max_experiments=1)
-    assert rows(repo)[2:] == [(2, "experiment", "keep", "gain"),
+    # the control of before the restart is not paired with a confirmation after it: the parent
+    # runs again (#4, the interrupted confirmation's number went to it first), then the candidate
+    assert rows(repo)[2:] == [(5, "control", "discard", "control for #2: its parent again "
+                                                         "(after a restart)"),
+                              (2, "experiment", "keep", "gain"),
                               (4, "confirm", "keep", "confirm #2: gain")]
+    assert "#2's control ran before the restart" in (
+        repo / ".autoresearch" / TAG / "events.log").read_text()
     check_git_matches_results(repo, TAG)
 
 

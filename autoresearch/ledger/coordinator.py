@@ -173,7 +173,7 @@ class Coordinator:
         is rebased onto it first, when train.py merges cleanly."""
         with self.lock:
             ready = [j for j in self.state.jobs if j.worker == worker and j.phase == Phase.READY
-                     and (j.priority == 0 or self.state.noise is not None)]
+                     and (j.priority <= 0 or self.state.noise is not None)]
             if not ready:
                 return None
             job = min(ready, key=lambda j: (j.priority, int(j.id[1:])))
@@ -197,6 +197,25 @@ class Coordinator:
         job.description = f"{job.description} (rebased onto {best[:7]})"
         save_state(self.repo, self.state)
         self.log(f"{job.id}: the best moved on: rebased onto {best[:7]}", "cyan")
+
+    def fresh_controls(self) -> list[int]:
+        """After a restart: a candidate whose control ran but whose confirmation did not gets a
+        new control first, so the pair it is judged on is measured together, not sessions
+        apart. The candidates concerned."""
+        with self.lock:
+            s, renewed = self.state, []
+            for cand in s.candidates:
+                confirm = next((j for j in s.jobs if j.kind == Kind.CONFIRM
+                                and j.subject == cand.n and j.phase == Phase.READY), None)
+                if cand.control is None or confirm is None:
+                    continue
+                cand.control = None
+                self._queue(Job("", Kind.CONTROL, confirm.worker, cand.parent, cand.parent,
+                                f"control for #{cand.n}: its parent again (after a restart)",
+                                priority=-1, subject=cand.n))
+                renewed.append(cand.n)
+            save_state(self.repo, s)
+            return renewed
 
     def start(self, job: Job, seen: int) -> Job:
         """Give the job its run number and run folder; journal it as RUNNING."""
