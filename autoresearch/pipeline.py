@@ -131,7 +131,7 @@ class Worker:
                                  f"different.")
             return None
         description = sanitize(proposal.description) or "(no description)"
-        hypothesis = sanitize(getattr(proposal, "hypothesis", "") or "")
+        hypothesis = sanitize(proposal.hypothesis)
         commit = loop.git.commit_file(parent, text,
                                       coord.message(description, hypothesis, kind, self.k))
         self.rejected = 0

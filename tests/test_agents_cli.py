@@ -114,7 +114,7 @@ print(json.dumps({
     "type": "result", "subtype": "success", "is_error": False, "duration_ms": 9000,
     "duration_api_ms": 8000, "num_turns": 4, "session_id": "5f1c", "total_cost_usd": 0.0421,
     "result": "I raised the matrix learning rate.\\n\\nDESCRIPTION: MATRIX_LR 0.04 -> 0.05, "
-              "the model undertrains in 5 minutes",
+              "the model undertrains in 5 minutes\\nHYPOTHESIS: 5 minutes is short for 0.04",
     "usage": {"input_tokens": 12, "cache_creation_input_tokens": 3000,
               "cache_read_input_tokens": 9000, "output_tokens": 450}}))
 """
@@ -213,6 +213,7 @@ def test_claude_edits_and_reports(fakes, repo):
     assert EXPECTED != TRAIN_PY and EXPECTED.count(NEW_LINE) == 1
     assert (repo / "train.py").read_text() == EXPECTED
     assert proposal.description == "MATRIX_LR 0.04 -> 0.05, the model undertrains in 5 minutes"
+    assert proposal.hypothesis == "5 minutes is short for 0.04"
     assert proposal.usage.cost_usd == pytest.approx(0.0421)
     assert (proposal.usage.input_tokens, proposal.usage.output_tokens) == (12012, 450)
     [call] = fakes()
@@ -223,7 +224,8 @@ def test_claude_edits_and_reports(fakes, repo):
     assert args["model"] == "sonnet"
     assert Path(call["cwd"]) == repo
     assert "Marker-Okapi-42" in args["prompt"] and TRAIN_PY.rstrip("\n") in args["prompt"]
-    assert "DESCRIPTION:" in args["prompt"] and "Edit train.py" in args["prompt"]
+    assert "DESCRIPTION:" in args["prompt"] and "HYPOTHESIS:" in args["prompt"]
+    assert "Edit train.py" in args["prompt"]
     status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"],
                             capture_output=True, text=True, check=True).stdout
     assert status.strip() == "M train.py"

@@ -147,3 +147,11 @@ def test_empty_replace_deletes_lines_and_unterminated_file():
 def test_malformed_answers(text, reason):
     with pytest.raises(EditError, match=reason):
         parse_answer(text)
+
+
+def test_the_hypothesis_line_is_read_when_there_is_one():
+    answer = parse_answer("DESCRIPTION: lower the LR\n**HYPOTHESIS:** the loss spikes early\n"
+                          "<<<<<<< SEARCH\nA = 1\n=======\nA = 2\n>>>>>>> REPLACE\n")
+    assert (answer.description, answer.hypothesis) == ("lower the LR", "the loss spikes early")
+    assert parse_answer("DESCRIPTION: x\n<<<<<<< SEARCH\nA = 1\n=======\nA = 2\n"
+                        ">>>>>>> REPLACE\n").hypothesis == ""

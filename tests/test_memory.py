@@ -36,7 +36,12 @@ def rewrite(description, transform):
 
 
 def test_the_journal_has_every_run_and_survives_its_loss(repo):
-    steps = [edit("lower", VAL_BPB=0.9), edit("a bonus", BONUS=-0.05),
+    def lower(request):
+        proposal = edit("lower", VAL_BPB=0.9)(request)
+        proposal.hypothesis = "a smaller number is a better number"
+        return proposal
+
+    steps = [lower, edit("a bonus", BONUS=-0.05),
              edit("undo lower", VAL_BPB=1.0), edit("faster matrices", MATRIX_LR=0.05)]
     run_loop(repo, steps)
     entries = journal_of(repo)
@@ -44,6 +49,7 @@ def test_the_journal_has_every_run_and_survives_its_loss(repo):
     kept = next(e for e in entries if e.description == "lower")
     assert kept.status == "keep" and kept.delta == pytest.approx(-0.1)
     assert kept.changes == ["VAL_BPB 1.0 -> 0.9"] and kept.constants["VAL_BPB"] == 0.9
+    assert kept.hypothesis == "a smaller number is a better number"  # kept in the commit too
     confirm = next(e for e in entries if e.kind == "confirm")
     assert confirm.links == {"confirms": kept.n}
     undo = next(e for e in entries if e.description == "undo lower")
@@ -52,10 +58,11 @@ def test_the_journal_has_every_run_and_survives_its_loss(repo):
     assert last.changes == ["MATRIX_LR 0.04 -> 0.05"] and last.delta == pytest.approx(0.0)
     # lost (a disk cleanup, an older version): the next run writes it again from the ledger
     path = repo / ".autoresearch" / TAG / JOURNAL
-    before = [(e.n, e.kind, e.changes, e.status, e.fingerprint) for e in entries]
+    before = [(e.n, e.kind, e.changes, e.status, e.fingerprint, e.hypothesis) for e in entries]
     path.unlink()
     run_loop(repo, [], max_experiments=4)
-    assert [(e.n, e.kind, e.changes, e.status, e.fingerprint) for e in journal_of(repo)] == before
+    assert [(e.n, e.kind, e.changes, e.status, e.fingerprint, e.hypothesis)
+            for e in journal_of(repo)] == before  # the hypothesis comes back from the commit
     assert "journal: wrote the entries of" in (
         repo / ".autoresearch" / TAG / "events.log").read_text()
 

@@ -74,6 +74,7 @@ class AgentRequest:
 class Proposal:
     description: str  # one line, what was changed and why
     usage: Usage
+    hypothesis: str = ""  # one line, why the agent expects it to help (the journal keeps it)
 
 
 class Agent(Protocol):

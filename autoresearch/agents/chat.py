@@ -103,4 +103,4 @@ def _apply(request: AgentRequest, reply: Reply, usage: Usage) -> Proposal:
     except SyntaxError as e:
         raise EditError(f"the edited train.py does not compile: {e.msg} (line {e.lineno})") from e
     (request.repo / "train.py").write_text(new_text, encoding="utf-8")
-    return Proposal(answer.description, usage)
+    return Proposal(answer.description, usage, answer.hypothesis)

@@ -12,6 +12,7 @@ the command line, the parser of its output format, and its login check (prefligh
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.agents.base import AgentError, AgentRefused, AgentRequest, Proposal, Usage
-from autoresearch.agents.edits import DESCRIPTION_RE
+from autoresearch.agents.edits import DESCRIPTION_RE, HYPOTHESIS_RE
 from autoresearch.agents.prompt import cli_prompt
 from autoresearch.execution.procs import kill_group, reaper_env, supervised
 from autoresearch.ledger.results import sanitize
@@ -141,7 +142,8 @@ class CLIAgent:
             if train_py.read_text(encoding="utf-8") == request.train_py:
                 raise AgentRefused(f"{self.name} left train.py unchanged: "
                                    f"{sanitize(result.message, DESCRIPTION_LIMIT)}", usage)
-            return Proposal(description_of(result.message), usage)
+            return Proposal(description_of(result.message), usage,
+                            labelled_line(result.message, HYPOTHESIS_RE))
         train_py.write_text(request.train_py, encoding="utf-8")  # leave no half-done edit
         raise AgentError(f"{self.name} failed {self.attempts} times, last: {last}", usage)
 
@@ -172,6 +174,15 @@ def _read(path: Path) -> str:
 def _tail(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return sanitize(" | ".join(lines[-TAIL_LINES:]), DESCRIPTION_LIMIT)
+
+
+def labelled_line(message: str, pattern: re.Pattern) -> str:
+    """The text of the last line of the message that matches `pattern`, or ""."""
+    for line in reversed(message.splitlines()):
+        match = pattern.match(line)
+        if match and match.group(1).strip():
+            return sanitize(match.group(1), DESCRIPTION_LIMIT)
+    return ""
 
 
 def description_of(message: str) -> str:

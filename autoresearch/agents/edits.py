@@ -3,6 +3,7 @@
 The answer format (defined in prompt.py's system prompt):
 
     DESCRIPTION: <one line>
+    HYPOTHESIS: <one line, optional>
     <<<<<<< SEARCH
     <exact existing lines of train.py>
     =======
@@ -22,8 +23,15 @@ from dataclasses import dataclass
 SEARCH_RE = re.compile(r"^\s*<{5,9} ?SEARCH\s*$")
 DIVIDER_RE = re.compile(r"^\s*={5,9}\s*$")
 REPLACE_RE = re.compile(r"^\s*>{5,9} ?REPLACE\s*$")
-DESCRIPTION_RE = re.compile(r"^[\s#*_>`-]*DESCRIPTION[*_]*\s*:[*_]*\s*(.*?)[\s*_`]*$",
-                            re.IGNORECASE)
+
+
+def labelled(label: str) -> re.Pattern:
+    """A `LABEL: text` line, forgiving the markdown models wrap around it."""
+    return re.compile(rf"^[\s#*_>`-]*{label}[*_]*\s*:[*_]*\s*(.*?)[\s*_`]*$", re.IGNORECASE)
+
+
+DESCRIPTION_RE = labelled("DESCRIPTION")
+HYPOTHESIS_RE = labelled("HYPOTHESIS")
 THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL)  # reasoning some local servers inline
 
 
@@ -41,12 +49,13 @@ class Edit:
 class Answer:
     description: str
     edits: list[Edit]
+    hypothesis: str = ""
 
 
 def parse_answer(text: str) -> Answer:
     """Read a DESCRIPTION line and the SEARCH/REPLACE blocks; text outside them is ignored."""
     lines = THINK_RE.sub("", text.replace("\r\n", "\n")).split("\n")
-    description = ""
+    description = hypothesis = ""
     edits: list[Edit] = []
     i = 0
     while i < len(lines):
@@ -56,6 +65,9 @@ def parse_answer(text: str) -> Answer:
             match = DESCRIPTION_RE.match(line)
             if match and not description:
                 description = match.group(1).strip()
+            match = HYPOTHESIS_RE.match(line)
+            if match and not hypothesis:
+                hypothesis = match.group(1).strip()
             continue
         n = len(edits) + 1
         search, i = _take_until(lines, i, DIVIDER_RE, f"block {n}: missing ======= after SEARCH")
@@ -67,7 +79,7 @@ def parse_answer(text: str) -> Answer:
         raise EditError("no 'DESCRIPTION: <one line>' line found")
     if not edits:
         raise EditError("no <<<<<<< SEARCH / ======= / >>>>>>> REPLACE blocks found")
-    return Answer(description, edits)
+    return Answer(description, edits, hypothesis)
 
 
 def _joined(lines: list[str]) -> str:

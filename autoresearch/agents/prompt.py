@@ -25,6 +25,7 @@ SYSTEM_PROMPT = ROLE + """
 Answer in exactly this format (anything else in your answer is ignored):
 
 DESCRIPTION: <one line: what you changed and why>
+HYPOTHESIS: <one line: why you expect it to lower val_bpb>
 <<<<<<< SEARCH
 <lines copied exactly from the current train.py>
 =======
@@ -41,9 +42,10 @@ Rules for the edit blocks:
 CLI_INSTRUCTIONS = ROLE + """
 
 Edit train.py in the current directory with your file-editing tools. Change no other file, do not
-run training or long commands, do not commit. When you are done, end your final message with one
-line of the form:
+run training or long commands, do not commit. When you are done, end your final message with two
+lines of the form:
 DESCRIPTION: <one line: what you changed and why>
+HYPOTHESIS: <one line: why you expect it to lower val_bpb>
 """
 
 
