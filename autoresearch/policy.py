@@ -67,8 +67,8 @@ def measure(groups: dict[str, list[float]], floor: float, runs_requested: int) -
     else:
         std = None
     spread = max(values) - min(values) if values else None
-    if runs_requested == 0:
-        rule = "noise runs off: floor only"
+    if std is None and runs_requested == 0:
+        rule = "noise runs off and one worker: floor only"
     elif std is None:
         rule = "fewer than 2 finished baseline runs on one device model: floor only"
     else:

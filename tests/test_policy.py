@@ -31,6 +31,10 @@ def test_threshold_pools_the_spread_within_device_models():
     assert noise.threshold == pytest.approx(2 * 0.002 / 2 ** 0.5)
     assert measure({"cpu": [1.0]}, 0.001, 2).rule.startswith("fewer than 2")
     assert measure({"cpu": [1.0, 1.0]}, 0.003, 0).threshold == 0.003
+    two_workers = measure({"H200": [1.604826, 1.600978]}, 0.001, 0)  # --noise-runs 0, 2 GPUs
+    assert two_workers.threshold == pytest.approx(0.005442, abs=1e-6)
+    assert two_workers.rule.startswith("max(floor")  # not "noise runs off"
+    assert measure({"cpu": [1.0]}, 0.001, 0).rule == "noise runs off and one worker: floor only"
 
 
 def test_screen_and_paired():
