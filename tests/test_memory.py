@@ -2,11 +2,12 @@
 for a program that already ran, the plateau note, and what an LLM agent's prompt holds after a
 long night."""
 
+import json
 import random
 from pathlib import Path
 
 import pytest
-from loop_helpers import edit, make_repo, run_loop, set_constants, tag_rows
+from loop_helpers import edit, make_repo, run_cli, run_loop, set_constants, tag_rows
 
 from autoresearch.agents import AgentRequest, Proposal, Usage
 from autoresearch.agents.prompt import build_context
@@ -87,6 +88,9 @@ def test_a_program_that_ran_is_not_run_again(repo):
     assert "changes nothing but comments" in agent.requests[3].feedback
     assert "# Note" in build_context(agent.requests[3])
     assert load_state(repo, TAG).duplicates == 2  # runs saved
+    summary = run_cli("summary", "--repo", str(repo), "--json")
+    assert json.loads(summary.stdout)["runs_saved"] == 2
+    assert "runs saved" in run_cli("summary", "--repo", str(repo)).stdout
 
 
 def test_the_plateau_note(repo):

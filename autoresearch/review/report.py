@@ -94,6 +94,7 @@ class Summary:
     cost_usd: float | None  # None when no row reports an agent cost
     top_improvements: list[Improvement] = field(default_factory=list)
     workers: list[WorkerRuns] = field(default_factory=list)  # empty for other tools' files
+    runs_saved: int | None = None  # proposals not run: the same program had run (the loop's)
 
 
 # ---- how numbers are written
@@ -363,6 +364,15 @@ def estimate_threshold(rows: list[Row]) -> float | None:
             groups.setdefault(r.device, []).append(r.val_bpb)
     runs = sum(len(g) for g in groups.values())
     return measure(groups, DEFAULT_FLOOR, runs).threshold if runs >= 2 else None
+
+
+def runs_saved(repo: Path, tag: str | None) -> int | None:
+    """Proposals the loop did not run because the same program had run (state.json), or None."""
+    try:
+        state = load_state(repo, tag) if tag else None
+    except UserError:
+        state = None
+    return state.duplicates if state else None
 
 
 def noise_threshold(repo: Path, tag: str | None, rows: list[Row]) -> float | None:

@@ -33,6 +33,7 @@ from autoresearch.review.report import (
     TOP_IMPROVEMENTS,
     Summary,
     noise_threshold,
+    runs_saved,
     select_tag,
     signed,
     summarize,
@@ -101,6 +102,7 @@ def summary(
     """
     results, rows, tag = _load(repo, results, tag)
     stats = summarize(rows, top=top)
+    stats.runs_saved = runs_saved(repo, tag)
     if as_json:
         typer.echo(json.dumps(asdict(stats), indent=2))
         return
@@ -126,6 +128,9 @@ def print_summary(s: Summary, title: str) -> None:
     approx = " (partly from timestamps)" if s.gpu_hours_estimated else ""
     table.add_row(s.hours_label, _num(s.gpu_hours, 2) + approx)
     table.add_row("agent cost", f"${s.cost_usd:.2f}" if s.cost_usd is not None else "—")
+    if s.runs_saved is not None:
+        table.add_row("runs saved", f"{s.runs_saved} (proposals not run: the same program had "
+                                    f"run, or a change of comments only)")
     console.print(table)
     if len(s.workers) > 1:
         console.print(workers_table(s))
