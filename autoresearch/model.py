@@ -13,7 +13,7 @@ commit, and one that a dead loop left behind is simply undone.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 
 from autoresearch.ledger.results import Row
@@ -118,10 +118,6 @@ class Job:
     seen: int = 0  # guard violations seen when it started (a later one voids the run)
     lost: int = 0  # times the run was lost outside it (a node died) and run again
     decision: Decision | None = None
-
-
-def to_dict(record: object) -> dict:
-    return asdict(record)
 
 
 def job_from(data: dict) -> Job:

@@ -66,11 +66,6 @@ class Coordinator:
                   and (device is None or r.device == device)]
         return statistics.fmean(values) if values else None
 
-    def best_runs(self) -> list[float]:
-        best = self.best()[:7]
-        return [r.val_bpb for r in self.rows()
-                if r.commit == best and r.status != "crash" and r.val_bpb > 0]
-
     def entries(self) -> list[journal.Entry]:
         return journal.load(self.journal_path)
 
@@ -100,11 +95,6 @@ class Coordinator:
                 sum(1 for j in s.jobs if j.kind.value in new) + \
                 sum(1 for c in s.candidates if c.row.kind in new) + \
                 sum(1 for t in s.tasks if t.row is not None and t.row.kind in new)
-
-    def idle(self) -> bool:
-        """No job queued or running, no candidate waiting."""
-        with self.lock:
-            return not self.state.jobs and not self.state.candidates
 
     # ---- the baseline wave
 
