@@ -115,6 +115,7 @@ class Job:
     subject: int | None = None  # the run it serves (candidate, ported or crashed run)
     hypothesis: str = ""
     changes: list[str] = field(default_factory=list)  # short summary against its parent
+    fingerprint: str = ""  # of its train.py (agent code): no second run of one program
     seen: int = 0  # guard violations seen when it started (a later one voids the run)
     lost: int = 0  # times the run was lost outside it (a node died) and run again
     decision: Decision | None = None

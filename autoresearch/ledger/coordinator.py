@@ -42,6 +42,9 @@ class Coordinator:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)  # notified when there is new work
         self.journal_path = tag_dir(repo, state.tag) / journal.JOURNAL
+        # read many times per decision, by every worker: parsed again only when they change
+        self.results = Parsed(repo / RESULTS, read_results)
+        self.journal = Parsed(self.journal_path, journal.load)
 
     # ---- reading
 
@@ -56,7 +59,7 @@ class Coordinator:
         return self.state.noise.threshold if self.state.noise else None
 
     def rows(self) -> list[Row]:
-        return [r for r in read_results(self.repo / RESULTS) if r.tag == self.tag]
+        return [r for r in self.results.get() if r.tag == self.tag]
 
     def value(self, commit: str, device: str | None = None,
               rows: list[Row] | None = None) -> float | None:
@@ -67,7 +70,7 @@ class Coordinator:
         return statistics.fmean(values) if values else None
 
     def entries(self) -> list[journal.Entry]:
-        return journal.load(self.journal_path)
+        return self.journal.get()
 
     def inflight(self) -> list[InFlight]:
         """Agent code queued or running now (the asking worker's own queued proposal too)."""
@@ -141,6 +144,8 @@ class Coordinator:
     def _queue(self, job: Job) -> Job:
         s = self.state
         job.id, s.next_id = f"j{s.next_id}", s.next_id + 1
+        if job.kind in AGENT_KINDS:
+            job.fingerprint = fingerprint(self.git.file_at(job.commit))
         job.phase = Phase.READY
         s.jobs.append(job)
         self.changed.notify_all()
@@ -184,6 +189,7 @@ class Coordinator:
             job.description, job.hypothesis, f"{job.kind.value}, rebased from {old[:7]} onto "
             f"{best[:7]}"))
         job.parent = best
+        job.fingerprint = fingerprint(merged)
         job.description = f"{job.description} (rebased onto {best[:7]})"
         save_state(self.repo, self.state)
         self.log(f"{job.id}: the best moved on: rebased onto {best[:7]}", "cyan")
@@ -391,7 +397,7 @@ class Coordinator:
             return f"this is #{first.n} again{delta}, {first.status}: {first.description}"
         with self.lock:
             for job in self.state.jobs:
-                if job.kind in AGENT_KINDS and fingerprint(self.git.file_at(job.commit)) == mark:
+                if job.kind in AGENT_KINDS and job.fingerprint == mark:
                     return f"worker {job.worker} is about to run this very program"
         return None
 
@@ -456,3 +462,22 @@ def check_fixed(files: dict[str, str], state: State) -> None:
     if changed:
         raise UserError(f"{', '.join(changed)} changed since tag {state.tag} started (sha256 "
                         f"differs): the harness is fixed for a run; start a new --tag")
+
+
+class Parsed:
+    """A file's parse, redone only when the file changed (its size, mtime or inode)."""
+
+    def __init__(self, path: Path, parse: Callable[[Path], list]):
+        self.path, self.parse = path, parse
+        self.key: tuple | None = None
+        self.value: list = []
+
+    def get(self) -> list:
+        try:
+            st = self.path.stat()
+            key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        except OSError:
+            key = None
+        if key is None or key != self.key:
+            self.value, self.key = self.parse(self.path), key
+        return self.value
