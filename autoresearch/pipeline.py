@@ -109,14 +109,15 @@ class Worker:
         train_py = loop.git.file_at(task.commit if kind == Kind.FIX else parent)
         (self.slot.path / TRAIN).write_text(train_py)
         refs = loop.git.refs("refs/heads", "refs/tags")
+        seen = loop.guard.violations
         request = self.request(task, parent, train_py, seq, marker)
         loop.live(self.k, agent_phase="proposing", agent_task=self.title(task))
         try:
             proposal, refusal = self.ask(request)
         except Exception:  # whatever the agent did outside train.py is undone, even so
-            self.check(parent, backup, refs)
+            self.check(parent, backup, refs, seen)
             raise
-        reason, notes = self.check(parent, backup, refs)
+        reason, notes = self.check(parent, backup, refs, seen)
         for note in notes:
             loop.log(f"w{self.k}: {note}", "yellow")
         if proposal is None or reason:
@@ -185,14 +186,18 @@ class Worker:
         self.coord.add_cost(proposal.usage.cost_usd)
         return proposal, ""
 
-    def check(self, parent: str, backup: Path, refs: dict[str, str]) -> tuple[str | None, list]:
-        """Undo what the agent did outside train.py; why the edit cannot run, or None."""
+    def check(self, parent: str, backup: Path, refs: dict[str, str],
+              seen: int) -> tuple[str | None, list]:
+        """Undo what the agent did outside train.py; why the edit cannot run, or None. `seen`:
+        the guard's violations when the agent began (any since may have been this agent's)."""
         found = self.loop.check_guard(backup, f"w{self.k}'s agent")
         result = self.slot.check(parent, backup, refs)
         notes = result.notes + ([f"undid {', '.join(result.undone)} (copies in "
                                  f"{backup.relative_to(self.loop.repo)})"] if result.undone else [])
         if found:
             return f"changed {', '.join(found[:3])} outside its work tree", notes
+        if seen != self.loop.guard.violations:
+            return "files outside the work trees changed while it worked (see above)", notes
         return result.reason, notes
 
     def reject(self, reason: str, task: Task | None, feedback: str = "") -> None:
@@ -279,7 +284,7 @@ class Worker:
         tampered = [name for name in FIXED_FILES if text_hash(
             _read(spec.run_dir / name)) != text_hash(spec.files[name])]
         found = loop.check_guard(tag_dir(loop.repo, self.coord.tag) / "undone" / f"run-{job.n}",
-                                 f"run #{job.n}", wave=job.kind in (Kind.BASELINE, Kind.NOISE))
+                                 f"run #{job.n}")
         if tampered or found:
             what = ", ".join(tampered + found[:3])
             loop.log(f"#{job.n} changed {what} while it ran: void", "red")

@@ -59,6 +59,9 @@ from autoresearch.workspace.slots import TREES, Slot
 from autoresearch.workspace.tags import open_tag
 
 LIVE_EVERY = 1.0  # seconds between live.json writes for progress updates
+# prepare.py caches the tokenized validation split beside the tokenizer on a first run; only the
+# first wave, which runs the unmodified code, may write it
+VAL_TOKENS = "val_tokens"
 
 
 class UI(Protocol):
@@ -85,6 +88,7 @@ class Loop:
         self.wake = threading.Condition()
         self.live_lock = threading.Lock()
         self.guard_lock = threading.Lock()
+        self.scanned_at = 0.0  # when the latest guard scan began
         self.live_state: dict = {"workers": {}}
         self.live_written = 0.0
         self.workers: list[Worker] = []
@@ -283,13 +287,24 @@ class Loop:
 
     # ---- small helpers for the workers
 
-    def check_guard(self, backup: Path, who: str, wave: bool = False) -> list[str]:
+    def check_guard(self, backup: Path, who: str) -> list[str]:
         """Undo changes to the guarded areas; what was found (empty: nothing). Changes that
-        cannot be undone stop the loop."""
+        cannot be undone stop the loop.
+
+        Workers that ask while another's scan runs share the next one: a scan that began after
+        a worker asked sees everything its step did. Whoever's scan finds a change undoes it and
+        counts a violation; a step during which the count moved is rejected or run again by its
+        worker (the caller compares guard.violations), so sharing blames no step less."""
+        asked = time.monotonic()
         with self.guard_lock:
+            if self.scanned_at > asked:
+                return []  # a clean scan began after this worker asked
+            started = time.monotonic()
             changes = self.guard.check()
-            if wave and changes and all(c.what == "new" and c.area == "data" for c in changes):
-                self.guard.accept(changes)  # caches the unmodified code writes (val tokens)
+            self.scanned_at = started
+            if changes and self.coord.state.noise is None and all(
+                    c.area == "data" and c.path.name.startswith(VAL_TOKENS) for c in changes):
+                self.guard.accept(changes)  # the first wave (the unmodified code) caches them
                 return []
             if not changes:
                 return []

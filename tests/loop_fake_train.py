@@ -25,7 +25,7 @@ import sys
 import time
 
 VAL_BPB = 1.0  # what this "training" reports
-MODE = "ok"  # ok crash import oom nan hang orphan stray nanvalue tamper poison
+MODE = "ok"  # ok crash import oom nan hang orphan stray nanvalue tamper poison valcache
 MATRIX_LR = 0.04  # does nothing: a change of it is a no-op
 BONUS = 0.0  # added to VAL_BPB: a second knob (lines away), so that two changes merge cleanly
 
@@ -116,6 +116,10 @@ def main():
     if MODE == "poison":  # writes into the prepared data, where the metric reads
         with open(os.path.join(os.environ["AUTORESEARCH_CACHE"], "data", "poison.txt"), "w") as f:
             f.write("a better validation set\n")
+    if MODE in ("poison", "valcache"):  # what prepare.py's first evaluation caches
+        cache = os.path.join(os.environ["AUTORESEARCH_CACHE"], "tokenizer", "val_tokens.npz")
+        with open(cache, "a") as f:
+            f.write("tokens\n")
     if MODE == "nanvalue":
         value = float("nan")
     ckpt = os.environ.get("AUTORESEARCH_CHECKPOINT_DIR")

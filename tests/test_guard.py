@@ -138,6 +138,18 @@ def test_a_run_that_writes_into_the_prepared_data_is_void(repo, cache):
     check_git_matches_results(repo, TAG)
 
 
+def test_the_first_wave_may_cache_validation_tokens_and_nothing_after_it_may(repo, cache):
+    text = (repo / "train.py").read_text().replace('MODE = "ok"', 'MODE = "valcache"')
+    (repo / "train.py").write_text(text)
+    git(repo, "commit", "-qam", "a harness whose first evaluation caches tokens")
+    run_loop(repo, [edit("still caches", VAL_BPB=0.5)], noise_runs=1)
+    rows = tag_rows(repo)
+    assert [(r.kind, r.status, r.reason) for r in rows] == [
+        ("baseline", "keep", ""), ("noise", "discard", "noise"),
+        ("experiment", "crash", "tamper")]  # the same write, after the first wave: void
+    assert not (cache / "tokenizer" / "val_tokens.npz").exists()  # removed: prepare rebuilds it
+
+
 def test_data_the_loop_cannot_restore_stops_it(repo, cache):
     def rewrite_shard(request):
         (cache / "data" / "shard_00000.parquet").write_bytes(b"other rows")

@@ -41,6 +41,7 @@ class Area:
     name: str  # "environment", "data", "git"
     roots: tuple[Path, ...]  # files or folders
     keep_bytes: bool = False  # small areas: keep the contents, so changes can be put back
+    derived: tuple[str, ...] = ()  # names of caches the harness rebuilds: undone by removal
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,9 @@ def environment_area() -> Area:
 
 
 def data_area(cache_dir: Path) -> Area:
-    return Area("data", (cache_dir / "data", cache_dir / "tokenizer"))
+    # prepare.py tokenizes the validation split once into tokenizer/val_tokens.npz and rebuilds
+    # it when it is missing: a changed copy is removed, not trusted
+    return Area("data", (cache_dir / "data", cache_dir / "tokenizer"), derived=("val_tokens",))
 
 
 def git_area(common_dir: Path) -> Area:
@@ -110,6 +113,7 @@ class Guard:
         self.seen: dict[str, dict[str, Meta]] = {}
         self.kept: dict[str, tuple[bytes, int]] = {}  # path -> (bytes, mode), keep_bytes areas
         self.violations = 0  # a counter: a run that saw it move during its run is void
+        self.derived = {area.name: area.derived for area in areas if area.derived}
 
     def arm(self) -> None:
         """Take what is there now as the truth."""
@@ -146,10 +150,12 @@ class Guard:
             if path.exists() or path.is_symlink():
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, copy, follow_symlinks=False)
-            if change.what == "new":
+            prefixes = self.derived.get(change.area, ())
+            derived = bool(prefixes) and path.name.startswith(prefixes)
+            if change.what == "new" or derived:
                 path.unlink(missing_ok=True)
                 self.seen[change.area].pop(str(path), None)
-                undone.append(f"{path} (new, removed)")
+                undone.append(f"{path} ({change.what}, removed)")
             elif str(path) in self.kept:
                 content, mode = self.kept[str(path)]
                 path.unlink(missing_ok=True)
