@@ -11,12 +11,16 @@ may clean them; the user's own checkout is never written by the loop.
 from __future__ import annotations
 
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.workspace.git import TRAIN, Git
 
 TREES = "trees"  # under .autoresearch/<tag>/
+# `git worktree add` (and the prune before it) of one repository must not run twice at once:
+# git reads and removes the other one's half-written admin folder
+CREATING = threading.Lock()
 
 
 @dataclass
@@ -40,11 +44,12 @@ class Slot:
         """Make the tree exactly `commit` (train.py excepted with keep_train); copy everything
         that differed to `backup` first. Returns the paths that differed (train.py not listed)."""
         if not self.intact():
-            if self.path.exists():  # loop-owned; e.g. an agent deleted its .git file
-                _copy(self.path, backup)
-                shutil.rmtree(self.path)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.repo.add_worktree(self.path, commit)
+            with CREATING:
+                if self.path.exists():  # loop-owned; e.g. an agent deleted its .git file
+                    _copy(self.path, backup)
+                    shutil.rmtree(self.path)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.repo.add_worktree(self.path, commit)
             return []
         train = self.path / TRAIN
         kept = train.read_text() if keep_train and train.is_file() else None
