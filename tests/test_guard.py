@@ -59,6 +59,26 @@ def test_new_changed_and_deleted_files(tmp_path):
     assert [c.path.name for c in guard.check()] == ["lib.py"]
 
 
+def test_a_hard_link_made_or_removed_elsewhere_is_not_a_change(tmp_path):
+    """uv hard-links a venv's files from its cache: another venv (or `uv cache clean`) moves
+    their link count and ctime. That is not a change; a rewrite that hides behind the old size
+    and mtime still is."""
+    venv, cache = tmp_path / "venv", tmp_path / "uv-cache"
+    venv.mkdir(), cache.mkdir()
+    for name in ("a.py", "b.py"):
+        (cache / name).write_text("x = 1\n")
+        os.link(cache / name, venv / name)
+    guard = Guard([Area("environment", (venv,))])
+    guard.arm()
+    os.link(cache / "a.py", tmp_path / "other-venv-a.py")  # another project's uv sync
+    (cache / "b.py").unlink()  # uv cache clean
+    assert guard.check() == []
+    st = os.stat(venv / "a.py")
+    (venv / "a.py").write_text("x = 2\n")  # same size; the old mtime put back
+    os.utime(venv / "a.py", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert [(c.path.name, c.what) for c in guard.check()] == [("a.py", "changed")]
+
+
 def test_bytecode_python_wrote_itself_is_accepted_and_a_planted_one_is_not(tmp_path):
     package = tmp_path / "env"
     package.mkdir()

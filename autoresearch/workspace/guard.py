@@ -5,8 +5,8 @@ An agent (or a training run) can write outside its work tree: a `.pth` file in s
 its code inside every later training run; a bytecode file in a `__pycache__` replaces a module; a
 git hook or config entry runs code in the loop's own git calls; a rewritten validation shard makes
 any number come out. The guard keeps the metadata of every file in these areas (size, mtime,
-ctime, inode, mode: the venv is gigabytes, and ctime changes with every write, so a content hash
-is not needed) and the loop compares after every agent turn and every run:
+ctime, inode, mode, link count: the venv is gigabytes, and ctime changes with every write, so a
+content hash is not needed) and the loop compares after every agent turn and every run:
 
 - a new file is copied to the undo folder and removed;
 - a changed or deleted file of git's control files is restored (their bytes are kept, they are
@@ -14,10 +14,14 @@ is not needed) and the loop compares after every agent turn and every run:
 - a changed or deleted file of the environment or the data cannot be restored from metadata: the
   loop stops with one line saying how to reinstall or re-prepare it;
 - a bytecode file that Python itself wrote (a module imported for the first time) is accepted
-  after checking that it is exactly the compiled source beside it.
+  after checking that it is exactly the compiled source beside it;
+- a file whose only news is its link count (and so its ctime) is accepted: uv hard-links a venv's
+  files from its cache, so another venv made or removed elsewhere, or `uv cache clean`, moves
+  them without touching their contents.
 
 Not covered: compile caches of torch/Triton/FlashAttention (rewritten by every run), files outside
-these areas (e.g. ~/.bashrc), and a process running as another user or as root that forges ctime.
+these areas (e.g. ~/.bashrc), a process running as another user or as root that forges ctime, and
+a rewrite that keeps size and mtime and also changes the link count.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ class Change:
         return f"{self.path} ({self.what})"
 
 
-Meta = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, mode
+Meta = tuple[int, int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, mode, nlink
 
 
 def environment_area() -> Area:
@@ -104,7 +108,13 @@ def _meta(path: str) -> Meta | None:
         st = os.lstat(path)
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, st.st_nlink
+
+
+def relinked(before: Meta, now: Meta) -> bool:
+    """Only the link count moved (ctime with it): a hard link made or removed elsewhere."""
+    same = (0, 1, 3, 4)  # size, mtime, inode, mode
+    return before[5] != now[5] and all(before[i] == now[i] for i in same)
 
 
 class Guard:
@@ -133,6 +143,9 @@ class Guard:
                 if before.get(path) == now.get(path):
                     continue
                 what = "new" if path not in before else "deleted" if path not in now else "changed"
+                if what == "changed" and relinked(before[path], now[path]):
+                    before[path] = now[path]
+                    continue
                 if what != "deleted" and area.name == "environment" and is_own_bytecode(Path(path)):
                     before[path] = now[path]
                     continue
