@@ -6,10 +6,13 @@ Start (or resume, with the same command) a run on branch autoresearch/<tag>:
   uv run agent_loop.py run --tag nov21 --agent claude
   uv run agent_loop.py run --tag nov21 --agent openai --model gpt-5 --hours 8 --max-cost 20
   uv run agent_loop.py run --tag cpu-demo --agent sweep --max-experiments 5
+  uv run agent_loop.py run --tag dec1 --agent claude --gpus all      # a worker per GPU
+  uv run agent_loop.py run --tag dec1 --agent codex --ray auto       # runs as Ray tasks
 Watch and steer it from another terminal:
   uv run agent_loop.py status
   uv run agent_loop.py results --top 10
   uv run agent_loop.py diff 7
+  uv run agent_loop.py journal
   uv run agent_loop.py stop
 """
 

@@ -12,7 +12,8 @@ each run is a task on a local Ray cluster with N logical GPUs.
 
 experiments/hour: agent experiments finished after the first wave, per hour of the time from the
 end of the first wave to the end of the last run. busy: the time the simulated GPUs spent in
-train.py over N x that same time.
+train.py (from its own clock) over N x that same time; held: the time each slot was given to a
+run by the executor (process start, or Ray's task dispatch, file shipping and return, included).
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ from autoresearch.workspace.guard import data_fingerprint  # noqa: E402
 
 FAKE_TRAIN = '''import os, sys, time
 KNOB = 0
-start = time.monotonic()
+start, wall = time.monotonic(), time.time()
 time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else {seconds})
+with open("span", "w") as f:  # when this process ran, for the busy fraction
+    f.write(f"{{wall}} {{time.time()}}")
 print("profile: cpu")
 print("---")
 for key, value in [("val_bpb", 1.0), ("training_seconds", time.monotonic() - start),
@@ -79,10 +82,10 @@ class TimedExecutor:
         self.inner, self.spans, self.lock = inner, [], threading.Lock()
 
     def run(self, spec, **kw):
-        start = time.monotonic()
+        start = time.time()  # wall clock, to compare with train.py's own
         result = self.inner.run(spec, **kw)
         with self.lock:
-            self.spans.append((spec.n, start, time.monotonic()))
+            self.spans.append((spec.n, start, time.time()))
         return result
 
     def clean_up(self, spec):
@@ -138,10 +141,17 @@ def measure(n: int, run_seconds: float, think: float, per_worker: int, use_ray: 
     rows = {r.experiment: r for r in read_results(folder / "results.tsv")}
     wave = [(s, e) for k, s, e in executor.spans if rows[k].kind in ("baseline", "noise")]
     runs = [(s, e) for k, s, e in executor.spans if rows[k].kind == "experiment"]
+    trained = [tuple(map(float, (folder / row.run_dir / "span").read_text().split()))
+               for row in rows.values() if row.kind == "experiment"]
     begin, end = max(e for _, e in wave), max(e for _, e in runs)
-    busy = sum(min(e, end) - max(s, begin) for s, e in runs if e > begin)
+
+    def share(spans: list[tuple[float, float]]) -> float:
+        inside = sum(min(e, end) - max(s, begin) for s, e in spans if e > begin)
+        return inside / (n * (end - begin))
+
     return {"n": n, "experiments": len(runs), "hours": (end - begin) / 3600,
-            "per_hour": len(runs) / ((end - begin) / 3600), "busy": busy / (n * (end - begin))}
+            "per_hour": len(runs) / ((end - begin) / 3600), "busy": share(trained),
+            "held": share(runs)}
 
 
 def main() -> None:
@@ -158,7 +168,7 @@ def main() -> None:
     print(f"run {args.run_seconds:g} s, agent thinks {think:g} s, {args.per_worker} experiments "
           f"per worker")
     print(f"{'executor':8} {'N':>2} {'experiments':>11} {'exp/hour':>9} {'x N=1':>6} "
-          f"{'/ N':>5} {'busy':>6}")
+          f"{'/ N':>5} {'busy':>6} {'held':>6}")
     for use_ray in modes:
         base = None
         for n in args.workers:
@@ -167,7 +177,7 @@ def main() -> None:
             speedup = m["per_hour"] / base
             print(f"{'ray' if use_ray else 'local':8} {n:>2} {m['experiments']:>11} "
                   f"{m['per_hour']:>9.1f} {speedup:>6.2f} {speedup / n:>5.2f} "
-                  f"{100 * m['busy']:>5.1f}%", flush=True)
+                  f"{100 * m['busy']:>5.1f}% {100 * m['held']:>5.1f}%", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     uv run scripts/bench-sweep.py                       # seeds 0-4, 60 experiments, noise 0.0005
     uv run scripts/bench-sweep.py --seeds 0 1 --experiments 40 --noise 0.001 --drift 0.05
+    uv run scripts/bench-sweep.py --before 7447b4c      # the sweep of that commit, same loop
 
 Each seed is a loop (`agent_loop.py run --agent sweep`, in process: work trees, commits, the
 guard, noise wave, screens, paired confirmations, the journal, duplicate detection) over a repo
@@ -13,6 +14,11 @@ plus seeded noise (and drift). Per seed it reports:
   final gap              the best's true distance to the optimum at the end
   kept, false keeps      keeps, and keeps whose true value is not below their parent's
   runs saved             proposals not run because the same program had run (duplicates)
+
+--before REV runs the sweep agent of an older commit (its autoresearch/agents/sweep.py, read from
+git) in today's loop with the same seeds: 7447b4c is the last sweep without the journal, a random
+local search that remembered only the descriptions of the last rows. Its "runs saved" are the
+repeats it proposed, which that version's loop would have run.
 """
 
 from __future__ import annotations
@@ -55,8 +61,20 @@ def make_repo(folder: Path) -> Path:
     return folder
 
 
-def one_seed(seed: int, experiments: int, noise: float, drift: float, landscape) -> dict:
-    from autoresearch.agents.sweep import SweepAgent
+def sweep_agent_class(rev: str | None) -> type:
+    """Today's SweepAgent, or the one in autoresearch/agents/sweep.py at commit `rev`."""
+    if rev is None:
+        from autoresearch.agents.sweep import SweepAgent
+        return SweepAgent
+    source = subprocess.run(["git", "show", f"{rev}:autoresearch/agents/sweep.py"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout
+    module = type(sys)(f"sweep_{rev}")
+    exec(compile(source, f"{rev}:autoresearch/agents/sweep.py", "exec"), module.__dict__)
+    return module.SweepAgent
+
+
+def one_seed(seed: int, experiments: int, noise: float, drift: float, landscape,
+             agent_class: type) -> dict:
     from autoresearch.config import Options
     from autoresearch.execution.gpus import Slot
     from autoresearch.ledger.state import load_state, tag_dir
@@ -69,7 +87,7 @@ def one_seed(seed: int, experiments: int, noise: float, drift: float, landscape)
                       LANDSCAPE_DRIFT=str(drift), LANDSCAPE_COUNTER_FILE=str(folder / "runs"))
     opts = Options(tag="sweep", noise_runs=2, max_experiments=experiments, sample=False,
                    timeout=60)
-    Loop(repo, opts, SweepAgent(seed=seed), Quiet(), slots=[Slot(0, None, "cpu")]).run()
+    Loop(repo, opts, agent_class(seed=seed), Quiet(), slots=[Slot(0, None, "cpu")]).run()
     entries = load(tag_dir(repo, "sweep") / JOURNAL)
     by_commit = {e.commit: e for e in entries}
     best_gap, reached, done, kept, false_keeps = None, {}, 0, 0, 0
@@ -99,13 +117,15 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=60)
     parser.add_argument("--noise", type=float, default=0.0005)
     parser.add_argument("--drift", type=float, default=0.0)
+    parser.add_argument("--before", metavar="REV", help="the sweep agent of this commit")
     args = parser.parse_args()
-    landscape = load_landscape()
-    print(f"noise sd {args.noise:g}, drift {args.drift:g}, {args.experiments} experiments a seed")
+    landscape, agent_class = load_landscape(), sweep_agent_class(args.before)
+    print(f"sweep of {args.before or 'this version'}; noise sd {args.noise:g}, drift "
+          f"{args.drift:g}, {args.experiments} experiments a seed")
     print(f"{'seed':>4} {'to 0.02':>7} {'to 0.01':>7} {'final gap':>9} {'kept':>4} "
           f"{'false keeps':>11} {'runs saved':>10}")
     for seed in args.seeds:
-        r = one_seed(seed, args.experiments, args.noise, args.drift, landscape)
+        r = one_seed(seed, args.experiments, args.noise, args.drift, landscape, agent_class)
         print(f"{r['seed']:>4} {r['to_0.02']!s:>7} {r['to_0.01']!s:>7} {r['final_gap']:>9.4f} "
               f"{r['kept']:>4} {r['false_keeps']:>11} {r['runs_saved']:>10}", flush=True)
 
