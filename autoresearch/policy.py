@@ -84,9 +84,13 @@ def screen(value: float, parent_value: float | None, threshold: float) -> bool:
 
 
 def paired(runs: list[float], control: float, threshold: float) -> tuple[bool, float]:
-    """(kept, gain) for a candidate's runs and the control run taken between them."""
+    """(kept, gain) for a candidate's runs and the control run taken between them: their mean
+    beats the control by more than the threshold, and neither run loses to it. The first run
+    was chosen for beating its parent, so on its own it is the luckiest draw; a confirmation that
+    loses to the control says the first run's conditions, not the change, made the gain (a
+    machine whose load comes and goes kept such pairs; BENCHMARKS.md)."""
     gain = control - statistics.fmean(runs)
-    return gain > threshold, gain
+    return gain > threshold and max(runs) < control, gain
 
 
 @dataclass
@@ -152,6 +156,8 @@ def _confirm(job: Job, out: Outcome, ctx: Context) -> Decision:
     why = (f"{'confirmed' if ok else 'not confirmed'}: {gain:+.6f} vs control "
            f"{cand.control:.6f} (runs {runs[0]:.6f}, {runs[1]:.6f}; threshold "
            f"{ctx.threshold:.6f})")
+    if not ok and gain > ctx.threshold:
+        why += "; a run of it lost to the control"
     if ok and job.parent == ctx.best:
         first = replace(first, status="keep", reason=why)
         return Decision([first, _row(job, out, ctx, "keep", why)], keep=job.commit, settle=cand.n,

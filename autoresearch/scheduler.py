@@ -120,8 +120,8 @@ class Loop:
                 self.live(w.k, phase="idle", gpu=w.gpu or "", device=w.device)
             self.guard = Guard(self.guard_areas())
             self.guard.arm()
-            where = ", ".join(f"w{s.worker} {'gpu ' + s.gpu if s.gpu else ''} {s.device}"
-                              for s in slots)
+            where = ", ".join(" ".join(filter(None, (f"w{s.worker}", s.gpu and f"gpu {s.gpu}",
+                                                      s.device or None))) for s in slots)
             self.log(f"loop started (pid {os.getpid()}; {where}; agent {agents[0].name}; "
                      f"timeout {self.timeout:.0f}s)")
             try:

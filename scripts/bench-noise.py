@@ -3,6 +3,7 @@ part of the time.
 
     uv run scripts/bench-noise.py --source ../shared/data/corpus      # prepares a cache first
     AUTORESEARCH_CACHE=/prepared uv run scripts/bench-noise.py --edits 10
+    AUTORESEARCH_CACHE=/prepared uv run scripts/bench-noise.py --noise-runs 0 --noise-floor 0.02
 
 The loop runs in process on a fresh copy of this project (the real train.py, prepare.py and
 constants.py, cpu profile, 10 s of training per run) with an agent whose every edit changes the
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autoresearch.agents import AgentRequest, Proposal, Usage  # noqa: E402
+from autoresearch.policy import DEFAULT_FLOOR  # noqa: E402
 
 HARNESS = ("train.py", "prepare.py", "constants.py", "program.md", ".gitignore")
 
@@ -82,6 +84,10 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=10)
     parser.add_argument("--load-every", type=float, default=150.0)
     parser.add_argument("--load-seconds", type=float, default=75.0)
+    parser.add_argument("--noise-runs", type=int, default=2, help="as for agent_loop.py run")
+    parser.add_argument("--noise-floor", type=float, default=DEFAULT_FLOOR,
+                        help="as for agent_loop.py run; with --noise-runs 0 the threshold itself, "
+                             "to test the paired runs with a threshold the load can beat")
     parser.add_argument("--source", type=Path, help="prepare a fresh cache from these files")
     args = parser.parse_args()
     os.environ["AUTORESEARCH_PROFILE"] = "cpu"
@@ -104,7 +110,8 @@ def main() -> None:
     from autoresearch.ledger.state import load_state
     from autoresearch.scheduler import Loop
 
-    opts = Options(tag="noise", noise_runs=2, max_experiments=args.edits, sample=False)
+    opts = Options(tag="noise", noise_runs=args.noise_runs, noise_floor=args.noise_floor,
+                   max_experiments=args.edits, sample=False)
     with Load(args.load_every, args.load_seconds):
         Loop(repo, opts, NoOpAgent(), Quiet(), slots=[Slot(0, None, "cpu")]).run()
     rows = read_results(repo / "results.tsv")

@@ -42,6 +42,8 @@ def test_screen_and_paired():
     assert screen(1.5, None, 0.01)  # never measured on this model: only the pair can tell
     assert paired([0.98, 0.985], 1.0, 0.01) == (True, pytest.approx(0.0175))
     assert paired([0.98, 1.0], 0.995, 0.01)[0] is False
+    # a lucky first run cannot carry a confirmation that lost to the control
+    assert paired([0.90, 1.001], 1.0, 0.01) == (False, pytest.approx(0.0495))
 
 
 def test_a_gain_becomes_a_candidate_with_a_control_and_a_confirmation():
@@ -66,6 +68,8 @@ def test_confirmation_keeps_only_a_paired_gain():
     drifted = Candidate(5, 0, "c" * 40, "p" * 40, cand.row, control=0.95)  # the machine sped up
     lost = decide(job(Kind.CONFIRM, n=7, subject=5), outcome(0.955), ctx(candidate=drifted))
     assert lost.keep is None and "not confirmed" in lost.rows[0].reason
+    unlucky = decide(job(Kind.CONFIRM, n=7, subject=5), outcome(1.001), ctx(candidate=cand))
+    assert unlucky.keep is None and unlucky.rows[1].reason.endswith("lost to the control")
     moved = decide(job(Kind.CONFIRM, n=7, subject=5), outcome(0.96),
                    ctx(best="b" * 40, candidate=cand))
     assert moved.keep is None and moved.port.n == 5  # beat its parent; the best moved on
