@@ -68,7 +68,7 @@ def sweep_agent_class(rev: str | None) -> type:
         return SweepAgent
     source = subprocess.run(["git", "show", f"{rev}:autoresearch/agents/sweep.py"], cwd=ROOT,
                             check=True, capture_output=True, text=True).stdout
-    module = type(sys)(f"sweep_{rev}")
+    module = sys.modules.setdefault(f"sweep_{rev}", type(sys)(f"sweep_{rev}"))  # dataclasses
     exec(compile(source, f"{rev}:autoresearch/agents/sweep.py", "exec"), module.__dict__)
     return module.SweepAgent
 
