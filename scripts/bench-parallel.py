@@ -162,9 +162,10 @@ def main() -> None:
                         help="default: a fifth of --run-seconds")
     parser.add_argument("--per-worker", type=int, default=3, help="experiments per worker")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--no-local", action="store_true")
     args = parser.parse_args()
     think = args.think_seconds if args.think_seconds is not None else args.run_seconds / 5
-    modes = [False] + ([] if args.no_ray else [True])
+    modes = ([] if args.no_local else [False]) + ([] if args.no_ray else [True])
     print(f"run {args.run_seconds:g} s, agent thinks {think:g} s, {args.per_worker} experiments "
           f"per worker")
     print(f"{'executor':8} {'N':>2} {'experiments':>11} {'exp/hour':>9} {'x N=1':>6} "

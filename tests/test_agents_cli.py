@@ -274,9 +274,15 @@ def test_ctrl_c_kills_the_cli_too(fakes, repo, monkeypatch, tmp_path):
             time.sleep(0.02)
         os.kill(os.getpid(), signal.SIGINT)
 
+    # Ctrl-C raises KeyboardInterrupt even where the suite was started with SIGINT ignored (a
+    # background job of a non-interactive shell)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        agent.propose(make_request(repo))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            agent.propose(make_request(repo))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     [pid] = [int(p) for p in pids.read_text().split()]
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

@@ -114,7 +114,11 @@ class RayExecutor:
         self.ray = ray
         self.data_sha256 = data_sha256
         self.poll = poll
-        self.task = ray.remote(num_gpus=1, max_retries=RETRIES, retry_exceptions=False)(run_task)
+        # max_calls=0: a Ray worker may serve many runs. Ray retires a GPU task's worker after
+        # one call by default, in case it holds GPU memory; ours never touches the GPU (train.py
+        # runs in a child process), and a fresh worker for every run cost CPU time at each start.
+        self.task = ray.remote(num_gpus=1, max_calls=0, max_retries=RETRIES,
+                               retry_exceptions=False)(run_task)
 
     def run(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
             should_abort: Callable[[], bool]) -> RunResult:
