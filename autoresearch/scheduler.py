@@ -59,9 +59,6 @@ from autoresearch.workspace.slots import TREES, Slot
 from autoresearch.workspace.tags import open_tag
 
 LIVE_EVERY = 1.0  # seconds between live.json writes for progress updates
-# prepare.py caches the tokenized validation split beside the tokenizer on a first run; only the
-# first wave, which runs the unmodified code, may write it
-VAL_TOKENS = "val_tokens"
 
 
 class UI(Protocol):
@@ -303,8 +300,9 @@ class Loop:
             changes = self.guard.check()
             self.scanned_at = started
             if changes and self.coord.state.noise is None and all(
-                    c.area == "data" and c.path.name.startswith(VAL_TOKENS) for c in changes):
-                self.guard.accept(changes)  # the first wave (the unmodified code) caches them
+                    self.guard.is_derived(c) for c in changes):
+                # only the first wave, the unmodified code, may write the harness's caches
+                self.guard.accept(changes)
                 return []
             if not changes:
                 return []

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from autoresearch.ledger.results import read_results  # noqa: E402
 from autoresearch.ledger.state import load_state, read_live  # noqa: E402
+from autoresearch.model import AGENT_KINDS  # noqa: E402
 
 
 def gpu_processes() -> list[str]:
@@ -89,7 +90,7 @@ def report(repo: Path, tag: str) -> dict:
     end = max(e for _, _, e, _ in spans)
     workers = sorted({r.worker for r in rows})
     busy = sum(e - max(s, begin) for _, s, e, _ in after)
-    experiments = [r for r, _, e, _ in after if r.kind in ("experiment", "fix", "port")]
+    experiments = [r for r, _, e, _ in after if r.kind in AGENT_KINDS]
     line = subprocess.run(["git", "rev-list", "--first-parent",
                            f"{state.base_commit}..autoresearch/{tag}"], cwd=repo,
                           capture_output=True, text=True).stdout.split()
@@ -102,7 +103,7 @@ def report(repo: Path, tag: str) -> dict:
     numbers = [r.experiment for r in rows]
     return {
         "tag": tag, "runs": len(rows),
-        "experiments": sum(r.kind in ("experiment", "fix", "port") for r in rows),
+        "experiments": sum(r.kind in AGENT_KINDS for r in rows),
         "kinds": {k: sum(r.kind == k for r in rows) for k in dict.fromkeys(r.kind for r in rows)},
         "kept": len(kept), "crashed": sum(r.status == "crash" for r in rows),
         "wave_s": round(begin - min(s for _, s, _, _ in wave), 1),

@@ -79,6 +79,7 @@ def one_seed(seed: int, experiments: int, noise: float, drift: float, landscape,
     from autoresearch.execution.gpus import Slot
     from autoresearch.ledger.state import load_state, tag_dir
     from autoresearch.memory.journal import JOURNAL, load
+    from autoresearch.model import AGENT_KINDS
     from autoresearch.scheduler import Loop
 
     folder = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
@@ -92,11 +93,11 @@ def one_seed(seed: int, experiments: int, noise: float, drift: float, landscape,
     by_commit = {e.commit: e for e in entries}
     best_gap, reached, done, kept, false_keeps = None, {}, 0, 0, 0
     for e in entries:
-        if e.kind in ("experiment", "fix", "port"):
+        if e.kind in AGENT_KINDS:
             done += 1
         if e.kind == "baseline":
             best_gap = landscape.gap(e.constants)
-        if e.status == "keep" and e.kind in ("experiment", "fix", "port"):
+        if e.status == "keep" and e.kind in AGENT_KINDS:
             kept += 1
             parent = by_commit.get(e.parent)
             if parent is not None and landscape.landscape_value(e.constants) >= \

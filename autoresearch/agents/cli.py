@@ -187,9 +187,7 @@ def labelled_line(message: str, pattern: re.Pattern) -> str:
 
 def description_of(message: str) -> str:
     """The last `DESCRIPTION: ...` line of the final message, else its last non-empty line."""
+    if labelled := labelled_line(message, DESCRIPTION_RE):
+        return labelled
     lines = [line for line in message.splitlines() if line.strip()]
-    for line in reversed(lines):
-        match = DESCRIPTION_RE.match(line)
-        if match and match.group(1).strip():
-            return sanitize(match.group(1), DESCRIPTION_LIMIT)
     return sanitize(lines[-1], DESCRIPTION_LIMIT) if lines else "(no description given)"

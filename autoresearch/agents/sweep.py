@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from autoresearch.agents.base import AgentRefused, AgentRequest, InFlight, Proposal, Usage
 from autoresearch.memory.journal import Entry
 from autoresearch.memory.literals import Constant, find_constants
+from autoresearch.model import AGENT_KINDS
 
 BASE_LEVEL = 2.0  # x1.41 for a learning rate, +-0.1 for a schedule fraction, +-1 layer
 LEVEL_UP = 1.0  # a kept move in a knob makes its next steps larger...
@@ -64,8 +65,7 @@ LEVEL_DOWN = 0.1  # ...a failed one smaller: one keep in ten holds the level. Un
 # runs fail, and a faster shrink (the classic 1/5 rule) ends in steps too small to measure
 MIN_LEVEL, MAX_LEVEL = 1, 8  # x1.19 to x4 for a learning rate, +-0.05 to +-0.4 for a fraction
 PLATEAU_LEVELS = 1  # added to every level on a plateau; 2 overshot in the landscape benchmark
-FOLLOW_PROBABILITY = 0.5  # not always: it may be queued on this very worker already, and
-# request.inflight lists the other workers' work only
+FOLLOW_PROBABILITY = 0.5  # not every time, so that local steps keep their share of the runs
 COMBINE_PROBABILITY = 0.25
 PAIR_PROBABILITY = 0.25  # how often a local step moves two knobs at once
 PLATEAU_PAIR_PROBABILITY = 0.5
@@ -73,7 +73,6 @@ MAX_NEAR_MISSES = 6  # the most promising ones combined; more only multiplies th
 WINDOW_PATTERNS = ("L", "SL", "SSL", "SSSL", "SSSSSSSL")
 ASPECT_STEP = 16
 BETA1_RANGE, BETA2_RANGE = (0.5, 0.99), (0.8, 0.999)
-AGENT_KINDS = ("experiment", "fix", "port")  # runs of new code, not baselines or repeats
 POWER_OF_TWO_RE = re.compile(r"2\s*\*\*\s*(\d+)")
 
 Point = tuple  # a train.py's constants as sorted (name, value) pairs: hashable, comparable
@@ -188,7 +187,7 @@ def _contains(move: Move, part: Move) -> bool:
 
 
 def inflight_points(inflight: list[InFlight], current: dict[str, object]) -> set[Point]:
-    """What the other workers run now, as points on the current best: each change summary item
+    """What is queued or running now, as points on the current best: each change summary item
     `NAME old -> new` sets that constant. Work that changes code, not only constants, is no
     point of this search and is left out."""
     points = set()

@@ -84,7 +84,7 @@ class Coordinator:
         for row in reversed(self.rows()):
             if row.status == "keep":
                 break
-            count += row.kind in ("experiment", "fix", "port")
+            count += row.kind in AGENT_KINDS
         return count if self.plateau_after and count >= self.plateau_after else 0
 
     def agent_runs(self) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from autoresearch.ledger.results import Row
 from autoresearch.memory.fingerprint import changes, constants, fingerprint
+from autoresearch.model import AGENT_KINDS
 
 
 @dataclass
@@ -104,11 +105,11 @@ def links(entry: Entry, earlier: list[Entry], subject: int | None) -> dict[str, 
     if subject is not None:
         found[{"confirm": "confirms", "control": "control_for", "port": "port_of",
                "fix": "fix_of"}.get(entry.kind, "about")] = subject
-    if entry.kind not in ("experiment", "fix", "port") or not entry.changes:
+    if entry.kind not in AGENT_KINDS or not entry.changes:
         return found
     mine = set(entry.changes)
     for other in reversed(earlier):
-        if other.kind not in ("experiment", "fix", "port"):
+        if other.kind not in AGENT_KINDS:
             continue
         if "retry_of" not in found and set(other.changes) == mine:
             found["retry_of"] = other.n

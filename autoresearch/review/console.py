@@ -112,9 +112,9 @@ class LiveConsole(PlainConsole):
             is not None else "no --hours limit",
             ("   stopping: finishing the runs under way" if s.get("stopping") else "",
              "bold yellow"))
-        workers = s.get("workers") or {"0": s}
+        workers = live_workers(s)
         rows = Table.grid(padding=(0, 1))
-        for w in workers.values():
+        for w in workers:
             rows.add_row(*worker_row(w, len(workers) > 1))
         queue = Text(f"queued {s.get('queued', 0)} · confirming {s.get('confirming', 0)}",
                      style="dim")
@@ -122,6 +122,12 @@ class LiveConsole(PlainConsole):
         title = f"autoresearch {s.get('tag', '')} · agent {s.get('agent', '')}"
         return Panel(Group(header, rows, queue, Text("last outcomes", "dim"), *outcomes),
                      title=title, border_style="blue")
+
+
+def live_workers(live: dict) -> list[dict]:
+    """live.json's workers in worker order; a file from before the loop had several is one."""
+    workers = (live.get("workers") or {"0": live}) if live else {}
+    return [workers[k] for k in sorted(workers, key=lambda k: int(k) if k.isdigit() else -1)]
 
 
 def worker_row(w: dict, named: bool) -> tuple:

@@ -27,7 +27,7 @@ from autoresearch.memory.digest import build_digest
 from autoresearch.memory.journal import JOURNAL
 from autoresearch.memory.journal import load as load_journal
 from autoresearch.redact import redact
-from autoresearch.review.console import STATUS_STYLE, duration
+from autoresearch.review.console import STATUS_STYLE, duration, live_workers
 from autoresearch.review.report import (
     baseline_row,
     best,
@@ -74,12 +74,6 @@ def resolve_tag(repo: Path, tag: str | None) -> str:
         raise UserError("no loop has run here yet: start one with "
                         "`uv run agent_loop.py run --tag <date> --agent sweep`")
     raise UserError(f"several tags here ({', '.join(tags)}): pick one with --tag")
-
-
-def live_workers(live: dict) -> list[dict]:
-    """live.json's workers in worker order; a file from before the loop had several is one."""
-    workers = (live.get("workers") or {"0": live}) if live else {}
-    return [workers[k] for k in sorted(workers, key=lambda k: int(k) if k.isdigit() else -1)]
 
 
 def loop_running(live: dict) -> bool:

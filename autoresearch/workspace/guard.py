@@ -125,6 +125,11 @@ class Guard:
         self.violations = 0  # a counter: a run that saw it move during its run is void
         self.derived = {area.name: area.derived for area in areas if area.derived}
 
+    def is_derived(self, change: Change) -> bool:
+        """A cache the harness rebuilds from the data (e.g. the tokenized validation split)."""
+        prefixes = self.derived.get(change.area, ())
+        return bool(prefixes) and change.path.name.startswith(prefixes)
+
     def arm(self) -> None:
         """Take what is there now as the truth."""
         for area in self.areas:
@@ -163,9 +168,7 @@ class Guard:
             if path.exists() or path.is_symlink():
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, copy, follow_symlinks=False)
-            prefixes = self.derived.get(change.area, ())
-            derived = bool(prefixes) and path.name.startswith(prefixes)
-            if change.what == "new" or derived:
+            if change.what == "new" or self.is_derived(change):
                 path.unlink(missing_ok=True)
                 self.seen[change.area].pop(str(path), None)
                 undone.append(f"{path} ({change.what}, removed)")
