@@ -48,7 +48,11 @@ from autoresearch.model import Kind, Phase
 from autoresearch.pipeline import Worker, kill_agent
 from autoresearch.workspace.git import Git
 from autoresearch.workspace.guard import (
+    Blame,
     Guard,
+    Suspects,
+    checkout_area,
+    culprits,
     data_area,
     data_fingerprint,
     environment_area,
@@ -86,6 +90,8 @@ class Loop:
         self.live_lock = threading.Lock()
         self.guard_lock = threading.Lock()
         self.scanned_at = 0.0  # when the latest guard scan began
+        self.suspects = Suspects()  # the agent turns and runs a change may be blamed on
+        self.blamed: dict[str, Blame] = {}  # by suspect, until it asks (check_guard)
         self.live_state: dict = {"workers": {}}
         self.live_written = 0.0
         self.workers: list[Worker] = []
@@ -149,8 +155,10 @@ class Loop:
 
     def guard_areas(self) -> list:
         common = Path(self.git.run("rev-parse", "--git-common-dir"))
+        tracked = self.git.run("ls-files", "-z").split("\0")
         areas = [data_area(self.harness.cache_dir),
-                 git_area(common if common.is_absolute() else self.repo / common)]
+                 git_area(common if common.is_absolute() else self.repo / common),
+                 checkout_area(self.repo, [name for name in tracked if name])]
         return ([environment_area()] if self.opts.guard_environment else []) + areas
 
     def resume(self) -> None:
@@ -284,34 +292,43 @@ class Loop:
 
     # ---- small helpers for the workers
 
-    def check_guard(self, backup: Path, who: str) -> list[str]:
-        """Undo changes to the guarded areas; what was found (empty: nothing). Changes that
-        cannot be undone stop the loop.
+    def check_guard(self, backup: Path, who: str) -> Blame:
+        """Undo changes to the guarded areas and blame them on whoever could have made them
+        (guard.culprits); what is blamed on `who` (`who` is a suspect: "run #7", "w1's agent").
+        Changes that cannot be undone stop the loop.
 
         Workers that ask while another's scan runs share the next one: a scan that began after
-        a worker asked sees everything its step did. Whoever's scan finds a change undoes it and
-        counts a violation; a step during which the count moved is rejected or run again by its
-        worker (the caller compares guard.violations), so sharing blames no step less."""
+        a worker asked sees everything its step did, and whoever's scan finds a change blames it
+        on the suspects of that scan, so a shared scan blames no step less."""
         asked = time.monotonic()
         with self.guard_lock:
-            if self.scanned_at > asked:
-                return []  # a clean scan began after this worker asked
-            started = time.monotonic()
-            changes = self.guard.check()
-            self.scanned_at = started
-            if changes and self.coord.state.noise is None and all(
-                    self.guard.is_derived(c) for c in changes):
-                # only the first wave, the unmodified code, may write the harness's caches
-                self.guard.accept(changes)
-                return []
-            if not changes:
-                return []
-            undone, lost = self.guard.undo(changes, backup)
-            self.log(f"{who}: changed {', '.join(map(str, changes[:5]))} outside train.py; "
-                     f"undone: {', '.join(undone) or 'nothing'}", "red")
-            if lost:
-                raise UserError(lost_message(lost))
-            return [str(c.path) for c in changes]
+            if self.scanned_at <= asked:
+                self.scan_guard(backup, who)
+            return self.blamed.pop(who, Blame())
+
+    def scan_guard(self, backup: Path, who: str) -> None:
+        started = time.monotonic()
+        suspects = self.suspects.take()
+        changes = self.guard.check()
+        suspects |= self.suspects.now()
+        self.scanned_at = started
+        if changes and self.coord.state.noise is None and all(
+                self.guard.is_derived(c) for c in changes):
+            # only the first wave, the unmodified code, may write the harness's caches
+            self.guard.accept(changes)
+            return
+        if not changes:
+            return
+        undone, lost = self.guard.undo(changes, backup)
+        blamed = culprits(suspects or {who})
+        for culprit in blamed:
+            self.blamed.setdefault(culprit, Blame()).add([str(c.path) for c in changes],
+                                                          sole=len(blamed) == 1)
+        self.log(f"{' or '.join(sorted(blamed))} (found by {who}): changed "
+                 f"{', '.join(map(str, changes[:5]))} outside train.py; undone: "
+                 f"{', '.join(undone) or 'nothing'}", "red")
+        if lost:
+            raise UserError(lost_message(lost))
 
     def wait(self, seconds: float) -> None:
         with self.coord.changed:
