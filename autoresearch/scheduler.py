@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from autoresearch.agents import Agent
+from autoresearch.artifacts.checkpoints import RUNS_DIR
 from autoresearch.config import Harness, Options
 from autoresearch.errors import UserError
 from autoresearch.execution.executor import Executor, RunSpec
@@ -36,6 +37,7 @@ from autoresearch.execution.local import LocalExecutor
 from autoresearch.ledger.coordinator import Coordinator
 from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import (
+    STATE_DIR,
     TagLock,
     clear_stop,
     log_event,
@@ -60,7 +62,7 @@ from autoresearch.workspace.guard import (
     lost_message,
 )
 from autoresearch.workspace.slots import TREES, Slot
-from autoresearch.workspace.tags import open_tag
+from autoresearch.workspace.tags import RESULTS, open_tag
 
 LIVE_EVERY = 1.0  # seconds between live.json writes for progress updates
 
@@ -155,10 +157,13 @@ class Loop:
 
     def guard_areas(self) -> list:
         common = Path(self.git.run("rev-parse", "--git-common-dir"))
-        tracked = self.git.run("ls-files", "-z").split("\0")
+        # what the loop itself writes is never put back, even where the user tracks it
+        ours = (RESULTS, f"{RUNS_DIR}/", f"{STATE_DIR}/")
+        tracked = [name for name in self.git.run("ls-files", "-z").split("\0")
+                   if name and not name.startswith(ours)]
         areas = [data_area(self.harness.cache_dir),
                  git_area(common if common.is_absolute() else self.repo / common),
-                 checkout_area(self.repo, [name for name in tracked if name])]
+                 checkout_area(self.repo, tracked)]
         return ([environment_area()] if self.opts.guard_environment else []) + areas
 
     def resume(self) -> None:

@@ -309,3 +309,17 @@ def test_a_runs_write_is_not_blamed_on_another_workers_agent(repo, cache, tmp_pa
             by_description["writes the tokenizer"].reason) == ("crash", "tamper")
     assert by_description["an unrelated idea"].reason != "tamper"
     assert not planted.exists()
+
+
+def test_what_the_loop_writes_is_never_put_back_even_when_tracked(repo, cache):
+    """A user who commits results.tsv (and a run folder) still gets every row: the checkout's
+    guard leaves the loop's own outputs alone."""
+    (repo / ".gitignore").write_text("__pycache__/\n*.pt\n")
+    (repo / "results.tsv").write_text("")
+    (repo / "runs").mkdir()
+    (repo / "runs" / "README").write_text("run folders\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "track the ledger")
+    run_loop(repo, [edit("lower", VAL_BPB=0.9)])
+    assert [r.kind for r in tag_rows(repo)] == ["baseline", "control", "experiment", "confirm"]
+    assert "outside train.py" not in (repo / ".autoresearch" / TAG / "events.log").read_text()
