@@ -10,6 +10,7 @@ import pytest
 from loop_helpers import AGENT_LOOP, FAKE_TRAIN, git, make_repo, run_loop, set_constants, tag_rows
 
 from autoresearch.agents import Proposal, Usage
+from autoresearch.artifacts.aftercare import sample
 from autoresearch.artifacts.checkpoints import run_dir_for
 from autoresearch.execution.executor import RunSpec
 from autoresearch.execution.ray import run_task
@@ -108,3 +109,19 @@ def test_an_agents_words_are_redacted_in_every_file_and_view(tmp_path):
     for where, text in written.items():
         assert not [k for k in KEYS.values() if k in text], where
         assert "use [redacted]" in text, where
+
+
+def test_the_sampler_gives_a_runs_code_no_credentials(tmp_path, monkeypatch):
+    """After a keep the loop imports the run's train.py to sample it: module-level code of that
+    train.py runs then, and gets no credentials either."""
+    secrets = credentials(monkeypatch)
+    run_dir = tmp_path / "runs" / TAG / "0002-abcdef0"
+    run_dir.mkdir(parents=True)
+    seen = tmp_path / "env-at-import"
+    (run_dir / "train.py").write_text(f"import os\nopen({str(seen)!r}, 'w').write("
+                                      f"repr(dict(os.environ)))\n")
+    (run_dir / "model.pt").write_bytes(b"w")
+    (run_dir / "config.json").write_text('{"model": {}}')
+    assert sample(tmp_path, run_dir, 60) is not None  # no GPT in it: sampling fails, not fatal
+    text = seen.read_text()
+    assert "'PATH'" in text and not [s for s in secrets if s in text]
