@@ -9,13 +9,16 @@ import threading
 
 import pytest
 import requests
-from loop_helpers import AGENT_LOOP, edit, git, make_repo, run_loop, tag_rows
+from loop_helpers import AGENT_LOOP, FAKE_TRAIN, edit, git, make_repo, run_loop, tag_rows
 from test_sample import PREPARE, TRAIN_V1
 
 from autoresearch.artifacts.checkpoints import RUNS_DIR, run_dir_for, run_dirs
 from autoresearch.review.dashboard import Board, make_server
 
 TAG = "t"
+# the fake trainer's summary block, as train.py prints it, reporting VAL_BPB
+SUMMARY = FAKE_TRAIN[FAKE_TRAIN.index('    print("profile: cpu")'):
+                     FAKE_TRAIN.index('\n\n\nif __name__')].replace("{value:.6f}", "{VAL_BPB:.6f}")
 # TRAIN_V1's model (wte = identity, head = successor: greedy counts upwards), trained instantly:
 # weights and config.json into the run folder, the summary on stdout, VAL_BPB as reported.
 TRAINER = TRAIN_V1.replace('''if __name__ == "__main__":
@@ -32,17 +35,7 @@ if __name__ == "__main__":
     torch.save({"wte.weight": torch.eye(257), "head.weight": head}, os.path.join(out, "model.pt"))
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump({"model": {"sequence_len": 8, "vocab_size": 257}, "profile": "cpu"}, f)
-    print("profile: cpu")
-    print("---")
-    print(f"val_bpb:          {VAL_BPB:.6f}")
-    print("training_seconds: 1.0")
-    print("total_seconds:    1.5")
-    print("peak_vram_mb:     2048.0")
-    print("mfu_percent:      1.00")
-    print("total_tokens_M:   0.1")
-    print("num_steps:        3")
-    print("num_params_M:     0.1")
-    print("depth:            2")''')
+''' + SUMMARY)
 assert TRAINER != TRAIN_V1
 
 

@@ -201,10 +201,13 @@ class Guard:
         return undone, lost
 
     def trusted(self, path: Path) -> str:
-        """The text a kept file had when the guard was armed ("" if it had none): what the
-        loop reads, so a write between two scans never reaches it (e.g. program.md)."""
+        """The text a kept file had when the guard was armed: what the loop reads, so a write
+        between two scans never reaches it (e.g. program.md); "" if there was none. A symlink
+        (the guard keeps no copy of one) is read as it is now."""
         content = self.kept.get(str(path.resolve()))
-        return content[0].decode(errors="replace") if content else ""
+        if content is not None:
+            return content[0].decode(errors="replace")
+        return path.read_text(errors="replace") if path.is_symlink() and path.is_file() else ""
 
     def accept(self, changes: list[Change]) -> None:
         """Take these changes as legitimate (e.g. caches the baseline's own code wrote)."""
