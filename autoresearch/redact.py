@@ -107,6 +107,14 @@ def is_credential(name: str) -> bool:
     return name in CREDENTIAL_ENVS or bool(CREDENTIAL_NAME.search(name))
 
 
+def register_environment(env: Mapping[str, str]) -> None:
+    """Register the value of every credential in `env`, whatever its shape: redact() then cuts
+    it out of anything the loop writes (an agent may have read it from its environment)."""
+    for name, value in env.items():
+        if is_credential(name):
+            register_secret(value)
+
+
 def run_env(base: Mapping[str, str]) -> dict[str, str]:
     """`base` without the credentials a training run must never see."""
     return {k: v for k, v in base.items() if not is_credential(k)}

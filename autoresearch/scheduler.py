@@ -48,6 +48,7 @@ from autoresearch.ledger.state import (
 )
 from autoresearch.model import Kind, Phase
 from autoresearch.pipeline import Worker, kill_agent
+from autoresearch.redact import register_environment
 from autoresearch.workspace.git import Git
 from autoresearch.workspace.guard import (
     Blame,
@@ -103,6 +104,7 @@ class Loop:
     def run(self) -> str:
         """Open or resume the tag, finish what a killed loop left, then run; say why it ended."""
         self.git.check_repo()  # before the lock, which would create .autoresearch/ anywhere
+        register_environment(os.environ)
         self.harness = Harness.read(self.repo)
         self.timeout = self.opts.timeout or self.harness.timeout()
         with TagLock(self.repo, self.opts.tag), _Signals(self):

@@ -24,6 +24,7 @@ TAG = "t"
 KEYS = {"github": "ghp_" + "A1b2C3d4E5f6G7h8I9j0" * 2, "github_fine": "github_pat_" + "11ABC" * 8,
         "huggingface": "hf_" + "aBcDeFgHiJkLmNoPqRsTuV" * 2, "aws": "AKIAIOSFODNN7EXAMPLE",
         "openai": "sk-proj-" + "Zx9Qw8Er7Ty6Ui5Op4" * 2}
+PLAIN = "correct-horse-battery-staple"  # a credential of no known shape
 # a trainer that prints its environment, as a debugging train.py would
 ENV_TRAIN = FAKE_TRAIN.replace("def main():\n", "def main():\n    print('ENV', dict(os.environ))\n")
 
@@ -78,7 +79,7 @@ def leaky(request):
     """An agent that quotes keys in its description and hypothesis."""
     path = request.repo / "train.py"
     path.write_text(set_constants(path.read_text(), VAL_BPB=0.9))
-    return Proposal(f"use {KEYS['github']} and {KEYS['aws']}", Usage(cost_usd=0.01),
+    return Proposal(f"use {KEYS['github']} and {KEYS['aws']} ({PLAIN})", Usage(cost_usd=0.01),
                     hypothesis=f"the hub key {KEYS['huggingface']} {KEYS['github_fine']} helps")
 
 
@@ -89,7 +90,10 @@ def cli(repo, *args) -> str:
     return proc.stdout
 
 
-def test_an_agents_words_are_redacted_in_every_file_and_view(tmp_path):
+def test_an_agents_words_are_redacted_in_every_file_and_view(tmp_path, monkeypatch):
+    """Key shapes, and a credential of the loop's environment whatever its shape (an agent can
+    read its environment), are cut out of everything the loop writes."""
+    monkeypatch.setenv("ACME_SECRET", PLAIN)
     repo = make_repo(tmp_path / "repo")
     run_loop(repo, [leaky])
     n = next(r.experiment for r in tag_rows(repo) if r.kind == "experiment")
@@ -102,12 +106,12 @@ def test_an_agents_words_are_redacted_in_every_file_and_view(tmp_path):
         "journal --full": cli(repo, "journal", "--full"),
         "diff": cli(repo, "diff", str(n)),
     }
-    assert "use [redacted] and [redacted]" in written["results.tsv"]
-    assert any(e["description"] == f"use {MARK} and {MARK}" for e in map(
+    assert "use [redacted] and [redacted] ([redacted])" in written["results.tsv"]
+    assert any(e["description"] == f"use {MARK} and {MARK} ({MARK})" for e in map(
         json.loads, written["journal.jsonl"].splitlines()))
     assert "Hypothesis: the hub key [redacted] [redacted] helps" in written["commit messages"]
     for where, text in written.items():
-        assert not [k for k in KEYS.values() if k in text], where
+        assert not [k for k in [*KEYS.values(), PLAIN] if k in text], where
         assert "use [redacted]" in text, where
 
 
