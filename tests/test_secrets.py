@@ -113,7 +113,6 @@ def test_an_agents_words_are_redacted_in_every_file_and_view(tmp_path, monkeypat
     for where, text in written.items():
         assert not [k for k in [*KEYS.values(), PLAIN] if k in text], where
         assert "use [redacted]" in text, where
-
     # what an older version wrote unredacted is redacted when shown
     entry = json.loads(written["journal.jsonl"].splitlines()[-1])
     entry.update(n=99, description=f"old {KEYS['github']}")
@@ -122,6 +121,7 @@ def test_an_agents_words_are_redacted_in_every_file_and_view(tmp_path, monkeypat
     git(repo, "commit", "-q", "--allow-empty", "-m", f"old {KEYS['huggingface']}")
     shown = cli(repo, "journal", "--full") + cli(repo, "diff", git(repo, "rev-parse", "HEAD"))
     assert "old [redacted]" in shown and not [k for k in KEYS.values() if k in shown]
+
 
 def test_the_sampler_gives_a_runs_code_no_credentials(tmp_path, monkeypatch):
     """After a keep the loop imports the run's train.py to sample it: module-level code of that
