@@ -333,7 +333,7 @@ class Loop:
                                                           sole=len(blamed) == 1)
         self.log(f"{' or '.join(sorted(blamed))} (found by {who}): changed "
                  f"{', '.join(map(str, changes[:5]))} outside train.py; undone: "
-                 f"{', '.join(undone) or 'nothing'}", "red")
+                 f"{', '.join(undone) or 'nothing'} (what was found is in {backup})", "red")
         if lost:
             raise UserError(lost_message(lost))
 
