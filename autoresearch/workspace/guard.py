@@ -90,8 +90,9 @@ def checkout_area(repo: Path, tracked: list[str]) -> Area:
     """The user's checkout: its tracked files and program.md, put back when changed (the loop
     never writes them; the user steers between sessions)."""
     root = repo.resolve()
-    names = dict.fromkeys([*tracked, PROGRAM])
-    return Area("checkout", tuple(root / name for name in names), keep_bytes=True)
+    names = dict.fromkeys([*tracked, PROGRAM])  # a submodule (a folder) has a guard of its own
+    return Area("checkout", tuple(root / name for name in names if not (root / name).is_dir()),
+                keep_bytes=True)
 
 
 def scan(area: Area) -> dict[str, Meta]:
