@@ -90,7 +90,7 @@ def checkout_area(repo: Path, tracked: list[str]) -> Area:
     """The user's checkout: its tracked files and program.md, put back when changed (the loop
     never writes them; the user steers between sessions)."""
     root = repo.resolve()
-    names = dict.fromkeys([*tracked, PROGRAM])  # a submodule (a folder) has a guard of its own
+    names = dict.fromkeys([*tracked, PROGRAM])  # not a submodule: a folder of any size
     return Area("checkout", tuple(root / name for name in names if not (root / name).is_dir()),
                 keep_bytes=True)
 
