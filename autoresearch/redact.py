@@ -57,10 +57,11 @@ def register_secret(value: str | None) -> None:
 
 def redact(text: str) -> str:
     """`text` with every registered secret and every credential-looking token replaced."""
-    text = _cut_registered(text)
+    # the shapes first: a registered key shares its prefix ("sk-proj-") with any other key of
+    # its kind, and cutting that prefix first would leave the other key whole but unrecognised
     for pattern, replacement in PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return _cut_registered(text)
 
 
 def _cut_registered(text: str) -> str:

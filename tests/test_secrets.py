@@ -23,7 +23,7 @@ TAG = "t"
 # key shapes of the services a research box holds; none registered with the redactor
 KEYS = {"github": "ghp_" + "A1b2C3d4E5f6G7h8I9j0" * 2, "github_fine": "github_pat_" + "11ABC" * 8,
         "huggingface": "hf_" + "aBcDeFgHiJkLmNoPqRsTuV" * 2, "aws": "AKIAIOSFODNN7EXAMPLE",
-        "openai": "sk-proj-" + "Zx9Qw8Er7Ty6Ui5Op4" * 2}
+        "openai": "sk-proj-" + "Mn3Bv5Cx7Zl9Kj2Hg4" * 2}
 PLAIN = "correct-horse-battery-staple"  # a credential of no known shape
 # a trainer that prints its environment, as a debugging train.py would
 ENV_TRAIN = FAKE_TRAIN.replace("def main():\n", "def main():\n    print('ENV', dict(os.environ))\n")
