@@ -7,7 +7,8 @@ train.py in their working directory, and print the real output formats: stream-j
 `claude -p --output-format stream-json --verbose`, JSONL events for `codex exec --json`, the
 login check of `claude auth status` and `codex login status`.
 FAKE_MODE picks a behaviour: ok, no-edit, fail-once, error-result, hang, offline (codex retries a
-lost network forever), no-network (codex waits for a network that is not there), helper (starts a
+lost network forever), no-network (codex waits for a network that is not there; no-network-later:
+from its second call on), helper (starts a
 child that keeps stdout open, then exits), frames (fails with an Error: line, then stack frames).
 FAKE_AUTH=out plays a CLI that is not logged in, FAKE_AUTH=badkey one given an API key that the
 service refuses (its login check still passes, as the real one's does).
@@ -24,12 +25,14 @@ import time
 from pathlib import Path
 
 import pytest
+from loop_helpers import AGENT_LOOP, make_repo
 
 from autoresearch.agents import AgentError, AgentRefused, AgentRequest, make_agent
 from autoresearch.agents.claude_cli import ClaudeAgent
 from autoresearch.agents.codex_cli import CodexAgent
 from autoresearch.errors import UserError
 from autoresearch.execution.procs import pid_alive
+from autoresearch.ledger.results import Row, append_result, read_results
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
 PROGRAM = "# program\nLower val_bpb. Marker-Okapi-42."
@@ -67,6 +70,8 @@ def behave(workdir):
         print("ERROR: stream disconnected before completion: error sending request for url "
               "(https://api.openai.com/v1/responses); retrying 5/5 in 3.2s", file=sys.stderr,
               flush=True)
+    if mode == "no-network-later" and calls > 1:  # the network went away after the first call
+        mode = "no-network"
     if mode == "no-network":  # codex without a network: it says so, then waits for ever
         print(json.dumps({"type": "error", "message": "Reconnecting... 1/5"}), flush=True)
         print("Reconnecting... waiting for network", file=sys.stderr, flush=True)
@@ -545,3 +550,95 @@ def test_a_prompt_beyond_the_argument_limit_goes_on_stdin(fakes, repo, tool):
     assert proposal.description.startswith("MATRIX_LR 0.04 -> 0.05")
     [call] = fakes()
     assert notes in call["prompt"]
+
+
+# ---- the loop through its real CLI, with the paths users type ---------------------------------
+
+FAKE_TRAIN_LR = "MATRIX_LR = 0.04  # does nothing: a change of it is a no-op"  # loop_fake_train
+
+
+def loop_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """agent_loop.py as a user runs it from `cwd`: a subprocess, output not a terminal."""
+    return subprocess.run([sys.executable, str(AGENT_LOOP), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=180)
+
+
+def codex_night(cwd: Path, where: str) -> subprocess.CompletedProcess:
+    return loop_cli(cwd, "run", "--tag", "t", "--agent", "codex", "-C", where, "--noise-runs",
+                    "0", "--max-experiments", "1", "--no-sample", "--plain", "--train-cmd",
+                    f"{sys.executable} train.py")
+
+
+@pytest.mark.parametrize("where", ["-C .", "-C repo", "-C repo/sub"])
+def test_codex_loop_with_a_relative_repo(fakes, tmp_path, monkeypatch, where):
+    """`-C .` from the checkout, `-C repo` from its parent, `-C repo/sub` from a subfolder:
+    the work tree is made where it belongs and codex gets it as an absolute --cd."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "sub").mkdir()
+    monkeypatch.setenv("FAKE_OLD", FAKE_TRAIN_LR)
+    monkeypatch.setenv("FAKE_NEW", "MATRIX_LR = 0.05")
+    cwd, path = (repo, ".") if where == "-C ." else (tmp_path, where.split()[1])
+    out = codex_night(cwd, path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    rows = read_results(repo / "results.tsv")
+    assert [r.kind for r in rows] == ["baseline", "experiment"] and rows[1].agent == "codex"
+    assert rows[1].description == "MATRIX_LR 0.04 -> 0.05 (codex)"
+    [call] = [c for c in fakes() if c["args"]["command"] == "exec"]
+    tree = repo / ".autoresearch" / "t" / "trees" / "0"
+    assert call["args"]["cd"] == str(tree) and Path(call["cwd"]) == tree
+    assert not (repo / "repo").exists() and not (repo / "sub" / ".autoresearch").exists()
+    again = codex_night(cwd, path)  # and the same command again continues, as promised
+    assert again.returncode == 0 and "already exists" not in again.stderr, again.stderr
+
+
+def test_a_failed_login_check_leaves_nothing_behind(fakes, tmp_path, monkeypatch):
+    repo = make_repo(tmp_path / "repo")
+    monkeypatch.setenv("FAKE_AUTH", "out")
+    out = codex_night(repo, ".")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "error: codex is not logged in: run `codex login`, or export CODEX_API_KEY"]
+    assert not (repo / ".autoresearch").exists()  # no tag state, no work tree
+    assert subprocess.run(["git", "-C", str(repo), "branch", "--list", "autoresearch/*"],
+                          capture_output=True, text=True, check=True).stdout == ""
+
+
+def test_every_command_finds_the_root_from_a_subfolder(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    sub = repo / "sub" / "deeper"
+    sub.mkdir(parents=True)
+    for args in (("summary",), ("-C", "..", "summary"), ("results",)):
+        out = loop_cli(sub, *args)
+        assert out.returncode == 1
+        assert out.stderr.strip() == (f"error: {repo / 'results.tsv'} not found: "
+                                      + ("the loop writes it after its first run"
+                                         if args == ("results",) else
+                                         "run the loop first, or point --results at a file"))
+    append_result(repo / "results.tsv", Row("abcdef0", 1.0, 40.0, "keep", "baseline",
+                                            experiment=1, tag="t", kind="baseline"))
+    for cwd, args in ((sub, ("summary",)), (tmp_path, ("-C", "repo", "summary")),
+                      (tmp_path, ("-C", "repo/sub", "summary")),
+                      (tmp_path, ("-C", str(repo), "results", "-C", "sub"))):
+        out = loop_cli(cwd, *args)
+        assert out.returncode == 0, (args, out.stderr)
+        assert "1.000000" in out.stdout, args
+
+
+def test_a_fatal_agent_error_is_said_at_once(fakes, tmp_path, monkeypatch):
+    """The agent's reason is printed when it happens, not after the runs under way end."""
+    repo = make_repo(tmp_path / "repo")
+    monkeypatch.setenv("FAKE_MODE", "no-network-later")
+    monkeypatch.setenv("FAKE_OLD", 'MODE = "ok"  # ok crash import oom nan hang orphan stray '
+                                   'nanvalue tamper poison valcache')
+    monkeypatch.setenv("FAKE_NEW", 'MODE = "hang"')  # experiment #2 runs until its --timeout
+    out = loop_cli(repo, "run", "--tag", "t", "--agent", "codex", "--noise-runs", "0",
+                   "--no-sample", "--plain", "--timeout", "20", "--train-cmd",
+                   f"{sys.executable} train.py")
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    said = next(i for i, line in enumerate(lines) if "stopping: codex: codex has no network "
+                "connection" in line and "waiting for the runs under way" in line)
+    ended = next(i for i, line in enumerate(lines) if line.split()[1:3] == ["#2", "crash"])
+    assert said < ended
+    assert out.stderr.strip().splitlines()[-1].startswith("error: codex: codex has no network")
