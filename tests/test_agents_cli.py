@@ -512,7 +512,7 @@ def test_codex_without_a_network_stops_at_once(fakes, repo, monkeypatch, tmp_pat
     with pytest.raises(AgentError) as err:
         agent.propose(make_request(repo))
     assert str(err.value) == (
-        "codex: codex has no network connection (it printed 'Reconnecting... waiting for "
+        "codex: no network connection (it printed 'Reconnecting... waiting for "
         "network' and would wait for ever): check the network or proxy, then run the same "
         "command again")
     assert len(fakes()) == 1  # not retried
@@ -637,8 +637,8 @@ def test_a_fatal_agent_error_is_said_at_once(fakes, tmp_path, monkeypatch):
                    f"{sys.executable} train.py")
     assert out.returncode == 1
     lines = out.stdout.splitlines()
-    said = next(i for i, line in enumerate(lines) if "stopping: codex: codex has no network "
+    said = next(i for i, line in enumerate(lines) if "stopping: codex: no network "
                 "connection" in line and "waiting for the runs under way" in line)
     ended = next(i for i, line in enumerate(lines) if line.split()[1:3] == ["#2", "crash"])
     assert said < ended
-    assert out.stderr.strip().splitlines()[-1].startswith("error: codex: codex has no network")
+    assert out.stderr.strip().splitlines()[-1].startswith("error: codex: no network connection")

@@ -65,7 +65,7 @@ class CodexAgent(CLIAgent):
     def give_up(self, output: str) -> str | None:
         for line in output.splitlines():
             if OFFLINE in line.lower():
-                return (f"codex has no network connection (it printed "
+                return (f"no network connection (it printed "
                         f"{sanitize(line, DESCRIPTION_LIMIT)!r} and would wait for ever): check "
                         "the network or proxy, then run the same command again")
         return None
