@@ -78,7 +78,7 @@ class ClaudeAgent(CLIAgent):
                     lines += str(block.get("text") or "").splitlines()
                 elif isinstance(block, dict) and block.get("type") == "tool_use":
                     lines.append(f"[{block.get('name')}]")
-        return lines or stdout.splitlines()
+        return lines + super().narrate(stdout)
 
     def preflight(self) -> None:
         finished = self.status("auth", "status")

@@ -99,24 +99,23 @@ def json_events(stdout: str) -> list[dict]:
 
 
 def run_tool(argv: list[str], *, cwd: Path | None, env: dict[str, str], timeout: float,
-             stdin: str | None = None, give_up: GiveUp | None = None) -> Finished:
+             stdin: str = "", give_up: GiveUp | None = None) -> Finished:
     """Run `argv` under the reaper until it exits or `timeout` passes; Ctrl-C kills it too.
 
     Its own session, so that a timeout (or our Ctrl-C, which it would not see) can kill it with
-    everything it started. `stdin` is its whole input (none: closed, so a CLI that reads piped
-    input does not wait forever). `give_up` sees each new piece of its output (stdout and stderr)
-    and may end the run early, saying why. `cwd` is made absolute: a CLI resolves its own path
-    arguments against it, and a relative one would be resolved twice.
+    everything it started. `stdin` is its whole input, from a file (empty by default, so a CLI
+    that reads piped input does not wait forever). `give_up` sees each new piece of its output
+    (stdout and stderr) and may end the run early, saying why. `cwd` is made absolute: a CLI
+    resolves its own path arguments against it, and a relative one would be resolved twice.
     """
     cwd = Path(cwd).absolute() if cwd is not None else None
     with tempfile.TemporaryDirectory(prefix="autoresearch-agent-") as tmp:
         out_path, err_path, in_path = (Path(tmp) / name for name in ("stdout", "stderr", "stdin"))
-        in_path.write_text(stdin or "", encoding="utf-8")
+        in_path.write_text(stdin, encoding="utf-8")
         with open(out_path, "wb") as out, open(err_path, "wb") as err, open(in_path, "rb") as inp:
             process = subprocess.Popen(supervised(argv, grace=KILL_GRACE), cwd=cwd,
-                                       env=reaper_env(env),
-                                       stdin=inp if stdin is not None else subprocess.DEVNULL,
-                                       stdout=out, stderr=err, start_new_session=True)
+                                       env=reaper_env(env), stdin=inp, stdout=out,
+                                       stderr=err, start_new_session=True)
             try:
                 returncode, reason = _wait(process, timeout, give_up, (out_path, err_path))
             except BaseException:
@@ -178,8 +177,9 @@ class CLIAgent:
         raise NotImplementedError
 
     def narrate(self, stdout: str) -> list[str]:
-        """What the agent said in its output, as readable lines (its JSON events as text)."""
-        return stdout.splitlines()
+        """What the agent said in its output, as readable lines: a backend adds the text of its
+        JSON events; here, the lines that are not JSON (warnings, plain errors)."""
+        return [line for line in stdout.splitlines() if not json_events(line)]
 
     def give_up(self, output: str) -> str | None:
         """Why the run cannot succeed, seen in a new piece of its output; None to wait on."""

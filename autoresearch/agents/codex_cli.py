@@ -76,7 +76,7 @@ class CodexAgent(CLIAgent):
         for event in json_events(stdout):
             text = (event.get("item") or {}).get("text") or error_of(event)
             lines += str(text).splitlines() if text else []
-        return lines or stdout.splitlines()
+        return lines + super().narrate(stdout)
 
     def parse(self, stdout: str) -> CLIResult:
         message, usage, errors, completed = "", Usage(), [], False
