@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from loop_helpers import AGENT_LOOP, make_repo
+from loop_helpers import make_repo, run_cli
 
 from autoresearch.agents import AgentError, AgentRefused, AgentRequest, make_agent
 from autoresearch.agents.claude_cli import ClaudeAgent
@@ -557,16 +557,10 @@ def test_a_prompt_beyond_the_argument_limit_goes_on_stdin(fakes, repo, tool):
 FAKE_TRAIN_LR = "MATRIX_LR = 0.04  # does nothing: a change of it is a no-op"  # loop_fake_train
 
 
-def loop_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """agent_loop.py as a user runs it from `cwd`: a subprocess, output not a terminal."""
-    return subprocess.run([sys.executable, str(AGENT_LOOP), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=180)
-
-
 def codex_night(cwd: Path, where: str) -> subprocess.CompletedProcess:
-    return loop_cli(cwd, "run", "--tag", "t", "--agent", "codex", "-C", where, "--noise-runs",
-                    "0", "--max-experiments", "1", "--no-sample", "--plain", "--train-cmd",
-                    f"{sys.executable} train.py")
+    return run_cli("run", "--tag", "t", "--agent", "codex", "-C", where, "--noise-runs", "0",
+                   "--max-experiments", "1", "--no-sample", "--plain", "--train-cmd",
+                   f"{sys.executable} train.py", cwd=cwd, timeout=180)
 
 
 @pytest.mark.parametrize("where", ["-C .", "-C repo", "-C repo/sub"])
@@ -609,7 +603,7 @@ def test_every_command_finds_the_root_from_a_subfolder(tmp_path):
     sub = repo / "sub" / "deeper"
     sub.mkdir(parents=True)
     for args in (("summary",), ("-C", "..", "summary"), ("results",)):
-        out = loop_cli(sub, *args)
+        out = run_cli(*args, cwd=sub)
         assert out.returncode == 1
         assert out.stderr.strip() == (f"error: {repo / 'results.tsv'} not found: "
                                       + ("the loop writes it after its first run"
@@ -620,7 +614,7 @@ def test_every_command_finds_the_root_from_a_subfolder(tmp_path):
     for cwd, args in ((sub, ("summary",)), (tmp_path, ("-C", "repo", "summary")),
                       (tmp_path, ("-C", "repo/sub", "summary")),
                       (tmp_path, ("-C", str(repo), "results", "-C", "sub"))):
-        out = loop_cli(cwd, *args)
+        out = run_cli(*args, cwd=cwd)
         assert out.returncode == 0, (args, out.stderr)
         assert "1.000000" in out.stdout, args
 
@@ -632,9 +626,9 @@ def test_a_fatal_agent_error_is_said_at_once(fakes, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_OLD", 'MODE = "ok"  # ok crash import oom nan hang orphan stray '
                                    'nanvalue tamper poison valcache')
     monkeypatch.setenv("FAKE_NEW", 'MODE = "hang"')  # experiment #2 runs until its --timeout
-    out = loop_cli(repo, "run", "--tag", "t", "--agent", "codex", "--noise-runs", "0",
-                   "--no-sample", "--plain", "--timeout", "20", "--train-cmd",
-                   f"{sys.executable} train.py")
+    out = run_cli("run", "--tag", "t", "--agent", "codex", "--noise-runs", "0", "--no-sample",
+                  "--plain", "--timeout", "20", "--train-cmd", f"{sys.executable} train.py",
+                  cwd=repo, timeout=180)
     assert out.returncode == 1
     lines = out.stdout.splitlines()
     said = next(i for i, line in enumerate(lines) if "stopping: codex: no network "
