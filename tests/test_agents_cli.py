@@ -139,6 +139,11 @@ if not logged_in():
     fail("Not logged in \u00b7 Please run /login")
 if os.environ.get("FAKE_AUTH") == "badkey":
     fail("Invalid API key \u00b7 Fix external API key")
+if args.max_turns == 1 and "a tool" in prompt:  # the model wants a tool: out of turns
+    emit({"type": "result", "subtype": "error_max_turns", "is_error": True, "num_turns": 1,
+          "session_id": "s", "total_cost_usd": 0.003, "errors": [],
+          "usage": {"input_tokens": 4, "output_tokens": 9}})
+    sys.exit(1)
 if args.max_turns == 1 and "train.py" not in prompt:  # a one-line question: a one-word answer
     say("OK")
     emit({"type": "result", "subtype": "success", "is_error": False, "num_turns": 1,
@@ -427,15 +432,21 @@ def test_claude_preflight_catches_a_key_that_does_not_work(fakes, monkeypatch):
         "API key); log in with `claude` (/login) or fix ANTHROPIC_API_KEY, then run again")
 
 
+def test_claude_preflight_passes_a_model_that_ran_out_of_turns(fakes, monkeypatch):
+    monkeypatch.setattr("autoresearch.agents.claude_cli.PROBE_PROMPT", "Use a tool first.")
+    make_agent("claude", timeout=30).preflight()  # it was reached: the key works
+
+
 def test_claude_preflight_says_when_it_could_not_check(fakes, monkeypatch):
     monkeypatch.setenv("FAKE_MODE", "hang")
-    monkeypatch.setattr("autoresearch.agents.claude_cli.PREFLIGHT_TIMEOUT", 1.0)
+    monkeypatch.setattr("autoresearch.agents.cli.PREFLIGHT_TIMEOUT", 1.0)
     monkeypatch.setattr("autoresearch.agents.claude_cli.PROBE_PROMPT", "Edit train.py")  # hangs
     with pytest.raises(AgentError) as err:
         make_agent("claude", timeout=30).preflight()
-    assert str(err.value).startswith(
-        "could not check that claude works: a one-line test prompt got no answer within 1s "
-        "(last output: I will read train.py and raise the matrix learning rate.)")
+    assert str(err.value) == (
+        "could not check that claude works: `claude -p --output-format stream-json --verbose "
+        "--max-turns 1` gave no answer within 1s (last output: I will read train.py and raise "
+        "the matrix learning rate.); check the network, then run again")
 
 
 def test_codex_preflight_runs_login_status(fakes, monkeypatch):

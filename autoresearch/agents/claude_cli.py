@@ -22,12 +22,11 @@ empty folder; it proves the login or key works (and costs a cent or so).
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
 from autoresearch.agents.base import AgentError, Usage
-from autoresearch.agents.cli import PREFLIGHT_TIMEOUT, CLIAgent, CLIResult, json_events, run_tool
+from autoresearch.agents.cli import CLIAgent, CLIResult, json_events
 
 ALLOWED_TOOLS = "Read,Edit,Write"
 STREAM = ("--output-format", "stream-json", "--verbose")
@@ -96,24 +95,17 @@ class ClaudeAgent(CLIAgent):
 
     def probe(self) -> None:
         """One real call with a one-line prompt: AgentError unless claude answers it."""
-        argv = [self.executable, "-p", *STREAM, "--max-turns", "1", *self.model_args()]
         with tempfile.TemporaryDirectory(prefix="autoresearch-probe-") as empty:
-            try:
-                finished = run_tool(argv, cwd=Path(empty), env=dict(os.environ),
-                                    timeout=PREFLIGHT_TIMEOUT, stdin=PROBE_PROMPT)
-            except OSError as e:
-                raise AgentError(f"cannot run {self.executable}: {e}") from None
-        if finished.returncode is None:
-            raise AgentError(f"could not check that claude works: a one-line test prompt got no "
-                             f"answer within {PREFLIGHT_TIMEOUT:.0f}s (last output: "
-                             f"{self.last_output(finished) or 'none'}); check the network, "
-                             "then run again")
+            finished = self.status("-p", *STREAM, "--max-turns", "1", *self.model_args(),
+                                   stdin=PROBE_PROMPT, cwd=Path(empty))
         try:
             result = self.parse(finished.stdout)
+            # out of turns is an answer too: the model was reached, so the key works
+            answered = result.error is None or \
+                result_event(finished.stdout).get("subtype") == "error_max_turns"
         except ValueError:
-            result = None
-        if result is not None and (result.error is None or result.error.startswith(
-                "error_max_turns")):  # it answered: the key works
+            result, answered = None, False
+        if answered:
             return
         raise AgentError(f"claude cannot work: a one-line test prompt failed "
                          f"({self.cause(finished, result)}); log in with `claude` (/login) or "

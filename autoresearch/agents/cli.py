@@ -189,16 +189,19 @@ class CLIAgent:
         """Raise AgentError, saying what to run, when the CLI is not logged in."""
         raise NotImplementedError
 
-    def status(self, *args: str) -> Finished:
-        """Run the CLI's own login status command, `executable *args`."""
+    def status(self, *args: str, stdin: str = "", cwd: Path | None = None) -> Finished:
+        """Run one check of the CLI's own, `executable *args` (its login status, a test call);
+        AgentError when it cannot run or gives no answer in time."""
         try:
-            finished = run_tool([self.executable, *args], cwd=None, env=dict(os.environ),
-                                timeout=PREFLIGHT_TIMEOUT)
+            finished = run_tool([self.executable, *args], cwd=cwd, env=dict(os.environ),
+                                timeout=PREFLIGHT_TIMEOUT, stdin=stdin)
         except OSError as e:
             raise AgentError(f"cannot run {self.executable}: {e}") from None
         if finished.returncode is None:
-            raise AgentError(f"`{self.tool} {' '.join(args)}` gave no answer within "
-                             f"{PREFLIGHT_TIMEOUT:.0f}s: {finished.tail() or 'no output'}")
+            raise AgentError(f"could not check that {self.tool} works: `{self.tool} "
+                             f"{' '.join(args)}` gave no answer within {PREFLIGHT_TIMEOUT:.0f}s "
+                             f"(last output: {self.last_output(finished) or 'none'}); check the "
+                             "network, then run again")
         return finished
 
     def last_output(self, finished: Finished) -> str:
