@@ -34,6 +34,7 @@ from autoresearch.ledger.state import read_live, request_stop
 from autoresearch.policy import DEFAULT_FLOOR
 from autoresearch.redact import redact
 from autoresearch.review import review_cli, views
+from autoresearch.workspace.git import find_root
 
 
 class App(typer.Typer):
@@ -83,8 +84,6 @@ def checkout(repo: Path) -> Path:
     one before the command (as `git -C a -C b` is a/b; an absolute one stands alone), from the
     current folder without either, then git's top level of that, so every command finds the same
     root from any subfolder and every path handed on to git or a child process is absolute."""
-    from autoresearch.workspace.git import find_root
-
     return find_root((BEFORE_COMMAND["repo"] or Path(".")) / repo)
 
 
