@@ -355,7 +355,10 @@ class Loop:
                          confirming=len(s.candidates) if s else 0)
             snapshot = dict(state, workers={k: dict(v) for k, v in state["workers"].items()})
             now = time.monotonic()
-            if "step" not in values or now - self.live_written >= LIVE_EVERY:
+            # Only a progress line (it has a step) may wait for the next write. A run's start
+            # resets step to None and must be written at once: skipped, live.json read "idle"
+            # until train.py's first line, and status called a live loop "not running".
+            if values.get("step") is None or now - self.live_written >= LIVE_EVERY:
                 self.live_written = now
                 write_live(self.repo, self.opts.tag, snapshot)
         self.ui.update(snapshot)

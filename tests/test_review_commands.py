@@ -2,11 +2,14 @@
 from results.tsv, and every command warns about hand-damaged rows on stderr, once each."""
 
 import importlib.util
+import os
 import subprocess
+import sys
+import time
 
 import pytest
 import typer
-from loop_helpers import AGENT_LOOP
+from loop_helpers import AGENT_LOOP, make_repo
 from typer.testing import CliRunner
 
 from autoresearch.ledger.results import Row, append_result
@@ -82,3 +85,35 @@ def test_the_dashboard_warns_once_however_often_it_reads(night, capsys):
         f.write("c0ffee0\t3.2\t1.0\tdiscard\tnoise\t5\tnoise\tt\n")
     assert [r["n"] for r in board.results_payload()["rows"]] == [1, 2, 3, 5]
     assert capsys.readouterr().err == WARNING
+
+
+def wait_for(check, what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_run_that_is_starting_reads_as_a_running_loop(tmp_path):
+    """Run #2's train.py is held before its first line (imports, data, compile), right after
+    run #1's row: `status` and the dashboard must call the live loop running and name #2."""
+    repo = make_repo(tmp_path / "repo")
+    pids, hold = tmp_path / "pids", tmp_path / "hold"
+    hold.write_text("2\n")
+    env = {**os.environ, "FAKE_PID_FILE": str(pids), "FAKE_HOLD": str(hold)}
+    loop = subprocess.Popen([sys.executable, str(AGENT_LOOP), "run", "--tag", TAG, "--agent",
+                             "sweep", "--noise-runs", "0", "--max-experiments", "1",
+                             "--no-sample", "-C", "."], cwd=repo, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: pids.is_file() and len(pids.read_text().split()) == 2, "run #2")
+        status = subprocess.run([sys.executable, str(AGENT_LOOP), "status", "-C", "."],
+                                cwd=repo, capture_output=True, text=True, timeout=60)
+        assert "loop: running" in status.stdout and "#2 experiment" in status.stdout, \
+            status.stdout
+        assert "interrupted" not in status.stdout
+        live = Board(repo, repo / "results.tsv").live_payload()
+        assert live["running"] and live["live"]["workers"]["0"]["experiment"] == 2
+    finally:
+        hold.unlink()
+        assert loop.wait(timeout=120) == 0
