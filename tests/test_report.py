@@ -19,13 +19,13 @@ from autoresearch.review.report import (
     hours_label,
     noise_threshold,
     running_best,
-    select_tag,
     signed,
     summarize,
     with_runs,
     y_limits,
 )
 from autoresearch.review.review_cli import register
+from autoresearch.review.views import choose_tag, tags_by_start
 
 ECOSYSTEM = Path("/work/shared/data/ecosystem/results_mar8.tsv")
 
@@ -121,14 +121,13 @@ def test_threshold_from_state_json_else_estimated(tmp_path):
     assert estimate_threshold(rows[2:]) is None  # no repeated baselines: no band
 
 
-def test_select_tag():
+def test_the_newest_tag_of_a_file_without_loop_state():
     rows = table() + [Row("eeeeeee", 0.9, 40.0, "keep", "other night", tag="second")]
-    picked, tag = select_tag(rows, None)
-    assert tag == "second" and len(picked) == 1  # the newest row's tag
-    picked, tag = select_tag(rows, "night")
-    assert len(picked) == 7
-    with pytest.raises(UserError, match="tags present: night, second"):
-        select_tag(rows, "nope")
+    tags = tags_by_start(None, rows)
+    assert tags == ["night", "second"] and choose_tag(tags, None) == "second"
+    assert choose_tag(tags, "night") == "night"
+    with pytest.raises(UserError, match=r"no tag 'nope' \(tags here: night, second\)"):
+        choose_tag(tags, "nope")
 
 
 def test_summary_command(tmp_path):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import typer
-from loop_helpers import AGENT_LOOP, make_repo
+from loop_helpers import AGENT_LOOP, edit, make_repo, run_loop
 from typer.testing import CliRunner
 
 from autoresearch.ledger.results import Row, append_result
@@ -117,3 +117,57 @@ def test_a_run_that_is_starting_reads_as_a_running_loop(tmp_path):
     finally:
         hold.unlink()
         assert loop.wait(timeout=120) == 0
+
+
+@pytest.fixture(scope="module")
+def two_tags(tmp_path_factory):
+    """A checkout where loop `first` ran, then loop `second`: each a baseline, an experiment
+    kept (with its control and confirmation runs) and one discarded."""
+    repo = make_repo(tmp_path_factory.mktemp("tags") / "repo")
+    for tag in ("first", "second"):
+        run_loop(repo, [edit("lower val", VAL_BPB=0.9), edit("worse val", VAL_BPB=0.95)],
+                 tag=tag)
+    return repo
+
+
+def review(repo, *args: str) -> subprocess.CompletedProcess:
+    """A review verb as a user types it in the checkout."""
+    return subprocess.run([sys.executable, str(AGENT_LOOP), *args, "-C", "."], cwd=repo,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+NEWEST = "tag: second (newest of 2; --tag to choose)\n"
+
+
+@pytest.mark.parametrize("verb", [["summary"], ["plot", "--out", "p.png"], ["results"],
+                                  ["status"], ["journal"], ["diff", "2"], ["stop"]])
+def test_every_verb_shows_the_newest_tag_and_says_so(two_tags, verb):
+    out = review(two_tags, *verb)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == NEWEST
+    if verb == ["summary"]:
+        assert "autoresearch summary — second" in out.stdout
+    if verb == ["status"]:
+        assert "tag second" in out.stdout
+
+
+def test_results_lists_one_tag_and_only_keeps_with_kept_only(two_tags):
+    out = review(two_tags, "results", "--tag", "first")
+    assert out.stderr == ""  # the tag asked for: nothing to announce
+    numbers = [line.split("│")[1].strip() for line in out.stdout.splitlines()
+               if line.startswith("│") and line.split("│")[1].strip().isdigit()]
+    assert numbers and len(numbers) == len(set(numbers))  # one tag: no number twice
+    assert "tag first" in out.stdout and "second" not in out.stdout
+    kept = review(two_tags, "results", "--kept-only").stdout
+    assert "lower val" in kept and "experiment" in kept
+    for kind in ("baseline", "confirm", "control"):
+        assert kind not in kept
+
+
+@pytest.mark.parametrize("verb", [["results"], ["summary"], ["plot"], ["dashboard", "--port",
+                                  "0"], ["status"], ["journal"], ["diff", "2"], ["stop"]])
+def test_an_unknown_tag_is_one_line_that_lists_the_tags(two_tags, verb):
+    out = review(two_tags, *verb, "--tag", "nope")
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr == "error: no tag 'nope' (tags here: first, second); pick one with --tag\n"

@@ -40,12 +40,18 @@ from autoresearch.review.report import (
     experiment_numbers,
     noise_threshold,
     running_best,
-    select_tag,
     summarize,
     worker_labels,
     y_limits,
 )
-from autoresearch.review.views import digest, loop_running, read_rows
+from autoresearch.review.views import (
+    choose_tag,
+    digest,
+    loop_running,
+    read_rows,
+    state_repo,
+    tags_by_start,
+)
 from autoresearch.workspace.git import TRAIN, Git
 
 PAGE = Path(__file__).with_name("dashboard.html")
@@ -88,10 +94,12 @@ class Board:
             rows = read_rows(self.results, self._reported)
         except UserError:  # a half-written or foreign file: show nothing rather than die
             rows = []
-        try:
-            return select_tag(rows, self.tag)
+        try:  # the dashboard command said which tag, and refused an unknown one, at its start
+            tag = choose_tag(tags_by_start(state_repo(self.repo, self.results), rows), self.tag,
+                             quiet=True)
         except UserError:
             return [], self.tag
+        return [r for r in rows if tag is None or r.tag == tag], tag
 
     def current_tag(self, row_tag: str | None) -> str | None:
         """--tag, else the newest row's tag, else the tag whose live.json changed last."""

@@ -24,6 +24,7 @@ from pathlib import Path
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import load_state
+from autoresearch.model import AGENT_KINDS
 from autoresearch.policy import DEFAULT_FLOOR, measure
 
 TOP_IMPROVEMENTS = 5  # how many of the biggest steps the summary lists
@@ -138,6 +139,18 @@ def several_workers(rows: list[Row]) -> bool:
 def is_measured(row: Row) -> bool:
     """A run that produced a real val_bpb (crashes read 0.0; an unparsable cell reads nan)."""
     return row.status != "crash" and math.isfinite(row.val_bpb) and row.val_bpb > 0
+
+
+def is_experiment(row: Row) -> bool:
+    """An experiment: a run of code an agent proposed (a fix or a port included). Baselines,
+    noise, control and confirmation runs are runs, not experiments. A file without the kind
+    column (another tool's) has only experiments."""
+    return not row.kind or row.kind in AGENT_KINDS
+
+
+def is_keep(row: Row) -> bool:
+    """A keep: an experiment the loop kept (its confirmation run's row is a run, not a keep)."""
+    return row.status == "keep" and is_experiment(row)
 
 
 def experiment_numbers(rows: list[Row]) -> list[int]:
@@ -340,19 +353,6 @@ def y_limits(rows: list[Row], threshold: float | None = None) -> tuple[float, fl
         if not in_padding:
             return lo - pad, hi + pad
         hi = max(in_padding)
-
-
-def select_tag(rows: list[Row], tag: str | None) -> tuple[list[Row], str | None]:
-    """The rows of one loop tag: the given one, else the tag of the newest row (if any)."""
-    tags = {r.tag for r in rows if r.tag}
-    if tag is None:
-        if not tags:
-            return rows, None
-        tag = next(r.tag for r in reversed(rows) if r.tag)
-    if tag not in tags:
-        known = ", ".join(sorted(tags)) or "none (this file has no tag column)"
-        raise UserError(f"no rows with tag {tag!r} in results.tsv; tags present: {known}")
-    return [r for r in rows if r.tag == tag], tag
 
 
 def estimate_threshold(rows: list[Row]) -> float | None:

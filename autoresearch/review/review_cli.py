@@ -34,18 +34,18 @@ from autoresearch.review.report import (
     Summary,
     noise_threshold,
     runs_saved,
-    select_tag,
     signed,
     summarize,
     with_runs,
 )
-from autoresearch.review.views import read_rows
+from autoresearch.review.views import choose_tag, read_rows, state_repo, tags_by_start
 
 DEFAULT_PORT = 8765
 
 ResultsOpt = Annotated[Path, typer.Option(
     "--results", help="results.tsv to read, any tool's (relative to --repo)")]
-TagOpt = Annotated[str | None, typer.Option("--tag", help="loop tag (default: the newest row's)")]
+TagOpt = Annotated[str | None, typer.Option(
+    "--tag", help="loop tag (default: the newest, the one whose loop started last)")]
 RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="the autoresearch checkout")]
 
 
@@ -53,7 +53,9 @@ def _load(repo: Path, results: Path, tag: str | None) -> tuple[Path, list[Row], 
     results = repo / results  # an absolute path replaces repo
     if not results.exists():
         raise UserError(f"{results} not found: run the loop first, or point --results at a file")
-    rows, tag = select_tag(read_rows(results), tag)
+    rows = read_rows(results)
+    tag = choose_tag(tags_by_start(state_repo(repo, results), rows), tag)
+    rows = [r for r in rows if tag is None or r.tag == tag]
     if not rows:
         raise UserError(f"{results} has no experiments yet")
     return results, rows, tag
@@ -213,9 +215,12 @@ def dashboard(
       ssh -L 8765:127.0.0.1:8765 gpu-box                  # then browse it from your laptop
     """
     results = repo / results  # an absolute path replaces repo
+    rows = read_rows(results) if results.exists() else []
+    tag_shown = choose_tag(tags_by_start(state_repo(repo, results), rows), tag)
     server = make_server(Board(repo, results, tag), host, port)
     url = f"http://{host}:{server.server_address[1]}/"
-    typer.echo(f"dashboard: {url}  (read-only; Ctrl-C to stop)")
+    shown = f"tag {tag_shown}" if tag_shown else "no loop yet"
+    typer.echo(f"dashboard: {url}  ({shown}; read-only; Ctrl-C to stop)")
     if host not in LOOPBACK:
         typer.secho("warning: listening beyond this machine: anyone who can reach it can read "
                     "your logs and diffs", fg="yellow")
