@@ -6,10 +6,11 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import typer
-from loop_helpers import AGENT_LOOP, edit, make_repo, run_loop
+from loop_helpers import AGENT_LOOP, edit, make_repo, run_loop, tag_rows
 from typer.testing import CliRunner
 
 from autoresearch.ledger.results import Row, append_result
@@ -171,3 +172,17 @@ def test_an_unknown_tag_is_one_line_that_lists_the_tags(two_tags, verb):
     out = review(two_tags, *verb, "--tag", "nope")
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr == "error: no tag 'nope' (tags here: first, second); pick one with --tag\n"
+
+
+def test_the_keep_gets_the_sample_not_its_confirmation_run(tmp_path):
+    """The fake trainer's weights are no model, so sampling fails, and the loop's note names
+    the run it sampled: the keep's, which the summary and the dashboard show."""
+    repo = make_repo(tmp_path / "repo")
+    _, _, ui = run_loop(repo, [edit("lower val", VAL_BPB=0.9)], sample=True)
+    rows = tag_rows(repo, TAG)
+    keep = next(r for r in rows if r.kind == "experiment")
+    confirm = next(r for r in rows if r.kind == "confirm")
+    assert keep.status == confirm.status == "keep"
+    sampled = [e for e in ui.events if e.startswith("sampling ")]
+    assert any(e.startswith(f"sampling {Path(keep.run_dir).name} ") for e in sampled), sampled
+    assert not any(Path(confirm.run_dir).name in e for e in sampled)
