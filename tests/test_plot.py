@@ -82,7 +82,7 @@ def test_plot_command(tmp_path):
     out = tmp_path / "sub" / "p.png"
     result = CliRunner().invoke(app, ["plot", "--results", str(results), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "6 experiments" in result.output
+    assert "(6 runs, 5 experiments)" in result.output
     png_size(out)
     result = CliRunner().invoke(app, ["plot", "--results", str(tmp_path / "none.tsv")])
     assert result.exit_code != 0 and "not found" in str(result.exception)
@@ -181,8 +181,9 @@ def test_each_worker_has_its_marker_and_its_legend_entry():
     _, ax, _ = drawn(rows, threshold=0.002)
     legend = ax.get_legend()
     texts = [t.get_text() for t in legend.get_texts()]
-    assert texts[-2:] == ["w0 gpu0: 4 runs, 2 kept", "w1 gpu1: 4 runs, 1 kept"]
-    assert "discarded (4)" in texts and "kept (3)" in texts
+    # the baseline (w0's) is a kept run, not a keep
+    assert texts[-2:] == ["w0 gpu0: 4 runs, 1 keep", "w1 gpu1: 4 runs, 1 keep"]
+    assert "discarded runs (4)" in texts and "kept runs (3)" in texts
     shapes = {"w0 gpu0": legend.legend_handles[-2].get_marker(),
               "w1 gpu1": legend.legend_handles[-1].get_marker()}
     assert shapes["w0 gpu0"] != shapes["w1 gpu1"]

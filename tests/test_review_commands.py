@@ -2,10 +2,12 @@
 from results.tsv, and every command warns about hand-damaged rows on stderr, once each."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import typer
 from loop_helpers import AGENT_LOOP, edit, make_repo, run_loop, tag_rows
 from typer.testing import CliRunner
 
-from autoresearch.ledger.results import Row, append_result
+from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.ledger.state import State, save_state
 from autoresearch.policy import Noise
 from autoresearch.review.dashboard import Board
@@ -186,3 +188,46 @@ def test_the_keep_gets_the_sample_not_its_confirmation_run(tmp_path):
     sampled = [e for e in ui.events if e.startswith("sampling ")]
     assert any(e.startswith(f"sampling {Path(keep.run_dir).name} ") for e in sampled), sampled
     assert not any(Path(confirm.run_dir).name in e for e in sampled)
+
+
+def shift_session(repo: Path, after: int, hours: float) -> None:
+    """Move the loop's second session `hours` later, as if it was resumed the next night: its
+    events.log lines and its rows (experiment numbers above `after`)."""
+    def later(stamp: str) -> str:
+        return (datetime.fromisoformat(stamp) + timedelta(hours=hours)).isoformat()
+
+    events = repo / ".autoresearch" / TAG / "events.log"
+    lines, sessions = [], 0
+    for line in events.read_text().splitlines():
+        stamp, _, message = line.partition(" ")
+        sessions += message.startswith("loop started")
+        lines.append(f"{later(stamp) if sessions > 1 else stamp} {message}")
+    events.write_text("\n".join(lines) + "\n")
+    rows = read_results(repo / "results.tsv")
+    (repo / "results.tsv").unlink()
+    for row in rows:
+        if row.experiment > after:
+            row.timestamp = later(row.timestamp)
+        append_result(repo / "results.tsv", row)
+
+
+def test_rates_count_the_loop_time_and_the_words_are_the_readme_s(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    run_loop(repo, [edit("lower val", VAL_BPB=0.9)], noise_runs=1)
+    first = len(read_results(repo / "results.tsv"))
+    run_loop(repo, [edit("worse val", VAL_BPB=0.95)], noise_runs=1, max_experiments=2)
+    shift_session(repo, first, hours=10)
+    out = review(repo, "summary", "--json")
+    data = json.loads(out.stdout)
+    runs = read_results(repo / "results.tsv")
+    # runs: every train.py execution; experiments: the agent's two; keeps: the kept one
+    assert data["runs"] == len(runs) and data["experiments"] == 2 and data["kept"] == 1
+    assert data["runs_by_kind"]["baseline"] == 1 and data["runs_by_kind"]["confirm"] == 1
+    # two short sessions ten hours apart: the ten idle hours are not the loop's time
+    assert data["active_hours"] < 1 and not data["active_estimated"]
+    assert data["experiments_per_hour"] == pytest.approx(2 / data["active_hours"])
+    assert data["runs_per_hour"] == pytest.approx(len(runs) / data["active_hours"])
+    text = review(repo, "summary").stdout
+    assert f"runs              {len(runs)}  (" in text
+    assert "experiments       2  (1 kept, 1 discarded, 0 crashed)" in text
+    assert "h of loop time)" in text

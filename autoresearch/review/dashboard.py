@@ -37,6 +37,7 @@ from autoresearch.ledger.state import STATE_DIR, read_live
 from autoresearch.review.report import (
     baseline_row,
     best,
+    events_log,
     experiment_numbers,
     noise_threshold,
     running_best,
@@ -136,7 +137,8 @@ class Board:
             "version": version, "tag": tag, "results": str(self.results), "rows": out_rows,
             "threshold": threshold, "y_limits": y_limits(rows, threshold),
             "best": dict(asdict(head), label=str(head)) if head else None,
-            "summary": _json_safe(asdict(summarize(rows))) if rows else None,
+            "summary": _json_safe(asdict(summarize(rows, events=events_log(
+                state_repo(self.repo, self.results), tag)))) if rows else None,
         }
 
     def live_payload(self) -> dict:

@@ -10,6 +10,7 @@ matplotlib's Agg canvas directly, so no display and no pyplot global state are i
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from autoresearch.review.report import (
     Summary,
     best,
     experiment_numbers,
+    is_keep,
     is_measured,
     running_best,
     several_workers,
@@ -51,16 +53,19 @@ WORKER_MARKERS = ("o", "s", "D", "P", "p", "h", "*", "H", "d", "8")
 WORKER_EDGE = "#444444"  # the hollow marker of a worker's legend entry
 
 
-def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None) -> Path:
-    """Draw the progress chart of `rows` into the PNG `out` and return its path."""
-    fig = draw_progress(rows, threshold=threshold)
+def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None,
+                  events: Path | None = None) -> Path:
+    """Draw the progress chart of `rows` into the PNG `out` and return its path; `events` is
+    the tag's events.log (report.summarize)."""
+    fig = draw_progress(rows, threshold=threshold, events=events)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     return out
 
 
-def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
+def draw_progress(rows: list[Row], *, threshold: float | None = None,
+                  events: Path | None = None) -> Figure:
     """The progress chart of `rows` as a matplotlib Figure (on an Agg canvas)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -70,7 +75,7 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
         raise UserError("results.tsv has no rows yet: start the loop (agent_loop.py run) first")
     xs = experiment_numbers(rows)
     labels = worker_labels(rows)
-    summary = summarize(rows)
+    summary = summarize(rows, events=events)
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -101,17 +106,21 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
         ax.step(bx, by, where="post", color=KEEP_COLOR, linewidth=2, label="running best")
 
     shapes = _worker_shapes(labels) if several_workers(rows) else {None: "o"}
+    # the legend counts the points drawn: runs of every kind (summary.kept counts keeps)
+    counted = Counter(r.status for r in rows if is_measured(r))
+    legend = {status: f"{word} runs ({counted[status]})"
+             for status, word in (("discard", "discarded"), ("keep", "kept"))}
     for worker, marker in shapes.items():
         # one worker: the two collections carry the legend; several: the proxies below do
         named = worker is None
         dx, dy = points("discard", inside=True, worker=worker)
         ax.scatter(dx, dy, s=22, color=DISCARD_COLOR, alpha=0.55, linewidths=0, zorder=3,
                    marker=marker, gid=f"discarded {worker}" if worker else None,
-                   label=f"discarded ({summary.discarded})" if named else "_nolegend_")
+                   label=legend["discard"] if named else "_nolegend_")
         kx, ky = points("keep", inside=True, worker=worker)
         ax.scatter(kx, ky, s=46, color=KEEP_COLOR, edgecolors="white", linewidths=0.8, zorder=4,
                    marker=marker, gid=f"kept {worker}" if worker else None,
-                   label=f"kept ({summary.kept})" if named else "_nolegend_")
+                   label=legend["keep"] if named else "_nolegend_")
     ox = sorted(points("discard", inside=False)[0] + points("keep", inside=False)[0])
     if ox:
         ax.scatter(ox, [EDGE_MARKERS] * len(ox), transform=on_edge, marker="^", s=36,
@@ -131,7 +140,7 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
                         zorder=6, bbox={"facecolor": "white", "alpha": 0.75, "linewidth": 0,
                                         "pad": 1})
 
-    ax.set_xlabel("experiment #")
+    ax.set_xlabel("run #")
     ax.set_ylabel("val_bpb (lower is better)")
     ax.grid(True, color="#e6e6e6", linewidth=0.8)
     ax.set_axisbelow(True)
@@ -139,7 +148,7 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
         ax.spines[side].set_visible(False)
     handles, names = ax.get_legend_handles_labels()
     if None not in shapes:
-        extra = _worker_legend(shapes, labels, rows, summary)
+        extra = _worker_legend(shapes, labels, rows, legend)
         handles, names = handles + extra, names + [h.get_label() for h in extra]
     ax.legend(handles, names, loc="upper right", fontsize=9, framealpha=0.92)
     ax.set_title(_headline(summary), fontsize=12, loc="left")
@@ -158,21 +167,22 @@ def _worker_shapes(labels: list[str]) -> dict[str, str]:
 
 
 def _worker_legend(shapes: dict[str, str], labels: list[str], rows: list[Row],
-                   summary: Summary) -> list[Line2D]:
-    """Legend entries for several workers: the two colours (kept, discarded) as circles, then a
-    hollow marker per worker with how many runs it did and how many it kept."""
+                   legend: dict[str, str]) -> list[Line2D]:
+    """Legend entries for several workers: the two colours (kept, discarded: `legend`) as
+    circles, then a hollow marker per worker with how many runs it did and how many keeps."""
     from matplotlib.lines import Line2D
 
     def entry(label: str, marker: str, face: str, edge: str) -> Line2D:
         return Line2D([], [], linestyle="none", marker=marker, markersize=7, label=label,
                       markerfacecolor=face, markeredgecolor=edge)
 
-    out = [entry(f"discarded ({summary.discarded})", "o", DISCARD_COLOR, DISCARD_COLOR),
-           entry(f"kept ({summary.kept})", "o", KEEP_COLOR, KEEP_COLOR)]
+    out = [entry(legend["discard"], "o", DISCARD_COLOR, DISCARD_COLOR),
+           entry(legend["keep"], "o", KEEP_COLOR, KEEP_COLOR)]
     for worker, marker in shapes.items():
         mine = [r for r, w in zip(rows, labels, strict=True) if w == worker]
-        kept = sum(r.status == "keep" for r in mine)
-        out.append(entry(f"{worker or 'no worker'}: {len(mine)} runs, {kept} kept", marker,
+        keeps = sum(map(is_keep, mine))
+        out.append(entry(f"{worker or 'no worker'}: {len(mine)} runs, {keeps} "
+                         f"keep{'' if keeps == 1 else 's'}", marker,
                          "none", WORKER_EDGE))
     return out
 
@@ -212,8 +222,8 @@ def _shorten(text: str, limit: int) -> str:
 
 
 def _headline(summary: Summary) -> str:
-    line = (f"autoresearch: {summary.experiments} experiments, {summary.kept} kept, "
-            f"{summary.discarded} discarded, {summary.crashed} crashed")
+    line = (f"autoresearch: {summary.runs} runs; {summary.experiments} experiments: "
+            f"{summary.kept} kept, {summary.discarded} discarded, {summary.crashed} crashed")
     if summary.improvement is not None:
         line += (f"\nval_bpb {with_runs(summary.baseline_bpb, summary.baseline_runs)} → "
                  f"{with_runs(summary.best_bpb, summary.best_runs)} "
