@@ -210,3 +210,18 @@ def test_one_worker_draws_as_before():
     assert legend == [t.get_text() for t in plain.get_legend().get_texts()]
     assert not any(c.get_gid() for c in ax.collections)
     assert sorted(collection(ax, "kept").get_offsets()[:, 0]) == [1, 3, 6]
+
+
+def test_the_best_label_covers_no_run_where_a_corner_is_free():
+    """The best (#20 of 40, low) would take its label up and to the right, where a cloud of
+    runs sits just above it; up and to its left the plot is empty."""
+    values = [1.0] + [0.99] * 18 + [0.95] + [0.952] * 10 + [0.99] * 10
+    rows = [Row(f"{n:07x}", v, 40.0, "keep" if n in (1, 20) else "discard", f"change {n}",
+                experiment=n, kind="baseline" if n == 1 else "experiment")
+            for n, v in enumerate(values, start=1)]
+    fig, ax, renderer = drawn(rows)
+    [label] = [t for t in ax.texts if t.get_text().startswith("best ")]
+    box = label.get_bbox_patch().get_window_extent(renderer)
+    covered = [r.experiment for r in rows if r.experiment != 20 and box.contains(
+        *ax.transData.transform((r.experiment, r.val_bpb)))]
+    assert covered == []

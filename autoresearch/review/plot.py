@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.text import Annotation
 
 FIGSIZE = (12, 6.5)  # inches
 DPI = 130
@@ -156,7 +157,9 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None,
         # its point: the kept run that brought the best's commit in
         own = next(r.val_bpb for x, r in zip(xs, rows, strict=True) if x == head.experiment)
         if ax.get_ylim()[0] <= own <= hi:
-            _label_best(ax, head, own)
+            inside = [(x, r.val_bpb) for x, r in zip(xs, rows, strict=True)
+                      if is_measured(r) and r.val_bpb <= hi and x != head.experiment]
+            _label_best(ax, head, own, inside)
     return fig
 
 
@@ -187,30 +190,53 @@ def _worker_legend(shapes: dict[str, str], labels: list[str], rows: list[Row],
     return out
 
 
-def _label_best(ax: Axes, head: Best, y: float) -> None:
+def _label_best(ax: Axes, head: Best, y: float, points: list[tuple[float, float]]) -> None:
     """The best's value, commit and description in a box next to its point (head.experiment,
-    y): on the side with more room, moved back inside the axes if it sticks out."""
+    y), inside the axes, where it covers the fewest of the runs' `points` (x, y in data): a
+    corner by its point, the side with more room first."""
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
     right_half = (head.experiment - x0) / (x1 - x0) > 0.5
     top_half = (y - y0) / (y1 - y0) > 0.5
     label = ax.annotate(
         f"best {head}  (#{head.experiment}, {head.commit})\n"
         f"{_shorten(head.description, MAX_LABEL)}",
-        xy=(head.experiment, y), xycoords="data",
-        xytext=(-LABEL_OFFSET if right_half else LABEL_OFFSET,
-                -LABEL_OFFSET if top_half else LABEL_OFFSET),
-        textcoords="offset points", ha="right" if right_half else "left",
-        va="top" if top_half else "bottom", fontsize=9.5, zorder=6,
+        xy=(head.experiment, y), xycoords="data", xytext=(0, 0), textcoords="offset points",
+        fontsize=9.5, zorder=6,
         bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": KEEP_COLOR},
         arrowprops={"arrowstyle": "-", "color": KEEP_COLOR, "linewidth": 1},
     )
     label.set_in_layout(False)  # the layout must not shrink the axes to make room for it
     fig = ax.figure
-    renderer = fig.canvas.get_renderer()
     fig.draw_without_rendering()  # lay the figure out: the axes' final place on the canvas
+    pixels = [tuple(p) for p in ax.transData.transform(points)] if points else []
+    corners = [(left, down) for left in (right_half, not right_half)
+               for down in (top_half, not top_half)]
+    placed = []  # (points covered, preference, offset, alignment)
+    for preference, (left, down) in enumerate(corners):
+        label.set_horizontalalignment("right" if left else "left")
+        label.set_verticalalignment("top" if down else "bottom")
+        label.xyann = (-LABEL_OFFSET if left else LABEL_OFFSET,
+                       -LABEL_OFFSET if down else LABEL_OFFSET)
+        _inside_axes(label, ax)
+        fig.draw_without_rendering()  # the box follows the text only when drawn
+        box = label.get_bbox_patch().get_window_extent(fig.canvas.get_renderer())
+        covered = sum(box.x0 <= px <= box.x1 and box.y0 <= py <= box.y1 for px, py in pixels)
+        placed.append((covered, preference, label.xyann, (left, down)))
+    _, _, offset, (left, down) = min(placed)
+    label.set_horizontalalignment("right" if left else "left")
+    label.set_verticalalignment("top" if down else "bottom")
+    label.xyann = offset
+
+
+def _inside_axes(label: Annotation, ax: Axes) -> None:
+    """Move a label back inside the axes if it sticks out."""
+    fig = ax.figure
+    fig.draw_without_rendering()  # where the label's box is now
+    renderer = fig.canvas.get_renderer()
     box, frame = label.get_bbox_patch().get_window_extent(renderer), ax.get_window_extent(renderer)
-    dx = max(0.0, frame.x0 - box.x0) - max(0.0, box.x1 - frame.x1)
-    dy = max(0.0, frame.y0 - box.y0) - max(0.0, box.y1 - frame.y1)
+    inner = frame.padded(-1)  # a pixel inside: rounding must not leave it on the edge
+    dx = max(0.0, inner.x0 - box.x0) - max(0.0, box.x1 - inner.x1)
+    dy = max(0.0, inner.y0 - box.y0) - max(0.0, box.y1 - inner.y1)
     if dx or dy:
         to_points = 72 / fig.dpi
         ox, oy = label.xyann
