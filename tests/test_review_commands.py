@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 import typer
 from loop_helpers import AGENT_LOOP, edit, make_repo, run_loop, tag_rows
+from rich.console import Console
 from typer.testing import CliRunner
 
 from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.ledger.state import State, save_state
 from autoresearch.policy import Noise
+from autoresearch.review.console import LiveConsole
 from autoresearch.review.dashboard import Board
 from autoresearch.review.review_cli import register
 
@@ -231,3 +233,23 @@ def test_rates_count_the_loop_time_and_the_words_are_the_readme_s(tmp_path):
     assert f"runs              {len(runs)}  (" in text
     assert "experiments       2  (1 kept, 1 discarded, 0 crashed)" in text
     assert "h of loop time)" in text
+
+
+def test_the_live_panel_wraps_at_80_columns():
+    """The loop's console soft-wraps (make_console), as on a real terminal: the panel's lines
+    must still wrap inside it, not lose the end of a description."""
+    console = Console(width=80, force_terminal=True, color_system=None, soft_wrap=True,
+                      highlight=False, record=True)
+    panel = LiveConsole(console)
+    panel.update({"tag": TAG, "agent": "sweep", "best_val_bpb": 0.99, "threshold": 0.002,
+                  "workers": {"0": {"worker": 0, "phase": "training", "experiment": 3,
+                                    "commit": "abcdef1", "description": "DEPTH 8 -> 10",
+                                    "step": 42, "progress_pct": 37.5, "remaining_s": 190}}})
+    panel.outcome(Row("abcdef1", 0.991234, 40.0, "discard", "a long description " * 4 + "END",
+                      experiment=2, kind="experiment", reason="+0.001 vs parent"))
+    console.export_text(clear=True)  # the outcome's log line: a log line is never cut
+    console.print(panel.render())
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    joined = " ".join(line.strip("│ ") for line in text.splitlines())
+    assert "END (+0.001 vs parent)" in joined
