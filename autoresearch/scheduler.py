@@ -38,6 +38,7 @@ from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import (
     TagLock,
     clear_stop,
+    list_tags,
     log_event,
     save_state,
     stop_requested,
@@ -46,7 +47,7 @@ from autoresearch.ledger.state import (
 )
 from autoresearch.model import Kind, Phase
 from autoresearch.pipeline import Worker, kill_agent
-from autoresearch.workspace.git import Git
+from autoresearch.workspace.git import TRAIN, Git
 from autoresearch.workspace.guard import (
     Guard,
     data_area,
@@ -56,7 +57,7 @@ from autoresearch.workspace.guard import (
     lost_message,
 )
 from autoresearch.workspace.slots import TREES, Slot
-from autoresearch.workspace.tags import open_tag
+from autoresearch.workspace.tags import open_tag, unrun_edits_note
 
 LIVE_EVERY = 1.0  # seconds between live.json writes for progress updates
 
@@ -98,8 +99,11 @@ class Loop:
         self.harness = Harness.read(self.repo)
         self.timeout = self.opts.timeout or self.harness.timeout()
         with TagLock(self.repo, self.opts.tag), _Signals(self):
+            resuming = self.opts.tag in list_tags(self.repo)
             state = open_tag(self.git, self.opts.tag, data_fingerprint(self.harness.cache_dir))
             tag = state.tag
+            if resuming and self.git.is_dirty(TRAIN):
+                self.log(unrun_edits_note(state), "yellow")
             self.coord = Coordinator(self.repo, self.git, state, noise_runs=self.opts.noise_runs,
                                      noise_floor=self.opts.noise_floor,
                                      max_fix_attempts=self.opts.max_fix_attempts,

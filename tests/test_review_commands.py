@@ -253,3 +253,20 @@ def test_the_live_panel_wraps_at_80_columns():
     assert all(len(line) <= 80 for line in text.splitlines())
     joined = " ".join(line.strip("│ ") for line in text.splitlines())
     assert "END (+0.001 vs parent)" in joined
+
+
+def test_resuming_a_tag_says_once_that_uncommitted_train_py_edits_are_not_run(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    command = ["run", "--tag", TAG, "--agent", "sweep", "--noise-runs", "0",
+               "--max-experiments", "1", "--no-sample"]
+    first = review(repo, *command)
+    assert first.returncode == 0, first.stderr
+    assert "uncommitted" not in first.stdout
+    with open(repo / "train.py", "a") as f:
+        f.write("# my idea, not committed yet\n")
+    again = review(repo, *command)
+    assert again.returncode == 0, again.stderr
+    note = ("note: train.py has uncommitted changes, which tag t does not run: it resumes from "
+            "its branch autoresearch/t. To try them, commit them and start a new --tag")
+    assert again.stdout.count(note) == 1, again.stdout
+    assert (repo / "train.py").read_text().endswith("# my idea, not committed yet\n")
