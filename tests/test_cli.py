@@ -62,7 +62,7 @@ def test_status(done):
     assert "noise threshold: 0.001000 = max(floor, 2 x sample std" in out
     assert "3 baseline runs [1.000000, 1.000000, 1.000000]" in out and "floor 0.001000" in out
     assert "8 (3 keep 4 discard 1 crash | 1 baseline, 2 noise, 1 control, 3 experiment, " \
-        "1 confirm)" in out
+        "1 confirm)   experiments: 3 (1 kept)" in out
     assert "agent cost: $0.03" in out
 
 

@@ -32,6 +32,7 @@ from autoresearch.review.report import (
     baseline_row,
     best,
     experiment_numbers,
+    is_experiment,
     is_keep,
     is_measured,
     mean_of,
@@ -216,6 +217,8 @@ def counts_line(state: State, rows: list[Row]) -> Text:
         ("runs: ", "dim"), f"{len(rows)} (", *[(f"{v} {k} ", STATUS_STYLE[k])
                                               for k, v in by_status.items()],
         f"| {', '.join(f'{v} {k}' for k, v in by_kind.items()) or 'none'})",
+        ("   experiments: ", "dim"),
+        f"{sum(map(is_experiment, rows))} ({sum(map(is_keep, rows))} kept)",
         ("   rejected proposals: ", "dim"), str(state.rejected_total),
         ("   agent cost: ", "dim"), cost)
 
