@@ -135,9 +135,9 @@ def print_summary(s: Summary, title: str) -> None:
         table.add_row("improvement", f"{signed(-s.improvement)} "
                       f"({signed(-s.improvement_pct, 2)}%)")
     estimated = " (from the rows' timestamps)" if s.active_estimated else ""
-    table.add_row("experiments/hour", f"{_num(s.experiments_per_hour, 1)}  (runs/hour "
-                  f"{_num(s.runs_per_hour, 1)}, over {_num(s.active_hours, 2)} h of loop "
-                  f"time{estimated})")
+    table.add_row("experiments/hour", "—" if s.active_hours is None else
+                  f"{_num(s.experiments_per_hour, 1)}  (runs/hour {_num(s.runs_per_hour, 1)}, "
+                  f"over {_num(s.active_hours, 2)} h of loop time{estimated})")
     approx = " (partly from timestamps)" if s.gpu_hours_estimated else ""
     table.add_row(s.hours_label, _num(s.gpu_hours, 2) + approx)
     table.add_row("agent cost", f"${s.cost_usd:.2f}" if s.cost_usd is not None else "—")

@@ -241,7 +241,7 @@ def results_table(path: Path, repo: Path | None, tag: str | None, top: int | Non
     # who ran each row, when several workers did: one worker's name on every row says nothing
     # and costs an 80-column terminal a fifth of the description's width
     by_worker = several_workers([r for _, r, _ in rows])
-    title = f"{path}{f' tag {tag}' if tag else ''} ({len(rows)} rows)"
+    title = f"{f'tag {tag} ' if tag else ''}({len(rows)} rows) · {path}"
     table = Table(title=title, title_justify="left")
     columns = [("#", "right"), ("commit", "left"), ("val_bpb", "right"), ("mem GB", "right"),
                ("status", "left"), ("kind", "left"), ("description", "left")]
