@@ -103,7 +103,8 @@ class Board:
         return [r for r in rows if tag is None or r.tag == tag], tag
 
     def current_tag(self, row_tag: str | None) -> str | None:
-        """--tag, else the newest row's tag, else the tag whose live.json changed last."""
+        """The tag rows() chose (--tag, else the newest), else the tag whose live.json changed
+        last."""
         if self.tag or row_tag:
             return self.tag or row_tag
         lives = sorted((self.repo / STATE_DIR).glob("*/live.json"), key=lambda p: p.stat().st_mtime)
