@@ -147,7 +147,7 @@ def test_summary_command(tmp_path):
     assert result.exit_code == 0, result.output
     for text in ("runs              7  (1 baseline, 1 noise, 5 experiment)",
                  "experiments       5  (3 kept, 1 discarded, 1 crashed)", "0.965000",
-                 "-0.035000 (-3.50%)", "8.3  (runs/hour 11.7, over 0.60 h of loop time "
+                 "-0.035000 (-3.50%)", "8.3  (runs/hour 11.7, over 36m00s of loop time "
                  "(from the rows' timestamps))", "0.54 (partly from timestamps)", "$0.40",
                  "top improvements"):
         assert text in result.output

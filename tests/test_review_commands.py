@@ -4,6 +4,7 @@ from results.tsv, and every command warns about hand-damaged rows on stderr, onc
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -232,7 +233,8 @@ def test_rates_count_the_loop_time_and_the_words_are_the_readme_s(tmp_path):
     text = review(repo, "summary").stdout
     assert f"runs              {len(runs)}  (" in text
     assert "experiments       2  (1 kept, 1 discarded, 0 crashed)" in text
-    assert "h of loop time)" in text
+    assert re.search(r"experiments/hour  [\d.]+  \(runs/hour [\d.]+, over [\dhms]+ of loop "
+                     r"time\)", text)
 
 
 def test_the_live_panel_wraps_at_80_columns():

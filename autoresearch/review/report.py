@@ -1,8 +1,8 @@
 """Summary statistics of a results.tsv: what happened overnight, in numbers.
 
 Everything here is a pure function of the rows (plus, for the noise threshold, the loop's
-state.json, and for the rates, its events.log), so the CLI summary, `status`, the plot and the dashboard all show the same numbers and
-the tests can check them against hand-computed values.
+state.json, and for the rates, its events.log), so the CLI summary, `status`, the plot and the
+dashboard all show the same numbers and the tests can check them against hand-computed values.
 
 The best is the head of the kept line: the commit of the last kept row. Its value is the mean
 val_bpb of all that commit's measured runs in the tag (the baseline and its noise re-runs; a kept

@@ -28,6 +28,7 @@ from autoresearch.artifacts.sample import (
 )
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
+from autoresearch.review.console import duration
 from autoresearch.review.dashboard import LOOPBACK, Board, make_server
 from autoresearch.review.report import (
     TOP_IMPROVEMENTS,
@@ -137,7 +138,7 @@ def print_summary(s: Summary, title: str) -> None:
     estimated = " (from the rows' timestamps)" if s.active_estimated else ""
     table.add_row("experiments/hour", "—" if s.active_hours is None else
                   f"{_num(s.experiments_per_hour, 1)}  (runs/hour {_num(s.runs_per_hour, 1)}, "
-                  f"over {_num(s.active_hours, 2)} h of loop time{estimated})")
+                  f"over {duration(s.active_hours * 3600)} of loop time{estimated})")
     approx = " (partly from timestamps)" if s.gpu_hours_estimated else ""
     table.add_row(s.hours_label, _num(s.gpu_hours, 2) + approx)
     table.add_row("agent cost", f"${s.cost_usd:.2f}" if s.cost_usd is not None else "—")
