@@ -179,7 +179,7 @@ class Worker:
             experiment=seq, worker=self.k, env={AGENT_ENV: marker}, journal=entries,
             digest=build_digest(entries, program_text), inflight=coord.inflight(),
             port=port, feedback=coord.state.feedback.get(str(self.k), ""),
-            plateau=coord.plateau())
+            plateau=coord.plateau(), profile=loop.harness.profile)
 
     def ask(self, request: AgentRequest) -> tuple[Proposal | None, str]:
         """(the agent's proposal, None and why not when it refused). Its cost is counted."""

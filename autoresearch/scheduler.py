@@ -40,6 +40,7 @@ from autoresearch.ledger.state import (
     STATE_DIR,
     TagLock,
     clear_stop,
+    list_tags,
     log_event,
     save_state,
     stop_requested,
@@ -49,7 +50,7 @@ from autoresearch.ledger.state import (
 from autoresearch.model import Kind, Phase
 from autoresearch.pipeline import Worker, kill_agent
 from autoresearch.redact import register_environment
-from autoresearch.workspace.git import Git
+from autoresearch.workspace.git import TRAIN, Git
 from autoresearch.workspace.guard import (
     Blame,
     Guard,
@@ -63,7 +64,7 @@ from autoresearch.workspace.guard import (
     lost_message,
 )
 from autoresearch.workspace.slots import TREES, Slot
-from autoresearch.workspace.tags import RESULTS, open_tag
+from autoresearch.workspace.tags import RESULTS, open_tag, unrun_edits_note
 
 LIVE_EVERY = 1.0  # seconds between live.json writes for progress updates
 
@@ -109,8 +110,11 @@ class Loop:
         self.timeout = self.opts.timeout or self.harness.timeout()
         self.preflight()  # before the tag's branch and trees exist: a failure leaves nothing
         with TagLock(self.repo, self.opts.tag), _Signals(self):
+            resuming = self.opts.tag in list_tags(self.repo)
             state = open_tag(self.git, self.opts.tag, data_fingerprint(self.harness.cache_dir))
             tag = state.tag
+            if resuming and self.git.is_dirty(TRAIN):
+                self.log(unrun_edits_note(state), "yellow")
             self.coord = Coordinator(self.repo, self.git, state, noise_runs=self.opts.noise_runs,
                                      noise_floor=self.opts.noise_floor,
                                      max_fix_attempts=self.opts.max_fix_attempts,
@@ -384,7 +388,10 @@ class Loop:
                          confirming=len(s.candidates) if s else 0)
             snapshot = dict(state, workers={k: dict(v) for k, v in state["workers"].items()})
             now = time.monotonic()
-            if "step" not in values or now - self.live_written >= LIVE_EVERY:
+            # Only a progress line (it has a step) may wait for the next write. A run's start
+            # resets step to None and must be written at once: skipped, live.json read "idle"
+            # until train.py's first line, and status called a live loop "not running".
+            if values.get("step") is None or now - self.live_written >= LIVE_EVERY:
                 self.live_written = now
                 write_live(self.repo, self.opts.tag, snapshot)
         self.ui.update(snapshot)

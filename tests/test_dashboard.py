@@ -403,7 +403,7 @@ def test_page_cards_chart_diff_and_idle_in_chromium(server, night, browser):
     assert web.js("return document.querySelector('#stat-hours .label').textContent") == \
         "CPU hours"
     # "1 crashed" (and the others) never split over two lines, however narrow the window
-    words = ["2 kept", "1 discarded", "1 crashed"]
+    words = ["1 kept", "1 discarded", "1 crashed"]  # experiments: the baseline is a run
     for width in (1440, 1280, 1100, 1000, 900, 760, 600, 420):
         web.call("POST", "/window/rect", {"width": width, "height": 1200})
         measured = web.js(SPLIT_WORDS, words)
@@ -435,15 +435,25 @@ def test_page_cards_chart_diff_and_idle_in_chromium(server, night, browser):
     web.click("#table tbody tr[data-n='1']")
     assert web.wait_js("const d = document.getElementById('diff-note'); return d && d.textContent"
                        ) == BASELINE_NOTE
-    # training: a bar; the loop gone: no empty bar that looks stuck, but the word "idle"
+    # training: a bar; the loop gone: no empty bar that looks stuck, and "idle" said once
     bar = "return [getComputedStyle(document.querySelector('#live .bar')).visibility, " \
-          "document.querySelector('#live .worker .pct').textContent]"
-    assert web.wait_js(f"{bar.replace('return ', 'const s = ')}; return s[1] === '37.5%' && s")
-    assert web.js(bar) == ["visible", "37.5%"]
+          "[...document.querySelector('#live .worker').children].map(c => c.textContent)" \
+          ".join(' ').split(/\\s+/)]"
+    assert web.wait_js(f"{bar.replace('return ', 'const s = ')}; "
+                       "return s[1].includes('37.5%') && s")[0] == "visible"
     live = night / ".autoresearch" / TAG / "live.json"
     live.write_text(json.dumps({**json.loads(live.read_text()), "pid": 2**22 + 7}))
-    assert web.wait_js(f"{bar.replace('return ', 'const s = ')}; return s[1] === 'idle' && s",
-                       8) == ["hidden", "idle"]
+    hidden, words = web.wait_js(f"{bar.replace('return ', 'const s = ')}; "
+                                "return s[1].includes('idle') && s", 8)
+    assert hidden == "hidden" and words.count("idle") == 1 and "agent:" not in words, words
+    # the legend counts the crashes drawn (an entry hidden when there are none)
+    assert web.js("return document.getElementById('legend-crash').hidden") is False
+    assert web.js("return document.getElementById('legend-crash').textContent") == \
+        "crashed (1, bottom edge)"
+    results = night / "results.tsv"  # the crash's row gone: the legend names no crashes
+    results.write_text("".join(line for line in results.read_text().splitlines(keepends=True)
+                               if "\tcrash\t" not in line))
+    assert web.wait_js("return document.getElementById('legend-crash').hidden", 8)
 
 
 LIVE_LINES = """
@@ -495,7 +505,7 @@ def test_page_shows_each_worker_and_the_journal_in_chromium(server, night, brows
         {"worker": "0", "who": "w0 gpu 0 · NVIDIA H200",
          "what": "#7 · abcdef1 · training · step 42 · 190 s left — try swiglu", "pct": "37.5%",
          "agent": "agent: proposing a new experiment", "bar": "visible", "fill": "37.5%"},
-        {"worker": "1", "who": "w1 gpu 1 · NVIDIA H200", "what": "idle", "pct": "idle",
+        {"worker": "1", "who": "w1 gpu 1 · NVIDIA H200", "what": "idle", "pct": "",
          "agent": "agent: proposing fix #4: refactor attention", "bar": "hidden", "fill": "0%"}]
     assert web.js("return document.getElementById('live-queue').textContent") == \
         "queued 2 · confirming 1"

@@ -17,6 +17,7 @@ import autoresearch
 from autoresearch.artifacts.checkpoints import WEIGHTS, prune_checkpoints
 from autoresearch.ledger.results import Row
 from autoresearch.redact import run_env
+from autoresearch.review.report import is_keep
 
 SAMPLE_MODULE = "autoresearch.artifacts.sample"  # python -m SAMPLE_MODULE RUN_DIR --out FILE
 SAMPLE_TIMEOUT = 300.0
@@ -28,11 +29,14 @@ def tidy_weights(repo: Path, decided: list[Row], tag_rows: list[Row], keep_best:
     for row in decided:
         if row.status != "keep":
             (repo / row.run_dir / WEIGHTS).unlink(missing_ok=True)
-    kept = [repo / r.run_dir for r in decided if r.status == "keep"]
-    if sample_timeout is not None and kept and (kept[-1] / WEIGHTS).exists():
-        failed = sample(repo, kept[-1], sample_timeout)
+    # the run a user opens is the keep (the experiment), not its confirmation run, which comes
+    # later in `decided`: sampling only the last kept row left the keep without a sample
+    kept = sorted((r for r in decided if r.status == "keep"), key=lambda r: not is_keep(r))
+    chosen = repo / kept[0].run_dir if kept else None
+    if sample_timeout is not None and chosen and (chosen / WEIGHTS).exists():
+        failed = sample(repo, chosen, sample_timeout)
         if failed:
-            log(f"sampling {kept[-1].name} failed (not fatal): {failed}")
+            log(f"sampling {chosen.name} failed (not fatal): {failed}")
     for path in prune_checkpoints(repo, tag_rows, keep_best):
         log(f"pruned {path.relative_to(repo.resolve())}")
 

@@ -177,12 +177,14 @@ def clear_stop(repo: Path, tag: str) -> None:
 
 # ---- events.log
 
+EVENTS = "events.log"
+
 
 def log_event(repo: Path, tag: str, message: str) -> None:
     """Append one timestamped line to the tag's events.log, secrets redacted."""
     from autoresearch.redact import redact
 
-    path = tag_dir(repo, tag) / "events.log"
+    path = tag_dir(repo, tag) / EVENTS
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(f"{now_iso()} {' '.join(redact(message).split())}\n")
