@@ -80,10 +80,10 @@ def events(repo: Path) -> str:
     return (repo / ".autoresearch" / TAG / "events.log").read_text()
 
 
-def test_a_port_behind_a_pending_fix_at_the_limit_gets_its_row(repo, tmp_path):
+def port_behind_a_fix(repo: Path, tmp_path: Path, port_steps: list, ui: RecordingUI) -> str:
     """Worker 0's first idea crashes at the limit (its fix may not start), then its second beats
-    its parent after worker 1 moved the best and does not merge: the port goes to the agent,
-    behind the fix in its task list. The port still runs, and the ported run gets its row."""
+    its parent after worker 1 moved the best and does not merge: the port goes to worker 0's
+    agent, behind the fix in its task list. The loop's reason to stop."""
     gate = tmp_path / "gate"
 
     def second_idea(request):
@@ -91,28 +91,63 @@ def test_a_port_behind_a_pending_fix_at_the_limit_gets_its_row(repo, tmp_path):
         wait_for(lambda: kept_experiment(repo), "worker 1's keep")
         return edit("VAL_BPB down", VAL_BPB=0.9)(request)
 
-    def port(request):
-        assert request.port is not None and "<<<<<<<" in request.port.conflict
-        return edit("ported: both", VAL_BPB=0.8)(request)
-
-    agent0 = ScriptedAgent([gated(edit("a crash", MODE="crash"), gate), second_idea, port])
+    agent0 = ScriptedAgent([gated(edit("a crash", MODE="crash"), gate), second_idea,
+                            *port_steps])
 
     def other_idea(request):
         wait_for(lambda: len(agent0.requests) >= 2, "worker 0's second proposal")
         return edit("VAL_BPB further down", VAL_BPB=0.85)(request)
 
-    run_loop(repo, [], slots=gpus(2), agent=[agent0, ScriptedAgent([other_idea])],
-             noise_runs=1, max_experiments=3, prefetch=True)
+    return Loop(repo, limited(3), [agent0, ScriptedAgent([other_idea])], ui,
+                slots=gpus(2)).run()
+
+
+def limited(max_experiments: int) -> Options:
+    return Options(tag=TAG, noise_runs=1, timeout=WAIT, grace=0.5, backoff=0, sample=False,
+                   max_experiments=max_experiments)
+
+
+def port(request):
+    assert request.port is not None and "<<<<<<<" in request.port.conflict
+    return edit("ported: both", VAL_BPB=0.8)(request)
+
+
+def check_ported(repo: Path) -> None:
+    """The ported run has its row, the port was run and kept, only the fix is left undone."""
     rows = tag_rows(repo)
     (ported,) = [r for r in rows if r.description == "VAL_BPB down"]
     assert "ported by the agent" in ported.reason
     assert [(r.kind, r.status) for r in rows if r.description == "ported: both"] == [
         ("port", "keep")]
     state = load_state(repo, TAG)
-    assert [t.kind.value for t in state.tasks] == ["fix"]  # a new idea: the limit holds it
-    assert all(t.row is None for t in state.tasks)
+    assert [(t.kind.value, t.row) for t in state.tasks] == [("fix", None)]  # the limit holds it
     assert sum(r.kind in ("experiment", "fix") for r in rows) == 3
     check_git_matches_results(repo, TAG)
+
+
+def test_a_port_behind_a_pending_fix_at_the_limit_gets_its_row(repo, tmp_path):
+    assert port_behind_a_fix(repo, tmp_path, [port], RecordingUI()) == \
+        "reached --max-experiments 3"
+    check_ported(repo)
+
+
+class Killed(BaseException):
+    """kill -9, as far as the loop can tell: nothing catches it, no clean-up code runs."""
+
+
+def test_a_port_cut_by_a_kill_gets_its_row_from_the_same_command(repo, tmp_path):
+    """The loop dies while worker 0's agent ports the change: the same command again ports it."""
+    def killed(request):
+        raise Killed("while porting")
+
+    with pytest.raises(Killed):
+        port_behind_a_fix(repo, tmp_path, [killed], RecordingUI())
+    (task,) = [t for t in load_state(repo, TAG).tasks if t.kind.value == "port"]
+    assert task.row.description == "VAL_BPB down"
+    agent = ScriptedAgent([port])
+    assert Loop(repo, limited(3), [agent, agent], RecordingUI(), slots=gpus(2)).run() == \
+        "reached --max-experiments 3"
+    check_ported(repo)
 
 
 def test_a_proposal_that_its_rebase_empties_is_not_run(repo, tmp_path):
