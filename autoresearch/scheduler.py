@@ -387,7 +387,7 @@ class _Signals:
     def __init__(self, loop: Loop):
         self.loop = loop
         self.previous = {}
-        self.counted_at = -SAME_SIGINT_S  # when the latest SIGINT that counted arrived
+        self.counted_at = float("-inf")  # when the latest SIGINT that counted arrived
 
     def handle(self, signum: int, frame: object) -> None:
         loop = self.loop

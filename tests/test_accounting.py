@@ -313,3 +313,29 @@ def test_a_process_group_sigint_is_one_ctrl_c(repo, tmp_path):
     out = ctrl_c_the_group(repo, pids, train_seconds=WAIT, presses=2)
     assert "loop stopped: aborted" in out, out
     assert [(r.kind, r.status) for r in tag_rows(repo)] == [("baseline", "keep")]
+
+
+def test_a_run_cut_by_a_kill_runs_again_under_a_lower_limit(repo, monkeypatch):
+    """A run that started has its number and its folder: killed, it runs again on the next
+    `run`, even one whose --max-experiments the experiments before it reach."""
+    from autoresearch.execution.local import LocalExecutor
+
+    real, calls = LocalExecutor.run, []
+
+    def dies_on_the_third(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Killed("while training")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalExecutor, "run", dies_on_the_third)
+    with pytest.raises(Killed):
+        run_loop(repo, [edit("one", VAL_BPB=1.1), edit("two", VAL_BPB=1.2)])
+    monkeypatch.setattr(LocalExecutor, "run", real)
+    (job,) = load_state(repo, TAG).jobs
+    assert (job.n, job.description) == (3, "two")
+
+    _, agent, ui = run_loop(repo, [], max_experiments=1)
+    assert [r.description for r in tag_rows(repo)] == ["baseline", "one", "two"]
+    assert not agent.requests
+    check_git_matches_results(repo, TAG)

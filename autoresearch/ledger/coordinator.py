@@ -91,18 +91,17 @@ class Coordinator:
 
     def agent_runs(self, queued: bool = True) -> int:
         """New ideas tried or on their way, for --max-experiments: experiments and fixes
-        recorded (in results.tsv, or in the journal when their row there is damaged), running,
-        and those whose rows are held (candidates, runs being ported); with `queued`, those
-        waiting for a GPU too. Ports and confirmations finish what was counted and count for
-        nothing."""
+        recorded (in results.tsv, or in the journal when their row there is damaged), started
+        (running, or to run again), and those whose rows are held (candidates, runs being
+        ported); with `queued`, those waiting for a GPU too. Ports and confirmations finish
+        what was counted and count for nothing."""
         with self.lock:
             s = self.state
             new = ("experiment", "fix")
             recorded = {r.experiment for r in self.rows() if r.kind in new} | \
                 {e.n for e in self.entries() if e.kind in new}
             return len(recorded) + \
-                sum(1 for j in s.jobs if j.kind.value in new
-                    and (queued or j.phase != Phase.READY)) + \
+                sum(1 for j in s.jobs if j.kind.value in new and (queued or _started(j))) + \
                 sum(1 for c in s.candidates if c.row.kind in new) + \
                 sum(1 for t in s.tasks if t.row is not None and t.row.kind in new)
 
@@ -112,7 +111,7 @@ class Coordinator:
         with self.lock:
             if max_experiments is None or self.agent_runs(queued=False) < max_experiments:
                 return []
-            return [j for j in self.state.jobs if j.phase == Phase.READY
+            return [j for j in self.state.jobs if not _started(j)
                     and j.kind in (Kind.EXPERIMENT, Kind.FIX)]
 
     # ---- the baseline wave
@@ -502,6 +501,11 @@ class Coordinator:
 
     def message(self, description: str, hypothesis: str, kind: Kind, worker: int) -> str:
         return self._message(description, hypothesis, f"{self.tag}, {kind.value}, worker {worker}")
+
+
+def _started(job: Job) -> bool:
+    """Given a run number: running, or interrupted and to run again under that number."""
+    return job.n is not None
 
 
 def check_fixed(files: dict[str, str], state: State) -> None:
