@@ -150,7 +150,7 @@ def test_results_table_says_which_worker_ran_each_row(tmp_path):
     assert table("--tag", "y") == [["3", "0000003", "0.970000", "40.0", "keep", "experiment",
                                     "change 3"]]
     with open(path, "a") as f:  # rows without a worker among ours: their cell stays blank
-        f.write("bea057b\t0.986041\t43.9\tkeep\thalve batch\n")
+        f.write("bea057b\t0.986041\t43.9\tkeep\thalve batch" + "\t" * 19 + "\n")
     assert [row[6] for row in table()] == ["w0 gpu0 @a", "w1 gpu1 @a", "w0 @b", ""]
 
 
