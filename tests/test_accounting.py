@@ -46,19 +46,24 @@ def gpus(n):
     return [Slot(k, str(k), "NVIDIA H200") for k in range(n)]
 
 
-def gate_code(gate: Path) -> str:
-    """Lines that make a run of this train.py wait until `gate` exists."""
+def gate_code(gate: Path, free: int = 0) -> str:
+    """Lines that make a run of this train.py wait until `gate` exists; the first `free` runs
+    of it do not wait (they are counted in a file beside the gate)."""
+    count = str(gate) + ".runs"
     return (f"import os as _os, time as _time\n_until = _time.time() + {WAIT}\n"
-            f"while not _os.path.exists({str(gate)!r}) and _time.time() < _until:\n"
+            f"with open({count!r}, 'a+') as _f:\n    _f.seek(0)\n    _runs = len(_f.read())\n"
+            f"    _f.write('x')\n"
+            f"while _runs >= {free} and not _os.path.exists({str(gate)!r}) "
+            f"and _time.time() < _until:\n"
             f"    _time.sleep(0.05)\n")
 
 
-def gated(step, gate: Path):
-    """An agent step whose train.py's runs wait for `gate`."""
+def gated(step, gate: Path, free: int = 0):
+    """An agent step whose train.py's runs wait for `gate` (all but the first `free`)."""
     def run(request):
         proposal = step(request)
         path = request.repo / "train.py"
-        path.write_text(gate_code(gate) + path.read_text())
+        path.write_text(gate_code(gate, free) + path.read_text())
         return proposal
     return run
 
@@ -170,6 +175,35 @@ def test_a_proposal_that_its_rebase_empties_is_not_run(repo, tmp_path):
     assert "dropped after its rebase, not run:" in events(repo)
     assert "not run: once rebased" in agent.requests[2].feedback
     assert load_state(repo, TAG).duplicates == 1
+    check_git_matches_results(repo, TAG)
+
+
+def test_a_proposal_of_a_candidate_being_confirmed_is_not_run(repo, tmp_path):
+    """The program of a candidate waiting for its confirmation, proposed again: rejected as a
+    duplicate at once (its row, and so its journal entry, waits for the confirmation)."""
+    gate = tmp_path / "gate"
+
+    def same_program(request):
+        wait_for(lambda: load_state(repo, TAG).candidates, "the candidate")
+        return gated(edit("VAL_BPB down, again", VAL_BPB=0.9), gate, free=1)(request)
+
+    class OpenAtTheRejection(RecordingUI):
+        def event(self, text, style=""):
+            super().event(text, style)
+            if "proposal rejected" in text:
+                gate.touch()  # the confirmation may finish now
+
+    steps = [gated(edit("VAL_BPB down", VAL_BPB=0.9), gate, free=1), same_program,
+             edit("a bonus", BONUS=-0.05)]
+    ui = OpenAtTheRejection()
+    agent = ScriptedAgent(steps)
+    opts = Options(tag=TAG, noise_runs=0, timeout=WAIT, grace=0.5, backoff=0, sample=False,
+                   max_experiments=2)
+    Loop(repo, opts, agent, ui, slots=gpus(1)).run()
+    (rejection,) = [e for e in ui.events if "proposal rejected" in e]
+    assert "not run: this is #2 again, being confirmed now: VAL_BPB down" in rejection
+    assert [r.description[:7] for r in tag_rows(repo) if r.kind == "experiment"] == [
+        "VAL_BPB", "a bonus"]
     check_git_matches_results(repo, TAG)
 
 
