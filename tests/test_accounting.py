@@ -85,26 +85,27 @@ def events(repo: Path) -> str:
     return (repo / ".autoresearch" / TAG / "events.log").read_text()
 
 
-def port_behind_a_fix(repo: Path, tmp_path: Path, port_steps: list, ui: RecordingUI) -> str:
-    """Worker 0's first idea crashes at the limit (its fix may not start), then its second beats
-    its parent after worker 1 moved the best and does not merge: the port goes to worker 0's
-    agent, behind the fix in its task list. The loop's reason to stop."""
+def port_behind_a_fix(repo: Path, tmp_path: Path, port_steps: list, ui: RecordingUI,
+                      porter: int = 0) -> str:
+    """The porter's first idea crashes at the limit (its fix may not start), then its second
+    beats its parent after the other worker moved the best and does not merge: the port goes to
+    the porter's agent, behind the fix in its task list. The loop's reason to stop."""
     gate = tmp_path / "gate"
 
     def second_idea(request):
         gate.touch()  # the crash may finish now: its fix task comes first
-        wait_for(lambda: kept_experiment(repo), "worker 1's keep")
+        wait_for(lambda: kept_experiment(repo), "the other worker's keep")
         return edit("VAL_BPB down", VAL_BPB=0.9)(request)
 
     agent0 = ScriptedAgent([gated(edit("a crash", MODE="crash"), gate), second_idea,
                             *port_steps])
 
     def other_idea(request):
-        wait_for(lambda: len(agent0.requests) >= 2, "worker 0's second proposal")
+        wait_for(lambda: len(agent0.requests) >= 2, "the porter's second proposal")
         return edit("VAL_BPB further down", VAL_BPB=0.85)(request)
 
-    return Loop(repo, limited(3), [agent0, ScriptedAgent([other_idea])], ui,
-                slots=gpus(2)).run()
+    agents = [agent0, ScriptedAgent([other_idea])]
+    return Loop(repo, limited(3), agents[porter:] + agents[:porter], ui, slots=gpus(2)).run()
 
 
 def limited(max_experiments: int) -> Options:
@@ -140,18 +141,21 @@ class Killed(BaseException):
     """kill -9, as far as the loop can tell: nothing catches it, no clean-up code runs."""
 
 
-def test_a_port_cut_by_a_kill_gets_its_row_from_the_same_command(repo, tmp_path):
-    """The loop dies while worker 0's agent ports the change: the same command again ports it."""
+@pytest.mark.parametrize("porter, workers", [(0, 2), (1, 1)])
+def test_a_port_cut_by_a_kill_gets_its_row_from_the_same_command(repo, tmp_path, porter,
+                                                                 workers):
+    """The loop dies while an agent ports the change: the same command again ports it, with
+    fewer workers too (the port moves to one that is left)."""
     def killed(request):
         raise Killed("while porting")
 
     with pytest.raises(Killed):
-        port_behind_a_fix(repo, tmp_path, [killed], RecordingUI())
+        port_behind_a_fix(repo, tmp_path, [killed], RecordingUI(), porter)
     (task,) = [t for t in load_state(repo, TAG).tasks if t.kind.value == "port"]
-    assert task.row.description == "VAL_BPB down"
+    assert task.row.description == "VAL_BPB down" and task.worker == porter
     agent = ScriptedAgent([port])
-    assert Loop(repo, limited(3), [agent, agent], RecordingUI(), slots=gpus(2)).run() == \
-        "reached --max-experiments 3"
+    assert Loop(repo, limited(3), [agent] * workers, RecordingUI(),
+                slots=gpus(workers)).run() == "reached --max-experiments 3"
     check_ported(repo)
 
 
