@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from autoresearch.artifacts.checkpoints import run_path
 from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.ledger.state import State, save_state
 from autoresearch.memory import journal
@@ -56,7 +57,7 @@ def add_run(repo: Path, n: int, code: str, status: str, bpb: float, description:
     if tried:  # the loop keeps tried commits on a side ref and moves the branch back
         git(repo, "update-ref", f"refs/autoresearch/{TAG}/tried/{n}", commit)
         git(repo, "reset", "-q", "--hard", "HEAD~1")
-    run_dir = repo / "runs" / f"{n:04d}-{commit[:7]}"
+    run_dir = repo / run_path(TAG, n, commit)  # where the loop puts run n
     run_dir.mkdir(parents=True)
     (run_dir / "train.py").write_text(code)
     progress = "".join(f"step {s:05d} ({s * 10:.1f}%) | loss 4.{s}00000 | remaining {30 - s}s\r"
@@ -72,7 +73,7 @@ def add_run(repo: Path, n: int, code: str, status: str, bpb: float, description:
               status=status, description=description, experiment=n,
               kind="baseline" if n == 1 else "experiment", tag=TAG,
               timestamp=f"2026-01-01T00:{n:02d}:00+00:00", total_seconds=20.0,
-              run_dir=f"runs/{run_dir.name}", profile="cpu", device="cpu", **columns)
+              run_dir=run_path(TAG, n, commit), profile="cpu", device="cpu", **columns)
     append_result(repo / "results.tsv", row)
     return row
 

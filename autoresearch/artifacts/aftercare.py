@@ -16,6 +16,7 @@ from pathlib import Path
 import autoresearch
 from autoresearch.artifacts.checkpoints import WEIGHTS, prune_checkpoints
 from autoresearch.ledger.results import Row
+from autoresearch.redact import run_env
 
 SAMPLE_MODULE = "autoresearch.artifacts.sample"  # python -m SAMPLE_MODULE RUN_DIR --out FILE
 SAMPLE_TIMEOUT = 300.0
@@ -40,7 +41,8 @@ def sample(repo: Path, run_dir: Path, timeout: float) -> str | None:
     """Write run_dir/sample_output.txt in a subprocess; the error line if it failed."""
     # the package must be importable in the subprocess wherever the loop was started from
     paths = [str(Path(autoresearch.__file__).parent.parent), os.environ.get("PYTHONPATH")]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
+    # it imports the run's train.py: the run's code gets no credentials here either
+    env = run_env(dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p)))
     cmd = [sys.executable, "-m", SAMPLE_MODULE, str(run_dir), "--out",
            str(run_dir / "sample_output.txt")]
     try:

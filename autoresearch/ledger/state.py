@@ -134,9 +134,11 @@ def list_tags(repo: Path) -> list[str]:
 
 
 def write_live(repo: Path, tag: str, values: dict) -> None:
-    """Write live.json (best effort: a dashboard must never stop the loop)."""
+    """Write live.json, secrets redacted (best effort: a dashboard must never stop the loop)."""
+    from autoresearch.redact import redact_tree
+
     path = tag_dir(repo, tag) / "live.json"
-    live = dict(values, updated_at=now_iso(), pid=os.getpid())
+    live = dict(redact_tree(values), updated_at=now_iso(), pid=os.getpid())
     try:
         write_json_atomic(path, live, durable=False)  # rewritten every few seconds
     except OSError:

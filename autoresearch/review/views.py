@@ -230,7 +230,7 @@ def resolve_commit(repo: Path, ref: str, tag: str | None) -> str:
 
 
 def diff(repo: Path, ref: str, tag: str | None, console: Console) -> None:
-    text = Git(repo).show(resolve_commit(repo, ref, tag))
+    text = redact(Git(repo).show(resolve_commit(repo, ref, tag)))
     if console.is_terminal:
         console.print(Syntax(text, "diff", theme="ansi_dark", word_wrap=True))
     else:
@@ -257,5 +257,5 @@ def journal(repo: Path, tag: str | None, full: bool, console: Console) -> None:
         changes = f" [{', '.join(e.changes)}]" if e.changes else ""
         console.print(Text.assemble(
             f"#{e.n} {e.kind} w{e.worker} ", (e.status, STATUS_STYLE.get(e.status, "")),
-            f" {value}{delta} {e.description}{changes}{links}",
-            (f" - {e.reason}" if e.reason else "", "dim")))
+            redact(f" {value}{delta} {e.description}{changes}{links}"),
+            (redact(f" - {e.reason}") if e.reason else "", "dim")))
