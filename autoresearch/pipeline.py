@@ -35,6 +35,7 @@ from autoresearch.workspace.guard import PROGRAM, RUN_LABEL
 from autoresearch.workspace.slots import Slot
 
 if TYPE_CHECKING:
+    from autoresearch.ledger.coordinator import Coordinator
     from autoresearch.scheduler import Loop
 
 HISTORY_ROWS = 30  # recent rows in the agent's request; the digest covers the whole night
@@ -63,9 +64,10 @@ class Worker:
 
     def propose_forever(self) -> None:
         while not self.loop.closing:
-            task = self.coord.next_task(self.k)
-            may = self.loop.may_propose() or (task is not None and task.kind == Kind.PORT
-                                              and not self.loop.stopping)
+            new_allowed = self.loop.may_propose()
+            task = self.coord.next_task(self.k, new_allowed)
+            # past the limit only a port comes: it finishes a counted run, whose row waits on it
+            may = new_allowed or (task is not None and not self.loop.stopping)
             if not may or (task is None and self.has_work()):
                 self.loop.wait(0.5)
                 continue
@@ -97,9 +99,7 @@ class Worker:
             loop.log(f"w{self.k}: {job.id} ready: {job.description}")
         loop.live(self.k, agent_phase="idle", agent_task="")
         if coord.state.rejections >= MAX_REJECTIONS:
-            raise UserError(f"{MAX_REJECTIONS} proposals in a row were unusable (last: "
-                            f"{self.last_rejection}); see .autoresearch/{coord.tag}/events.log, "
-                            f"check the agent and program.md, then run again")
+            raise Unusable(coord, self.last_rejection)
 
     def propose_on(self, task: Task | None, kind: Kind, parent: str, seq: int, marker: str,
                    backup: Path) -> Job | None:
@@ -146,7 +146,8 @@ class Worker:
         --no-prefetch, anything queued, running or being confirmed."""
         if self.loop.opts.prefetch:
             return self.coord.has_ready_proposal(self.k)
-        return self.running is not None or self.coord.has_jobs(self.k)
+        return self.running is not None or \
+            self.coord.has_jobs(self.k, self.loop.opts.max_experiments)
 
     @property
     def who(self) -> str:
@@ -224,7 +225,7 @@ class Worker:
         while True:
             if self.loop.closing:
                 return
-            job = self.coord.take(self.k)
+            job = self.coord.take(self.k, self.loop.opts.max_experiments)
             if job is None:
                 if self.loop.drained(self):
                     return
@@ -306,6 +307,23 @@ class Worker:
             return None
         write_metrics(spec.run_dir, job, result, out)
         return out
+
+
+class Unusable(UserError):
+    """Too many unusable proposals in a row: the loop stops for a human. Told with the count
+    when the loop stops, not when it was raised: proposals under way on other workers then
+    finish and may add to it."""
+
+    def __init__(self, coord: Coordinator, last: str):
+        super().__init__(last)
+        self.coord, self.last = coord, last
+        self.in_a_row, self.total = coord.state.rejections, coord.state.rejected_total
+
+    def __str__(self) -> str:
+        later = self.coord.state.rejected_total - self.total
+        return (f"{self.in_a_row + later} proposals in a row were unusable (last: "
+                f"{self.last}); see .autoresearch/{self.coord.tag}/events.log, check the agent "
+                f"and program.md, then run again")
 
 
 def write_metrics(run_dir: Path, job: Job, result: RunResult, out: Outcome) -> None:

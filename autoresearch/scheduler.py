@@ -12,9 +12,9 @@ The loop on one screen (after karpathy/autoresearch's program.md):
         discard, port onto a newer best), appends the row to results.tsv, moves the branch
 
 Stops: --max-experiments (queued work is finished), --hours and `stop` (runs under way are
-finished), --max-cost, Ctrl-C (once: finish the runs under way; twice, SIGTERM or `stop --now`:
-abort them; they run again on the next `run`). Kill it any way you like, kill -9 included, and run
-the same command: the journal in state.json says what to finish.
+finished), --max-cost, Ctrl-C (once: finish the runs under way; twice, a second or more apart,
+SIGTERM or `stop --now`: abort them; they run again on the next `run`). Kill it any way you
+like, kill -9 included, and run the same command: the journal in state.json says what to finish.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from autoresearch.ledger.state import (
     tag_dir,
     write_live,
 )
-from autoresearch.model import Kind, Phase
+from autoresearch.model import Phase
 from autoresearch.pipeline import Worker, kill_agent
 from autoresearch.redact import register_environment
 from autoresearch.workspace.git import TRAIN, Git
@@ -67,6 +67,10 @@ from autoresearch.workspace.slots import TREES, Slot
 from autoresearch.workspace.tags import RESULTS, open_tag, unrun_edits_note
 
 LIVE_EVERY = 1.0  # seconds between live.json writes for progress updates
+# SIGINTs this close together are one Ctrl-C: a signal sent to the whole process group (a
+# supervisor, CI) reaches the loop directly and again through a parent that forwards it to its
+# child (`uv run` does), a moment apart; a second Ctrl-C meant as one comes later
+SAME_SIGINT_S = 1.0
 
 
 class UI(Protocol):
@@ -142,6 +146,7 @@ class Loop:
                     self.log(f"journal: wrote the entries of {rebuilt} runs from results.tsv "
                              f"and git", "yellow")
                 self.coord.plan_wave(len(self.workers))
+                self.say_if_limit_reached()
                 reason = self.drive()
             except Exception as e:
                 self.wind_down()
@@ -190,6 +195,8 @@ class Loop:
             self.log(f"resuming: w{p.worker}'s proposal was interrupted: dropped"
                      + (f" (undid {', '.join(undone)})" if undone else ""), "yellow")
         s.proposing = []
+        for task in s.tasks:  # fewer workers than before: move it (a port's row waits on it)
+            task.worker %= len(self.workers)
         for job in list(s.jobs):
             if job.worker >= len(self.workers):  # fewer workers than before: move it
                 job.worker = job.worker % len(self.workers)
@@ -207,6 +214,18 @@ class Loop:
         for n in coord.fresh_controls():
             self.log(f"resuming: #{n}'s control ran before the restart: its parent runs again "
                      f"beside its confirmation", "yellow")
+
+    def say_if_limit_reached(self) -> None:
+        """Say at once when --max-experiments is reached before anything starts: no new idea
+        starts, queued ones included (what was counted still finishes)."""
+        limit, done = self.opts.max_experiments, self.coord.agent_runs(queued=False)
+        if limit is None or done < limit:
+            return
+        held = len(self.coord.held_back(limit))
+        queued = f"; {held} queued proposal{'s' * (held != 1)} wait{'s' * (held == 1)} for a " \
+                 f"run with a higher limit" if held else ""
+        self.log(f"--max-experiments {limit} is reached already ({done} experiments): nothing "
+                 f"new starts{queued}", "bold yellow")
 
     def drive(self) -> str:
         """Run every worker's two threads until a stop; say why it ended."""
@@ -281,14 +300,12 @@ class Loop:
             return True
         if self.coord.state.noise is None or worker.proposing:
             return False
-        if any(c.worker == worker.k for c in self.coord.state.candidates):
+        new_allowed = self.may_propose()
+        if self.coord.next_task(worker.k, new_allowed) is not None:
             return False
-        task = self.coord.next_task(worker.k)
-        if task is not None and (self.may_propose() or task.kind == Kind.PORT):
+        if self.coord.has_jobs(worker.k, self.opts.max_experiments):
             return False
-        if any(j.worker == worker.k for j in self.coord.state.jobs):
-            return False
-        return not self.may_propose()
+        return not new_allowed
 
     def should_abort(self) -> bool:
         return self.aborting or stop_requested(self.repo, self.opts.tag) == "now"
@@ -406,13 +423,19 @@ class _Signals:
     def __init__(self, loop: Loop):
         self.loop = loop
         self.previous = {}
+        self.counted_at = float("-inf")  # when the latest SIGINT that counted arrived
 
     def handle(self, signum: int, frame: object) -> None:
         loop = self.loop
-        if signum == signal.SIGINT and not loop.stopping:
-            loop.stopping = "stop requested (Ctrl-C)"
-            loop.closing = True
-            return
+        if signum == signal.SIGINT:
+            now = time.monotonic()
+            if now - self.counted_at < SAME_SIGINT_S:
+                return  # the same Ctrl-C again, through a parent that forwards it
+            self.counted_at = now
+            if not loop.stopping:
+                loop.stopping = "stop requested (Ctrl-C)"
+                loop.closing = True
+                return
         loop.aborting = True
         loop.closing = True
 

@@ -149,7 +149,8 @@ def test_results_table_says_which_worker_ran_each_row(tmp_path):
     # one worker, or another tool's rows (no worker column): no column that says nothing
     assert table() == [["4", "0000004", "0.960000", "40.0", "keep", "experiment", "change 4"]]
     with open(path, "a") as f:  # rows without a worker among ours: their cell stays blank
-        f.write("bea057b\t0.986041\t43.9\tkeep\thalve batch\t5\texperiment\tx\n")
+        f.write("bea057b\t0.986041\t43.9\tkeep\thalve batch\t5\texperiment\tx" + "\t" * 16
+                + "\n")
     assert [row[6] for row in table("--tag", "x")] == ["w0 gpu0 @a", "w1 gpu1 @a", "w0 @b", ""]
 
 

@@ -284,7 +284,8 @@ def test_hand_damaged_rows_are_skipped_with_their_line_numbers(tmp_path):
         "\n"
         "eeeeeee\t0.995000\t44.0\tdiscard\tsecond number 1\t1\tn\r\n"
         "fffffff\t0.996000\t44.0\tdiscard\tanother tag's 1\t1\tm\n"
-        "0000001\t0.999000\t44.0\tdiscard\tshort row, ok\t5\n")
+        "0000001\t0.999000\t44.0\tdiscard\tall cells, ok\t5\tn\n"
+        "0000002\t0.999000\t44.0\tdiscard\ttorn\t6\n")
     problems: list[str] = []
     rows = read_results(path, problems)
     assert [r.commit for r in rows] == ["aaaaaaa", "fffffff", "0000001"]
@@ -292,7 +293,8 @@ def test_hand_damaged_rows_are_skipped_with_their_line_numbers(tmp_path):
         "results.tsv line 3: 8 cells, but the header names 7 columns; row skipped",
         "results.tsv line 4: val_bpb '0,98' is not a number; row skipped",
         "results.tsv line 5: status 'kept' is not one of keep, discard, crash; row skipped",
-        "results.tsv line 7: experiment 1 of tag n is already on line 2; row skipped"]
+        "results.tsv line 7: experiment 1 of tag n is already on line 2; row skipped",
+        "results.tsv line 10: 6 cells, but the header names 7 columns (a torn row); row skipped"]
     assert read_results(path) == rows  # without a list the rows are the same
     assert best([r for r in rows if r.tag == "n"]).commit == "aaaaaaa"  # not #2, #3 or #4
 

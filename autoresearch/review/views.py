@@ -14,7 +14,7 @@ from rich.text import Text
 
 from autoresearch.errors import UserError
 from autoresearch.execution.procs import pid_alive
-from autoresearch.ledger.results import Row, read_results
+from autoresearch.ledger.results import Row, read_reported
 from autoresearch.ledger.state import (
     State,
     list_tags,
@@ -49,14 +49,8 @@ def read_rows(path: Path, reported: set[str] | None = None) -> list[Row]:
     """results.tsv's rows for a review command. What is wrong with the file goes to stderr as
     `warning: ...`, each problem once: a long-running caller passes the set it keeps of those
     already reported."""
-    problems: list[str] = []
-    rows = read_results(path, problems)
-    reported = set() if reported is None else reported
-    for problem in problems:
-        if problem not in reported:
-            reported.add(problem)
-            print(f"warning: {problem}", file=sys.stderr)
-    return rows
+    return read_reported(path, lambda problem: print(f"warning: {problem}", file=sys.stderr),
+                         set() if reported is None else reported)
 
 
 def tags_by_start(repo: Path | None, rows: list[Row]) -> list[str]:

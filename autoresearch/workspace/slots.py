@@ -67,7 +67,7 @@ class Slot:
             return []
         train = self.path / TRAIN
         kept = train.read_text() if keep_train and train.is_file() else None
-        differ = [p for p in self.changed_paths() if p != TRAIN]
+        differ = [p for p in self.changed_paths(commit) if p != TRAIN]
         for rel in differ + ([TRAIN] if not keep_train and train.exists() else []):
             _copy(self.path / rel, backup / rel)
         self.git.run("checkout", "--quiet", "--detach", "--force", commit)
@@ -87,11 +87,14 @@ class Slot:
         top = self.git.run("rev-parse", "--show-toplevel", check=False)
         return bool(top) and Path(top).resolve() == self.path.resolve()
 
-    def changed_paths(self) -> list[str]:
-        """Tracked files that differ from HEAD, and every untracked or ignored path."""
+    def changed_paths(self, commit: str = "HEAD") -> list[str]:
+        """Tracked files that differ from HEAD or from `commit` (a file the agent committed is
+        no different from HEAD, yet gone once the tree is `commit` again), and every untracked
+        or ignored path."""
         out = self.git.run_raw("status", "--porcelain=v1", "-z", "--untracked-files=all",
                                "--ignored=matching")
-        entries, paths, i = out.split("\0"), [], 0
+        committed = self.git.run_raw("diff", "--name-only", "-z", commit).split("\0")
+        entries, paths, i = out.split("\0"), [p for p in committed if p], 0
         while i < len(entries):
             entry = entries[i]
             i += 1
