@@ -14,7 +14,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import REPO, TRAIN_DOCS_PER_SHARD, VAL_DOCS, corpus_shards, run_prepare
+from conftest import (
+    DEMO_CORPUS,
+    REPO,
+    TRAIN_DOCS_PER_SHARD,
+    VAL_DOCS,
+    corpus_shards,
+    run_prepare,
+)
 
 import prepare
 from autoresearch.execution.procs import pid_alive
@@ -252,6 +259,69 @@ def test_prepare_from_local_parquet_end_to_end(tmp_path, mini_corpus):
     assert "Traceback" not in other.stderr
 
 
+def test_local_parquet_is_copied_and_leaves_no_temporary_files(tmp_path, mini_corpus):
+    """The cache holds copies: writing to a cache shard never writes to the user's data, and
+    preparing again (the same source, --force) leaves no `*.tmp` behind."""
+    cache = tmp_path / "cache"
+    for extra in ([], ["--force"]):
+        result = run_prepare(cache, "--source", str(mini_corpus), "--tokenizer-chars", "200000",
+                             *extra)
+        assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in cache.rglob("*.tmp")) == []
+    sources = sorted(mini_corpus.glob("*.parquet"))
+    shards = sorted((cache / "data").glob("shard_*.parquet"))
+    before = [src.read_bytes() for src in sources]
+    for src, shard, data in zip(sources, shards, before, strict=True):
+        assert shard.read_bytes() == data and not shard.samefile(src)
+        with open(shard, "ab") as f:
+            f.write(b"an agent appends to the cache")
+    assert [src.read_bytes() for src in sources] == before
+
+
+def _file_size_limit(limit: int):
+    """For preexec_fn: writes past `limit` bytes fail with EFBIG, as on a full disk."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error instead of a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("kind", ["parquet", "jsonl"])
+def test_a_shard_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(
+        tmp_path, mini_corpus, kind):
+    source = mini_corpus
+    if kind == "jsonl":
+        source = tmp_path / "text"
+        source.mkdir()
+        texts = pq.read_table(mini_corpus / "part_0.parquet").column("text").to_pylist()
+        (source / "docs.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts))
+    cache = tmp_path / "cache"
+    result = run_prepare(cache, "--source", str(source), preexec_fn=_file_size_limit(100_000))
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: cannot write {cache / 'data' / 'shard_00000.parquet'}")
+    assert "File too large" in errors[0]
+    assert sorted(p.name for p in (cache / "data").iterdir()) == []
+
+
+def test_the_demo_corpus_prepares_offline(tmp_path):
+    """`prepare.py --demo` needs nothing but the repository: no network, no folder beside it."""
+    result = run_prepare(tmp_path / "cache", "--demo", "--tokenizer-chars", "300000",
+                         env={"AUTORESEARCH_DATA_URL": "http://127.0.0.1:9"})  # nothing there
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "cache" / "data"
+    assert json.loads((data / "dataset.json").read_text()) == {
+        "source": str(DEMO_CORPUS), "train": ["shard_00000.parquet", "shard_00001.parquet"],
+        "val": "shard_00002.parquet"}
+    assert (tmp_path / "cache" / "tokenizer" / "tokenizer.pkl").exists()
+    demo_val = pq.read_table(DEMO_CORPUS / "shard_00002.parquet").column("text").to_pylist()
+    assert pq.read_table(data / "shard_00002.parquet").column("text").to_pylist() == demo_val
+    assert len(demo_val) >= VAL_DOCS  # enough for what the tests cut from it
+
+
 def test_prepare_from_txt_and_jsonl(tmp_path, mini_corpus):
     texts = pq.read_table(mini_corpus / "part_0.parquet").column("text").to_pylist()[:60]
     src = tmp_path / "src"
@@ -315,7 +385,7 @@ def test_prepare_offline_says_what_failed_and_how_to_use_local_data(tmp_path):
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: cannot reach")
-    assert "--source" in errors[0]
+    assert "uv run prepare.py --demo" in errors[0] and "--source" in errors[0]
 
 
 def test_runtime_without_prepared_data_is_one_line(tmp_path):
