@@ -98,6 +98,7 @@ def test_run_loop_passes_options_through(tmp_path):
     assert result.stderr.startswith("error: ") and "nonesuch" in result.stderr
 
 
+@pytest.mark.slow
 def test_run_experiment_on_cpu_then_sample_its_checkpoint(prepared_cache, tmp_path):
     """The real train.py on the cpu profile through the wrapper (one training run serves both
     checks, to keep the suite fast): metrics printed from the summary block, and the checkpoint
