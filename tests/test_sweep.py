@@ -171,6 +171,7 @@ def test_changes_one_or_two_literals_and_keeps_the_rest(tmp_path):
     assert len(names) >= 5  # and many different knobs
 
 
+@pytest.mark.slow
 def test_mutations_keep_values_valid(tmp_path):
     original = top_level_values(TRAIN_PY)
     halvings = 0
