@@ -102,6 +102,7 @@ def test_a_broken_training_script_is_one_line_error(tmp_path):
         "fix it, or run `python train.py` to see the traceback"]
 
 
+@pytest.mark.slow
 def test_cold_runs_empty_every_compile_cache_that_prepare_sets():
     env = {k: v for k, v in os.environ.items() if not k.endswith("_CACHE_DIR")}
     result = subprocess.run(
