@@ -79,6 +79,7 @@ def document_tokens(tokenizer, split: str) -> set[tuple[int, ...]]:
     return {tuple(ids) for ids in tokenizer.encode(texts, prepend=tokenizer.get_bos_token_id())}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", ["train", "val"])
 def test_dataloader_packs_whole_documents_bos_first_no_padding(tokenizer, split):
     B, T = 4, 256
@@ -99,6 +100,7 @@ def test_dataloader_packs_whole_documents_bos_first_no_padding(tokenizer, split)
         assert epoch >= 1
 
 
+@pytest.mark.slow
 def test_dataloader_is_deterministic(tokenizer):
     a = prepare.make_dataloader(tokenizer, 3, 128, "train", device="cpu")
     b = prepare.make_dataloader(tokenizer, 3, 128, "train", device="cpu")
@@ -123,6 +125,7 @@ def test_training_batches_come_whole_from_the_packer_process(tokenizer):
     assert packer.poll() is not None and prepare._PACKERS == []  # closing stops the process
 
 
+@pytest.mark.slow
 def test_packer_process_exits_quietly_when_its_reader_dies(tmp_path):
     # the loop kills a timed-out run's process group; a reader killed alone must not leave the
     # packer running, nor make it print a traceback into the run's log
@@ -146,6 +149,7 @@ def test_packer_process_exits_quietly_when_its_reader_dies(tmp_path):
     assert "Traceback" not in log.read_text()
 
 
+@pytest.mark.slow
 def test_a_failing_packer_is_a_one_line_error(tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("AUTORESEARCH_CACHE", str(tmp_path))  # the child finds no data there
     loader = prepare.make_dataloader(tokenizer, 2, 64, "train", device="cpu")
@@ -242,6 +246,7 @@ def test_evaluate_bpb_rewards_a_better_model(tokenizer):
 # ---------------------------------------------------------------------------- the CLI
 
 
+@pytest.mark.slow
 def test_prepare_from_local_parquet_end_to_end(tmp_path, mini_corpus):
     cache = tmp_path / "cache"
     first = run_prepare(cache, "--source", str(mini_corpus), "--tokenizer-chars", "1000000")
@@ -259,6 +264,7 @@ def test_prepare_from_local_parquet_end_to_end(tmp_path, mini_corpus):
     assert "Traceback" not in other.stderr
 
 
+@pytest.mark.slow
 def test_local_parquet_is_copied_and_leaves_no_temporary_files(tmp_path, mini_corpus):
     """The cache holds copies: writing to a cache shard never writes to the user's data, and
     preparing again (the same source, --force) leaves no `*.tmp` behind."""
