@@ -180,6 +180,7 @@ def test_a_run_that_writes_into_the_prepared_data_is_void(repo, cache):
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_the_first_wave_may_cache_validation_tokens_and_nothing_after_it_may(repo, cache):
     text = (repo / "train.py").read_text().replace('MODE = "ok"', 'MODE = "valcache"')
     (repo / "train.py").write_text(text)
@@ -202,6 +203,7 @@ def test_data_the_loop_cannot_restore_stops_it(repo, cache):
     assert [r.kind for r in tag_rows(repo)] == ["baseline"]  # it never ran
 
 
+@pytest.mark.slow
 def test_what_the_agent_does_to_its_work_tree_is_undone(repo, cache):
     tree = repo / ".autoresearch" / TAG / "trees" / "0"
 
