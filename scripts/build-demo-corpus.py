@@ -120,22 +120,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
                         help=f"the shared corpus (default {DEFAULT_CORPUS})")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"where to write (default {OUT})")
     parser.add_argument("--check", action="store_true",
                         help="compare with the files in the repository instead of writing them")
     args = parser.parse_args()
     files = build(args.corpus)
     if args.check:
         stale = [n for n, data in files.items()
-                 if not (OUT / n).exists() or (OUT / n).read_bytes() != data]
+                 if not (args.out / n).exists() or (args.out / n).read_bytes() != data]
         if stale:
-            sys.exit(f"error: {', '.join(stale)} in {OUT} differ from a fresh build")
-        print(f"{OUT} matches a fresh build")
+            sys.exit(f"error: {', '.join(stale)} in {args.out} differ from a fresh build")
+        print(f"{args.out} matches a fresh build")
         return
-    OUT.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        (OUT / name).write_bytes(data)
+        (args.out / name).write_bytes(data)
     size = sum(len(d) for d in files.values())
-    print(f"wrote {len(files)} files, {size / 1e6:.1f} MB, to {OUT}")
+    print(f"wrote {len(files)} files, {size / 1e6:.1f} MB, to {args.out}")
 
 
 if __name__ == "__main__":

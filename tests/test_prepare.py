@@ -420,3 +420,54 @@ def test_unknown_profile_is_one_line(tmp_path):
                             env={"PATH": "/usr/bin:/bin", "AUTORESEARCH_PROFILE": "h300"})
     assert result.returncode == 1
     assert "unknown AUTORESEARCH_PROFILE='h300'" in result.stderr and "cpu" in result.stderr
+
+
+# ---------------------------------------------------------------------------- the demo corpus
+
+def _fake_shared_corpus(folder: Path) -> dict[str, list[str]]:
+    """Shards that mix encyclopedia articles (a line per paragraph) with book chunks (blank lines
+    between paragraphs), as the shared corpus does; returns each shard's book chunks."""
+    import pyarrow as pa
+
+    folder.mkdir()
+    books = {}
+    for shard, count in (("shard_00000", 700), ("shard_00001", 700), ("shard_00002", 5),
+                         ("shard_00003", 200)):
+        article = [f"{shard} Article {i}\n\n" + "\n".join(["A line of facts."] * 6)
+                   for i in range(count)]
+        chunk = [f"{shard} chapter {i}.\n\n" + "\n\n".join(["Prose, re-flowed."] * 5)
+                 for i in range(count)]
+        rows = [text for pair in zip(article, chunk, strict=True) for text in pair]
+        pq.write_table(pa.table({"text": rows}), folder / f"{shard}.parquet")
+        books[shard] = chunk
+    stats = {"gutenberg_books": [["lib/moby_dick.txt", "used", 1], ["lib/quijote.txt",
+                                  "skipped (Spanish)", 0]],
+             "repos": {"gutenberg": "someone/books@abc:lib/"}}
+    (folder / "build_stats.json").write_text(json.dumps(stats))
+    return books
+
+
+def test_the_demo_corpus_builder_keeps_book_chunks_in_order_and_is_byte_for_byte(tmp_path):
+    books = _fake_shared_corpus(tmp_path / "shared")
+
+    def build(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "scripts/build-demo-corpus.py", "--corpus",
+                               str(tmp_path / "shared"), *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+
+    assert build("--out", str(tmp_path / "one")).returncode == 0
+    assert build("--out", str(tmp_path / "two")).returncode == 0
+    one, two = tmp_path / "one", tmp_path / "two"
+    names = ["SOURCES.md", "shard_00000.parquet", "shard_00001.parquet", "shard_00002.parquet"]
+    assert sorted(p.name for p in one.iterdir()) == names
+    assert all((one / n).read_bytes() == (two / n).read_bytes() for n in names)
+    texts = {n: pq.read_table(one / n).column("text").to_pylist() for n in names[1:]}
+    assert texts["shard_00000.parquet"] == books["shard_00000"][:TRAIN_DOCS_PER_SHARD]
+    assert texts["shard_00001.parquet"] == books["shard_00001"][:TRAIN_DOCS_PER_SHARD]
+    assert texts["shard_00002.parquet"] == books["shard_00003"][:VAL_DOCS]  # the last is val
+    sources = (one / "SOURCES.md").read_text()
+    assert "moby dick" in sources and "quijote" not in sources and "someone/books@abc" in sources
+    assert build("--out", str(one), "--check").returncode == 0
+    (one / "shard_00002.parquet").write_bytes(b"stale")
+    stale = build("--out", str(one), "--check")
+    assert stale.returncode == 1 and "shard_00002.parquet" in stale.stderr
