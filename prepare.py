@@ -222,9 +222,14 @@ def train_tokenizer(max_chars: int, force: bool) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """`path` holds `data` whole or is untouched; a failed write is one line, no temporary file."""
+    from autoresearch.local_data import LocalDataError, written_atomically
+
+    try:
+        with written_atomically(path) as tmp:
+            tmp.write_bytes(data)
+    except LocalDataError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 # ---------------------------------------------------------------------------

@@ -72,9 +72,10 @@ def _import_parquet(paths: list[Path], data_dir: Path) -> tuple[list[str], str]:
 
 
 @contextlib.contextmanager
-def _written_atomically(dst: Path) -> Iterator[Path]:
+def written_atomically(dst: Path) -> Iterator[Path]:
     """A temporary path to write `dst` through: renamed onto `dst` when the block ends, removed
-    when it fails or is interrupted, so the cache never holds a half-written or stray shard."""
+    when it fails or is interrupted, so the cache never holds a half-written or stray file.
+    A failed write raises LocalDataError naming `dst` and the cause (e.g. disk full)."""
     tmp = dst.with_name(dst.name + ".tmp")
     try:
         yield tmp
@@ -88,7 +89,7 @@ def _written_atomically(dst: Path) -> Iterator[Path]:
 def _copy(src: Path, dst: Path) -> None:
     # A copy, never a hard link: a link would make the cache and the user's file one file, so a
     # write to either would change the other (and renaming a link onto itself is a no-op).
-    with _written_atomically(dst) as tmp:
+    with written_atomically(dst) as tmp:
         shutil.copyfile(src, tmp)
 
 
@@ -135,6 +136,6 @@ def _import_text(paths: list[Path], data_dir: Path) -> tuple[list[str], str]:
     chunks = [train_docs[i : i + DOCS_PER_SHARD] for i in range(0, len(train_docs), DOCS_PER_SHARD)]
     names = [_shard_name(i) for i in range(len(chunks) + 1)]
     for chunk, name in zip(chunks + [val_docs], names, strict=True):
-        with _written_atomically(data_dir / name) as tmp:
+        with written_atomically(data_dir / name) as tmp:
             pq.write_table(pa.table({"text": chunk}), tmp, row_group_size=1024)
     return names[:-1], names[-1]

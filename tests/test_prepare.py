@@ -295,22 +295,29 @@ def _file_size_limit(limit: int):
     return apply
 
 
-@pytest.mark.parametrize("kind", ["parquet", "jsonl"])
-def test_a_shard_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(
-        tmp_path, mini_corpus, kind):
+@pytest.mark.parametrize("kind, limit, fails", [
+    ("parquet", 100_000, "data/shard_00000.parquet"),  # a copy of the user's file
+    ("jsonl", 100_000, "data/shard_00000.parquet"),  # a shard written from text
+    ("small jsonl", 15_000, "tokenizer/tokenizer.pkl"),  # the shards fit, the tokenizer not
+])
+def test_a_file_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(
+        tmp_path, mini_corpus, kind, limit, fails):
     source = mini_corpus
-    if kind == "jsonl":
+    if kind != "parquet":
         source = tmp_path / "text"
         source.mkdir()
         texts = pq.read_table(mini_corpus / "part_0.parquet").column("text").to_pylist()
+        if kind == "small jsonl":
+            texts = [t[:300] for t in texts[:40]]
         (source / "docs.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts))
     cache = tmp_path / "cache"
-    result = run_prepare(cache, "--source", str(source), preexec_fn=_file_size_limit(100_000))
+    result = run_prepare(cache, "--source", str(source), preexec_fn=_file_size_limit(limit))
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and len(errors) == 1, result.stderr
-    assert errors[0].startswith(f"error: cannot write {cache / 'data' / 'shard_00000.parquet'}")
+    assert errors[0].startswith(f"error: cannot write {cache / fails}")
     assert "File too large" in errors[0]
-    assert sorted(p.name for p in (cache / "data").iterdir()) == []
+    assert sorted(p.name for p in cache.rglob("*.tmp")) == []
+    assert not (cache / fails).exists()
 
 
 def test_the_demo_corpus_prepares_offline(tmp_path):
