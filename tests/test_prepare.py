@@ -320,6 +320,18 @@ def test_a_file_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(
     assert not (cache / fails).exists()
 
 
+def test_an_interrupted_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
+    from autoresearch.local_data import written_atomically
+
+    shard = tmp_path / "shard_00000.parquet"
+    shard.write_bytes(b"the old shard")
+    with pytest.raises(KeyboardInterrupt), written_atomically(shard) as tmp:
+        tmp.write_bytes(b"half of the new")
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the copy
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shard_00000.parquet"]
+    assert shard.read_bytes() == b"the old shard"
+
+
 def test_the_demo_corpus_prepares_offline(tmp_path):
     """`prepare.py --demo` needs nothing but the repository: no network, no folder beside it."""
     result = run_prepare(tmp_path / "cache", "--demo", "--tokenizer-chars", "300000",
