@@ -328,11 +328,11 @@ def test_hours_limit(repo):
 
 def test_kept_runs_are_sampled_and_a_failure_is_not_fatal(repo, tmp_path, monkeypatch):
     # a stand-in for autoresearch.artifacts.sample (the real one needs real weights): writes
-    # the sample for the kept experiment, fails for the baseline
+    # the sample for the kept experiment (#2, not its confirmation run #4), fails for the baseline
     (tmp_path / "fake_sample.py").write_text(
         "import pathlib, sys\n"
         "run_dir, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[3])\n"
-        "if run_dir.name.startswith('0004'):\n"
+        "if run_dir.name.startswith('0002'):\n"
         "    out.write_text('once upon a time')\n"
         "else:\n"
         "    sys.exit('error: no tokenizer')\n")
@@ -340,7 +340,8 @@ def test_kept_runs_are_sampled_and_a_failure_is_not_fatal(repo, tmp_path, monkey
     monkeypatch.setattr("autoresearch.artifacts.aftercare.SAMPLE_MODULE", "fake_sample")
     run_loop(repo, [edit("keep me", VAL_BPB=0.9)], sample=True)
     r = {row.experiment: row for row in tag_rows(repo)}
-    assert (repo / r[4].run_dir / "sample_output.txt").read_text() == "once upon a time"
+    assert (repo / r[2].run_dir / "sample_output.txt").read_text() == "once upon a time"
+    assert not (repo / r[4].run_dir / "sample_output.txt").exists()
     events = (repo / ".autoresearch" / TAG / "events.log").read_text()
     assert f"sampling {r[1].run_dir.split('/')[-1]} failed (not fatal): error: no tokenizer" \
         in events

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from autoresearch.agents.base import InFlight
-from autoresearch.artifacts.checkpoints import RUNS_DIR
+from autoresearch.artifacts.checkpoints import run_path
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.ledger.state import FIXED_FILES, Proposing, State, now_iso, save_state, tag_dir
@@ -25,6 +25,7 @@ from autoresearch.memory.fingerprint import changes as change_summary
 from autoresearch.memory.fingerprint import fingerprint
 from autoresearch.model import AGENT_KINDS, Decision, Job, Kind, Outcome, Phase, Port, Task
 from autoresearch.policy import Context, decide, measure
+from autoresearch.redact import redact
 from autoresearch.workspace.git import TRAIN, Git, text_hash
 from autoresearch.workspace.merge import merge
 from autoresearch.workspace.tags import RESULTS, tried_ref
@@ -219,7 +220,7 @@ class Coordinator:
             s = self.state
             if job.n is None:
                 job.n, s.next_n = s.next_n, s.next_n + 1
-                job.run_dir = f"{RUNS_DIR}/{self.tag}/{job.n:04d}-{job.commit[:7]}"
+                job.run_dir = run_path(self.tag, job.n, job.commit)
             job.phase, job.seen = Phase.RUNNING, seen
             save_state(self.repo, s)
             return job
@@ -450,7 +451,7 @@ class Coordinator:
     @staticmethod
     def _message(description: str, hypothesis: str, what: str) -> str:
         body = f"\n\nHypothesis: {hypothesis}" if hypothesis else ""
-        return f"{description}{body}\n\nautoresearch ({what})"
+        return redact(f"{description}{body}\n\nautoresearch ({what})")  # a push publishes it
 
     def message(self, description: str, hypothesis: str, kind: Kind, worker: int) -> str:
         return self._message(description, hypothesis, f"{self.tag}, {kind.value}, worker {worker}")

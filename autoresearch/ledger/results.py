@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from autoresearch.errors import UserError
-from autoresearch.redact import redact
+from autoresearch.redact import sanitize
 
 STATUSES = ("keep", "discard", "crash")
 
@@ -80,12 +80,6 @@ _INT_FIELDS = {"experiment", "num_steps", "worker"}
 _KNOWN = {f.name for f in fields(Row)}
 
 
-def sanitize(text: str, limit: int = 300) -> str:
-    """One line, no tabs, bounded length: safe to put in a TSV cell."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def _format(name: str, value: object) -> str:
     if value is None:
         return ""
@@ -98,7 +92,7 @@ def _format(name: str, value: object) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     if isinstance(value, str):
-        return sanitize(redact(value))
+        return sanitize(value)
     return str(value)
 
 

@@ -36,9 +36,23 @@ class Check:
 class Slot:
     def __init__(self, repo: Git, path: Path, worker: int):
         self.repo = repo  # the user's repository (refs, objects)
-        self.path = path
+        self.path = Path(path).absolute()  # handed to git and to the agent's CLI
         self.worker = worker
         self.git = Git(path)
+        self._remove_stale_index_lock()
+
+    def _remove_stale_index_lock(self) -> None:
+        """A kill -9 during a git command in this tree leaves its index.lock behind, and every
+        later git command there refuses to run. Slots are made while the loop holds the tag's
+        lock and before any agent starts, so no git command can be running here: it is stale."""
+        dot_git = self.path / ".git"
+        if not dot_git.is_file():
+            return
+        text = dot_git.read_text(errors="replace").strip()
+        if text.startswith("gitdir:"):
+            admin = Path(text.removeprefix("gitdir:").strip())
+            (admin if admin.is_absolute() else self.path / admin).joinpath("index.lock").unlink(
+                missing_ok=True)
 
     def reset(self, commit: str, backup: Path, keep_train: bool = False) -> list[str]:
         """Make the tree exactly `commit` (train.py excepted with keep_train); copy everything
