@@ -127,6 +127,7 @@ def test_killed_right_after_the_commit_drops_the_proposal(repo, monkeypatch):
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_a_lock_left_in_a_work_tree_by_kill_9_does_not_stop_the_next_run(repo):
     """kill -9 during `git commit` in a worker's tree leaves .git/worktrees/<k>/index.lock;
     the next `run` of the same tag must go on, not refuse every git command there."""

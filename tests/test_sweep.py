@@ -413,6 +413,7 @@ def profile_repo(path: Path) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_the_loop_tells_every_agent_what_the_profile_replaces(tmp_path):
     repo = profile_repo(tmp_path / "sweep")
     run_loop(repo, [None] * 4, agent=make_agent("sweep"), max_experiments=4)
