@@ -630,6 +630,7 @@ def test_every_command_finds_the_root_from_a_subfolder(tmp_path):
         assert "1.000000" in out.stdout, args
 
 
+@pytest.mark.slow
 def test_a_fatal_agent_error_is_said_at_once(fakes, tmp_path, monkeypatch):
     """The agent's reason is printed when it happens, not after the runs under way end."""
     repo = make_repo(tmp_path / "repo")

@@ -187,6 +187,7 @@ def test_stop_writes_the_flag(done):
     flag.unlink()
 
 
+@pytest.mark.slow
 def test_run_from_the_command_line(tmp_path):
     """The real CLI in a subprocess, plain output (not a TTY), sweep agent, custom train cmd."""
     repo = make_repo(tmp_path / "repo")

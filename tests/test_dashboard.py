@@ -316,6 +316,7 @@ def browser(tmp_path):
         proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_page_in_chromium(server, night, browser, tmp_path):
     web = browser
     web.call("POST", "/url", {"url": f"{server}/"})
@@ -389,6 +390,7 @@ return out;
 """
 
 
+@pytest.mark.slow
 def test_page_cards_chart_diff_and_idle_in_chromium(server, night, browser):
     noise = Noise(threshold=0.003, floor=0.001, values=[1.0], std=None, spread=None,
                   runs_requested=2, rule="floor only")
@@ -466,6 +468,7 @@ return [...document.querySelectorAll('#live .worker')].map(line => ({
 """
 
 
+@pytest.mark.slow
 def test_page_shows_each_worker_and_the_journal_in_chromium(server, night, browser):
     """Two GPUs: the experiments table says who ran each run, the live panel has a line per
     worker (w0's GPU trains while its agent proposes, w1's GPU waits for its agent's fix), the

@@ -5,6 +5,7 @@ against agents and runs that write where they must not."""
 import os
 import py_compile
 import subprocess
+import sys
 import sysconfig
 import time
 from pathlib import Path
@@ -43,6 +44,22 @@ def cache(tmp_path, monkeypatch):
     (folder / "tokenizer" / "tokenizer.pkl").write_bytes(b"merges")
     monkeypatch.setenv("AUTORESEARCH_CACHE", str(folder))
     return folder
+
+
+@pytest.fixture
+def own_venv(tmp_path, monkeypatch) -> Path:
+    """The site-packages of a venv of this test's own, which the loop, as if started from that
+    venv, watches and starts its runs from: a planted file never reaches the project's .venv,
+    so nothing else started from it meanwhile can run it."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+    # The project's packages stay importable, read-only, through the new venv.
+    project_site = sysconfig.get_paths()["purelib"]
+    (site / "_project_packages.pth").write_text(f"import site; site.addsitedir({project_site!r})\n")
+    monkeypatch.setattr(sys, "prefix", str(venv))
+    monkeypatch.setattr(sys, "executable", str(venv / "bin" / "python"))
+    return site
 
 
 def test_new_changed_and_deleted_files(tmp_path):
@@ -117,14 +134,16 @@ def test_the_data_fingerprint_names_the_data_set_and_tokenizer(cache):
     assert data_fingerprint(cache) != before
 
 
-def test_a_pth_file_planted_by_the_agent_never_runs(repo, cache, tmp_path):
-    site = sysconfig.get_paths()["purelib"]
-    pth = os.path.join(site, "zz_autoresearch_test_planted.pth")
+def test_a_pth_file_planted_by_the_agent_never_runs(repo, cache, own_venv, tmp_path):
+    pth = own_venv / "zz_autoresearch_test_planted.pth"
     marker = tmp_path / "ran"
 
-    def plant(request):
+    def write_pth():
         with open(pth, "w") as f:
             f.write(f"import os; open({str(marker)!r}, 'a').write('ran\\n')\n")
+
+    def plant(request):
+        write_pth()
         return edit("innocent", VAL_BPB=1.1)(request)
 
     try:
@@ -138,6 +157,9 @@ def test_a_pth_file_planted_by_the_agent_never_runs(repo, cache, tmp_path):
     assert "zz_autoresearch_test_planted.pth (new, removed)" in events
     assert "outside its work tree" in events  # the proposal was rejected
     assert [r.description for r in tag_rows(repo)] == ["baseline", "next"]
+    write_pth()  # had it stayed, a run (started from this venv) would have run it
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    assert marker.exists()
 
 
 def test_git_hooks_and_config_written_by_the_agent_are_put_back(repo, cache, tmp_path):
@@ -168,6 +190,7 @@ def test_a_run_that_writes_into_the_prepared_data_is_void(repo, cache):
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_the_first_wave_may_cache_validation_tokens_and_nothing_after_it_may(repo, cache):
     text = (repo / "train.py").read_text().replace('MODE = "ok"', 'MODE = "valcache"')
     (repo / "train.py").write_text(text)
@@ -190,6 +213,7 @@ def test_data_the_loop_cannot_restore_stops_it(repo, cache):
     assert [r.kind for r in tag_rows(repo)] == ["baseline"]  # it never ran
 
 
+@pytest.mark.slow
 def test_what_the_agent_does_to_its_work_tree_is_undone(repo, cache):
     tree = repo / ".autoresearch" / TAG / "trees" / "0"
 

@@ -48,6 +48,7 @@ def head(repo):
     return git(repo, "rev-parse", f"autoresearch/{TAG}")
 
 
+@pytest.mark.slow
 def test_keep_discard_crash_bookkeeping(repo):
     base = git(repo, "rev-parse", "HEAD")
     (repo / "notes.txt").write_text("untracked notes\n")
@@ -107,6 +108,7 @@ def test_keep_discard_crash_bookkeeping(repo):
     assert live["phase"] == "idle" and live["best_val_bpb"] == 0.9
 
 
+@pytest.mark.slow
 def test_noise_threshold_and_paired_confirmation(repo, tmp_path, monkeypatch):
     offsets = tmp_path / "offsets"
     # runs 1-3 the baseline wave; 4-6 a gain that holds up (candidate, control, confirmation);
@@ -134,6 +136,7 @@ def test_noise_floor_when_runs_agree(repo):
     assert noise.threshold == 0.002 and noise.std == 0.0
 
 
+@pytest.mark.slow
 def test_crash_gets_fix_attempts(repo):
     base = git(repo, "rev-parse", "HEAD")
     steps = [edit("buggy idea", MODE="crash"), edit("fixed the bug", MODE="ok", VAL_BPB=0.9)]
@@ -147,6 +150,7 @@ def test_crash_gets_fix_attempts(repo):
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_fix_attempts_are_bounded(repo):
     steps = [edit("buggy idea", MODE="crash"), edit("fix 1", VAL_BPB=0.8),
              edit("fix 2", VAL_BPB=0.7), edit("new idea", VAL_BPB=1.05)]
@@ -162,6 +166,7 @@ def test_fix_attempts_are_bounded(repo):
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_crash_classes_and_no_orphans(repo, tmp_path, monkeypatch):
     pid_file = tmp_path / "pids"
     monkeypatch.setenv("FAKE_PID_FILE", str(pid_file))
@@ -178,6 +183,7 @@ def test_crash_classes_and_no_orphans(repo, tmp_path, monkeypatch):
     assert len(pids) >= 9 and not [p for p in pids if pid_alive(p)]
 
 
+@pytest.mark.slow
 def test_rejections_are_logged_not_recorded(repo):
     def no_edit(request):
         return Proposal("did nothing", Usage(cost_usd=0.5))
@@ -211,6 +217,7 @@ def test_rejections_are_logged_not_recorded(repo):
     assert (tree / "prepare.py").read_text() == "# the fixed harness\n"
 
 
+@pytest.mark.slow
 def test_endless_rejections_stop_the_loop(repo):
     steps = [lambda request: Proposal("nothing", Usage(cost_usd=0.0))] * MAX_REJECTIONS
     with pytest.raises(UserError, match="proposals in a row were unusable"):
@@ -220,6 +227,7 @@ def test_endless_rejections_stop_the_loop(repo):
     assert git(repo, "status", "--porcelain") == ""
 
 
+@pytest.mark.slow
 def test_max_cost_and_stop_flag(repo):
     def edit_then_stop(request):
         proposal = edit("then stop", VAL_BPB=1.1)(request)
@@ -267,6 +275,7 @@ def test_stop_now_drops_the_run_and_the_next_run_repeats_it(repo, monkeypatch):
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_ctrl_c_once_finishes_the_runs_under_way(repo, monkeypatch):
     class CtrlC(RecordingUI):
         sent = False

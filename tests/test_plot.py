@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from conftest import DATA
 from matplotlib.image import imread
 from matplotlib.markers import MarkerStyle
 from typer.testing import CliRunner
@@ -23,7 +24,7 @@ from autoresearch.review.plot import (
 from autoresearch.review.report import best
 from autoresearch.review.review_cli import register
 
-ECOSYSTEM = Path("/work/shared/data/ecosystem/results_mar8.tsv")
+ECOSYSTEM = DATA / "results_mar8.tsv"
 
 
 def png_size(path: Path) -> tuple[int, int]:

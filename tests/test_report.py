@@ -2,10 +2,10 @@
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 import typer
+from conftest import DATA
 from typer.testing import CliRunner
 
 from autoresearch.errors import UserError
@@ -27,7 +27,7 @@ from autoresearch.review.report import (
 from autoresearch.review.review_cli import register
 from autoresearch.review.views import choose_tag, tags_by_start
 
-ECOSYSTEM = Path("/work/shared/data/ecosystem/results_mar8.tsv")
+ECOSYSTEM = DATA / "results_mar8.tsv"
 
 
 def table() -> list[Row]:

@@ -179,6 +179,7 @@ def test_an_unknown_tag_is_one_line_that_lists_the_tags(two_tags, verb):
     assert out.stderr == "error: no tag 'nope' (tags here: first, second); pick one with --tag\n"
 
 
+@pytest.mark.slow
 def test_the_keep_gets_the_sample_not_its_confirmation_run(tmp_path):
     """The fake trainer's weights are no model, so sampling fails, and the loop's note names
     the run it sampled: the keep's, which the summary and the dashboard show."""

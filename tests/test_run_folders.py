@@ -62,6 +62,7 @@ def kept_runs(repo):
     return [r for r in tag_rows(repo, TAG) if r.status == "keep" and r.kind == "experiment"]
 
 
+@pytest.mark.slow
 def test_the_loop_makes_run_folders_under_its_tag(night):
     rows = tag_rows(night, TAG)
     assert all(r.run_dir.startswith(f"{RUNS_DIR}/{TAG}/") for r in rows)
@@ -69,12 +70,14 @@ def test_the_loop_makes_run_folders_under_its_tag(night):
     assert len(kept_runs(night)) == 2
 
 
+@pytest.mark.slow
 def test_keep_checkpoints_prunes_all_but_the_best(night):
     weights = sorted((night / RUNS_DIR).glob("**/model.pt"))
     best = min(kept_runs(night), key=lambda r: r.val_bpb)
     assert weights == [run_dir_for(night, best) / "model.pt"]
 
 
+@pytest.mark.slow
 def test_every_keep_was_sampled_after_its_decision(night):
     rows = tag_rows(night, TAG)
     for kept in kept_runs(night):  # in the folder of one of its runs (itself or its confirmation)
@@ -84,6 +87,7 @@ def test_every_keep_was_sampled_after_its_decision(night):
         assert texts and texts[0].startswith("The capital of France is")
 
 
+@pytest.mark.slow
 def test_sample_command_finds_a_run_by_number(night):
     best = min(kept_runs(night), key=lambda r: r.val_bpb)
     result = agent_loop(night, "sample", str(best.experiment), "-C", ".", "--prompt", "ab",
@@ -105,6 +109,7 @@ def dashboard(night):
     srv.server_close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("view", ["log", "metrics", "sample"])
 def test_dashboard_views_of_a_run(night, dashboard, view):
     sampled = [r for r in tag_rows(night, TAG) if r.kind != "baseline" and

@@ -173,6 +173,7 @@ def test_changes_one_or_two_literals_and_keeps_the_rest(tmp_path):
     assert len(names) >= 5  # and many different knobs
 
 
+@pytest.mark.slow
 def test_mutations_keep_values_valid(tmp_path):
     original = top_level_values(TRAIN_PY)
     halvings = 0
@@ -412,6 +413,7 @@ def profile_repo(path: Path) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_the_loop_tells_every_agent_what_the_profile_replaces(tmp_path):
     repo = profile_repo(tmp_path / "sweep")
     run_loop(repo, [None] * 4, agent=make_agent("sweep"), max_experiments=4)
