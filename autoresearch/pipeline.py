@@ -30,6 +30,7 @@ from autoresearch.ledger.results import sanitize
 from autoresearch.ledger.state import FIXED_FILES, tag_dir
 from autoresearch.memory.digest import build_digest
 from autoresearch.model import Job, Kind, Outcome, Task
+from autoresearch.verify.private import without_private
 from autoresearch.workspace.git import TRAIN, text_hash
 from autoresearch.workspace.slots import Slot
 
@@ -159,7 +160,7 @@ class Worker:
         coord, loop = self.coord, self.loop
         program = loop.repo / PROGRAM  # re-read every time: the human steers through it
         program_text = program.read_text() if program.is_file() else ""
-        rows, entries = coord.rows(), coord.entries()
+        rows, entries = without_private(coord.rows(), coord.entries())  # agents never see them
         port = None
         if task is not None and task.kind == Kind.PORT:
             port = PortRequest(task.subject, task.description, task.diff, task.detail)

@@ -38,6 +38,7 @@ from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import (
     TagLock,
     clear_stop,
+    load_state,
     log_event,
     save_state,
     stop_requested,
@@ -46,6 +47,14 @@ from autoresearch.ledger.state import (
 )
 from autoresearch.model import Kind, Phase
 from autoresearch.pipeline import Worker, kill_agent
+from autoresearch.verify import sandbox
+from autoresearch.verify.private import (
+    CACHE_FILE,
+    PRIVATE_DIR,
+    Verifier,
+    open_verification,
+    private_split,
+)
 from autoresearch.workspace.git import Git
 from autoresearch.workspace.guard import (
     Guard,
@@ -98,16 +107,20 @@ class Loop:
         self.harness = Harness.read(self.repo)
         self.timeout = self.opts.timeout or self.harness.timeout()
         with TagLock(self.repo, self.opts.tag), _Signals(self):
+            slots = self.slots or plan_slots(self.opts.gpus, self.opts.mixed_gpus)
+            verifier = self.verifier(slots)  # may prepare the private split: before open_tag
             state = open_tag(self.git, self.opts.tag, data_fingerprint(self.harness.cache_dir))
             tag = state.tag
             self.coord = Coordinator(self.repo, self.git, state, noise_runs=self.opts.noise_runs,
                                      noise_floor=self.opts.noise_floor,
                                      max_fix_attempts=self.opts.max_fix_attempts,
                                      plateau_after=self.opts.plateau_after, log=self.log,
-                                     outcome=self.ui.outcome)
+                                     outcome=self.ui.outcome, verifier=verifier)
             clear_stop(self.repo, tag)
-            slots = self.slots or plan_slots(self.opts.gpus, self.opts.mixed_gpus)
-            self.executor = self.executor or LocalExecutor({s.gpu: s.device for s in slots})
+            hidden = [self.harness.cache_dir / PRIVATE_DIR] \
+                if private_split(self.harness.cache_dir) and not sandbox.unavailable() else None
+            self.executor = self.executor or LocalExecutor({s.gpu: s.device for s in slots},
+                                                           hidden=hidden)
             agents = self.agents if isinstance(self.agents, list) else [self.agents] * len(slots)
             self.workers = [
                 Worker(self, s.worker, agents[s.worker], Slot(self.git, tag_dir(
@@ -140,6 +153,22 @@ class Loop:
             self.wind_down()
             self.log(f"loop stopped: {reason}", "bold")
             return reason
+
+    def verifier(self, slots: list[GpuSlot]) -> Verifier | None:
+        """The held-out verifier of this loop, or None when it does not verify (--no-verify,
+        no private split, Ray); says which in a start line."""
+        if not self.opts.verify:
+            self.log("held-out verification off (--no-verify): keeps rest on the public "
+                     "validation split alone", "yellow")
+            return None
+        if not open_verification(self.repo, self.harness.cache_dir,
+                                 load_state(self.repo, self.opts.tag) is None,
+                                 self.executor is not None, self.log):
+            return None
+        return Verifier(self.repo, tag_dir(self.repo, self.opts.tag) / CACHE_FILE,
+                        self.opts.noise_floor, self.opts.noise_runs,
+                        sandbox.unavailable() is None, self.log,
+                        {s.worker: s.gpu for s in slots})
 
     def wind_down(self) -> None:
         self.closing = True
