@@ -175,19 +175,19 @@ def prepare_private(workers: int) -> None:
 
 
 def _private_shard(train: list[str], workers: int) -> tuple[list[str], str]:
-    """Climbmix: the pinned PRIVATE_SHARD, moved out of the training list if an earlier
-    `--num-shards -1` downloaded it as training data, else downloaded."""
+    """Climbmix: the pinned PRIVATE_SHARD, moved out of the data directory (and the training
+    list) if an earlier `--num-shards -1` downloaded it as training data, else downloaded."""
     from autoresearch.download import DownloadError, download_shards
 
     name = f"shard_{PRIVATE_SHARD:05d}.parquet"
-    if name in train:
+    if (DATA_DIR / name).is_file():
         os.replace(DATA_DIR / name, PRIVATE_DIR / name)
-        return [t for t in train if t != name], name
-    try:
-        download_shards(DATASET_URL, [name], PRIVATE_DIR, workers=workers)
-    except DownloadError as e:
-        raise SystemExit(f"error: {e}") from None
-    return train, name
+    else:
+        try:
+            download_shards(DATASET_URL, [name], PRIVATE_DIR, workers=workers)
+        except DownloadError as e:
+            raise SystemExit(f"error: {e}") from None
+    return [t for t in train if t != name], name
 
 
 def _private_slice(train: list[str], val: str) -> tuple[list[str], str]:

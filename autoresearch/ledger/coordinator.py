@@ -251,8 +251,7 @@ class Coordinator:
                           self.max_fix_attempts)
             decision = decide(job, out, ctx)
             if self.verifier is not None:  # held-out verification, before anything is done
-                decision = self.verifier.review(job, out, decision, rows, ctx.threshold,
-                                                ctx.parent_value)
+                decision = self.verifier.review(job, out, decision, rows, ctx.parent_value)
             job.phase, job.decision = Phase.RECORDING, decision
             save_state(self.repo, self.state)
             self.finish(job)
