@@ -40,6 +40,7 @@ from autoresearch.review.report import (
     with_runs,
 )
 from autoresearch.review.views import read_rows
+from autoresearch.verify.private import PrivateSummary, private_summary
 
 DEFAULT_PORT = 8765
 
@@ -103,13 +104,14 @@ def summary(
     results, rows, tag = _load(repo, results, tag)
     stats = summarize(rows, top=top)
     stats.runs_saved = runs_saved(repo, tag)
+    private = private_summary(rows, stats.improvement)
     if as_json:
-        typer.echo(json.dumps(asdict(stats), indent=2))
+        typer.echo(json.dumps(dict(asdict(stats), private=asdict(private)), indent=2))
         return
-    print_summary(stats, title=f"autoresearch summary — {tag or results.name}")
+    print_summary(stats, title=f"autoresearch summary — {tag or results.name}", private=private)
 
 
-def print_summary(s: Summary, title: str) -> None:
+def print_summary(s: Summary, title: str, private: PrivateSummary | None = None) -> None:
     console = Console()
     table = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -124,6 +126,8 @@ def print_summary(s: Summary, title: str) -> None:
     if s.improvement is not None:
         table.add_row("improvement", f"{signed(-s.improvement)} "
                       f"({signed(-s.improvement_pct, 2)}%)")
+    if private is not None and private.baseline is not None:
+        table.add_row("private split", private_text(private))
     table.add_row("experiments/hour", _num(s.experiments_per_hour, 1))
     approx = " (partly from timestamps)" if s.gpu_hours_estimated else ""
     table.add_row(s.hours_label, _num(s.gpu_hours, 2) + approx)
@@ -144,6 +148,17 @@ def print_summary(s: Summary, title: str) -> None:
                           _delta(step.delta),
                           step.description)
         console.print(steps)
+
+
+def private_text(p: PrivateSummary) -> str:
+    """Baseline and best on the private held-out split, the improvement there, and the gap to
+    the public one (README: Held-out verification)."""
+    text = f"baseline {_num(p.baseline)}, best {_num(p.best)}"
+    if p.improvement is not None:
+        text += f", improvement {signed(-p.improvement)}"
+    if p.gap is not None:
+        text += f", gap to public {signed(p.gap)}"
+    return text
 
 
 def workers_table(s: Summary) -> Table:

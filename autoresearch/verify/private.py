@@ -252,3 +252,35 @@ def open_verification(repo: Path, cache_dir: Path, new_tag: bool, remote: bool,
     else:
         log(f"held-out verification on: runs cannot see {cache_dir / PRIVATE_DIR}", "")
     return True
+
+
+# ---- what the review commands show: public and private values of the kept line
+
+
+@dataclass
+class PrivateSummary:
+    baseline: float | None  # the baseline commit's mean private_bpb
+    best: float | None  # the head of the kept line's (its scored run)
+    improvement: float | None  # baseline - best on the private split
+    gap: float | None  # the public improvement minus the private one: what did not generalise
+
+
+def private_curve(rows: list[Row]) -> list[tuple[int, float]]:
+    """(experiment, private_bpb) of every kept or baseline run that was scored."""
+    return [(r.experiment, r.private_bpb) for r in rows if r.private_bpb is not None
+            and r.status == "keep" and r.experiment is not None]
+
+
+def private_summary(rows: list[Row], public_improvement: float | None) -> PrivateSummary:
+    """The night on the private split beside the public one; all None when nothing was
+    scored (verification off, or another tool's results.tsv)."""
+    base = next((r for r in rows if r.kind == "baseline"), None)
+    values = [r.private_bpb for r in rows if base is not None and r.commit == base.commit
+              and r.kind in ("baseline", "noise") and r.private_bpb is not None]
+    baseline = statistics.fmean(values) if values else None
+    curve = private_curve(rows)
+    best = curve[-1][1] if curve else None
+    improvement = baseline - best if baseline is not None and best is not None else None
+    gap = public_improvement - improvement \
+        if improvement is not None and public_improvement is not None else None
+    return PrivateSummary(baseline, best, improvement, gap)
