@@ -25,6 +25,7 @@ from loop_helpers import (
     ScriptedAgent,
     check_git_matches_results,
     git,
+    run_cli,
     run_loop,
     tag_rows,
 )
@@ -32,7 +33,11 @@ from loop_helpers import (
 from autoresearch.agents import Proposal, Usage
 from autoresearch.execution.executor import RunSpec
 from autoresearch.execution.local import LocalExecutor
+from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.memory import journal
+from autoresearch.review import dashboard
+from autoresearch.review.dashboard import Board
+from autoresearch.review.plot import draw_progress
 from autoresearch.verify import sandbox
 from autoresearch.verify.private import REFUSED
 
@@ -344,3 +349,50 @@ def test_verification_refuses_the_hostile_edit_and_keeps_the_honest_one(tmp_path
     assert f"{bad[-1].private_delta:+.6f}" not in later.digest
     assert_private_unreadable(repo, prepared_cache)
     check_git_matches_results(repo)
+
+
+# ---- review: public and private side by side
+
+
+def scored_night(repo: Path) -> Path:
+    """results.tsv of a verified night: baseline and noise scored, one keep that generalised,
+    one refused."""
+    repo.mkdir(parents=True, exist_ok=True)
+    path = repo / "results.tsv"
+    rows = [
+        Row("aaaaaaa", 1.000, 1.0, "keep", "baseline", 1, "baseline", "t", private_bpb=1.100),
+        Row("aaaaaaa", 1.002, 1.0, "discard", "noise", 2, "noise", "t", reason="noise",
+            private_bpb=1.102),
+        Row("bbbbbbb", 0.900, 1.0, "discard", "memorise val", 3, "experiment", "t",
+            reason=f"confirmed; {REFUSED}", private_delta=0.001),
+        Row("ccccccc", 0.950, 1.0, "keep", "wider", 4, "experiment", "t", private_delta=-0.04),
+        Row("ccccccc", 0.952, 1.0, "keep", "confirm #4: wider", 5, "confirm", "t",
+            private_bpb=1.061, private_delta=-0.04),
+    ]
+    for row in rows:
+        append_result(path, row)
+    return path
+
+
+def test_summary_shows_the_private_split_and_the_gap(tmp_path):
+    scored_night(tmp_path)
+    result = run_cli("summary", "--json", "-C", str(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stderr
+    private = json.loads(result.stdout)["private"]
+    assert private["baseline"] == pytest.approx(1.101) and private["best"] == 1.061
+    assert private["improvement"] == pytest.approx(0.04)
+    assert private["gap"] == pytest.approx((1.001 - 0.951) - 0.04)
+    text = run_cli("summary", "-C", str(tmp_path), timeout=120,
+                   env={**os.environ, "COLUMNS": "200"}).stdout  # one line per row
+    assert "private split" in text and "gap to public +0.010000" in text
+
+
+def test_plot_and_dashboard_draw_the_private_curve(tmp_path):
+    path = scored_night(tmp_path)
+    fig = draw_progress(read_results(path))
+    line = next(a for a in fig.axes[0].lines if a.get_gid() == "private")
+    assert list(line.get_xdata()) == [1, 5] and list(line.get_ydata()) == [1.1, 1.061]
+    payload = Board(tmp_path, path).results_payload()
+    assert [r["private_bpb"] for r in payload["rows"]] == [1.1, 1.102, None, None, 1.061]
+    assert payload["private"]["best"] == 1.061
+    assert 'id: "private-line"' in (Path(dashboard.__file__).parent / "dashboard.html").read_text()
