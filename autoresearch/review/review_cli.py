@@ -106,7 +106,8 @@ def summary(
     stats.runs_saved = runs_saved(repo, tag)
     private = private_summary(rows, stats.improvement)
     if as_json:
-        typer.echo(json.dumps(dict(asdict(stats), private=asdict(private)), indent=2))
+        scored = {"private": asdict(private)} if private.baseline is not None else {}
+        typer.echo(json.dumps(dict(asdict(stats), **scored), indent=2))
         return
     print_summary(stats, title=f"autoresearch summary — {tag or results.name}", private=private)
 
