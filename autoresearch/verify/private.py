@@ -117,6 +117,8 @@ class Verifier:
         if not active(rows):
             return decision
         if job.kind == Kind.NOISE:
+            if not self._checkpointed(job.run_dir):  # like its baseline: nothing to score
+                return decision
             try:
                 return self._scored(job, decision, self._score(job.run_dir, job.worker))
             except VerificationError as e:  # one noise value fewer: the floor still holds
@@ -126,9 +128,12 @@ class Verifier:
             return self._vet(job, out, decision, rows, parent_value)
         return decision
 
+    def _checkpointed(self, run_dir: str) -> bool:
+        """Whether the run saved loadable weights (model.pt alone cannot be loaded)."""
+        return (self.repo / run_dir / "config.json").is_file()
+
     def _baseline(self, job: Job, decision: Decision) -> Decision:
-        run_dir = self.repo / job.run_dir
-        if not (run_dir / "config.json").is_file():  # model.pt alone cannot be loaded
+        if not self._checkpointed(job.run_dir):
             self.log("held-out verification off for this tag: the baseline saved no checkpoint "
                      "(train.py writes model.pt and config.json to $AUTORESEARCH_CHECKPOINT_DIR)",
                      "yellow")
@@ -214,8 +219,10 @@ def without_private(rows: list[Row], entries: list[Entry]) -> tuple[list[Row], l
 
 
 def active(rows: list[Row]) -> bool:
-    """Verification is on for a tag whose baseline was scored on the private split."""
-    return any(r.kind == "baseline" and r.private_bpb is not None for r in rows)
+    """Verification is on for a tag whose baseline was scored on the private split, or is still
+    running (a noise run may finish first)."""
+    base = next((r for r in rows if r.kind == "baseline"), None)
+    return base is None or base.private_bpb is not None
 
 
 def refuse(job: Job, decision: Decision, reason: str, log: str) -> Decision:
