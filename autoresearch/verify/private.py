@@ -29,6 +29,7 @@ from autoresearch.ledger.results import Row
 from autoresearch.memory.journal import Entry
 from autoresearch.model import Decision, Job, Kind, Outcome
 from autoresearch.policy import measure
+from autoresearch.review.report import signed
 from autoresearch.verify import sandbox
 
 PRIVATE_DIR = "private"  # under the cache directory: prepare.py's PRIVATE_DIR
@@ -167,7 +168,8 @@ class Verifier:
             if parent_value is not None else 0.0
         required = RETAINED * public - self.threshold(rows)
         scored = self._scored(job, decision, value, delta)
-        numbers = f"gain public {public:+.6f}, private {-delta:+.6f} (needs {required:+.6f})"
+        numbers = (f"gain public {signed(public)}, private {signed(-delta)} (needs "
+                   f"{signed(required)})")
         if -delta < required:
             return refuse(job, scored, REFUSED, f"#{job.subject} refused by held-out "
                           f"verification: {numbers}")
