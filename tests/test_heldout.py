@@ -396,3 +396,17 @@ def test_plot_and_dashboard_draw_the_private_curve(tmp_path):
     assert [r["private_bpb"] for r in payload["rows"]] == [1.1, 1.102, None, None, 1.061]
     assert payload["private"]["best"] == 1.061
     assert 'id: "private-line"' in (Path(dashboard.__file__).parent / "dashboard.html").read_text()
+
+
+def test_without_bubblewrap_the_start_lines_warn_what_runs_can_read(tmp_path, prepared_cache):
+    bin_dir = tmp_path / "bin"  # a PATH with git and no bwrap
+    bin_dir.mkdir()
+    (bin_dir / "git").symlink_to(shutil.which("git"))
+    repo = fake_project(tmp_path)
+    result = run_cli("run", "--tag", "t", "--agent", "sweep", "--max-experiments", "0",
+                     "--noise-runs", "0", "--plain", "-C", str(repo), timeout=300,
+                     env={**os.environ, "PATH": str(bin_dir), "COLUMNS": "300"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    warning = next(line for line in result.stdout.splitlines() if "warning: bubblewrap" in line)
+    assert "is not installed" in warning and "training runs can read the private split in " \
+        f"{prepared_cache / 'private'}" in warning
