@@ -163,7 +163,7 @@ class Verifier:
         except VerificationError as e:
             return refuse(job, decision, f"refused: it could not be verified ({e})",
                           f"#{job.subject} refused: {e}")
-        delta = value - parent
+        delta = round(value - parent, 6)  # as results.tsv writes it: row and journal agree
         public = parent_value - statistics.fmean(r.val_bpb for r in decision.rows) \
             if parent_value is not None else 0.0
         required = RETAINED * public - self.threshold(rows)
