@@ -410,3 +410,27 @@ def test_without_bubblewrap_the_start_lines_warn_what_runs_can_read(tmp_path, pr
     warning = next(line for line in result.stdout.splitlines() if "warning: bubblewrap" in line)
     assert "is not installed" in warning and "training runs can read the private split in " \
         f"{prepared_cache / 'private'}" in warning
+
+
+def test_all_shards_for_training_never_include_the_private_one(tmp_path, monkeypatch):
+    """`--num-shards -1` asks for every training shard: 6541 of them, never the private one.
+    Downloading them cannot run in a test, so only the download itself is replaced."""
+    import prepare
+    from autoresearch import download
+
+    fetched: dict[str, list[str]] = {}
+
+    def fetch(url, names, directory, workers):
+        fetched[str(directory)] = list(names)
+
+    monkeypatch.setattr(download, "download_shards", fetch)
+    monkeypatch.setattr(prepare, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(prepare, "DATASET_MANIFEST", tmp_path / "data" / "dataset.json")
+    monkeypatch.setattr(prepare, "PRIVATE_DIR", tmp_path / "private")
+    prepare.prepare_download(prepare.MAX_SHARD, 1, False)
+    prepare.prepare_private(1)
+    train = manifest(tmp_path)["train"]
+    assert len(train) == prepare.MAX_SHARD - 1 and "shard_06541.parquet" not in train
+    assert fetched[str(tmp_path / "private")] == ["shard_06541.parquet"]
+    assert "shard_06541.parquet" not in fetched[str(tmp_path / "data")]
+    assert manifest(tmp_path)["private"] == "shard_06541.parquet"
