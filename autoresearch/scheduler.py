@@ -79,7 +79,7 @@ class UI(Protocol):
 class Loop:
     def __init__(self, repo: Path, opts: Options, agents: Agent | list[Agent], ui: UI,
                  executor: Executor | None = None, slots: list[GpuSlot] | None = None):
-        self.repo = Path(repo)
+        self.repo = Path(repo).absolute()  # every path handed to git or a child is made from it
         self.opts = opts
         self.agents = agents
         self.ui = ui
@@ -106,6 +106,7 @@ class Loop:
         self.git.check_repo()  # before the lock, which would create .autoresearch/ anywhere
         self.harness = Harness.read(self.repo)
         self.timeout = self.opts.timeout or self.harness.timeout()
+        self.preflight()  # before the tag's branch and trees exist: a failure leaves nothing
         with TagLock(self.repo, self.opts.tag), _Signals(self):
             slots = self.slots or plan_slots(self.opts.gpus, self.opts.mixed_gpus)
             verifier = self.verifier(slots)  # may prepare the private split: before open_tag
@@ -135,10 +136,6 @@ class Loop:
             self.log(f"loop started (pid {os.getpid()}; {where}; agent {agents[0].name}; "
                      f"timeout {self.timeout:.0f}s)")
             try:
-                for agent in {id(a): a for a in agents}.values():
-                    preflight = getattr(agent, "preflight", None)
-                    if preflight is not None:
-                        preflight()
                 self.resume()
                 if rebuilt := self.coord.rebuild_journal():
                     self.log(f"journal: wrote the entries of {rebuilt} runs from results.tsv "
@@ -153,6 +150,14 @@ class Loop:
             self.wind_down()
             self.log(f"loop stopped: {reason}", "bold")
             return reason
+
+    def preflight(self) -> None:
+        """Each distinct agent checks, cheaply, that it can work (logged in, key accepted)."""
+        agents = self.agents if isinstance(self.agents, list) else [self.agents]
+        for agent in {id(a): a for a in agents}.values():
+            preflight = getattr(agent, "preflight", None)
+            if preflight is not None:
+                preflight()
 
     def verifier(self, slots: list[GpuSlot]) -> Verifier | None:
         """The held-out verifier of this loop, or None when it does not verify (--no-verify,
@@ -249,8 +254,8 @@ class Loop:
         return "nothing left to do"
 
     def why_stop(self) -> str | None:
-        if self.error is not None:
-            return "error"
+        if self.error is not None:  # its reason now: the runs under way may take minutes
+            return str(self.error) if isinstance(self.error, UserError) else "error"
         if self.aborting:
             return "aborted"
         if stop_requested(self.repo, self.opts.tag) == "now":

@@ -376,13 +376,13 @@ def scored_night(repo: Path) -> Path:
 
 def test_summary_shows_the_private_split_and_the_gap(tmp_path):
     scored_night(tmp_path)
-    result = run_cli("summary", "--json", "-C", str(tmp_path), timeout=120)
+    result = run_cli("summary", "--json", "-C", ".", cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     private = json.loads(result.stdout)["private"]
     assert private["baseline"] == pytest.approx(1.101) and private["best"] == 1.061
     assert private["improvement"] == pytest.approx(0.04)
     assert private["gap"] == pytest.approx((1.001 - 0.951) - 0.04)
-    text = run_cli("summary", "-C", str(tmp_path), timeout=120,
+    text = run_cli("summary", "-C", ".", cwd=tmp_path, timeout=120,
                    env={**os.environ, "COLUMNS": "200"}).stdout  # one line per row
     assert "private split" in text and "gap to public +0.010000" in text
 
@@ -404,7 +404,7 @@ def test_without_bubblewrap_the_start_lines_warn_what_runs_can_read(tmp_path, pr
     (bin_dir / "git").symlink_to(shutil.which("git"))
     repo = fake_project(tmp_path)
     result = run_cli("run", "--tag", "t", "--agent", "sweep", "--max-experiments", "0",
-                     "--noise-runs", "0", "--plain", "-C", str(repo), timeout=300,
+                     "--noise-runs", "0", "--plain", "-C", ".", cwd=repo, timeout=300,
                      env={**os.environ, "PATH": str(bin_dir), "COLUMNS": "300"})
     assert result.returncode == 0, result.stdout + result.stderr
     warning = next(line for line in result.stdout.splitlines() if "warning: bubblewrap" in line)

@@ -36,7 +36,7 @@ class Check:
 class Slot:
     def __init__(self, repo: Git, path: Path, worker: int):
         self.repo = repo  # the user's repository (refs, objects)
-        self.path = path
+        self.path = Path(path).absolute()  # handed to git and to the agent's CLI
         self.worker = worker
         self.git = Git(path)
 
