@@ -257,7 +257,7 @@ class Worker:
         loop.live(self.k, phase="idle")
         tidy_weights(loop.repo, decision.rows, coord.rows(), loop.opts.keep_checkpoints,
                      loop.opts.sample_timeout if loop.opts.sample else None,
-                     lambda message: loop.log(message, "yellow"))
+                     lambda message: loop.log(message, "yellow"), loop.hidden)
 
     def progress(self, p: Progress) -> None:
         self.loop.live(self.k, step=p.step, progress_pct=p.progress_pct,

@@ -98,6 +98,7 @@ class Loop:
         self.live_state: dict = {"workers": {}}
         self.live_written = 0.0
         self.workers: list[Worker] = []
+        self.hidden: list[Path] | None = None  # what agent code must not see (verify/sandbox.py)
 
     # ---- the whole session
 
@@ -118,10 +119,10 @@ class Loop:
                                      plateau_after=self.opts.plateau_after, log=self.log,
                                      outcome=self.ui.outcome, verifier=verifier)
             clear_stop(self.repo, tag)
-            hidden = [self.harness.cache_dir / PRIVATE_DIR] \
+            self.hidden = [self.harness.cache_dir / PRIVATE_DIR] \
                 if private_split(self.harness.cache_dir) and not sandbox.unavailable() else None
             self.executor = self.executor or LocalExecutor({s.gpu: s.device for s in slots},
-                                                           hidden=hidden)
+                                                           hidden=self.hidden)
             agents = self.agents if isinstance(self.agents, list) else [self.agents] * len(slots)
             self.workers = [
                 Worker(self, s.worker, agents[s.worker], Slot(self.git, tag_dir(

@@ -31,6 +31,7 @@ from loop_helpers import (
 )
 
 from autoresearch.agents import Proposal, Usage
+from autoresearch.artifacts import aftercare
 from autoresearch.execution.executor import RunSpec
 from autoresearch.execution.local import LocalExecutor
 from autoresearch.ledger.results import Row, append_result, read_results
@@ -434,3 +435,21 @@ def test_all_shards_for_training_never_include_the_private_one(tmp_path, monkeyp
     assert fetched[str(tmp_path / "private")] == ["shard_06541.parquet"]
     assert "shard_06541.parquet" not in fetched[str(tmp_path / "data")]
     assert manifest(tmp_path)["private"] == "shard_06541.parquet"
+
+
+@needs_bwrap
+def test_sampling_a_kept_run_cannot_see_the_private_split(tmp_path, prepared_cache):
+    """Sampling imports the run's train.py, agent code: it gets a run's view."""
+    repo = make_project(tmp_path / "repo")
+    run_dir = repo / "runs" / "t" / "0002-abcdef1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "model.pt").write_bytes(b"weights")
+    (run_dir / "config.json").write_text(json.dumps({"model": {}, "profile": "cpu"}))
+    secret = prepared_cache / "private"
+    (run_dir / "train.py").write_text(
+        f"import json, os\njson.dump(os.listdir({str(secret)!r}), "
+        f"open({str(run_dir / 'seen.json')!r}, 'w'))\nraise SystemExit('no model here')\n")
+    failed = aftercare.sample(repo, run_dir, 120, hidden=[secret])
+    assert failed and "no model here" in failed
+    assert json.loads((run_dir / "seen.json").read_text()) == []
+    assert os.listdir(secret)

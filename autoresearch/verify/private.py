@@ -70,10 +70,13 @@ def score(repo: Path, run_dir: Path, gpu: str | None, sealed: bool,
           timeout: float = VERIFY_TIMEOUT) -> float:
     """run_dir's weights on the private split, in a verification process on `gpu`."""
     paths = [str(Path(autoresearch.__file__).parent.parent), os.environ.get("PYTHONPATH")]
+    # Compile caches go to the sealed view's scratch space: the shared ones are read-only there
+    # (what it wrote in them, later runs could read), so its kernels compile cold.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p),
-               PYTHONDONTWRITEBYTECODE="1",  # the file system is read-only in there
+               PYTHONDONTWRITEBYTECODE="1",
                TORCHINDUCTOR_CACHE_DIR=f"{sandbox.SCRATCH}/inductor",
-               TRITON_CACHE_DIR=f"{sandbox.SCRATCH}/triton")
+               TRITON_CACHE_DIR=f"{sandbox.SCRATCH}/triton",
+               FLASH_ATTENTION_CUTE_DSL_CACHE_DIR=f"{sandbox.SCRATCH}/flash_attention")
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     cmd = [sys.executable, "-m", VERIFY_MODULE, str(run_dir.resolve())]
