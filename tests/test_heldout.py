@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -29,6 +30,7 @@ from loop_helpers import (
     run_loop,
     tag_rows,
 )
+from test_dashboard import browser  # noqa: F401  (a fixture: Chromium through chromedriver)
 
 from autoresearch.agents import Proposal, Usage
 from autoresearch.artifacts import aftercare
@@ -37,7 +39,7 @@ from autoresearch.execution.local import LocalExecutor
 from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.memory import journal
 from autoresearch.review import dashboard
-from autoresearch.review.dashboard import Board
+from autoresearch.review.dashboard import Board, make_server
 from autoresearch.review.plot import draw_progress
 from autoresearch.verify import sandbox
 from autoresearch.verify.private import REFUSED
@@ -453,3 +455,20 @@ def test_sampling_a_kept_run_cannot_see_the_private_split(tmp_path, prepared_cac
     assert failed and "no model here" in failed
     assert json.loads((run_dir / "seen.json").read_text()) == []
     assert os.listdir(secret)
+
+
+@pytest.mark.slow
+def test_the_dashboard_draws_the_private_curve_in_chromium(tmp_path, browser):  # noqa: F811
+    path = scored_night(tmp_path / "night")
+    srv = make_server(Board(path.parent, path), "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        browser.call("POST", "/url", {"url": f"http://127.0.0.1:{srv.server_address[1]}/"})
+        assert browser.wait_js("return document.getElementById('private-line') !== null")
+        d = browser.js("return document.getElementById('private-line').getAttribute('d')")
+        assert d.count("L") == 1 and d.startswith("M")  # the baseline and the kept confirmation
+        legend = browser.js("return document.getElementById('legend-private').innerText")
+        assert "private split" in legend and "gap to public +0.010000" in legend
+    finally:
+        srv.shutdown()
+        srv.server_close()
