@@ -67,7 +67,7 @@ review_cli.register(app)
 
 Repo = Annotated[Path, typer.Option("--repo", "-C", help="the autoresearch checkout")]
 Tag = Annotated[str | None, typer.Option(
-    "--tag", help="which run (default: the checked-out autoresearch/<tag>, else the only one)")]
+    "--tag", help="which loop tag (default: the newest, the one whose loop started last)")]
 BEFORE_COMMAND: dict[str, Path | None] = {"repo": None}  # -C given before the command
 
 
@@ -249,8 +249,8 @@ def status(tag: Tag = None, repo: Repo = Path(".")) -> None:
 @app.command()
 def results(
     top: Annotated[int | None, typer.Option(help="only the N best (lowest val_bpb)")] = None,
-    kept_only: Annotated[bool, typer.Option(help="only kept experiments")] = False,
-    tag: Annotated[str | None, typer.Option(help="only rows of this tag")] = None,
+    kept_only: Annotated[bool, typer.Option(help="only the keeps (kept experiments)")] = False,
+    tag: Annotated[str | None, typer.Option(help="the tag to show (default: the newest)")] = None,
     results_file: Annotated[Path, typer.Option("--results", help="results.tsv to read")] = Path(
         "results.tsv"),
     repo: Repo = Path("."),
@@ -265,7 +265,8 @@ def results(
     path = repo / results_file  # an absolute path replaces repo
     if not path.exists():
         raise UserError(f"{path} not found: the loop writes it after its first run")
-    Console(highlight=False).print(views.results_table(path, tag, top, kept_only))
+    Console(highlight=False).print(
+        views.results_table(path, views.state_repo(repo, path), tag, top, kept_only))
 
 
 @app.command()

@@ -30,7 +30,7 @@ from autoresearch.execution.procs import pid_alive
 from autoresearch.ledger.results import COLUMNS
 from autoresearch.ledger.state import load_state, request_stop
 from autoresearch.pipeline import MAX_REJECTIONS
-from autoresearch.scheduler import Loop
+from autoresearch.scheduler import SAME_SIGINT_S, Loop
 
 TAG = "t"
 
@@ -296,6 +296,7 @@ def test_ctrl_c_twice_during_training_kills_the_run_and_records_nothing(repo, mo
                 os.kill(os.getpid(), signal.SIGINT)
                 while not loop.stopping:  # the main thread handles one signal at a time
                     time.sleep(0.01)
+                time.sleep(SAME_SIGINT_S + 0.1)  # a second press, not the first one forwarded
                 os.kill(os.getpid(), signal.SIGINT)
 
     def slow_idea(request):
@@ -319,11 +320,11 @@ def test_hours_limit(repo):
 
 def test_kept_runs_are_sampled_and_a_failure_is_not_fatal(repo, tmp_path, monkeypatch):
     # a stand-in for autoresearch.artifacts.sample (the real one needs real weights): writes
-    # the sample for the kept experiment, fails for the baseline
+    # the sample for the kept experiment (#2, not its confirmation run #4), fails for the baseline
     (tmp_path / "fake_sample.py").write_text(
         "import pathlib, sys\n"
         "run_dir, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[3])\n"
-        "if run_dir.name.startswith('0004'):\n"
+        "if run_dir.name.startswith('0002'):\n"
         "    out.write_text('once upon a time')\n"
         "else:\n"
         "    sys.exit('error: no tokenizer')\n")
@@ -331,7 +332,8 @@ def test_kept_runs_are_sampled_and_a_failure_is_not_fatal(repo, tmp_path, monkey
     monkeypatch.setattr("autoresearch.artifacts.aftercare.SAMPLE_MODULE", "fake_sample")
     run_loop(repo, [edit("keep me", VAL_BPB=0.9)], sample=True)
     r = {row.experiment: row for row in tag_rows(repo)}
-    assert (repo / r[4].run_dir / "sample_output.txt").read_text() == "once upon a time"
+    assert (repo / r[2].run_dir / "sample_output.txt").read_text() == "once upon a time"
+    assert not (repo / r[4].run_dir / "sample_output.txt").exists()
     events = (repo / ".autoresearch" / TAG / "events.log").read_text()
     assert f"sampling {r[1].run_dir.split('/')[-1]} failed (not fatal): error: no tokenizer" \
         in events
@@ -383,7 +385,8 @@ def test_another_tools_results_tsv_is_refused_and_ours_is_upgraded(repo):
     with pytest.raises(UserError, match="written by another tool.*mv results.tsv"):
         run_loop(repo, [])
     old = COLUMNS[:COLUMNS.index("run_dir") + 1]  # the version before workers were recorded
-    row = "abc1234\t1.100000\t2.0\tkeep\tbaseline\t1\tbaseline\told\t2026-11-01T00:00:00+00:00"
+    row = "\t".join(["abc1234", "1.100000", "2.0", "keep", "baseline", "1", "baseline", "old",
+                     "2026-11-01T00:00:00+00:00"] + [""] * (len(old) - 9))  # every cell, as written
     (repo / "results.tsv").write_text("\t".join(old) + "\n" + row + "\n")
     run_loop(repo, [edit("idea", VAL_BPB=1.1)])
     lines = (repo / "results.tsv").read_text().splitlines()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from loop_helpers import (
@@ -122,6 +123,18 @@ def test_killed_right_after_the_commit_drops_the_proposal(repo, monkeypatch):
     assert rows(repo)[-1] == (2, "experiment", "discard", "next idea")
     assert "VAL_BPB = 1.0" in agent.requests[0].train_py  # the dropped edit is gone
     check_git_matches_results(repo, TAG)
+
+
+def test_a_lock_left_in_a_work_tree_by_kill_9_does_not_stop_the_next_run(repo):
+    """kill -9 during `git commit` in a worker's tree leaves .git/worktrees/<k>/index.lock;
+    the next `run` of the same tag must go on, not refuse every git command there."""
+    run_loop(repo, [edit("better", VAL_BPB=0.9)])
+    admin = Path(git(repo / ".autoresearch" / TAG / "trees" / "0", "rev-parse",
+                     "--absolute-git-dir"))
+    (admin / "index.lock").write_text("")
+    reason, _, _ = run_loop(repo, [edit("worse", VAL_BPB=1.5)], max_experiments=2)
+    assert [r[3] for r in rows(repo) if r[1] == "experiment"] == ["better", "worse"], reason
+    assert not (admin / "index.lock").exists()
 
 
 def test_killed_while_the_agent_works(repo):

@@ -87,7 +87,7 @@ def test_show_results(tmp_path):
                     "--out", "night.png", cwd=tmp_path, env={"COLUMNS": "150"})
     assert result.returncode == 0, result.stderr
     assert "3  (2 kept, 1 discarded, 0 crashed)" in result.stdout  # the summary
-    assert "(2 rows)" in result.stdout  # the top experiments
+    assert "tag t (2 rows)" in result.stdout  # the top runs, of the tag the summary shows
     assert (tmp_path / "night.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -200,6 +200,15 @@ def test_train_cpu_profile_end_to_end(prepared_cache, tmp_path):
     assert re.fullmatch(r"step \d{5} \(\d+\.\d%\) \| loss \d+\.\d{6} \| lrm \d\.\d\d \| "
                         r"dt \d+ms \| tok/s [\d,]+ \| mfu \d+\.\d% \| epoch \d+ \| "
                         r"remaining \d+s", steps[-1])
+    # the percentage and the time left describe the same moment: after the step
+    for line in steps:
+        done, left = re.search(r"\((\d+\.\d)%\).*remaining (\d+)s", line).groups()
+        assert float(done) / 100 * train.TIME_BUDGET + int(left) == pytest.approx(
+            train.TIME_BUDGET, abs=0.6), line
+    # the tokens of the tiny profile, with enough digits not to read 0.0
+    tokens = summary["num_steps"] * train.TOTAL_BATCH_SIZE / 1e6
+    assert summary["total_tokens_M"] > 0 and summary["total_tokens_M"] == pytest.approx(
+        tokens, abs=1e-4)
     # the weights were saved before the final evaluation, loadable into the same model code
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     assert config["profile"] == "cpu" and config["num_steps"] == summary["num_steps"]
