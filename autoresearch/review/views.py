@@ -14,7 +14,7 @@ from rich.text import Text
 
 from autoresearch.errors import UserError
 from autoresearch.execution.procs import pid_alive
-from autoresearch.ledger.results import Row, read_reported
+from autoresearch.ledger.results import Row, read_reported, read_results
 from autoresearch.ledger.state import (
     State,
     list_tags,
