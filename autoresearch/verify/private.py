@@ -29,6 +29,7 @@ from autoresearch.ledger.results import Row
 from autoresearch.memory.journal import Entry
 from autoresearch.model import Decision, Job, Kind, Outcome
 from autoresearch.policy import measure
+from autoresearch.redact import run_env  # the agent's model code gets no credentials either
 from autoresearch.review.report import signed
 from autoresearch.verify import sandbox
 
@@ -72,11 +73,11 @@ def score(repo: Path, run_dir: Path, gpu: str | None, sealed: bool,
     paths = [str(Path(autoresearch.__file__).parent.parent), os.environ.get("PYTHONPATH")]
     # Compile caches go to the sealed view's scratch space: the shared ones are read-only there
     # (what it wrote in them, later runs could read), so its kernels compile cold.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p),
+    env = run_env(dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p),
                PYTHONDONTWRITEBYTECODE="1",
                TORCHINDUCTOR_CACHE_DIR=f"{sandbox.SCRATCH}/inductor",
                TRITON_CACHE_DIR=f"{sandbox.SCRATCH}/triton",
-               FLASH_ATTENTION_CUTE_DSL_CACHE_DIR=f"{sandbox.SCRATCH}/flash_attention")
+               FLASH_ATTENTION_CUTE_DSL_CACHE_DIR=f"{sandbox.SCRATCH}/flash_attention"))
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     cmd = [sys.executable, "-m", VERIFY_MODULE, str(run_dir.resolve())]
