@@ -36,7 +36,7 @@ from autoresearch.agents import Proposal, Usage
 from autoresearch.artifacts import aftercare
 from autoresearch.execution.executor import RunSpec
 from autoresearch.execution.local import LocalExecutor
-from autoresearch.ledger.results import Row, append_result, read_results
+from autoresearch.ledger.results import COLUMNS, Row, append_result, read_results, upgrade_header
 from autoresearch.memory import journal
 from autoresearch.review import dashboard
 from autoresearch.review.dashboard import Board, make_server
@@ -472,3 +472,17 @@ def test_the_dashboard_draws_the_private_curve_in_chromium(tmp_path, browser):  
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_a_results_file_from_before_the_private_columns_still_reads(tmp_path):
+    old = COLUMNS[:COLUMNS.index("node") + 1]
+    path = tmp_path / "results.tsv"
+    path.write_text("\t".join(old) + "\n" + "\t".join(
+        ["aaaaaaa", "1.000000", "1.0", "keep", "baseline", "1", "baseline", "t"]
+        + [""] * (len(old) - 8)) + "\n")
+    assert upgrade_header(path)
+    append_result(path, Row("bbbbbbb", 0.9, 1.0, "keep", "x", 2, "experiment", "t",
+                            private_bpb=1.05, private_delta=-0.05))
+    problems: list[str] = []
+    rows = read_results(path, problems)
+    assert not problems and [r.private_bpb for r in rows] == [None, 1.05]

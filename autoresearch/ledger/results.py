@@ -45,7 +45,8 @@ EXTRA_COLUMNS = [
 COLUMNS = STANDARD_COLUMNS + EXTRA_COLUMNS
 # Rows written before the header grew keep their width after upgrade_header: a shorter row of
 # any other width is torn (a write cut short), never a row with empty cells at the end
-EARLIER_WIDTHS = (COLUMNS.index("run_dir") + 1,)  # before the parallel loop's parent..node
+EARLIER_WIDTHS = (COLUMNS.index("run_dir") + 1,  # before the parallel loop's parent..node
+                  COLUMNS.index("node") + 1)  # before held-out verification's private columns
 
 
 @dataclass
