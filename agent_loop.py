@@ -151,6 +151,9 @@ def run(
     seed: Annotated[int, typer.Option(help="seed for the sweep agent")] = 0,
     sample: Annotated[bool, typer.Option(
         help="write sample_output.txt (text from the model) for each kept run")] = True,
+    verify: Annotated[bool, typer.Option(
+        help="verify each keep on the private held-out split, which runs cannot read "
+             "(README: Held-out verification)")] = True,
     plain: Annotated[bool, typer.Option(
         help="plain line output even on a terminal (automatic when piped)")] = False,
     repo: Repo = Path("."),
@@ -183,7 +186,8 @@ def run(
     opts = Options(tag=tag, noise_runs=noise_runs, noise_floor=noise_floor, timeout=timeout,
                    max_experiments=max_experiments, hours=hours, max_cost=max_cost,
                    max_fix_attempts=max_fix_attempts, keep_checkpoints=keep_checkpoints,
-                   sample=sample, gpus=gpus, mixed_gpus=mixed_gpus, plateau_after=plateau_after)
+                   sample=sample, gpus=gpus, mixed_gpus=mixed_gpus, plateau_after=plateau_after,
+                   verify=verify)
     if train_cmd:
         try:
             opts.train_cmd = shlex.split(train_cmd)

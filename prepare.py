@@ -5,6 +5,7 @@ One-time data preparation, and the fixed runtime that train.py imports.
     uv run prepare.py --num-shards 4          # fewer shards (quick start)
     uv run prepare.py --demo                  # the small corpus in this repository (offline)
     uv run prepare.py --source ~/corpus       # local parquet / .txt / .jsonl instead
+    uv run prepare.py --private               # only the private held-out split, for old data
 
 Then it trains the BPE tokenizer. Everything lands in ~/.cache/autoresearch/ (or
 $AUTORESEARCH_CACHE); running it again skips what is already done.
@@ -73,6 +74,12 @@ TOKENIZER_META_FILE = "meta.json"
 # The offline demo: a few MB of public-domain books carried by the repository (see its SOURCES.md).
 DEMO_CORPUS = Path(__file__).resolve().parent / "autoresearch" / "demo_corpus"
 VAL_TOKENS_FILE = "val_tokens.npz"  # the validation shard, tokenized (see _validation_documents)
+# The private held-out split (README, Held-out verification): its own directory, which the loop
+# hides from training runs, with its raw text and its tokens. Climbmix: a pinned shard that
+# training never uses; local data: the last documents of the training text, held back.
+PRIVATE_DIR = DATA_DIR.parent / "private"
+PRIVATE_SHARD = VAL_SHARD - 1
+PRIVATE_TOKENS_FILE = "private_tokens.npz"
 DOC_CHAR_CAP = 10_000  # tokenizer training sees at most this many characters of each document
 
 
@@ -86,7 +93,9 @@ def _missing(what: str) -> SystemExit:
 # ---------------------------------------------------------------------------
 
 def read_manifest() -> dict:
-    """{"source": str, "train": [file names], "val": file name}, written when data is ready."""
+    """{"source": str, "train": [file names], "val": file name, "private": file name in
+    PRIVATE_DIR (absent for data prepared before the private split)}, written when data is
+    ready."""
     if not DATASET_MANIFEST.exists():
         raise _missing(f"no prepared data in {DATA_DIR}")
     return json.loads(DATASET_MANIFEST.read_text())
@@ -99,9 +108,12 @@ def shard_paths(split: str) -> list[Path]:
     return [DATA_DIR / name for name in names]
 
 
-def write_manifest(source: str, train: list[str], val: str) -> None:
+def write_manifest(source: str, train: list[str], val: str, private: str | None = None) -> None:
     assert val not in train, "the validation shard must never be used for training"
+    assert private not in train, "the private split must never be used for training"
     manifest = {"source": source, "train": train, "val": val}
+    if private is not None:
+        manifest["private"] = private
     _atomic_write(DATASET_MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
@@ -121,7 +133,7 @@ def prepare_download(num_shards: int, workers: int, force: bool) -> None:
     from autoresearch.download import DownloadError, download_shards
 
     _check_same_source(DATASET_URL, force)
-    num_train = min(num_shards, MAX_SHARD)
+    num_train = min(num_shards, PRIVATE_SHARD)  # the shards before the private one
     train = [f"shard_{i:05d}.parquet" for i in range(num_train)]
     val = f"shard_{VAL_SHARD:05d}.parquet"
     print(f"Data: {num_train} train shards + validation {val} from {DATASET_URL}")
@@ -130,7 +142,8 @@ def prepare_download(num_shards: int, workers: int, force: bool) -> None:
         download_shards(DATASET_URL, train + [val], DATA_DIR, workers=workers)
     except DownloadError as e:
         raise SystemExit(f"error: {e}") from None
-    write_manifest(DATASET_URL, train, val)
+    write_manifest(DATASET_URL, train, val, read_manifest().get("private")
+                   if DATASET_MANIFEST.exists() else None)
 
 
 def prepare_local(source: Path, force: bool) -> None:
@@ -143,8 +156,51 @@ def prepare_local(source: Path, force: bool) -> None:
         train, val = import_local(source, DATA_DIR)
     except LocalDataError as e:
         raise SystemExit(f"error: {e}") from None
-    write_manifest(str(source), train, val)
+    write_manifest(str(source), train, val)  # a fresh import: the private slice is cut anew
     print(f"Data: {len(train)} train shards + validation {val} from {source}")
+
+
+def prepare_private(workers: int) -> None:
+    """Make the private held-out split once: disjoint from the training shards and validation,
+    in PRIVATE_DIR, recorded in the manifest. Data prepared before it existed gets it here."""
+    manifest = read_manifest()
+    name = manifest.get("private")
+    if name and (PRIVATE_DIR / name).is_file():
+        return
+    PRIVATE_DIR.mkdir(parents=True, exist_ok=True)
+    if manifest["source"] == DATASET_URL:
+        train, name = _private_shard(manifest["train"], workers)
+    else:
+        train, name = _private_slice(manifest["train"], manifest["val"])
+    (PRIVATE_DIR / PRIVATE_TOKENS_FILE).unlink(missing_ok=True)  # another split's tokens
+    write_manifest(manifest["source"], train, manifest["val"], name)
+    print(f"Private split: {name} in {PRIVATE_DIR} (hidden from training runs)")
+
+
+def _private_shard(train: list[str], workers: int) -> tuple[list[str], str]:
+    """Climbmix: the pinned PRIVATE_SHARD, moved out of the data directory (and the training
+    list) if an earlier `--num-shards -1` downloaded it as training data, else downloaded."""
+    from autoresearch.download import DownloadError, download_shards
+
+    name = f"shard_{PRIVATE_SHARD:05d}.parquet"
+    if (DATA_DIR / name).is_file():
+        os.replace(DATA_DIR / name, PRIVATE_DIR / name)
+    else:
+        try:
+            download_shards(DATASET_URL, [name], PRIVATE_DIR, workers=workers)
+        except DownloadError as e:
+            raise SystemExit(f"error: {e}") from None
+    return [t for t in train if t != name], name
+
+
+def _private_slice(train: list[str], val: str) -> tuple[list[str], str]:
+    """Local data: the last documents of the last training shard, held back."""
+    from autoresearch.local_data import LocalDataError, hold_back
+
+    try:
+        return train, hold_back(DATA_DIR / train[-1], DATA_DIR / val, PRIVATE_DIR)
+    except LocalDataError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -306,14 +362,29 @@ def _tokenized_shard(path, tokenizer, batch_size=128):
 def _validation_documents(tokenizer):
     """The validation shard never changes, so it is tokenized once and cached beside the
     tokenizer: every run's evaluation then waits on the GPU, not on tokenization."""
-    cache = TOKENIZER_DIR / VAL_TOKENS_FILE
-    val_name = read_manifest()["val"]
-    key = f"{val_name}:{hashlib.sha1((TOKENIZER_DIR / TOKENIZER_FILE).read_bytes()).hexdigest()}"
+    return _cached_documents(tokenizer, DATA_DIR / read_manifest()["val"],
+                             TOKENIZER_DIR / VAL_TOKENS_FILE)
+
+
+def _private_documents(tokenizer):
+    """The private split, tokenized once and cached in PRIVATE_DIR (never beside the tokenizer,
+    which training runs can read)."""
+    name = read_manifest().get("private")
+    if not name or not (PRIVATE_DIR / name).is_file():
+        raise SystemExit(f"error: no private split in {PRIVATE_DIR} (or it is hidden from this "
+                         "process); run `uv run prepare.py --private`")
+    return _cached_documents(tokenizer, PRIVATE_DIR / name, PRIVATE_DIR / PRIVATE_TOKENS_FILE)
+
+
+def _cached_documents(tokenizer, shard, cache):
+    """Token ids of every document of `shard`, from `cache` when it holds this shard tokenized
+    with this tokenizer, else tokenized and cached there."""
+    key = f"{shard.name}:{hashlib.sha1((TOKENIZER_DIR / TOKENIZER_FILE).read_bytes()).hexdigest()}"
     if cache.exists():
         with np.load(cache) as cached:
             if str(cached["key"]) == key:
                 return np.split(cached["tokens"], cached["offsets"][1:-1])
-    docs = list(_tokenized_shard(DATA_DIR / val_name, tokenizer))
+    docs = list(_tokenized_shard(shard, tokenizer))
     offsets = np.cumsum([0] + [len(d) for d in docs])
     tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, tokens=np.concatenate(docs), offsets=offsets, key=key)
@@ -323,7 +394,8 @@ def _validation_documents(tokenizer):
 
 def _documents(split, tokenizer):
     """Endless (token ids with BOS first, epoch) stream of one split, in a fixed order."""
-    val_docs = _validation_documents(tokenizer) if split == "val" else None
+    val_docs = {"val": _validation_documents, "private": _private_documents}.get(
+        split, lambda _: None)(tokenizer)
     epoch = 1
     while True:
         if val_docs is not None:
@@ -484,8 +556,9 @@ def make_dataloader(tokenizer, B, T, split, buffer_size=1000, device=None):
     """Endless (inputs, targets, epoch) batches: inputs (B, T) int64 on `device`, targets the
     same rows shifted by one token. The training split is packed in a child process started
     here, so it fills its buffer while the model is built and compiled; the validation split
-    (tokenized once, cached) needs only packing, which a thread keeps up with."""
-    assert split in ("train", "val"), split
+    (tokenized once, cached) needs only packing, which a thread keeps up with; so does the
+    private split ("private"), which only the loop's verification can read."""
+    assert split in ("train", "val", "private"), split
     device = torch.device(device or default_device())
     if split == "train":
         rows = _rows_from_packer(_start_packer(split, tokenizer, B, T, buffer_size), B, T)
@@ -512,16 +585,17 @@ def _batches(rows, device):
 # ---------------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate_bpb(model, tokenizer, batch_size):
+def evaluate_bpb(model, tokenizer, batch_size, split="val"):
     """
-    Bits per byte on the pinned validation shard: the sum of per-token cross-entropy (nats)
+    Bits per byte on the pinned validation shard (or, for the loop's held-out verification, on
+    split="private"): the sum of per-token cross-entropy (nats)
     over the sum of the targets' UTF-8 byte lengths, converted to bits. Special tokens (byte
     length 0) are excluded from both sums, so the number does not depend on the vocabulary.
     Always MAX_SEQ_LEN context and EVAL_TOKENS tokens, whatever the model's config.
     """
     device = next(model.parameters()).device
     token_bytes = get_token_bytes(device=device)
-    loader = make_dataloader(tokenizer, batch_size, MAX_SEQ_LEN, "val", device=device)
+    loader = make_dataloader(tokenizer, batch_size, MAX_SEQ_LEN, split, device=device)
     steps = max(1, EVAL_TOKENS // (batch_size * MAX_SEQ_LEN))
     total_nats = torch.zeros((), dtype=torch.float64, device=device)
     total_bytes = torch.zeros((), dtype=torch.int64, device=device)
@@ -566,6 +640,9 @@ def parse_args(argv=None):
     parser.add_argument("--tokenizer-chars", type=int, default=1_000_000_000,
                         help="characters of training text the tokenizer learns from "
                         "(default 1e9)")
+    parser.add_argument("--private", action="store_true",
+                        help="only make the private held-out split (and its tokens) for data "
+                        "prepared before it existed")
     parser.add_argument("--force", action="store_true",
                         help="replace data prepared from another source, retrain the tokenizer")
     return parser.parse_args(argv)
@@ -574,6 +651,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     print(f"Cache directory: {DATA_DIR.parent}")
+    if args.private:
+        prepare_private(args.download_workers)
+        _private_documents(Tokenizer.from_directory())
+        return
     if args.demo:
         prepare_local(DEMO_CORPUS, args.force)
     elif args.source is not None:
@@ -585,7 +666,9 @@ def main(argv=None):
         if args.download_workers < 1:
             raise SystemExit("error: --download-workers must be at least 1")
         prepare_download(num_shards, args.download_workers, args.force)
+    prepare_private(args.download_workers)
     train_tokenizer(args.tokenizer_chars, args.force)
+    _private_documents(Tokenizer.from_directory())
     print("Done. Next: uv run train.py" + ("" if PROFILE != "h100" else
           "   (no H100? AUTORESEARCH_PROFILE=consumer or cpu)"))
 

@@ -43,6 +43,7 @@ class Options:
     guard_environment: bool = True  # watch the Python environment for agent/run tampering
     prefetch: bool = True  # an agent prepares its next proposal while its GPU trains
     plateau_after: int = PLATEAU_AFTER  # 0: never say so
+    verify: bool = True  # held-out verification of keeps on the private split (verify/)
 
 
 @dataclass

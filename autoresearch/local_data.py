@@ -8,6 +8,9 @@ the data directory, the last one being the pinned validation shard.
 - .txt files are one document each (very long ones are cut at paragraph breaks); .jsonl files hold
   one JSON object with a "text" field per line. The last 5% of documents (at least one), in file
   name order, become the validation shard.
+
+The private held-out split (hold_back) is cut from the end of the training text afterwards: as
+many documents as validation has, at most half of the last training shard.
 """
 
 import contextlib
@@ -136,6 +139,32 @@ def _import_text(paths: list[Path], data_dir: Path) -> tuple[list[str], str]:
     chunks = [train_docs[i : i + DOCS_PER_SHARD] for i in range(0, len(train_docs), DOCS_PER_SHARD)]
     names = [_shard_name(i) for i in range(len(chunks) + 1)]
     for chunk, name in zip(chunks + [val_docs], names, strict=True):
-        with written_atomically(data_dir / name) as tmp:
-            pq.write_table(pa.table({"text": chunk}), tmp, row_group_size=1024)
+        _write_table(pa.table({"text": chunk}), data_dir / name)
     return names[:-1], names[-1]
+
+
+PRIVATE_NAME = "private.parquet"
+
+
+def hold_back(train_shard: Path, val_shard: Path, private_dir: Path) -> str:
+    """Move the last documents of `train_shard` into private_dir/PRIVATE_NAME (as many as the
+    validation shard has, at most half the shard); return that file's name.
+
+    The private file is written before the shortened shard replaces the old one, so a crash
+    between the two loses training documents, never puts held-out text back into training. The
+    shard is rewritten through a temporary file, never edited in place.
+    """
+    table = pq.read_table(train_shard, columns=["text"])
+    count = min(pq.ParquetFile(val_shard).metadata.num_rows, table.num_rows // 2)
+    if count < 1:
+        raise LocalDataError(f"{train_shard} has {table.num_rows} document(s): too few to hold "
+                             "any back for the private split; add more training text")
+    keep = table.num_rows - count
+    _write_table(table.slice(keep), private_dir / PRIVATE_NAME)
+    _write_table(table.slice(0, keep), train_shard)
+    return PRIVATE_NAME
+
+
+def _write_table(table: pa.Table, path: Path) -> None:
+    with written_atomically(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=1024)

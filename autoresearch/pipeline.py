@@ -30,6 +30,7 @@ from autoresearch.ledger.results import sanitize
 from autoresearch.ledger.state import FIXED_FILES, tag_dir
 from autoresearch.memory.digest import build_digest
 from autoresearch.model import Job, Kind, Outcome, Task
+from autoresearch.verify.private import without_private
 from autoresearch.workspace.git import TRAIN, text_hash
 from autoresearch.workspace.guard import PROGRAM, RUN_LABEL
 from autoresearch.workspace.slots import Slot
@@ -168,7 +169,7 @@ class Worker:
         # as it was when the loop started: the guard puts back any write to it, and an agent's
         # write must not reach another's prompt before the next scan does
         program_text = loop.guard.trusted(loop.repo / PROGRAM)
-        rows, entries = coord.rows(), coord.entries()
+        rows, entries = without_private(coord.rows(), coord.entries())  # agents never see them
         port = None
         if task is not None and task.kind == Kind.PORT:
             port = PortRequest(task.subject, task.description, task.diff, task.detail)
@@ -266,7 +267,7 @@ class Worker:
         loop.live(self.k, phase="idle")
         tidy_weights(loop.repo, decision.rows, coord.rows(), loop.opts.keep_checkpoints,
                      loop.opts.sample_timeout if loop.opts.sample else None,
-                     lambda message: loop.log(message, "yellow"))
+                     lambda message: loop.log(message, "yellow"), loop.hidden)
 
     def progress(self, p: Progress) -> None:
         self.loop.live(self.k, step=p.step, progress_pct=p.progress_pct,

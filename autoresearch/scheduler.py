@@ -50,6 +50,14 @@ from autoresearch.ledger.state import (
 from autoresearch.model import Phase
 from autoresearch.pipeline import Worker, kill_agent
 from autoresearch.redact import register_environment
+from autoresearch.verify import sandbox
+from autoresearch.verify.private import (
+    CACHE_FILE,
+    PRIVATE_DIR,
+    Verifier,
+    open_verification,
+    private_split,
+)
 from autoresearch.workspace.git import TRAIN, Git
 from autoresearch.workspace.guard import (
     Blame,
@@ -103,6 +111,7 @@ class Loop:
         self.live_state: dict = {"workers": {}}
         self.live_written = 0.0
         self.workers: list[Worker] = []
+        self.hidden: list[Path] | None = None  # what agent code must not see (verify/sandbox.py)
 
     # ---- the whole session
 
@@ -115,6 +124,9 @@ class Loop:
         self.preflight()  # before the tag's branch and trees exist: a failure leaves nothing
         with TagLock(self.repo, self.opts.tag), _Signals(self):
             resuming = self.opts.tag in list_tags(self.repo)
+            slots = self.slots or plan_slots(self.opts.gpus, self.opts.mixed_gpus)
+            verifier = self.verifier(slots, not resuming)  # may prepare the private split: before
+            # open_tag, which fingerprints the data
             state = open_tag(self.git, self.opts.tag, data_fingerprint(self.harness.cache_dir))
             tag = state.tag
             if resuming and self.git.is_dirty(TRAIN):
@@ -123,10 +135,12 @@ class Loop:
                                      noise_floor=self.opts.noise_floor,
                                      max_fix_attempts=self.opts.max_fix_attempts,
                                      plateau_after=self.opts.plateau_after, log=self.log,
-                                     outcome=self.ui.outcome)
+                                     outcome=self.ui.outcome, verifier=verifier)
             clear_stop(self.repo, tag)
-            slots = self.slots or plan_slots(self.opts.gpus, self.opts.mixed_gpus)
-            self.executor = self.executor or LocalExecutor({s.gpu: s.device for s in slots})
+            self.hidden = [self.harness.cache_dir / PRIVATE_DIR] \
+                if private_split(self.harness.cache_dir) and not sandbox.unavailable() else None
+            self.executor = self.executor or LocalExecutor({s.gpu: s.device for s in slots},
+                                                           hidden=self.hidden)
             agents = self.agents if isinstance(self.agents, list) else [self.agents] * len(slots)
             self.workers = [
                 Worker(self, s.worker, agents[s.worker], Slot(self.git, tag_dir(
@@ -164,6 +178,21 @@ class Loop:
             preflight = getattr(agent, "preflight", None)
             if preflight is not None:
                 preflight()
+
+    def verifier(self, slots: list[GpuSlot], new_tag: bool) -> Verifier | None:
+        """The held-out verifier of this loop, or None when it does not verify (--no-verify,
+        no private split, Ray); says which in a start line."""
+        if not self.opts.verify:
+            self.log("held-out verification off (--no-verify): keeps rest on the public "
+                     "validation split alone", "yellow")
+            return None
+        if not open_verification(self.repo, self.harness.cache_dir, new_tag,
+                                 self.executor is not None, self.log):
+            return None
+        return Verifier(self.repo, tag_dir(self.repo, self.opts.tag) / CACHE_FILE,
+                        self.opts.noise_floor, self.opts.noise_runs,
+                        sandbox.unavailable() is None, self.log,
+                        {s.worker: s.gpu for s in slots})
 
     def wind_down(self) -> None:
         self.closing = True

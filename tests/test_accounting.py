@@ -29,6 +29,7 @@ from autoresearch.agents import Proposal, Usage
 from autoresearch.config import Options
 from autoresearch.errors import UserError
 from autoresearch.execution.gpus import Slot
+from autoresearch.ledger.results import COLUMNS
 from autoresearch.ledger.state import load_state, request_stop
 from autoresearch.pipeline import MAX_REJECTIONS
 from autoresearch.scheduler import SAME_SIGINT_S, Loop
@@ -253,8 +254,8 @@ def test_damaged_rows_are_warned_about_and_still_counted(repo):
     warned = [e for e in ui.events if e.startswith("warning: ")]
     assert warned == [
         "warning: results.tsv line 4: val_bpb 'n/a' is not a number; row skipped",
-        "warning: results.tsv line 5: 7 cells, but the header names 24 columns (a torn row); "
-        "row skipped"]
+        f"warning: results.tsv line 5: 7 cells, but the header names {len(COLUMNS)} columns (a "
+        "torn row); row skipped"]
     assert events(repo).count("results.tsv line 5: 7 cells") == 1
 
 

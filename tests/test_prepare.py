@@ -253,7 +253,8 @@ def test_prepare_from_local_parquet_end_to_end(tmp_path, mini_corpus):
     assert first.returncode == 0, first.stderr
     manifest = json.loads((cache / "data" / "dataset.json").read_text())
     assert manifest == {"source": str(mini_corpus), "train": ["shard_00000.parquet",
-                        "shard_00001.parquet"], "val": "shard_00002.parquet"}
+                        "shard_00001.parquet"], "val": "shard_00002.parquet",
+                        "private": "private.parquet"}
     assert pq.read_table(cache / "data" / "shard_00002.parquet").num_rows == VAL_DOCS
     assert (cache / "tokenizer" / "tokenizer.pkl").exists()
     again = run_prepare(cache, "--source", str(mini_corpus), "--tokenizer-chars", "1000000")
@@ -361,8 +362,10 @@ def test_prepare_from_txt_and_jsonl(tmp_path, mini_corpus):
     val = pq.read_table(cache / "data" / manifest["val"]).column("text").to_pylist()
     train = [t for name in manifest["train"]
              for t in pq.read_table(cache / "data" / name).column("text").to_pylist()]
-    assert len(val) == 3 and len(train) == 57  # last 5% of documents in file order
+    private = pq.read_table(cache / "private" / manifest["private"]).column("text").to_pylist()
+    assert len(val) == 3 and len(train) == 54  # last 5% of documents in file order
     assert val == texts[-3:] and not set(val) & set(train)
+    assert private == texts[-6:-3]  # held back from the end of the training text
 
     (src / "bad.jsonl").write_text('{"txt": "no text field"}\n')
     bad = run_prepare(tmp_path / "cache2", "--source", str(src))
@@ -383,6 +386,7 @@ def test_prepare_downloads_shards_and_pinned_validation_from_a_server(tmp_path, 
     hub.mkdir()
     for i, name in enumerate(["shard_00000", "shard_00001", "shard_06542"]):
         (hub / f"{name}.parquet").write_bytes((mini_corpus / f"part_{i}.parquet").read_bytes())
+    (hub / "shard_06541.parquet").write_bytes((mini_corpus / "part_2.parquet").read_bytes())
     (hub / "shard_00002.parquet").write_bytes(b"must not be fetched with --num-shards 2")
     server = serve_directory(hub)
     try:
@@ -397,6 +401,8 @@ def test_prepare_downloads_shards_and_pinned_validation_from_a_server(tmp_path, 
     assert sorted(p.name for p in data.glob("*.parquet")) == [
         "shard_00000.parquet", "shard_00001.parquet", "shard_06542.parquet"]
     assert pq.read_table(data / "shard_00001.parquet").num_rows == TRAIN_DOCS_PER_SHARD
+    assert [p.name for p in (tmp_path / "cache" / "private").glob("*.parquet")] == [
+        "shard_06541.parquet"]  # the pinned private shard, outside the data directory
 
 
 def test_prepare_offline_says_what_failed_and_how_to_use_local_data(tmp_path):

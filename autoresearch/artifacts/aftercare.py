@@ -18,14 +18,17 @@ from autoresearch.artifacts.checkpoints import WEIGHTS, prune_checkpoints
 from autoresearch.ledger.results import Row
 from autoresearch.redact import run_env
 from autoresearch.review.report import is_keep
+from autoresearch.verify.sandbox import run_view
 
 SAMPLE_MODULE = "autoresearch.artifacts.sample"  # python -m SAMPLE_MODULE RUN_DIR --out FILE
 SAMPLE_TIMEOUT = 300.0
 
 
 def tidy_weights(repo: Path, decided: list[Row], tag_rows: list[Row], keep_best: int,
-                 sample_timeout: float | None, log: Callable[[str], None]) -> None:
-    """After a decision on `decided` rows; sample_timeout None: do not sample. Never fatal."""
+                 sample_timeout: float | None, log: Callable[[str], None],
+                 hidden: list[Path] | None = None) -> None:
+    """After a decision on `decided` rows; sample_timeout None: do not sample; `hidden`: what
+    the sampler must not see, as a run (it runs the agent's train.py). Never fatal."""
     for row in decided:
         if row.status != "keep":
             (repo / row.run_dir / WEIGHTS).unlink(missing_ok=True)
@@ -34,21 +37,25 @@ def tidy_weights(repo: Path, decided: list[Row], tag_rows: list[Row], keep_best:
     kept = sorted((r for r in decided if r.status == "keep"), key=lambda r: not is_keep(r))
     chosen = repo / kept[0].run_dir if kept else None
     if sample_timeout is not None and chosen and (chosen / WEIGHTS).exists():
-        failed = sample(repo, chosen, sample_timeout)
+        failed = sample(repo, chosen, sample_timeout, hidden)
         if failed:
             log(f"sampling {chosen.name} failed (not fatal): {failed}")
     for path in prune_checkpoints(repo, tag_rows, keep_best):
         log(f"pruned {path.relative_to(repo.resolve())}")
 
 
-def sample(repo: Path, run_dir: Path, timeout: float) -> str | None:
-    """Write run_dir/sample_output.txt in a subprocess; the error line if it failed."""
+def sample(repo: Path, run_dir: Path, timeout: float, hidden: list[Path] | None = None,
+           ) -> str | None:
+    """Write run_dir/sample_output.txt in a subprocess (in a run's view when `hidden` is given);
+    the error line if it failed."""
     # the package must be importable in the subprocess wherever the loop was started from
     paths = [str(Path(autoresearch.__file__).parent.parent), os.environ.get("PYTHONPATH")]
     # it imports the run's train.py: the run's code gets no credentials here either
     env = run_env(dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p)))
     cmd = [sys.executable, "-m", SAMPLE_MODULE, str(run_dir), "--out",
            str(run_dir / "sample_output.txt")]
+    if hidden is not None:
+        cmd = run_view(cmd, hidden)
     try:
         proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True,
                               timeout=timeout)

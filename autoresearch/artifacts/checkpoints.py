@@ -110,7 +110,9 @@ def resolve_run(repo: Path, ref: str) -> Path:
 
 
 def prune_checkpoints(repo: Path, rows: list[Row], keep_best: int) -> list[Path]:
-    """Delete model.pt of every run in `rows` except the best `keep_best` kept runs.
+    """Delete model.pt of every run in `rows` except the best `keep_best` kept runs and, when
+    keep_best > 0, the runs of the current best (the last kept commit), which held-out
+    verification scores as a parent (verify/private.py).
 
     Only run directories named by `rows` are touched (never another tag's), and only their
     model.pt: logs, train.py copies, metrics, configs and samples stay. Returns the deleted paths.
@@ -120,6 +122,9 @@ def prune_checkpoints(repo: Path, rows: list[Row], keep_best: int) -> list[Path]
     kept = sorted((r for r in rows if r.status == "keep" and is_measured(r)),
                   key=lambda r: r.val_bpb)
     protected = {run_dir_for(repo, r) for r in kept[:keep_best]}
+    best = next((r.commit for r in reversed(rows) if r.status == "keep"), None)
+    if keep_best > 0:
+        protected |= {run_dir_for(repo, r) for r in rows if r.status == "keep" and r.commit == best}
     deleted = []
     for row in rows:
         path = run_dir_for(repo, row)

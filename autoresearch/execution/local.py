@@ -30,6 +30,7 @@ from autoresearch.execution.procs import (
     supervised,
 )
 from autoresearch.redact import run_env
+from autoresearch.verify.sandbox import run_view
 
 CHECKPOINT_ENV = "AUTORESEARCH_CHECKPOINT_DIR"
 POLL_SECONDS = 0.5
@@ -144,16 +145,19 @@ def _read_tail(path: Path) -> str:
 class LocalExecutor:
     """Runs on this host, one process per GPU slot: CUDA_VISIBLE_DEVICES is the slot's GPU."""
 
-    def __init__(self, devices: dict[str | None, str], poll: float = POLL_SECONDS):
+    def __init__(self, devices: dict[str | None, str], poll: float = POLL_SECONDS,
+                 hidden: list[Path] | None = None):
         self.devices = devices  # slot GPU (None: as inherited) -> device model
         self.poll = poll
+        self.hidden = hidden  # directories runs must not see (verify/sandbox.py); None: no view
 
     def run(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
             should_abort: Callable[[], bool]) -> RunResult:
         write_run_files(spec)
         env = dict(spec.env, **({"CUDA_VISIBLE_DEVICES": spec.gpu} if spec.gpu is not None
                                 else {}))
-        result = run_training(spec.cmd, spec.run_dir, spec.run_dir, spec.timeout, env=env,
+        cmd = spec.cmd if self.hidden is None else run_view(spec.cmd, self.hidden)
+        result = run_training(cmd, spec.run_dir, spec.run_dir, spec.timeout, env=env,
                               on_progress=on_progress, should_abort=should_abort,
                               poll=self.poll, grace=spec.grace)
         result.device = self.devices.get(spec.gpu, "")

@@ -26,6 +26,7 @@ from autoresearch.memory.fingerprint import fingerprint
 from autoresearch.model import AGENT_KINDS, Decision, Job, Kind, Outcome, Phase, Port, Task
 from autoresearch.policy import Context, decide, measure
 from autoresearch.redact import redact
+from autoresearch.verify.private import Verifier
 from autoresearch.workspace.git import TRAIN, Git, text_hash
 from autoresearch.workspace.merge import merge
 from autoresearch.workspace.tags import RESULTS, tried_ref
@@ -34,12 +35,13 @@ from autoresearch.workspace.tags import RESULTS, tried_ref
 class Coordinator:
     def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
                  max_fix_attempts: int, plateau_after: int, log: Callable[[str, str], None],
-                 outcome: Callable[[Row], None]):
+                 outcome: Callable[[Row], None], verifier: Verifier | None = None):
         self.repo, self.git, self.state = repo, git, state
         self.noise_runs, self.noise_floor = noise_runs, noise_floor
         self.plateau_after = plateau_after
         self.max_fix_attempts = max_fix_attempts
         self.log, self.outcome = log, outcome
+        self.verifier = verifier
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)  # notified when there is new work
         self.journal_path = tag_dir(repo, state.tag) / journal.JOURNAL
@@ -287,6 +289,8 @@ class Coordinator:
                           self.value(job.parent, out.device, rows), candidate,
                           self.max_fix_attempts)
             decision = decide(job, out, ctx)
+            if self.verifier is not None:  # held-out verification, before anything is done
+                decision = self.verifier.review(job, out, decision, rows, ctx.parent_value)
             job.phase, job.decision = Phase.RECORDING, decision
             save_state(self.repo, self.state)
             self.finish(job)

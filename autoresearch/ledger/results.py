@@ -39,11 +39,14 @@ EXTRA_COLUMNS = [
     "gpu",  # the GPU it ran on (CUDA_VISIBLE_DEVICES), empty on the CPU
     "device",  # the device model ("NVIDIA H200", "cpu"): numbers compare only within one
     "node",  # the host it ran on
+    "private_bpb",  # the weights' bpb on the private held-out split (kept and baseline runs)
+    "private_delta",  # private_bpb - its parent's (negative = better), beside the public gain
 ]
 COLUMNS = STANDARD_COLUMNS + EXTRA_COLUMNS
 # Rows written before the header grew keep their width after upgrade_header: a shorter row of
 # any other width is torn (a write cut short), never a row with empty cells at the end
-EARLIER_WIDTHS = (COLUMNS.index("run_dir") + 1,)  # before the parallel loop's parent..node
+EARLIER_WIDTHS = (COLUMNS.index("run_dir") + 1,  # before the parallel loop's parent..node
+                  COLUMNS.index("node") + 1)  # before held-out verification's private columns
 
 
 @dataclass
@@ -72,6 +75,8 @@ class Row:
     gpu: str = ""
     device: str = ""
     node: str = ""
+    private_bpb: float | None = None
+    private_delta: float | None = None
 
     @property
     def is_crash(self) -> bool:
@@ -79,7 +84,7 @@ class Row:
 
 
 _FLOAT_FIELDS = {"val_bpb", "memory_gb", "training_seconds", "total_seconds", "mfu_percent",
-                 "total_tokens_M", "cost_usd"}
+                 "total_tokens_M", "cost_usd", "private_bpb", "private_delta"}
 _INT_FIELDS = {"experiment", "num_steps", "worker"}
 _KNOWN = {f.name for f in fields(Row)}
 
@@ -87,7 +92,7 @@ _KNOWN = {f.name for f in fields(Row)}
 def _format(name: str, value: object) -> str:
     if value is None:
         return ""
-    if name == "val_bpb":
+    if name in ("val_bpb", "private_bpb", "private_delta"):
         return f"{value:.6f}"
     if name == "memory_gb":
         return f"{value:.1f}"

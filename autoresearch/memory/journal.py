@@ -38,6 +38,8 @@ class Entry:
     reason: str = ""
     links: dict[str, int] = field(default_factory=dict)  # e.g. {"retry_of": 12, "port_of": 14}
     timestamp: str = ""
+    private_delta: float | None = None  # the same on the private held-out split (never shown
+    # to agents: memory/digest.py reads the fields it names)
 
 
 JOURNAL = "journal.jsonl"  # under .autoresearch/<tag>/
@@ -83,7 +85,7 @@ def make_entry(row: Row, code: str, parent_code: str | None, parent_value: float
         constants=_plain(constants(code)), fingerprint=fingerprint(code), status=row.status,
         val_bpb=row.val_bpb if measured else None,
         delta=row.val_bpb - parent_value if measured and parent_value is not None else None,
-        reason=row.reason, timestamp=row.timestamp)
+        reason=row.reason, timestamp=row.timestamp, private_delta=row.private_delta)
     entry.links = links(entry, earlier, subject)
     return entry
 

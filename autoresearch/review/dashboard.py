@@ -53,6 +53,7 @@ from autoresearch.review.views import (
     state_repo,
     tags_by_start,
 )
+from autoresearch.verify.private import private_summary
 from autoresearch.workspace.git import TRAIN, Git
 
 PAGE = Path(__file__).with_name("dashboard.html")
@@ -131,15 +132,19 @@ class Board:
                 "best": best_after, "run_dir": run_dir.name if run_dir else None,
                 "has_sample": bool(run_dir and (run_dir / RUN_FILES["sample"]).is_file()),
                 "has_model": bool(run_dir and (run_dir / WEIGHTS).is_file()),
+                "private_bpb": _finite(row.private_bpb),
             })
         threshold = noise_threshold(self.repo, tag, rows)
         head = best(rows)
+        summary = summarize(rows, events=events_log(state_repo(self.repo, self.results), tag)) \
+            if rows else None
         return {
             "version": version, "tag": tag, "results": str(self.results), "rows": out_rows,
             "threshold": threshold, "y_limits": y_limits(rows, threshold),
             "best": dict(asdict(head), label=str(head)) if head else None,
-            "summary": _json_safe(asdict(summarize(rows, events=events_log(
-                state_repo(self.repo, self.results), tag)))) if rows else None,
+            "summary": _json_safe(asdict(summary)) if summary else None,
+            "private": _json_safe(asdict(private_summary(
+                rows, summary.improvement if summary else None))),
         }
 
     def live_payload(self) -> dict:

@@ -31,6 +31,7 @@ from autoresearch.review.report import (
     worker_labels,
     y_limits,
 )
+from autoresearch.verify.private import private_curve
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 FIGSIZE = (12, 6.5)  # inches
 DPI = 130
 KEEP_COLOR = "#1a9850"
+PRIVATE_COLOR = "#7b3294"  # the private split's curve: apart from keep green and discard grey
 DISCARD_COLOR = "#9e9e9e"
 CRASH_COLOR = "#d73027"
 BAND_ALPHA = 0.13
@@ -122,6 +124,11 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None,
         ax.scatter(kx, ky, s=46, color=KEEP_COLOR, edgecolors="white", linewidths=0.8, zorder=4,
                    marker=marker, gid=f"kept {worker}" if worker else None,
                    label=legend["keep"] if named else "_nolegend_")
+    curve = private_curve(rows)  # the kept line on the private held-out split, if scored
+    if curve:
+        ax.plot([c[0] for c in curve], [c[1] for c in curve], color=PRIVATE_COLOR, linewidth=1.2,
+                linestyle="--", marker="D", markersize=4, zorder=4, gid="private",
+                label="kept, on the private split")
     ox = sorted(points("discard", inside=False)[0] + points("keep", inside=False)[0])
     if ox:
         ax.scatter(ox, [EDGE_MARKERS] * len(ox), transform=on_edge, marker="^", s=36,

@@ -42,6 +42,7 @@ from autoresearch.review.report import (
     with_runs,
 )
 from autoresearch.review.views import choose_tag, read_rows, state_repo, tags_by_start
+from autoresearch.verify.private import PrivateSummary, private_summary
 
 DEFAULT_PORT = 8765
 
@@ -112,13 +113,15 @@ def summary(
     results, rows, tag, events = _load(repo, results, tag)
     stats = summarize(rows, top=top, events=events)
     stats.runs_saved = runs_saved(repo, tag)
+    private = private_summary(rows, stats.improvement)
     if as_json:
-        typer.echo(json.dumps(asdict(stats), indent=2))
+        scored = {"private": asdict(private)} if private.baseline is not None else {}
+        typer.echo(json.dumps(dict(asdict(stats), **scored), indent=2))
         return
-    print_summary(stats, title=f"autoresearch summary — {tag or results.name}")
+    print_summary(stats, title=f"autoresearch summary — {tag or results.name}", private=private)
 
 
-def print_summary(s: Summary, title: str) -> None:
+def print_summary(s: Summary, title: str, private: PrivateSummary | None = None) -> None:
     console = Console()
     table = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -135,6 +138,8 @@ def print_summary(s: Summary, title: str) -> None:
     if s.improvement is not None:
         table.add_row("improvement", f"{signed(-s.improvement)} "
                       f"({signed(-s.improvement_pct, 2)}%)")
+    if private is not None and private.baseline is not None:
+        table.add_row("private split", private_text(private))
     estimated = " (from the rows' timestamps)" if s.active_estimated else ""
     table.add_row("experiments/hour", "—" if s.active_hours is None else
                   f"{_num(s.experiments_per_hour, 1)}  (runs/hour {_num(s.runs_per_hour, 1)}, "
@@ -158,6 +163,17 @@ def print_summary(s: Summary, title: str) -> None:
                           _delta(step.delta),
                           step.description)
         console.print(steps)
+
+
+def private_text(p: PrivateSummary) -> str:
+    """Baseline and best on the private held-out split, the improvement there, and the gap to
+    the public one (README: Held-out verification)."""
+    text = f"baseline {_num(p.baseline)}, best {_num(p.best)}"
+    if p.improvement is not None:
+        text += f", improvement {signed(-p.improvement)}"
+    if p.gap is not None:
+        text += f", gap to public {signed(p.gap)}"
+    return text
 
 
 def workers_table(s: Summary) -> Table:
