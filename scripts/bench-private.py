@@ -68,8 +68,10 @@ def measure(folder: Path, code: str, sealed: bool) -> dict:
     public = train(folder, code)
     start = time.monotonic()
     private = score(folder, folder, os.environ.get("CUDA_VISIBLE_DEVICES"), sealed)
-    return {"public": public, "private": private,
-            "verify_seconds": round(time.monotonic() - start, 1)}
+    result = {"public": public, "private": private,
+              "verify_seconds": round(time.monotonic() - start, 1)}
+    print(f"{folder.name}: {json.dumps(result)}", file=sys.stderr, flush=True)  # progress
+    return result
 
 
 def spread(values: list[float]) -> dict:
