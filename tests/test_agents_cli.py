@@ -620,6 +620,10 @@ def test_every_command_finds_the_root_from_a_subfolder(tmp_path):
                                       + ("the loop writes it after its first run"
                                          if args == ("results",) else
                                          "run the loop first, or point --results at a file"))
+    for verb in ("status", "journal"):  # the verbs that read the loop's state name the root too
+        out = run_cli(verb, cwd=sub)
+        assert out.returncode == 1
+        assert out.stderr.strip().startswith(f"error: no loop has run in {repo} yet"), verb
     append_result(repo / "results.tsv", Row("abcdef0", 1.0, 40.0, "keep", "baseline",
                                             experiment=1, tag="t", kind="baseline"))
     for cwd, args in ((sub, ("summary",)), (tmp_path, ("-C", "repo", "summary")),

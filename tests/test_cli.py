@@ -173,7 +173,7 @@ def test_one_line_errors(done, tmp_path):
     assert result.output.strip().splitlines() == [
         "error: 'nope' is neither a commit nor an experiment number in results.tsv"]
     result = runner.invoke(agent_loop.app, ["status", "--repo", str(tmp_path)])
-    assert result.exit_code == 1 and "no loop has run here yet" in result.output
+    assert result.exit_code == 1 and "no loop has run in" in result.output
     result = runner.invoke(agent_loop.app, ["run", "--tag", "x", "--agent", "nope"])
     assert result.exit_code == 1 and "unknown agent 'nope'" in result.output
 

@@ -101,7 +101,7 @@ def resolve_tag(repo: Path, tag: str | None) -> str:
     with_state = set(list_tags(repo))
     chosen = choose_tag([t for t in tags_by_start(repo, rows) if t in with_state], tag)
     if chosen is None:
-        raise UserError("no loop has run here yet: start one with "
+        raise UserError(f"no loop has run in {repo} yet: start one with "
                         "`uv run agent_loop.py run --tag <date> --agent sweep`")
     return chosen
 
