@@ -224,7 +224,9 @@ class Worker:
 
     def run_forever(self) -> None:
         while True:
-            if self.loop.closing:
+            # the stop file itself, not only `closing`: the main thread polls it, and a job queued
+            # between two of its polls would otherwise start after the user asked for a stop
+            if self.loop.closing or self.loop.why_stop():
                 return
             job = self.coord.take(self.k, self.loop.opts.max_experiments)
             if job is None:

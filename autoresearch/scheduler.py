@@ -277,6 +277,8 @@ class Loop:
                 self.notify()
             for t in runners:
                 t.join(timeout=0.2)
+        if not self.stopping and (why := self.why_stop()):  # the runners saw it first
+            self.stopping = why
         self.closing = True
         self.notify()
         for t in proposers:  # they leave at their next step; an agent call under way is not
