@@ -13,6 +13,7 @@ from pathlib import Path
 from autoresearch.agents import AgentRequest, Proposal, Usage
 from autoresearch.config import Options
 from autoresearch.execution.gpus import Slot
+from autoresearch.execution.procs import PROC, live_pids
 from autoresearch.ledger.results import Row, read_results
 from autoresearch.ledger.state import load_state
 from autoresearch.scheduler import Loop
@@ -155,3 +156,18 @@ def check_git_matches_results(repo: Path, tag: str = "t") -> None:
             tried = git(repo, "rev-parse", f"refs/autoresearch/{tag}/tried/{r.experiment}")
             assert tried.startswith(r.commit), r
     assert git(repo, "branch", "--show-current") == "main"
+
+
+def runs_alive(pid_file: Path) -> list[int]:
+    """Host pids of the live processes that the fake train.py runs of a test started (they, and
+    what they spawn, carry FAKE_PID_FILE=pid_file in their environment). The pids the runs write
+    themselves are no use for this: the loop starts runs in a process namespace of their own."""
+    marker = f"FAKE_PID_FILE={pid_file}".encode()
+    alive = []
+    for pid in live_pids():
+        try:
+            if marker in (PROC / str(pid) / "environ").read_bytes().split(b"\0"):
+                alive.append(pid)
+        except OSError:
+            continue
+    return alive

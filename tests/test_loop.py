@@ -20,13 +20,13 @@ from loop_helpers import (
     git,
     make_repo,
     run_loop,
+    runs_alive,
     tag_rows,
 )
 
 from autoresearch.agents import AgentRefused, Proposal, Usage
 from autoresearch.config import Options
 from autoresearch.errors import UserError
-from autoresearch.execution.procs import pid_alive
 from autoresearch.ledger.results import COLUMNS
 from autoresearch.ledger.state import load_state, request_stop
 from autoresearch.pipeline import MAX_REJECTIONS
@@ -180,7 +180,7 @@ def test_crash_classes_and_no_orphans(repo, tmp_path, monkeypatch):
         ("crash", "timeout"), ("discard", "+0.500000 vs parent " + tag_rows(repo)[0].commit
                                + " (1.000000)")]
     pids = [int(p) for p in pid_file.read_text().split()]
-    assert len(pids) >= 9 and not [p for p in pids if pid_alive(p)]
+    assert len(pids) >= 9 and runs_alive(pid_file) == []
 
 
 @pytest.mark.slow

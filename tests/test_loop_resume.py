@@ -23,11 +23,11 @@ from loop_helpers import (
     git,
     make_repo,
     run_loop,
+    runs_alive,
     tag_rows,
 )
 
 from autoresearch.execution.local import LocalExecutor
-from autoresearch.execution.procs import pid_alive
 from autoresearch.ledger.state import load_state
 from autoresearch.workspace.git import Git
 
@@ -218,18 +218,18 @@ def test_kill_9_of_the_real_cli_mid_run(repo, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        trainer = wait_for(lambda: [int(p) for p in pid_file.read_text().split()][started:])[0]
+        wait_for(lambda: [int(p) for p in pid_file.read_text().split()][started:])
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert pid_alive(trainer)  # the run has its own session: kill -9 of the loop misses it
+    assert runs_alive(pid_file)  # the run has its own session: kill -9 of the loop misses it
     assert any(j.phase.value == "running" for j in load_state(repo, TAG).jobs)
 
     out = subprocess.run(cli(repo, 3), env=fast, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
-    assert not pid_alive(trainer)  # the resumed loop killed the orphaned run
+    assert runs_alive(pid_file) == []  # the resumed loop killed the orphaned run
     assert "was interrupted: running it again" in (
         repo / ".autoresearch" / TAG / "events.log").read_text()
     assert list((repo / "runs" / TAG).glob("*/run.log.interrupted"))
@@ -258,5 +258,4 @@ def test_kill_9_chaos_with_two_workers(repo, tmp_path):
     assert sum(r.kind in ("experiment", "fix", "port") for r in rows_) >= 10
     assert {r.worker for r in rows_} == {0, 1} and {r.gpu for r in rows_} == {"0", "1"}
     check_git_matches_results(repo, TAG)
-    pids = [int(p) for p in pid_file.read_text().split()]
-    assert not [p for p in pids if pid_alive(p)]  # no run outlived the loops that started it
+    assert runs_alive(pid_file) == []  # no run outlived the loops that started it
