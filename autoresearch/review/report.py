@@ -24,7 +24,8 @@ from pathlib import Path
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import load_state
-from autoresearch.policy import DEFAULT_FLOOR, measure
+from autoresearch.ledger.values import model_of
+from autoresearch.policy import Rule, measure
 
 TOP_IMPROVEMENTS = 5  # how many of the biggest steps the summary lists
 OUTLIER_HEADROOM = 1.0  # runs worse than baseline + this x the total improvement are outliers
@@ -356,14 +357,10 @@ def select_tag(rows: list[Row], tag: str | None) -> tuple[list[Row], str | None]
 
 
 def estimate_threshold(rows: list[Row]) -> float | None:
-    """The loop's own rule (policy.measure) applied to the baseline wave's runs, if there are 2+:
-    pooled within device models, as the loop does."""
-    groups: dict[str, list[float]] = {}
-    for r in rows:
-        if r.kind in ("baseline", "noise") and is_measured(r):
-            groups.setdefault(r.device, []).append(r.val_bpb)
-    runs = sum(len(g) for g in groups.values())
-    return measure(groups, DEFAULT_FLOOR, runs).threshold if runs >= 2 else None
+    """The loop's min detectable gain (policy.measure) from the noise model of these rows, once
+    some commit ran twice; None before."""
+    model = model_of(rows)
+    return measure(model, [], Rule(), 0).threshold if model.within_std is not None else None
 
 
 def runs_saved(repo: Path, tag: str | None) -> int | None:

@@ -1,0 +1,105 @@
+"""One value per commit and one line of progress per night, from results.tsv rows alone.
+
+Every view (the loop's lines, `status`, `summary`, `journal`, `plot`, the dashboard) takes its
+numbers from here, so a keep shows the same number everywhere:
+
+- a commit's value: one estimate from all its runs, corrected for the worker offsets of the
+  noise model (policy.fit), with a standard error;
+- the night's best: the baseline wave's value minus the kept changes' mean paired gains, in the
+  order they were kept. It moves only at a keep, and never up (a keep's gain clears the floor).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from autoresearch.ledger.results import Row
+from autoresearch.model import AGENT_KINDS
+from autoresearch.policy import Fit, Run, fit
+
+WAVE_KINDS = ("baseline", "noise")
+
+
+def measured(row: Row) -> bool:
+    return row.status != "crash" and row.val_bpb > 0
+
+
+def runs_of(rows: list[Row]) -> list[Run]:
+    """The measured runs, as the noise model sees them (a row of another tool: worker 0)."""
+    return [Run(r.commit, str(r.worker or 0), r.val_bpb) for r in rows if measured(r)]
+
+
+def model_of(rows: list[Row]) -> Fit:
+    """The noise model fitted to every measured run of these rows."""
+    return fit(runs_of(rows))
+
+
+def is_keep(row: Row) -> bool:
+    """A kept change's own row (not its confirmation's, not the baseline's)."""
+    return row.status == "keep" and row.kind in {k.value for k in AGENT_KINDS}
+
+
+def keep_gain(row: Row, rows: list[Row]) -> float:
+    """What a keep moved the best by: its mean paired gain; a keep of a results.tsv without the
+    evidence columns (older versions, other tools): its value against its parent's value."""
+    if row.gain is not None:
+        return row.gain
+    values = [r.val_bpb for r in rows if r.commit == row.parent and measured(r)]
+    return max(0.0, (sum(values) / len(values) if values else row.val_bpb) - row.val_bpb)
+
+
+@dataclass
+class Step:
+    """The best after one keep."""
+
+    experiment: int | None
+    commit: str
+    gain: float  # its mean paired gain (positive = better)
+    best: float  # the night's best after it
+
+
+@dataclass
+class Progress:
+    """The night's chain of keeps, from the baseline's value."""
+
+    baseline: float | None  # the baseline wave's value (None before the baseline ran)
+    baseline_se: float
+    steps: list[Step]
+
+    @property
+    def best(self) -> float | None:
+        return self.steps[-1].best if self.steps else self.baseline
+
+    def best_at(self, experiment: int) -> float | None:
+        """The best right after run `experiment` was recorded."""
+        best = self.baseline
+        for step in self.steps:
+            if step.experiment is not None and step.experiment > experiment:
+                break
+            best = step.best
+        return best
+
+    def gain_of(self, experiment: int | None) -> float | None:
+        return next((s.gain for s in self.steps if s.experiment == experiment), None)
+
+
+def progress(rows: list[Row]) -> Progress:
+    """The night's progress from one tag's rows (see the module docstring). The baseline's value
+    is fitted from the baseline wave only, so later control runs of it do not move the best."""
+    wave = [r for r in rows if r.kind in WAVE_KINDS]
+    base = next((r for r in rows if r.kind == "baseline" and measured(r)), None)
+    if base is None:  # another tool's file: its first measured row is the baseline
+        base = next((r for r in rows if measured(r)), None)
+        wave = [base] if base else []
+    if base is None:
+        return Progress(None, math.inf, [])
+    model = model_of(wave)
+    best = model.values[base.commit]
+    steps = []
+    for row in rows:
+        if is_keep(row):
+            gain = keep_gain(row, rows)
+            best -= gain
+            steps.append(Step(row.experiment, row.commit, gain, best))
+    return Progress(model.values[base.commit], model.ses[base.commit], steps)
