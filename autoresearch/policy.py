@@ -172,11 +172,14 @@ class Screened:
 
 def screen_run(value: float, worker: str, parent: str, model: Fit, rule: Rule) -> Screened:
     """A first run against its parent's value on the same worker (the parent's fitted value plus
-    this worker's offset). Clear losers stop here; the grey zone and wins go on to pairs."""
-    if parent not in model.values or model.within_std is None:
+    this worker's offset). Clear losers stop here; the grey zone and wins go on to pairs. Before
+    any commit ran twice (no spread known) every run that beats its parent goes on."""
+    if parent not in model.values:
         return Screened(True, None, None)
     expected = model.values[parent] + model.offsets.get(worker, 0.0)
     gain = expected - value
+    if model.within_std is None:
+        return Screened(gain > rule.floor, gain, None)
     se = math.sqrt(model.within_std ** 2 + model.ses[parent] ** 2)
     return Screened(gain - rule.floor > rule.screen_z * se, gain, se)
 
@@ -365,9 +368,12 @@ def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
         return decision
     value = out.metrics["val_bpb"]
     seen = screen_run(value, str(job.worker), job.parent[:7], ctx.model, ctx.rule)
-    vs = (f"{-seen.gain:+.6f} vs parent {job.parent[:7]} on worker {job.worker} "
-          f"({value + seen.gain:.6f} +- {seen.se:.6f})" if seen.gain is not None else
-          f"parent {job.parent[:7]} not measured yet")
+    if seen.gain is None:
+        vs = f"parent {job.parent[:7]} not measured yet"
+    else:
+        se = f" +- {seen.se:.6f}" if seen.se is not None else ""
+        vs = (f"{-seen.gain:+.6f} vs parent {job.parent[:7]} on worker {job.worker} "
+              f"({value + seen.gain:.6f}{se})")
     if not seen.go_on:
         return Decision([_row(job, out, ctx, "discard", vs)], tried=tried)
     if job.parent != ctx.best and seen.gain is not None:
