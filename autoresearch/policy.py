@@ -95,14 +95,20 @@ def fit(runs: list[Run]) -> Fit:
     beta, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
     dof = len(runs) - int(rank)
     rss = float(np.sum((y - x @ beta) ** 2))
-    std = math.sqrt(rss / dof) if dof > 0 else None
+    std = _clean(math.sqrt(rss / dof)) if dof > 0 else None
     free = list(beta[len(commits):])
     offsets = dict(zip(workers, [*free, -sum(free)], strict=True))
     cov = np.linalg.pinv(x.T @ x)
     ses = {c: std * math.sqrt(max(cov[i, i], 0.0)) if std is not None else math.inf
            for i, c in enumerate(commits)}
-    return Fit({c: float(beta[i]) for i, c in enumerate(commits)}, ses,
-               {w: float(o) for w, o in offsets.items()}, std, dof)
+    return Fit({c: _clean(beta[i]) for i, c in enumerate(commits)}, ses,
+               {w: _clean(o) for w, o in offsets.items()}, std, dof)
+
+
+def _clean(x: float) -> float:
+    """Rounded to 1e-12: val_bpb has six decimals, anything finer is the solver's float residue
+    (identical runs must show a spread and offsets of exactly 0)."""
+    return round(float(x), 12) + 0.0  # + 0.0: no -0.0
 
 
 @dataclass(frozen=True)
