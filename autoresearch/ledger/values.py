@@ -40,13 +40,19 @@ def is_keep(row: Row) -> bool:
     return row.status == "keep" and row.kind in {k.value for k in AGENT_KINDS}
 
 
-def keep_gain(row: Row, rows: list[Row]) -> float:
-    """What a keep moved the best by: its mean paired gain; a keep of a results.tsv without the
-    evidence columns (older versions, other tools): its value against its parent's value."""
+def keep_gain(row: Row, rows: list[Row], before: str) -> float:
+    """What a keep moved the best by: its mean paired gain; for a keep without the evidence
+    columns (older versions, other tools), its commit's mean against its parent's (the `parent`
+    column, else the commit kept before it), never below 0."""
     if row.gain is not None:
         return row.gain
-    values = [r.val_bpb for r in rows if r.commit == row.parent and measured(r)]
-    return max(0.0, (sum(values) / len(values) if values else row.val_bpb) - row.val_bpb)
+    parent, own = _mean(rows, row.parent or before), _mean(rows, row.commit)
+    return max(0.0, parent - own) if parent is not None and own is not None else 0.0
+
+
+def _mean(rows: list[Row], commit: str) -> float | None:
+    values = [r.val_bpb for r in rows if r.commit == commit and measured(r)]
+    return sum(values) / len(values) if values else None
 
 
 @dataclass
@@ -96,10 +102,11 @@ def progress(rows: list[Row]) -> Progress:
         return Progress(None, math.inf, [])
     model = model_of(wave)
     best = model.values[base.commit]
-    steps = []
+    steps, before = [], base.commit
     for row in rows:
-        if is_keep(row):
-            gain = keep_gain(row, rows)
+        if is_keep(row) and row is not base:
+            gain = keep_gain(row, rows, before)
             best -= gain
+            before = row.commit
             steps.append(Step(row.experiment, row.commit, gain, best))
     return Progress(model.values[base.commit], model.ses[base.commit], steps)
