@@ -38,7 +38,10 @@ def job(kind=Kind.EXPERIMENT, parent="p" * 40, n=5, **kw):
 PARENT = fit([Run("ppppppp", "0", v) for v in (0.999, 1.001, 0.999, 1.001, 1.0)])  # std 0.001
 
 
-def ctx(best="p" * 40, model=PARENT, candidate=None, rule=Rule()):
+DEFAULT_RULE = Rule()
+
+
+def ctx(best="p" * 40, model=PARENT, candidate=None, rule=DEFAULT_RULE):
     return Context("t", "2026-11-30T00:00:00+00:00", best, model, rule, candidate, 2)
 
 

@@ -59,8 +59,7 @@ def _mean(rows: list[Row], commit: str) -> float | None:
 class Step:
     """The best after one keep."""
 
-    experiment: int | None
-    commit: str
+    row: Row  # the kept change's own row
     gain: float  # its mean paired gain (positive = better)
     best: float  # the night's best after it
 
@@ -77,17 +76,6 @@ class Progress:
     def best(self) -> float | None:
         return self.steps[-1].best if self.steps else self.baseline
 
-    def best_at(self, experiment: int) -> float | None:
-        """The best right after run `experiment` was recorded."""
-        best = self.baseline
-        for step in self.steps:
-            if step.experiment is not None and step.experiment > experiment:
-                break
-            best = step.best
-        return best
-
-    def gain_of(self, experiment: int | None) -> float | None:
-        return next((s.gain for s in self.steps if s.experiment == experiment), None)
 
 
 def progress(rows: list[Row]) -> Progress:
@@ -108,5 +96,5 @@ def progress(rows: list[Row]) -> Progress:
             gain = keep_gain(row, rows, before)
             best -= gain
             before = row.commit
-            steps.append(Step(row.experiment, row.commit, gain, best))
+            steps.append(Step(row, gain, best))
     return Progress(model.values[base.commit], model.ses[base.commit], steps)

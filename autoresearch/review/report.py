@@ -23,7 +23,7 @@ from pathlib import Path
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import load_state
-from autoresearch.ledger.values import WAVE_KINDS, is_keep, model_of, progress
+from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
 from autoresearch.policy import Noise, Rule, measure
 
 TOP_IMPROVEMENTS = 5  # how many of the biggest steps the summary lists
@@ -173,14 +173,14 @@ def _heads(rows: list[Row], xs: list[int]) -> Iterator[Best | None]:
     """The best after each row, taking the rows in the order given: the baseline, then each keep
     of the night's progress as its own row comes (a keep's confirmation row repeats it)."""
     chain = progress(rows)
-    steps = {s.experiment: (k, s) for k, s in enumerate(chain.steps, start=1)}
+    steps = {id(s.row): (k, s) for k, s in enumerate(chain.steps, start=1)}
     head = None
     for x, row in zip(xs, rows, strict=True):
         if head is None and chain.baseline is not None and is_measured(row) and \
                 row.status == "keep":
             head = Best(row.commit, chain.baseline, 0, x, row.description)
-        if row.experiment in steps and is_keep(row):
-            k, step = steps[row.experiment]
+        if id(row) in steps:
+            k, step = steps[id(row)]
             head = Best(row.commit, step.best, k, x, row.description)
         yield head
 
@@ -216,15 +216,10 @@ def baseline_row(rows: list[Row]) -> Row | None:
 
 def improvements(rows: list[Row]) -> list[Improvement]:
     """Every keep of the night's progress: the best after it, its paired gain and evidence."""
-    by_n = {r.experiment: r for r in rows}
     xs = dict(zip((id(r) for r in rows), experiment_numbers(rows), strict=True))
-    out = []
-    for step in progress(rows).steps:
-        row = by_n[step.experiment] if step.experiment is not None else \
-            next(r for r in rows if r.commit == step.commit and is_keep(r))
-        out.append(Improvement(xs[id(row)], row.commit, step.best, step.gain, row.description,
-                               row.pairs, row.gain_low, row.gain_high, row.p_value))
-    return out
+    return [Improvement(xs[id(s.row)], s.row.commit, s.best, s.gain, s.row.description,
+                        s.row.pairs, s.row.gain_low, s.row.gain_high, s.row.p_value)
+            for s in progress(rows).steps]
 
 
 def hours_label(rows: list[Row]) -> str:
