@@ -50,6 +50,14 @@ from autoresearch.model import (
     row_for,
 )
 
+
+def signed(value: float, digits: int = 6) -> str:
+    """A change with its sign; one that rounds to zero is +0.000000, never -0.000000 (which
+    would read as a gain)."""
+    text = f"{value:+.{digits}f}"
+    return text if float(text) != 0 else f"{0.0:+.{digits}f}"
+
+
 # ---- the noise model and the sequential paired test (pure; the simulator in scripts/ drives them)
 
 NORMAL = NormalDist()
@@ -202,8 +210,8 @@ class Verdict:
     p: float  # one-sided p-value against the floor, times max_pairs (Bonferroni), at most 1
 
     def describe(self) -> str:
-        return (f"{self.mean:+.6f} over {self.pairs} pair{'s' * (self.pairs != 1)} "
-                f"[{self.low:+.6f}, {self.high:+.6f}], p {self.p:.3g}")
+        return (f"{signed(self.mean)} over {self.pairs} pair{'s' * (self.pairs != 1)} "
+                f"[{signed(self.low)}, {signed(self.high)}], p {self.p:.3g}")
 
 
 def sequential(gains: list[float], within_std: float | None, rule: Rule, dof: int | None = None,
@@ -378,7 +386,7 @@ def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
         vs = f"parent {job.parent[:7]} not measured yet"
     else:
         se = f" +- {seen.se:.6f}" if seen.se is not None else ""
-        vs = (f"{-seen.gain:+.6f} vs parent {job.parent[:7]} on worker {job.worker} "
+        vs = (f"{signed(-seen.gain)} vs parent {job.parent[:7]} on worker {job.worker} "
               f"({value + seen.gain:.6f}{se})")
     if not seen.go_on:
         return Decision([_row(job, out, ctx, "discard", vs)], tried=tried)

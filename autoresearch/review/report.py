@@ -24,7 +24,7 @@ from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import load_state
 from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
-from autoresearch.policy import Noise, Rule, measure
+from autoresearch.policy import Noise, Rule, measure, signed
 
 TOP_IMPROVEMENTS = 5  # how many of the biggest steps the summary lists
 OUTLIER_HEADROOM = 1.0  # runs worse than baseline + this x the total improvement are outliers
@@ -114,13 +114,6 @@ class Summary:
 
 
 # ---- how numbers are written
-
-
-def signed(value: float, digits: int = 6) -> str:
-    """A change with its sign; one that rounds to zero is +0.000000, never -0.000000 (which
-    would read as a gain)."""
-    text = f"{value:+.{digits}f}"
-    return text if float(text) != 0 else f"{0.0:+.{digits}f}"
 
 
 def with_runs(value: float, runs: int) -> str:
