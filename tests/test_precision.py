@@ -91,6 +91,8 @@ def test_a_keep_shows_one_number_everywhere_and_the_best_never_rises(night):
     assert entry.delta == pytest.approx(-keep.gain)
     assert f"#{keep.experiment} experiment w{keep.worker} keep {keep.val_bpb:.6f} " \
         f"({-keep.gain:+.6f})" in cli(repo, "journal", "--full")
+    assert f"Best val_bpb {best:.6f} (#{keep.experiment} {keep.commit}), {-keep.gain:+.4f} vs " \
+        f"the baseline 1.002000." in cli(repo, "journal")  # the digest the agents read
     payload = Board(repo, repo / "results.tsv").results_payload()
     assert payload["best"]["label"] == label
     (shown,) = [r for r in payload["rows"] if r["gain"] is not None]

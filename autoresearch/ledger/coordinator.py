@@ -302,7 +302,8 @@ class Coordinator:
         self._journal(rows, subjects)
 
     def _journal(self, rows: list[Row], subjects: dict[int | None, int | None]) -> None:
-        model = self.model()
+        model, chain = self.model(), progress(self.rows())
+        bests = {step.row.experiment: step.best for step in chain.steps}
         earlier = self.entries()
         known = {e.n for e in earlier}
         new = []
@@ -316,7 +317,8 @@ class Coordinator:
                 row.kind not in ("noise", "control") else None
             new.append(journal.make_entry(
                 row, code, self.git.file_at(parent) if parent else None, parent_value,
-                self.git.hypothesis(row.commit), earlier + new, subjects.get(row.experiment)))
+                self.git.hypothesis(row.commit), earlier + new, subjects.get(row.experiment),
+                bests.get(row.experiment) if row.status == "keep" else None))
         journal.append(self.journal_path, new)
 
     def _apply(self, job: Job, d: Decision) -> None:

@@ -37,6 +37,7 @@ class Entry:
     reason: str = ""
     links: dict[str, int] = field(default_factory=dict)  # e.g. {"retry_of": 12, "port_of": 14}
     timestamp: str = ""
+    best: float | None = None  # a keep: the night's best after it (ledger/values.progress)
 
 
 JOURNAL = "journal.jsonl"  # under .autoresearch/<tag>/
@@ -72,7 +73,8 @@ def append(path: Path, entries: list[Entry]) -> None:
 
 
 def make_entry(row: Row, code: str, parent_code: str | None, parent_value: float | None,
-               hypothesis: str, earlier: list[Entry], subject: int | None) -> Entry:
+               hypothesis: str, earlier: list[Entry], subject: int | None,
+               best: float | None = None) -> Entry:
     """The journal entry of a recorded row, from the code that ran and its parent's code."""
     measured = row.status != "crash" and row.val_bpb > 0
     entry = Entry(
@@ -82,7 +84,7 @@ def make_entry(row: Row, code: str, parent_code: str | None, parent_value: float
         constants=_plain(constants(code)), fingerprint=fingerprint(code), status=row.status,
         val_bpb=row.val_bpb if measured else None,
         delta=_delta(row, parent_value) if measured else None,
-        reason=row.reason, timestamp=row.timestamp)
+        reason=row.reason, timestamp=row.timestamp, best=best)
     entry.links = links(entry, earlier, subject)
     return entry
 
