@@ -103,3 +103,27 @@ def test_a_keep_shows_one_number_everywhere_and_the_best_never_rises(night):
     for (_, before, _), (_, after, row) in zip(series, series[1:], strict=False):
         assert after == before or (is_keep(row) and after < before)
     assert series[-1][1] == pytest.approx(best)
+
+
+@pytest.mark.parametrize("max_pairs, kept", [(3, False), (5, True)])
+def test_a_grey_zone_gain_gets_pairs_until_the_test_decides(tmp_path, monkeypatch, max_pairs,
+                                                             kept):
+    """A true gain of 0.001 against a baseline wave of 1.000, 1.001, 0.999 (its first run a
+    little lucky): each pair alone is within the noise, so pairs follow one another, each control
+    refitting the noise; three pairs do not make it sure enough, five do."""
+    offsets = tmp_path / "offsets"
+    offsets.write_text("0\n0.001\n-0.001\n-0.001\n")  # the wave, the first run; then exact
+    monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
+    repo = make_repo(tmp_path / "repo")
+    run_loop(repo, [edit("a small gain", VAL_BPB=0.999)], noise_runs=2, max_pairs=max_pairs)
+    rows = tag_rows(repo)
+    first = next(r for r in rows if r.kind == "experiment")
+    assert [r.kind for r in rows].count("control") == max_pairs
+    assert [r.kind for r in rows].count("confirm") == max_pairs
+    assert first.pairs == max_pairs and first.gain == pytest.approx(0.001)
+    assert (first.status == "keep") is kept and (first.gain_low > 0) is kept
+    pairs = [r for r in rows if r.kind == "confirm"]
+    assert [r.reason.split(":")[0] for r in pairs[:-1]] == [
+        f"pair {k} of #{first.experiment}" for k in range(1, max_pairs)]
+    assert load_state(repo, TAG).candidates == []
+    check_git_matches_results(repo, TAG)
