@@ -19,6 +19,7 @@ from loop_helpers import (
     tag_rows,
 )
 
+from autoresearch.agents.prompt import build_context
 from autoresearch.execution.gpus import Slot
 from autoresearch.ledger.state import load_state
 from autoresearch.ledger.values import is_keep
@@ -51,11 +52,11 @@ def night(tmp_path_factory):
     slots = [Slot(k, str(k), "NVIDIA H200") for k in range(2)]
     _, _, ui = run_loop(repo, [], slots=slots, agent=agent, noise_runs=2, max_experiments=3)
     mp.undo()
-    return repo, ui
+    return repo, ui, agent
 
 
 def test_a_gpu_offset_does_not_hide_a_small_gain(night):
-    repo, _ = night
+    repo, _, agent = night
     rows = tag_rows(repo)
     wave = [r for r in rows if r.kind in ("baseline", "noise")]
     assert sorted(r.worker for r in wave) == [0, 0, 1, 1]  # each worker's offset from 2 runs
@@ -69,11 +70,15 @@ def test_a_gpu_offset_does_not_hide_a_small_gain(night):
     for row in rows:
         if row.description.startswith("no-op"):
             assert row.status == "discard" and row.reason.startswith("+0.000000 vs parent")
+    # the agents are told the best and the smallest gain the test keeps reliably
+    prompt = build_context(agent.requests[-1])
+    assert "Best val_bpb so far: 1.002000. Smallest gain the loop confirms reliably: 0.000000" \
+        in prompt
     check_git_matches_results(repo, TAG)
 
 
 def test_a_keep_shows_one_number_everywhere_and_the_best_never_rises(night):
-    repo, ui = night
+    repo, ui, _ = night
     rows = tag_rows(repo)
     (keep,) = [r for r in rows if is_keep(r)]
     gain, best = f"{keep.gain:+.6f}", 1.002 - keep.gain  # the wave's value: 1.000 and 1.004
