@@ -156,6 +156,26 @@ def t_quantile(p: float, dof: int | None) -> float:
             + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * dof ** 3))
 
 
+def t_tail(z: float, dof: int | None) -> float:
+    """P(T > z) for Student's t (normal for dof None), the inverse of t_quantile, so that a
+    p-value below alpha and a z past the boundary always agree."""
+    if dof is None:
+        return 1 - NORMAL.cdf(z)
+    if dof < 1:
+        return 1.0
+    if dof == 1:
+        return 0.5 - math.atan(z) / math.pi
+    if dof == 2:
+        return 0.5 - z / (2 * math.sqrt(2 + z * z))
+    if z < 0:
+        return 1 - t_tail(-z, dof)
+    lo, hi = 0.5, 1 - 1e-15  # t_quantile rises with p: bisect for the p whose quantile is z
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_quantile(mid, dof) < z else (lo, mid)
+    return 1 - lo
+
+
 def pair_std(within_std: float) -> float:
     """The std of one paired gain: two independent runs on workers whose offsets are known."""
     return math.sqrt(2) * within_std
@@ -207,7 +227,8 @@ class Verdict:
     mean: float  # mean paired gain
     low: float  # mean - boundary x se: kept only when this clears the floor
     high: float
-    p: float  # one-sided p-value against the floor, times max_pairs (Bonferroni), at most 1
+    p: float  # one-sided p-value against the floor, times max_pairs (Bonferroni), at most 1:
+    # below alpha exactly when low clears the floor
 
     def describe(self) -> str:
         return (f"{signed(self.mean)} over {self.pairs} pair{'s' * (self.pairs != 1)} "
@@ -229,7 +250,7 @@ def sequential(gains: list[float], within_std: float | None, rule: Rule, dof: in
         dof = n - 1
     excess = mean - rule.floor
     z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
-    p = min(1.0, rule.max_pairs * (1 - NORMAL.cdf(z))) if math.isfinite(z) else float(z < 0)
+    p = min(1.0, rule.max_pairs * t_tail(z, dof)) if math.isfinite(z) else float(z < 0)
     boundary = rule.boundary(dof)
     half = boundary * se if se > 0 else 0.0
     if z > boundary:
