@@ -61,6 +61,8 @@ def signed(value: float, digits: int = 6) -> str:
 # ---- the noise model and the sequential paired test (pure; the simulator in scripts/ drives them)
 
 NORMAL = NormalDist()
+DEFAULT_FLOOR = 0.0  # bpb: the user's minimum gain (--noise-floor); the test sets the bar
+DEFAULT_MAX_PAIRS = 3  # pairs one candidate may get (--max-pairs)
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,8 @@ class Rule:
 
     alpha: float = 0.05
     power: float = 0.8
-    max_pairs: int = 3
-    floor: float = 0.0
+    max_pairs: int = DEFAULT_MAX_PAIRS
+    floor: float = DEFAULT_FLOOR
     screen_z: float = 1.0
 
     def boundary(self, dof: int | None = None) -> float:
@@ -260,10 +262,6 @@ def sequential(gains: list[float], within_std: float | None, rule: Rule, dof: in
     else:
         action = "more"
     return Verdict(action, n, mean, mean - half, mean + half, p)
-
-
-DEFAULT_FLOOR = 0.0  # bpb: the user's minimum gain (--noise-floor); the test sets the bar
-DEFAULT_MAX_PAIRS = 3
 
 
 @dataclass
