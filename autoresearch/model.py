@@ -70,6 +70,7 @@ class Candidate:
     control: float | None = None  # the val_bpb of the current pair's control run
     failed: str = ""  # why the pair cannot be judged (a crashed control or confirmation)
     gains: list[float] = field(default_factory=list)  # the paired gains so far (control - run)
+    pending: float | None = None  # a port's own run: the candidate's half of its first pair
 
 
 @dataclass

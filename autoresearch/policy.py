@@ -341,7 +341,12 @@ def _control(job: Job, out: Outcome, ctx: Context) -> Decision:
     reason = f"control for #{job.subject}"
     if out.metrics is None:
         held = replace(cand, failed=f"its control run #{job.n} crashed ({out.reason})")
-        return Decision([_row(job, out, ctx, "crash")], hold=held)
+        if cand.pending is None:
+            return Decision([_row(job, out, ctx, "crash")], hold=held)
+        return _unjudged(job, out, ctx, held)
+    if cand.pending is not None:  # a port's own run came first: this control completes the pair
+        gains = [*cand.gains, pair_gain(out.metrics["val_bpb"], cand.pending)]
+        return _judge(job, out, ctx, replace(cand, pending=None), gains)
     held = replace(cand, control=out.metrics["val_bpb"])
     return Decision([_row(job, out, ctx, "discard", reason)], hold=held)
 
@@ -353,41 +358,66 @@ def _with_evidence(row: Row, verdict: Verdict, status: str, reason: str) -> Row:
 
 def _confirm(job: Job, out: Outcome, ctx: Context) -> Decision:
     cand = ctx.candidate
-    first = cand.row
-    tried = {first.experiment: job.commit, job.n: job.commit}
     if out.metrics is None or cand.failed or cand.control is None:
         why = cand.failed or f"its confirmation run #{job.n} crashed ({out.reason})"
-        first = replace(first, status="discard", reason=f"not confirmed: {why}")
-        second = _row(job, out, ctx, "crash" if out.metrics is None else "discard", first.reason)
-        return Decision([first, second], tried=tried, settle=cand.n)
+        return _unjudged(job, out, ctx, replace(cand, failed=why))
     gains = [*cand.gains, pair_gain(cand.control, out.metrics["val_bpb"])]  # one worker: no offset
+    return _judge(job, out, ctx, cand, gains)
+
+
+def _unjudged(job: Job, out: Outcome, ctx: Context, cand: Candidate) -> Decision:
+    """A pair that cannot be judged (a run of it crashed): the candidate is not confirmed."""
+    first = replace(cand.row, status="discard", reason=f"not confirmed: {cand.failed}")
+    second = _row(job, out, ctx, "crash" if out.metrics is None else "discard", first.reason)
+    return Decision([first, second], tried=_tried(job, cand), settle=cand.n)
+
+
+def _tried(job: Job, cand: Candidate) -> dict[int, str]:
+    """tried/<run> refs of a settled candidate: its own runs (a control ran the parent)."""
+    return {cand.row.experiment: cand.commit} | \
+        ({job.n: job.commit} if job.kind != Kind.CONTROL else {})
+
+
+def _judge(job: Job, out: Outcome, ctx: Context, cand: Candidate, gains: list[float],
+           ) -> Decision:
+    """The sequential test after a pair completed by this run (a confirmation, or the control
+    of a port): keep, discard, or one more pair."""
     verdict = sequential(gains, ctx.model.within_std, ctx.rule, ctx.model.dof)
+    own = "keep" if job.kind == Kind.CONFIRM else "discard"  # a control ran the parent's code
     if verdict.action == "more":
         why = f"pair {verdict.pairs} of #{cand.n}: {verdict.describe()}: one more pair"
-        return Decision([_row(job, out, ctx, "discard", why)], tried={job.n: job.commit},
-                        hold=replace(cand, control=None, gains=gains),
-                        follow=_pair(job, cand.n, job.description), log=[f"#{cand.n} {why}"])
+        tried = {job.n: job.commit} if job.kind == Kind.CONFIRM else {}
+        return Decision([_row(job, out, ctx, "discard", why)], tried=tried,
+                        hold=replace(cand, control=None, gains=gains), follow=_pair(cand, job),
+                        log=[f"#{cand.n} {why}"])
     ok = verdict.action == "keep"
     why = f"{'confirmed' if ok else 'not confirmed'}: {verdict.describe()} vs its parent's controls"
-    if ok and job.parent == ctx.best:
+    first = cand.row
+    if ok and cand.parent == ctx.best:
         return Decision([_with_evidence(first, verdict, "keep", why),
-                         _row(job, out, ctx, "keep", why)], keep=job.commit, settle=cand.n,
+                         _row(job, out, ctx, own, why)], keep=cand.commit, settle=cand.n,
                         log=[f"#{cand.n} kept: {why}"])
     if ok:  # it beat its parent, but another worker moved the best meanwhile
         why += f"; the best moved to {ctx.best[:7]}: re-applying it there"
-        port = Port(cand.n, job.worker, job.commit, job.parent, first.description, verdict.mean)
+        port = Port(cand.n, cand.worker, cand.commit, cand.parent, first.description,
+                    verdict.mean)
     else:
         port = None
     return Decision([_with_evidence(first, verdict, "discard", why),
-                     _row(job, out, ctx, "discard", why)], tried=tried, settle=cand.n, port=port)
+                     _row(job, out, ctx, "discard", why)], tried=_tried(job, cand),
+                    settle=cand.n, port=port)
 
 
-def _pair(job: Job, n: int, confirm: str) -> list[Job]:
-    """The next (control, candidate) pair of candidate #n, on its worker, before anything else."""
-    return [Job("", Kind.CONTROL, job.worker, job.parent, job.parent,
-                f"control for #{n}: its parent again", priority=0, subject=n),
-            Job("", Kind.CONFIRM, job.worker, job.commit, job.parent, confirm, agent=job.agent,
-                priority=0, subject=n, hypothesis=job.hypothesis)]
+def _pair(cand: Candidate, job: Job, control_only: bool = False) -> list[Job]:
+    """The next (control, candidate) pair of a candidate, on its worker, before anything else;
+    the control alone when the candidate's run is already in (a port's own run)."""
+    control = Job("", Kind.CONTROL, cand.worker, cand.parent, cand.parent,
+                  f"control for #{cand.n}: its parent again", priority=0, subject=cand.n)
+    if control_only:
+        return [control]
+    return [control, Job("", Kind.CONFIRM, cand.worker, cand.commit, cand.parent,
+                         f"confirm #{cand.n}: {cand.row.description}", agent=cand.row.agent,
+                         priority=0, subject=cand.n, hypothesis=job.hypothesis)]
 
 
 def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
@@ -409,14 +439,18 @@ def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
         se = f" +- {seen.se:.6f}" if seen.se is not None else ""
         vs = (f"{signed(-seen.gain)} vs parent {job.parent[:7]} on worker {job.worker} "
               f"({value + seen.gain:.6f}{se})")
-    if not seen.go_on:
+    # a port was not picked for looking good (its change won against another parent): its own
+    # run is the candidate's half of the first pair, unless it clearly lost
+    as_pair = job.kind == Kind.PORT and job.parent == ctx.best and seen.gain is not None and \
+        seen.gain > ctx.rule.floor
+    if not (seen.go_on or as_pair):
         return Decision([_row(job, out, ctx, "discard", vs)], tried=tried)
     if job.parent != ctx.best and seen.gain is not None:
         why = f"{vs}: beat its parent, but the best moved to {ctx.best[:7]}: re-applying it there"
         port = Port(job.n, job.worker, job.commit, job.parent, job.description, seen.gain)
         return Decision([_row(job, out, ctx, "discard", why)], tried=tried, port=port)
     candidate = Candidate(job.n, job.worker, job.commit, job.parent,
-                          _row(job, out, ctx, "discard", vs))
-    return Decision([], hold=candidate, follow=_pair(job, job.n, f"confirm #{job.n}: "
-                                                                f"{job.description}"),
+                          _row(job, out, ctx, "discard", vs),
+                          pending=value if as_pair else None)
+    return Decision([], hold=candidate, follow=_pair(candidate, job, control_only=as_pair),
                     log=[f"#{job.n} {vs}: confirming with pairs of its parent and itself"])

@@ -228,3 +228,30 @@ def test_the_p_value_agrees_with_the_boundary_whatever_the_degrees_of_freedom():
         verdict = sequential(gains, 0.00055, rule, dof=9)
         assert (verdict.p < rule.alpha) == (verdict.low > rule.floor) == \
             (verdict.action == "keep")
+
+
+def test_a_ports_own_run_is_the_first_half_of_its_first_pair():
+    """A port was not picked for looking good, so its run pairs with the control that follows:
+    one run saved per port. A clear loser still stops at once."""
+    held = decide(job(Kind.PORT), outcome(0.95), ctx())
+    assert held.hold.pending == 0.95 and [j.kind for j in held.follow] == [Kind.CONTROL]
+    control = job(Kind.CONTROL, n=6, subject=5)
+    control.commit = control.parent  # a control runs the parent's code
+    kept = decide(control, outcome(1.0), ctx(candidate=held.hold))
+    assert kept.keep == "c" * 40 and kept.settle == 5
+    assert [(r.experiment, r.status) for r in kept.rows] == [(5, "keep"), (6, "discard")]
+    assert kept.rows[0].pairs == 1 and kept.rows[0].gain == pytest.approx(0.05)
+    assert kept.tried == {}  # kept: on the branch itself
+    grey = decide(control, outcome(1.0), ctx(candidate=decide(job(Kind.PORT), outcome(0.9995),
+                                                               ctx()).hold))
+    assert grey.hold.pending is None and grey.hold.gains == [pytest.approx(0.0005)]
+    assert [(j.kind, j.commit[0]) for j in grey.follow] == [(Kind.CONTROL, "p"),
+                                                            (Kind.CONFIRM, "c")]
+    one = Rule(max_pairs=1)
+    lost = decide(control, outcome(1.0), ctx(candidate=decide(job(Kind.PORT), outcome(0.9995),
+                                                              ctx(rule=one)).hold, rule=one))
+    assert lost.keep is None and lost.tried == {5: "c" * 40} and lost.rows[0].pairs == 1
+    assert decide(job(Kind.PORT), outcome(1.001), ctx()).rows[0].status == "discard"
+    crashed = decide(control, outcome(None), ctx(candidate=held.hold))
+    assert crashed.settle == 5 and "not confirmed: its control run #6 crashed" in \
+        crashed.rows[0].reason
