@@ -413,11 +413,14 @@ def _pair(cand: Candidate, job: Job, control_only: bool = False) -> list[Job]:
     the control alone when the candidate's run is already in (a port's own run)."""
     control = Job("", Kind.CONTROL, cand.worker, cand.parent, cand.parent,
                   f"control for #{cand.n}: its parent again", priority=0, subject=cand.n)
-    if control_only:
-        return [control]
-    return [control, Job("", Kind.CONFIRM, cand.worker, cand.commit, cand.parent,
-                         f"confirm #{cand.n}: {cand.row.description}", agent=cand.row.agent,
-                         priority=0, subject=cand.n, hypothesis=job.hypothesis)]
+    return [control] if control_only else [control, confirm_job(cand, job.hypothesis)]
+
+
+def confirm_job(cand: Candidate, hypothesis: str = "") -> Job:
+    """The candidate's code run again, the second half of a pair."""
+    return Job("", Kind.CONFIRM, cand.worker, cand.commit, cand.parent,
+               f"confirm #{cand.n}: {cand.row.description}", agent=cand.row.agent, priority=0,
+               subject=cand.n, hypothesis=hypothesis)
 
 
 def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:

@@ -16,6 +16,7 @@ import time
 import pytest
 from loop_helpers import (
     AGENT_LOOP,
+    ScriptedAgent,
     check_git_matches_results,
     edit,
     fake_gpus,
@@ -25,6 +26,7 @@ from loop_helpers import (
     tag_rows,
 )
 
+from autoresearch.execution.gpus import Slot
 from autoresearch.execution.local import LocalExecutor
 from autoresearch.execution.procs import pid_alive
 from autoresearch.ledger.state import load_state
@@ -265,4 +267,34 @@ def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tm
     first = next(r for r in tag_rows(repo) if r.kind == "experiment")
     assert first.status == "keep" and first.pairs == kinds.count("confirm")
     assert first.gain == pytest.approx(0.001)
+    check_git_matches_results(repo, TAG)
+
+
+def test_killed_between_a_ports_run_and_its_control(repo, monkeypatch):
+    """A port's own run is the first half of its first pair; killed before its control ran,
+    the restart runs the port again after the control, so no pair spans the restart."""
+    real = LocalExecutor.run
+
+    def run(self, spec, *args, **kwargs):
+        if any(c.pending is not None for c in load_state(repo, TAG).candidates):
+            raise Killed("a port's control")
+        return real(self, spec, *args, **kwargs)
+
+    monkeypatch.setattr(LocalExecutor, "run", run)
+    agents = [ScriptedAgent([edit("lower VAL_BPB", VAL_BPB=0.9)]),
+              ScriptedAgent([edit("a bonus", BONUS=-0.05)])]
+    slots = [Slot(k, str(k), "NVIDIA H200") for k in range(2)]
+    with pytest.raises(Killed):
+        run_loop(repo, [], slots=slots, agent=agents, noise_runs=1, max_experiments=2)
+    (cand,) = load_state(repo, TAG).candidates
+    assert cand.pending is not None
+    monkeypatch.setattr(LocalExecutor, "run", real)
+    run_loop(repo, [], slots=slots, agent=[ScriptedAgent([]), ScriptedAgent([])], noise_runs=1,
+             max_experiments=2)
+    assert f"#{cand.n} ran before the restart: it runs again after its control" in (
+        repo / ".autoresearch" / TAG / "events.log").read_text()
+    port = next(r for r in tag_rows(repo) if r.experiment == cand.n)
+    confirms = [r for r in tag_rows(repo) if r.kind == "confirm" and f"#{cand.n}:" in
+                r.description]
+    assert port.kind == "port" and port.status == "keep" and port.pairs == 1 and confirms
     check_git_matches_results(repo, TAG)

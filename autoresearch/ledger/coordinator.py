@@ -23,8 +23,26 @@ from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
 from autoresearch.memory import journal
 from autoresearch.memory.fingerprint import changes as change_summary
 from autoresearch.memory.fingerprint import fingerprint
-from autoresearch.model import AGENT_KINDS, Decision, Job, Kind, Outcome, Phase, Port, Task
-from autoresearch.policy import DEFAULT_MAX_PAIRS, Context, Fit, Rule, decide, measure
+from autoresearch.model import (
+    AGENT_KINDS,
+    Candidate,
+    Decision,
+    Job,
+    Kind,
+    Outcome,
+    Phase,
+    Port,
+    Task,
+)
+from autoresearch.policy import (
+    DEFAULT_MAX_PAIRS,
+    Context,
+    Fit,
+    Rule,
+    confirm_job,
+    decide,
+    measure,
+)
 from autoresearch.workspace.git import TRAIN, Git, text_hash
 from autoresearch.workspace.merge import merge
 from autoresearch.workspace.tags import RESULTS, tried_ref
@@ -200,10 +218,14 @@ class Coordinator:
     def fresh_controls(self) -> list[int]:
         """After a restart: a candidate whose control ran but whose confirmation did not gets a
         new control first, so the pair it is judged on is measured together, not sessions
-        apart. The candidates concerned."""
+        apart (and a port whose own run came before the restart runs again after its control).
+        The candidates whose control was renewed."""
         with self.lock:
             s, renewed = self.state, []
             for cand in s.candidates:
+                if cand.pending is not None:  # a port's own run, its control not run yet
+                    self._rerun_pending(cand)
+                    continue
                 confirm = next((j for j in s.jobs if j.kind == Kind.CONFIRM
                                 and j.subject == cand.n and j.phase == Phase.READY), None)
                 if cand.control is None or confirm is None:
@@ -215,6 +237,14 @@ class Coordinator:
                 renewed.append(cand.n)
             save_state(self.repo, s)
             return renewed
+
+    def _rerun_pending(self, cand: Candidate) -> None:
+        """A port's run and a control after a restart would be a pair measured sessions apart:
+        the port runs again after its control instead."""
+        cand.pending = None
+        self._queue(confirm_job(cand))
+        self.log(f"resuming: #{cand.n} ran before the restart: it runs again after its control",
+                 "yellow")
 
     def start(self, job: Job, seen: int) -> Job:
         """Give the job its run number and run folder; journal it as RUNNING."""
