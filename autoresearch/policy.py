@@ -25,7 +25,8 @@ Judging agent code. A run is compared with its own parent (the best it was propo
 
 A change that beat its parent after another worker moved the best is re-applied onto the new best
 (a three-way merge of train.py) and that code runs and is judged in turn: no keep is ever decided
-by numbers measured on different parents.
+by numbers measured on different parents. A port's own run was not picked for looking good, so
+unless it lost to its parent it is the candidate's half of its first pair (only a control follows).
 """
 
 from __future__ import annotations
