@@ -8,7 +8,8 @@ Start (or resume, with the same command) a run on branch autoresearch/<tag>:
   uv run agent_loop.py run --tag cpu-demo --agent sweep --max-experiments 5
   uv run agent_loop.py run --tag dec1 --agent claude --gpus all      # a worker per GPU
   uv run agent_loop.py run --tag dec1 --agent codex --ray auto       # runs as Ray tasks
-Watch and steer it from another terminal:
+Watch and steer it from another terminal (from any folder of the checkout, or name it with
+-C path, before or after the command):
   uv run agent_loop.py status
   uv run agent_loop.py results --top 10
   uv run agent_loop.py diff 7
@@ -33,10 +34,12 @@ from autoresearch.ledger.state import read_live, request_stop
 from autoresearch.policy import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
 from autoresearch.redact import redact
 from autoresearch.review import review_cli, views
+from autoresearch.workspace.git import find_root
 
 
 class App(typer.Typer):
-    """A Typer app whose commands turn a UserError into one red line and exit status 1."""
+    """A Typer app whose commands turn a UserError into one red line and exit status 1, and get
+    their `repo` as the absolute root of the checkout (see checkout)."""
 
     def command(self, *args, **kwargs) -> Callable:
         register = super().command(*args, **kwargs)
@@ -45,6 +48,8 @@ class App(typer.Typer):
             @functools.wraps(func)
             def friendly(*a, **kw):
                 try:
+                    if "repo" in kw:
+                        kw["repo"] = checkout(kw["repo"])
                     return func(*a, **kw)
                 except UserError as e:
                     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -62,7 +67,24 @@ review_cli.register(app)
 
 Repo = Annotated[Path, typer.Option("--repo", "-C", help="the autoresearch checkout")]
 Tag = Annotated[str | None, typer.Option(
-    "--tag", help="which run (default: the checked-out autoresearch/<tag>, else the only one)")]
+    "--tag", help="which loop tag (default: the newest, the one whose loop started last)")]
+BEFORE_COMMAND: dict[str, Path | None] = {"repo": None}  # -C given before the command
+
+
+@app.callback()
+def main(repo: Annotated[Path | None, typer.Option(
+        "--repo", "-C", help="the autoresearch checkout, for any command (as with git -C)")
+         ] = None) -> None:
+    """Runs before every command: keeps its -C for checkout()."""
+    BEFORE_COMMAND["repo"] = repo
+
+
+def checkout(repo: Path) -> Path:
+    """The root of the checkout a command works on, absolute: the command's -C taken from the
+    one before the command (as `git -C a -C b` is a/b; an absolute one stands alone), from the
+    current folder without either, then git's top level of that, so every command finds the same
+    root from any subfolder and every path handed on to git or a child process is absolute."""
+    return find_root((BEFORE_COMMAND["repo"] or Path(".")) / repo)
 
 
 def positive(value: float | None) -> float | None:
@@ -228,8 +250,8 @@ def status(tag: Tag = None, repo: Repo = Path(".")) -> None:
 @app.command()
 def results(
     top: Annotated[int | None, typer.Option(help="only the N best (lowest val_bpb)")] = None,
-    kept_only: Annotated[bool, typer.Option(help="only kept experiments")] = False,
-    tag: Annotated[str | None, typer.Option(help="only rows of this tag")] = None,
+    kept_only: Annotated[bool, typer.Option(help="only the keeps (kept experiments)")] = False,
+    tag: Annotated[str | None, typer.Option(help="the tag to show (default: the newest)")] = None,
     results_file: Annotated[Path, typer.Option("--results", help="results.tsv to read")] = Path(
         "results.tsv"),
     repo: Repo = Path("."),
@@ -244,7 +266,8 @@ def results(
     path = repo / results_file  # an absolute path replaces repo
     if not path.exists():
         raise UserError(f"{path} not found: the loop writes it after its first run")
-    Console(highlight=False).print(views.results_table(path, tag, top, kept_only))
+    Console(highlight=False).print(
+        views.results_table(path, views.state_repo(repo, path), tag, top, kept_only))
 
 
 @app.command()

@@ -3,7 +3,8 @@ One-time data preparation, and the fixed runtime that train.py imports.
 
     uv run prepare.py                         # download 10 train shards + the pinned val shard
     uv run prepare.py --num-shards 4          # fewer shards (quick start)
-    uv run prepare.py --source ../shared/data/corpus   # local parquet / .txt / .jsonl instead
+    uv run prepare.py --demo                  # the small corpus in this repository (offline)
+    uv run prepare.py --source ~/corpus       # local parquet / .txt / .jsonl instead
 
 Then it trains the BPE tokenizer. Everything lands in ~/.cache/autoresearch/ (or
 $AUTORESEARCH_CACHE); running it again skips what is already done.
@@ -69,6 +70,8 @@ os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_DIR", str(_FA4_CACHE))
 TOKENIZER_FILE = "tokenizer.pkl"
 TOKEN_BYTES_FILE = "token_bytes.pt"
 TOKENIZER_META_FILE = "meta.json"
+# The offline demo: a few MB of public-domain books carried by the repository (see its SOURCES.md).
+DEMO_CORPUS = Path(__file__).resolve().parent / "autoresearch" / "demo_corpus"
 VAL_TOKENS_FILE = "val_tokens.npz"  # the validation shard, tokenized (see _validation_documents)
 DOC_CHAR_CAP = 10_000  # tokenizer training sees at most this many characters of each document
 
@@ -219,9 +222,14 @@ def train_tokenizer(max_chars: int, force: bool) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """`path` holds `data` whole or is untouched; a failed write is one line, no temporary file."""
+    from autoresearch.local_data import LocalDataError, written_atomically
+
+    try:
+        with written_atomically(path) as tmp:
+            tmp.write_bytes(data)
+    except LocalDataError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -538,6 +546,7 @@ def parse_args(argv=None):
         epilog="examples:\n"
         "  uv run prepare.py                       # 10 train shards + pinned validation\n"
         "  uv run prepare.py --num-shards -1       # every shard (6542, ~600 GB)\n"
+        "  uv run prepare.py --demo                # offline: the small corpus in this repo\n"
         "  uv run prepare.py --source ~/corpus     # local *.parquet (`text`), *.txt, *.jsonl\n"
         "  AUTORESEARCH_CACHE=/data/ar uv run prepare.py   # keep data elsewhere",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -546,7 +555,11 @@ def parse_args(argv=None):
                         help="train shards to download (-1: all); validation is always added")
     parser.add_argument("--download-workers", type=int, default=8,
                         help="parallel downloads (default 8)")
-    parser.add_argument("--source", type=Path,
+    origin = parser.add_mutually_exclusive_group()
+    origin.add_argument("--demo", action="store_true",
+                        help="prepare the small demo corpus this repository carries "
+                        "(autoresearch/demo_corpus, public-domain books), no network")
+    origin.add_argument("--source", type=Path,
                         help="prepare from local files instead of downloading: a directory of "
                         "parquet files with a `text` column (last file = validation), or of "
                         ".txt / .jsonl files")
@@ -561,7 +574,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     print(f"Cache directory: {DATA_DIR.parent}")
-    if args.source is not None:
+    if args.demo:
+        prepare_local(DEMO_CORPUS, args.force)
+    elif args.source is not None:
         prepare_local(args.source, args.force)
     else:
         num_shards = MAX_SHARD if args.num_shards == -1 else args.num_shards

@@ -621,7 +621,8 @@ def main():
         tok_per_s = TOTAL_BATCH_SIZE / dt
         mfu = 100 * flops_per_token * tok_per_s / peak if peak else 0.0
         remaining = max(0.0, TIME_BUDGET - training_time)
-        print(f"step {step:05d} ({100 * progress:.1f}%) | loss {debiased:.6f} | lrm {lrm:.2f} | "
+        done = min(training_time / TIME_BUDGET, 1.0)  # after this step, as `remaining` is
+        print(f"step {step:05d} ({100 * done:.1f}%) | loss {debiased:.6f} | lrm {lrm:.2f} | "
               f"dt {dt * 1000:.0f}ms | tok/s {tok_per_s:,.0f} | mfu {mfu:.1f}% | epoch {epoch} | "
               f"remaining {remaining:.0f}s", end="\r" if interactive else "\n", flush=True)
         if step > EXCLUDED_STEPS and training_time >= TIME_BUDGET:
@@ -652,7 +653,7 @@ def main():
     print(f"total_seconds:    {time.time() - t_start:.1f}")
     print(f"peak_vram_mb:     {peak_vram_mb:.1f}")
     print(f"mfu_percent:      {steady_mfu:.2f}")
-    print(f"total_tokens_M:   {step * TOTAL_BATCH_SIZE / 1e6:.1f}")
+    print(f"total_tokens_M:   {step * TOTAL_BATCH_SIZE / 1e6:.4f}")  # cpu: 0.02, not 0.0
     print(f"num_steps:        {step}")
     print(f"num_params_M:     {num_params / 1e6:.1f}")
     print(f"depth:            {DEPTH}")

@@ -29,7 +29,8 @@ from autoresearch.retry_after import retry_after_seconds
 CHUNK_BYTES = 1 << 16
 MAX_RETRY_AFTER = 60.0  # honour a server's Retry-After up to this; beyond it use our back-off
 PARQUET_MAGIC = b"PAR1"  # first and last 4 bytes of every parquet file
-LOCAL_HINT = "prepare from local files: uv run prepare.py --source /path/to/parquet-or-text-dir"
+LOCAL_HINT = ("prepare offline: uv run prepare.py --demo (the small corpus in this repository) "
+              "or --source /path/to/parquet-or-text-dir")
 
 
 class DownloadError(UserError):

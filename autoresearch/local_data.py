@@ -3,16 +3,18 @@
 The result looks exactly like downloaded data: `shard_NNNNN.parquet` files with a `text` column in
 the data directory, the last one being the pinned validation shard.
 
-- A directory of parquet files (with a `text` column) is taken as it is, in name order: the last
-  file is validation, like the public data set's last shard.
+- A directory of parquet files (with a `text` column) is copied as it is, in name order: the last
+  file is validation, like the public data set's last shard. The user's files are only read.
 - .txt files are one document each (very long ones are cut at paragraph breaks); .jsonl files hold
   one JSON object with a "text" field per line. The last 5% of documents (at least one), in file
   name order, become the validation shard.
 """
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -65,19 +67,30 @@ def _import_parquet(paths: list[Path], data_dir: Path) -> tuple[list[str], str]:
             raise LocalDataError(f"{path} has no `text` column (columns: {', '.join(names)})")
     shard_names = [_shard_name(i) for i in range(len(paths))]
     for src, name in zip(paths, shard_names, strict=True):
-        _link_or_copy(src, data_dir / name)
+        _copy(src, data_dir / name)
     return shard_names[:-1], shard_names[-1]
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard link when on the same file system (instant, no space), else copy; atomic either way."""
+@contextlib.contextmanager
+def written_atomically(dst: Path) -> Iterator[Path]:
+    """A temporary path to write `dst` through: renamed onto `dst` when the block ends, removed
+    when it fails or is interrupted, so the cache never holds a half-written or stray file.
+    A failed write raises LocalDataError naming `dst` and the cause (e.g. disk full)."""
     tmp = dst.with_name(dst.name + ".tmp")
-    tmp.unlink(missing_ok=True)
     try:
-        os.link(src, tmp)
-    except OSError:
+        yield tmp
+        os.replace(tmp, dst)
+    except OSError as e:  # disk full, quota, permissions: the user can act on the message
+        raise LocalDataError(f"cannot write {dst} ({e.strerror or e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    # A copy, never a hard link: a link would make the cache and the user's file one file, so a
+    # write to either would change the other (and renaming a link onto itself is a no-op).
+    with written_atomically(dst) as tmp:
         shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def _read_documents(paths: list[Path]) -> list[str]:
@@ -123,7 +136,6 @@ def _import_text(paths: list[Path], data_dir: Path) -> tuple[list[str], str]:
     chunks = [train_docs[i : i + DOCS_PER_SHARD] for i in range(0, len(train_docs), DOCS_PER_SHARD)]
     names = [_shard_name(i) for i in range(len(chunks) + 1)]
     for chunk, name in zip(chunks + [val_docs], names, strict=True):
-        tmp = data_dir / (name + ".tmp")
-        pq.write_table(pa.table({"text": chunk}), tmp, row_group_size=1024)
-        os.replace(tmp, data_dir / name)
+        with written_atomically(data_dir / name) as tmp:
+            pq.write_table(pa.table({"text": chunk}), tmp, row_group_size=1024)
     return names[:-1], names[-1]

@@ -31,12 +31,13 @@ from autoresearch.ledger.state import FIXED_FILES, tag_dir
 from autoresearch.memory.digest import build_digest
 from autoresearch.model import Job, Kind, Outcome, Task
 from autoresearch.workspace.git import TRAIN, text_hash
+from autoresearch.workspace.guard import PROGRAM, RUN_LABEL
 from autoresearch.workspace.slots import Slot
 
 if TYPE_CHECKING:
+    from autoresearch.ledger.coordinator import Coordinator
     from autoresearch.scheduler import Loop
 
-PROGRAM = "program.md"
 HISTORY_ROWS = 30  # recent rows in the agent's request; the digest covers the whole night
 MAX_REJECTIONS = 12  # unusable proposals in a row before the loop asks for a human
 LOST_RUNS = 2  # a run lost outside it (its node died) is run again this often, then recorded
@@ -63,9 +64,10 @@ class Worker:
 
     def propose_forever(self) -> None:
         while not self.loop.closing:
-            task = self.coord.next_task(self.k)
-            may = self.loop.may_propose() or (task is not None and task.kind == Kind.PORT
-                                              and not self.loop.stopping)
+            new_allowed = self.loop.may_propose()
+            task = self.coord.next_task(self.k, new_allowed)
+            # past the limit only a port comes: it finishes a counted run, whose row waits on it
+            may = new_allowed or (task is not None and not self.loop.stopping)
             if not may or (task is None and self.has_work()):
                 self.loop.wait(0.5)
                 continue
@@ -97,9 +99,7 @@ class Worker:
             loop.log(f"w{self.k}: {job.id} ready: {job.description}")
         loop.live(self.k, agent_phase="idle", agent_task="")
         if coord.state.rejections >= MAX_REJECTIONS:
-            raise UserError(f"{MAX_REJECTIONS} proposals in a row were unusable (last: "
-                            f"{self.last_rejection}); see .autoresearch/{coord.tag}/events.log, "
-                            f"check the agent and program.md, then run again")
+            raise Unusable(coord, self.last_rejection)
 
     def propose_on(self, task: Task | None, kind: Kind, parent: str, seq: int, marker: str,
                    backup: Path) -> Job | None:
@@ -109,15 +109,17 @@ class Worker:
         train_py = loop.git.file_at(task.commit if kind == Kind.FIX else parent)
         (self.slot.path / TRAIN).write_text(train_py)
         refs = loop.git.refs("refs/heads", "refs/tags")
-        seen = loop.guard.violations
         request = self.request(task, parent, train_py, seq, marker)
         loop.live(self.k, agent_phase="proposing", agent_task=self.title(task))
+        loop.suspects.begin(self.who)
         try:
             proposal, refusal = self.ask(request)
         except Exception:  # whatever the agent did outside train.py is undone, even so
-            self.check(parent, backup, refs, seen)
+            loop.suspects.end(self.who)
+            self.check(parent, backup, refs)
             raise
-        reason, notes = self.check(parent, backup, refs, seen)
+        loop.suspects.end(self.who)
+        reason, notes = self.check(parent, backup, refs)
         for note in notes:
             loop.log(f"w{self.k}: {note}", "yellow")
         if proposal is None or reason:
@@ -144,7 +146,13 @@ class Worker:
         --no-prefetch, anything queued, running or being confirmed."""
         if self.loop.opts.prefetch:
             return self.coord.has_ready_proposal(self.k)
-        return self.running is not None or self.coord.has_jobs(self.k)
+        return self.running is not None or \
+            self.coord.has_jobs(self.k, self.loop.opts.max_experiments)
+
+    @property
+    def who(self) -> str:
+        """This worker's agent among the guard's suspects."""
+        return f"w{self.k}'s agent"
 
     def marker_for(self, seq: int) -> str:
         return f"{self.loop.repo.resolve()}#{self.coord.tag}#w{self.k}#{seq}"
@@ -157,8 +165,9 @@ class Worker:
     def request(self, task: Task | None, parent: str, train_py: str, seq: int,
                 marker: str) -> AgentRequest:
         coord, loop = self.coord, self.loop
-        program = loop.repo / PROGRAM  # re-read every time: the human steers through it
-        program_text = program.read_text() if program.is_file() else ""
+        # as it was when the loop started: the guard puts back any write to it, and an agent's
+        # write must not reach another's prompt before the next scan does
+        program_text = loop.guard.trusted(loop.repo / PROGRAM)
         rows, entries = coord.rows(), coord.entries()
         port = None
         if task is not None and task.kind == Kind.PORT:
@@ -171,7 +180,7 @@ class Worker:
             experiment=seq, worker=self.k, env={AGENT_ENV: marker}, journal=entries,
             digest=build_digest(entries, program_text), inflight=coord.inflight(),
             port=port, feedback=coord.state.feedback.get(str(self.k), ""),
-            plateau=coord.plateau())
+            plateau=coord.plateau(), profile=loop.harness.profile)
 
     def ask(self, request: AgentRequest) -> tuple[Proposal | None, str]:
         """(the agent's proposal, None and why not when it refused). Its cost is counted."""
@@ -186,18 +195,17 @@ class Worker:
         self.coord.add_cost(proposal.usage.cost_usd)
         return proposal, ""
 
-    def check(self, parent: str, backup: Path, refs: dict[str, str],
-              seen: int) -> tuple[str | None, list]:
-        """Undo what the agent did outside train.py; why the edit cannot run, or None. `seen`:
-        the guard's violations when the agent began (any since may have been this agent's)."""
-        found = self.loop.check_guard(backup, f"w{self.k}'s agent")
+    def check(self, parent: str, backup: Path, refs: dict[str, str]) -> tuple[str | None, list]:
+        """Undo what the agent did outside train.py; why the edit cannot run, or None. A change
+        outside the work trees is held against it only if it could have made it (no run was
+        under way since the guard's previous scan)."""
+        blame = self.loop.check_guard(backup, self.who)
         result = self.slot.check(parent, backup, refs)
         notes = result.notes + ([f"undid {', '.join(result.undone)} (copies in "
                                  f"{backup.relative_to(self.loop.repo)})"] if result.undone else [])
-        if found:
-            return f"changed {', '.join(found[:3])} outside its work tree", notes
-        if seen != self.loop.guard.violations:
-            return "files outside the work trees changed while it worked (see above)", notes
+        if blame.paths:
+            return (f"changed {', '.join(blame.paths[:3])} outside its work tree"
+                    + ("" if blame.sole else " (it or another agent working at the time)")), notes
         return result.reason, notes
 
     def reject(self, reason: str, task: Task | None, feedback: str = "") -> None:
@@ -217,7 +225,7 @@ class Worker:
         while True:
             if self.loop.closing:
                 return
-            job = self.coord.take(self.k)
+            job = self.coord.take(self.k, self.loop.opts.max_experiments)
             if job is None:
                 if self.loop.drained(self):
                     return
@@ -239,10 +247,12 @@ class Worker:
                   commit=job.commit[:7], description=job.description, step=None,
                   progress_pct=0.0, remaining_s=None, loss=None)
         self.running = job
+        loop.suspects.begin(f"{RUN_LABEL}{job.n}")
         try:
             result = loop.executor.run(spec, on_progress=lambda p: self.progress(p),
                                        should_abort=loop.should_abort)
         finally:
+            loop.suspects.end(f"{RUN_LABEL}{job.n}")
             self.running = None
         self.busy_seconds += result.seconds
         if result.aborted:
@@ -283,18 +293,37 @@ class Worker:
                       last_error(text))
         tampered = [name for name in FIXED_FILES if text_hash(
             _read(spec.run_dir / name)) != text_hash(spec.files[name])]
-        found = loop.check_guard(tag_dir(loop.repo, self.coord.tag) / "undone" / f"run-{job.n}",
-                                 f"run #{job.n}")
-        if tampered or found:
-            what = ", ".join(tampered + found[:3])
+        blame = loop.check_guard(tag_dir(loop.repo, self.coord.tag) / "undone" / f"run-{job.n}",
+                                 f"{RUN_LABEL}{job.n}")
+        if tampered or (blame.paths and (blame.sole or job.lost >= LOST_RUNS)):
+            what = ", ".join(tampered + blame.paths[:3])
             loop.log(f"#{job.n} changed {what} while it ran: void", "red")
             out = replace(out, metrics=None, reason=TAMPER, error=f"changed {what}")
-        elif job.seen != loop.guard.violations:
+        elif blame.paths or job.seen != loop.guard.violations:
+            if blame.paths:  # it or another run under way: each runs again, a few times at most
+                job.lost += 1
             loop.log(f"#{job.n} ran while the harness was tampered with: running it again",
                      "yellow")
             return None
         write_metrics(spec.run_dir, job, result, out)
         return out
+
+
+class Unusable(UserError):
+    """Too many unusable proposals in a row: the loop stops for a human. Told with the count
+    when the loop stops, not when it was raised: proposals under way on other workers then
+    finish and may add to it."""
+
+    def __init__(self, coord: Coordinator, last: str):
+        super().__init__(last)
+        self.coord, self.last = coord, last
+        self.in_a_row, self.total = coord.state.rejections, coord.state.rejected_total
+
+    def __str__(self) -> str:
+        later = self.coord.state.rejected_total - self.total
+        return (f"{self.in_a_row + later} proposals in a row were unusable (last: "
+                f"{self.last}); see .autoresearch/{self.coord.tag}/events.log, check the agent "
+                f"and program.md, then run again")
 
 
 def write_metrics(run_dir: Path, job: Job, result: RunResult, out: Outcome) -> None:

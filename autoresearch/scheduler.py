@@ -12,9 +12,9 @@ The loop on one screen (after karpathy/autoresearch's program.md):
         discard, port onto a newer best), appends the row to results.tsv, moves the branch
 
 Stops: --max-experiments (queued work is finished), --hours and `stop` (runs under way are
-finished), --max-cost, Ctrl-C (once: finish the runs under way; twice, SIGTERM or `stop --now`:
-abort them; they run again on the next `run`). Kill it any way you like, kill -9 included, and run
-the same command: the journal in state.json says what to finish.
+finished), --max-cost, Ctrl-C (once: finish the runs under way; twice, a second or more apart,
+SIGTERM or `stop --now`: abort them; they run again on the next `run`). Kill it any way you
+like, kill -9 included, and run the same command: the journal in state.json says what to finish.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from autoresearch.agents import Agent
+from autoresearch.artifacts.checkpoints import RUNS_DIR
 from autoresearch.config import Harness, Options
 from autoresearch.errors import UserError
 from autoresearch.execution.executor import Executor, RunSpec
@@ -36,19 +37,26 @@ from autoresearch.execution.local import LocalExecutor
 from autoresearch.ledger.coordinator import Coordinator
 from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import (
+    STATE_DIR,
     TagLock,
     clear_stop,
+    list_tags,
     log_event,
     save_state,
     stop_requested,
     tag_dir,
     write_live,
 )
-from autoresearch.model import Kind, Phase
+from autoresearch.model import Phase
 from autoresearch.pipeline import Worker, kill_agent
-from autoresearch.workspace.git import Git
+from autoresearch.redact import register_environment
+from autoresearch.workspace.git import TRAIN, Git
 from autoresearch.workspace.guard import (
+    Blame,
     Guard,
+    Suspects,
+    checkout_area,
+    culprits,
     data_area,
     data_fingerprint,
     environment_area,
@@ -56,9 +64,13 @@ from autoresearch.workspace.guard import (
     lost_message,
 )
 from autoresearch.workspace.slots import TREES, Slot
-from autoresearch.workspace.tags import open_tag
+from autoresearch.workspace.tags import RESULTS, open_tag, unrun_edits_note
 
 LIVE_EVERY = 1.0  # seconds between live.json writes for progress updates
+# SIGINTs this close together are one Ctrl-C: a signal sent to the whole process group (a
+# supervisor, CI) reaches the loop directly and again through a parent that forwards it to its
+# child (`uv run` does), a moment apart; a second Ctrl-C meant as one comes later
+SAME_SIGINT_S = 1.0
 
 
 class UI(Protocol):
@@ -70,7 +82,7 @@ class UI(Protocol):
 class Loop:
     def __init__(self, repo: Path, opts: Options, agents: Agent | list[Agent], ui: UI,
                  executor: Executor | None = None, slots: list[GpuSlot] | None = None):
-        self.repo = Path(repo)
+        self.repo = Path(repo).absolute()  # every path handed to git or a child is made from it
         self.opts = opts
         self.agents = agents
         self.ui = ui
@@ -86,6 +98,8 @@ class Loop:
         self.live_lock = threading.Lock()
         self.guard_lock = threading.Lock()
         self.scanned_at = 0.0  # when the latest guard scan began
+        self.suspects = Suspects()  # the agent turns and runs a change may be blamed on
+        self.blamed: dict[str, Blame] = {}  # by suspect, until it asks (check_guard)
         self.live_state: dict = {"workers": {}}
         self.live_written = 0.0
         self.workers: list[Worker] = []
@@ -95,11 +109,16 @@ class Loop:
     def run(self) -> str:
         """Open or resume the tag, finish what a killed loop left, then run; say why it ended."""
         self.git.check_repo()  # before the lock, which would create .autoresearch/ anywhere
+        register_environment(os.environ)
         self.harness = Harness.read(self.repo)
         self.timeout = self.opts.timeout or self.harness.timeout()
+        self.preflight()  # before the tag's branch and trees exist: a failure leaves nothing
         with TagLock(self.repo, self.opts.tag), _Signals(self):
+            resuming = self.opts.tag in list_tags(self.repo)
             state = open_tag(self.git, self.opts.tag, data_fingerprint(self.harness.cache_dir))
             tag = state.tag
+            if resuming and self.git.is_dirty(TRAIN):
+                self.log(unrun_edits_note(state), "yellow")
             self.coord = Coordinator(self.repo, self.git, state, noise_runs=self.opts.noise_runs,
                                      noise_floor=self.opts.noise_floor,
                                      max_pairs=self.opts.max_pairs,
@@ -123,15 +142,12 @@ class Loop:
             self.log(f"loop started (pid {os.getpid()}; {where}; agent {agents[0].name}; "
                      f"timeout {self.timeout:.0f}s)")
             try:
-                for agent in {id(a): a for a in agents}.values():
-                    preflight = getattr(agent, "preflight", None)
-                    if preflight is not None:
-                        preflight()
                 self.resume()
                 if rebuilt := self.coord.rebuild_journal():
                     self.log(f"journal: wrote the entries of {rebuilt} runs from results.tsv "
                              f"and git", "yellow")
                 self.coord.plan_wave(len(self.workers))
+                self.say_if_limit_reached()
                 reason = self.drive()
             except Exception as e:
                 self.wind_down()
@@ -142,6 +158,14 @@ class Loop:
             self.log(f"loop stopped: {reason}", "bold")
             return reason
 
+    def preflight(self) -> None:
+        """Each distinct agent checks, cheaply, that it can work (logged in, key accepted)."""
+        agents = self.agents if isinstance(self.agents, list) else [self.agents]
+        for agent in {id(a): a for a in agents}.values():
+            preflight = getattr(agent, "preflight", None)
+            if preflight is not None:
+                preflight()
+
     def wind_down(self) -> None:
         self.closing = True
         self.release_agents()
@@ -150,8 +174,13 @@ class Loop:
 
     def guard_areas(self) -> list:
         common = Path(self.git.run("rev-parse", "--git-common-dir"))
+        # what the loop itself writes is never put back, even where the user tracks it
+        ours = (RESULTS, f"{RUNS_DIR}/", f"{STATE_DIR}/")
+        tracked = [name for name in self.git.run("ls-files", "-z").split("\0")
+                   if name and not name.startswith(ours)]
         areas = [data_area(self.harness.cache_dir),
-                 git_area(common if common.is_absolute() else self.repo / common)]
+                 git_area(common if common.is_absolute() else self.repo / common),
+                 checkout_area(self.repo, tracked)]
         return ([environment_area()] if self.opts.guard_environment else []) + areas
 
     def resume(self) -> None:
@@ -167,6 +196,8 @@ class Loop:
             self.log(f"resuming: w{p.worker}'s proposal was interrupted: dropped"
                      + (f" (undid {', '.join(undone)})" if undone else ""), "yellow")
         s.proposing = []
+        for task in s.tasks:  # fewer workers than before: move it (a port's row waits on it)
+            task.worker %= len(self.workers)
         for job in list(s.jobs):
             if job.worker >= len(self.workers):  # fewer workers than before: move it
                 job.worker = job.worker % len(self.workers)
@@ -184,6 +215,18 @@ class Loop:
         for n in coord.fresh_controls():
             self.log(f"resuming: #{n}'s control ran before the restart: its parent runs again "
                      f"beside its confirmation", "yellow")
+
+    def say_if_limit_reached(self) -> None:
+        """Say at once when --max-experiments is reached before anything starts: no new idea
+        starts, queued ones included (what was counted still finishes)."""
+        limit, done = self.opts.max_experiments, self.coord.agent_runs(queued=False)
+        if limit is None or done < limit:
+            return
+        held = len(self.coord.held_back(limit))
+        queued = f"; {held} queued proposal{'s' * (held != 1)} wait{'s' * (held == 1)} for a " \
+                 f"run with a higher limit" if held else ""
+        self.log(f"--max-experiments {limit} is reached already ({done} experiments): nothing "
+                 f"new starts{queued}", "bold yellow")
 
     def drive(self) -> str:
         """Run every worker's two threads until a stop; say why it ended."""
@@ -221,8 +264,8 @@ class Loop:
         return "nothing left to do"
 
     def why_stop(self) -> str | None:
-        if self.error is not None:
-            return "error"
+        if self.error is not None:  # its reason now: the runs under way may take minutes
+            return str(self.error) if isinstance(self.error, UserError) else "error"
         if self.aborting:
             return "aborted"
         if stop_requested(self.repo, self.opts.tag) == "now":
@@ -258,14 +301,12 @@ class Loop:
             return True
         if self.coord.state.noise is None or worker.proposing:
             return False
-        if any(c.worker == worker.k for c in self.coord.state.candidates):
+        new_allowed = self.may_propose()
+        if self.coord.next_task(worker.k, new_allowed) is not None:
             return False
-        task = self.coord.next_task(worker.k)
-        if task is not None and (self.may_propose() or task.kind == Kind.PORT):
+        if self.coord.has_jobs(worker.k, self.opts.max_experiments):
             return False
-        if any(j.worker == worker.k for j in self.coord.state.jobs):
-            return False
-        return not self.may_propose()
+        return not new_allowed
 
     def should_abort(self) -> bool:
         return self.aborting or stop_requested(self.repo, self.opts.tag) == "now"
@@ -285,34 +326,43 @@ class Loop:
 
     # ---- small helpers for the workers
 
-    def check_guard(self, backup: Path, who: str) -> list[str]:
-        """Undo changes to the guarded areas; what was found (empty: nothing). Changes that
-        cannot be undone stop the loop.
+    def check_guard(self, backup: Path, who: str) -> Blame:
+        """Undo changes to the guarded areas and blame them on whoever could have made them
+        (guard.culprits); what is blamed on `who` (`who` is a suspect: "run #7", "w1's agent").
+        Changes that cannot be undone stop the loop.
 
         Workers that ask while another's scan runs share the next one: a scan that began after
-        a worker asked sees everything its step did. Whoever's scan finds a change undoes it and
-        counts a violation; a step during which the count moved is rejected or run again by its
-        worker (the caller compares guard.violations), so sharing blames no step less."""
+        a worker asked sees everything its step did, and whoever's scan finds a change blames it
+        on the suspects of that scan, so a shared scan blames no step less."""
         asked = time.monotonic()
         with self.guard_lock:
-            if self.scanned_at > asked:
-                return []  # a clean scan began after this worker asked
-            started = time.monotonic()
-            changes = self.guard.check()
-            self.scanned_at = started
-            if changes and self.coord.state.noise is None and all(
-                    self.guard.is_derived(c) for c in changes):
-                # only the first wave, the unmodified code, may write the harness's caches
-                self.guard.accept(changes)
-                return []
-            if not changes:
-                return []
-            undone, lost = self.guard.undo(changes, backup)
-            self.log(f"{who}: changed {', '.join(map(str, changes[:5]))} outside train.py; "
-                     f"undone: {', '.join(undone) or 'nothing'}", "red")
-            if lost:
-                raise UserError(lost_message(lost))
-            return [str(c.path) for c in changes]
+            if self.scanned_at <= asked:
+                self.scan_guard(backup, who)
+            return self.blamed.pop(who, Blame())
+
+    def scan_guard(self, backup: Path, who: str) -> None:
+        started = time.monotonic()
+        suspects = self.suspects.take()
+        changes = self.guard.check()
+        suspects |= self.suspects.now()
+        self.scanned_at = started
+        if changes and self.coord.state.noise is None and all(
+                self.guard.is_derived(c) for c in changes):
+            # only the first wave, the unmodified code, may write the harness's caches
+            self.guard.accept(changes)
+            return
+        if not changes:
+            return
+        undone, lost = self.guard.undo(changes, backup)
+        blamed = culprits(suspects or {who})
+        for culprit in blamed:
+            self.blamed.setdefault(culprit, Blame()).add([str(c.path) for c in changes],
+                                                          sole=len(blamed) == 1)
+        self.log(f"{' or '.join(sorted(blamed))} (found by {who}): changed "
+                 f"{', '.join(map(str, changes[:5]))} outside train.py; undone: "
+                 f"{', '.join(undone) or 'nothing'} (what was found is in {backup})", "red")
+        if lost:
+            raise UserError(lost_message(lost))
 
     def wait(self, seconds: float) -> None:
         with self.coord.changed:
@@ -356,7 +406,10 @@ class Loop:
                          confirming=len(s.candidates) if s else 0)
             snapshot = dict(state, workers={k: dict(v) for k, v in state["workers"].items()})
             now = time.monotonic()
-            if "step" not in values or now - self.live_written >= LIVE_EVERY:
+            # Only a progress line (it has a step) may wait for the next write. A run's start
+            # resets step to None and must be written at once: skipped, live.json read "idle"
+            # until train.py's first line, and status called a live loop "not running".
+            if values.get("step") is None or now - self.live_written >= LIVE_EVERY:
                 self.live_written = now
                 write_live(self.repo, self.opts.tag, snapshot)
         self.ui.update(snapshot)
@@ -371,13 +424,19 @@ class _Signals:
     def __init__(self, loop: Loop):
         self.loop = loop
         self.previous = {}
+        self.counted_at = float("-inf")  # when the latest SIGINT that counted arrived
 
     def handle(self, signum: int, frame: object) -> None:
         loop = self.loop
-        if signum == signal.SIGINT and not loop.stopping:
-            loop.stopping = "stop requested (Ctrl-C)"
-            loop.closing = True
-            return
+        if signum == signal.SIGINT:
+            now = time.monotonic()
+            if now - self.counted_at < SAME_SIGINT_S:
+                return  # the same Ctrl-C again, through a parent that forwards it
+            self.counted_at = now
+            if not loop.stopping:
+                loop.stopping = "stop requested (Ctrl-C)"
+                loop.closing = True
+                return
         loop.aborting = True
         loop.closing = True
 

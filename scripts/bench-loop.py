@@ -21,6 +21,10 @@ under way finish), then reads what it left and prints one JSON object:
 processes still on the GPUs (nvidia-smi: the runs survive a kill -9 of the loop, by design), run
 the same command again until --minutes have passed in all, then check that no run was lost or
 recorded twice and that nothing is left on any GPU.
+
+The runs train on whatever prepare.py prepared in the cache. BENCHMARKS.md's numbers used the
+larger benchmark corpus beside our checkouts (../shared/data/corpus, not in the repository);
+its Data paragraph says how to get comparable data.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 part of the time.
 
     uv run scripts/bench-noise.py --source ../shared/data/corpus      # prepares a cache first
+    uv run scripts/bench-noise.py --source autoresearch/demo_corpus   # the corpus in this repo
     AUTORESEARCH_CACHE=/prepared uv run scripts/bench-noise.py --edits 10
     AUTORESEARCH_CACHE=/prepared uv run scripts/bench-noise.py --noise-runs 0 --noise-floor 0.02
 
@@ -11,6 +12,9 @@ program but not what it computes: a new top-level constant that nothing reads. M
 process takes one core for --load-seconds out of every --load-every seconds, so the machine's
 speed, and with it the steps a fixed time budget buys, changes under the runs. Every edit is a
 no-op, so every keep is a false keep.
+
+BENCHMARKS.md's numbers used the larger benchmark corpus beside our checkouts
+(../shared/data/corpus, not in the repository); its Data paragraph says how to get comparable data.
 """
 
 from __future__ import annotations

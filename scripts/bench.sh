@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # bench.sh: how fast train.py runs on this machine, and where the seconds outside training go.
+# It trains on the data prepare.py prepared; BENCHMARKS.md says which corpus its numbers used.
 set -euo pipefail
 
 usage() {

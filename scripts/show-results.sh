@@ -6,13 +6,13 @@ usage() {
   cat <<'EOF'
 Usage: scripts/show-results.sh [--top N] [--tag TAG] [--results PATH] [--plot [--out PNG]]
 
-Print the summary (experiments, kept/discarded/crashed, best val_bpb, gain over the
-baseline, experiments/hour, GPU hours, agent cost, biggest improvements) and the N best
-experiments.
+Print one tag's summary (runs, experiments kept/discarded/crashed, best val_bpb, gain
+over the baseline, experiments and runs per hour of loop time, GPU hours, agent cost, biggest
+improvements) and its N best runs.
 
 Options:
-  --top N          how many experiments and improvements to list (default 10)
-  --tag TAG        which loop tag (default: the newest row's)
+  --top N          how many runs and improvements to list (default 10)
+  --tag TAG        which loop tag (default: the newest, the one whose loop started last)
   --results PATH   results.tsv to read (default: results.tsv; any tool's file works)
   --plot           also write progress.png (in the repository root)
   --out PNG        write the plot there instead (implies --plot)

@@ -1,4 +1,5 @@
-"""Shared fixtures: a small prepared data set (real text from the shared corpus) on the cpu profile.
+"""Shared fixtures: a small prepared data set (real text from the repository's demo corpus, or
+from $AUTORESEARCH_TEST_CORPUS for larger data) on the cpu profile.
 
 constants.py reads its environment at import, so the profile and the cache directory are set here,
 before any test module imports the harness.
@@ -15,8 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("AUTORESEARCH_TEST_CORPUS",
-                             REPO.parent / "shared" / "data" / "corpus"))
+DEMO_CORPUS = REPO / "autoresearch" / "demo_corpus"
+CORPUS = Path(os.environ.get("AUTORESEARCH_TEST_CORPUS", DEMO_CORPUS))
+# Real results.tsv files that the review tools must read as they are (see tests/data/README.md).
+DATA = REPO / "tests" / "data"
 
 # One cache for the whole session; tests that need a different one pass env to a subprocess.
 SESSION_CACHE = Path(tempfile.mkdtemp(prefix="autoresearch-test-cache-"))
@@ -33,13 +36,13 @@ TOKENIZER_CHARS = 3_000_000
 def corpus_shards() -> list[Path]:
     shards = sorted(CORPUS.glob("shard_*.parquet"))
     if len(shards) < 2:
-        pytest.fail(f"the shared corpus is missing: expected parquet shards in {CORPUS} "
-                    "(or set AUTORESEARCH_TEST_CORPUS)")
+        pytest.fail(f"no test corpus: expected parquet shards in {CORPUS} "
+                    "(AUTORESEARCH_TEST_CORPUS names another one)")
     return shards
 
 
 def write_mini_corpus(directory: Path) -> Path:
-    """Two small train shards and a validation shard cut from the real corpus (val stays val)."""
+    """Two small train shards and a validation shard cut from the test corpus (val stays val)."""
     directory.mkdir(parents=True, exist_ok=True)
     shards = corpus_shards()
     picks = [(shards[0], TRAIN_DOCS_PER_SHARD), (shards[1], TRAIN_DOCS_PER_SHARD),
@@ -51,10 +54,13 @@ def write_mini_corpus(directory: Path) -> Path:
     return directory
 
 
-def run_prepare(cache: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_prepare(cache: Path, *args: str, env: dict | None = None,
+                preexec_fn=None) -> subprocess.CompletedProcess:
+    """The real `prepare.py` in a subprocess, preparing into `cache`."""
     full_env = {**os.environ, "AUTORESEARCH_CACHE": str(cache), **(env or {})}
     return subprocess.run([sys.executable, str(REPO / "prepare.py"), *args], cwd=REPO,
-                          env=full_env, capture_output=True, text=True, timeout=300)
+                          env=full_env, capture_output=True, text=True, timeout=300,
+                          preexec_fn=preexec_fn)
 
 
 @pytest.fixture(scope="session")
@@ -81,8 +87,8 @@ def make_project(folder: Path) -> Path:
     folder.mkdir(parents=True)
     for name in HARNESS:
         shutil.copy(REPO / name, folder / name)
-    shutil.copytree(REPO / "autoresearch", folder / "autoresearch",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "autoresearch", folder / "autoresearch",  # the data stays here
+                    ignore=shutil.ignore_patterns("__pycache__", "demo_corpus"))
     for args in (["init", "-q", "-b", "main"], ["config", "user.email", "test@example.com"],
                  ["config", "user.name", "Test"], ["add", "-A"], ["commit", "-q", "-m", "harness"]):
         subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)

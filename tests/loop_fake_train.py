@@ -4,6 +4,8 @@ Copied into each test repo as train.py. Its constants decide the outcome, so an 
 changes the result: VAL_BPB is the val_bpb it reports, MODE makes it crash, hang, report NaN,
 leave an orphan... Env vars tune a run without touching the code:
   FAKE_TRAIN_SECONDS  how long "training" takes (default 0)
+  FAKE_HOLD           a file naming a run (its line in FAKE_PID_FILE): that run waits before
+                      its first line, as the real one imports and compiles, until the file is gone
   FAKE_OFFSETS_FILE   numbers, one per line: each run adds (and consumes) the first to VAL_BPB
   FAKE_PID_FILE       every process of the run appends its pid here
   FAKE_COUNTER        a file counting the runs of a test (shared by parallel runs, locked):
@@ -75,6 +77,15 @@ def drift_and_noise():
     return SPEED_EFFECT * (1 - speed) + rng.gauss(0, float(os.environ.get("FAKE_NOISE", "0")))
 
 
+def hold_start():
+    hold, pids = os.environ.get("FAKE_HOLD"), os.environ.get("FAKE_PID_FILE")
+    if not hold or not pids:
+        return
+    run = str(len(open(pids).read().split()))
+    while os.path.exists(hold) and open(hold).read().strip() == run:
+        time.sleep(0.05)
+
+
 def main():
     path = os.environ.get("FAKE_PID_FILE")
     if path:
@@ -82,6 +93,7 @@ def main():
     devices = os.environ.get("FAKE_DEVICE_FILE")
     if devices:
         open(devices, "a").write(f"{os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\n")
+    hold_start()
     seconds = float(os.environ.get("FAKE_TRAIN_SECONDS", "0"))
     value = VAL_BPB + BONUS + offset() + drift_and_noise()
     gpu, _, shift = os.environ.get("FAKE_GPU_OFFSET", "").partition(":")

@@ -126,10 +126,10 @@ def fake_gpus(tmp_path: Path, models: list[str]) -> Path:
 
 
 def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None,
-            ) -> subprocess.CompletedProcess:
-    """agent_loop.py as a user runs it: a subprocess, output not a terminal."""
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """agent_loop.py as a user runs it (from `cwd`): a subprocess, output not a terminal."""
     return subprocess.run([sys.executable, str(AGENT_LOOP), *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+                          text=True, timeout=timeout, env=env, cwd=cwd)
 
 
 def check_git_matches_results(repo: Path, tag: str = "t") -> None:

@@ -287,8 +287,9 @@ def test_make_agent_wants_a_key_for_remote_servers(monkeypatch):
 def anthropic_agent(server, **kwargs) -> AnthropicAgent:
     server.expect_path = "/v1/messages"
     server.expect_headers = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
-    kwargs = {"api_key": "sk-ant-test", "timeout": 5.0, "retry": FAST} | kwargs
-    return AnthropicAgent(base_url=f"http://127.0.0.1:{server.port}", **kwargs)
+    kwargs = {"api_key": "sk-ant-test", "timeout": 5.0, "retry": FAST,
+              "base_url": f"http://127.0.0.1:{server.port}"} | kwargs
+    return AnthropicAgent(**kwargs)
 
 
 def message_reply(text: str, input_tokens: int = 2000, output_tokens: int = 300) -> dict:
@@ -554,3 +555,13 @@ def test_cost_known_and_user_prices(server, tmp_path, monkeypatch):
         make_agent("anthropic", price=(-1.0, 5.0))
     with pytest.raises(UserError, match="do not apply to --agent sweep"):
         make_agent("sweep", price=(0.0, 0.0))
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
+def test_anthropic_base_url_with_or_without_v1(server, tmp_path, suffix):
+    server.reply(200, message_reply(GOOD))
+    agent = anthropic_agent(server, base_url=f"http://127.0.0.1:{server.port}{suffix}")
+    agent.preflight()
+    agent.propose(make_request(tmp_path))
+    assert [path for path, _, _ in server.requests] == ["/v1/messages"]  # not /v1/v1/messages
+    assert [path for path, _ in server.gets] == ["/v1/models"]

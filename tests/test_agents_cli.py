@@ -1,12 +1,17 @@
 """CLI backends against fake `claude` and `codex` executables put first on PATH.
 
 The fakes parse their arguments the way the real tools document them (and reject what the real
-tools reject), edit train.py in their working directory, and print the real output formats:
-one JSON result object for `claude -p --output-format json`, JSONL events for `codex exec --json`,
-the login check of `claude auth status` and `codex login status`.
+tools reject), read the prompt from stdin as the real ones do (`claude -p` without a prompt
+argument, `codex exec -`), resolve codex's --cd against their own working directory, edit
+train.py in their working directory, and print the real output formats: stream-json events for
+`claude -p --output-format stream-json --verbose`, JSONL events for `codex exec --json`, the
+login check of `claude auth status` and `codex login status`.
 FAKE_MODE picks a behaviour: ok, no-edit, fail-once, error-result, hang, offline (codex retries a
-lost network forever), helper (starts a child that keeps stdout open, then exits).
-FAKE_AUTH=out plays a CLI that is not logged in.
+lost network forever), no-network (codex waits for a network that is not there; no-network-later:
+from its second call on), helper (starts a
+child that keeps stdout open, then exits), frames (fails with an Error: line, then stack frames).
+FAKE_AUTH=out plays a CLI that is not logged in, FAKE_AUTH=badkey one given an API key that the
+service refuses (its login check still passes, as the real one's does).
 """
 
 import json
@@ -20,12 +25,14 @@ import time
 from pathlib import Path
 
 import pytest
+from loop_helpers import make_repo, run_cli
 
 from autoresearch.agents import AgentError, AgentRefused, AgentRequest, make_agent
 from autoresearch.agents.claude_cli import ClaudeAgent
 from autoresearch.agents.codex_cli import CodexAgent
 from autoresearch.errors import UserError
 from autoresearch.execution.procs import pid_alive
+from autoresearch.ledger.results import Row, append_result, read_results
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
 PROGRAM = "# program\nLower val_bpb. Marker-Okapi-42."
@@ -37,13 +44,19 @@ COMMON = """\
 import argparse, json, os, subprocess, sys, time
 from pathlib import Path
 
-def record(args, workdir):
+def record(args, workdir, prompt=None):
     with open(os.environ["FAKE_LOG"], "a") as f:
         f.write(json.dumps({"args": vars(args), "cwd": os.getcwd(), "workdir": workdir,
-                            "marker": os.environ.get("FAKE_MARKER")}) + "\\n")
+                            "prompt": prompt, "marker": os.environ.get("FAKE_MARKER")}) + "\\n")
 
 def logged_in():
-    return os.environ.get("FAKE_AUTH", "in") == "in"
+    return os.environ.get("FAKE_AUTH", "in") in ("in", "badkey")
+
+def frames(message):  # how a Rust CLI dies: its error, then a backtrace of unknown frames
+    print(f"Error: {message}\\n\\nStack backtrace:", file=sys.stderr)
+    for i in range(7):
+        print(f"   {i}: <unknown>", file=sys.stderr)
+    sys.exit(1)
 
 def next_call():
     state = Path(os.environ["FAKE_STATE"])
@@ -57,7 +70,14 @@ def behave(workdir):
         print("ERROR: stream disconnected before completion: error sending request for url "
               "(https://api.openai.com/v1/responses); retrying 5/5 in 3.2s", file=sys.stderr,
               flush=True)
-    if mode in ("hang", "offline"):
+    if mode == "no-network-later" and calls > 1:  # the network went away after the first call
+        mode = "no-network"
+    if mode == "no-network":  # codex without a network: it says so, then waits for ever
+        print(json.dumps({"type": "error", "message": "Reconnecting... 1/5"}), flush=True)
+        print("Reconnecting... waiting for network", file=sys.stderr, flush=True)
+    if mode == "frames":
+        frames("No such file or directory (os error 2)")
+    if mode in ("hang", "offline", "no-network"):
         with open(os.environ["FAKE_STATE"] + ".pids", "a") as f:
             f.write(f"{os.getpid()}\\n")
         time.sleep(60)
@@ -87,36 +107,67 @@ parser = argparse.ArgumentParser(prog="claude")
 parser.add_argument("-p", "--print", action="store_true", dest="print_mode")
 parser.add_argument("prompt", nargs="?")
 parser.add_argument("--output-format", choices=["text", "json", "stream-json"], default="text")
+parser.add_argument("--verbose", action="store_true")
+parser.add_argument("--max-turns", type=int)
 parser.add_argument("--permission-mode",
                     choices=["default", "acceptEdits", "bypassPermissions", "dontAsk", "plan"])
 parser.add_argument("--allowedTools", "--allowed-tools")
 parser.add_argument("--model")
 args = parser.parse_args()
-record(args, os.getcwd())
-if not args.print_mode or not args.prompt:
+# like claude -p: the prompt argument, else all of stdin when it is not a terminal
+prompt = args.prompt or ("" if sys.stdin.isatty() else sys.stdin.read())
+record(args, os.getcwd(), prompt)
+if not args.print_mode or not prompt:
     sys.exit("Error: Input must be provided either through stdin or as a prompt argument")
-if not logged_in():  # what claude -p prints without a login: an error result named "success"
-    print(json.dumps({"type": "result", "subtype": "success", "is_error": True,
-                      "duration_ms": 120, "num_turns": 1, "session_id": "s",
-                      "result": "Not logged in \u00b7 Please run /login", "total_cost_usd": 0,
-                      "usage": {"input_tokens": 0, "output_tokens": 0}}))
+if args.output_format == "stream-json" and not args.verbose:
+    sys.exit("Error: When using --print, --output-format=stream-json requires --verbose")
+def emit(event):
+    if args.output_format == "stream-json" or event["type"] == "result":
+        print(json.dumps(event), flush=True)
+def say(text):
+    emit({"type": "assistant", "session_id": "s", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": text}]}})
+def fail(message, cost=0):  # what claude -p prints when the call fails: an error result
+    emit({"type": "result", "subtype": "success", "is_error": True, "duration_ms": 120,
+          "num_turns": 1, "session_id": "s", "result": message, "total_cost_usd": cost,
+          "usage": {"input_tokens": 0, "output_tokens": 0}})
     sys.exit(1)
+emit({"type": "system", "subtype": "init", "session_id": "s", "cwd": os.getcwd(),
+      "tools": ["Read", "Edit", "Write"], "model": args.model or "claude-sonnet-4-5"})
+if not logged_in():
+    fail("Not logged in \u00b7 Please run /login")
+if os.environ.get("FAKE_AUTH") == "badkey":
+    fail("Invalid API key \u00b7 Fix external API key")
+if args.max_turns == 1 and "a tool" in prompt:  # the model wants a tool: out of turns
+    emit({"type": "result", "subtype": "error_max_turns", "is_error": True, "num_turns": 1,
+          "session_id": "s", "total_cost_usd": 0.003, "errors": [],
+          "usage": {"input_tokens": 4, "output_tokens": 9}})
+    sys.exit(1)
+if args.max_turns == 1 and "train.py" not in prompt:  # a one-line question: a one-word answer
+    say("OK")
+    emit({"type": "result", "subtype": "success", "is_error": False, "num_turns": 1,
+          "result": "OK", "session_id": "s", "total_cost_usd": 0.002,
+          "usage": {"input_tokens": 4, "output_tokens": 1}})
+    sys.exit(0)
+say("I will read train.py and raise the matrix learning rate.")
 mode, calls = behave(os.getcwd())
 if mode == "fail-once" and calls == 1:
     print("API Error: 500 Internal server error", file=sys.stderr)
     sys.exit(1)
 if mode == "error-result":
-    print(json.dumps({"type": "result", "subtype": "error_during_execution", "is_error": True,
-                      "result": "", "total_cost_usd": 0.01, "num_turns": 2, "session_id": "s",
-                      "usage": {"input_tokens": 5, "output_tokens": 1}}))
+    emit({"type": "result", "subtype": "error_during_execution", "is_error": True,
+          "result": "", "total_cost_usd": 0.01, "num_turns": 2, "session_id": "s",
+          "usage": {"input_tokens": 5, "output_tokens": 1}})
     sys.exit(1)
-print(json.dumps({
+say("I raised the matrix learning rate.")
+emit({
     "type": "result", "subtype": "success", "is_error": False, "duration_ms": 9000,
     "duration_api_ms": 8000, "num_turns": 4, "session_id": "5f1c", "total_cost_usd": 0.0421,
     "result": "I raised the matrix learning rate.\\n\\nDESCRIPTION: MATRIX_LR 0.04 -> 0.05, "
               "the model undertrains in 5 minutes\\nHYPOTHESIS: 5 minutes is short for 0.04",
     "usage": {"input_tokens": 12, "cache_creation_input_tokens": 3000,
-              "cache_read_input_tokens": 9000, "output_tokens": 450}}))
+              "cache_read_input_tokens": 9000, "output_tokens": 450}})
 """
 
 FAKE_CODEX = COMMON + """
@@ -129,7 +180,7 @@ exec_.add_argument("-s", "--sandbox",
 exec_.add_argument("--skip-git-repo-check", action="store_true")
 exec_.add_argument("-C", "--cd")
 exec_.add_argument("-m", "--model")
-exec_.add_argument("prompt", nargs="?")
+exec_.add_argument("prompt", nargs="?", help="`-` (or none, with stdin piped): read stdin")
 login = sub.add_parser("login")
 login.add_subparsers(dest="login_command").add_parser("status")
 args = parser.parse_args()
@@ -139,10 +190,18 @@ if args.command == "login":  # `codex login status`: one line on stderr, exit 0 
         sys.exit("Error: this fake only knows `codex login status`")
     print("Logged in using ChatGPT" if logged_in() else "Not logged in", file=sys.stderr)
     sys.exit(0 if logged_in() else 1)
-workdir = args.cd or os.getcwd()
-record(args, workdir)
-if not sys.stdin.isatty():  # like codex: piped stdin is read and appended to the prompt
-    sys.stdin.read()
+workdir = os.path.abspath(args.cd or ".")  # like codex: --cd is resolved against its own cwd
+piped = "" if sys.stdin.isatty() else sys.stdin.read()
+if args.prompt in (None, "-"):  # like codex: the instructions are read from stdin
+    prompt = piped
+else:  # a prompt argument: piped stdin is appended to it
+    prompt = args.prompt + (f"\\n\\n<stdin>\\n{piped}\\n</stdin>" if piped else "")
+record(args, workdir, prompt)
+if not prompt:
+    sys.exit("No prompt provided via stdin.")
+if not os.path.isdir(workdir):
+    frames("No such file or directory (os error 2)")
+os.chdir(workdir)
 def emit(event):
     print(json.dumps(event), flush=True)
 emit({"type": "thread.started", "thread_id": "0199a213-81c0-7800-8aa1-bbab2a035a53"})
@@ -218,14 +277,16 @@ def test_claude_edits_and_reports(fakes, repo):
     assert (proposal.usage.input_tokens, proposal.usage.output_tokens) == (12012, 450)
     [call] = fakes()
     args = call["args"]
-    assert args["print_mode"] and args["output_format"] == "json"
+    assert args["print_mode"] and args["output_format"] == "stream-json" and args["verbose"]
     assert args["permission_mode"] == "acceptEdits"
     assert "Edit" in args["allowedTools"].split(",") and "Bash" not in args["allowedTools"]
     assert args["model"] == "sonnet"
     assert Path(call["cwd"]) == repo
-    assert "Marker-Okapi-42" in args["prompt"] and TRAIN_PY.rstrip("\n") in args["prompt"]
-    assert "DESCRIPTION:" in args["prompt"] and "HYPOTHESIS:" in args["prompt"]
-    assert "Edit train.py" in args["prompt"]
+    assert args["prompt"] is None  # not an argument: on stdin
+    prompt = call["prompt"]
+    assert "Marker-Okapi-42" in prompt and TRAIN_PY.rstrip("\n") in prompt
+    assert "DESCRIPTION:" in prompt and "HYPOTHESIS:" in prompt
+    assert "Edit train.py" in prompt
     status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"],
                             capture_output=True, text=True, check=True).stdout
     assert status.strip() == "M train.py"
@@ -250,17 +311,19 @@ def test_claude_error_results_exhaust_retries(fakes, repo, monkeypatch):
     assert (repo / "train.py").read_text() == TRAIN_PY  # the half-done edit was rolled back
 
 
-def test_claude_hang_is_killed_at_the_timeout(fakes, repo, monkeypatch, tmp_path):
+def test_claude_hang_is_killed_at_the_timeout_once(fakes, repo, monkeypatch, tmp_path):
     monkeypatch.setenv("FAKE_MODE", "hang")
-    agent = ClaudeAgent(_which("claude"), timeout=1.0, attempts=2, retry_delay=0.01)
+    agent = ClaudeAgent(_which("claude"), timeout=1.0, attempts=3, retry_delay=0.01)
     # the fake hangs 60 s, then edits and succeeds: an AgentError means it was cut off
-    with pytest.raises(AgentError, match=r"failed 2 times, last: no result within 1s \(killed\)"):
+    with pytest.raises(AgentError) as err:
         agent.propose(make_request(repo))
-    pids = [int(p) for p in (tmp_path / "state.pids").read_text().split()]
-    assert len(pids) == 2
-    for pid in pids:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)  # killed and reaped
+    # not retried (the next call would time out too), and it quotes claude's own words, not
+    # the JSON events they came in
+    assert str(err.value) == ("claude: no result within 1s (killed, not retried); last output: "
+                              "I will read train.py and raise the matrix learning rate.")
+    [pid] = [int(p) for p in (tmp_path / "state.pids").read_text().split()]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped
 
 
 def test_ctrl_c_kills_the_cli_too(fakes, repo, monkeypatch, tmp_path):
@@ -310,7 +373,8 @@ def test_codex_edits_and_reports(fakes, repo):
     assert args["sandbox"] == "workspace-write"
     assert Path(args["cd"]) == repo and Path(call["cwd"]) == repo
     assert args["model"] == "gpt-5-codex"
-    assert "Marker-Okapi-42" in args["prompt"] and TRAIN_PY.rstrip("\n") in args["prompt"]
+    assert args["prompt"] == "-"  # read from stdin
+    assert "Marker-Okapi-42" in call["prompt"] and TRAIN_PY.rstrip("\n") in call["prompt"]
 
 
 def test_codex_turn_failure_is_retried(fakes, repo, monkeypatch):
@@ -342,15 +406,47 @@ def test_claude_not_logged_in_is_reported_in_its_own_words(fakes, repo, monkeypa
                               "Not logged in \u00b7 Please run /login")
 
 
-def test_claude_preflight_runs_auth_status(fakes, monkeypatch):
-    agent = make_agent("claude", timeout=30)
-    agent.preflight()  # logged in: nothing to say
-    assert fakes() == [{"args": ["auth", "status"]}]
+def test_claude_preflight_runs_auth_status_then_one_real_call(fakes, monkeypatch):
+    agent = make_agent("claude", model="haiku", timeout=30)
+    agent.preflight()  # logged in and the key works: nothing to say
+    status, probe = fakes()
+    assert status == {"args": ["auth", "status"]}
+    args = probe["args"]
+    assert args["print_mode"] and args["output_format"] == "stream-json" and args["verbose"]
+    assert args["max_turns"] == 1 and args["model"] == "haiku"
+    assert probe["prompt"] and args["prompt"] is None  # a tiny prompt, on stdin
+    assert Path(probe["cwd"]) != Path.cwd() and not Path(probe["cwd"]).exists()  # a temp folder
     monkeypatch.setenv("FAKE_AUTH", "out")
     with pytest.raises(AgentError) as err:
         agent.preflight()
     assert str(err.value) == ("claude is not logged in: run `claude` and /login (or `claude auth "
                               "login`), or export ANTHROPIC_API_KEY")
+
+
+def test_claude_preflight_catches_a_key_that_does_not_work(fakes, monkeypatch):
+    monkeypatch.setenv("FAKE_AUTH", "badkey")  # `claude auth status` passes any key string
+    with pytest.raises(AgentError) as err:
+        make_agent("claude", timeout=30).preflight()
+    assert str(err.value) == (
+        "claude cannot work: a one-line test prompt failed (Invalid API key \u00b7 Fix external "
+        "API key); log in with `claude` (/login) or fix ANTHROPIC_API_KEY, then run again")
+
+
+def test_claude_preflight_passes_a_model_that_ran_out_of_turns(fakes, monkeypatch):
+    monkeypatch.setattr("autoresearch.agents.claude_cli.PROBE_PROMPT", "Use a tool first.")
+    make_agent("claude", timeout=30).preflight()  # it was reached: the key works
+
+
+def test_claude_preflight_says_when_it_could_not_check(fakes, monkeypatch):
+    monkeypatch.setenv("FAKE_MODE", "hang")
+    monkeypatch.setattr("autoresearch.agents.cli.PREFLIGHT_TIMEOUT", 1.0)
+    monkeypatch.setattr("autoresearch.agents.claude_cli.PROBE_PROMPT", "Edit train.py")  # hangs
+    with pytest.raises(AgentError) as err:
+        make_agent("claude", timeout=30).preflight()
+    assert str(err.value) == (
+        "could not check that claude works: `claude -p --output-format stream-json --verbose "
+        "--max-turns 1` gave no answer within 1s (last output: I will read train.py and raise "
+        "the matrix learning rate.); check the network, then run again")
 
 
 def test_codex_preflight_runs_login_status(fakes, monkeypatch):
@@ -397,7 +493,7 @@ def test_a_timeout_says_what_the_agent_last_printed(fakes, repo, monkeypatch, tm
         agent.propose(make_request(repo))
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith("codex failed 1 times, last: no result within 1s (killed); "
+    assert message.startswith("codex: no result within 1s (killed, not retried); "
                               "last output: ERROR: stream disconnected before completion")
     assert "retrying 5/5" in message
     [pid] = [int(p) for p in (tmp_path / "state.pids").read_text().split()]
@@ -419,3 +515,136 @@ def _which(name: str) -> str:
     path = shutil.which(name)
     assert path is not None
     return path
+
+
+def test_codex_without_a_network_stops_at_once(fakes, repo, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_MODE", "no-network")  # it would wait for ever, past any timeout
+    agent = CodexAgent(_which("codex"), timeout=600, attempts=3, retry_delay=0.01)
+    with pytest.raises(AgentError) as err:
+        agent.propose(make_request(repo))
+    assert str(err.value) == (
+        "codex: no network connection (it printed 'Reconnecting... waiting for "
+        "network' and would wait for ever): check the network or proxy, then run the same "
+        "command again")
+    assert len(fakes()) == 1  # not retried
+    [pid] = [int(p) for p in (tmp_path / "state.pids").read_text().split()]
+    assert not pid_alive(pid)
+    assert (repo / "train.py").read_text() == TRAIN_PY
+
+
+@pytest.mark.parametrize("tool", ["claude", "codex"])
+def test_a_failure_names_its_cause_not_stack_frames(fakes, repo, monkeypatch, tool):
+    monkeypatch.setenv("FAKE_MODE", "frames")  # "Error: ..." then "0: <unknown>" ... "6: ..."
+    agent = make_agent(tool, timeout=30)
+    agent.attempts, agent.retry_delay = 1, 0.01
+    with pytest.raises(AgentError) as err:
+        agent.propose(make_request(repo))
+    assert str(err.value) == (f"{tool} failed 1 times, last: exit code 1: Error: No such file "
+                              "or directory (os error 2)")
+
+
+def test_codex_error_events_come_first(fakes, repo, monkeypatch):
+    monkeypatch.setenv("FAKE_MODE", "fail-once")  # an `error` and a `turn.failed` event
+    agent = CodexAgent(_which("codex"), timeout=30, attempts=1)
+    with pytest.raises(AgentError) as err:
+        agent.propose(make_request(repo))
+    assert str(err.value) == ("codex failed 1 times, last: exit code 1: stream disconnected "
+                              "before completion")
+
+
+@pytest.mark.parametrize("tool", ["claude", "codex"])
+def test_a_prompt_beyond_the_argument_limit_goes_on_stdin(fakes, repo, tool):
+    request = make_request(repo)
+    notes = "Keep notes." * 20_000  # 220 KB: over the 128 KiB that one argument may have
+    request.program = PROGRAM + "\n" + notes
+    proposal = make_agent(tool, timeout=30).propose(request)
+    assert proposal.description.startswith("MATRIX_LR 0.04 -> 0.05")
+    [call] = fakes()
+    assert notes in call["prompt"]
+
+
+# ---- the loop through its real CLI, with the paths users type ---------------------------------
+
+FAKE_TRAIN_LR = "MATRIX_LR = 0.04  # does nothing: a change of it is a no-op"  # loop_fake_train
+
+
+def codex_night(cwd: Path, where: str) -> subprocess.CompletedProcess:
+    return run_cli("run", "--tag", "t", "--agent", "codex", "-C", where, "--noise-runs", "0",
+                   "--max-experiments", "1", "--no-sample", "--plain", "--train-cmd",
+                   f"{sys.executable} train.py", cwd=cwd, timeout=180)
+
+
+@pytest.mark.parametrize("where", ["-C .", "-C repo", "-C repo/sub"])
+def test_codex_loop_with_a_relative_repo(fakes, tmp_path, monkeypatch, where):
+    """`-C .` from the checkout, `-C repo` from its parent, `-C repo/sub` from a subfolder:
+    the work tree is made where it belongs and codex gets it as an absolute --cd."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "sub").mkdir()
+    monkeypatch.setenv("FAKE_OLD", FAKE_TRAIN_LR)
+    monkeypatch.setenv("FAKE_NEW", "MATRIX_LR = 0.05")
+    cwd, path = (repo, ".") if where == "-C ." else (tmp_path, where.split()[1])
+    out = codex_night(cwd, path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    rows = read_results(repo / "results.tsv")
+    assert [r.kind for r in rows] == ["baseline", "experiment"] and rows[1].agent == "codex"
+    assert rows[1].description == "MATRIX_LR 0.04 -> 0.05 (codex)"
+    [call] = [c for c in fakes() if c["args"]["command"] == "exec"]
+    tree = repo / ".autoresearch" / "t" / "trees" / "0"
+    assert call["args"]["cd"] == str(tree) and Path(call["cwd"]) == tree
+    assert not (repo / "repo").exists() and not (repo / "sub" / ".autoresearch").exists()
+    again = codex_night(cwd, path)  # and the same command again continues, as promised
+    assert again.returncode == 0 and "already exists" not in again.stderr, again.stderr
+
+
+def test_a_failed_login_check_leaves_nothing_behind(fakes, tmp_path, monkeypatch):
+    repo = make_repo(tmp_path / "repo")
+    monkeypatch.setenv("FAKE_AUTH", "out")
+    out = codex_night(repo, ".")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "error: codex is not logged in: run `codex login`, or export CODEX_API_KEY"]
+    assert not (repo / ".autoresearch").exists()  # no tag state, no work tree
+    assert subprocess.run(["git", "-C", str(repo), "branch", "--list", "autoresearch/*"],
+                          capture_output=True, text=True, check=True).stdout == ""
+
+
+def test_every_command_finds_the_root_from_a_subfolder(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    sub = repo / "sub" / "deeper"
+    sub.mkdir(parents=True)
+    for args in (("summary",), ("-C", "..", "summary"), ("results",)):
+        out = run_cli(*args, cwd=sub)
+        assert out.returncode == 1
+        assert out.stderr.strip() == (f"error: {repo / 'results.tsv'} not found: "
+                                      + ("the loop writes it after its first run"
+                                         if args == ("results",) else
+                                         "run the loop first, or point --results at a file"))
+    append_result(repo / "results.tsv", Row("abcdef0", 1.0, 40.0, "keep", "baseline",
+                                            experiment=1, tag="t", kind="baseline"))
+    for cwd, args in ((sub, ("summary",)), (tmp_path, ("-C", "repo", "summary")),
+                      (tmp_path, ("-C", "repo/sub", "summary")),
+                      (tmp_path, ("-C", str(repo), "results", "-C", "sub"))):
+        out = run_cli(*args, cwd=cwd)
+        assert out.returncode == 0, (args, out.stderr)
+        assert "1.000000" in out.stdout, args
+
+
+@pytest.mark.slow
+def test_a_fatal_agent_error_is_said_at_once(fakes, tmp_path, monkeypatch):
+    """The agent's reason is printed when it happens, not after the runs under way end."""
+    repo = make_repo(tmp_path / "repo")
+    monkeypatch.setenv("FAKE_MODE", "no-network-later")
+    monkeypatch.setenv("FAKE_OLD", 'MODE = "ok"  # ok crash import oom nan hang orphan stray '
+                                   'nanvalue tamper poison valcache')
+    monkeypatch.setenv("FAKE_NEW", 'MODE = "hang"')  # experiment #2 runs until its --timeout
+    out = run_cli("run", "--tag", "t", "--agent", "codex", "--noise-runs", "0", "--no-sample",
+                  "--plain", "--timeout", "20", "--train-cmd", f"{sys.executable} train.py",
+                  cwd=repo, timeout=180)
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    said = next(i for i, line in enumerate(lines) if "stopping: codex: no network "
+                "connection" in line and "waiting for the runs under way" in line)
+    ended = next(i for i, line in enumerate(lines) if line.split()[1:3] == ["#2", "crash"])
+    assert said < ended
+    assert out.stderr.strip().splitlines()[-1].startswith("error: codex: no network connection")

@@ -48,6 +48,7 @@ def test_read_log_of_a_crash_leaves_the_numbers_empty():
     assert report.val_bpb is None and report.step_ms_median is None and report.eval_seconds is None
 
 
+@pytest.mark.slow
 def test_bench_runs_the_real_train_py_and_reports_every_number(prepared_cache, tmp_path):
     env = {**os.environ, "AUTORESEARCH_PROFILE": "cpu", "AUTORESEARCH_CACHE": str(SESSION_CACHE),
            "PYTHONDONTWRITEBYTECODE": "1"}
@@ -101,6 +102,7 @@ def test_a_broken_training_script_is_one_line_error(tmp_path):
         "fix it, or run `python train.py` to see the traceback"]
 
 
+@pytest.mark.slow
 def test_cold_runs_empty_every_compile_cache_that_prepare_sets():
     env = {k: v for k, v in os.environ.items() if not k.endswith("_CACHE_DIR")}
     result = subprocess.run(

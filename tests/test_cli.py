@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from autoresearch.config import Harness
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row, append_result, read_results
+from autoresearch.ledger.results import COLUMNS, Row, append_result, read_results
 from autoresearch.redact import register_secret
 from autoresearch.workspace.git import Git
 
@@ -62,7 +62,7 @@ def test_status(done):
     assert "noise: within-worker std 0.000000 (" in out and "worker offsets w0 +0.000000" in out
     assert "3 baseline runs, spread 0.000000; decisions: paired test" in out
     assert "8 (3 keep 4 discard 1 crash | 1 baseline, 2 noise, 1 control, 3 experiment, " \
-        "1 confirm)" in out
+        "1 confirm)   experiments: 3 (1 kept)" in out
     assert "agent cost: $0.03" in out
 
 
@@ -116,7 +116,7 @@ def test_results_table(done):
     top = cli("results", "--repo", done, "--top", "1").output
     assert "lower val" in top and "worse val" not in top and "baseline" not in top
     kept = cli("results", "--repo", done, "--kept-only").output
-    assert "lower val" in kept and "worse val" not in kept and "baseline" in kept
+    assert "lower val" in kept and "worse val" not in kept and "baseline" not in kept
 
 
 def test_results_of_another_tools_file(tmp_path):
@@ -132,9 +132,10 @@ def test_results_of_another_tools_file(tmp_path):
 
 def test_results_table_says_which_worker_ran_each_row(tmp_path):
     path = tmp_path / "results.tsv"
-    for n, worker, gpu, node in ((1, 0, "0", "a"), (2, 1, "1", "a"), (3, 0, "", "b")):
+    for n, worker, gpu, node in ((1, 0, "0", "a"), (2, 1, "1", "a"), (3, 0, "", "b"),
+                                 (4, 0, "", "b")):
         append_result(path, Row(f"{n:07x}", 1.0 - n / 100, 40.0, "keep", f"change {n}",
-                                experiment=n, tag="x" if n < 3 else "y", worker=worker, gpu=gpu,
+                                experiment=n, tag="x" if n < 4 else "y", worker=worker, gpu=gpu,
                                 node=node))
 
     def table(*args) -> list[list[str]]:
@@ -144,14 +145,13 @@ def test_results_table_says_which_worker_ran_each_row(tmp_path):
                 if line.startswith("│")]
 
     # worker is the 7th column; the node only when the rows shown come from more than one
-    assert [row[6] for row in table()] == ["w0 gpu0 @a", "w1 gpu1 @a", "w0 @b"]
-    assert [row[6] for row in table("--tag", "x")] == ["w0 gpu0", "w1 gpu1"]
+    assert [row[6] for row in table("--tag", "x")] == ["w0 gpu0 @a", "w1 gpu1 @a", "w0 @b"]
     # one worker, or another tool's rows (no worker column): no column that says nothing
-    assert table("--tag", "y") == [["3", "0000003", "0.970000", "40.0", "keep", "experiment",
-                                    "change 3"]]
+    assert table() == [["4", "0000004", "0.960000", "40.0", "keep", "experiment", "change 4"]]
     with open(path, "a") as f:  # rows without a worker among ours: their cell stays blank
-        f.write("bea057b\t0.986041\t43.9\tkeep\thalve batch\n")
-    assert [row[6] for row in table()] == ["w0 gpu0 @a", "w1 gpu1 @a", "w0 @b", ""]
+        f.write("bea057b\t0.986041\t43.9\tkeep\thalve batch\t5\texperiment\tx"
+                + "\t" * (len(COLUMNS) - 8) + "\n")
+    assert [row[6] for row in table("--tag", "x")] == ["w0 gpu0 @a", "w1 gpu1 @a", "w0 @b", ""]
 
 
 def test_diff_of_kept_and_tried_experiments(done):
@@ -187,6 +187,7 @@ def test_stop_writes_the_flag(done):
     flag.unlink()
 
 
+@pytest.mark.slow
 def test_run_from_the_command_line(tmp_path):
     """The real CLI in a subprocess, plain output (not a TTY), sweep agent, custom train cmd."""
     repo = make_repo(tmp_path / "repo")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from autoresearch.artifacts.checkpoints import run_path
 from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.ledger.state import State, save_state
 from autoresearch.memory import journal
@@ -56,7 +57,7 @@ def add_run(repo: Path, n: int, code: str, status: str, bpb: float, description:
     if tried:  # the loop keeps tried commits on a side ref and moves the branch back
         git(repo, "update-ref", f"refs/autoresearch/{TAG}/tried/{n}", commit)
         git(repo, "reset", "-q", "--hard", "HEAD~1")
-    run_dir = repo / "runs" / f"{n:04d}-{commit[:7]}"
+    run_dir = repo / run_path(TAG, n, commit)  # where the loop puts run n
     run_dir.mkdir(parents=True)
     (run_dir / "train.py").write_text(code)
     progress = "".join(f"step {s:05d} ({s * 10:.1f}%) | loss 4.{s}00000 | remaining {30 - s}s\r"
@@ -72,7 +73,7 @@ def add_run(repo: Path, n: int, code: str, status: str, bpb: float, description:
               status=status, description=description, experiment=n,
               kind="baseline" if n == 1 else "experiment", tag=TAG,
               timestamp=f"2026-01-01T00:{n:02d}:00+00:00", total_seconds=20.0,
-              run_dir=f"runs/{run_dir.name}", profile="cpu", device="cpu", **columns)
+              run_dir=run_path(TAG, n, commit), profile="cpu", device="cpu", **columns)
     append_result(repo / "results.tsv", row)
     return row
 
@@ -315,6 +316,7 @@ def browser(tmp_path):
         proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_page_in_chromium(server, night, browser, tmp_path):
     web = browser
     web.call("POST", "/url", {"url": f"{server}/"})
@@ -388,6 +390,7 @@ return out;
 """
 
 
+@pytest.mark.slow
 def test_page_cards_chart_diff_and_idle_in_chromium(server, night, browser):
     noise = Noise(threshold=0.003, floor=0.001, values=[1.0], std=None, spread=None,
                   runs_requested=2, rule="floor only")
@@ -402,7 +405,7 @@ def test_page_cards_chart_diff_and_idle_in_chromium(server, night, browser):
     assert web.js("return document.querySelector('#stat-hours .label').textContent") == \
         "CPU hours"
     # "1 crashed" (and the others) never split over two lines, however narrow the window
-    words = ["2 kept", "1 discarded", "1 crashed"]
+    words = ["1 kept", "1 discarded", "1 crashed"]  # experiments: the baseline is a run
     for width in (1440, 1280, 1100, 1000, 900, 760, 600, 420):
         web.call("POST", "/window/rect", {"width": width, "height": 1200})
         measured = web.js(SPLIT_WORDS, words)
@@ -434,15 +437,25 @@ def test_page_cards_chart_diff_and_idle_in_chromium(server, night, browser):
     web.click("#table tbody tr[data-n='1']")
     assert web.wait_js("const d = document.getElementById('diff-note'); return d && d.textContent"
                        ) == BASELINE_NOTE
-    # training: a bar; the loop gone: no empty bar that looks stuck, but the word "idle"
+    # training: a bar; the loop gone: no empty bar that looks stuck, and "idle" said once
     bar = "return [getComputedStyle(document.querySelector('#live .bar')).visibility, " \
-          "document.querySelector('#live .worker .pct').textContent]"
-    assert web.wait_js(f"{bar.replace('return ', 'const s = ')}; return s[1] === '37.5%' && s")
-    assert web.js(bar) == ["visible", "37.5%"]
+          "[...document.querySelector('#live .worker').children].map(c => c.textContent)" \
+          ".join(' ').split(/\\s+/)]"
+    assert web.wait_js(f"{bar.replace('return ', 'const s = ')}; "
+                       "return s[1].includes('37.5%') && s")[0] == "visible"
     live = night / ".autoresearch" / TAG / "live.json"
     live.write_text(json.dumps({**json.loads(live.read_text()), "pid": 2**22 + 7}))
-    assert web.wait_js(f"{bar.replace('return ', 'const s = ')}; return s[1] === 'idle' && s",
-                       8) == ["hidden", "idle"]
+    hidden, words = web.wait_js(f"{bar.replace('return ', 'const s = ')}; "
+                                "return s[1].includes('idle') && s", 8)
+    assert hidden == "hidden" and words.count("idle") == 1 and "agent:" not in words, words
+    # the legend counts the crashes drawn (an entry hidden when there are none)
+    assert web.js("return document.getElementById('legend-crash').hidden") is False
+    assert web.js("return document.getElementById('legend-crash').textContent") == \
+        "crashed (1, bottom edge)"
+    results = night / "results.tsv"  # the crash's row gone: the legend names no crashes
+    results.write_text("".join(line for line in results.read_text().splitlines(keepends=True)
+                               if "\tcrash\t" not in line))
+    assert web.wait_js("return document.getElementById('legend-crash').hidden", 8)
 
 
 LIVE_LINES = """
@@ -455,6 +468,7 @@ return [...document.querySelectorAll('#live .worker')].map(line => ({
 """
 
 
+@pytest.mark.slow
 def test_page_shows_each_worker_and_the_journal_in_chromium(server, night, browser):
     """Two GPUs: the experiments table says who ran each run, the live panel has a line per
     worker (w0's GPU trains while its agent proposes, w1's GPU waits for its agent's fix), the
@@ -494,7 +508,7 @@ def test_page_shows_each_worker_and_the_journal_in_chromium(server, night, brows
         {"worker": "0", "who": "w0 gpu 0 · NVIDIA H200",
          "what": "#7 · abcdef1 · training · step 42 · 190 s left — try swiglu", "pct": "37.5%",
          "agent": "agent: proposing a new experiment", "bar": "visible", "fill": "37.5%"},
-        {"worker": "1", "who": "w1 gpu 1 · NVIDIA H200", "what": "idle", "pct": "idle",
+        {"worker": "1", "who": "w1 gpu 1 · NVIDIA H200", "what": "idle", "pct": "",
          "agent": "agent: proposing fix #4: refactor attention", "bar": "hidden", "fill": "0%"}]
     assert web.js("return document.getElementById('live-queue').textContent") == \
         "queued 2 · confirming 1"

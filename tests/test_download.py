@@ -218,7 +218,7 @@ def test_offline_fails_fast_with_one_line(tmp_path):
     message = str(outcome[0])
     assert "\n" not in message
     assert f"cannot reach 127.0.0.1:{port} (connection refused)" in message
-    assert "--source" in message
+    assert "uv run prepare.py --demo" in message and "--source" in message
 
 
 def test_missing_file_fails_at_once_naming_it(server, shards, tmp_path):

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, SESSION_CACHE, make_project
 
 from autoresearch.ledger.results import read_results
@@ -23,6 +24,7 @@ def agent_loop(repo, *args, timeout=600):
                           cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_sweep_loop_runs_real_train_py_for_three_experiments(prepared_cache, tmp_path):
     repo = make_project(tmp_path / "project")
     start = git(repo, "rev-parse", "HEAD")

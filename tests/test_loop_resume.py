@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from loop_helpers import (
@@ -63,6 +64,7 @@ def rows(repo):
     return [(r.experiment, r.kind, r.status, r.description) for r in tag_rows(repo)]
 
 
+@pytest.mark.slow
 def test_killed_while_training_reruns_the_run(repo, monkeypatch):
     undo = kill_at(monkeypatch, LocalExecutor, "run", when=2)
     with pytest.raises(Killed):
@@ -89,6 +91,7 @@ def test_killed_after_the_row_before_the_refs(repo, monkeypatch):
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_killed_between_keeping_and_saving(repo, monkeypatch):
     real = Git.set_ref
 
@@ -126,6 +129,19 @@ def test_killed_right_after_the_commit_drops_the_proposal(repo, monkeypatch):
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
+def test_a_lock_left_in_a_work_tree_by_kill_9_does_not_stop_the_next_run(repo):
+    """kill -9 during `git commit` in a worker's tree leaves .git/worktrees/<k>/index.lock;
+    the next `run` of the same tag must go on, not refuse every git command there."""
+    run_loop(repo, [edit("better", VAL_BPB=0.9)])
+    admin = Path(git(repo / ".autoresearch" / TAG / "trees" / "0", "rev-parse",
+                     "--absolute-git-dir"))
+    (admin / "index.lock").write_text("")
+    reason, _, _ = run_loop(repo, [edit("worse", VAL_BPB=1.5)], max_experiments=2)
+    assert [r[3] for r in rows(repo) if r[1] == "experiment"] == ["better", "worse"], reason
+    assert not (admin / "index.lock").exists()
+
+
 def test_killed_while_the_agent_works(repo):
     cli_agents = []
 
@@ -156,6 +172,7 @@ def test_killed_while_the_agent_works(repo):
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_killed_during_the_confirmation(repo, tmp_path, monkeypatch):
     undo = kill_at(monkeypatch, LocalExecutor, "run", when=4)  # run 4 = the confirmation
     with pytest.raises(Killed):
@@ -192,6 +209,7 @@ def cli(repo, max_experiments, *extra):
             "--repo", str(repo), *extra]
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_real_cli_mid_run(repo, tmp_path):
     """`agent_loop.py run --agent sweep` killed with SIGKILL while training, then run again."""
     pid_file = tmp_path / "pids"
@@ -221,6 +239,7 @@ def test_kill_9_of_the_real_cli_mid_run(repo, tmp_path):
     assert git(repo, "status", "--porcelain") == ""
 
 
+@pytest.mark.slow
 def test_kill_9_chaos_with_two_workers(repo, tmp_path):
     """Kill -9 a two-GPU loop at random moments, again and again; then let it finish."""
     rng = random.Random(7)

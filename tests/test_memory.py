@@ -36,6 +36,7 @@ def rewrite(description, transform):
     return step
 
 
+@pytest.mark.slow
 def test_the_journal_has_every_run_and_survives_its_loss(repo):
     def lower(request):
         proposal = edit("lower", VAL_BPB=0.9)(request)
@@ -68,6 +69,7 @@ def test_the_journal_has_every_run_and_survives_its_loss(repo):
         repo / ".autoresearch" / TAG / "events.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_program_that_ran_is_not_run_again(repo):
     def same_change_other_layout(text):
         changed = set_constants(text, MATRIX_LR=0.05)
@@ -93,6 +95,7 @@ def test_a_program_that_ran_is_not_run_again(repo):
     assert "runs saved" in run_cli("summary", "--repo", str(repo)).stdout
 
 
+@pytest.mark.slow
 def test_the_plateau_note(repo):
     steps = [edit(f"no-op {k}", MATRIX_LR=0.05 + 0.01 * k) for k in range(4)]
     _, agent, _ = run_loop(repo, steps, plateau_after=3)
@@ -141,6 +144,7 @@ def test_the_prompt_after_a_long_night_holds_the_whole_night_in_a_bounded_space(
     assert len(long_night) < len(PROGRAM) + 4 * 2000 + 2000  # bounded, however long the night
 
 
+@pytest.mark.slow
 def test_the_sweep_never_runs_a_measured_point(repo):
     """The real sweep agent against the fake trainer: every run's constants differ."""
     from autoresearch.agents.sweep import SweepAgent

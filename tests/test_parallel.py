@@ -62,6 +62,7 @@ def test_one_worker_per_gpu_and_the_first_wave_on_all_of_them(repo, tmp_path, mo
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_changes_made_at_once_compound(repo):
     """Two workers improve two different knobs from the same best: whichever is kept second was
     judged against its own parent, then merged onto the new best, run and kept: the best has
@@ -78,6 +79,7 @@ def test_changes_made_at_once_compound(repo):
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_a_waiting_proposal_is_rebased_onto_a_new_best(repo):
     steps = [edit("lower VAL_BPB", VAL_BPB=0.9), edit("a bonus", BONUS=-0.05)]
     run_loop(repo, steps, prefetch=True)  # the second is proposed while the first trains
@@ -101,6 +103,7 @@ def conflicting_agents(port_step):
             ScriptedAgent([edit("VAL_BPB further down", VAL_BPB=0.85), port])]
 
 
+@pytest.mark.slow
 def test_a_merge_conflict_goes_back_to_the_agent_once(repo):
     agents = conflicting_agents(edit("ported: both", VAL_BPB=0.8))
     run_loop(repo, [], slots=gpus(2), agent=agents, noise_runs=1, max_experiments=2)
@@ -113,6 +116,7 @@ def test_a_merge_conflict_goes_back_to_the_agent_once(repo):
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_a_failed_port_is_a_discard_with_its_reason(repo):
     def refuse(request):
         raise AgentRefused("cannot see how", Usage())
@@ -127,6 +131,7 @@ def test_a_failed_port_is_a_discard_with_its_reason(repo):
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_agents_see_what_the_other_workers_try(repo, monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_SECONDS", "3")
 

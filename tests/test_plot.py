@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from conftest import DATA
 from matplotlib.image import imread
 from matplotlib.markers import MarkerStyle
 from typer.testing import CliRunner
@@ -23,7 +24,7 @@ from autoresearch.review.plot import (
 from autoresearch.review.report import best
 from autoresearch.review.review_cli import register
 
-ECOSYSTEM = Path("/work/shared/data/ecosystem/results_mar8.tsv")
+ECOSYSTEM = DATA / "results_mar8.tsv"
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -82,7 +83,7 @@ def test_plot_command(tmp_path):
     out = tmp_path / "sub" / "p.png"
     result = CliRunner().invoke(app, ["plot", "--results", str(results), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "6 experiments" in result.output
+    assert "(6 runs, 5 experiments)" in result.output
     png_size(out)
     result = CliRunner().invoke(app, ["plot", "--results", str(tmp_path / "none.tsv")])
     assert result.exit_code != 0 and "not found" in str(result.exception)
@@ -181,8 +182,9 @@ def test_each_worker_has_its_marker_and_its_legend_entry():
     _, ax, _ = drawn(rows, threshold=0.002)
     legend = ax.get_legend()
     texts = [t.get_text() for t in legend.get_texts()]
-    assert texts[-2:] == ["w0 gpu0: 4 runs, 2 kept", "w1 gpu1: 4 runs, 1 kept"]
-    assert "discarded (4)" in texts and "kept (3)" in texts
+    # the baseline (w0's) is a kept run, not a keep
+    assert texts[-2:] == ["w0 gpu0: 4 runs, 1 keep", "w1 gpu1: 4 runs, 1 keep"]
+    assert "discarded runs (4)" in texts and "kept runs (3)" in texts
     shapes = {"w0 gpu0": legend.legend_handles[-2].get_marker(),
               "w1 gpu1": legend.legend_handles[-1].get_marker()}
     assert shapes["w0 gpu0"] != shapes["w1 gpu1"]
@@ -209,3 +211,18 @@ def test_one_worker_draws_as_before():
     assert legend == [t.get_text() for t in plain.get_legend().get_texts()]
     assert not any(c.get_gid() for c in ax.collections)
     assert sorted(collection(ax, "kept").get_offsets()[:, 0]) == [1, 3, 6]
+
+
+def test_the_best_label_covers_no_run_where_a_corner_is_free():
+    """The best (#20 of 40, low) would take its label up and to the right, where a cloud of
+    runs sits just above it; up and to its left the plot is empty."""
+    values = [1.0] + [0.99] * 18 + [0.95] + [0.952] * 10 + [0.99] * 10
+    rows = [Row(f"{n:07x}", v, 40.0, "keep" if n in (1, 20) else "discard", f"change {n}",
+                experiment=n, kind="baseline" if n == 1 else "experiment")
+            for n, v in enumerate(values, start=1)]
+    fig, ax, renderer = drawn(rows)
+    [label] = [t for t in ax.texts if t.get_text().startswith("best ")]
+    box = label.get_bbox_patch().get_window_extent(renderer)
+    covered = [r.experiment for r in rows if r.experiment != 20 and box.contains(
+        *ax.transData.transform((r.experiment, r.val_bpb)))]
+    assert covered == []

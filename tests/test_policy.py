@@ -107,6 +107,7 @@ def test_crashes_ask_for_a_bounded_number_of_fixes():
     assert not d.tasks and "giving up" in d.log[0]
 
 
+@pytest.mark.slow
 def test_no_op_edits_are_not_kept_while_the_machine_drifts(tmp_path, monkeypatch):
     """Ten edits that change nothing, on a machine whose speed drifts by +-20 % over the night
     (plus noise): comparing with an old mean of the baseline would keep some of them; the

@@ -14,7 +14,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import REPO, TRAIN_DOCS_PER_SHARD, VAL_DOCS, corpus_shards, run_prepare
+from conftest import (
+    DEMO_CORPUS,
+    REPO,
+    TRAIN_DOCS_PER_SHARD,
+    VAL_DOCS,
+    corpus_shards,
+    run_prepare,
+)
 
 import prepare
 from autoresearch.execution.procs import pid_alive
@@ -72,6 +79,7 @@ def document_tokens(tokenizer, split: str) -> set[tuple[int, ...]]:
     return {tuple(ids) for ids in tokenizer.encode(texts, prepend=tokenizer.get_bos_token_id())}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", ["train", "val"])
 def test_dataloader_packs_whole_documents_bos_first_no_padding(tokenizer, split):
     B, T = 4, 256
@@ -92,6 +100,7 @@ def test_dataloader_packs_whole_documents_bos_first_no_padding(tokenizer, split)
         assert epoch >= 1
 
 
+@pytest.mark.slow
 def test_dataloader_is_deterministic(tokenizer):
     a = prepare.make_dataloader(tokenizer, 3, 128, "train", device="cpu")
     b = prepare.make_dataloader(tokenizer, 3, 128, "train", device="cpu")
@@ -116,6 +125,7 @@ def test_training_batches_come_whole_from_the_packer_process(tokenizer):
     assert packer.poll() is not None and prepare._PACKERS == []  # closing stops the process
 
 
+@pytest.mark.slow
 def test_packer_process_exits_quietly_when_its_reader_dies(tmp_path):
     # the loop kills a timed-out run's process group; a reader killed alone must not leave the
     # packer running, nor make it print a traceback into the run's log
@@ -139,6 +149,7 @@ def test_packer_process_exits_quietly_when_its_reader_dies(tmp_path):
     assert "Traceback" not in log.read_text()
 
 
+@pytest.mark.slow
 def test_a_failing_packer_is_a_one_line_error(tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("AUTORESEARCH_CACHE", str(tmp_path))  # the child finds no data there
     loader = prepare.make_dataloader(tokenizer, 2, 64, "train", device="cpu")
@@ -235,6 +246,7 @@ def test_evaluate_bpb_rewards_a_better_model(tokenizer):
 # ---------------------------------------------------------------------------- the CLI
 
 
+@pytest.mark.slow
 def test_prepare_from_local_parquet_end_to_end(tmp_path, mini_corpus):
     cache = tmp_path / "cache"
     first = run_prepare(cache, "--source", str(mini_corpus), "--tokenizer-chars", "1000000")
@@ -250,6 +262,89 @@ def test_prepare_from_local_parquet_end_to_end(tmp_path, mini_corpus):
     assert other.returncode == 1
     assert "already holds data prepared from" in other.stderr and "--force" in other.stderr
     assert "Traceback" not in other.stderr
+
+
+@pytest.mark.slow
+def test_local_parquet_is_copied_and_leaves_no_temporary_files(tmp_path, mini_corpus):
+    """The cache holds copies: writing to a cache shard never writes to the user's data, and
+    preparing again (the same source, --force) leaves no `*.tmp` behind."""
+    cache = tmp_path / "cache"
+    for extra in ([], ["--force"]):
+        result = run_prepare(cache, "--source", str(mini_corpus), "--tokenizer-chars", "200000",
+                             *extra)
+        assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in cache.rglob("*.tmp")) == []
+    sources = sorted(mini_corpus.glob("*.parquet"))
+    shards = sorted((cache / "data").glob("shard_*.parquet"))
+    before = [src.read_bytes() for src in sources]
+    for src, shard, data in zip(sources, shards, before, strict=True):
+        assert shard.read_bytes() == data and not shard.samefile(src)
+        with open(shard, "ab") as f:
+            f.write(b"an agent appends to the cache")
+    assert [src.read_bytes() for src in sources] == before
+
+
+def _file_size_limit(limit: int):
+    """For preexec_fn: writes past `limit` bytes fail with EFBIG, as on a full disk."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error instead of a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("kind, limit, fails", [
+    ("parquet", 100_000, "data/shard_00000.parquet"),  # a copy of the user's file
+    ("jsonl", 100_000, "data/shard_00000.parquet"),  # a shard written from text
+    ("small jsonl", 15_000, "tokenizer/tokenizer.pkl"),  # the shards fit, the tokenizer not
+])
+def test_a_file_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(
+        tmp_path, mini_corpus, kind, limit, fails):
+    source = mini_corpus
+    if kind != "parquet":
+        source = tmp_path / "text"
+        source.mkdir()
+        texts = pq.read_table(mini_corpus / "part_0.parquet").column("text").to_pylist()
+        if kind == "small jsonl":
+            texts = [t[:300] for t in texts[:40]]
+        (source / "docs.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts))
+    cache = tmp_path / "cache"
+    result = run_prepare(cache, "--source", str(source), preexec_fn=_file_size_limit(limit))
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: cannot write {cache / fails}")
+    assert "File too large" in errors[0]
+    assert sorted(p.name for p in cache.rglob("*.tmp")) == []
+    assert not (cache / fails).exists()
+
+
+def test_an_interrupted_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
+    from autoresearch.local_data import written_atomically
+
+    shard = tmp_path / "shard_00000.parquet"
+    shard.write_bytes(b"the old shard")
+    with pytest.raises(KeyboardInterrupt), written_atomically(shard) as tmp:
+        tmp.write_bytes(b"half of the new")
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the copy
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shard_00000.parquet"]
+    assert shard.read_bytes() == b"the old shard"
+
+
+def test_the_demo_corpus_prepares_offline(tmp_path):
+    """`prepare.py --demo` needs nothing but the repository: no network, no folder beside it."""
+    result = run_prepare(tmp_path / "cache", "--demo", "--tokenizer-chars", "300000",
+                         env={"AUTORESEARCH_DATA_URL": "http://127.0.0.1:9"})  # nothing there
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "cache" / "data"
+    assert json.loads((data / "dataset.json").read_text()) == {
+        "source": str(DEMO_CORPUS), "train": ["shard_00000.parquet", "shard_00001.parquet"],
+        "val": "shard_00002.parquet"}
+    assert (tmp_path / "cache" / "tokenizer" / "tokenizer.pkl").exists()
+    demo_val = pq.read_table(DEMO_CORPUS / "shard_00002.parquet").column("text").to_pylist()
+    assert pq.read_table(data / "shard_00002.parquet").column("text").to_pylist() == demo_val
+    assert len(demo_val) >= VAL_DOCS  # enough for what the tests cut from it
 
 
 def test_prepare_from_txt_and_jsonl(tmp_path, mini_corpus):
@@ -315,7 +410,7 @@ def test_prepare_offline_says_what_failed_and_how_to_use_local_data(tmp_path):
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: cannot reach")
-    assert "--source" in errors[0]
+    assert "uv run prepare.py --demo" in errors[0] and "--source" in errors[0]
 
 
 def test_runtime_without_prepared_data_is_one_line(tmp_path):
@@ -344,3 +439,54 @@ def test_unknown_profile_is_one_line(tmp_path):
                             env={"PATH": "/usr/bin:/bin", "AUTORESEARCH_PROFILE": "h300"})
     assert result.returncode == 1
     assert "unknown AUTORESEARCH_PROFILE='h300'" in result.stderr and "cpu" in result.stderr
+
+
+# ---------------------------------------------------------------------------- the demo corpus
+
+def _fake_shared_corpus(folder: Path) -> dict[str, list[str]]:
+    """Shards that mix encyclopedia articles (a line per paragraph) with book chunks (blank lines
+    between paragraphs), as the shared corpus does; returns each shard's book chunks."""
+    import pyarrow as pa
+
+    folder.mkdir()
+    books = {}
+    for shard, count in (("shard_00000", 700), ("shard_00001", 700), ("shard_00002", 5),
+                         ("shard_00003", 200)):
+        article = [f"{shard} Article {i}\n\n" + "\n".join(["A line of facts."] * 6)
+                   for i in range(count)]
+        chunk = [f"{shard} chapter {i}.\n\n" + "\n\n".join(["Prose, re-flowed."] * 5)
+                 for i in range(count)]
+        rows = [text for pair in zip(article, chunk, strict=True) for text in pair]
+        pq.write_table(pa.table({"text": rows}), folder / f"{shard}.parquet")
+        books[shard] = chunk
+    stats = {"gutenberg_books": [["lib/moby_dick.txt", "used", 1], ["lib/quijote.txt",
+                                  "skipped (Spanish)", 0]],
+             "repos": {"gutenberg": "someone/books@abc:lib/"}}
+    (folder / "build_stats.json").write_text(json.dumps(stats))
+    return books
+
+
+def test_the_demo_corpus_builder_keeps_book_chunks_in_order_and_is_byte_for_byte(tmp_path):
+    books = _fake_shared_corpus(tmp_path / "shared")
+
+    def build(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "scripts/build-demo-corpus.py", "--corpus",
+                               str(tmp_path / "shared"), *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+
+    assert build("--out", str(tmp_path / "one")).returncode == 0
+    assert build("--out", str(tmp_path / "two")).returncode == 0
+    one, two = tmp_path / "one", tmp_path / "two"
+    names = ["SOURCES.md", "shard_00000.parquet", "shard_00001.parquet", "shard_00002.parquet"]
+    assert sorted(p.name for p in one.iterdir()) == names
+    assert all((one / n).read_bytes() == (two / n).read_bytes() for n in names)
+    texts = {n: pq.read_table(one / n).column("text").to_pylist() for n in names[1:]}
+    assert texts["shard_00000.parquet"] == books["shard_00000"][:TRAIN_DOCS_PER_SHARD]
+    assert texts["shard_00001.parquet"] == books["shard_00001"][:TRAIN_DOCS_PER_SHARD]
+    assert texts["shard_00002.parquet"] == books["shard_00003"][:VAL_DOCS]  # the last is val
+    sources = (one / "SOURCES.md").read_text()
+    assert "moby dick" in sources and "quijote" not in sources and "someone/books@abc" in sources
+    assert build("--out", str(one), "--check").returncode == 0
+    (one / "shard_00002.parquet").write_bytes(b"stale")
+    stale = build("--out", str(one), "--check")
+    assert stale.returncode == 1 and "shard_00002.parquet" in stale.stderr

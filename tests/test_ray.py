@@ -79,6 +79,7 @@ def test_an_unreachable_cluster_is_one_line_before_anything_starts(tmp_path):
     assert not (repo / "results.tsv").exists() and not (repo / ".autoresearch" / "t").exists()
 
 
+@pytest.mark.slow
 def test_a_killed_ray_worker_gets_its_run_run_again(cluster, tmp_path):
     address, pids = cluster
     repo = make_repo(tmp_path / "repo")
@@ -113,6 +114,7 @@ def test_a_killed_ray_worker_gets_its_run_run_again(cluster, tmp_path):
     check_git_matches_results(repo, "t")
 
 
+@pytest.mark.slow
 def test_the_real_train_py_through_ray_tasks(cluster, tmp_path):
     address, _ = cluster
     repo = make_project(tmp_path / "project")

@@ -30,3 +30,10 @@ def test_a_registered_secret_is_cut_out_whole_or_in_part():
     assert redact(f"{secret[:3]}***{secret[-9:]}") == f"{secret[:3]}***[redacted]"  # 9 survive
     assert redact(f"{secret[:3]}***{secret[-5:]}") == f"{secret[:3]}***{secret[-5:]}"  # 5 do not
     assert redact("a short story") == "a short story"
+
+
+def test_a_registered_key_does_not_unmask_another_key_of_its_kind():
+    """Keys of one kind share a prefix ("sk-proj-" is RUN characters long): the registered one's
+    prefix must not be cut first, leaving another key behind it unrecognised."""
+    register_secret("sk-proj-Registered0Key0Of0The0Agent")
+    assert redact("also found: sk-proj-AnotherUnregisteredKey9") == "also found: [redacted]"

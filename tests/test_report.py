@@ -2,10 +2,10 @@
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 import typer
+from conftest import DATA
 from typer.testing import CliRunner
 
 from autoresearch.errors import UserError
@@ -19,15 +19,15 @@ from autoresearch.review.report import (
     hours_label,
     noise_threshold,
     running_best,
-    select_tag,
     signed,
     summarize,
     with_runs,
     y_limits,
 )
 from autoresearch.review.review_cli import register
+from autoresearch.review.views import choose_tag, tags_by_start
 
-ECOSYSTEM = Path("/work/shared/data/ecosystem/results_mar8.tsv")
+ECOSYSTEM = DATA / "results_mar8.tsv"
 
 
 def table() -> list[Row]:
@@ -51,13 +51,17 @@ def table() -> list[Row]:
 
 def test_summary_matches_hand_computed_values():
     s = summarize(table())
-    assert (s.experiments, s.kept, s.discarded, s.crashed) == (7, 4, 2, 1)
+    # 7 runs; the experiments are #3-#7: the baseline and its noise run are runs only
+    assert (s.runs, s.runs_by_kind) == (7, {"baseline": 1, "noise": 1, "experiment": 5})
+    assert (s.experiments, s.kept, s.discarded, s.crashed) == (5, 3, 1, 1)
     assert s.baseline_bpb == pytest.approx(1.001)  # the baseline wave: 1.000 and 1.002
     assert (s.best_bpb, s.best_experiment, s.best_commit) == (pytest.approx(0.965), 7, "0000007")
     assert s.improvement == pytest.approx(0.036)
     assert s.improvement_pct == pytest.approx(3.6 / 1.001)
-    # 7 finished runs between 00:00 and 00:36: 6 intervals in 0.6 h
-    assert s.experiments_per_hour == pytest.approx(10.0)
+    # no events.log: the loop ran from the first row to the last, 0.6 h
+    assert (s.active_hours, s.active_estimated) == (pytest.approx(0.6), True)
+    assert s.experiments_per_hour == pytest.approx(5 / 0.6)
+    assert s.runs_per_hour == pytest.approx(7 / 0.6)
     # total_seconds where present, plus the crash's 2-minute gap since the previous row
     assert s.gpu_hours == pytest.approx((300 + 300 + 310 + 300 + 120 + 320 + 305) / 3600)
     assert s.gpu_hours_estimated
@@ -125,14 +129,13 @@ def test_threshold_from_state_json_else_estimated(tmp_path):
     assert estimate_threshold(rows[2:]) is None  # no repeated baselines: no band
 
 
-def test_select_tag():
+def test_the_newest_tag_of_a_file_without_loop_state():
     rows = table() + [Row("eeeeeee", 0.9, 40.0, "keep", "other night", tag="second")]
-    picked, tag = select_tag(rows, None)
-    assert tag == "second" and len(picked) == 1  # the newest row's tag
-    picked, tag = select_tag(rows, "night")
-    assert len(picked) == 7
-    with pytest.raises(UserError, match="tags present: night, second"):
-        select_tag(rows, "nope")
+    tags = tags_by_start(None, rows)
+    assert tags == ["night", "second"] and choose_tag(tags, None) == "second"
+    assert choose_tag(tags, "night") == "night"
+    with pytest.raises(UserError, match=r"no tag 'nope' \(tags here: night, second\)"):
+        choose_tag(tags, "nope")
 
 
 def test_summary_command(tmp_path):
@@ -146,8 +149,11 @@ def test_summary_command(tmp_path):
     assert json.loads(result.output) == json.loads(json.dumps(asdict(summarize(table()))))
     result = CliRunner().invoke(app, ["summary", "--results", str(path)], env={"COLUMNS": "150"})
     assert result.exit_code == 0, result.output
-    for text in ("7  (4 kept, 2 discarded, 1 crashed)", "0.965000", "-0.036000 (-3.60%)",
-                 "10.0", "0.54 (partly from timestamps)", "$0.40", "top improvements"):
+    for text in ("runs              7  (1 baseline, 1 noise, 5 experiment)",
+                 "experiments       5  (3 kept, 1 discarded, 1 crashed)", "0.965000",
+                 "-0.036000 (-3.60%)", "8.3  (runs/hour 11.7, over 36m00s of loop time "
+                 "(from the rows' timestamps))", "0.54 (partly from timestamps)", "$0.40",
+                 "top improvements"):
         assert text in result.output
 
 
@@ -287,7 +293,8 @@ def test_hand_damaged_rows_are_skipped_with_their_line_numbers(tmp_path):
         "\n"
         "eeeeeee\t0.995000\t44.0\tdiscard\tsecond number 1\t1\tn\r\n"
         "fffffff\t0.996000\t44.0\tdiscard\tanother tag's 1\t1\tm\n"
-        "0000001\t0.999000\t44.0\tdiscard\tshort row, ok\t5\n")
+        "0000001\t0.999000\t44.0\tdiscard\tall cells, ok\t5\tn\n"
+        "0000002\t0.999000\t44.0\tdiscard\ttorn\t6\n")
     problems: list[str] = []
     rows = read_results(path, problems)
     assert [r.commit for r in rows] == ["aaaaaaa", "fffffff", "0000001"]
@@ -295,7 +302,8 @@ def test_hand_damaged_rows_are_skipped_with_their_line_numbers(tmp_path):
         "results.tsv line 3: 8 cells, but the header names 7 columns; row skipped",
         "results.tsv line 4: val_bpb '0,98' is not a number; row skipped",
         "results.tsv line 5: status 'kept' is not one of keep, discard, crash; row skipped",
-        "results.tsv line 7: experiment 1 of tag n is already on line 2; row skipped"]
+        "results.tsv line 7: experiment 1 of tag n is already on line 2; row skipped",
+        "results.tsv line 10: 6 cells, but the header names 7 columns (a torn row); row skipped"]
     assert read_results(path) == rows  # without a list the rows are the same
     assert best([r for r in rows if r.tag == "n"]).commit == "aaaaaaa"  # not #2, #3 or #4
 
@@ -321,8 +329,9 @@ def night_on_two_nodes() -> list[Row]:
 
 def test_summary_per_worker(tmp_path):
     s = summarize(night_on_two_nodes())
+    # kept: the keeps (kept experiments), not the baseline's kept run
     assert [(w.node, w.worker, w.gpu, w.device, w.runs, w.kept) for w in s.workers] == [
-        ("a", 0, "0", "NVIDIA H200", 2, 2), ("a", 1, "1", "NVIDIA H200", 2, 0),
+        ("a", 0, "0", "NVIDIA H200", 2, 1), ("a", 1, "1", "NVIDIA H200", 2, 0),
         ("b", 0, "0", "NVIDIA H200", 3, 1)]
     # node b: #3 and #7 ran 300 s each; the crash counts the 7 minutes since #3 (its worker's
     # previous row), not the 2 since #5 (another worker's)
@@ -338,9 +347,9 @@ def test_summary_per_worker(tmp_path):
                              env={"COLUMNS": "150"}).output
     lines = out[out.index("workers"):].splitlines()
     assert [c.strip() for c in lines[2].split("┃")[1:-1]] == [
-        "worker", "gpu", "device", "node", "runs", "kept", "GPU hours"]
+        "worker", "gpu", "device", "node", "runs", "keeps", "GPU hours"]
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in lines[4:7]]
-    assert cells == [["w0", "0", "NVIDIA H200", "a", "2", "2", "0.17"],
+    assert cells == [["w0", "0", "NVIDIA H200", "a", "2", "1", "0.17"],
                      ["w1", "1", "NVIDIA H200", "a", "2", "0", "0.17"],
                      ["w0", "0", "NVIDIA H200", "b", "3", "1", "0.28 (partly from timestamps)"]]
     data = json.loads(CliRunner().invoke(app, ["summary", "--results", str(path), "--json"]).output)
@@ -357,7 +366,7 @@ def test_summary_of_one_worker_has_no_worker_section(tmp_path):
     app = typer.Typer()
     register(app)
     out = CliRunner().invoke(app, ["summary", "--results", str(path)], env={"COLUMNS": "150"})
-    assert "2  (2 kept" in out.output and "workers" not in out.output
+    assert "1  (1 kept" in out.output and "workers" not in out.output
     data = json.loads(CliRunner().invoke(app, ["summary", "--results", str(path), "--json"]).output)
     assert [(w["worker"], w["runs"]) for w in data["workers"]] == [(0, 2)]
     assert summarize(table()).workers == []  # rows that do not say who ran them

@@ -119,6 +119,7 @@ def test_temperature_and_top_k(repo):
     assert a == b != c  # seeded: reproducible, and really sampling at a high temperature
 
 
+@pytest.mark.slow
 def test_module_entry_point_writes_sample_output(repo):
     """What the loop runs after a keep, in a fresh interpreter started in the real checkout
     (whose own prepare.py must not shadow the run's repo)."""

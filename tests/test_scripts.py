@@ -45,6 +45,7 @@ def test_unknown_option_is_refused(name):
     assert "unknown option --bogus" in result.stderr and "Usage:" in result.stderr
 
 
+@pytest.mark.slow
 def test_check_hardware_reports_json(tmp_path):
     env = {"AUTORESEARCH_CACHE": str(tmp_path)}
     result = script("check-hardware.sh", env=env, cwd=tmp_path)
@@ -64,6 +65,7 @@ def test_check_hardware_reports_json(tmp_path):
     assert profile.stdout.strip() == report["suggested_profile"]
 
 
+@pytest.mark.slow
 def test_run_experiment_reports_a_failed_run(tmp_path):
     """A run that fails (here: an unknown profile, refused by constants.py at once) comes back
     with train.py's exit status and the end of its log. A successful cpu-profile run needs the
@@ -87,7 +89,7 @@ def test_show_results(tmp_path):
                     "--out", "night.png", cwd=tmp_path, env={"COLUMNS": "150"})
     assert result.returncode == 0, result.stderr
     assert "3  (2 kept, 1 discarded, 0 crashed)" in result.stdout  # the summary
-    assert "(2 rows)" in result.stdout  # the top experiments
+    assert "tag t (2 rows)" in result.stdout  # the top runs, of the tag the summary shows
     assert (tmp_path / "night.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -98,6 +100,7 @@ def test_run_loop_passes_options_through(tmp_path):
     assert result.stderr.startswith("error: ") and "nonesuch" in result.stderr
 
 
+@pytest.mark.slow
 def test_run_experiment_on_cpu_then_sample_its_checkpoint(prepared_cache, tmp_path):
     """The real train.py on the cpu profile through the wrapper (one training run serves both
     checks, to keep the suite fast): metrics printed from the summary block, and the checkpoint

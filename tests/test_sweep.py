@@ -12,14 +12,16 @@ from pathlib import Path
 
 import landscape_train as landscape
 import pytest
+from loop_helpers import FAKE_TRAIN, edit, git, make_repo, run_loop, tag_rows
 
 from autoresearch.agents import AgentRefused, AgentRequest, make_agent
 from autoresearch.agents.base import InFlight
+from autoresearch.agents.prompt import cli_prompt
 from autoresearch.config import PLATEAU_AFTER
 from autoresearch.errors import UserError
 from autoresearch.memory.fingerprint import changes
 from autoresearch.memory.journal import Entry
-from autoresearch.memory.literals import find_constants
+from autoresearch.memory.literals import find_constants, profile_overrides
 from constants import PROFILES
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
@@ -171,6 +173,7 @@ def test_changes_one_or_two_literals_and_keeps_the_rest(tmp_path):
     assert len(names) >= 5  # and many different knobs
 
 
+@pytest.mark.slow
 def test_mutations_keep_values_valid(tmp_path):
     original = top_level_values(TRAIN_PY)
     halvings = 0
@@ -374,3 +377,53 @@ def test_refuses_crash_fixes_and_llm_options(tmp_path):
         make_agent("sweep", model="gpt-5")
     proposal = make_agent("sweep").propose(request(tmp_path, 1))
     assert proposal.usage.cost_usd == 0.0
+
+
+CPU_OVERRIDES = ["DEPTH", "ASPECT_RATIO", "HEAD_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE",
+                 "FINAL_EVAL_BATCH_SIZE"]
+
+
+def test_the_constants_each_profile_replaces_come_from_train_py():
+    assert profile_overrides(TRAIN_PY, "cpu") == CPU_OVERRIDES
+    assert profile_overrides(TRAIN_PY, "cpu@5s") == CPU_OVERRIDES  # a shortened budget
+    # consumer scales the batches from their lines (a change still counts), but replaces the
+    # evaluation batch; h100 is the top level itself
+    assert profile_overrides(TRAIN_PY, "consumer") == ["FINAL_EVAL_BATCH_SIZE"]
+    assert profile_overrides(TRAIN_PY, "h100") == [] and profile_overrides(TRAIN_PY, "") == []
+
+
+def test_the_sweep_never_moves_what_the_profile_replaces(tmp_path):
+    for n in range(1, 40):
+        description, text = propose(tmp_path, n, profile="cpu")
+        moved = {name for name, value in top_level_values(text).items()
+                 if value != CONSTANTS[name].value}
+        assert moved and not moved & set(CPU_OVERRIDES), description
+
+
+def profile_repo(path: Path) -> Path:
+    """A loop repo whose harness profile is cpu and whose train.py replaces VAL_BPB and
+    MATRIX_LR on it, as the real train.py replaces DEPTH: only SPEED_EFFECT is a live knob."""
+    repo = make_repo(path)
+    (repo / "constants.py").write_text('PROFILE = "cpu"\nTIME_BUDGET = 5\n')
+    block = 'from constants import PROFILE\n\nif PROFILE == "cpu":\n' \
+            '    VAL_BPB, MATRIX_LR = 1.0, 0.04\n\n\n'
+    train = FAKE_TRAIN.replace("\n\ndef offset():", f"\n{block}def offset():")
+    (repo / "train.py").write_text(train)
+    git(repo, "commit", "-qam", "a cpu profile that replaces two constants")
+    return repo
+
+
+@pytest.mark.slow
+def test_the_loop_tells_every_agent_what_the_profile_replaces(tmp_path):
+    repo = profile_repo(tmp_path / "sweep")
+    run_loop(repo, [None] * 4, agent=make_agent("sweep"), max_experiments=4)
+    rows = [r for r in tag_rows(repo) if r.kind == "experiment"]
+    assert len(rows) == 4
+    assert all("SPEED_EFFECT" in r.description and "VAL_BPB" not in r.description
+               and "MATRIX_LR" not in r.description for r in rows), [r.description for r in rows]
+    # an LLM agent's prompt names them, from the same reading of train.py
+    repo = profile_repo(tmp_path / "llm")
+    _, agent, _ = run_loop(repo, [edit("faster", SPEED_EFFECT=0.01)])
+    assert "The runs use the `cpu` profile: train.py's `if PROFILE == ...` block replaces " \
+           "VAL_BPB, MATRIX_LR, so changing their top-level values has no effect." \
+           in cli_prompt(agent.requests[0])

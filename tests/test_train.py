@@ -38,6 +38,7 @@ def test_orthogonalize_gives_near_orthogonal_updates():
     assert torch.allclose(batched[1], train.orthogonalize(batch[1]), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_muon_step_is_the_scaled_orthogonalized_nesterov_momentum():
     torch.manual_seed(0)
     p = torch.nn.Parameter(torch.randn(32, 64))
@@ -135,6 +136,7 @@ class ReferenceFlashAttention4(types.ModuleType):
         return tuple(t.transpose(1, 2).contiguous() for t in (dq, dk, dv))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", [4, 16])
 def test_flash_attention_4_op_computes_the_same_attention_and_gradients(monkeypatch, window):
     kernels = ReferenceFlashAttention4()
@@ -184,6 +186,7 @@ def parse_summary(stdout: str) -> dict[str, float]:
     return {line.split(":")[0]: float(line.split(":")[1]) for line in block}
 
 
+@pytest.mark.slow
 def test_train_cpu_profile_end_to_end(prepared_cache, tmp_path):
     result = run_train(REPO, checkpoint_dir=tmp_path / "ckpt")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -200,6 +203,15 @@ def test_train_cpu_profile_end_to_end(prepared_cache, tmp_path):
     assert re.fullmatch(r"step \d{5} \(\d+\.\d%\) \| loss \d+\.\d{6} \| lrm \d\.\d\d \| "
                         r"dt \d+ms \| tok/s [\d,]+ \| mfu \d+\.\d% \| epoch \d+ \| "
                         r"remaining \d+s", steps[-1])
+    # the percentage and the time left describe the same moment: after the step
+    for line in steps:
+        done, left = re.search(r"\((\d+\.\d)%\).*remaining (\d+)s", line).groups()
+        assert float(done) / 100 * train.TIME_BUDGET + int(left) == pytest.approx(
+            train.TIME_BUDGET, abs=0.6), line
+    # the tokens of the tiny profile, with enough digits not to read 0.0
+    tokens = summary["num_steps"] * train.TOTAL_BATCH_SIZE / 1e6
+    assert summary["total_tokens_M"] > 0 and summary["total_tokens_M"] == pytest.approx(
+        tokens, abs=1e-4)
     # the weights were saved before the final evaluation, loadable into the same model code
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     assert config["profile"] == "cpu" and config["num_steps"] == summary["num_steps"]
@@ -207,6 +219,7 @@ def test_train_cpu_profile_end_to_end(prepared_cache, tmp_path):
     model.load_state_dict(torch.load(tmp_path / "ckpt" / "model.pt"))
 
 
+@pytest.mark.slow
 def test_train_fails_fast_on_nan(prepared_cache, tmp_path):
     for name in ("train.py", "prepare.py", "constants.py"):
         shutil.copy(REPO / name, tmp_path / name)
@@ -221,6 +234,7 @@ def test_train_fails_fast_on_nan(prepared_cache, tmp_path):
     assert "leaked" not in result.stderr  # a clean exit, even with the collector off
 
 
+@pytest.mark.slow
 def test_profiles_keep_the_batch_invariant_and_consumer_follows_the_top_constants(tmp_path):
     for name in ("prepare.py", "constants.py"):
         shutil.copy(REPO / name, tmp_path / name)

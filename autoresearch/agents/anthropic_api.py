@@ -4,6 +4,8 @@ POST {base_url}/v1/messages with headers x-api-key, anthropic-version and a JSON
 max_tokens, system, messages; the answer is the text blocks of `content`, cut off when
 stop_reason is "max_tokens"; the usage usage.input_tokens / output_tokens, priced at the given or
 the list price. 429, 529 and 5xx are retried. Preflight: GET {base_url}/v1/models.
+The base URL may be given with or without its /v1 (https://api.anthropic.com/v1 works too), as
+OpenAI-compatible servers are, so a proxy's address can be pasted either way.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class AnthropicAgent(ChatAgent):
                  timeout: float = 600.0, retry: Retry | None = None, price: Price | None = None):
         headers = {"x-api-key": api_key, "anthropic-version": API_VERSION,
                    "content-type": "application/json"}
-        self.base_url = base_url.rstrip("/")
+        self.base_url = api_root(base_url)
         super().__init__(name=f"anthropic:{model}", model=model,
                          url=self.base_url + "/v1/messages", headers=headers,
                          key_env=key_env, timeout=timeout, retry=retry, price=price)
@@ -48,3 +50,8 @@ class AnthropicAgent(ChatAgent):
         used = reply.get("usage") or {}
         usage = self.usage(int(used.get("input_tokens") or 0), int(used.get("output_tokens") or 0))
         return Reply(text, usage, truncated=reply.get("stop_reason") == "max_tokens")
+
+
+def api_root(base_url: str) -> str:
+    """The base URL without a trailing / or /v1: the paths added to it carry the /v1."""
+    return base_url.rstrip("/").removesuffix("/v1")

@@ -68,6 +68,7 @@ class AgentRequest:
     port: Port | None = None  # set when asking to re-apply a change onto the current best
     feedback: str = ""  # why the previous proposal was not run (e.g. a duplicate), if it was not
     plateau: int = 0  # experiments in a row without a keep, once that is a plateau (else 0)
+    profile: str = ""  # the harness profile the runs use ("cpu", "h100@45s"); "" if unknown
 
 
 @dataclass

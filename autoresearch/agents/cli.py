@@ -1,21 +1,28 @@
 """Coding-agent CLIs (Claude Code, Codex) as child processes that edit train.py themselves.
 
 The shared part: run the CLI in the work tree under the reaper (execution/procs.py), so that no
-helper it starts outlives it; wait for the CLI to exit, not for its output pipes to close (a
-helper that keeps stdout open must not stall a proposal: output goes to files); kill the whole
-process group at the timeout and say what the agent last printed (a CLI that retries forever
-without a network says why only there); retry a failed run a couple of times from a clean
-train.py; read the one-line description from the end of its final message. A backend supplies
-the command line, the parser of its output format, and its login check (preflight).
+helper it starts outlives it; hand it the prompt on stdin (one argument is capped at 128 KiB on
+Linux, and the prompt grows with the journal); wait for the CLI to exit, not for its output pipes
+to close (a helper that keeps stdout open must not stall a proposal: output goes to files); kill
+the whole process group at the timeout, or as soon as its output says it cannot go on (codex
+offline), and say what the agent last printed; retry a failed run a couple of times from a clean
+train.py, but not a timed-out one (the next would time out too); read the one-line description
+from the end of its final message. A backend supplies the command line, the parser of its output
+format, and its login check (preflight).
+
+A failure names its cause in this order: the CLI's own JSON error events, then `Error:` lines,
+then its last lines; never raw stack frames (`5: <unknown>`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,60 +34,122 @@ from autoresearch.ledger.results import sanitize
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a CLI that overran its timeout
 PREFLIGHT_TIMEOUT = 60.0  # seconds for a login status command (a cold start can take a while)
+POLL = 0.25  # seconds between looks at the output of a running CLI
+OVERLAP = 200  # bytes of output seen again at the next look
 DESCRIPTION_LIMIT = 200
 TAIL_LINES = 3  # of the agent's own output, in a failure message
+# Stack frames say nothing to a user: "5: <unknown>", "    at f (file.js:1:2)", Python frames.
+FRAME_RE = re.compile(r"^\s*(\d+:\s|at\s|File \"|Traceback \(most recent|\^+\s*$|\.\.\.\s*$)")
+ERROR_RE = re.compile(r"\berror\b\s*:", re.IGNORECASE)
+
+GiveUp = Callable[[str], str | None]  # new output -> why to stop waiting now, or None
 
 
 @dataclass
 class CLIResult:
     message: str  # the agent's final message
     usage: Usage
-    error: str | None = None  # set when the output itself reports a failed run
+    error: str | None = None  # the failure the output itself reports (its JSON error event)
+    complete: bool = True  # False when the output stops before its end (no codex turn.completed)
 
 
 @dataclass
 class Finished:
-    """How a CLI run ended: its exit status (None when killed at the timeout) and its output."""
+    """How a CLI run ended: its exit status (None when killed) and its output; `gave_up` says
+    why it was killed before the timeout."""
 
     returncode: int | None
     stdout: str
     stderr: str
+    gave_up: str | None = None
 
     def tail(self) -> str:
-        """Its last few non-empty lines, stderr first, as one line."""
+        """Its last few non-empty lines that are not stack frames, stderr first, as one line."""
         return _tail(self.stderr) or _tail(self.stdout)
+
+    def error_line(self) -> str:
+        """Its last `Error:` line (stderr first), as the CLI wrote it; "" if none."""
+        for text in (self.stderr, self.stdout):
+            lines = [line.strip() for line in text.splitlines() if ERROR_RE.search(line)]
+            if lines:
+                return sanitize(lines[-1], DESCRIPTION_LIMIT)
+        return ""
 
 
 class CLIFailure(Exception):
-    def __init__(self, message: str, usage: Usage | None = None):
+    """A failed run; `final` when running it again cannot help (a timeout, no network)."""
+
+    def __init__(self, message: str, usage: Usage | None = None, final: bool = False):
         super().__init__(message)
         self.usage = usage or Usage()
+        self.final = final
 
 
-def run_tool(argv: list[str], *, cwd: Path | None, env: dict[str, str],
-             timeout: float) -> Finished:
+def json_events(stdout: str) -> list[dict]:
+    """The JSON objects of JSONL output, one a line; other lines (warnings) are skipped."""
+    events = []
+    for line in stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def run_tool(argv: list[str], *, cwd: Path | None, env: dict[str, str], timeout: float,
+             stdin: str = "", give_up: GiveUp | None = None) -> Finished:
     """Run `argv` under the reaper until it exits or `timeout` passes; Ctrl-C kills it too.
 
     Its own session, so that a timeout (or our Ctrl-C, which it would not see) can kill it with
-    everything it started; stdin closed, so a CLI that reads piped input does not wait forever.
+    everything it started. `stdin` is its whole input, from a file (empty by default, so a CLI
+    that reads piped input does not wait forever). `give_up` sees each new piece of its output
+    (stdout and stderr) and may end the run early, saying why. `cwd` is made absolute: a CLI
+    resolves its own path arguments against it, and a relative one would be resolved twice.
     """
+    cwd = Path(cwd).absolute() if cwd is not None else None
     with tempfile.TemporaryDirectory(prefix="autoresearch-agent-") as tmp:
-        out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        out_path, err_path, in_path = (Path(tmp) / name for name in ("stdout", "stderr", "stdin"))
+        in_path.write_text(stdin, encoding="utf-8")
+        with open(out_path, "wb") as out, open(err_path, "wb") as err, open(in_path, "rb") as inp:
             process = subprocess.Popen(supervised(argv, grace=KILL_GRACE), cwd=cwd,
-                                       env=reaper_env(env), stdin=subprocess.DEVNULL,
-                                       stdout=out, stderr=err, start_new_session=True)
+                                       env=reaper_env(env), stdin=inp, stdout=out,
+                                       stderr=err, start_new_session=True)
             try:
-                returncode = process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                kill_group(process.pid, KILL_GRACE)
-                process.wait()
-                returncode = None
+                returncode, reason = _wait(process, timeout, give_up, (out_path, err_path))
             except BaseException:
                 kill_group(process.pid, KILL_GRACE)
                 process.wait()
                 raise
-        return Finished(returncode, _read(out_path), _read(err_path))
+        return Finished(returncode, _read(out_path), _read(err_path), reason)
+
+
+def _wait(process: subprocess.Popen, timeout: float, give_up: GiveUp | None,
+          outputs: tuple[Path, ...]) -> tuple[int | None, str | None]:
+    """(exit status, None) when it exits in time; (None, why) when killed: the timeout, or
+    what `give_up` found in its output."""
+    deadline = time.monotonic() + timeout
+    offsets = [0] * len(outputs)
+    while True:
+        try:
+            return process.wait(timeout=max(0.0, min(POLL, deadline - time.monotonic()))), None
+        except subprocess.TimeoutExpired:
+            pass
+        reason = None
+        if give_up is not None:
+            for i, path in enumerate(outputs):
+                start = max(0, offsets[i] - OVERLAP)  # a phrase may straddle two looks
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    data = f.read()
+                offsets[i] = start + len(data)
+                reason = reason or give_up(data.decode("utf-8", errors="replace"))
+        if reason is None and time.monotonic() < deadline:
+            continue
+        kill_group(process.pid, KILL_GRACE)
+        process.wait()
+        return None, reason
 
 
 class CLIAgent:
@@ -98,32 +167,57 @@ class CLIAgent:
         self.attempts = attempts
         self.retry_delay = retry_delay  # seconds before the 2nd attempt, doubled after
 
-    def argv(self, repo: Path, prompt: str) -> list[str]:
+    def argv(self, repo: Path) -> list[str]:
+        """The command line of one proposal in work tree `repo` (absolute); the prompt goes on
+        stdin."""
         raise NotImplementedError
 
     def parse(self, stdout: str) -> CLIResult:
         """Read the CLI's output; raise ValueError when it is not in the expected format."""
         raise NotImplementedError
 
+    def narrate(self, stdout: str) -> list[str]:
+        """What the agent said in its output, as readable lines: a backend adds the text of its
+        JSON events; here, the lines that are not JSON (warnings, plain errors)."""
+        return [line for line in stdout.splitlines() if not json_events(line)]
+
+    def give_up(self, output: str) -> str | None:
+        """Why the run cannot succeed, seen in a new piece of its output; None to wait on."""
+        return None
+
     def preflight(self) -> None:
         """Raise AgentError, saying what to run, when the CLI is not logged in."""
         raise NotImplementedError
 
-    def status(self, *args: str) -> Finished:
-        """Run the CLI's own login status command, `executable *args`."""
+    def status(self, *args: str, stdin: str = "", cwd: Path | None = None) -> Finished:
+        """Run one check of the CLI's own, `executable *args` (its login status, a test call);
+        AgentError when it cannot run or gives no answer in time."""
         try:
-            finished = run_tool([self.executable, *args], cwd=None, env=dict(os.environ),
-                                timeout=PREFLIGHT_TIMEOUT)
+            finished = run_tool([self.executable, *args], cwd=cwd, env=dict(os.environ),
+                                timeout=PREFLIGHT_TIMEOUT, stdin=stdin)
         except OSError as e:
             raise AgentError(f"cannot run {self.executable}: {e}") from None
         if finished.returncode is None:
-            raise AgentError(f"`{self.tool} {' '.join(args)}` gave no answer within "
-                             f"{PREFLIGHT_TIMEOUT:.0f}s: {finished.tail() or 'no output'}")
+            raise AgentError(f"could not check that {self.tool} works: `{self.tool} "
+                             f"{' '.join(args)}` gave no answer within {PREFLIGHT_TIMEOUT:.0f}s "
+                             f"(last output: {self.last_output(finished) or 'none'}); check the "
+                             "network, then run again")
         return finished
+
+    def last_output(self, finished: Finished) -> str:
+        """What it last printed, as one line: stderr, else its narrated output."""
+        return _tail(finished.stderr) or _tail("\n".join(self.narrate(finished.stdout)))
+
+    def cause(self, finished: Finished, result: CLIResult | None) -> str:
+        """Why a finished run failed: its JSON error event, else an `Error:` line, else its
+        last lines that are not stack frames."""
+        return ((result.error if result else None) or finished.error_line()
+                or self.last_output(finished) or "no error message, and no result")
 
     def propose(self, request: AgentRequest) -> Proposal:
         prompt = cli_prompt(request)
-        train_py = request.repo / "train.py"
+        repo = request.repo.absolute()
+        train_py = repo / "train.py"
         env = {**os.environ, **request.env}
         usage, last = Usage(), ""
         for attempt in range(1, self.attempts + 1):
@@ -131,9 +225,12 @@ class CLIAgent:
                 time.sleep(self.retry_delay * 2 ** (attempt - 2))
                 train_py.write_text(request.train_py, encoding="utf-8")
             try:
-                result = self._run(request.repo, prompt, env)
+                result = self._run(repo, prompt, env)
             except CLIFailure as e:
                 usage, last = usage + e.usage, str(e)
+                if e.final:
+                    train_py.write_text(request.train_py, encoding="utf-8")
+                    raise AgentError(f"{self.name}: {last}", usage) from None
                 continue
             usage = usage + result.usage
             if not train_py.is_file():
@@ -149,21 +246,25 @@ class CLIAgent:
 
     def _run(self, repo: Path, prompt: str, env: dict[str, str]) -> CLIResult:
         try:
-            finished = run_tool(self.argv(repo, prompt), cwd=repo, env=env, timeout=self.timeout)
+            finished = run_tool(self.argv(repo), cwd=repo, env=env, timeout=self.timeout,
+                                stdin=prompt, give_up=self.give_up)
         except OSError as e:
             raise CLIFailure(f"cannot run {self.executable}: {e}") from e
+        if finished.gave_up:
+            raise CLIFailure(finished.gave_up, final=True)
         if finished.returncode is None:
-            raise CLIFailure(f"no result within {self.timeout:.0f}s (killed); last output: "
-                             f"{finished.tail() or 'none'}")
+            raise CLIFailure(f"no result within {self.timeout:.0f}s (killed, not retried); last "
+                             f"output: {self.last_output(finished) or 'none'}", final=True)
         try:
             result = self.parse(finished.stdout)
         except ValueError as e:
             if finished.returncode != 0:
-                raise CLIFailure(f"exit code {finished.returncode}: {finished.tail()}") from e
+                raise CLIFailure(f"exit code {finished.returncode}: "
+                                 f"{self.cause(finished, None)}") from e
             raise CLIFailure(f"unreadable output ({e}): {_tail(finished.stdout)}") from e
-        if finished.returncode != 0 or result.error:
-            reason = result.error or _tail(finished.stderr) or "no error message"
-            raise CLIFailure(f"exit code {finished.returncode}: {reason}", result.usage)
+        if finished.returncode != 0 or result.error or not result.complete:
+            raise CLIFailure(f"exit code {finished.returncode}: {self.cause(finished, result)}",
+                             result.usage)
         return result
 
 
@@ -172,7 +273,8 @@ def _read(path: Path) -> str:
 
 
 def _tail(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+    lines = [line for line in text.strip().splitlines()
+             if line.strip() and not FRAME_RE.match(line)]
     return sanitize(" | ".join(lines[-TAIL_LINES:]), DESCRIPTION_LIMIT)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from autoresearch.agents.base import AgentRequest
 from autoresearch.ledger.results import Row, sanitize
+from autoresearch.memory.literals import profile_overrides
 
 RECENT_ROWS = 10  # the latest runs in full; the digest covers the whole night in brief
 DESCRIPTION_WIDTH = 110  # results-table description column, truncated beyond
@@ -104,7 +105,8 @@ def build_context(request: AgentRequest) -> str:
                   "It beat the code it was made on, but the best has moved since, and the "
                   "three-way merge of train.py conflicts. Its change, as a diff against its own "
                   "parent:\n", "```diff\n", port.diff.rstrip("\n"), "\n```\n\n"]
-    parts += ["# Current train.py\n", "```python\n", request.train_py.rstrip("\n"), "\n```\n\n"]
+    parts += ["# Current train.py\n", "```python\n", request.train_py.rstrip("\n"), "\n```\n"]
+    parts += [overrides_line(request), "\n"]
     parts.append("# Task\n")
     if request.crash_log is not None:
         parts.append("Fix train.py so that it runs: repair the cause of the crash above, keeping "
@@ -116,6 +118,20 @@ def build_context(request: AgentRequest) -> str:
         parts.append("Propose one change to train.py that you expect to lower val_bpb. Do not "
                      "repeat an experiment from the summary unless you have a new reason to.")
     return "".join(parts) + "\n"
+
+
+def overrides_line(request: AgentRequest) -> str:
+    """One line naming the constants the runs' profile replaces, so that no run is spent on a
+    top-level value that never takes effect; "" when there are none (or train.py is broken)."""
+    try:
+        fixed = profile_overrides(request.train_py, request.profile)
+    except SyntaxError:
+        return ""
+    if not fixed:
+        return ""
+    profile = request.profile.partition("@")[0]
+    return (f"The runs use the `{profile}` profile: train.py's `if PROFILE == ...` block replaces"
+            f" {', '.join(fixed)}, so changing their top-level values has no effect.\n")
 
 
 def cli_prompt(request: AgentRequest) -> str:

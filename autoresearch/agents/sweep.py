@@ -41,6 +41,10 @@ widens and switches: every level goes up by PLATEAU_LEVELS, knobs that no run ha
 first, pairs come PLATEAU_PAIR_PROBABILITY of the time, and in 4 larger steps come before
 smaller ones.
 
+Constants that the harness profile replaces (train.py's `if PROFILE == ...` block, read by
+literals.profile_overrides: on `cpu` DEPTH, HEAD_DIM and the batch sizes) are never moved: a run
+of such a move measures the same program.
+
 The choice is deterministic for a seed, an experiment number and a worker.
 """
 
@@ -56,7 +60,7 @@ from dataclasses import dataclass, field
 
 from autoresearch.agents.base import AgentRefused, AgentRequest, InFlight, Proposal, Usage
 from autoresearch.memory.journal import Entry
-from autoresearch.memory.literals import Constant, find_constants
+from autoresearch.memory.literals import Constant, find_constants, profile_overrides
 from autoresearch.model import AGENT_KINDS
 
 BASE_LEVEL = 2.0  # x1.41 for a learning rate, +-0.1 for a schedule fraction, +-1 layer
@@ -127,7 +131,9 @@ class SweepAgent:
         memory = read_journal(request.journal, current)
         taken = memory.measured | inflight_points(request.inflight, current)
         rng = random.Random(f"sweep:{self.seed}:{request.experiment}:{request.worker}")
-        mutation = first_new(candidates(constants, memory, request, rng), current, taken)
+        fixed = profile_overrides(request.train_py, request.profile)
+        knobs = {name: c for name, c in constants.items() if name not in fixed}
+        mutation = first_new(candidates(knobs, memory, request, rng), current, taken)
         if mutation is None:
             raise AgentRefused("sweep has measured every neighbour of the current train.py")
         new_text = apply(request.train_py, mutation)
@@ -265,7 +271,7 @@ def follow(constants: dict[str, Constant], kept: tuple[int, Move],
     n, move = kept
     changes = []
     for name, direction in _directions(move).items():
-        if direction and any(direction):
+        if name in constants and direction and any(direction):
             changes += _shift(constants[name], direction, levels[name], constants) or []
     if changes:
         yield Mutation(changes, f"follows #{n}")
@@ -275,7 +281,8 @@ def combine(constants: dict[str, Constant], near_misses: list[tuple[float, int, 
             ) -> Iterator[Mutation]:
     """Near-misses that still apply to the best, two or three at once."""
     usable = sorted((delta, n, move) for delta, n, move in near_misses
-                    if all(constants[name].value == old for name, (old, _) in move.items()))
+                    if all(name in constants and constants[name].value == old
+                           for name, (old, _) in move.items()))
     usable = usable[:MAX_NEAR_MISSES]
     for size in (2, 3):
         for group in itertools.combinations(usable, size):

@@ -16,6 +16,8 @@ from pathlib import Path
 import autoresearch
 from autoresearch.artifacts.checkpoints import WEIGHTS, prune_checkpoints
 from autoresearch.ledger.results import Row
+from autoresearch.redact import run_env
+from autoresearch.review.report import is_keep
 
 SAMPLE_MODULE = "autoresearch.artifacts.sample"  # python -m SAMPLE_MODULE RUN_DIR --out FILE
 SAMPLE_TIMEOUT = 300.0
@@ -27,11 +29,14 @@ def tidy_weights(repo: Path, decided: list[Row], tag_rows: list[Row], keep_best:
     for row in decided:
         if row.status != "keep":
             (repo / row.run_dir / WEIGHTS).unlink(missing_ok=True)
-    kept = [repo / r.run_dir for r in decided if r.status == "keep"]
-    if sample_timeout is not None and kept and (kept[-1] / WEIGHTS).exists():
-        failed = sample(repo, kept[-1], sample_timeout)
+    # the run a user opens is the keep (the experiment), not its confirmation run, which comes
+    # later in `decided`: sampling only the last kept row left the keep without a sample
+    kept = sorted((r for r in decided if r.status == "keep"), key=lambda r: not is_keep(r))
+    chosen = repo / kept[0].run_dir if kept else None
+    if sample_timeout is not None and chosen and (chosen / WEIGHTS).exists():
+        failed = sample(repo, chosen, sample_timeout)
         if failed:
-            log(f"sampling {kept[-1].name} failed (not fatal): {failed}")
+            log(f"sampling {chosen.name} failed (not fatal): {failed}")
     for path in prune_checkpoints(repo, tag_rows, keep_best):
         log(f"pruned {path.relative_to(repo.resolve())}")
 
@@ -40,7 +45,8 @@ def sample(repo: Path, run_dir: Path, timeout: float) -> str | None:
     """Write run_dir/sample_output.txt in a subprocess; the error line if it failed."""
     # the package must be importable in the subprocess wherever the loop was started from
     paths = [str(Path(autoresearch.__file__).parent.parent), os.environ.get("PYTHONPATH")]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
+    # it imports the run's train.py: the run's code gets no credentials here either
+    env = run_env(dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p)))
     cmd = [sys.executable, "-m", SAMPLE_MODULE, str(run_dir), "--out",
            str(run_dir / "sample_output.txt")]
     try:

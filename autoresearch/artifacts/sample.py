@@ -5,8 +5,8 @@ saved hours ago. Each run directory holds the exact train.py that produced its m
 import that copy under a unique module name (never running its training: train.py trains only
 under `if __name__ == "__main__"`) with the repo root on sys.path for its `from prepare import`.
 
-    python -m autoresearch.artifacts.sample runs/0007-abc1234 \
-        --out runs/0007-abc1234/sample_output.txt
+    python -m autoresearch.artifacts.sample runs/nov21/0007-abc1234 \
+        --out runs/nov21/0007-abc1234/sample_output.txt
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from autoresearch.artifacts.checkpoints import repo_of
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import sanitize
 
@@ -42,7 +43,8 @@ def load_run_module(run_dir: Path, repo: Path, profile: str | None = None) -> Mo
     if given, under the hardware profile it ran with (module-level constants may depend on it)."""
     source = run_dir / "train.py"
     if not source.is_file():
-        raise UserError(f"{run_dir} has no train.py copy: is it a run dir (runs/<n>-<commit>)?")
+        raise UserError(f"{run_dir} has no train.py copy: is it a run dir "
+                        f"(runs/<tag>/<n>-<commit>)?")
     root = str(repo.resolve())
     if root in sys.path:
         sys.path.remove(root)
@@ -86,7 +88,7 @@ def load_model(run_dir: Path, device: str, repo: Path | None = None):
     import torch  # here, not at the top: `agent_loop.py --help` should not wait for torch
 
     run_dir = Path(run_dir)
-    repo = Path(repo) if repo else run_dir.resolve().parent.parent  # runs/<n>-<commit>/
+    repo = Path(repo) if repo else repo_of(run_dir)
     weights, config_path = run_dir / "model.pt", run_dir / "config.json"
     if not weights.is_file():
         raise UserError(f"{run_dir} has no model.pt: only kept experiments keep weights, and "
@@ -185,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m autoresearch.artifacts.sample",
         description="Generate text from a run directory's model.pt with its own train.py.")
-    parser.add_argument("run_dir", type=Path, help="runs/<n>-<commit>/ with model.pt, config.json")
+    parser.add_argument("run_dir", type=Path,
+                        help="runs/<tag>/<n>-<commit>/ with model.pt, config.json")
     parser.add_argument("--out", type=Path, help="write the text here (default: print it)")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)

@@ -29,6 +29,7 @@ from autoresearch.execution.procs import (
     reaper_env,
     supervised,
 )
+from autoresearch.redact import run_env
 
 CHECKPOINT_ENV = "AUTORESEARCH_CHECKPOINT_DIR"
 POLL_SECONDS = 0.5
@@ -65,13 +66,14 @@ def run_training(
     grace: float = GRACE_SECONDS,
 ) -> RunResult:
     """Run `cmd` in `repo`, output to run_dir/run.log; kill everything it started on timeout or
-    abort. `env`: added to this process's environment; `parent`: a process whose death ends the
-    run too (the Ray worker that started it)."""
+    abort. `env`: added to this process's environment, less every credential (the run's log is
+    served and quoted: a train.py that prints its environment must leak no key); `parent`: a
+    process whose death ends the run too (the Ray worker that started it)."""
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "run.log"
-    env = reaper_env(dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}),
-                          **{CHECKPOINT_ENV: str(run_dir)}))
+    env = reaper_env(run_env(dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}),
+                                  **{CHECKPOINT_ENV: str(run_dir)})))
     start = time.monotonic()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(supervised(cmd, grace, parent), cwd=repo, stdout=log,

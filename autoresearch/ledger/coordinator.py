@@ -15,9 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from autoresearch.agents.base import InFlight
-from autoresearch.artifacts.checkpoints import RUNS_DIR
+from autoresearch.artifacts.checkpoints import run_path
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row, append_result, read_results
+from autoresearch.ledger.results import Row, append_result, read_reported
 from autoresearch.ledger.state import FIXED_FILES, Proposing, State, now_iso, save_state, tag_dir
 from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
 from autoresearch.memory import journal
@@ -43,6 +43,7 @@ from autoresearch.policy import (
     decide,
     measure,
 )
+from autoresearch.redact import redact
 from autoresearch.workspace.git import TRAIN, Git, text_hash
 from autoresearch.workspace.merge import merge
 from autoresearch.workspace.tags import RESULTS, tried_ref
@@ -62,7 +63,9 @@ class Coordinator:
         self.changed = threading.Condition(self.lock)  # notified when there is new work
         self.journal_path = tag_dir(repo, state.tag) / journal.JOURNAL
         # read many times per decision, by every worker: parsed again only when they change
-        self.results = Parsed(repo / RESULTS, read_results)
+        self.reported: set[str] = set()  # results.tsv's damaged rows, each warned about once
+        self.results = Parsed(repo / RESULTS, lambda path: read_reported(
+            path, lambda problem: self.log(f"warning: {problem}", "yellow"), self.reported))
         self.journal = Parsed(self.journal_path, journal.load)
 
     # ---- reading
@@ -106,17 +109,30 @@ class Coordinator:
             count += row.kind in AGENT_KINDS
         return count if self.plateau_after and count >= self.plateau_after else 0
 
-    def agent_runs(self) -> int:
+    def agent_runs(self, queued: bool = True) -> int:
         """New ideas tried or on their way, for --max-experiments: experiments and fixes
-        recorded, queued or running, and those whose rows are held (candidates, runs being
-        ported). Ports and confirmations finish what was counted and count for nothing."""
+        recorded (in results.tsv, or in the journal when their row there is damaged), started
+        (running, or to run again), and those whose rows are held (candidates, runs being
+        ported); with `queued`, those waiting for a GPU too. Ports and confirmations finish
+        what was counted and count for nothing."""
         with self.lock:
             s = self.state
             new = ("experiment", "fix")
-            return sum(1 for r in self.rows() if r.kind in new) + \
-                sum(1 for j in s.jobs if j.kind.value in new) + \
+            recorded = {r.experiment for r in self.rows() if r.kind in new} | \
+                {e.n for e in self.entries() if e.kind in new}
+            return len(recorded) + \
+                sum(1 for j in s.jobs if j.kind.value in new and (queued or _started(j))) + \
                 sum(1 for c in s.candidates if c.row.kind in new) + \
                 sum(1 for t in s.tasks if t.row is not None and t.row.kind in new)
+
+    def held_back(self, max_experiments: int | None) -> list[Job]:
+        """Queued new ideas that may not start: the experiments already started reach
+        --max-experiments (a later `run` with a lower limit than the queue was made under)."""
+        with self.lock:
+            if max_experiments is None or self.agent_runs(queued=False) < max_experiments:
+                return []
+            return [j for j in self.state.jobs if not _started(j)
+                    and j.kind in (Kind.EXPERIMENT, Kind.FIX)]
 
     # ---- the baseline wave
 
@@ -172,10 +188,12 @@ class Coordinator:
         self.changed.notify_all()
         return job
 
-    def has_jobs(self, worker: int) -> bool:
-        """Anything queued, running or waiting for paired runs on this worker."""
+    def has_jobs(self, worker: int, max_experiments: int | None = None) -> bool:
+        """Anything queued (and allowed to start), running or waiting for paired runs on this
+        worker."""
         with self.lock:
-            return any(j.worker == worker for j in self.state.jobs) or \
+            held = self.held_back(max_experiments)
+            return any(j.worker == worker and j not in held for j in self.state.jobs) or \
                 any(c.worker == worker for c in self.state.candidates)
 
     def has_ready_proposal(self, worker: int) -> bool:
@@ -183,28 +201,35 @@ class Coordinator:
             return any(j.worker == worker and j.priority == 1 and j.phase == Phase.READY
                        for j in self.state.jobs)
 
-    def take(self, worker: int) -> Job | None:
+    def take(self, worker: int, max_experiments: int | None = None) -> Job | None:
         """The next job for a worker's GPU: its follow-ups first, then its agent's proposal
-        (only once the noise threshold is known). A proposal whose parent is no longer the best
-        is rebased onto it first, when train.py merges cleanly."""
+        (only once the noise threshold is known, and never a new idea past --max-experiments).
+        A proposal whose parent is no longer the best is rebased onto it first, when train.py
+        merges cleanly; one that the rebase leaves a program already tried is dropped."""
         with self.lock:
-            ready = [j for j in self.state.jobs if j.worker == worker and j.phase == Phase.READY
-                     and (j.priority <= 0 or self.state.noise is not None)]
-            if not ready:
-                return None
-            job = min(ready, key=lambda j: (j.priority, int(j.id[1:])))
-            if job.kind in AGENT_KINDS and job.parent != self.best():
-                self._rebase(job)
-            return job
+            while True:
+                held = self.held_back(max_experiments)
+                ready = [j for j in self.state.jobs if j.worker == worker and j not in held
+                         and j.phase == Phase.READY
+                         and (j.priority <= 0 or self.state.noise is not None)]
+                if not ready:
+                    return None
+                job = min(ready, key=lambda j: (j.priority, int(j.id[1:])))
+                if job.kind in AGENT_KINDS and job.parent != self.best() and self._rebase(job):
+                    if self._drop_if_known(job):
+                        continue
+                return job
 
-    def _rebase(self, job: Job) -> None:
+    def _rebase(self, job: Job) -> bool:
+        """Move a proposal onto the best by a three-way merge of train.py; False when it does
+        not merge (it then runs on its own parent)."""
         best = self.best()
         merged, conflicts = merge(self.git, self.git.file_at(job.parent),
                                   self.git.file_at(best), self.git.file_at(job.commit))
         if conflicts:
             self.log(f"{job.id}: proposed on {job.parent[:7]}, the best moved to {best[:7]} and "
                      f"train.py does not merge: it runs on its own parent", "yellow")
-            return
+            return False
         old = job.commit
         job.commit = self.git.commit_file(best, merged, self._message(
             job.description, job.hypothesis, f"{job.kind.value}, rebased from {old[:7]} onto "
@@ -214,6 +239,20 @@ class Coordinator:
         job.description = f"{job.description} (rebased onto {best[:7]})"
         save_state(self.repo, self.state)
         self.log(f"{job.id}: the best moved on: rebased onto {best[:7]}", "cyan")
+        return True
+
+    def _drop_if_known(self, job: Job) -> bool:
+        """A rebased proposal whose program ran already, runs now or is the best itself (the
+        change was kept meanwhile: an empty diff) is a duplicate: dropped unrun, uncounted."""
+        known = self.known_program(self.git.file_at(job.commit), job.parent, besides=job)
+        if known is None:
+            return False
+        self.state.jobs.remove(job)
+        self.reject(job.worker, f"not run: {known}", None,
+                    f"Your last proposal was not run: once rebased onto the new best, {known}. "
+                    f"Propose something different.")
+        self.log(f"{job.id} dropped after its rebase, not run: {known}", "yellow")
+        return True
 
     def fresh_controls(self) -> list[int]:
         """After a restart: a candidate whose control ran but whose confirmation did not gets a
@@ -252,7 +291,7 @@ class Coordinator:
             s = self.state
             if job.n is None:
                 job.n, s.next_n = s.next_n, s.next_n + 1
-                job.run_dir = f"{RUNS_DIR}/{self.tag}/{job.n:04d}-{job.commit[:7]}"
+                job.run_dir = run_path(self.tag, job.n, job.commit)
             job.phase, job.seen = Phase.RUNNING, seen
             save_state(self.repo, s)
             return job
@@ -390,9 +429,14 @@ class Coordinator:
 
     # ---- proposals
 
-    def next_task(self, worker: int) -> Task | None:
+    def next_task(self, worker: int, new_allowed: bool = True) -> Task | None:
+        """The worker's next task for its agent: ports first (they finish a counted run whose
+        row waits for them, and are never refused), then fixes, which are new experiments and
+        come only while `new_allowed`."""
         with self.lock:
-            return next((t for t in self.state.tasks if t.worker == worker), None)
+            mine = [t for t in self.state.tasks if t.worker == worker
+                    and (new_allowed or t.kind == Kind.PORT)]
+            return min(mine, key=lambda t: t.kind != Kind.PORT, default=None)
 
     def reserve(self, worker: int, parent: str, kind: str, marker: Callable[[int], str],
                 max_experiments: int | None) -> int | None:
@@ -419,8 +463,9 @@ class Coordinator:
                 s.tasks = [t for t in s.tasks if t is not task]
             save_state(self.repo, s)
 
-    def known_program(self, text: str, parent: str) -> str | None:
-        """Why this program need not run (it ran, or runs now), or None."""
+    def known_program(self, text: str, parent: str, besides: Job | None = None) -> str | None:
+        """Why this program need not run (it ran, runs now or is being confirmed), or None.
+        `besides`: a queued job not to compare with (the one being checked)."""
         mark = fingerprint(text)
         if fingerprint(self.git.file_at(parent)) == mark:
             return "it changes nothing but comments, blank lines or formatting"
@@ -432,8 +477,11 @@ class Coordinator:
             return f"this is #{first.n} again{delta}, {first.status}: {first.description}"
         with self.lock:
             for job in self.state.jobs:
-                if job.kind in AGENT_KINDS and job.fingerprint == mark:
+                if job is not besides and job.kind in AGENT_KINDS and job.fingerprint == mark:
                     return f"worker {job.worker} is about to run this very program"
+            for cand in self.state.candidates:
+                if fingerprint(self.git.file_at(cand.commit)) == mark:
+                    return f"this is #{cand.n} again, being confirmed now: {cand.row.description}"
         return None
 
     def submit(self, worker: int, kind: Kind, commit: str, parent: str, description: str,
@@ -485,7 +533,7 @@ class Coordinator:
     @staticmethod
     def _message(description: str, hypothesis: str, what: str) -> str:
         body = f"\n\nHypothesis: {hypothesis}" if hypothesis else ""
-        return f"{description}{body}\n\nautoresearch ({what})"
+        return redact(f"{description}{body}\n\nautoresearch ({what})")  # a push publishes it
 
     def message(self, description: str, hypothesis: str, kind: Kind, worker: int) -> str:
         return self._message(description, hypothesis, f"{self.tag}, {kind.value}, worker {worker}")
@@ -495,6 +543,11 @@ def _expected(model: Fit, commit: str, worker: int | None) -> float | None:
     """A commit's value on one worker: its fitted value plus that worker's offset."""
     value = model.values.get(commit[:7])
     return None if value is None else value + model.offsets.get(str(worker or 0), 0.0)
+
+
+def _started(job: Job) -> bool:
+    """Given a run number: running, or interrupted and to run again under that number."""
+    return job.n is not None
 
 
 def check_fixed(files: dict[str, str], state: State) -> None:

@@ -9,11 +9,12 @@ touched, so a crash never leaves git ahead of the ledger.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from autoresearch.errors import UserError
-from autoresearch.redact import redact
+from autoresearch.redact import sanitize
 
 STATUSES = ("keep", "discard", "crash")
 
@@ -46,6 +47,9 @@ EXTRA_COLUMNS = [
     "p_value",  # one-sided, against the floor, Bonferroni over --max-pairs looks
 ]
 COLUMNS = STANDARD_COLUMNS + EXTRA_COLUMNS
+# Rows written before the header grew keep their width after upgrade_header: a shorter row of
+# any other width is torn (a write cut short), never a row with empty cells at the end
+EARLIER_WIDTHS = (COLUMNS.index("run_dir") + 1,)  # before the parallel loop's parent..node
 
 
 @dataclass
@@ -92,12 +96,6 @@ _BPB_FIELDS = {"val_bpb", "gain", "gain_low", "gain_high"}  # six decimals: gain
 _KNOWN = {f.name for f in fields(Row)}
 
 
-def sanitize(text: str, limit: int = 300) -> str:
-    """One line, no tabs, bounded length: safe to put in a TSV cell."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def _format(name: str, value: object) -> str:
     if value is None:
         return ""
@@ -112,7 +110,7 @@ def _format(name: str, value: object) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     if isinstance(value, str):
-        return sanitize(redact(value))
+        return sanitize(value)
     return str(value)
 
 
@@ -137,10 +135,10 @@ def read_results(path: Path | str, problems: list[str] | None = None) -> list[Ro
 
     Columns are matched by header name, so extra or reordered columns are fine; unknown ones are
     ignored. A missing file reads as no rows. A row is never guessed at: one that cannot be read
-    as written (more cells than the header, a number column holding text, an unknown status) is
-    left out, and so is a later row repeating an experiment number of its tag (the first one
-    counts). Each is described in `problems`, when given, as
-    "results.tsv line N: <what is wrong>; row skipped".
+    as written (more cells than the header, fewer than any header of ours had: torn, a number
+    column holding text, an unknown status) is left out, and so is a later row repeating an
+    experiment number of its tag (the first one counts). Each is described in `problems`, when
+    given, as "results.tsv line N: <what is wrong>; row skipped".
     """
     path = Path(path)
     if not path.exists():
@@ -176,12 +174,24 @@ def read_results(path: Path | str, problems: list[str] | None = None) -> list[Ro
     return rows
 
 
+def read_reported(path: Path | str, warn: Callable[[str], None], reported: set[str]) -> list[Row]:
+    """read_results, each problem handed to `warn` once: a long-running caller keeps `reported`,
+    the problems already told, between reads."""
+    problems: list[str] = []
+    rows = read_results(path, problems)
+    for problem in problems:
+        if problem not in reported:
+            reported.add(problem)
+            warn(problem)
+    return rows
+
+
 def _read_row(header: list[str], cells: list[str]) -> Row:
     """One line's cells as a Row; ValueError saying what is wrong when they do not make one."""
     if len(cells) > len(header):
         raise ValueError(f"{len(cells)} cells, but the header names {len(header)} columns")
     values = {}
-    for name, cell in zip(header, cells, strict=False):  # a shorter row: the rest are empty
+    for name, cell in zip(header, cells, strict=False):  # a row of an earlier, shorter header
         if name in _KNOWN:
             try:
                 values[name] = _parse(name, cell)
@@ -191,6 +201,10 @@ def _read_row(header: list[str], cells: list[str]) -> Row:
         values.setdefault(name, _parse(name, ""))
     if values["status"] not in STATUSES:
         raise ValueError(f"status {values['status']!r} is not one of {', '.join(STATUSES)}")
+    if len(cells) < len(header) and not (len(cells) in EARLIER_WIDTHS
+                                         and header[:len(cells)] == COLUMNS[:len(cells)]):
+        raise ValueError(f"{len(cells)} cells, but the header names {len(header)} columns "
+                         f"(a torn row)")
     return Row(**values)
 
 

@@ -134,9 +134,11 @@ def list_tags(repo: Path) -> list[str]:
 
 
 def write_live(repo: Path, tag: str, values: dict) -> None:
-    """Write live.json (best effort: a dashboard must never stop the loop)."""
+    """Write live.json, secrets redacted (best effort: a dashboard must never stop the loop)."""
+    from autoresearch.redact import redact_tree
+
     path = tag_dir(repo, tag) / "live.json"
-    live = dict(values, updated_at=now_iso(), pid=os.getpid())
+    live = dict(redact_tree(values), updated_at=now_iso(), pid=os.getpid())
     try:
         write_json_atomic(path, live, durable=False)  # rewritten every few seconds
     except OSError:
@@ -175,12 +177,14 @@ def clear_stop(repo: Path, tag: str) -> None:
 
 # ---- events.log
 
+EVENTS = "events.log"
+
 
 def log_event(repo: Path, tag: str, message: str) -> None:
     """Append one timestamped line to the tag's events.log, secrets redacted."""
     from autoresearch.redact import redact
 
-    path = tag_dir(repo, tag) / "events.log"
+    path = tag_dir(repo, tag) / EVENTS
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(f"{now_iso()} {' '.join(redact(message).split())}\n")

@@ -17,6 +17,7 @@ from pathlib import Path
 from autoresearch.ledger.results import Row
 from autoresearch.memory.fingerprint import changes, constants, fingerprint
 from autoresearch.model import AGENT_KINDS
+from autoresearch.redact import redact_tree
 
 
 @dataclass
@@ -61,13 +62,13 @@ def load(path: Path) -> list[Entry]:
 
 
 def append(path: Path, entries: list[Entry]) -> None:
-    """Add entries, flushed and fsynced (one line each)."""
+    """Add entries, flushed and fsynced (one line each), secrets redacted."""
     if not entries:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         for entry in entries:
-            f.write(json.dumps(asdict(entry), default=str) + "\n")
+            f.write(json.dumps(redact_tree(asdict(entry)), default=str) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

@@ -68,3 +68,72 @@ def _literal(node: ast.expr) -> object:
 def _char(line: str, byte_offset: int) -> int:
     """ast reports UTF-8 byte offsets; slicing needs character offsets."""
     return len(line.encode("utf-8")[:byte_offset].decode("utf-8"))
+
+
+def profile_overrides(text: str, profile: str) -> list[str]:
+    """The top-level constants that a train.py replaces for a harness profile ("cpu",
+    "h100@45s" reads as "h100"), in file order: what an edit of their top-level line cannot
+    change. They are read from the file's `if PROFILE == "...":` / `elif` / `else` blocks. A
+    constant the block scales from itself (`BATCH = BATCH // 4`) still follows its line and is
+    not one of them. Raises SyntaxError when the text does not parse."""
+    name = profile.partition("@")[0]
+    found: list[str] = []
+    for node in ast.parse(text).body:
+        for statement in _branch_for(node, name):
+            for target, value in _assignments(statement):
+                if NAME_RE.fullmatch(target) and not _mentions(value, target) \
+                        and target not in found:
+                    found.append(target)
+    return found
+
+
+def _branch_for(node: ast.stmt, profile: str) -> list[ast.stmt]:
+    """The statements an `if PROFILE == ...` chain runs for a profile; [] for anything else."""
+    if not (isinstance(node, ast.If) and _profile_test(node.test) is not None):
+        return []
+    while True:
+        if profile in _profile_test(node.test):
+            return node.body
+        chained = node.orelse[0] if len(node.orelse) == 1 else None
+        if isinstance(chained, ast.If) and _profile_test(chained.test) is not None:
+            node = chained
+            continue
+        return node.orelse
+
+
+def _profile_test(test: ast.expr) -> set[str] | None:
+    """The profiles `PROFILE == "cpu"` or `PROFILE in ("cpu", "consumer")` selects; None when
+    the test is not about PROFILE."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.left, ast.Name) and test.left.id == "PROFILE"):
+        return None
+    try:
+        value = ast.literal_eval(test.comparators[0])
+    except ValueError:
+        return None
+    if isinstance(test.ops[0], ast.Eq) and isinstance(value, str):
+        return {value}
+    if isinstance(test.ops[0], ast.In) and isinstance(value, (tuple, list, set)):
+        return {v for v in value if isinstance(v, str)}
+    return None
+
+
+def _assignments(statement: ast.stmt) -> list[tuple[str, ast.expr]]:
+    """(name, the expression it gets) for `A = x` and `A, B = x, y`; an augmented assignment
+    (`A //= 4`) scales the constant and is not one."""
+    if not isinstance(statement, ast.Assign):
+        return []
+    pairs = []
+    for target in statement.targets:
+        if isinstance(target, ast.Name):
+            pairs.append((target.id, statement.value))
+        elif isinstance(target, ast.Tuple):
+            values = statement.value
+            spread = isinstance(values, ast.Tuple) and len(values.elts) == len(target.elts)
+            pairs += [(t.id, values.elts[i] if spread else values)
+                      for i, t in enumerate(target.elts) if isinstance(t, ast.Name)]
+    return pairs
+
+
+def _mentions(value: ast.expr, name: str) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(value))

@@ -120,8 +120,12 @@ class LiveConsole(PlainConsole):
                      style="dim")
         outcomes = [outcome_text(row) for row in self.recent] or [Text("no results yet", "dim")]
         title = f"autoresearch {s.get('tag', '')} · agent {s.get('agent', '')}"
-        return Panel(Group(header, rows, queue, Text("last outcomes", "dim"), *outcomes),
-                     title=title, border_style="blue")
+        lines = [header, queue, Text("last outcomes", "dim"), *outcomes]
+        for line in lines:
+            # the console soft-wraps (a log line is never cut), which would cut these at the
+            # panel's edge: on an 80-column terminal most of a description was lost
+            line.no_wrap, line.overflow = False, "fold"
+        return Panel(Group(lines[0], rows, *lines[1:]), title=title, border_style="blue")
 
 
 def live_workers(live: dict) -> list[dict]:
@@ -146,4 +150,4 @@ def worker_row(w: dict, named: bool) -> tuple:
         if w.get("agent_phase") == "proposing" else "")
     gpu = f" gpu{w['gpu']}" if w.get("gpu") else ""
     name = Text(f"w{w.get('worker', 0)}{gpu}" if named else "", style="dim")
-    return name, ProgressBar(total=100, completed=pct if busy else 0, width=30), what
+    return name, ProgressBar(total=100, completed=pct if busy else 0, width=20), what

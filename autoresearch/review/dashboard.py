@@ -37,16 +37,23 @@ from autoresearch.ledger.state import STATE_DIR, read_live
 from autoresearch.review.report import (
     baseline_row,
     best,
+    events_log,
     experiment_numbers,
     improvements,
     noise_threshold,
     running_best,
-    select_tag,
     summarize,
     worker_labels,
     y_limits,
 )
-from autoresearch.review.views import digest, loop_running, read_rows
+from autoresearch.review.views import (
+    choose_tag,
+    digest,
+    loop_running,
+    read_rows,
+    state_repo,
+    tags_by_start,
+)
 from autoresearch.workspace.git import TRAIN, Git
 
 PAGE = Path(__file__).with_name("dashboard.html")
@@ -89,13 +96,16 @@ class Board:
             rows = read_rows(self.results, self._reported)
         except UserError:  # a half-written or foreign file: show nothing rather than die
             rows = []
-        try:
-            return select_tag(rows, self.tag)
+        try:  # the dashboard command said which tag, and refused an unknown one, at its start
+            tag = choose_tag(tags_by_start(state_repo(self.repo, self.results), rows), self.tag,
+                             quiet=True)
         except UserError:
             return [], self.tag
+        return [r for r in rows if tag is None or r.tag == tag], tag
 
     def current_tag(self, row_tag: str | None) -> str | None:
-        """--tag, else the newest row's tag, else the tag whose live.json changed last."""
+        """The tag rows() chose (--tag, else the newest), else the tag whose live.json changed
+        last."""
         if self.tag or row_tag:
             return self.tag or row_tag
         lives = sorted((self.repo / STATE_DIR).glob("*/live.json"), key=lambda p: p.stat().st_mtime)
@@ -132,7 +142,8 @@ class Board:
             "version": version, "tag": tag, "results": str(self.results), "rows": out_rows,
             "threshold": threshold, "y_limits": y_limits(rows, threshold),
             "best": dict(asdict(head), label=str(head)) if head else None,
-            "summary": _json_safe(asdict(summarize(rows))) if rows else None,
+            "summary": _json_safe(asdict(summarize(rows, events=events_log(
+                state_repo(self.repo, self.results), tag)))) if rows else None,
         }
 
     def live_payload(self) -> dict:

@@ -10,6 +10,7 @@ matplotlib's Agg canvas directly, so no display and no pyplot global state are i
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from autoresearch.review.report import (
     Summary,
     best,
     experiment_numbers,
+    is_keep,
     is_measured,
     running_best,
     several_workers,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.text import Annotation
 
 FIGSIZE = (12, 6.5)  # inches
 DPI = 130
@@ -51,16 +54,19 @@ WORKER_MARKERS = ("o", "s", "D", "P", "p", "h", "*", "H", "d", "8")
 WORKER_EDGE = "#444444"  # the hollow marker of a worker's legend entry
 
 
-def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None) -> Path:
-    """Draw the progress chart of `rows` into the PNG `out` and return its path."""
-    fig = draw_progress(rows, threshold=threshold)
+def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None,
+                  events: Path | None = None) -> Path:
+    """Draw the progress chart of `rows` into the PNG `out` and return its path; `events` is
+    the tag's events.log (report.summarize)."""
+    fig = draw_progress(rows, threshold=threshold, events=events)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     return out
 
 
-def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
+def draw_progress(rows: list[Row], *, threshold: float | None = None,
+                  events: Path | None = None) -> Figure:
     """The progress chart of `rows` as a matplotlib Figure (on an Agg canvas)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -70,7 +76,7 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
         raise UserError("results.tsv has no rows yet: start the loop (agent_loop.py run) first")
     xs = experiment_numbers(rows)
     labels = worker_labels(rows)
-    summary = summarize(rows)
+    summary = summarize(rows, events=events)
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -101,17 +107,21 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
         ax.step(bx, by, where="post", color=KEEP_COLOR, linewidth=2, label="running best")
 
     shapes = _worker_shapes(labels) if several_workers(rows) else {None: "o"}
+    # the legend counts the points drawn: runs of every kind (summary.kept counts keeps)
+    counted = Counter(r.status for r in rows if is_measured(r))
+    legend = {status: f"{word} runs ({counted[status]})"
+             for status, word in (("discard", "discarded"), ("keep", "kept"))}
     for worker, marker in shapes.items():
         # one worker: the two collections carry the legend; several: the proxies below do
         named = worker is None
         dx, dy = points("discard", inside=True, worker=worker)
         ax.scatter(dx, dy, s=22, color=DISCARD_COLOR, alpha=0.55, linewidths=0, zorder=3,
                    marker=marker, gid=f"discarded {worker}" if worker else None,
-                   label=f"discarded ({summary.discarded})" if named else "_nolegend_")
+                   label=legend["discard"] if named else "_nolegend_")
         kx, ky = points("keep", inside=True, worker=worker)
         ax.scatter(kx, ky, s=46, color=KEEP_COLOR, edgecolors="white", linewidths=0.8, zorder=4,
                    marker=marker, gid=f"kept {worker}" if worker else None,
-                   label=f"kept ({summary.kept})" if named else "_nolegend_")
+                   label=legend["keep"] if named else "_nolegend_")
     ox = sorted(points("discard", inside=False)[0] + points("keep", inside=False)[0])
     if ox:
         ax.scatter(ox, [EDGE_MARKERS] * len(ox), transform=on_edge, marker="^", s=36,
@@ -131,7 +141,7 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
                         zorder=6, bbox={"facecolor": "white", "alpha": 0.75, "linewidth": 0,
                                         "pad": 1})
 
-    ax.set_xlabel("experiment #")
+    ax.set_xlabel("run #")
     ax.set_ylabel("val_bpb (lower is better)")
     ax.grid(True, color="#e6e6e6", linewidth=0.8)
     ax.set_axisbelow(True)
@@ -139,7 +149,7 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
         ax.spines[side].set_visible(False)
     handles, names = ax.get_legend_handles_labels()
     if None not in shapes:
-        extra = _worker_legend(shapes, labels, rows, summary)
+        extra = _worker_legend(shapes, labels, rows, legend)
         handles, names = handles + extra, names + [h.get_label() for h in extra]
     ax.legend(handles, names, loc="upper right", fontsize=9, framealpha=0.92)
     ax.set_title(_headline(summary), fontsize=12, loc="left")
@@ -147,7 +157,9 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None) -> Figure:
         # its point: the kept run that brought the best's commit in
         own = next(r.val_bpb for x, r in zip(xs, rows, strict=True) if x == head.experiment)
         if ax.get_ylim()[0] <= own <= hi:
-            _label_best(ax, head, own)
+            inside = [(x, r.val_bpb) for x, r in zip(xs, rows, strict=True)
+                      if is_measured(r) and r.val_bpb <= hi and x != head.experiment]
+            _label_best(ax, head, own, inside)
     return fig
 
 
@@ -158,49 +170,73 @@ def _worker_shapes(labels: list[str]) -> dict[str, str]:
 
 
 def _worker_legend(shapes: dict[str, str], labels: list[str], rows: list[Row],
-                   summary: Summary) -> list[Line2D]:
-    """Legend entries for several workers: the two colours (kept, discarded) as circles, then a
-    hollow marker per worker with how many runs it did and how many it kept."""
+                   legend: dict[str, str]) -> list[Line2D]:
+    """Legend entries for several workers: the two colours (kept, discarded: `legend`) as
+    circles, then a hollow marker per worker with how many runs it did and how many keeps."""
     from matplotlib.lines import Line2D
 
     def entry(label: str, marker: str, face: str, edge: str) -> Line2D:
         return Line2D([], [], linestyle="none", marker=marker, markersize=7, label=label,
                       markerfacecolor=face, markeredgecolor=edge)
 
-    out = [entry(f"discarded ({summary.discarded})", "o", DISCARD_COLOR, DISCARD_COLOR),
-           entry(f"kept ({summary.kept})", "o", KEEP_COLOR, KEEP_COLOR)]
+    out = [entry(legend["discard"], "o", DISCARD_COLOR, DISCARD_COLOR),
+           entry(legend["keep"], "o", KEEP_COLOR, KEEP_COLOR)]
     for worker, marker in shapes.items():
         mine = [r for r, w in zip(rows, labels, strict=True) if w == worker]
-        kept = sum(r.status == "keep" for r in mine)
-        out.append(entry(f"{worker or 'no worker'}: {len(mine)} runs, {kept} kept", marker,
+        keeps = sum(map(is_keep, mine))
+        out.append(entry(f"{worker or 'no worker'}: {len(mine)} runs, {keeps} "
+                         f"keep{'' if keeps == 1 else 's'}", marker,
                          "none", WORKER_EDGE))
     return out
 
 
-def _label_best(ax: Axes, head: Best, y: float) -> None:
+def _label_best(ax: Axes, head: Best, y: float, points: list[tuple[float, float]]) -> None:
     """The best's value, commit and description in a box next to its point (head.experiment,
-    y): on the side with more room, moved back inside the axes if it sticks out."""
+    y), inside the axes, where it covers the fewest of the runs' `points` (x, y in data): a
+    corner by its point, the side with more room first."""
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
     right_half = (head.experiment - x0) / (x1 - x0) > 0.5
     top_half = (y - y0) / (y1 - y0) > 0.5
     label = ax.annotate(
         f"best {head}  (#{head.experiment}, {head.commit})\n"
         f"{_shorten(head.description, MAX_LABEL)}",
-        xy=(head.experiment, y), xycoords="data",
-        xytext=(-LABEL_OFFSET if right_half else LABEL_OFFSET,
-                -LABEL_OFFSET if top_half else LABEL_OFFSET),
-        textcoords="offset points", ha="right" if right_half else "left",
-        va="top" if top_half else "bottom", fontsize=9.5, zorder=6,
+        xy=(head.experiment, y), xycoords="data", xytext=(0, 0), textcoords="offset points",
+        fontsize=9.5, zorder=6,
         bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": KEEP_COLOR},
         arrowprops={"arrowstyle": "-", "color": KEEP_COLOR, "linewidth": 1},
     )
     label.set_in_layout(False)  # the layout must not shrink the axes to make room for it
     fig = ax.figure
-    renderer = fig.canvas.get_renderer()
     fig.draw_without_rendering()  # lay the figure out: the axes' final place on the canvas
+    pixels = [tuple(p) for p in ax.transData.transform(points)] if points else []
+    corners = [(left, down) for left in (right_half, not right_half)
+               for down in (top_half, not top_half)]
+    placed = []  # (points covered, preference, offset, alignment)
+    for preference, (left, down) in enumerate(corners):
+        label.set_horizontalalignment("right" if left else "left")
+        label.set_verticalalignment("top" if down else "bottom")
+        label.xyann = (-LABEL_OFFSET if left else LABEL_OFFSET,
+                       -LABEL_OFFSET if down else LABEL_OFFSET)
+        _inside_axes(label, ax)
+        fig.draw_without_rendering()  # the box follows the text only when drawn
+        box = label.get_bbox_patch().get_window_extent(fig.canvas.get_renderer())
+        covered = sum(box.x0 <= px <= box.x1 and box.y0 <= py <= box.y1 for px, py in pixels)
+        placed.append((covered, preference, label.xyann, (left, down)))
+    _, _, offset, (left, down) = min(placed)
+    label.set_horizontalalignment("right" if left else "left")
+    label.set_verticalalignment("top" if down else "bottom")
+    label.xyann = offset
+
+
+def _inside_axes(label: Annotation, ax: Axes) -> None:
+    """Move a label back inside the axes if it sticks out."""
+    fig = ax.figure
+    fig.draw_without_rendering()  # where the label's box is now
+    renderer = fig.canvas.get_renderer()
     box, frame = label.get_bbox_patch().get_window_extent(renderer), ax.get_window_extent(renderer)
-    dx = max(0.0, frame.x0 - box.x0) - max(0.0, box.x1 - frame.x1)
-    dy = max(0.0, frame.y0 - box.y0) - max(0.0, box.y1 - frame.y1)
+    inner = frame.padded(-1)  # a pixel inside: rounding must not leave it on the edge
+    dx = max(0.0, inner.x0 - box.x0) - max(0.0, box.x1 - inner.x1)
+    dy = max(0.0, inner.y0 - box.y0) - max(0.0, box.y1 - inner.y1)
     if dx or dy:
         to_points = 72 / fig.dpi
         ox, oy = label.xyann
@@ -212,8 +248,8 @@ def _shorten(text: str, limit: int) -> str:
 
 
 def _headline(summary: Summary) -> str:
-    line = (f"autoresearch: {summary.experiments} experiments, {summary.kept} kept, "
-            f"{summary.discarded} discarded, {summary.crashed} crashed")
+    line = (f"autoresearch: {summary.runs} runs; {summary.experiments} experiments: "
+            f"{summary.kept} kept, {summary.discarded} discarded, {summary.crashed} crashed")
     if summary.improvement is not None:
         line += (f"\nval_bpb {with_runs(summary.baseline_bpb, summary.baseline_runs)} → "
                  f"{summary.best_label} "

@@ -1,8 +1,8 @@
 """Summary statistics of a results.tsv: what happened overnight, in numbers.
 
 Everything here is a pure function of the rows (plus, for the noise threshold, the loop's
-state.json), so the CLI summary, `status`, the plot and the dashboard all show the same numbers and
-the tests can check them against hand-computed values.
+state.json, and for the rates, its events.log), so the CLI summary, `status`, the plot and the
+dashboard all show the same numbers and the tests can check them against hand-computed values.
 
 The best is the head of the kept line: the commit of the last kept row. Its value is the night's
 progress (ledger/values.progress): the baseline wave's value minus the mean paired gains of the
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,8 +23,9 @@ from pathlib import Path
 
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
-from autoresearch.ledger.state import load_state
+from autoresearch.ledger.state import EVENTS, load_state, tag_dir
 from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
+from autoresearch.model import AGENT_KINDS
 from autoresearch.policy import Noise, Rule, measure, signed
 
 TOP_IMPROVEMENTS = 5  # how many of the biggest steps the summary lists
@@ -89,6 +91,10 @@ class WorkerRuns:
 
 @dataclass
 class Summary:
+    """The night in numbers, in the README's words: runs (every train.py execution), experiments
+    (the agents' proposals that ran: experiment, fix and port runs), keeps (kept experiments).
+    kept + discarded + crashed = experiments."""
+
     experiments: int
     kept: int
     discarded: int
@@ -102,7 +108,7 @@ class Summary:
     best_description: str
     improvement: float | None  # baseline - best: positive means the night helped
     improvement_pct: float | None
-    experiments_per_hour: float | None
+    experiments_per_hour: float | None  # over active_hours
     gpu_hours: float | None  # hours of runs, whatever ran them: see hours_label
     gpu_hours_estimated: bool  # True when some durations came from timestamp gaps
     hours_label: str  # "GPU hours", "CPU hours" or "run hours" (unknown)
@@ -111,6 +117,11 @@ class Summary:
     workers: list[WorkerRuns] = field(default_factory=list)  # empty for other tools' files
     runs_saved: int | None = None  # proposals not run: the same program had run (the loop's)
     noise: str = ""  # the loop's noise model (state.json), as describe_noise writes it
+    runs: int = 0  # every train.py execution: baselines, noise, control and confirmation runs too
+    runs_by_kind: dict[str, int] = field(default_factory=dict)
+    runs_per_hour: float | None = None  # over active_hours
+    active_hours: float | None = None  # the loop's running time (see active_seconds)
+    active_estimated: bool = False  # no events.log: the span of the rows' timestamps instead
 
 
 # ---- how numbers are written
@@ -147,6 +158,18 @@ def several_workers(rows: list[Row]) -> bool:
 def is_measured(row: Row) -> bool:
     """A run that produced a real val_bpb (crashes read 0.0; an unparsable cell reads nan)."""
     return row.status != "crash" and math.isfinite(row.val_bpb) and row.val_bpb > 0
+
+
+def is_experiment(row: Row) -> bool:
+    """An experiment: a run of code an agent proposed (a fix or a port included). Baselines,
+    noise, control and confirmation runs are runs, not experiments. A file without the kind
+    column (another tool's) has only experiments."""
+    return not row.kind or row.kind in AGENT_KINDS
+
+
+def is_keep(row: Row) -> bool:
+    """A keep: an experiment the loop kept (its confirmation run's row is a run, not a keep)."""
+    return row.status == "keep" and is_experiment(row)
 
 
 def experiment_numbers(rows: list[Row]) -> list[int]:
@@ -258,13 +281,44 @@ def run_seconds(rows: list[Row]) -> tuple[float | None, bool]:
     return (total if any_known else None), estimated
 
 
-def experiments_per_hour(rows: list[Row]) -> float | None:
-    """Finished runs per wall-clock hour: from timestamps, else from summed run time."""
-    stamps = [s for s in map(_timestamp, rows) if s is not None]
-    if len(stamps) >= 2 and stamps[-1] > stamps[0]:
-        return (len(stamps) - 1) / ((stamps[-1] - stamps[0]).total_seconds() / 3600)
-    seconds, _ = run_seconds(rows)
-    return len(rows) / (seconds / 3600) if seconds else None
+def active_seconds(events: Path | None, rows: list[Row]) -> tuple[float | None, bool]:
+    """How long the loop ran, and whether that is an estimate. A session runs from a `loop
+    started` line of the tag's events.log to its last line or row before the next session:
+    the time between sessions (no loop running) is not the loop's. Without an events.log
+    (another tool's file) the span of the rows' timestamps, else their summed run time."""
+    stamps = [(s, False) for s in map(_timestamp, rows) if s is not None]
+    try:
+        lines = events.read_text(errors="replace").splitlines() if events else []
+    except OSError:
+        lines = []
+    for line in lines:
+        stamp, _, message = line.partition(" ")
+        when = _parse_time(stamp)
+        if when is not None:
+            stamps.append((when, message.startswith("loop started")))
+    if not any(start for _, start in stamps):
+        stamps.sort(key=lambda s: s[0])
+        if len(stamps) >= 2 and stamps[-1][0] > stamps[0][0]:
+            return (stamps[-1][0] - stamps[0][0]).total_seconds(), True
+        return run_seconds(rows)[0], True
+    total, begun, last = 0.0, None, None
+    for when, start in sorted(stamps, key=lambda s: (s[0], not s[1])):
+        if start or begun is None:
+            total += (last - begun).total_seconds() if begun else 0.0
+            begun = when
+        last = when
+    return total + (last - begun).total_seconds(), False
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def per_hour(count: int, seconds: float | None) -> float | None:
+    return count / (seconds / 3600) if seconds else None
 
 
 def runs_by_worker(rows: list[Row]) -> list[WorkerRuns]:
@@ -282,23 +336,28 @@ def runs_by_worker(rows: list[Row]) -> list[WorkerRuns]:
         seconds, estimated = run_seconds(mine)
         out.append(WorkerRuns(
             worker=first.worker, gpu=first.gpu, device=first.device, node=first.node,
-            runs=len(mine), kept=sum(r.status == "keep" for r in mine),
+            runs=len(mine), kept=sum(is_keep(r) for r in mine),
             hours=seconds / 3600 if seconds is not None else None, hours_estimated=estimated))
     return out
 
 
-def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS) -> Summary:
+def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS, events: Path | None = None
+              ) -> Summary:
+    """The Summary of a tag's rows; `events` is its events.log, which dates the loop's
+    sessions for the rates."""
     base, head, chain = baseline_row(rows), best(rows), progress(rows)
     wave = sum(r.kind in WAVE_KINDS and is_measured(r) for r in rows) or 1
     base_value = (chain.baseline, wave) if base and chain.baseline is not None else None
     improvement = base_value[0] - head.value if base_value and head else None
     seconds, estimated = run_seconds(rows)
     costs = [r.cost_usd for r in rows if r.cost_usd is not None]
+    experiments = [r for r in rows if is_experiment(r)]
+    active, active_estimated = active_seconds(events, rows)
     return Summary(
-        experiments=len(rows),
-        kept=sum(r.status == "keep" for r in rows),
-        discarded=sum(r.status == "discard" for r in rows),
-        crashed=sum(r.status == "crash" for r in rows),
+        experiments=len(experiments),
+        kept=sum(r.status == "keep" for r in experiments),
+        discarded=sum(r.status == "discard" for r in experiments),
+        crashed=sum(r.status == "crash" for r in experiments),
         baseline_bpb=base_value[0] if base_value else None,
         baseline_runs=base_value[1] if base_value else None,
         best_bpb=head.value if head else None,
@@ -308,13 +367,18 @@ def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS) -> Summary:
         best_description=head.description if head else "",
         improvement=improvement,
         improvement_pct=100 * improvement / base_value[0] if improvement is not None else None,
-        experiments_per_hour=experiments_per_hour(rows),
+        experiments_per_hour=per_hour(len(experiments), active),
         gpu_hours=seconds / 3600 if seconds is not None else None,
         gpu_hours_estimated=estimated,
         hours_label=hours_label(rows),
         cost_usd=sum(costs) if costs else None,
         top_improvements=sorted(improvements(rows), key=lambda i: -i.delta)[:top],
         workers=runs_by_worker(rows),
+        runs=len(rows),
+        runs_by_kind=dict(Counter(r.kind or "experiment" for r in rows)),
+        runs_per_hour=per_hour(len(rows), active),
+        active_hours=active / 3600 if active is not None else None,
+        active_estimated=active_estimated,
     )
 
 
@@ -341,19 +405,6 @@ def y_limits(rows: list[Row], threshold: float | None = None) -> tuple[float, fl
         if not in_padding:
             return lo - pad, hi + pad
         hi = max(in_padding)
-
-
-def select_tag(rows: list[Row], tag: str | None) -> tuple[list[Row], str | None]:
-    """The rows of one loop tag: the given one, else the tag of the newest row (if any)."""
-    tags = {r.tag for r in rows if r.tag}
-    if tag is None:
-        if not tags:
-            return rows, None
-        tag = next(r.tag for r in reversed(rows) if r.tag)
-    if tag not in tags:
-        known = ", ".join(sorted(tags)) or "none (this file has no tag column)"
-        raise UserError(f"no rows with tag {tag!r} in results.tsv; tags present: {known}")
-    return [r for r in rows if r.tag == tag], tag
 
 
 def estimate_threshold(rows: list[Row]) -> float | None:
@@ -389,6 +440,11 @@ def noise_summary(repo: Path, tag: str | None) -> str:
     except UserError:
         state = None
     return describe_noise(state.noise) if state and state.noise else ""
+
+
+def events_log(repo: Path | None, tag: str | None) -> Path | None:
+    """The tag's events.log (it dates the loop's sessions), when `repo` is a loop checkout."""
+    return tag_dir(repo, tag) / EVENTS if repo is not None and tag else None
 
 
 def noise_threshold(repo: Path, tag: str | None, rows: list[Row]) -> float | None:

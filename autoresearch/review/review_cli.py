@@ -28,36 +28,44 @@ from autoresearch.artifacts.sample import (
 )
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
+from autoresearch.review.console import duration
 from autoresearch.review.dashboard import LOOPBACK, Board, make_server
 from autoresearch.review.report import (
     TOP_IMPROVEMENTS,
     Summary,
+    events_log,
+    is_experiment,
     noise_summary,
     noise_threshold,
     runs_saved,
-    select_tag,
     signed,
     summarize,
     with_runs,
 )
-from autoresearch.review.views import read_rows
+from autoresearch.review.views import choose_tag, read_rows, state_repo, tags_by_start
 
 DEFAULT_PORT = 8765
 
 ResultsOpt = Annotated[Path, typer.Option(
     "--results", help="results.tsv to read, any tool's (relative to --repo)")]
-TagOpt = Annotated[str | None, typer.Option("--tag", help="loop tag (default: the newest row's)")]
+TagOpt = Annotated[str | None, typer.Option(
+    "--tag", help="loop tag (default: the newest, the one whose loop started last)")]
 RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="the autoresearch checkout")]
 
 
-def _load(repo: Path, results: Path, tag: str | None) -> tuple[Path, list[Row], str | None]:
+def _load(repo: Path, results: Path, tag: str | None
+          ) -> tuple[Path, list[Row], str | None, Path | None]:
+    """results.tsv's path, the chosen tag's rows, the tag, and its events.log (a loop's)."""
     results = repo / results  # an absolute path replaces repo
     if not results.exists():
         raise UserError(f"{results} not found: run the loop first, or point --results at a file")
-    rows, tag = select_tag(read_rows(results), tag)
+    rows = read_rows(results)
+    loop_repo = state_repo(repo, results)
+    tag = choose_tag(tags_by_start(loop_repo, rows), tag)
+    rows = [r for r in rows if tag is None or r.tag == tag]
     if not rows:
-        raise UserError(f"{results} has no experiments yet")
-    return results, rows, tag
+        raise UserError(f"{results} has no runs yet")
+    return results, rows, tag, events_log(loop_repo, tag)
 
 
 def plot(
@@ -66,7 +74,7 @@ def plot(
     tag: TagOpt = None,
     repo: RepoOpt = Path("."),
 ) -> None:
-    """Draw val_bpb over experiments into progress.png: kept runs and the running best,
+    """Draw every run's val_bpb into progress.png: kept runs and the running best,
     discarded ones faint, crashes as red crosses, the noise band and the best's description.
 
     \b
@@ -78,10 +86,11 @@ def plot(
         plot_progress,  # matplotlib is slow to import: only when needed
     )
 
-    _, rows, tag = _load(repo, results, tag)
+    _, rows, tag, events = _load(repo, results, tag)
     threshold = noise_threshold(repo, tag, rows)
-    path = plot_progress(rows, out, threshold=threshold)
-    typer.echo(f"wrote {path} ({len(rows)} experiments)")
+    path = plot_progress(rows, out, threshold=threshold, events=events)
+    experiments = sum(map(is_experiment, rows))
+    typer.echo(f"wrote {path} ({len(rows)} runs, {experiments} experiments)")
 
 
 def summary(
@@ -92,17 +101,17 @@ def summary(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     repo: RepoOpt = Path("."),
 ) -> None:
-    """Experiments, kept/discarded/crashed, best val_bpb and gain over the baseline,
-    experiments per hour, GPU (or CPU) hours, agent cost, the biggest improvements, and with
-    several workers what each one (its GPU, its node) ran.
+    """Runs by kind, experiments kept/discarded/crashed, best val_bpb and gain over the
+    baseline, experiments and runs per hour of the loop's running time, GPU (or CPU) hours,
+    agent cost, the biggest improvements, and with several workers what each one ran.
 
     \b
     Examples:
       uv run agent_loop.py summary
       uv run agent_loop.py summary --top 10 --json
     """
-    results, rows, tag = _load(repo, results, tag)
-    stats = summarize(rows, top=top)
+    results, rows, tag, events = _load(repo, results, tag)
+    stats = summarize(rows, top=top, events=events)
     stats.runs_saved = runs_saved(repo, tag)
     stats.noise = noise_summary(repo, tag)
     if as_json:
@@ -116,6 +125,8 @@ def print_summary(s: Summary, title: str) -> None:
     table = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
+    kinds = ", ".join(f"{n} {kind}" for kind, n in s.runs_by_kind.items())
+    table.add_row("runs", f"{s.runs}  ({kinds})")
     table.add_row("experiments", f"{s.experiments}  ([green]{s.kept} kept[/], "
                   f"[dim]{s.discarded} discarded[/], [red]{s.crashed} crashed[/])")
     table.add_row("baseline val_bpb", "—" if s.baseline_bpb is None else
@@ -126,7 +137,10 @@ def print_summary(s: Summary, title: str) -> None:
     if s.improvement is not None:
         table.add_row("improvement", f"{signed(-s.improvement)} "
                       f"({signed(-s.improvement_pct, 2)}%)")
-    table.add_row("experiments/hour", _num(s.experiments_per_hour, 1))
+    estimated = " (from the rows' timestamps)" if s.active_estimated else ""
+    table.add_row("experiments/hour", "—" if s.active_hours is None else
+                  f"{_num(s.experiments_per_hour, 1)}  (runs/hour {_num(s.runs_per_hour, 1)}, "
+                  f"over {duration(s.active_hours * 3600)} of loop time{estimated})")
     approx = " (partly from timestamps)" if s.gpu_hours_estimated else ""
     table.add_row(s.hours_label, _num(s.gpu_hours, 2) + approx)
     if s.noise:
@@ -151,10 +165,10 @@ def print_summary(s: Summary, title: str) -> None:
 
 
 def workers_table(s: Summary) -> Table:
-    """Which worker, on which GPU of which node, ran how many runs, kept how many, for how long."""
+    """Which worker, on which GPU of which node, ran how many runs, how many keeps, how long."""
     table = Table(title="workers", title_justify="left")
     for name, justify in (("worker", "left"), ("gpu", "left"), ("device", "left"),
-                          ("node", "left"), ("runs", "right"), ("kept", "right"),
+                          ("node", "left"), ("runs", "right"), ("keeps", "right"),
                           (s.hours_label, "right")):
         table.add_column(name, justify=justify)
     for w in s.workers:
@@ -217,9 +231,12 @@ def dashboard(
       ssh -L 8765:127.0.0.1:8765 gpu-box                  # then browse it from your laptop
     """
     results = repo / results  # an absolute path replaces repo
+    rows = read_rows(results) if results.exists() else []
+    tag_shown = choose_tag(tags_by_start(state_repo(repo, results), rows), tag)
     server = make_server(Board(repo, results, tag), host, port)
     url = f"http://{host}:{server.server_address[1]}/"
-    typer.echo(f"dashboard: {url}  (read-only; Ctrl-C to stop)")
+    shown = f"tag {tag_shown}" if tag_shown else "no loop yet"
+    typer.echo(f"dashboard: {url}  ({shown}; read-only; Ctrl-C to stop)")
     if host not in LOOPBACK:
         typer.secho("warning: listening beyond this machine: anyone who can reach it can read "
                     "your logs and diffs", fg="yellow")

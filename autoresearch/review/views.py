@@ -14,7 +14,7 @@ from rich.text import Text
 
 from autoresearch.errors import UserError
 from autoresearch.execution.procs import pid_alive
-from autoresearch.ledger.results import Row, read_results
+from autoresearch.ledger.results import Row, read_reported, read_results
 from autoresearch.ledger.state import (
     State,
     list_tags,
@@ -33,46 +33,76 @@ from autoresearch.review.report import (
     best,
     describe_noise,
     experiment_numbers,
+    is_experiment,
+    is_keep,
     is_measured,
     several_workers,
     signed,
     worker_labels,
 )
 from autoresearch.workspace.git import Git
-from autoresearch.workspace.tags import BRANCH_PREFIX, RESULTS, tried_ref
+from autoresearch.workspace.tags import RESULTS, tried_ref
 
 
 def read_rows(path: Path, reported: set[str] | None = None) -> list[Row]:
     """results.tsv's rows for a review command. What is wrong with the file goes to stderr as
     `warning: ...`, each problem once: a long-running caller passes the set it keeps of those
     already reported."""
-    problems: list[str] = []
-    rows = read_results(path, problems)
-    reported = set() if reported is None else reported
-    for problem in problems:
-        if problem not in reported:
-            reported.add(problem)
-            print(f"warning: {problem}", file=sys.stderr)
-    return rows
+    return read_reported(path, lambda problem: print(f"warning: {problem}", file=sys.stderr),
+                         set() if reported is None else reported)
+
+
+def tags_by_start(repo: Path | None, rows: list[Row]) -> list[str]:
+    """Every tag known here, the one whose loop started last at the end: results.tsv's tags in
+    the order of their first rows (the file is appended to as runs end), then, with `repo`, the
+    tags whose loop state has no row yet (a loop still on its first runs), by creation time."""
+    tags = list(dict.fromkeys(r.tag for r in rows if r.tag))
+    waiting = [name for name in list_tags(repo) if name not in tags] if repo is not None else []
+    return tags + sorted(waiting, key=lambda name: _created_at(repo, name))
+
+
+def _created_at(repo: Path, tag: str) -> str:
+    try:
+        state = load_state(repo, tag)
+    except UserError:  # a damaged state.json still names a tag
+        return ""
+    return state.created_at if state else ""
+
+
+def state_repo(repo: Path, results: Path) -> Path | None:
+    """`repo` when `results` is its loop's own results.tsv (its tags have loop state), else
+    None: another file's tags are its rows' alone."""
+    return repo if results.resolve() == (repo / RESULTS).resolve() else None
+
+
+def choose_tag(tags: list[str], tag: str | None, quiet: bool = False) -> str | None:
+    """The one rule of every review verb: --tag if it is known, else the newest of `tags`
+    (tags_by_start's order), said in a first line on stderr when there are several; None when
+    there is no tag at all (a file without the column). An unknown --tag is a UserError that
+    lists the known ones."""
+    if tag is not None:
+        if tag not in tags:
+            known = f"tags here: {', '.join(tags)}" if tags else "no loop has run here yet"
+            raise UserError(f"no tag {tag!r} ({known}); pick one with --tag")
+        return tag
+    if not tags:
+        return None
+    if len(tags) > 1 and not quiet:
+        print(f"tag: {tags[-1]} (newest of {len(tags)}; --tag to choose)", file=sys.stderr)
+    return tags[-1]
 
 
 def resolve_tag(repo: Path, tag: str | None) -> str:
-    """The tag asked for, else the checked-out autoresearch/<tag> branch's, else the only one."""
-    tags = list_tags(repo)
-    if tag:
-        if tag not in tags:
-            known = f" (known: {', '.join(tags)})" if tags else ""
-            raise UserError(f"no loop state for tag {tag!r} in {repo.resolve()}{known}")
-        return tag
-    branch = Git(repo).current_branch() or ""
-    if branch.startswith(BRANCH_PREFIX) and branch[len(BRANCH_PREFIX):] in tags:
-        return branch[len(BRANCH_PREFIX):]
-    if len(tags) == 1:
-        return tags[0]
-    if not tags:
+    """The loop tag a verb that reads loop state works on: choose_tag over the tags with state,
+    in the order of tags_by_start (the verb itself warns about damaged rows)."""
+    results = repo / RESULTS
+    rows = read_results(results, []) if results.is_file() else []
+    with_state = set(list_tags(repo))
+    chosen = choose_tag([t for t in tags_by_start(repo, rows) if t in with_state], tag)
+    if chosen is None:
         raise UserError("no loop has run here yet: start one with "
                         "`uv run agent_loop.py run --tag <date> --agent sweep`")
-    raise UserError(f"several tags here ({', '.join(tags)}): pick one with --tag")
+    return chosen
 
 
 def loop_running(live: dict) -> bool:
@@ -172,25 +202,32 @@ def counts_line(state: State, rows: list[Row]) -> Text:
         ("runs: ", "dim"), f"{len(rows)} (", *[(f"{v} {k} ", STATUS_STYLE[k])
                                               for k, v in by_status.items()],
         f"| {', '.join(f'{v} {k}' for k, v in by_kind.items()) or 'none'})",
+        ("   experiments: ", "dim"),
+        f"{sum(map(is_experiment, rows))} ({sum(map(is_keep, rows))} kept)",
         ("   rejected proposals: ", "dim"), str(state.rejected_total),
         ("   agent cost: ", "dim"), cost)
 
 
-def results_table(path: Path, tag: str | None, top: int | None, kept_only: bool) -> Table:
+def results_table(path: Path, repo: Path | None, tag: str | None, top: int | None,
+                  kept_only: bool) -> Table:
+    """results.tsv's rows of one tag (choose_tag's; `repo` when the file is the loop's own,
+    whose state.json files name its tags): every run, or only the keeps, or the `top` best."""
     all_rows = read_rows(path)
+    tag = choose_tag(tags_by_start(repo, all_rows), tag)
     numbered = [(n, r) for n, r in zip(experiment_numbers(all_rows), all_rows, strict=True)
-                if not tag or r.tag == tag]
+                if tag is None or r.tag == tag]
     labels = worker_labels([r for _, r in numbered])
     rows = [(n, r, w) for (n, r), w in zip(numbered, labels, strict=True)]
     if kept_only:
-        rows = [(n, r, w) for n, r, w in rows if r.status == "keep"]
+        rows = [(n, r, w) for n, r, w in rows if is_keep(r)]
     if top:
         rows = sorted(((n, r, w) for n, r, w in rows if is_measured(r)),
                       key=lambda found: found[1].val_bpb)[:top]
     # who ran each row, when several workers did: one worker's name on every row says nothing
     # and costs an 80-column terminal a fifth of the description's width
     by_worker = several_workers([r for _, r, _ in rows])
-    table = Table(title=f"{path} ({len(rows)} rows)", title_justify="left")
+    title = f"{f'tag {tag} ' if tag else ''}({len(rows)} rows) · {path}"
+    table = Table(title=title, title_justify="left")
     columns = [("#", "right"), ("commit", "left"), ("val_bpb", "right"), ("mem GB", "right"),
                ("status", "left"), ("kind", "left"), ("description", "left")]
     if by_worker:
@@ -213,11 +250,10 @@ def resolve_commit(repo: Path, ref: str, tag: str | None) -> str:
     git = Git(repo)
     git.check_repo()
     if ref.isdigit() and len(ref) < 7:
-        tags = [tag] if tag else list_tags(repo)
-        rows = [r for r in read_rows(repo / RESULTS)
-                if r.experiment == int(ref) and (r.tag in tags or not tags)]
-        if len({r.tag for r in rows}) > 1:
-            raise UserError(f"experiment {ref} exists in several tags: pick one with --tag")
+        all_rows = read_rows(repo / RESULTS)
+        tag = choose_tag(tags_by_start(repo, all_rows), tag)
+        rows = [r for r in all_rows
+                if r.experiment == int(ref) and (tag is None or r.tag == tag)]
         if rows:
             return git.resolve(tried_ref(rows[0].tag, int(ref))) or git.resolve(rows[0].commit)
     commit = git.resolve(ref)
@@ -227,7 +263,7 @@ def resolve_commit(repo: Path, ref: str, tag: str | None) -> str:
 
 
 def diff(repo: Path, ref: str, tag: str | None, console: Console) -> None:
-    text = Git(repo).show(resolve_commit(repo, ref, tag))
+    text = redact(Git(repo).show(resolve_commit(repo, ref, tag)))
     if console.is_terminal:
         console.print(Syntax(text, "diff", theme="ansi_dark", word_wrap=True))
     else:
@@ -254,5 +290,5 @@ def journal(repo: Path, tag: str | None, full: bool, console: Console) -> None:
         changes = f" [{', '.join(e.changes)}]" if e.changes else ""
         console.print(Text.assemble(
             f"#{e.n} {e.kind} w{e.worker} ", (e.status, STATUS_STYLE.get(e.status, "")),
-            f" {value}{delta} {e.description}{changes}{links}",
-            (f" - {e.reason}" if e.reason else "", "dim")))
+            redact(f" {value}{delta} {e.description}{changes}{links}"),
+            (redact(f" - {e.reason}") if e.reason else "", "dim")))

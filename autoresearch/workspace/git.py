@@ -30,7 +30,9 @@ LOCKED = re.compile(r"Unable to create '([^']+\.lock)': File exists")
 
 class Git:
     def __init__(self, repo: Path):
-        self.repo = Path(repo)
+        # absolute, once: git runs in it, and every path made from it is handed to git or to a
+        # child process started elsewhere, which would resolve a relative one again
+        self.repo = Path(repo).absolute()
 
     def _git(self, *args: str, text: bool = True, env: dict | None = None,
              stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -171,8 +173,20 @@ class Git:
     # ---- work trees of the loop's own
 
     def add_worktree(self, path: Path, commit: str) -> None:
+        """A detached work tree at `path`: absolute, as git resolves it against the repo."""
         self.run("worktree", "prune")  # forget trees whose folders were deleted by hand
-        self.run("worktree", "add", "--force", "--detach", str(path), commit)
+        self.run("worktree", "add", "--force", "--detach", str(Path(path).absolute()), commit)
+
+
+def find_root(path: Path) -> Path:
+    """The root (git's top level) of the repository `path` lies in, absolute, so that every
+    command finds the same one from any folder of it; `path` itself, absolute, when it is no
+    git work tree (review commands read a copied results folder too)."""
+    path = Path(path).absolute()
+    if not path.is_dir():
+        return path  # the command says what is wrong with it
+    top = Git(path).run("rev-parse", "--show-toplevel", check=False)
+    return Path(top) if top else path
 
 
 def failure(args: tuple[str, ...], output: str) -> UserError:

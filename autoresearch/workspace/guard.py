@@ -1,5 +1,6 @@
 """Tripwires on what train.py runs with but does not own: the Python environment, the prepared
-data and tokenizer, and git's control files.
+data and tokenizer, git's control files, and the user's checkout (its tracked files and
+program.md: an agent finds it through `git rev-parse --git-common-dir`, a run through `../../../`).
 
 An agent (or a training run) can write outside its work tree: a `.pth` file in site-packages runs
 its code inside every later training run; a bytecode file in a `__pycache__` replaces a module; a
@@ -9,8 +10,8 @@ ctime, inode, mode, link count: the venv is gigabytes, and ctime changes with ev
 content hash is not needed) and the loop compares after every agent turn and every run:
 
 - a new file is copied to the undo folder and removed;
-- a changed or deleted file of git's control files is restored (their bytes are kept, they are
-  small);
+- a changed or deleted file of git's control files or of the checkout is restored (their bytes
+  are kept, they are small), a copy of what was written kept in the undo folder;
 - a changed or deleted file of the environment or the data cannot be restored from metadata: the
   loop stops with one line saying how to reinstall or re-prepare it;
 - a bytecode file that Python itself wrote (a module imported for the first time) is accepted
@@ -18,6 +19,9 @@ content hash is not needed) and the loop compares after every agent turn and eve
 - a file whose only news is its link count (and so its ctime) is accepted: uv hard-links a venv's
   files from its cache, so another venv made or removed elsewhere, or `uv cache clean`, moves
   them without touching their contents.
+
+Each change is blamed on whoever could have made it (Suspects): the runs under way at some moment
+since the previous scan began, else the agent turns; the others are not punished.
 
 Not covered: compile caches of torch/Triton/FlashAttention (rewritten by every run), files outside
 these areas (e.g. ~/.bashrc), a process running as another user or as root that forges ctime, and
@@ -34,10 +38,13 @@ import shutil
 import site
 import stat
 import sys
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CONTROL_FILES = ("config", "config.worktree", "hooks", "info")  # in git's common directory
+PROGRAM = "program.md"  # the user's instructions to the agents, in the checkout
+RUN_LABEL = "run #"  # how a run is named among the suspects ("run #7"); agents: "w1's agent"
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,15 @@ def data_area(cache_dir: Path) -> Area:
 
 def git_area(common_dir: Path) -> Area:
     return Area("git", tuple(common_dir / name for name in CONTROL_FILES), keep_bytes=True)
+
+
+def checkout_area(repo: Path, tracked: list[str]) -> Area:
+    """The user's checkout: its tracked files and program.md, put back when changed (the loop
+    never writes them; the user steers between sessions)."""
+    root = repo.resolve()
+    names = dict.fromkeys([*tracked, PROGRAM])  # not a submodule: a folder of any size
+    return Area("checkout", tuple(root / name for name in names if not (root / name).is_dir()),
+                keep_bytes=True)
 
 
 def scan(area: Area) -> dict[str, Meta]:
@@ -185,6 +201,15 @@ class Guard:
         self.violations += 1
         return undone, lost
 
+    def trusted(self, path: Path) -> str:
+        """The text a kept file had when the guard was armed: what the loop reads, so a write
+        between two scans never reaches it (e.g. program.md); "" if there was none. A symlink
+        (the guard keeps no copy of one) is read as it is now."""
+        content = self.kept.get(str(path.resolve()))
+        if content is not None:
+            return content[0].decode(errors="replace")
+        return path.read_text(errors="replace") if path.is_symlink() and path.is_file() else ""
+
     def accept(self, changes: list[Change]) -> None:
         """Take these changes as legitimate (e.g. caches the baseline's own code wrote)."""
         for change in changes:
@@ -193,6 +218,57 @@ class Guard:
                 self.seen[change.area].pop(str(change.path), None)
             else:
                 self.seen[change.area][str(change.path)] = meta
+
+
+@dataclass
+class Blame:
+    """The changes blamed on one agent turn or run: paths, and whether it was always the only
+    one that could have made them."""
+
+    paths: list[str] = field(default_factory=list)
+    sole: bool = True
+
+    def add(self, paths: list[str], sole: bool) -> None:
+        self.paths += paths
+        self.sole = self.sole and sole
+
+
+class Suspects:
+    """Who could have made a change that a scan finds: every agent turn and run under way at some
+    moment since the previous scan began (a turn or run that ended since is still a suspect)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active: set[str] = set()
+        self.window: set[str] = set()
+
+    def begin(self, who: str) -> None:
+        with self.lock:
+            self.active.add(who)
+            self.window.add(who)
+
+    def end(self, who: str) -> None:
+        with self.lock:
+            self.active.discard(who)  # stays in the window until the next scan
+
+    def take(self) -> set[str]:
+        """The suspects of a scan about to begin; the next window starts with those under way."""
+        with self.lock:
+            found, self.window = self.window, set(self.active)
+            return found
+
+    def now(self) -> set[str]:
+        """Those under way now or since take() (they may have written during the scan)."""
+        with self.lock:
+            return set(self.window)
+
+
+def culprits(suspects: set[str]) -> set[str]:
+    """Whom a change is blamed on: the runs among the suspects, else the agents. A run writes
+    where it runs, unseen by anyone; an agent turn that merely overlapped a run is not punished
+    for what the run did (its own work tree is checked on its own)."""
+    runs = {s for s in suspects if s.startswith(RUN_LABEL)}
+    return runs or suspects
 
 
 def lost_message(lost: list[str]) -> str:

@@ -36,9 +36,23 @@ class Check:
 class Slot:
     def __init__(self, repo: Git, path: Path, worker: int):
         self.repo = repo  # the user's repository (refs, objects)
-        self.path = path
+        self.path = Path(path).absolute()  # handed to git and to the agent's CLI
         self.worker = worker
         self.git = Git(path)
+        self._remove_stale_index_lock()
+
+    def _remove_stale_index_lock(self) -> None:
+        """A kill -9 during a git command in this tree leaves its index.lock behind, and every
+        later git command there refuses to run. Slots are made while the loop holds the tag's
+        lock and before any agent starts, so no git command can be running here: it is stale."""
+        dot_git = self.path / ".git"
+        if not dot_git.is_file():
+            return
+        text = dot_git.read_text(errors="replace").strip()
+        if text.startswith("gitdir:"):
+            admin = Path(text.removeprefix("gitdir:").strip())
+            (admin if admin.is_absolute() else self.path / admin).joinpath("index.lock").unlink(
+                missing_ok=True)
 
     def reset(self, commit: str, backup: Path, keep_train: bool = False) -> list[str]:
         """Make the tree exactly `commit` (train.py excepted with keep_train); copy everything
@@ -53,7 +67,7 @@ class Slot:
             return []
         train = self.path / TRAIN
         kept = train.read_text() if keep_train and train.is_file() else None
-        differ = [p for p in self.changed_paths() if p != TRAIN]
+        differ = [p for p in self.changed_paths(commit) if p != TRAIN]
         for rel in differ + ([TRAIN] if not keep_train and train.exists() else []):
             _copy(self.path / rel, backup / rel)
         self.git.run("checkout", "--quiet", "--detach", "--force", commit)
@@ -73,11 +87,14 @@ class Slot:
         top = self.git.run("rev-parse", "--show-toplevel", check=False)
         return bool(top) and Path(top).resolve() == self.path.resolve()
 
-    def changed_paths(self) -> list[str]:
-        """Tracked files that differ from HEAD, and every untracked or ignored path."""
+    def changed_paths(self, commit: str = "HEAD") -> list[str]:
+        """Tracked files that differ from HEAD or from `commit` (a file the agent committed is
+        no different from HEAD, yet gone once the tree is `commit` again), and every untracked
+        or ignored path."""
         out = self.git.run_raw("status", "--porcelain=v1", "-z", "--untracked-files=all",
                                "--ignored=matching")
-        entries, paths, i = out.split("\0"), [], 0
+        committed = self.git.run_raw("diff", "--name-only", "-z", commit).split("\0")
+        entries, paths, i = out.split("\0"), [p for p in committed if p], 0
         while i < len(entries):
             entry = entries[i]
             i += 1

@@ -115,6 +115,13 @@ def check_resume(git: Git, state: State, data_sha256: str) -> None:
                         f"--tag")
 
 
+def unrun_edits_note(state: State) -> str:
+    """What a resumed tag does with uncommitted edits of the checkout's train.py: nothing."""
+    return (f"note: train.py has uncommitted changes, which tag {state.tag} does not run: it "
+            f"resumes from its branch {state.branch}. To try them, commit them and start a new "
+            f"--tag")
+
+
 def dirty_message(path: str) -> str:
     if path == TRAIN:
         return ("train.py has uncommitted changes, which the baseline would not run: commit "
