@@ -14,7 +14,6 @@ as a measurement.
 from __future__ import annotations
 
 import math
-import statistics
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -177,12 +176,6 @@ def experiment_numbers(rows: list[Row]) -> list[int]:
     if rows and all(r.experiment is not None for r in rows):
         return [r.experiment for r in rows]
     return list(range(1, len(rows) + 1))
-
-
-def mean_of(rows: list[Row], commit: str) -> tuple[float, int] | None:
-    """(mean val_bpb, number of runs) of a commit's measured rows; None if it has none."""
-    values = [r.val_bpb for r in rows if r.commit == commit and is_measured(r)]
-    return (statistics.fmean(values), len(values)) if values else None
 
 
 def _heads(rows: list[Row], xs: list[int]) -> Iterator[Best | None]:
