@@ -133,6 +133,7 @@ class Loop:
                 self.log(unrun_edits_note(state), "yellow")
             self.coord = Coordinator(self.repo, self.git, state, noise_runs=self.opts.noise_runs,
                                      noise_floor=self.opts.noise_floor,
+                                     max_pairs=self.opts.max_pairs,
                                      max_fix_attempts=self.opts.max_fix_attempts,
                                      plateau_after=self.opts.plateau_after, log=self.log,
                                      outcome=self.ui.outcome, verifier=verifier)
@@ -190,8 +191,7 @@ class Loop:
                                  self.executor is not None, self.log):
             return None
         return Verifier(self.repo, tag_dir(self.repo, self.opts.tag) / CACHE_FILE,
-                        self.opts.noise_floor, self.opts.noise_runs,
-                        sandbox.unavailable() is None, self.log,
+                        self.opts.noise_floor, sandbox.unavailable() is None, self.log,
                         {s.worker: s.gpu for s in slots})
 
     def wind_down(self) -> None:
@@ -426,7 +426,7 @@ class Loop:
             state.update(tag=self.opts.tag, agent=getattr(self.workers[0].agent, "name", "")
                          if self.workers else "",
                          best_commit=(s.best_commit or "")[:7] if s else "",
-                         best_val_bpb=self.coord.value(self.coord.best()) if s and s.best_commit
+                         best_val_bpb=self.coord.best_value() if s and s.best_commit
                          else None,
                          threshold=self.coord.threshold() if s else None,
                          time_left_s=max(0.0, self.deadline - time.monotonic())

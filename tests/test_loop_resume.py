@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from loop_helpers import (
     AGENT_LOOP,
+    ScriptedAgent,
     check_git_matches_results,
     edit,
     fake_gpus,
@@ -27,6 +28,7 @@ from loop_helpers import (
     tag_rows,
 )
 
+from autoresearch.execution.gpus import Slot
 from autoresearch.execution.local import LocalExecutor
 from autoresearch.ledger.state import load_state
 from autoresearch.workspace.git import Git
@@ -259,3 +261,58 @@ def test_kill_9_chaos_with_two_workers(repo, tmp_path):
     assert {r.worker for r in rows_} == {0, 1} and {r.gpu for r in rows_} == {"0", "1"}
     check_git_matches_results(repo, TAG)
     assert runs_alive(pid_file) == []  # no run outlived the loops that started it
+
+
+def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tmp_path,
+                                                                         monkeypatch):
+    """A grey-zone candidate (as in test_precision) killed during its second pair's
+    confirmation: after the restart its first pair still counts, the control of the cut-off pair
+    runs again, and the pairs go on until the test keeps it."""
+    offsets = tmp_path / "offsets"
+    offsets.write_text("0\n0.001\n-0.001\n-0.002\n")  # the wave, the first run; then exact
+    monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
+    undo = kill_at(monkeypatch, LocalExecutor, "run", when=8)  # 1-3 wave, 4 it, 5-6 7-8 pairs
+    with pytest.raises(Killed):
+        run_loop(repo, [edit("a small gain", VAL_BPB=0.999)], noise_runs=2, max_pairs=5)
+    (cand,) = load_state(repo, TAG).candidates
+    assert cand.gains == [pytest.approx(0.001)] and cand.control == pytest.approx(1.0)
+    undo()
+    run_loop(repo, [], max_experiments=1, noise_runs=2, max_pairs=5)
+    kinds = [r[1] for r in rows(repo)]
+    assert kinds.count("control") == kinds.count("confirm") + 1  # the cut-off one renewed
+    assert [r[3] for r in rows(repo)].count("control for #4: its parent again (after a "
+                                            "restart)") == 1
+    first = next(r for r in tag_rows(repo) if r.kind == "experiment")
+    assert first.status == "keep" and first.pairs == kinds.count("confirm")
+    assert first.gain == pytest.approx(0.001)
+    check_git_matches_results(repo, TAG)
+
+
+def test_killed_between_a_ports_run_and_its_control(repo, monkeypatch):
+    """A port's own run is the first half of its first pair; killed before its control ran,
+    the restart runs the port again after the control, so no pair spans the restart."""
+    real = LocalExecutor.run
+
+    def run(self, spec, *args, **kwargs):
+        if any(c.pending is not None for c in load_state(repo, TAG).candidates):
+            raise Killed("a port's control")
+        return real(self, spec, *args, **kwargs)
+
+    monkeypatch.setattr(LocalExecutor, "run", run)
+    agents = [ScriptedAgent([edit("lower VAL_BPB", VAL_BPB=0.9)]),
+              ScriptedAgent([edit("a bonus", BONUS=-0.05)])]
+    slots = [Slot(k, str(k), "NVIDIA H200") for k in range(2)]
+    with pytest.raises(Killed):
+        run_loop(repo, [], slots=slots, agent=agents, noise_runs=1, max_experiments=2)
+    (cand,) = load_state(repo, TAG).candidates
+    assert cand.pending is not None
+    monkeypatch.setattr(LocalExecutor, "run", real)
+    run_loop(repo, [], slots=slots, agent=[ScriptedAgent([]), ScriptedAgent([])], noise_runs=1,
+             max_experiments=2)
+    assert f"#{cand.n} ran before the restart: it runs again after its control" in (
+        repo / ".autoresearch" / TAG / "events.log").read_text()
+    port = next(r for r in tag_rows(repo) if r.experiment == cand.n)
+    confirms = [r for r in tag_rows(repo) if r.kind == "confirm" and f"#{cand.n}:" in
+                r.description]
+    assert port.kind == "port" and port.status == "keep" and port.pairs == 1 and confirms
+    check_git_matches_results(repo, TAG)

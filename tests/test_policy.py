@@ -1,11 +1,27 @@
 """The decision rule, pure: the noise threshold, the screen against the parent, the paired
 confirmation; and the loop against a machine whose speed drifts over the night."""
 
+import math
+import random
+import statistics
+
 import pytest
 from loop_helpers import check_git_matches_results, edit, make_repo, run_loop, tag_rows
 
 from autoresearch.model import Candidate, Job, Kind, Outcome
-from autoresearch.policy import Context, decide, measure, paired, screen
+from autoresearch.policy import (
+    Context,
+    Rule,
+    Run,
+    decide,
+    fit,
+    min_detectable_gain,
+    pair_gain,
+    screen_run,
+    sequential,
+    t_quantile,
+    t_tail,
+)
 
 METRICS = {"val_bpb": 0.95, "training_seconds": 1.0, "total_seconds": 2.0, "peak_vram_mb": 1024.0,
            "mfu_percent": 1.0, "total_tokens_M": 0.1, "num_steps": 3.0, "num_params_M": 0.1,
@@ -21,29 +37,14 @@ def job(kind=Kind.EXPERIMENT, parent="p" * 40, n=5, **kw):
     return Job("j1", kind, 0, "c" * 40, parent, "idea", n=n, run_dir="runs/t/0005-ccccccc", **kw)
 
 
-def ctx(best="p" * 40, parent_value=1.0, threshold=0.01, candidate=None):
-    return Context("t", "2026-11-30T00:00:00+00:00", best, threshold, parent_value, candidate, 2)
+PARENT = fit([Run("ppppppp", "0", v) for v in (0.999, 1.001, 0.999, 1.001, 1.0)])  # std 0.001
 
 
-def test_threshold_pools_the_spread_within_device_models():
-    noise = measure({"A100": [1.0, 1.002], "H100": [1.05, 1.048]}, 0.001, 3)
-    assert noise.std == pytest.approx(0.002 / 2 ** 0.5)  # not the 0.05 between the models
-    assert noise.threshold == pytest.approx(2 * 0.002 / 2 ** 0.5)
-    assert measure({"cpu": [1.0]}, 0.001, 2).rule.startswith("fewer than 2")
-    assert measure({"cpu": [1.0, 1.0]}, 0.003, 0).threshold == 0.003
-    two_workers = measure({"H200": [1.604826, 1.600978]}, 0.001, 0)  # --noise-runs 0, 2 GPUs
-    assert two_workers.threshold == pytest.approx(0.005442, abs=1e-6)
-    assert two_workers.rule.startswith("max(floor")  # not "noise runs off"
-    assert measure({"cpu": [1.0]}, 0.001, 0).rule == "noise runs off and one worker: floor only"
+DEFAULT_RULE = Rule()
 
 
-def test_screen_and_paired():
-    assert screen(0.98, 1.0, 0.01) and not screen(0.995, 1.0, 0.01)
-    assert screen(1.5, None, 0.01)  # never measured on this model: only the pair can tell
-    assert paired([0.98, 0.985], 1.0, 0.01) == (True, pytest.approx(0.0175))
-    assert paired([0.98, 1.0], 0.995, 0.01)[0] is False
-    # a lucky first run cannot carry a confirmation that lost to the control
-    assert paired([0.90, 1.001], 1.0, 0.01) == (False, pytest.approx(0.0495))
+def ctx(best="p" * 40, model=PARENT, candidate=None, rule=DEFAULT_RULE):
+    return Context("t", "2026-11-30T00:00:00+00:00", best, model, rule, candidate, 2)
 
 
 def test_a_gain_becomes_a_candidate_with_a_control_and_a_confirmation():
@@ -51,28 +52,46 @@ def test_a_gain_becomes_a_candidate_with_a_control_and_a_confirmation():
     assert d.rows == [] and d.hold.n == 5 and d.hold.row.val_bpb == 0.95
     assert [(j.kind, j.commit[0], j.priority, j.subject) for j in d.follow] == [
         (Kind.CONTROL, "p", 0, 5), (Kind.CONFIRM, "c", 0, 5)]
+    assert decide(job(), outcome(1.5), ctx(model=fit([]))).hold.n == 5  # parent never measured
 
 
 def test_small_gains_and_losses_are_discarded_against_the_parent():
-    d = decide(job(), outcome(0.995), ctx())
+    d = decide(job(), outcome(1.005), ctx())
     assert [r.status for r in d.rows] == ["discard"] and d.tried == {5: "c" * 40}
-    assert d.rows[0].reason == "-0.005000 vs parent ppppppp (1.000000)"
+    assert d.rows[0].reason.startswith("+0.005000 vs parent ppppppp on worker 0 (1.000000 +- ")
+    assert decide(job(), outcome(0.9995), ctx()).rows[0].status == "discard"  # within the noise
 
 
-def test_confirmation_keeps_only_a_paired_gain():
+def confirmed(value, control=1.0, gains=(), **kw):
     cand = Candidate(5, 0, "c" * 40, "p" * 40, decide(job(), outcome(0.95), ctx()).hold.row,
-                     control=1.0)
-    kept = decide(job(Kind.CONFIRM, n=7, subject=5), outcome(0.96), ctx(candidate=cand))
+                     control=control, gains=list(gains))
+    return decide(job(Kind.CONFIRM, n=7, subject=5), outcome(value), ctx(candidate=cand, **kw))
+
+
+def test_confirmation_keeps_only_a_paired_gain_with_its_evidence():
+    kept = confirmed(0.96)
     assert kept.keep == "c" * 40 and [r.status for r in kept.rows] == ["keep", "keep"]
     assert [r.experiment for r in kept.rows] == [5, 7] and kept.settle == 5
-    drifted = Candidate(5, 0, "c" * 40, "p" * 40, cand.row, control=0.95)  # the machine sped up
-    lost = decide(job(Kind.CONFIRM, n=7, subject=5), outcome(0.955), ctx(candidate=drifted))
+    first = kept.rows[0]
+    assert (first.pairs, first.gain) == (1, pytest.approx(0.04)) and first.p_value < 0.05
+    assert first.gain_low > 0 and first.gain_high > first.gain
+    assert "confirmed: +0.040000 over 1 pair [" in first.reason
+    lost = confirmed(0.955, control=0.95)  # the machine sped up: the pair shows no gain
     assert lost.keep is None and "not confirmed" in lost.rows[0].reason
-    unlucky = decide(job(Kind.CONFIRM, n=7, subject=5), outcome(1.001), ctx(candidate=cand))
-    assert unlucky.keep is None and unlucky.rows[1].reason.endswith("lost to the control")
-    moved = decide(job(Kind.CONFIRM, n=7, subject=5), outcome(0.96),
-                   ctx(best="b" * 40, candidate=cand))
+    assert lost.rows[0].pairs == 1 and lost.rows[0].gain == pytest.approx(-0.005)
+    moved = confirmed(0.96, best="b" * 40)
     assert moved.keep is None and moved.port.n == 5  # beat its parent; the best moved on
+
+
+def test_the_grey_zone_gets_one_more_pair_up_to_the_cap():
+    grey = confirmed(0.999)
+    assert grey.keep is None and grey.settle is None and grey.hold.gains == [pytest.approx(0.001)]
+    assert grey.hold.control is None and [r.experiment for r in grey.rows] == [7]
+    assert [j.kind for j in grey.follow] == [Kind.CONTROL, Kind.CONFIRM]
+    assert "pair 1 of #5" in grey.rows[0].reason and grey.rows[0].status == "discard"
+    last = confirmed(0.999, gains=[0.001, 0.001])
+    assert last.keep is None and last.settle == 5 and last.rows[0].pairs == 3
+    assert confirmed(0.999, gains=[0.001, 0.001], rule=Rule(max_pairs=6)).hold is not None
 
 
 def test_a_stale_parent_is_ported_never_compared_with_the_new_best():
@@ -107,3 +126,133 @@ def test_no_op_edits_are_not_kept_while_the_machine_drifts(tmp_path, monkeypatch
     screened = [r for r in rows if r.kind == "control"]
     assert len(screened) >= 2  # the drift did fool the first look at least once
     check_git_matches_results(repo)
+
+
+# ---- the noise model and the sequential paired test
+
+def simulate(rng, commits, workers, offsets, std, runs_each):
+    """Runs of each (commit, true value) on every worker, runs_each times."""
+    return [Run(c, w, v + offsets[w] + rng.gauss(0, std))
+            for c, v in commits for w in workers for _ in range(runs_each)]
+
+
+def test_the_fit_separates_worker_offsets_from_the_noise():
+    rng = random.Random(1)
+    offsets = {"0": 0.004, "1": -0.004}  # GPU 1 trains more steps: systematically lower
+    model = fit(simulate(rng, [("base", 1.0), ("next", 0.99)], ["0", "1"], offsets, 0.0003, 6))
+    assert model.offsets["0"] - model.offsets["1"] == pytest.approx(0.008, abs=0.0005)
+    assert sum(model.offsets.values()) == pytest.approx(0.0, abs=1e-12)
+    assert model.within_std == pytest.approx(0.0003, rel=0.35)  # not the 0.004 between GPUs
+    assert model.dof == 24 - 2 - 1
+    assert model.values["next"] - model.values["base"] == pytest.approx(-0.01, abs=0.0005)
+    assert model.ses["base"] == pytest.approx(model.within_std / math.sqrt(12), rel=0.01)
+    single = fit([Run("base", "0", 1.0)])
+    assert single.within_std is None and single.dof == 0 and single.values == {"base": 1.0}
+    assert fit([]).offsets == {}
+
+
+def test_a_fixed_gpu_offset_does_not_inflate_the_smallest_keepable_gain():
+    rule = Rule()
+    quiet = fit(simulate(random.Random(2), [("base", 1.0)], ["0", "1"], {"0": 0, "1": 0},
+                         0.0003, 4))
+    offset = fit(simulate(random.Random(2), [("base", 1.0)], ["0", "1"],
+                          {"0": 0.005, "1": -0.005}, 0.0003, 4))
+    assert min_detectable_gain(offset.within_std, rule) == \
+        pytest.approx(min_detectable_gain(quiet.within_std, rule), rel=1e-6)
+    assert min_detectable_gain(0.0003, rule) < 0.001  # below the old fixed floor
+    assert min_detectable_gain(None, rule) is None
+    assert min_detectable_gain(0.0003, Rule(max_pairs=6)) < min_detectable_gain(0.0003, rule)
+
+
+def decide_by_pairs(rng, gain, std, rule, offsets=(0.0, 0.0)):
+    """One candidate judged by the sequential test: (action, pairs used)."""
+    gains = []
+    while True:
+        control = 1.0 + offsets[0] + rng.gauss(0, std)
+        candidate = 1.0 - gain + offsets[1] + rng.gauss(0, std)
+        gains.append(pair_gain(control, candidate, offsets[0], offsets[1]))
+        verdict = sequential(gains, std, rule)
+        if verdict.action != "more":
+            return verdict.action, verdict.pairs
+
+
+def test_a_no_op_is_kept_at_most_alpha_of_the_time_and_a_real_gain_is_kept():
+    rng, rule, std = random.Random(3), Rule(), 0.0003
+    no_op = [decide_by_pairs(rng, 0.0, std, rule, (0.004, -0.004)) for _ in range(4000)]
+    assert sum(a == "keep" for a, _ in no_op) / len(no_op) <= rule.alpha
+    assert all(n <= rule.max_pairs for _, n in no_op)
+    assert statistics.fmean(n for _, n in no_op) < 2  # futility stops most of them early
+    smallest = min_detectable_gain(std, rule)
+    real = [decide_by_pairs(rng, smallest, std, rule) for _ in range(2000)]
+    assert sum(a == "keep" for a, _ in real) / len(real) >= rule.power - 0.05
+    clear = [decide_by_pairs(rng, 10 * std, std, rule) for _ in range(200)]
+    assert all(a == "keep" and n == 1 for a, n in clear)  # a clear win stops after one pair
+
+
+def test_the_verdict_states_its_evidence_and_respects_the_floor():
+    rule = Rule(floor=0.001)
+    verdict = sequential([0.0012], 0.0001, rule)
+    assert verdict.action == "discard" or verdict.low <= 0.001
+    kept = sequential([0.003, 0.0032], 0.0001, rule)
+    assert kept.action == "keep" and kept.low > 0.001 and kept.p < rule.alpha
+    assert kept.describe().startswith("+0.003100 over 2 pairs [")
+    assert sequential([-0.001], 0.0003, Rule()).action == "discard"  # futility
+    assert sequential([0.0003], 0.0003, Rule()).action == "more"  # the grey zone
+    assert sequential([0.0003] * 3, 0.0003, Rule()).action == "discard"  # pairs used up
+    # no measured spread: one pair never keeps; two pairs use their own spread
+    assert sequential([0.5], None, Rule()).action == "more"
+    assert sequential([0.5, 0.52], None, Rule()).action == "keep"
+    assert sequential([0.0, 0.0], 0.0, Rule()).action == "discard"  # exact ties keep nothing
+
+
+def test_the_screen_compares_with_the_parent_on_the_same_worker():
+    rng = random.Random(4)
+    model = fit(simulate(rng, [("base", 1.0)], ["0", "1"], {"0": 0.004, "1": -0.004}, 0.0003, 3))
+    rule = Rule()
+    # 0.998 on GPU 1 is a loss there (the parent runs about 0.996), though it beats GPU 0's runs
+    assert not screen_run(0.998, "1", "base", model, rule).go_on
+    win = screen_run(0.994, "1", "base", model, rule)
+    assert win.go_on and win.gain == pytest.approx(0.002, abs=0.0005)
+    assert screen_run(2.0, "0", "never ran", model, rule).go_on  # only pairs can tell
+
+
+def test_the_p_value_agrees_with_the_boundary_whatever_the_degrees_of_freedom():
+    for dof in (None, 1, 2, 3, 5, 9, 40):
+        for p in (0.6, 0.9, 0.975, 1 - 0.05 / 3, 0.999):
+            assert t_tail(t_quantile(p, dof), dof) == pytest.approx(1 - p, rel=1e-6)
+    assert t_quantile(0.975, None) == pytest.approx(1.959964, abs=1e-6)
+    assert t_quantile(0.975, 1) == pytest.approx(12.7062, abs=1e-3)  # the tables' values
+    assert t_quantile(0.975, 2) == pytest.approx(4.3027, abs=1e-3)
+    assert t_quantile(0.975, 10) == pytest.approx(2.2281, abs=2e-3)
+    rule = Rule(max_pairs=4)
+    for gains in ([0.001] * 4, [0.0012, 0.0009, 0.001, 0.0011], [0.002, 0.0005]):
+        verdict = sequential(gains, 0.00055, rule, dof=9)
+        assert (verdict.p < rule.alpha) == (verdict.low > rule.floor) == \
+            (verdict.action == "keep")
+
+
+def test_a_ports_own_run_is_the_first_half_of_its_first_pair():
+    """A port was not picked for looking good, so its run pairs with the control that follows:
+    one run saved per port. A clear loser still stops at once."""
+    held = decide(job(Kind.PORT), outcome(0.95), ctx())
+    assert held.hold.pending == 0.95 and [j.kind for j in held.follow] == [Kind.CONTROL]
+    control = job(Kind.CONTROL, n=6, subject=5)
+    control.commit = control.parent  # a control runs the parent's code
+    kept = decide(control, outcome(1.0), ctx(candidate=held.hold))
+    assert kept.keep == "c" * 40 and kept.settle == 5
+    assert [(r.experiment, r.status) for r in kept.rows] == [(5, "keep"), (6, "discard")]
+    assert kept.rows[0].pairs == 1 and kept.rows[0].gain == pytest.approx(0.05)
+    assert kept.tried == {}  # kept: on the branch itself
+    grey = decide(control, outcome(1.0), ctx(candidate=decide(job(Kind.PORT), outcome(0.9995),
+                                                               ctx()).hold))
+    assert grey.hold.pending is None and grey.hold.gains == [pytest.approx(0.0005)]
+    assert [(j.kind, j.commit[0]) for j in grey.follow] == [(Kind.CONTROL, "p"),
+                                                            (Kind.CONFIRM, "c")]
+    one = Rule(max_pairs=1)
+    lost = decide(control, outcome(1.0), ctx(candidate=decide(job(Kind.PORT), outcome(0.9995),
+                                                              ctx(rule=one)).hold, rule=one))
+    assert lost.keep is None and lost.tried == {5: "c" * 40} and lost.rows[0].pairs == 1
+    assert decide(job(Kind.PORT), outcome(1.001), ctx()).rows[0].status == "discard"
+    crashed = decide(control, outcome(None), ctx(candidate=held.hold))
+    assert crashed.settle == 5 and "not confirmed: its control run #6 crashed" in \
+        crashed.rows[0].reason

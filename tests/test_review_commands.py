@@ -17,7 +17,7 @@ from loop_helpers import AGENT_LOOP, edit, make_repo, run_loop, tag_rows
 from rich.console import Console
 from typer.testing import CliRunner
 
-from autoresearch.ledger.results import Row, append_result, read_results
+from autoresearch.ledger.results import COLUMNS, Row, append_result, read_results
 from autoresearch.ledger.state import State, save_state
 from autoresearch.policy import Noise
 from autoresearch.review.console import LiveConsole
@@ -64,9 +64,10 @@ def invoke(app, *args):
 
 def test_status_shows_the_best_from_results_tsv(night):
     result = invoke(agent_loop.app, "status", "--repo", night)
-    assert "best: 3.105079 (mean of 3 runs) #1 c0ffee0 baseline" in result.stdout
-    assert "baseline 3.105079 (mean of 3 runs), change +0.000000" in result.stdout
-    assert "noise threshold: 0.008500" in result.stdout
+    assert "best: 3.105079 (baseline) #1 c0ffee0 baseline" in result.stdout
+    assert "baseline 3.105079, change +0.000000" in result.stdout
+    assert "noise: within-worker std 0.004200 (0 dof); worker offsets -; min detectable gain " \
+        "0.008500" in result.stdout
     assert result.stderr == WARNING
 
 
@@ -85,10 +86,11 @@ def test_each_review_command_warns_once_on_stderr(night, tmp_path):
 def test_the_dashboard_warns_once_however_often_it_reads(night, capsys):
     board = Board(night, night / "results.tsv")
     first = board.results_payload()
-    assert first["best"]["label"] == "3.105079 (mean of 3 runs)"
+    assert first["best"]["label"] == "3.105079 (baseline)"
     assert [r["n"] for r in first["rows"]] == [1, 2, 3]
     with open(night / "results.tsv", "a") as f:  # the file changes: it is read again
-        f.write("c0ffee0\t3.2\t1.0\tdiscard\tnoise\t5\tnoise\tt" + "\t" * 16 + "\n")
+        f.write("c0ffee0\t3.2\t1.0\tdiscard\tnoise\t5\tnoise\tt" + "\t" * (len(COLUMNS) - 8)
+                + "\n")  # a whole row: a short one reads as torn
     assert [r["n"] for r in board.results_payload()["rows"]] == [1, 2, 3, 5]
     assert capsys.readouterr().err == WARNING
 

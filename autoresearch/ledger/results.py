@@ -39,6 +39,12 @@ EXTRA_COLUMNS = [
     "gpu",  # the GPU it ran on (CUDA_VISIBLE_DEVICES), empty on the CPU
     "device",  # the device model ("NVIDIA H200", "cpu"): numbers compare only within one
     "node",  # the host it ran on
+    # the evidence of a candidate's paired confirmation, on its own row (policy.Verdict):
+    "pairs",  # (control, candidate) pairs run
+    "gain",  # mean paired gain (control - candidate; positive = better)
+    "gain_low",  # its interval: kept only when gain_low clears the floor
+    "gain_high",
+    "p_value",  # one-sided, against the floor, Bonferroni over --max-pairs looks
     "private_bpb",  # the weights' bpb on the private held-out split (kept and baseline runs)
     "private_delta",  # private_bpb - its parent's (negative = better), beside the public gain
 ]
@@ -46,7 +52,7 @@ COLUMNS = STANDARD_COLUMNS + EXTRA_COLUMNS
 # Rows written before the header grew keep their width after upgrade_header: a shorter row of
 # any other width is torn (a write cut short), never a row with empty cells at the end
 EARLIER_WIDTHS = (COLUMNS.index("run_dir") + 1,  # before the parallel loop's parent..node
-                  COLUMNS.index("node") + 1)  # before held-out verification's private columns
+                  COLUMNS.index("node") + 1)  # before the evidence and private columns
 
 
 @dataclass
@@ -75,6 +81,11 @@ class Row:
     gpu: str = ""
     device: str = ""
     node: str = ""
+    pairs: int | None = None
+    gain: float | None = None
+    gain_low: float | None = None
+    gain_high: float | None = None
+    p_value: float | None = None
     private_bpb: float | None = None
     private_delta: float | None = None
 
@@ -84,16 +95,21 @@ class Row:
 
 
 _FLOAT_FIELDS = {"val_bpb", "memory_gb", "training_seconds", "total_seconds", "mfu_percent",
-                 "total_tokens_M", "cost_usd", "private_bpb", "private_delta"}
-_INT_FIELDS = {"experiment", "num_steps", "worker"}
+                 "total_tokens_M", "cost_usd", "gain", "gain_low", "gain_high", "p_value",
+                 "private_bpb", "private_delta"}
+_INT_FIELDS = {"experiment", "num_steps", "worker", "pairs"}
+# six decimals: gains are ~1e-4
+_BPB_FIELDS = {"val_bpb", "gain", "gain_low", "gain_high", "private_bpb", "private_delta"}
 _KNOWN = {f.name for f in fields(Row)}
 
 
 def _format(name: str, value: object) -> str:
     if value is None:
         return ""
-    if name in ("val_bpb", "private_bpb", "private_delta"):
+    if name in _BPB_FIELDS:
         return f"{value:.6f}"
+    if name == "p_value":
+        return f"{value:.3g}"
     if name == "memory_gb":
         return f"{value:.1f}"
     if name == "cost_usd":

@@ -35,6 +35,7 @@ from autoresearch.review.report import (
     Summary,
     events_log,
     is_experiment,
+    noise_summary,
     noise_threshold,
     runs_saved,
     signed,
@@ -113,6 +114,7 @@ def summary(
     results, rows, tag, events = _load(repo, results, tag)
     stats = summarize(rows, top=top, events=events)
     stats.runs_saved = runs_saved(repo, tag)
+    stats.noise = noise_summary(repo, tag)
     private = private_summary(rows, stats.improvement)
     if as_json:
         scored = {"private": asdict(private)} if private.baseline is not None else {}
@@ -133,7 +135,7 @@ def print_summary(s: Summary, title: str, private: PrivateSummary | None = None)
     table.add_row("baseline val_bpb", "—" if s.baseline_bpb is None else
                   with_runs(s.baseline_bpb, s.baseline_runs))
     if s.best_bpb is not None:
-        table.add_row("best val_bpb", f"[green]{with_runs(s.best_bpb, s.best_runs)}[/]  "
+        table.add_row("best val_bpb", f"[green]{s.best_label}[/]  "
                       f"#{s.best_experiment} {s.best_commit}  {s.best_description}")
     if s.improvement is not None:
         table.add_row("improvement", f"{signed(-s.improvement)} "
@@ -146,6 +148,8 @@ def print_summary(s: Summary, title: str, private: PrivateSummary | None = None)
                   f"over {duration(s.active_hours * 3600)} of loop time{estimated})")
     approx = " (partly from timestamps)" if s.gpu_hours_estimated else ""
     table.add_row(s.hours_label, _num(s.gpu_hours, 2) + approx)
+    if s.noise:
+        table.add_row("noise", s.noise)
     table.add_row("agent cost", f"${s.cost_usd:.2f}" if s.cost_usd is not None else "—")
     if s.runs_saved is not None:
         table.add_row("runs saved", f"{s.runs_saved} (proposals not run: the same program had "
@@ -155,13 +159,13 @@ def print_summary(s: Summary, title: str, private: PrivateSummary | None = None)
         console.print(workers_table(s))
     if s.top_improvements:
         steps = Table(title="top improvements", title_justify="left")
-        for name, justify in (("#", "right"), ("commit", "left"), ("val_bpb", "right"),
-                              ("delta", "right"), ("description", "left")):
+        for name, justify in (("#", "right"), ("commit", "left"), ("best after", "right"),
+                              ("paired gain", "right"), ("how sure", "left"),
+                              ("description", "left")):
             steps.add_column(name, justify=justify)
         for step in s.top_improvements:
             steps.add_row(str(step.experiment), step.commit[:7], f"{step.val_bpb:.6f}",
-                          _delta(step.delta),
-                          step.description)
+                          _delta(step.delta), step.evidence or "—", step.description)
         console.print(steps)
 
 

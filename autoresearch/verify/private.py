@@ -28,7 +28,7 @@ from autoresearch.artifacts.checkpoints import WEIGHTS, run_dir_for
 from autoresearch.ledger.results import Row
 from autoresearch.memory.journal import Entry
 from autoresearch.model import Decision, Job, Kind, Outcome
-from autoresearch.policy import measure
+from autoresearch.policy import Run, fit
 from autoresearch.redact import run_env  # the agent's model code gets no credentials either
 from autoresearch.review.report import signed
 from autoresearch.verify import sandbox
@@ -40,6 +40,7 @@ VERIFY_MODULE = "autoresearch.verify.evaluate"
 VERIFY_TIMEOUT = 900.0
 REFUSED = "refused: its gain does not hold on the private held-out split"
 RETAINED = 0.5  # the share of the public gain the private split must bear out
+NOISE_MARGIN = 2.0  # private noise allowed: this many standard deviations of one run
 
 
 class VerificationError(Exception):
@@ -106,13 +107,11 @@ class Verifier:
     repo: Path
     cache_path: Path  # parents scored on demand: "<commit7> <device>" -> value
     floor: float
-    noise_runs: int
     sealed: bool  # bubblewrap works: the verification process is sealed
     log: Callable[[str, str], None]
     gpus: dict[int, str | None]  # worker -> its GPU (CUDA_VISIBLE_DEVICES), None: as inherited
 
-    def review(self, job: Job, out: Outcome, decision: Decision, rows: list[Row],
-               parent_value: float | None) -> Decision:
+    def review(self, job: Job, out: Outcome, decision: Decision, rows: list[Row]) -> Decision:
         """The decision, its rows carrying private values; a keep the private split does not
         bear out becomes a discard."""
         if out.metrics is None:
@@ -130,7 +129,7 @@ class Verifier:
                 self.log(f"#{job.n}: {e}", "yellow")
                 return decision
         if decision.keep:
-            return self._vet(job, out, decision, rows, parent_value)
+            return self._vet(job, out, decision, rows)
         return decision
 
     def _checkpointed(self, run_dir: str) -> bool:
@@ -159,8 +158,7 @@ class Verifier:
                         private_delta=delta) for r in decision.rows]
         return replace(decision, rows=rows)
 
-    def _vet(self, job: Job, out: Outcome, decision: Decision, rows: list[Row],
-             parent_value: float | None) -> Decision:
+    def _vet(self, job: Job, out: Outcome, decision: Decision, rows: list[Row]) -> Decision:
         try:
             value = self._score(job.run_dir, job.worker)
             parent = self.parent_value(job, out.device, rows)
@@ -168,8 +166,8 @@ class Verifier:
             return refuse(job, decision, f"refused: it could not be verified ({e})",
                           f"#{job.subject} refused: {e}")
         delta = round(value - parent, 6)  # as results.tsv writes it: row and journal agree
-        public = parent_value - statistics.fmean(r.val_bpb for r in decision.rows) \
-            if parent_value is not None else 0.0
+        # the public gain the keep stands on: its mean paired gain (policy's evidence)
+        public = next((r.gain for r in decision.rows if r.gain is not None), 0.0)
         required = RETAINED * public - self.threshold(rows)
         scored = self._scored(job, decision, value, delta)
         numbers = (f"gain public {signed(public)}, private {signed(-delta)} (needs "
@@ -181,12 +179,12 @@ class Verifier:
         return scored
 
     def threshold(self, rows: list[Row]) -> float:
-        """The private noise: the policy's rule on the baseline wave's private values."""
-        groups: dict[str, list[float]] = {}
-        for r in rows:
-            if r.kind in ("baseline", "noise") and r.private_bpb is not None:
-                groups.setdefault(r.device, []).append(r.private_bpb)
-        return measure(groups, self.floor, self.noise_runs).threshold
+        """The private noise: the baseline wave's private values through the public noise model
+        (worker offsets apart), NOISE_MARGIN times their spread of one run, at least the floor."""
+        runs = [Run(r.commit, str(r.worker or 0), r.private_bpb) for r in rows
+                if r.kind in ("baseline", "noise") and r.private_bpb is not None]
+        std = fit(runs).within_std if runs else None
+        return max(self.floor, NOISE_MARGIN * std) if std is not None else self.floor
 
     def parent_value(self, job: Job, device: str, rows: list[Row]) -> float:
         """The parent's private value on this device model: its scored runs, else the cache,
