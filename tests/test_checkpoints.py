@@ -41,8 +41,9 @@ def weights(repo: Path) -> set[str]:
 def test_prune_keeps_the_best_k(tmp_path):
     rows = make_runs(tmp_path)
     deleted = prune_checkpoints(tmp_path, rows, keep_best=2)
-    assert weights(tmp_path) == {"0007", "0004"}  # 0.96 and 0.97
-    assert sorted(p.parent.name[:4] for p in deleted) == ["0001", "0002", "0003", "0005", "0006"]
+    # the newest two keeps: the kept line only improves (by paired gains, whatever one run said)
+    assert weights(tmp_path) == {"0007", "0006"}
+    assert sorted(p.parent.name[:4] for p in deleted) == ["0001", "0002", "0003", "0004", "0005"]
     for run_dir in run_dirs(tmp_path):  # logs, code, metrics, samples all stay
         assert all((run_dir / name).is_file() for name in OTHER_FILES)
     assert prune_checkpoints(tmp_path, rows, keep_best=2) == []  # idempotent
@@ -59,7 +60,7 @@ def test_prune_touches_only_the_given_rows(tmp_path):
     (stranger / "model.pt").write_text("w")
     prune_checkpoints(tmp_path, rows, keep_best=3)
     assert (stranger / "model.pt").is_file()
-    assert weights(tmp_path) == {"0001", "0004", "0006", "0007"}  # the stranger + best 3
+    assert weights(tmp_path) == {"0001", "0004", "0006", "0007"}  # the stranger + newest 3
     with pytest.raises(ValueError):
         prune_checkpoints(tmp_path, rows, keep_best=-1)
 

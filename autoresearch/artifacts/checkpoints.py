@@ -109,22 +109,24 @@ def resolve_run(repo: Path, ref: str) -> Path:
     return matches[0]
 
 
-def prune_checkpoints(repo: Path, rows: list[Row], keep_best: int) -> list[Path]:
-    """Delete model.pt of every run in `rows` except the best `keep_best` kept runs and, when
-    keep_best > 0, the runs of the current best (the last kept commit), which held-out
-    verification scores as a parent (verify/private.py).
+REPLICA_KINDS = ("noise", "control", "confirm")  # runs again of code that has its own row
 
-    Only run directories named by `rows` are touched (never another tag's), and only their
-    model.pt: logs, train.py copies, metrics, configs and samples stay. Returns the deleted paths.
+
+def prune_checkpoints(repo: Path, rows: list[Row], keep_best: int) -> list[Path]:
+    """Delete model.pt of every run in `rows` except those of the newest `keep_best` keeps.
+
+    The kept line only ever improves (each keep beat the best before it, by its paired gain), so
+    its newest keeps are its best, and the newest is the current best, whose weights held-out
+    verification scores as a parent (verify/private.py). A keep's own run holds its weights; its
+    confirmation runs' copies go. Only run directories named by `rows` are touched (never another
+    tag's), and only their model.pt: logs, train.py copies, metrics, configs and samples stay.
+    Returns the deleted paths.
     """
     if keep_best < 0:
         raise ValueError(f"keep_best must be >= 0, got {keep_best}")
-    kept = sorted((r for r in rows if r.status == "keep" and is_measured(r)),
-                  key=lambda r: r.val_bpb)
-    protected = {run_dir_for(repo, r) for r in kept[:keep_best]}
-    best = next((r.commit for r in reversed(rows) if r.status == "keep"), None)
-    if keep_best > 0:
-        protected |= {run_dir_for(repo, r) for r in rows if r.status == "keep" and r.commit == best}
+    keeps = [r for r in rows if r.status == "keep" and is_measured(r)
+             and r.kind not in REPLICA_KINDS]
+    protected = {run_dir_for(repo, r) for r in keeps[::-1][:keep_best]}
     deleted = []
     for row in rows:
         path = run_dir_for(repo, row)
