@@ -145,7 +145,8 @@ def run(
         min=0, help="experiments in a row without a keep before the agents are asked for a "
                     "different kind of change (0 = never)")] = PLATEAU_AFTER,
     keep_checkpoints: Annotated[int, typer.Option(
-        min=0, help="keep model.pt of the newest K keeps (the best of the kept line), delete the rest")] = 3,
+        min=0, help="keep model.pt of the newest K keeps (the kept line's best), delete the "
+        "rest")] = 3,
     train_cmd: Annotated[str | None, typer.Option(
         envvar="AUTORESEARCH_TRAIN_CMD",
         help="command that trains, run in the run folder (default: this python + train.py)")
