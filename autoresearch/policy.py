@@ -28,6 +28,9 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, replace
+from statistics import NormalDist
+
+import numpy as np
 
 from autoresearch.execution.parse import FIXABLE_REASONS
 from autoresearch.model import (
@@ -202,3 +205,159 @@ def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
                   subject=job.n, hypothesis=job.hypothesis)]
     return Decision([], hold=candidate, follow=follow,
                     log=[f"#{job.n} {vs}: confirming with its parent and itself run again"])
+
+
+# ---- the noise model and the sequential paired test (pure; the simulator in scripts/ drives them)
+
+NORMAL = NormalDist()
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished run as the noise model sees it."""
+
+    commit: str
+    worker: str  # one GPU slot: its own fixed offset (clock, cooling, device model)
+    value: float  # val_bpb
+
+
+@dataclass
+class Fit:
+    """value = code effect (per commit) + worker offset (per worker, summing to zero) + noise."""
+
+    values: dict[str, float]  # commit -> its value on the average worker
+    ses: dict[str, float]  # commit -> standard error of that value (inf while std is unknown)
+    offsets: dict[str, float]  # worker -> what it adds to every run
+    within_std: float | None  # residual std of one run: None without a repeated commit
+    dof: int  # residual degrees of freedom behind within_std
+
+
+def fit(runs: list[Run]) -> Fit:
+    """Least squares over all runs: one value per commit, one offset per worker (sum to zero),
+    and the spread left within them. A commit run once fits itself exactly and adds nothing to
+    the spread, so only commits run more than once or on more than one worker inform it."""
+    commits = sorted({r.commit for r in runs})
+    workers = sorted({r.worker for r in runs})
+    if not runs:
+        return Fit({}, {}, {}, None, 0)
+    x = np.zeros((len(runs), len(commits) + len(workers) - 1))
+    for i, r in enumerate(runs):
+        x[i, commits.index(r.commit)] = 1.0
+        w = workers.index(r.worker)
+        if w < len(workers) - 1:
+            x[i, len(commits) + w] = 1.0
+        else:  # effect coding: the last worker's offset is minus the sum of the others
+            x[i, len(commits):] = -1.0
+    y = np.array([r.value for r in runs])
+    beta, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
+    dof = len(runs) - int(rank)
+    rss = float(np.sum((y - x @ beta) ** 2))
+    std = math.sqrt(rss / dof) if dof > 0 else None
+    free = list(beta[len(commits):])
+    offsets = dict(zip(workers, [*free, -sum(free)], strict=True))
+    cov = np.linalg.pinv(x.T @ x)
+    ses = {c: std * math.sqrt(max(cov[i, i], 0.0)) if std is not None else math.inf
+           for i, c in enumerate(commits)}
+    return Fit({c: float(beta[i]) for i, c in enumerate(commits)}, ses,
+               {w: float(o) for w, o in offsets.items()}, std, dof)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How sure a keep must be. alpha: the chance that a change with no true gain above the floor
+    is kept; power: the chance of keeping a change of min_detectable_gain; max_pairs: the most
+    (control, candidate) pairs one candidate gets; floor: the user's minimum gain; screen_z:
+    a first run goes on to pairs when its gain over its parent exceeds this many standard
+    errors (lower: fewer real gains lost at the screen, more runs spent on pairs)."""
+
+    alpha: float = 0.05
+    power: float = 0.8
+    max_pairs: int = 3
+    floor: float = 0.0
+    screen_z: float = 1.0
+
+    @property
+    def boundary(self) -> float:
+        """The z a mean paired gain must pass at any look: alpha split over the max_pairs looks
+        (Bonferroni), so the false-keep rate stays below alpha however early it stops."""
+        return NORMAL.inv_cdf(1 - self.alpha / self.max_pairs)
+
+
+def pair_std(within_std: float) -> float:
+    """The std of one paired gain: two independent runs on workers whose offsets are known."""
+    return math.sqrt(2) * within_std
+
+
+def min_detectable_gain(within_std: float | None, rule: Rule) -> float | None:
+    """The smallest true gain kept with the rule's power, using all max_pairs pairs."""
+    if within_std is None:
+        return None
+    se = pair_std(within_std) / math.sqrt(rule.max_pairs)
+    return rule.floor + (rule.boundary + NORMAL.inv_cdf(rule.power)) * se
+
+
+def pair_gain(control: float, candidate: float, control_offset: float = 0.0,
+              candidate_offset: float = 0.0) -> float:
+    """The candidate's gain over its parent's control run, each corrected by its worker's offset
+    (on the same worker the offsets cancel)."""
+    return (control - candidate) - (control_offset - candidate_offset)
+
+
+@dataclass
+class Screened:
+    go_on: bool  # worth paired runs
+    gain: float | None  # over the parent's value on this worker; None: the parent never ran
+    se: float | None
+
+
+def screen_run(value: float, worker: str, parent: str, model: Fit, rule: Rule) -> Screened:
+    """A first run against its parent's value on the same worker (the parent's fitted value plus
+    this worker's offset). Clear losers stop here; the grey zone and wins go on to pairs."""
+    if parent not in model.values or model.within_std is None:
+        return Screened(True, None, None)
+    expected = model.values[parent] + model.offsets.get(worker, 0.0)
+    gain = expected - value
+    se = math.sqrt(model.within_std ** 2 + model.ses[parent] ** 2)
+    return Screened(gain - rule.floor > rule.screen_z * se, gain, se)
+
+
+@dataclass
+class Verdict:
+    """What the pairs so far say: 'keep', 'discard' or 'more' (one more pair), with evidence."""
+
+    action: str
+    pairs: int
+    mean: float  # mean paired gain
+    low: float  # mean - boundary x se: kept only when this clears the floor
+    high: float
+    p: float  # one-sided p-value against the floor, times max_pairs (Bonferroni), at most 1
+
+    def describe(self) -> str:
+        return (f"{self.mean:+.6f} over {self.pairs} pair{'s' * (self.pairs != 1)} "
+                f"[{self.low:+.6f}, {self.high:+.6f}], p {self.p:.3g}")
+
+
+def sequential(gains: list[float], within_std: float | None, rule: Rule) -> Verdict:
+    """After each pair: keep when the mean paired gain clears the floor by the boundary; discard
+    when it is at or below the floor (futility) or the pairs are used up; else one more pair.
+    Without a measured spread (no commit ran twice yet) the pairs' own spread is used from two
+    pairs on, and a single pair never decides a keep."""
+    n = len(gains)
+    mean = statistics.fmean(gains)
+    if within_std is not None:
+        se = pair_std(within_std) / math.sqrt(n)
+    elif n >= 2:
+        se = statistics.stdev(gains) / math.sqrt(n)
+    else:
+        se = math.inf
+    excess = mean - rule.floor
+    z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
+    p = min(1.0, rule.max_pairs * (1 - NORMAL.cdf(z))) if math.isfinite(z) else float(z < 0)
+    half = rule.boundary * se
+    if z > rule.boundary:
+        action = "keep"
+    elif mean <= rule.floor or n >= rule.max_pairs:
+        action = "discard"
+    else:
+        action = "more"
+    return Verdict(action, n, mean, mean - half, mean + half, p)

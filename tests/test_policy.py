@@ -1,11 +1,28 @@
 """The decision rule, pure: the noise threshold, the screen against the parent, the paired
 confirmation; and the loop against a machine whose speed drifts over the night."""
 
+import math
+import random
+import statistics
+
 import pytest
 from loop_helpers import check_git_matches_results, edit, make_repo, run_loop, tag_rows
 
 from autoresearch.model import Candidate, Job, Kind, Outcome
-from autoresearch.policy import Context, decide, measure, paired, screen
+from autoresearch.policy import (
+    Context,
+    Rule,
+    Run,
+    decide,
+    fit,
+    measure,
+    min_detectable_gain,
+    pair_gain,
+    paired,
+    screen,
+    screen_run,
+    sequential,
+)
 
 METRICS = {"val_bpb": 0.95, "training_seconds": 1.0, "total_seconds": 2.0, "peak_vram_mb": 1024.0,
            "mfu_percent": 1.0, "total_tokens_M": 0.1, "num_steps": 3.0, "num_params_M": 0.1,
@@ -106,3 +123,91 @@ def test_no_op_edits_are_not_kept_while_the_machine_drifts(tmp_path, monkeypatch
     screened = [r for r in rows if r.kind == "control"]
     assert len(screened) >= 2  # the drift did fool the first look at least once
     check_git_matches_results(repo)
+
+
+# ---- the noise model and the sequential paired test
+
+def simulate(rng, commits, workers, offsets, std, runs_each):
+    """Runs of each (commit, true value) on every worker, runs_each times."""
+    return [Run(c, w, v + offsets[w] + rng.gauss(0, std))
+            for c, v in commits for w in workers for _ in range(runs_each)]
+
+
+def test_the_fit_separates_worker_offsets_from_the_noise():
+    rng = random.Random(1)
+    offsets = {"0": 0.004, "1": -0.004}  # GPU 1 trains more steps: systematically lower
+    model = fit(simulate(rng, [("base", 1.0), ("next", 0.99)], ["0", "1"], offsets, 0.0003, 6))
+    assert model.offsets["0"] - model.offsets["1"] == pytest.approx(0.008, abs=0.0005)
+    assert sum(model.offsets.values()) == pytest.approx(0.0, abs=1e-12)
+    assert model.within_std == pytest.approx(0.0003, rel=0.35)  # not the 0.004 between GPUs
+    assert model.dof == 24 - 2 - 1
+    assert model.values["next"] - model.values["base"] == pytest.approx(-0.01, abs=0.0005)
+    assert model.ses["base"] == pytest.approx(model.within_std / math.sqrt(12), rel=0.01)
+    single = fit([Run("base", "0", 1.0)])
+    assert single.within_std is None and single.dof == 0 and single.values == {"base": 1.0}
+    assert fit([]).offsets == {}
+
+
+def test_a_fixed_gpu_offset_does_not_inflate_the_smallest_keepable_gain():
+    rule = Rule()
+    quiet = fit(simulate(random.Random(2), [("base", 1.0)], ["0", "1"], {"0": 0, "1": 0},
+                         0.0003, 4))
+    offset = fit(simulate(random.Random(2), [("base", 1.0)], ["0", "1"],
+                          {"0": 0.005, "1": -0.005}, 0.0003, 4))
+    assert min_detectable_gain(offset.within_std, rule) == \
+        pytest.approx(min_detectable_gain(quiet.within_std, rule), rel=1e-6)
+    assert min_detectable_gain(0.0003, rule) < 0.001  # below the old fixed floor
+    assert min_detectable_gain(None, rule) is None
+    assert min_detectable_gain(0.0003, Rule(max_pairs=6)) < min_detectable_gain(0.0003, rule)
+
+
+def decide_by_pairs(rng, gain, std, rule, offsets=(0.0, 0.0)):
+    """One candidate judged by the sequential test: (action, pairs used)."""
+    gains = []
+    while True:
+        control = 1.0 + offsets[0] + rng.gauss(0, std)
+        candidate = 1.0 - gain + offsets[1] + rng.gauss(0, std)
+        gains.append(pair_gain(control, candidate, offsets[0], offsets[1]))
+        verdict = sequential(gains, std, rule)
+        if verdict.action != "more":
+            return verdict.action, verdict.pairs
+
+
+def test_a_no_op_is_kept_at_most_alpha_of_the_time_and_a_real_gain_is_kept():
+    rng, rule, std = random.Random(3), Rule(), 0.0003
+    no_op = [decide_by_pairs(rng, 0.0, std, rule, (0.004, -0.004)) for _ in range(4000)]
+    assert sum(a == "keep" for a, _ in no_op) / len(no_op) <= rule.alpha
+    assert all(n <= rule.max_pairs for _, n in no_op)
+    assert statistics.fmean(n for _, n in no_op) < 2  # futility stops most of them early
+    smallest = min_detectable_gain(std, rule)
+    real = [decide_by_pairs(rng, smallest, std, rule) for _ in range(2000)]
+    assert sum(a == "keep" for a, _ in real) / len(real) >= rule.power - 0.05
+    clear = [decide_by_pairs(rng, 10 * std, std, rule) for _ in range(200)]
+    assert all(a == "keep" and n == 1 for a, n in clear)  # a clear win stops after one pair
+
+
+def test_the_verdict_states_its_evidence_and_respects_the_floor():
+    rule = Rule(floor=0.001)
+    verdict = sequential([0.0012], 0.0001, rule)
+    assert verdict.action == "discard" or verdict.low <= 0.001
+    kept = sequential([0.003, 0.0032], 0.0001, rule)
+    assert kept.action == "keep" and kept.low > 0.001 and kept.p < rule.alpha
+    assert kept.describe().startswith("+0.003100 over 2 pairs [")
+    assert sequential([-0.001], 0.0003, Rule()).action == "discard"  # futility
+    assert sequential([0.0003], 0.0003, Rule()).action == "more"  # the grey zone
+    assert sequential([0.0003] * 3, 0.0003, Rule()).action == "discard"  # pairs used up
+    # no measured spread: one pair never keeps; two pairs use their own spread
+    assert sequential([0.5], None, Rule()).action == "more"
+    assert sequential([0.5, 0.52], None, Rule()).action == "keep"
+    assert sequential([0.0, 0.0], 0.0, Rule()).action == "discard"  # exact ties keep nothing
+
+
+def test_the_screen_compares_with_the_parent_on_the_same_worker():
+    rng = random.Random(4)
+    model = fit(simulate(rng, [("base", 1.0)], ["0", "1"], {"0": 0.004, "1": -0.004}, 0.0003, 3))
+    rule = Rule()
+    # 0.998 on GPU 1 is a loss there (the parent runs about 0.996), though it beats GPU 0's runs
+    assert not screen_run(0.998, "1", "base", model, rule).go_on
+    win = screen_run(0.994, "1", "base", model, rule)
+    assert win.go_on and win.gain == pytest.approx(0.002, abs=0.0005)
+    assert screen_run(2.0, "0", "never ran", model, rule).go_on  # only pairs can tell
