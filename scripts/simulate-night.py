@@ -130,6 +130,9 @@ class Night:
     def __init__(self, workers: int, noise: Noise, rng: np.random.Generator):
         self.workers, self.noise, self.rng = workers, noise, rng
         self.offsets = rng.normal(0.0, noise.offset_std, workers)
+        # Proposals draw from a stream of their own: the k-th proposal of a seeded night is the
+        # same under every rule, so the rules are compared on the same ideas.
+        self.ideas = np.random.default_rng(rng.integers(2**63))
         self.drift = np.zeros(workers)
         self.commits = [Commit(None, 0.0, 0.0)]
         self.best = 0
@@ -211,6 +214,46 @@ class Today(Rule):
         return 1
 
 
+class Sequential(Rule):
+    """The new rule (policy.fit, screen_run, pair_gain, sequential): a first run screened against
+    its parent's fitted value on the same worker, then (control, candidate) pairs on that worker
+    until the sequential test keeps or discards, at most rule.max_pairs."""
+
+    def __init__(self, rule: policy.Rule):
+        self.rule = rule
+        self.name = (f"sequential a={rule.alpha:g} pairs<={rule.max_pairs} "
+                     f"z={rule.screen_z:g}")
+
+    def wave_runs(self, workers: int) -> int:
+        return max(2 * workers, 1 + NOISE_RUNS)  # every worker runs the baseline twice
+
+    def judge(self, night: Night, commit: int, worker: int) -> Judge:
+        parent = night.commits[commit].parent
+        first = yield CANDIDATE
+        model = _fit(night, parent)
+        if not policy.screen_run(first, str(worker), str(parent), model, self.rule).go_on:
+            return Verdict(False)
+        gains = []
+        while True:
+            control = yield CONTROL
+            again = yield CANDIDATE
+            gains.append(policy.pair_gain(control, again))  # one worker: the offsets cancel
+            verdict = policy.sequential(gains, _fit(night, parent).within_std, self.rule)
+            if verdict.action != "more":
+                return Verdict(verdict.action == "keep")
+
+    def min_pairs(self) -> int:
+        return 1
+
+
+def _fit(night: Night, parent: int) -> policy.Fit:
+    """policy.fit over the night's runs. A commit run once fits itself exactly and changes no other
+    estimate, so only the parent and the commits run more than once go in (the same fit, faster)."""
+    runs = [policy.Run(str(i), str(w), v) for i, c in enumerate(night.commits)
+            if i == parent or len(c.runs) > 1 for w, v in c.runs]
+    return policy.fit(runs)
+
+
 # ---- playing a night
 
 @dataclass
@@ -264,8 +307,8 @@ def _life(rule: Rule, night: Night, tally: Tally, source: Source, noop_fraction:
           worker: int) -> Generator[tuple[int, str], float | None, None]:
     """One worker's night: propose on the best, judge, keep or port, again."""
     while True:
-        noop = night.rng.random() < noop_fraction
-        effect = 0.0 if noop else float(night.rng.choice(source.gains))
+        noop = night.ideas.random() < noop_fraction
+        effect = 0.0 if noop else float(night.ideas.choice(source.gains))
         tally.proposals += 1
         tally.noops += noop
         commit = _child(night, night.best, effect, noop)
@@ -283,14 +326,14 @@ def _decide(rule: Rule, night: Night, tally: Tally, commit: int,
     """Judge one commit; returns the port to judge next, if its parent was replaced meanwhile."""
     judge = rule.judge(night, commit, worker)
     c = night.commits[commit]
-    request, first = next(judge), True
     try:
+        value = yield (commit, "first")
+        next(judge)  # the first request is always the candidate's own run
+        request = judge.send(value)
+        if c.parent != night.best:
+            return _port(night, tally, c)  # passed the screen, but the best moved: re-apply
         while True:
-            if not first and c.parent != night.best:
-                return _port(night, tally, c)  # beat its parent, but the best moved: re-apply
-            target = commit if request == CANDIDATE else c.parent
-            value = yield (target, "first" if first else "replica")
-            first = False
+            value = yield (commit if request == CANDIDATE else c.parent, "replica")
             request = judge.send(value)
     except StopIteration as stop:
         verdict = stop.value
@@ -386,12 +429,20 @@ def summarize(rule: Rule, tallies: list[Tally], workers: int, file_gain: float,
         statistics.fmean(t.ports for t in tallies), min_gain)
 
 
-RULES: dict[str, Callable[[], Rule]] = {
-    "karpathy": OneRun,
-    "today": Today,
-    "today-2gpu": lambda: Today(floor=TWO_GPU_THRESHOLD),
-    "screen": lambda: Today(fixed=SCREEN_THRESHOLD),
-}
+RULES = ("karpathy", "today", "today-2gpu", "screen", "sequential")
+
+
+def make_rule(name: str, args: argparse.Namespace) -> Rule:
+    """A fresh rule by its name on the command line."""
+    makers: dict[str, Callable[[], Rule]] = {
+        "karpathy": OneRun,
+        "today": Today,
+        "today-2gpu": lambda: Today(floor=TWO_GPU_THRESHOLD),
+        "screen": lambda: Today(fixed=SCREEN_THRESHOLD),
+        "sequential": lambda: Sequential(policy.Rule(
+            alpha=args.alpha, max_pairs=args.max_pairs, screen_z=args.screen_z, power=POWER)),
+    }
+    return makers[name]()
 
 
 def simulate(args: argparse.Namespace) -> dict:
@@ -402,12 +453,13 @@ def simulate(args: argparse.Namespace) -> dict:
     out = []
     for name in args.rules:
         for workers in args.workers:
-            rule = RULES[name]()
-            tallies = [play(rule, source, workers, budget_runs / workers, noise,
+            rule = make_rule(name, args)
+            per_worker = budget_runs if args.wall_clock else budget_runs / workers
+            tallies = [play(rule, source, workers, per_worker, noise,
                             args.noop_fraction, args.jitter,
                             np.random.default_rng([args.seed, workers, night]))
                        for night in range(args.nights)]
-            power = (min_detectable_gain(RULES[name](), workers, noise, args.power_trials,
+            power = (min_detectable_gain(make_rule(name, args), workers, noise, args.power_trials,
                                          args.seed) if args.power_trials else None)
             out.append(summarize(rule, tallies, workers, source.file_gain, power))
     return {"file_gain": source.file_gain, "experiments": len(source.gains),
@@ -440,9 +492,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nights", type=int, default=NIGHTS, help="seeded nights per setting")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, nargs="+", default=list(WORKERS))
-    p.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    p.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
     p.add_argument("--gpu-hours", type=float, default=GPU_HOURS)
     p.add_argument("--run-minutes", type=float, default=RUN_MINUTES)
+    p.add_argument("--wall-clock", action="store_true",
+                   help="every worker runs for --gpu-hours (N workers spend N x the GPU-hours); "
+                        "compare the rules per 120 runs")
     p.add_argument("--within-std", type=float, default=WITHIN_STD)
     p.add_argument("--offset-std", type=float, default=OFFSET_STD)
     p.add_argument("--contention-std", type=float, default=CONTENTION_STD)
@@ -452,6 +507,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--noop-fraction", type=float, default=NOOP_FRACTION)
     p.add_argument("--power-trials", type=int, default=200,
                    help="lone decisions per gain for the 80 %% power search (0: skip)")
+    p.add_argument("--alpha", type=float, default=policy.Rule.alpha,
+                   help="sequential rule: the false-keep rate it states")
+    p.add_argument("--max-pairs", type=int, default=policy.Rule.max_pairs,
+                   help="sequential rule: the cap on (control, candidate) pairs")
+    p.add_argument("--screen-z", type=float, default=policy.Rule.screen_z,
+                   help="sequential rule: a first run goes on to pairs above this many se")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     return p.parse_args(argv)
 
