@@ -49,7 +49,7 @@ SHARED = ROOT.parent.parent / "shared" / "data" / "ecosystem" / "results_mar8.ts
 WITHIN_STD = 0.0003  # one H100, 300 s runs (issue 25's first model; the device's std 0.00026)
 OFFSET_STD = 0.0046  # 2 x H200 differed by 0.0039-0.0069 (BENCHMARKS.md): E|a-b| = 1.13 x std
 CONTENTION_STD = 0.0002  # not measured yet: a guess below the within-GPU std
-DRIFT_STD = 0.00005  # per run, a random walk; not measured yet: a guess
+DRIFT_STD = 0.00002  # per run, a random walk (0.0002 over 120 runs); not measured yet: a guess
 GPU_HOURS = 10.0  # karpathy's night: 120 runs of 5 minutes on one H100
 RUN_MINUTES = 5.0
 RUN_JITTER = 0.05  # runs differ a little in length, so workers drift out of step
@@ -269,6 +269,7 @@ class Tally:
     runs: int = 0
     replicas: int = 0  # first-wave runs, controls and repeated candidate runs
     ports: int = 0
+    cut_off: int = 0  # runs of decisions the end of the night left open
 
 
 def play(rule: Rule, source: Source, workers: int, budget: float, noise: Noise,
@@ -285,6 +286,7 @@ def play(rule: Rule, source: Source, workers: int, budget: float, noise: Noise,
     rule.setup(night)
     start = float(math.ceil(wave / workers))
     lives = {w: _life(rule, night, tally, source, noop_fraction, w) for w in range(workers)}
+    spent = [0] * workers  # runs of each worker's open decision
     clock = [(start, w, None) for w in range(workers)]
     heapq.heapify(clock)
     while clock:
@@ -294,9 +296,11 @@ def play(rule: Rule, source: Source, workers: int, budget: float, noise: Noise,
         except StopIteration:
             continue
         length = 1.0 + rng.uniform(-jitter, jitter)
-        if now + length > budget:
-            continue  # the night ends before this run would
         commit, kind = request
+        if now + length > budget:  # the night ends before this run would
+            tally.cut_off += spent[w] if kind == "replica" else 0
+            continue
+        spent[w] = spent[w] + 1 if kind == "replica" else 1
         tally.runs += 1
         tally.replicas += kind != "first"
         heapq.heappush(clock, (now + length, w, night.measure(commit, w)))
@@ -405,6 +409,7 @@ class Summary:
     noop_keep_pct: float  # of the no-op proposals, pooled
     replica_pct: float  # of all runs
     ports: float
+    cut_off_pct: float  # of all runs
     min_gain: float | None
 
 
@@ -426,7 +431,8 @@ def summarize(rule: Rule, tallies: list[Tally], workers: int, file_gain: float,
         100 * sum(t.false_keeps for t in tallies) / keeps if keeps else 0.0,
         100 * sum(t.noop_keeps for t in tallies) / noops if noops else 0.0,
         100 * sum(t.replicas for t in tallies) / sum(t.runs for t in tallies),
-        statistics.fmean(t.ports for t in tallies), min_gain)
+        statistics.fmean(t.ports for t in tallies),
+        100 * sum(t.cut_off for t in tallies) / sum(t.runs for t in tallies), min_gain)
 
 
 RULES = ("karpathy", "today", "today-2gpu", "screen", "sequential")
@@ -469,15 +475,16 @@ def simulate(args: argparse.Namespace) -> dict:
 
 def table(result: dict) -> str:
     head = ("| rule | workers | runs | gain (± se) | % of file | % per 120 runs | keeps | "
-            "false keeps % | no-ops kept % | replicas % | ports | min gain, 80 % power |")
-    lines = [head, "|---" * 12 + "|"]
+            "false keeps % | no-ops kept % | replicas % | ports | cut off % | "
+            "min gain, 80 % power |")
+    lines = [head, "|---" * 13 + "|"]
     for r in result["rows"]:
         mg = f"{r['min_gain']:.4f}" if r["min_gain"] is not None else "—"
         lines.append(
             f"| {r['rule']} | {r['workers']} | {r['runs']:.0f} | {r['gain']:.4f} ± "
             f"{r['gain_se']:.4f} | {r['gain_pct']:.0f} | {r['gain_per_120_pct']:.0f} | "
             f"{r['keeps']:.1f} | {r['false_keep_pct']:.1f} | {r['noop_keep_pct']:.1f} | "
-            f"{r['replica_pct']:.0f} | {r['ports']:.1f} | {mg} |")
+            f"{r['replica_pct']:.0f} | {r['ports']:.1f} | {r['cut_off_pct']:.0f} | {mg} |")
     lines.append(f"\nfile's gain {result['file_gain']:.4f} over {result['experiments']} "
                  f"experiments; {result['budget_runs']:.0f} runs a night")
     return "\n".join(lines)
