@@ -363,7 +363,8 @@ def _port(night: Night, tally: Tally, c: Commit) -> int:
 def min_detectable_gain(rule: Rule, workers: int, noise: Noise, trials: int, seed: int,
                         top: float = 0.05) -> float | None:
     """The smallest true gain the rule keeps with POWER probability, a lone candidate on a freshly
-    measured night (bisection; the same draws for every gain, so the keep rate only grows)."""
+    measured night, on each worker in turn (bisection; the same draws for every gain, so the keep
+    rate only grows)."""
     def rate(gain: float) -> float:
         kept = 0
         for t in range(trials):
@@ -373,7 +374,8 @@ def min_detectable_gain(rule: Rule, workers: int, noise: Noise, trials: int, see
                 night.wave.append((i % workers, night.measure(0, i % workers)))
             rule.setup(night)
             commit = _child(night, 0, gain, False)
-            judge, worker = rule.judge(night, commit, 0), 0
+            worker = t % workers  # the candidate runs on any worker, not only the baseline's
+            judge = rule.judge(night, commit, worker)
             try:
                 request = next(judge)
                 while True:
