@@ -30,7 +30,7 @@ from rich.console import Console
 from autoresearch.config import PLATEAU_AFTER
 from autoresearch.errors import UserError
 from autoresearch.ledger.state import read_live, request_stop
-from autoresearch.policy import DEFAULT_FLOOR
+from autoresearch.policy import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
 from autoresearch.redact import redact
 from autoresearch.review import review_cli, views
 
@@ -105,10 +105,14 @@ def run(
     price_out: Annotated[float | None, typer.Option(
         min=0, help="USD per million output tokens; with --price-in")] = None,
     noise_runs: Annotated[int, typer.Option(
-        min=0, help="extra baseline runs to measure noise (at least one per worker; 0 = off: "
-                    "threshold = floor)")] = 2,
+        min=0, help="extra baseline runs to measure noise (every worker runs the baseline twice; "
+                    "0 = once each: the noise is learnt from the first controls)")] = 2,
     noise_floor: Annotated[float, typer.Option(
-        min=0, help="smallest val_bpb gain that counts as an improvement")] = DEFAULT_FLOOR,
+        min=0, help="your minimum val_bpb gain: a keep's paired gain must clear it (the "
+                    "paired test sets the bar above it)")] = DEFAULT_FLOOR,
+    max_pairs: Annotated[int, typer.Option(
+        min=1, help="most (control, candidate) pairs of runs that confirm one candidate")
+    ] = DEFAULT_MAX_PAIRS,
     timeout: Annotated[float | None, typer.Option(
         callback=positive, help="seconds before a run is killed (default 2 x TIME_BUDGET + "
                                 "120)")] = None,
@@ -159,8 +163,9 @@ def run(
     from autoresearch.scheduler import Loop
 
     opts = Options(tag=tag, noise_runs=noise_runs, noise_floor=noise_floor, timeout=timeout,
-                   max_experiments=max_experiments, hours=hours, max_cost=max_cost,
-                   max_fix_attempts=max_fix_attempts, keep_checkpoints=keep_checkpoints,
+                   max_pairs=max_pairs, max_experiments=max_experiments, hours=hours,
+                   max_cost=max_cost, max_fix_attempts=max_fix_attempts,
+                   keep_checkpoints=keep_checkpoints,
                    sample=sample, gpus=gpus, mixed_gpus=mixed_gpus, plateau_after=plateau_after)
     if train_cmd:
         try:

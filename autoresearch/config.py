@@ -11,7 +11,7 @@ from autoresearch.artifacts.aftercare import SAMPLE_TIMEOUT
 from autoresearch.errors import UserError
 from autoresearch.execution.local import default_train_cmd
 from autoresearch.execution.procs import GRACE_SECONDS
-from autoresearch.policy import DEFAULT_FLOOR
+from autoresearch.policy import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
 
 DEFAULT_TIME_BUDGET = 300  # if constants.py cannot tell
 TIMEOUT_MARGIN = 120.0  # on top of 2 x TIME_BUDGET: start-up, compilation and the final eval
@@ -27,6 +27,7 @@ class Options:
     tag: str
     noise_runs: int = 2
     noise_floor: float = DEFAULT_FLOOR
+    max_pairs: int = DEFAULT_MAX_PAIRS  # (control, candidate) pairs one candidate may get
     timeout: float | None = None  # None: 2 x TIME_BUDGET + TIMEOUT_MARGIN
     max_experiments: int | None = None  # agent experiments (fixes and ports too) for the tag
     hours: float | None = None  # wall clock of this invocation

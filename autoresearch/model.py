@@ -58,16 +58,18 @@ class Task:
 
 @dataclass
 class Candidate:
-    """A run that beat its parent at first sight, waiting for its paired runs: the parent again
-    (CONTROL), then itself again (CONFIRM), on the same worker."""
+    """A run that beat its parent at first sight, waiting for its pairs of runs: the parent again
+    (CONTROL), then itself again (CONFIRM), on the same worker, until the sequential test
+    decides (policy.sequential)."""
 
     n: int
     worker: int
     commit: str
     parent: str
     row: Row  # its own row, written once the candidate is decided
-    control: float | None = None  # the control run's val_bpb
+    control: float | None = None  # the val_bpb of the current pair's control run
     failed: str = ""  # why the pair cannot be judged (a crashed control or confirmation)
+    gains: list[float] = field(default_factory=list)  # the paired gains so far (control - run)
 
 
 @dataclass

@@ -167,7 +167,7 @@ class Worker:
             repo=self.slot.path, program=program_text, train_py=train_py,
             history=rows[-HISTORY_ROWS:],
             crash_log=task.detail if task and task.kind == Kind.FIX else None,
-            best_val_bpb=coord.value(coord.best()), noise_threshold=coord.threshold(),
+            best_val_bpb=coord.best_value(), noise_threshold=coord.threshold(),
             experiment=seq, worker=self.k, env={AGENT_ENV: marker}, journal=entries,
             digest=build_digest(entries, program_text), inflight=coord.inflight(),
             port=port, feedback=coord.state.feedback.get(str(self.k), ""),

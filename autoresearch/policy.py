@@ -1,22 +1,27 @@
 """How much better is better, and what a finished run means. Pure: no git, no files, no clock.
 
 Noise. The same train.py does not give the same val_bpb twice (data order, kernels, step counts
-that depend on speed, the load of the other workers). The first wave of a tag runs the unmodified
-code on every worker at once, at least 1 + --noise-runs times, and sets
+that depend on speed, the load of the other workers), and one GPU is not another: with a fixed
+time budget a GPU that runs a little faster trains more steps, on every run. So each run is
 
-    threshold = max(floor, 2 x the sample standard deviation of those runs)
+    value = code effect (per commit) + worker effect (per GPU slot) + noise
 
-pooled within each device model, so the spread between GPUs and under parallel load counts.
+fitted by least squares over every measured run of the tag (fit). The worker offsets sum to
+zero; the residual std (within_std) is the noise. The first wave runs the unmodified code on
+every worker at once (at least twice each with --noise-runs >= 1), so the spread includes the
+load the workers put on each other; every control run refits it during the night.
 
-Judging agent code. A run is compared with its own parent (the best it was proposed on) only,
-on the same device model, in two steps:
+Judging agent code. A run is compared with its own parent (the best it was proposed on) only:
 
-  1. screen: its gain over the parent's value (the mean of the parent's runs there) must exceed
-     the threshold, or it is discarded;
-  2. paired confirmation: on the same worker the parent runs again (control), then the candidate
-     again (confirm). Kept only if control - mean(the candidate's two runs) exceeds the
-     threshold. Candidate, control, candidate in a row cancels a steady drift of the machine's
-     speed, which an old mean measured under other conditions does not.
+  1. screen: its gain over the parent's value on the same worker (the parent's fitted value plus
+     this worker's offset) must exceed Rule.screen_z standard errors and the floor; clear losers
+     stop here;
+  2. sequential paired confirmation: on the same worker the parent runs again (control), then
+     the candidate (confirm), so worker offsets and a slow drift of the machine cancel. After
+     each pair a test on the mean paired gain (Bonferroni over at most --max-pairs looks) keeps,
+     discards, or asks for one more pair. A no-op is kept at most alpha (5 %) of the time; a gain
+     of min_detectable_gain is kept with 80 % power. The first run is not one of the pairs: it
+     was chosen for looking good, so it is the luckiest draw.
 
 A change that beat its parent after another worker moved the best is re-applied onto the new best
 (a three-way merge of train.py) and that code runs and is judged in turn: no keep is ever decided
@@ -27,12 +32,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 
 import numpy as np
 
 from autoresearch.execution.parse import FIXABLE_REASONS
+from autoresearch.ledger.results import Row
 from autoresearch.model import (
     Candidate,
     Decision,
@@ -44,167 +50,12 @@ from autoresearch.model import (
     row_for,
 )
 
-DEFAULT_FLOOR = 0.001  # bpb: below this no change is worth a commit, however quiet the GPU
-STD_MULTIPLIER = 2.0
-RULE = f"max(floor, {STD_MULTIPLIER:g} x sample std of the baseline runs)"
 
-
-@dataclass
-class Noise:
-    threshold: float
-    floor: float
-    values: list[float]  # every baseline-wave val_bpb
-    std: float | None  # pooled within device models
-    spread: float | None
-    runs_requested: int
-    rule: str  # how the threshold was set, in words
-
-
-def measure(groups: dict[str, list[float]], floor: float, runs_requested: int) -> Noise:
-    """The threshold from the baseline wave's values, grouped by device model."""
-    values = [v for group in groups.values() for v in group]
-    dof = sum(len(g) - 1 for g in groups.values() if len(g) >= 2)
-    if dof:
-        pooled = sum((len(g) - 1) * statistics.variance(g) for g in groups.values() if len(g) >= 2)
-        std = math.sqrt(pooled / dof)
-    else:
-        std = None
-    spread = max(values) - min(values) if values else None
-    if std is None and runs_requested == 0:
-        rule = "noise runs off and one worker: floor only"
-    elif std is None:
-        rule = "fewer than 2 finished baseline runs on one device model: floor only"
-    else:
-        rule = RULE + (" (pooled within device models)" if len(groups) > 1 else "")
-    threshold = max(floor, STD_MULTIPLIER * std) if std is not None else floor
-    return Noise(threshold, floor, values, std, spread, runs_requested, rule)
-
-
-def screen(value: float, parent_value: float | None, threshold: float) -> bool:
-    """Worth confirming: beats the parent's value by more than the threshold (or the parent was
-    never measured on this device model, so only the paired runs can tell)."""
-    return parent_value is None or parent_value - value > threshold
-
-
-def paired(runs: list[float], control: float, threshold: float) -> tuple[bool, float]:
-    """(kept, gain) for a candidate's runs and the control run taken between them: their mean
-    beats the control by more than the threshold, and neither run loses to it. The first run
-    was chosen for beating its parent, so on its own it is the luckiest draw; a confirmation that
-    loses to the control says the first run's conditions, not the change, made the gain (a
-    machine whose load comes and goes kept such pairs; BENCHMARKS.md)."""
-    gain = control - statistics.fmean(runs)
-    return gain > threshold and max(runs) < control, gain
-
-
-@dataclass
-class Context:
-    """What a decision needs besides the job and its outcome."""
-
-    tag: str
-    now: str
-    best: str  # the current best commit
-    threshold: float | None  # None during the baseline wave
-    parent_value: float | None  # the mean of the parent's runs on this device model
-    candidate: Candidate | None  # for CONTROL/CONFIRM: the candidate they serve
-    max_fix_attempts: int
-
-
-def decide(job: Job, out: Outcome, ctx: Context) -> Decision:
-    """What a finished run means, as a Decision the coordinator carries out."""
-    if job.kind in (Kind.BASELINE, Kind.NOISE):
-        return _baseline(job, out, ctx)
-    if job.kind == Kind.CONTROL:
-        return _control(job, out, ctx)
-    if job.kind == Kind.CONFIRM:
-        return _confirm(job, out, ctx)
-    return _agent_code(job, out, ctx)
-
-
-def _row(job: Job, out: Outcome, ctx: Context, status: str, reason: str = ""):
-    return row_for(job, out, status, reason, ctx.tag, ctx.now)
-
-
-def _baseline(job: Job, out: Outcome, ctx: Context) -> Decision:
-    if out.metrics is None:
-        decision = Decision([_row(job, out, ctx, "crash")])
-        if job.kind == Kind.BASELINE:
-            decision.stop = (f"the baseline crashed ({out.reason}): {out.error or 'no error line'}"
-                             f" (see {job.run_dir}/run.log); fix that, then run the same command")
-        return decision
-    status = "keep" if job.kind == Kind.BASELINE else "discard"
-    return Decision([_row(job, out, ctx, status, "" if status == "keep" else "noise")])
-
-
-def _control(job: Job, out: Outcome, ctx: Context) -> Decision:
-    cand = ctx.candidate
-    reason = f"control for #{job.subject}"
-    if out.metrics is None:
-        held = replace(cand, failed=f"its control run #{job.n} crashed ({out.reason})")
-        return Decision([_row(job, out, ctx, "crash")], hold=held)
-    held = replace(cand, control=out.metrics["val_bpb"])
-    return Decision([_row(job, out, ctx, "discard", reason)], hold=held)
-
-
-def _confirm(job: Job, out: Outcome, ctx: Context) -> Decision:
-    cand = ctx.candidate
-    first = cand.row
-    tried = {first.experiment: job.commit, job.n: job.commit}
-    if out.metrics is None or cand.failed or cand.control is None:
-        why = cand.failed or f"its confirmation run #{job.n} crashed ({out.reason})"
-        first = replace(first, status="discard", reason=f"not confirmed: {why}")
-        second = _row(job, out, ctx, "crash" if out.metrics is None else "discard", first.reason)
-        return Decision([first, second], tried=tried, settle=cand.n)
-    runs = [first.val_bpb, out.metrics["val_bpb"]]
-    ok, gain = paired(runs, cand.control, ctx.threshold)
-    why = (f"{'confirmed' if ok else 'not confirmed'}: {gain:+.6f} vs control "
-           f"{cand.control:.6f} (runs {runs[0]:.6f}, {runs[1]:.6f}; threshold "
-           f"{ctx.threshold:.6f})")
-    if not ok and gain > ctx.threshold:
-        why += "; a run of it lost to the control"
-    if ok and job.parent == ctx.best:
-        first = replace(first, status="keep", reason=why)
-        return Decision([first, _row(job, out, ctx, "keep", why)], keep=job.commit, settle=cand.n,
-                        log=[f"#{cand.n} kept: {why}"])
-    if ok:  # it beat its parent, but another worker moved the best meanwhile
-        why += f"; the best moved to {ctx.best[:7]}: re-applying it there"
-        port = Port(cand.n, job.worker, job.commit, job.parent, first.description, gain)
-    else:
-        port = None
-    first = replace(first, status="discard", reason=why)
-    return Decision([first, _row(job, out, ctx, "discard", why)], tried=tried, settle=cand.n,
-                    port=port)
-
-
-def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
-    tried = {job.n: job.commit}
-    if out.metrics is None:
-        decision = Decision([_row(job, out, ctx, "crash")], tried=tried)
-        attempt = job.fix_attempt + 1 if job.kind == Kind.FIX else 1
-        if out.reason in FIXABLE_REASONS and attempt <= ctx.max_fix_attempts:
-            decision.tasks.append(Task(Kind.FIX, job.worker, job.n, job.commit, job.parent,
-                                       job.description, out.log_tail, attempt=attempt))
-        elif job.kind == Kind.FIX and out.reason in FIXABLE_REASONS:
-            decision.log.append(f"giving up on fixing after {job.fix_attempt} attempts")
-        return decision
-    value = out.metrics["val_bpb"]
-    parent = ctx.parent_value
-    vs = (f"{value - parent:+.6f} vs parent {job.parent[:7]} ({parent:.6f})"
-          if parent is not None else f"parent {job.parent[:7]} not measured on {out.device}")
-    if not screen(value, parent, ctx.threshold):
-        return Decision([_row(job, out, ctx, "discard", vs)], tried=tried)
-    if job.parent != ctx.best and parent is not None:
-        why = f"{vs}: beat its parent, but the best moved to {ctx.best[:7]}: re-applying it there"
-        port = Port(job.n, job.worker, job.commit, job.parent, job.description, parent - value)
-        return Decision([_row(job, out, ctx, "discard", why)], tried=tried, port=port)
-    candidate = Candidate(job.n, job.worker, job.commit, job.parent,
-                          _row(job, out, ctx, "discard", vs))
-    follow = [Job("", Kind.CONTROL, job.worker, job.parent, job.parent,
-                  f"control for #{job.n}: its parent again", priority=0, subject=job.n),
-              Job("", Kind.CONFIRM, job.worker, job.commit, job.parent,
-                  f"confirm #{job.n}: {job.description}", agent=job.agent, priority=0,
-                  subject=job.n, hypothesis=job.hypothesis)]
-    return Decision([], hold=candidate, follow=follow,
-                    log=[f"#{job.n} {vs}: confirming with its parent and itself run again"])
+def signed(value: float, digits: int = 6) -> str:
+    """A change with its sign; one that rounds to zero is +0.000000, never -0.000000 (which
+    would read as a gain)."""
+    text = f"{value:+.{digits}f}"
+    return text if float(text) != 0 else f"{0.0:+.{digits}f}"
 
 
 # ---- the noise model and the sequential paired test (pure; the simulator in scripts/ drives them)
@@ -252,14 +103,20 @@ def fit(runs: list[Run]) -> Fit:
     beta, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
     dof = len(runs) - int(rank)
     rss = float(np.sum((y - x @ beta) ** 2))
-    std = math.sqrt(rss / dof) if dof > 0 else None
+    std = _clean(math.sqrt(rss / dof)) if dof > 0 else None
     free = list(beta[len(commits):])
     offsets = dict(zip(workers, [*free, -sum(free)], strict=True))
     cov = np.linalg.pinv(x.T @ x)
     ses = {c: std * math.sqrt(max(cov[i, i], 0.0)) if std is not None else math.inf
            for i, c in enumerate(commits)}
-    return Fit({c: float(beta[i]) for i, c in enumerate(commits)}, ses,
-               {w: float(o) for w, o in offsets.items()}, std, dof)
+    return Fit({c: _clean(beta[i]) for i, c in enumerate(commits)}, ses,
+               {w: _clean(o) for w, o in offsets.items()}, std, dof)
+
+
+def _clean(x: float) -> float:
+    """Rounded to 1e-12: val_bpb has six decimals, anything finer is the solver's float residue
+    (identical runs must show a spread and offsets of exactly 0)."""
+    return round(float(x), 12) + 0.0  # + 0.0: no -0.0
 
 
 @dataclass(frozen=True)
@@ -276,11 +133,27 @@ class Rule:
     floor: float = 0.0
     screen_z: float = 1.0
 
-    @property
-    def boundary(self) -> float:
-        """The z a mean paired gain must pass at any look: alpha split over the max_pairs looks
-        (Bonferroni), so the false-keep rate stays below alpha however early it stops."""
-        return NORMAL.inv_cdf(1 - self.alpha / self.max_pairs)
+    def boundary(self, dof: int | None = None) -> float:
+        """What the mean paired gain over its standard error must pass at any look: alpha split
+        over the max_pairs looks (Bonferroni), so the false-keep rate stays below alpha however
+        early it stops; Student's t when the spread was estimated from dof degrees of freedom."""
+        return t_quantile(1 - self.alpha / self.max_pairs, dof)
+
+
+def t_quantile(p: float, dof: int | None) -> float:
+    """Student's t quantile (the normal one for dof None): exact for 1 and 2 degrees of freedom,
+    the Cornish-Fisher expansion from 3 on (within 2 % of the exact value there)."""
+    if dof is None:
+        return NORMAL.inv_cdf(p)
+    if dof < 1:
+        return math.inf
+    if dof == 1:
+        return math.tan(math.pi * (p - 0.5))
+    if dof == 2:
+        return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+    z = NORMAL.inv_cdf(p)
+    return (z + (z ** 3 + z) / (4 * dof) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * dof ** 2)
+            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * dof ** 3))
 
 
 def pair_std(within_std: float) -> float:
@@ -288,12 +161,13 @@ def pair_std(within_std: float) -> float:
     return math.sqrt(2) * within_std
 
 
-def min_detectable_gain(within_std: float | None, rule: Rule) -> float | None:
+def min_detectable_gain(within_std: float | None, rule: Rule, dof: int | None = None,
+                        ) -> float | None:
     """The smallest true gain kept with the rule's power, using all max_pairs pairs."""
     if within_std is None:
         return None
     se = pair_std(within_std) / math.sqrt(rule.max_pairs)
-    return rule.floor + (rule.boundary + NORMAL.inv_cdf(rule.power)) * se
+    return rule.floor + (rule.boundary(dof) + NORMAL.inv_cdf(rule.power)) * se
 
 
 def pair_gain(control: float, candidate: float, control_offset: float = 0.0,
@@ -312,11 +186,14 @@ class Screened:
 
 def screen_run(value: float, worker: str, parent: str, model: Fit, rule: Rule) -> Screened:
     """A first run against its parent's value on the same worker (the parent's fitted value plus
-    this worker's offset). Clear losers stop here; the grey zone and wins go on to pairs."""
-    if parent not in model.values or model.within_std is None:
+    this worker's offset). Clear losers stop here; the grey zone and wins go on to pairs. Before
+    any commit ran twice (no spread known) every run that beats its parent goes on."""
+    if parent not in model.values:
         return Screened(True, None, None)
     expected = model.values[parent] + model.offsets.get(worker, 0.0)
     gain = expected - value
+    if model.within_std is None:
+        return Screened(gain > rule.floor, gain, None)
     se = math.sqrt(model.within_std ** 2 + model.ses[parent] ** 2)
     return Screened(gain - rule.floor > rule.screen_z * se, gain, se)
 
@@ -333,31 +210,192 @@ class Verdict:
     p: float  # one-sided p-value against the floor, times max_pairs (Bonferroni), at most 1
 
     def describe(self) -> str:
-        return (f"{self.mean:+.6f} over {self.pairs} pair{'s' * (self.pairs != 1)} "
-                f"[{self.low:+.6f}, {self.high:+.6f}], p {self.p:.3g}")
+        return (f"{signed(self.mean)} over {self.pairs} pair{'s' * (self.pairs != 1)} "
+                f"[{signed(self.low)}, {signed(self.high)}], p {self.p:.3g}")
 
 
-def sequential(gains: list[float], within_std: float | None, rule: Rule) -> Verdict:
+def sequential(gains: list[float], within_std: float | None, rule: Rule, dof: int | None = None,
+               ) -> Verdict:
     """After each pair: keep when the mean paired gain clears the floor by the boundary; discard
     when it is at or below the floor (futility) or the pairs are used up; else one more pair.
-    Without a measured spread (no commit ran twice yet) the pairs' own spread is used from two
-    pairs on, and a single pair never decides a keep."""
+    within_std: the noise model's, estimated from dof degrees of freedom (None: known). Without
+    it (no commit ran twice yet) the pairs' own spread is used, so a single pair never keeps."""
     n = len(gains)
     mean = statistics.fmean(gains)
     if within_std is not None:
         se = pair_std(within_std) / math.sqrt(n)
-    elif n >= 2:
-        se = statistics.stdev(gains) / math.sqrt(n)
     else:
-        se = math.inf
+        se = statistics.stdev(gains) / math.sqrt(n) if n >= 2 else math.inf
+        dof = n - 1
     excess = mean - rule.floor
     z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
     p = min(1.0, rule.max_pairs * (1 - NORMAL.cdf(z))) if math.isfinite(z) else float(z < 0)
-    half = rule.boundary * se
-    if z > rule.boundary:
+    boundary = rule.boundary(dof)
+    half = boundary * se if se > 0 else 0.0
+    if z > boundary:
         action = "keep"
     elif mean <= rule.floor or n >= rule.max_pairs:
         action = "discard"
     else:
         action = "more"
     return Verdict(action, n, mean, mean - half, mean + half, p)
+
+
+DEFAULT_FLOOR = 0.0  # bpb: the user's minimum gain (--noise-floor); the test sets the bar
+DEFAULT_MAX_PAIRS = 3
+
+
+@dataclass
+class Noise:
+    """What the noise model says now, for state.json, `status` and `summary`."""
+
+    threshold: float  # the smallest gain kept with 80 % power (the floor while std is unknown)
+    floor: float
+    values: list[float]  # every baseline-wave val_bpb
+    std: float | None  # within one worker: the noise model's residual std
+    spread: float | None
+    runs_requested: int
+    rule: str  # how decisions are made, in words
+    offsets: dict[str, float] = field(default_factory=dict)  # worker -> its fixed offset
+    dof: int = 0  # degrees of freedom behind std
+    alpha: float = 0.05
+    max_pairs: int = DEFAULT_MAX_PAIRS
+
+
+def measure(model: Fit, values: list[float], rule: Rule, runs_requested: int) -> Noise:
+    """The noise record of a fitted model (values: the baseline wave's runs)."""
+    smallest = min_detectable_gain(model.within_std, rule, model.dof)
+    spread = max(values) - min(values) if values else None
+    if model.within_std is None:
+        words = "no commit ran twice yet: a keep needs two pairs that agree"
+    else:
+        words = (f"paired test, false keeps <= {rule.alpha:g}, power {rule.power:g} at the min "
+                 f"detectable gain, <= {rule.max_pairs} pairs, floor {rule.floor:g}")
+    return Noise(smallest if smallest is not None else rule.floor, rule.floor, values,
+                 model.within_std, spread, runs_requested, words, model.offsets, model.dof,
+                 rule.alpha, rule.max_pairs)
+
+
+@dataclass
+class Context:
+    """What a decision needs besides the job and its outcome."""
+
+    tag: str
+    now: str
+    best: str  # the current best commit
+    model: Fit  # the noise model, fitted to the tag's measured runs so far
+    rule: Rule
+    candidate: Candidate | None  # for CONTROL/CONFIRM: the candidate they serve
+    max_fix_attempts: int
+
+
+def decide(job: Job, out: Outcome, ctx: Context) -> Decision:
+    """What a finished run means, as a Decision the coordinator carries out."""
+    if job.kind in (Kind.BASELINE, Kind.NOISE):
+        return _baseline(job, out, ctx)
+    if job.kind == Kind.CONTROL:
+        return _control(job, out, ctx)
+    if job.kind == Kind.CONFIRM:
+        return _confirm(job, out, ctx)
+    return _agent_code(job, out, ctx)
+
+
+def _row(job: Job, out: Outcome, ctx: Context, status: str, reason: str = ""):
+    return row_for(job, out, status, reason, ctx.tag, ctx.now)
+
+
+def _baseline(job: Job, out: Outcome, ctx: Context) -> Decision:
+    if out.metrics is None:
+        decision = Decision([_row(job, out, ctx, "crash")])
+        if job.kind == Kind.BASELINE:
+            decision.stop = (f"the baseline crashed ({out.reason}): {out.error or 'no error line'}"
+                             f" (see {job.run_dir}/run.log); fix that, then run the same command")
+        return decision
+    status = "keep" if job.kind == Kind.BASELINE else "discard"
+    return Decision([_row(job, out, ctx, status, "" if status == "keep" else "noise")])
+
+
+def _control(job: Job, out: Outcome, ctx: Context) -> Decision:
+    cand = ctx.candidate
+    reason = f"control for #{job.subject}"
+    if out.metrics is None:
+        held = replace(cand, failed=f"its control run #{job.n} crashed ({out.reason})")
+        return Decision([_row(job, out, ctx, "crash")], hold=held)
+    held = replace(cand, control=out.metrics["val_bpb"])
+    return Decision([_row(job, out, ctx, "discard", reason)], hold=held)
+
+
+def _with_evidence(row: Row, verdict: Verdict, status: str, reason: str) -> Row:
+    return replace(row, status=status, reason=reason, pairs=verdict.pairs, gain=verdict.mean,
+                   gain_low=verdict.low, gain_high=verdict.high, p_value=verdict.p)
+
+
+def _confirm(job: Job, out: Outcome, ctx: Context) -> Decision:
+    cand = ctx.candidate
+    first = cand.row
+    tried = {first.experiment: job.commit, job.n: job.commit}
+    if out.metrics is None or cand.failed or cand.control is None:
+        why = cand.failed or f"its confirmation run #{job.n} crashed ({out.reason})"
+        first = replace(first, status="discard", reason=f"not confirmed: {why}")
+        second = _row(job, out, ctx, "crash" if out.metrics is None else "discard", first.reason)
+        return Decision([first, second], tried=tried, settle=cand.n)
+    gains = [*cand.gains, pair_gain(cand.control, out.metrics["val_bpb"])]  # one worker: no offset
+    verdict = sequential(gains, ctx.model.within_std, ctx.rule, ctx.model.dof)
+    if verdict.action == "more":
+        why = f"pair {verdict.pairs} of #{cand.n}: {verdict.describe()}: one more pair"
+        return Decision([_row(job, out, ctx, "discard", why)], tried={job.n: job.commit},
+                        hold=replace(cand, control=None, gains=gains),
+                        follow=_pair(job, cand.n, job.description), log=[f"#{cand.n} {why}"])
+    ok = verdict.action == "keep"
+    why = f"{'confirmed' if ok else 'not confirmed'}: {verdict.describe()} vs its parent's controls"
+    if ok and job.parent == ctx.best:
+        return Decision([_with_evidence(first, verdict, "keep", why),
+                         _row(job, out, ctx, "keep", why)], keep=job.commit, settle=cand.n,
+                        log=[f"#{cand.n} kept: {why}"])
+    if ok:  # it beat its parent, but another worker moved the best meanwhile
+        why += f"; the best moved to {ctx.best[:7]}: re-applying it there"
+        port = Port(cand.n, job.worker, job.commit, job.parent, first.description, verdict.mean)
+    else:
+        port = None
+    return Decision([_with_evidence(first, verdict, "discard", why),
+                     _row(job, out, ctx, "discard", why)], tried=tried, settle=cand.n, port=port)
+
+
+def _pair(job: Job, n: int, confirm: str) -> list[Job]:
+    """The next (control, candidate) pair of candidate #n, on its worker, before anything else."""
+    return [Job("", Kind.CONTROL, job.worker, job.parent, job.parent,
+                f"control for #{n}: its parent again", priority=0, subject=n),
+            Job("", Kind.CONFIRM, job.worker, job.commit, job.parent, confirm, agent=job.agent,
+                priority=0, subject=n, hypothesis=job.hypothesis)]
+
+
+def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
+    tried = {job.n: job.commit}
+    if out.metrics is None:
+        decision = Decision([_row(job, out, ctx, "crash")], tried=tried)
+        attempt = job.fix_attempt + 1 if job.kind == Kind.FIX else 1
+        if out.reason in FIXABLE_REASONS and attempt <= ctx.max_fix_attempts:
+            decision.tasks.append(Task(Kind.FIX, job.worker, job.n, job.commit, job.parent,
+                                       job.description, out.log_tail, attempt=attempt))
+        elif job.kind == Kind.FIX and out.reason in FIXABLE_REASONS:
+            decision.log.append(f"giving up on fixing after {job.fix_attempt} attempts")
+        return decision
+    value = out.metrics["val_bpb"]
+    seen = screen_run(value, str(job.worker), job.parent[:7], ctx.model, ctx.rule)
+    if seen.gain is None:
+        vs = f"parent {job.parent[:7]} not measured yet"
+    else:
+        se = f" +- {seen.se:.6f}" if seen.se is not None else ""
+        vs = (f"{signed(-seen.gain)} vs parent {job.parent[:7]} on worker {job.worker} "
+              f"({value + seen.gain:.6f}{se})")
+    if not seen.go_on:
+        return Decision([_row(job, out, ctx, "discard", vs)], tried=tried)
+    if job.parent != ctx.best and seen.gain is not None:
+        why = f"{vs}: beat its parent, but the best moved to {ctx.best[:7]}: re-applying it there"
+        port = Port(job.n, job.worker, job.commit, job.parent, job.description, seen.gain)
+        return Decision([_row(job, out, ctx, "discard", why)], tried=tried, port=port)
+    candidate = Candidate(job.n, job.worker, job.commit, job.parent,
+                          _row(job, out, ctx, "discard", vs))
+    return Decision([], hold=candidate, follow=_pair(job, job.n, f"confirm #{job.n}: "
+                                                                f"{job.description}"),
+                    log=[f"#{job.n} {vs}: confirming with pairs of its parent and itself"])

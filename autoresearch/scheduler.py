@@ -102,6 +102,7 @@ class Loop:
             tag = state.tag
             self.coord = Coordinator(self.repo, self.git, state, noise_runs=self.opts.noise_runs,
                                      noise_floor=self.opts.noise_floor,
+                                     max_pairs=self.opts.max_pairs,
                                      max_fix_attempts=self.opts.max_fix_attempts,
                                      plateau_after=self.opts.plateau_after, log=self.log,
                                      outcome=self.ui.outcome)
@@ -345,7 +346,7 @@ class Loop:
             state.update(tag=self.opts.tag, agent=getattr(self.workers[0].agent, "name", "")
                          if self.workers else "",
                          best_commit=(s.best_commit or "")[:7] if s else "",
-                         best_val_bpb=self.coord.value(self.coord.best()) if s and s.best_commit
+                         best_val_bpb=self.coord.best_value() if s and s.best_commit
                          else None,
                          threshold=self.coord.threshold() if s else None,
                          time_left_s=max(0.0, self.deadline - time.monotonic())

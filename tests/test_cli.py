@@ -45,7 +45,8 @@ def test_help_teaches():
     assert "uv run agent_loop.py run --tag nov21 --agent claude" in out
     run_help = cli("run", "--help").output
     for option in ("--max-experiments", "--hours", "--max-cost", "--noise-runs",
-                   "--noise-floor", "--timeout", "--max-fix-attempts", "--keep-checkpoints",
+                   "--noise-floor", "--max-pairs", "--timeout", "--max-fix-attempts",
+                   "--keep-checkpoints",
                    "--base-url", "--api-key-env", "--train-cmd", "Examples:"):
         assert option in run_help
 
@@ -55,12 +56,11 @@ def test_status(done):
     assert result.exit_code == 0
     out = result.output
     assert "tag t" in out and "not running" in out
-    # the best and the baseline as commit means: #4 and its confirmation; the baseline, its two
-    # noise runs and #4's control run
-    assert ("best: 0.900000 (mean of 2 runs) #4 " in out
-            and "lower val; baseline 1.000000 (mean of 4 runs), change -0.100000" in out)
-    assert "noise threshold: 0.001000 = max(floor, 2 x sample std" in out
-    assert "3 baseline runs [1.000000, 1.000000, 1.000000]" in out and "floor 0.001000" in out
+    # the best: the baseline wave's value minus #4's paired gain (the same number everywhere)
+    assert ("best: 0.900000 (baseline - 1 paired gain) #4 " in out
+            and "lower val; baseline 1.000000, change -0.100000" in out)
+    assert "noise: within-worker std 0.000000 (" in out and "worker offsets w0 +0.000000" in out
+    assert "3 baseline runs, spread 0.000000; decisions: paired test" in out
     assert "8 (3 keep 4 discard 1 crash | 1 baseline, 2 noise, 1 control, 3 experiment, " \
         "1 confirm)" in out
     assert "agent cost: $0.03" in out
@@ -199,7 +199,7 @@ def test_run_from_the_command_line(tmp_path):
     assert "note: PYTHONDONTWRITEBYTECODE is set" in out.stderr  # a slow start-up, said once
     assert "stopped: reached --max-experiments 2. To go on, run the same command with a " \
            "larger --max-experiments" in out.stdout  # not "resume with the same command"
-    assert "#1 keep" in out.stdout and "noise threshold" in out.stdout
+    assert "#1 keep" in out.stdout and "min detectable gain" in out.stdout
     rows = read_results(repo / "results.tsv")
     assert [r.kind for r in rows] == ["baseline", "noise", "experiment", "experiment"]
     assert all(r.agent == "sweep" for r in rows[2:])

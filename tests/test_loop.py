@@ -30,6 +30,7 @@ from autoresearch.execution.procs import pid_alive
 from autoresearch.ledger.results import COLUMNS
 from autoresearch.ledger.state import load_state, request_stop
 from autoresearch.pipeline import MAX_REJECTIONS
+from autoresearch.policy import Rule, Run, fit, min_detectable_gain
 from autoresearch.scheduler import Loop
 
 TAG = "t"
@@ -69,8 +70,9 @@ def test_keep_discard_crash_bookkeeping(repo):
     assert r[2].cost_usd == 0.01 and r[2].run_dir == f"runs/{TAG}/0002-{r[2].commit}"
     assert r[2].parent == base[:7] and r[5].parent == r[2].commit  # judged against its parent
     assert r[2].worker == 0 and r[2].device == "cpu" and r[2].node
-    assert "confirmed: +0.100000 vs control 1.000000" in r[2].reason
-    assert r[5].reason == f"+0.050000 vs parent {r[2].commit} (0.900000)"
+    assert "confirmed: +0.100000 over 1 pair" in r[2].reason and r[2].pairs == 1
+    assert r[5].reason == \
+        f"+0.050000 vs parent {r[2].commit} on worker 0 (0.900000 +- 0.000000)"
     lines = (repo / "results.tsv").read_text().splitlines()
     assert lines[0].split("\t") == COLUMNS
     assert lines[6].split("\t")[:4] == [r[6].commit, "0.000000", "0.0", "crash"]
@@ -97,7 +99,7 @@ def test_keep_discard_crash_bookkeeping(repo):
 
     # what the agent was told: the best code and the history so far, in its own work tree
     first, third = agent.requests[0], agent.requests[2]
-    assert first.best_val_bpb == 1.0 and first.noise_threshold == 0.001
+    assert first.best_val_bpb == 1.0 and first.noise_threshold == 0.0
     assert first.repo == repo / ".autoresearch" / TAG / "trees" / "0"
     assert "Human steering" in first.program
     assert "VAL_BPB = 0.9" in third.train_py and len(third.history) == 5
@@ -107,24 +109,30 @@ def test_keep_discard_crash_bookkeeping(repo):
     assert live["phase"] == "idle" and live["best_val_bpb"] == 0.9
 
 
-def test_noise_threshold_and_paired_confirmation(repo, tmp_path, monkeypatch):
+def test_noise_model_and_paired_confirmation(repo, tmp_path, monkeypatch):
     offsets = tmp_path / "offsets"
-    # runs 1-3 the baseline wave; 4-6 a gain that holds up (candidate, control, confirmation);
-    # 7-9 a no-op that was lucky once (-0.01) and not confirmed
+    # runs 1-3 the baseline wave; 4-6 a clear gain (candidate, control, confirmation): one pair
+    # decides; 7-9 a no-op that was lucky once (-0.01): its pair shows no gain
     offsets.write_text("0\n0.004\n-0.004\n0\n0\n0\n-0.01\n0\n0\n")
     monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
-    steps = [edit("real gain", VAL_BPB=0.99), edit("no-op, lucky", MATRIX_LR=0.05)]
+    steps = [edit("real gain", VAL_BPB=0.95), edit("no-op, lucky", MATRIX_LR=0.05)]
     run_loop(repo, steps, noise_runs=2)
     assert [(n, kind, status) for n, kind, status, _ in summary(repo)] == [
         (1, "baseline", "keep"), (2, "noise", "discard"), (3, "noise", "discard"),
         (5, "control", "discard"), (4, "experiment", "keep"), (6, "confirm", "keep"),
         (8, "control", "discard"), (7, "experiment", "discard"), (9, "confirm", "discard")]
     noise = load_state(repo, TAG).noise
-    assert noise.threshold == pytest.approx(0.008)
+    rows = tag_rows(repo)
+    # refit at the last control (#8), before the no-op's own rows (#7, #9) were written
+    model = fit([Run(r.commit, "0", r.val_bpb) for r in rows if r.experiment not in (7, 9)])
+    assert noise.std == pytest.approx(model.within_std) and noise.dof == model.dof == 5
+    assert noise.threshold == pytest.approx(min_detectable_gain(model.within_std, Rule(), 5))
     assert noise.values == pytest.approx([1.0, 1.004, 0.996])
-    assert noise.spread == pytest.approx(0.008) and noise.floor == 0.001
-    r = {row.experiment: row for row in tag_rows(repo)}
-    assert "not confirmed: +0.005000 vs control 0.990000" in r[7].reason
+    assert noise.spread == pytest.approx(0.008) and noise.floor == 0.0
+    assert noise.offsets == {"0": 0.0} and noise.max_pairs == 3
+    r = {row.experiment: row for row in rows}
+    assert r[4].pairs == 1 and r[4].gain == pytest.approx(0.05) and r[4].gain_low > 0
+    assert "not confirmed: +0.000000 over 1 pair" in r[7].reason and r[7].pairs == 1
     check_git_matches_results(repo, TAG)
 
 
@@ -173,7 +181,7 @@ def test_crash_classes_and_no_orphans(repo, tmp_path, monkeypatch):
             zip(summary(repo), tag_rows(repo), strict=True)][1:] == [
         ("crash", "import"), ("crash", "nan"), ("crash", "other"), ("crash", "nan"),
         ("crash", "timeout"), ("discard", "+0.500000 vs parent " + tag_rows(repo)[0].commit
-                               + " (1.000000)")]
+                               + " on worker 0 (1.000000)")]
     pids = [int(p) for p in pid_file.read_text().split()]
     assert len(pids) >= 9 and not [p for p in pids if pid_alive(p)]
 

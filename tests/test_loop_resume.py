@@ -241,3 +241,28 @@ def test_kill_9_chaos_with_two_workers(repo, tmp_path):
     check_git_matches_results(repo, TAG)
     pids = [int(p) for p in pid_file.read_text().split()]
     assert not [p for p in pids if pid_alive(p)]  # no run outlived the loops that started it
+
+
+def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tmp_path,
+                                                                         monkeypatch):
+    """A grey-zone candidate (as in test_precision) killed during its second pair's
+    confirmation: after the restart its first pair still counts, the control of the cut-off pair
+    runs again, and the pairs go on until the test keeps it."""
+    offsets = tmp_path / "offsets"
+    offsets.write_text("0\n0.001\n-0.001\n-0.001\n")  # the wave, the first run; then exact
+    monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
+    undo = kill_at(monkeypatch, LocalExecutor, "run", when=8)  # 1-3 wave, 4 it, 5-6 7-8 pairs
+    with pytest.raises(Killed):
+        run_loop(repo, [edit("a small gain", VAL_BPB=0.999)], noise_runs=2, max_pairs=5)
+    (cand,) = load_state(repo, TAG).candidates
+    assert cand.gains == [pytest.approx(0.001)] and cand.control == pytest.approx(1.0)
+    undo()
+    run_loop(repo, [], max_experiments=1, noise_runs=2, max_pairs=5)
+    kinds = [r[1] for r in rows(repo)]
+    assert kinds.count("control") == kinds.count("confirm") + 1  # the cut-off one renewed
+    assert [r[3] for r in rows(repo)].count("control for #4: its parent again (after a "
+                                            "restart)") == 1
+    first = next(r for r in tag_rows(repo) if r.kind == "experiment")
+    assert first.status == "keep" and first.pairs == kinds.count("confirm")
+    assert first.gain == pytest.approx(0.001)
+    check_git_matches_results(repo, TAG)

@@ -51,8 +51,10 @@ def test_one_worker_per_gpu_and_the_first_wave_on_all_of_them(repo, tmp_path, mo
     run_loop(repo, steps, slots=slots, noise_runs=1, prefetch=True)
     rows = tag_rows(repo)
     wave = [r for r in rows if r.kind in ("baseline", "noise")]
-    assert sorted(r.worker for r in wave) == [0, 1, 2]  # max(3 workers, 1 + 1 noise run)
-    assert load_state(repo, TAG).noise.values == pytest.approx([1.0, 1.0, 1.0])
+    assert sorted(r.worker for r in wave) == [0, 0, 1, 1, 2, 2]  # each worker's offset: 2 runs
+    noise = load_state(repo, TAG).noise
+    assert noise.values == pytest.approx([1.0] * 6) and noise.std == 0.0
+    assert noise.offsets == pytest.approx({"0": 0.0, "1": 0.0, "2": 0.0})
     assert {(r.worker, r.gpu, r.device) for r in rows} <= {
         (0, "0", "NVIDIA H200"), (1, "1", "NVIDIA H200"), (2, "2", "NVIDIA H200")}
     assert sorted(set(devices.read_text().split())) == ["0", "1", "2"]
@@ -146,7 +148,9 @@ def test_agents_see_what_the_other_workers_try(repo, monkeypatch):
     assert "worker 0: deeper idea [VAL_BPB 1.0 -> 1.2]" in build_context(second)
 
 
-def test_gpu_models_compare_only_within_themselves(repo, monkeypatch):
+def test_a_gpu_offset_is_the_gpus_not_the_noise(repo, monkeypatch):
+    """Two GPU models 0.05 apart: the noise model gives each worker its offset, the spread
+    within a worker stays 0, and each no-op is judged against its parent on its own GPU."""
     monkeypatch.setenv("FAKE_GPU_OFFSET", "1:0.05")  # GPU 1 gives numbers 0.05 higher
     slots = [Slot(0, "0", "NVIDIA A100"), Slot(1, "1", "NVIDIA H100")]
 
@@ -154,11 +158,13 @@ def test_gpu_models_compare_only_within_themselves(repo, monkeypatch):
               ScriptedAgent([edit("no-op on the H100", MATRIX_LR=0.05)])]
     run_loop(repo, [], slots=slots, agent=agents, noise_runs=3, max_experiments=2)
     noise = load_state(repo, TAG).noise
-    assert noise.std == pytest.approx(0.0) and "pooled within device models" in noise.rule
+    assert noise.std == 0.0 and noise.offsets == pytest.approx({"0": -0.025, "1": 0.025})
+    assert noise.threshold == 0.0  # the 0.05 between the GPUs is no noise
     rows = {r.device: r for r in tag_rows(repo) if r.kind == "experiment"}
     assert rows["NVIDIA H100"].val_bpb == pytest.approx(1.05)
     for row in rows.values():  # each against its parent's runs on its own model, not the mean
         assert row.status == "discard" and row.reason.startswith("+0.000000 vs parent")
+        assert f"on worker {row.worker} ({row.val_bpb:.6f}" in row.reason
 
 
 def test_gpus_option(tmp_path, monkeypatch):

@@ -15,11 +15,8 @@ from autoresearch.policy import (
     Run,
     decide,
     fit,
-    measure,
     min_detectable_gain,
     pair_gain,
-    paired,
-    screen,
     screen_run,
     sequential,
 )
@@ -38,29 +35,14 @@ def job(kind=Kind.EXPERIMENT, parent="p" * 40, n=5, **kw):
     return Job("j1", kind, 0, "c" * 40, parent, "idea", n=n, run_dir="runs/t/0005-ccccccc", **kw)
 
 
-def ctx(best="p" * 40, parent_value=1.0, threshold=0.01, candidate=None):
-    return Context("t", "2026-11-30T00:00:00+00:00", best, threshold, parent_value, candidate, 2)
+PARENT = fit([Run("ppppppp", "0", v) for v in (0.999, 1.001, 0.999, 1.001, 1.0)])  # std 0.001
 
 
-def test_threshold_pools_the_spread_within_device_models():
-    noise = measure({"A100": [1.0, 1.002], "H100": [1.05, 1.048]}, 0.001, 3)
-    assert noise.std == pytest.approx(0.002 / 2 ** 0.5)  # not the 0.05 between the models
-    assert noise.threshold == pytest.approx(2 * 0.002 / 2 ** 0.5)
-    assert measure({"cpu": [1.0]}, 0.001, 2).rule.startswith("fewer than 2")
-    assert measure({"cpu": [1.0, 1.0]}, 0.003, 0).threshold == 0.003
-    two_workers = measure({"H200": [1.604826, 1.600978]}, 0.001, 0)  # --noise-runs 0, 2 GPUs
-    assert two_workers.threshold == pytest.approx(0.005442, abs=1e-6)
-    assert two_workers.rule.startswith("max(floor")  # not "noise runs off"
-    assert measure({"cpu": [1.0]}, 0.001, 0).rule == "noise runs off and one worker: floor only"
+DEFAULT_RULE = Rule()
 
 
-def test_screen_and_paired():
-    assert screen(0.98, 1.0, 0.01) and not screen(0.995, 1.0, 0.01)
-    assert screen(1.5, None, 0.01)  # never measured on this model: only the pair can tell
-    assert paired([0.98, 0.985], 1.0, 0.01) == (True, pytest.approx(0.0175))
-    assert paired([0.98, 1.0], 0.995, 0.01)[0] is False
-    # a lucky first run cannot carry a confirmation that lost to the control
-    assert paired([0.90, 1.001], 1.0, 0.01) == (False, pytest.approx(0.0495))
+def ctx(best="p" * 40, model=PARENT, candidate=None, rule=DEFAULT_RULE):
+    return Context("t", "2026-11-30T00:00:00+00:00", best, model, rule, candidate, 2)
 
 
 def test_a_gain_becomes_a_candidate_with_a_control_and_a_confirmation():
@@ -68,28 +50,46 @@ def test_a_gain_becomes_a_candidate_with_a_control_and_a_confirmation():
     assert d.rows == [] and d.hold.n == 5 and d.hold.row.val_bpb == 0.95
     assert [(j.kind, j.commit[0], j.priority, j.subject) for j in d.follow] == [
         (Kind.CONTROL, "p", 0, 5), (Kind.CONFIRM, "c", 0, 5)]
+    assert decide(job(), outcome(1.5), ctx(model=fit([]))).hold.n == 5  # parent never measured
 
 
 def test_small_gains_and_losses_are_discarded_against_the_parent():
-    d = decide(job(), outcome(0.995), ctx())
+    d = decide(job(), outcome(1.005), ctx())
     assert [r.status for r in d.rows] == ["discard"] and d.tried == {5: "c" * 40}
-    assert d.rows[0].reason == "-0.005000 vs parent ppppppp (1.000000)"
+    assert d.rows[0].reason.startswith("+0.005000 vs parent ppppppp on worker 0 (1.000000 +- ")
+    assert decide(job(), outcome(0.9995), ctx()).rows[0].status == "discard"  # within the noise
 
 
-def test_confirmation_keeps_only_a_paired_gain():
+def confirmed(value, control=1.0, gains=(), **kw):
     cand = Candidate(5, 0, "c" * 40, "p" * 40, decide(job(), outcome(0.95), ctx()).hold.row,
-                     control=1.0)
-    kept = decide(job(Kind.CONFIRM, n=7, subject=5), outcome(0.96), ctx(candidate=cand))
+                     control=control, gains=list(gains))
+    return decide(job(Kind.CONFIRM, n=7, subject=5), outcome(value), ctx(candidate=cand, **kw))
+
+
+def test_confirmation_keeps_only_a_paired_gain_with_its_evidence():
+    kept = confirmed(0.96)
     assert kept.keep == "c" * 40 and [r.status for r in kept.rows] == ["keep", "keep"]
     assert [r.experiment for r in kept.rows] == [5, 7] and kept.settle == 5
-    drifted = Candidate(5, 0, "c" * 40, "p" * 40, cand.row, control=0.95)  # the machine sped up
-    lost = decide(job(Kind.CONFIRM, n=7, subject=5), outcome(0.955), ctx(candidate=drifted))
+    first = kept.rows[0]
+    assert (first.pairs, first.gain) == (1, pytest.approx(0.04)) and first.p_value < 0.05
+    assert first.gain_low > 0 and first.gain_high > first.gain
+    assert "confirmed: +0.040000 over 1 pair [" in first.reason
+    lost = confirmed(0.955, control=0.95)  # the machine sped up: the pair shows no gain
     assert lost.keep is None and "not confirmed" in lost.rows[0].reason
-    unlucky = decide(job(Kind.CONFIRM, n=7, subject=5), outcome(1.001), ctx(candidate=cand))
-    assert unlucky.keep is None and unlucky.rows[1].reason.endswith("lost to the control")
-    moved = decide(job(Kind.CONFIRM, n=7, subject=5), outcome(0.96),
-                   ctx(best="b" * 40, candidate=cand))
+    assert lost.rows[0].pairs == 1 and lost.rows[0].gain == pytest.approx(-0.005)
+    moved = confirmed(0.96, best="b" * 40)
     assert moved.keep is None and moved.port.n == 5  # beat its parent; the best moved on
+
+
+def test_the_grey_zone_gets_one_more_pair_up_to_the_cap():
+    grey = confirmed(0.999)
+    assert grey.keep is None and grey.settle is None and grey.hold.gains == [pytest.approx(0.001)]
+    assert grey.hold.control is None and [r.experiment for r in grey.rows] == [7]
+    assert [j.kind for j in grey.follow] == [Kind.CONTROL, Kind.CONFIRM]
+    assert "pair 1 of #5" in grey.rows[0].reason and grey.rows[0].status == "discard"
+    last = confirmed(0.999, gains=[0.001, 0.001])
+    assert last.keep is None and last.settle == 5 and last.rows[0].pairs == 3
+    assert confirmed(0.999, gains=[0.001, 0.001], rule=Rule(max_pairs=6)).hold is not None
 
 
 def test_a_stale_parent_is_ported_never_compared_with_the_new_best():

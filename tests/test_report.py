@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.ledger.state import State, save_state
-from autoresearch.policy import Noise
+from autoresearch.policy import Noise, Rule, min_detectable_gain
 from autoresearch.review.report import (
     best,
     estimate_threshold,
@@ -41,7 +41,9 @@ def table() -> list[Row]:
         (6, "keep", 0.970, "experiment", 30, 320.0, 0.20),
         (7, "keep", 0.965, "experiment", 36, 305.0, None),
     ]
-    return [Row(commit=f"{n:07x}", val_bpb=v, memory_gb=0.0 if s == "crash" else 40.0, status=s,
+    # a noise run is the baseline's code again: its commit
+    return [Row(commit=f"{1 if k == 'noise' else n:07x}", val_bpb=v,
+                memory_gb=0.0 if s == "crash" else 40.0, status=s,
                 description=f"change {n}", experiment=n, kind=k, tag="night",
                 timestamp=f"2026-01-01T00:{m:02d}:00+00:00", total_seconds=t, cost_usd=c)
             for n, s, v, k, m, t, c in spec]
@@ -50,26 +52,27 @@ def table() -> list[Row]:
 def test_summary_matches_hand_computed_values():
     s = summarize(table())
     assert (s.experiments, s.kept, s.discarded, s.crashed) == (7, 4, 2, 1)
-    assert s.baseline_bpb == 1.0
-    assert (s.best_bpb, s.best_experiment, s.best_commit) == (0.965, 7, "0000007")
-    assert s.improvement == pytest.approx(0.035)
-    assert s.improvement_pct == pytest.approx(3.5)
+    assert s.baseline_bpb == pytest.approx(1.001)  # the baseline wave: 1.000 and 1.002
+    assert (s.best_bpb, s.best_experiment, s.best_commit) == (pytest.approx(0.965), 7, "0000007")
+    assert s.improvement == pytest.approx(0.036)
+    assert s.improvement_pct == pytest.approx(3.6 / 1.001)
     # 7 finished runs between 00:00 and 00:36: 6 intervals in 0.6 h
     assert s.experiments_per_hour == pytest.approx(10.0)
     # total_seconds where present, plus the crash's 2-minute gap since the previous row
     assert s.gpu_hours == pytest.approx((300 + 300 + 310 + 300 + 120 + 320 + 305) / 3600)
     assert s.gpu_hours_estimated
     assert s.cost_usd == pytest.approx(0.40)
-    # improvement over the best before: #3 1.0->0.99, #6 0.99->0.97, #7 0.97->0.965
+    # rows without paired gains (another tool's): each keep's commit against the one kept
+    # before it: #3 1.001->0.99, #6 0.99->0.97, #7 0.97->0.965
     assert [(i.experiment, round(i.delta, 6)) for i in s.top_improvements] == [
-        (6, 0.02), (3, 0.01), (7, 0.005)]
+        (6, 0.02), (3, 0.011), (7, 0.005)]
     assert [i.experiment for i in summarize(table(), top=1).top_improvements] == [6]
 
 
 def test_series_for_the_plots():
     rows = table()
     assert experiment_numbers(rows) == [1, 2, 3, 4, 5, 6, 7]
-    assert running_best(rows) == [1.0, 1.0, 0.99, 0.99, 0.99, 0.97, 0.965]
+    assert running_best(rows) == pytest.approx([1.001, 1.001, 0.99, 0.99, 0.99, 0.97, 0.965])
     lo, hi = y_limits(rows)
     # range from non-crash values only: 0.965 .. 1.002, padded by 6% of 0.037
     assert lo == pytest.approx(0.965 - 0.00222)
@@ -110,9 +113,10 @@ def test_ecosystem_file():
 
 def test_threshold_from_state_json_else_estimated(tmp_path):
     rows = table()
-    # two repeated baselines, 1.000 and 1.002: 2 x stdev = 0.002828 (above the 0.001 floor)
-    assert estimate_threshold(rows) == pytest.approx(2 * 0.0014142136)
-    assert noise_threshold(tmp_path, "night", rows) == pytest.approx(0.0028284, abs=1e-6)
+    # two baseline runs, 1.000 and 1.002: std 0.001414 from one degree of freedom
+    smallest = min_detectable_gain(0.0014142136, Rule(), 1)
+    assert estimate_threshold(rows) == pytest.approx(smallest)
+    assert noise_threshold(tmp_path, "night", rows) == pytest.approx(smallest)
     noise = Noise(threshold=0.004, floor=0.001, values=[1.0, 1.002], std=0.0014, spread=0.002,
                   runs_requested=2, rule="max(floor, 2 x sample std of the baseline runs)")
     save_state(tmp_path, State(tag="night", branch="autoresearch/night", base_commit="abc",
@@ -142,7 +146,7 @@ def test_summary_command(tmp_path):
     assert json.loads(result.output) == json.loads(json.dumps(asdict(summarize(table()))))
     result = CliRunner().invoke(app, ["summary", "--results", str(path)], env={"COLUMNS": "150"})
     assert result.exit_code == 0, result.output
-    for text in ("7  (4 kept, 2 discarded, 1 crashed)", "0.965000", "-0.035000 (-3.50%)",
+    for text in ("7  (4 kept, 2 discarded, 1 crashed)", "0.965000", "-0.036000 (-3.60%)",
                  "10.0", "0.54 (partly from timestamps)", "$0.40", "top improvements"):
         assert text in result.output
 
@@ -177,41 +181,45 @@ def parallel_night() -> list[Row]:
         (5, "c2", "crash", 0.0, "experiment"), (7, "c0", "discard", 1.002, "control"),
         (6, "c3", "keep", 0.985, "experiment"), (8, "c3", "keep", 0.987, "confirm"),
         (9, "c4", "discard", 0.990, "experiment")]
+    evidence = {6: dict(pairs=1, gain=0.015, gain_low=0.01, gain_high=0.02, p_value=0.001)}
     return [Row(commit=c, val_bpb=v, memory_gb=40.0, status=s, description=f"change {n}",
-                experiment=n, kind=k, tag="night", profile="cpu", device="cpu", total_seconds=60.0)
+                experiment=n, kind=k, tag="night", profile="cpu", device="cpu", total_seconds=60.0,
+                **evidence.get(n, {}))
             for n, c, s, v, k in spec]
 
 
-def test_the_best_is_the_kept_lines_head_at_the_mean_of_its_runs():
+def test_the_best_is_the_baseline_wave_minus_the_kept_paired_gains():
     rows = parallel_night()
     head = best(rows)
-    # c3's runs #6 and #8: (0.985 + 0.987) / 2; brought in by #6
-    assert (head.commit, head.runs, head.experiment, head.description) == ("c3", 2, 6, "change 6")
+    # the baseline wave (1.000, 1.004, 0.999) is 1.001; #6 was kept with a paired gain of 0.015
+    assert (head.commit, head.keeps, head.experiment, head.description) == ("c3", 1, 6, "change 6")
     assert head.value == pytest.approx(0.986)
-    assert str(head) == "0.986000 (mean of 2 runs)"
+    assert str(head) == "0.986000 (baseline - 1 paired gain)"
     s = summarize(rows)
-    assert (s.best_bpb, s.best_runs, s.best_commit, s.best_experiment) == (
-        head.value, 2, "c3", 6)
-    # the baseline is c0's mean too: 1.000, 1.004, 0.999 and the control's 1.002
-    assert s.baseline_bpb == pytest.approx(1.00125) and s.baseline_runs == 4
-    assert s.improvement == pytest.approx(1.00125 - 0.986)
-    assert [(i.experiment, i.commit, round(i.delta, 6)) for i in s.top_improvements] == [
-        (6, "c3", 0.01525)]
-    # after each row, in experiment order: c0's mean so far, then c3's; the control (#7) is c0's
+    assert (s.best_bpb, s.best_label, s.best_commit, s.best_experiment) == (
+        head.value, str(head), "c3", 6)
+    # the control (#7, 1.002) ran the baseline's code again: it does not move the baseline
+    assert s.baseline_bpb == pytest.approx(1.001) and s.baseline_runs == 3
+    assert s.improvement == pytest.approx(0.015)
+    (step,) = s.top_improvements
+    assert (step.experiment, step.commit, step.delta) == (6, "c3", 0.015)
+    assert step.evidence == "1 pair [+0.010000, +0.020000] p 0.001"
+    # after each row, in experiment order: the baseline, then one step down at the keep (#6)
     assert running_best(rows) == pytest.approx(
-        [1.0, 1.002, 1.001, 1.001, 1.001, 0.985, 0.985, 0.986, 0.986])
-    assert best(rows[:2]).value == pytest.approx(1.002) and best(rows[:2]).runs == 2
+        [1.001, 1.001, 1.001, 1.001, 1.001, 0.986, 0.986, 0.986, 0.986])
+    assert best(rows[:2]).value == pytest.approx(1.002) and best(rows[:2]).keeps == 0
     assert best([r for r in rows if r.status != "keep"]) is None
 
 
-def test_the_last_keep_is_the_best_even_if_an_earlier_one_was_lower():
-    """Another tool may keep a simpler change that is a little worse: its head is the best."""
+def test_the_last_keep_is_the_head_but_the_best_never_rises():
+    """Another tool may keep a simpler change that is a little worse: its head is the kept
+    line's head, and the best stays where the earlier keep took it."""
     rows = [Row("a", 1.0, 1.0, "keep", "baseline"), Row("b", 0.95, 1.0, "keep", "lucky"),
             Row("c", 0.97, 1.0, "keep", "simpler"), Row("d", 0.9, 1.0, "discard", "worse idea")]
-    head = best(rows)
-    assert (head.commit, head.value, head.runs, head.experiment) == ("c", 0.97, 1, 3)
-    assert summarize(rows).best_bpb == 0.97
-    assert running_best(rows) == [1.0, 0.95, 0.97, 0.97]
+    head = best(rows)  # the night's progress never rises at a keep: the simpler one gained 0
+    assert (head.commit, head.value, head.keeps, head.experiment) == ("c", 0.95, 2, 3)
+    assert summarize(rows).best_bpb == 0.95
+    assert running_best(rows) == [1.0, 0.95, 0.95, 0.95]
 
 
 def test_the_baseline_wave_alone_is_no_change():
@@ -222,7 +230,7 @@ def test_the_baseline_wave_alone_is_no_change():
                                            (3.101000, "discard", "noise"),
                                            (3.104815, "discard", "noise")], start=1)]
     s = summarize(rows)
-    assert str(best(rows)) == "3.105079 (mean of 3 runs)"
+    assert str(best(rows)) == "3.105079 (baseline)"
     assert s.best_bpb == s.baseline_bpb and s.improvement == 0
     assert f"{-s.improvement:+.6f}" == "-0.000000"  # what the summary printed before
     assert signed(-s.improvement) == "+0.000000" and signed(-s.improvement_pct, 2) == "+0.00"
@@ -258,13 +266,14 @@ def test_summary_of_a_cpu_night_with_no_gain(tmp_path):
     result = CliRunner().invoke(app, ["summary", "--results", str(path)], env={"COLUMNS": "150"})
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "best val_bpb      3.105079 (mean of 3 runs)  #1 c0ffee0" in out
+    assert "best val_bpb      3.105079 (baseline)  #1 c0ffee0" in out
     assert "baseline val_bpb  3.105079 (mean of 3 runs)" in out
     assert "improvement       +0.000000 (+0.00%)" in out and "-0.000000" not in out
     assert "CPU hours         1.50" in out and "GPU hours" not in out
     data = json.loads(CliRunner().invoke(app, ["summary", "--results", str(path), "--json"]).output)
     assert data["gpu_hours"] == 1.5 and data["hours_label"] == "CPU hours"
-    assert (data["best_bpb"], data["best_runs"]) == (pytest.approx(3.105079), 3)
+    assert (data["best_bpb"], data["best_label"]) == (
+        pytest.approx(3.105079), "3.105079 (baseline)")
 
 
 def test_hand_damaged_rows_are_skipped_with_their_line_numbers(tmp_path):
@@ -302,7 +311,9 @@ def night_on_two_nodes() -> list[Row]:
         (5, "discard", 0.995, "experiment", 1, "1", "a", 10, 300.0),
         (6, "crash", 0.0, "experiment", 0, "0", "b", 12, None),
         (7, "keep", 0.980, "experiment", 0, "0", "b", 17, 300.0)]
-    return [Row(commit=f"{n:07x}", val_bpb=v, memory_gb=40.0, status=s, description=f"change {n}",
+    # a noise run is the baseline's code again: its commit
+    return [Row(commit=f"{1 if k == 'noise' else n:07x}", val_bpb=v, memory_gb=40.0, status=s,
+                description=f"change {n}",
                 experiment=n, kind=k, tag="night", timestamp=f"2026-01-01T00:{m:02d}:00+00:00",
                 total_seconds=t, profile="h100", worker=w, gpu=g, device="NVIDIA H200", node=node)
             for n, s, v, k, w, g, node, m, t in spec]

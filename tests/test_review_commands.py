@@ -55,9 +55,10 @@ def invoke(app, *args):
 
 def test_status_shows_the_best_from_results_tsv(night):
     result = invoke(agent_loop.app, "status", "--repo", night)
-    assert "best: 3.105079 (mean of 3 runs) #1 c0ffee0 baseline" in result.stdout
-    assert "baseline 3.105079 (mean of 3 runs), change +0.000000" in result.stdout
-    assert "noise threshold: 0.008500" in result.stdout
+    assert "best: 3.105079 (baseline) #1 c0ffee0 baseline" in result.stdout
+    assert "baseline 3.105079, change +0.000000" in result.stdout
+    assert "noise: within-worker std 0.004200 (0 dof); worker offsets -; min detectable gain " \
+        "0.008500" in result.stdout
     assert result.stderr == WARNING
 
 
@@ -76,7 +77,7 @@ def test_each_review_command_warns_once_on_stderr(night, tmp_path):
 def test_the_dashboard_warns_once_however_often_it_reads(night, capsys):
     board = Board(night, night / "results.tsv")
     first = board.results_payload()
-    assert first["best"]["label"] == "3.105079 (mean of 3 runs)"
+    assert first["best"]["label"] == "3.105079 (baseline)"
     assert [r["n"] for r in first["rows"]] == [1, 2, 3]
     with open(night / "results.tsv", "a") as f:  # the file changes: it is read again
         f.write("c0ffee0\t3.2\t1.0\tdiscard\tnoise\t5\tnoise\tt\n")

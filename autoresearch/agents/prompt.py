@@ -74,9 +74,10 @@ def build_context(request: AgentRequest) -> str:
     if request.best_val_bpb is not None:
         parts.append(f"Best val_bpb so far: {request.best_val_bpb:.6f}.")
         if request.noise_threshold is not None:
-            parts.append(f" Run-to-run noise threshold: {request.noise_threshold:.6f} (a change is"
-                         " kept only if it beats the code it was made on by more than this, in a"
-                         " first run and again in a paired confirmation).")
+            parts.append(f" Smallest gain the loop confirms reliably: {request.noise_threshold:.6f}"
+                         " (a change is kept when repeated runs paired with the code it was made"
+                         " on show its gain with 95 % confidence; smaller real gains are kept"
+                         " less often).")
         parts.append("\n\n")
     if request.digest:
         parts += ["# The night so far: every run, summarised\n", request.digest.strip(), "\n\n"]

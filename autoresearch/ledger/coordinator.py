@@ -9,7 +9,6 @@ set (the branch by compare-and-swap from the job's parent), state saved in one a
 
 from __future__ import annotations
 
-import statistics
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,11 +19,12 @@ from autoresearch.artifacts.checkpoints import RUNS_DIR
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.ledger.state import FIXED_FILES, Proposing, State, now_iso, save_state, tag_dir
+from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
 from autoresearch.memory import journal
 from autoresearch.memory.fingerprint import changes as change_summary
 from autoresearch.memory.fingerprint import fingerprint
 from autoresearch.model import AGENT_KINDS, Decision, Job, Kind, Outcome, Phase, Port, Task
-from autoresearch.policy import Context, decide, measure
+from autoresearch.policy import DEFAULT_MAX_PAIRS, Context, Fit, Rule, decide, measure
 from autoresearch.workspace.git import TRAIN, Git, text_hash
 from autoresearch.workspace.merge import merge
 from autoresearch.workspace.tags import RESULTS, tried_ref
@@ -33,9 +33,10 @@ from autoresearch.workspace.tags import RESULTS, tried_ref
 class Coordinator:
     def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
                  max_fix_attempts: int, plateau_after: int, log: Callable[[str, str], None],
-                 outcome: Callable[[Row], None]):
+                 outcome: Callable[[Row], None], max_pairs: int = DEFAULT_MAX_PAIRS):
         self.repo, self.git, self.state = repo, git, state
-        self.noise_runs, self.noise_floor = noise_runs, noise_floor
+        self.noise_runs = noise_runs
+        self.rule = Rule(max_pairs=max_pairs, floor=noise_floor)
         self.plateau_after = plateau_after
         self.max_fix_attempts = max_fix_attempts
         self.log, self.outcome = log, outcome
@@ -61,13 +62,13 @@ class Coordinator:
     def rows(self) -> list[Row]:
         return [r for r in self.results.get() if r.tag == self.tag]
 
-    def value(self, commit: str, device: str | None = None,
-              rows: list[Row] | None = None) -> float | None:
-        """The mean val_bpb of a commit's measured runs (on one device model, if given)."""
-        values = [r.val_bpb for r in (rows if rows is not None else self.rows())
-                  if r.commit == commit[:7] and r.status != "crash" and r.val_bpb > 0
-                  and (device is None or r.device == device)]
-        return statistics.fmean(values) if values else None
+    def model(self, rows: list[Row] | None = None) -> Fit:
+        """The noise model fitted to the tag's measured runs."""
+        return model_of(rows if rows is not None else self.rows())
+
+    def best_value(self) -> float | None:
+        """The night's best: the baseline minus the kept paired gains (ledger/values.py)."""
+        return progress(self.rows()).best
 
     def entries(self) -> list[journal.Entry]:
         return self.journal.get()
@@ -108,12 +109,13 @@ class Coordinator:
             s = self.state
             if s.noise is not None:
                 return
-            wave = [r for r in self.rows() if r.kind in ("baseline", "noise")]
+            wave = [r for r in self.rows() if r.kind in WAVE_KINDS]
             queued = [j for j in s.jobs if j.kind in (Kind.BASELINE, Kind.NOISE)]
             jobs = []
             if s.best_commit is None and not any(j.kind == Kind.BASELINE for j in queued):
                 jobs.append((Kind.BASELINE, "baseline"))
-            target = max(workers, 1 + self.noise_runs)
+            # every worker twice (its offset needs two runs), unless noise runs are off
+            target = max(workers * min(2, 1 + self.noise_runs), 1 + self.noise_runs)
             missing = target - len([r for r in wave if r.kind == "noise" or r.status == "keep"])
             missing -= len(queued) + len(jobs)
             jobs += [(Kind.NOISE, "noise run: the baseline again")] * max(0, missing)
@@ -127,17 +129,18 @@ class Coordinator:
             save_state(self.repo, s)
 
     def _measure_noise(self) -> None:
-        s = self.state
-        groups: dict[str, list[float]] = {}
-        for r in self.rows():
-            if r.kind in ("baseline", "noise") and r.status != "crash" and r.val_bpb > 0:
-                groups.setdefault(r.device, []).append(r.val_bpb)
-        if s.best_commit is None or not groups:
+        """Refit the noise model to every measured run so far; say what it found."""
+        s, rows = self.state, self.rows()
+        values = [r.val_bpb for r in rows if r.kind in WAVE_KINDS and r.status != "crash"
+                  and r.val_bpb > 0]
+        if s.best_commit is None or not values:
             return
-        s.noise = measure(groups, self.noise_floor, self.noise_runs)
-        values = ", ".join(f"{v:.6f}" for v in s.noise.values)
-        self.log(f"noise threshold {s.noise.threshold:.6f} ({s.noise.rule}; baseline runs "
-                 f"{values}); best {statistics.fmean(s.noise.values):.6f}", "cyan")
+        s.noise = measure(self.model(rows), values, self.rule, self.noise_runs)
+        std = f"{s.noise.std:.6f} ({s.noise.dof} dof)" if s.noise.std is not None else "unknown"
+        offsets = ", ".join(f"{w}: {o:+.6f}" for w, o in sorted(s.noise.offsets.items()))
+        self.log(f"noise: within-worker std {std}, worker offsets {{{offsets}}}; min detectable "
+                 f"gain {s.noise.threshold:.6f} ({s.noise.rule}); best "
+                 f"{progress(rows).best:.6f}", "cyan")
 
     # ---- jobs
 
@@ -244,9 +247,8 @@ class Coordinator:
         with self.lock:
             rows = self.rows()
             candidate = next((c for c in self.state.candidates if c.n == job.subject), None)
-            ctx = Context(self.tag, now_iso(), self.best(), self.threshold(),
-                          self.value(job.parent, out.device, rows), candidate,
-                          self.max_fix_attempts)
+            ctx = Context(self.tag, now_iso(), self.best(), self.model(rows), self.rule,
+                          candidate, self.max_fix_attempts)
             decision = decide(job, out, ctx)
             job.phase, job.decision = Phase.RECORDING, decision
             save_state(self.repo, self.state)
@@ -300,7 +302,8 @@ class Coordinator:
         self._journal(rows, subjects)
 
     def _journal(self, rows: list[Row], subjects: dict[int | None, int | None]) -> None:
-        all_rows = self.rows()
+        model, chain = self.model(), progress(self.rows())
+        bests = {step.row.experiment: step.best for step in chain.steps}
         earlier = self.entries()
         known = {e.n for e in earlier}
         new = []
@@ -310,11 +313,12 @@ class Coordinator:
             code = self.git.file_at(row.commit)
             parent = None if row.kind == "baseline" else \
                 row.parent or self.git.parent(row.commit)  # rows of older versions: git's
-            parent_value = self.value(parent, row.device, all_rows) if parent and \
+            parent_value = _expected(model, parent, row.worker) if parent and \
                 row.kind not in ("noise", "control") else None
             new.append(journal.make_entry(
                 row, code, self.git.file_at(parent) if parent else None, parent_value,
-                self.git.hypothesis(row.commit), earlier + new, subjects.get(row.experiment)))
+                self.git.hypothesis(row.commit), earlier + new, subjects.get(row.experiment),
+                bests.get(row.experiment) if row.status == "keep" else None))
         journal.append(self.journal_path, new)
 
     def _apply(self, job: Job, d: Decision) -> None:
@@ -331,9 +335,10 @@ class Coordinator:
         for follow in d.follow:
             self._queue(follow)
         s.tasks += d.tasks
-        if job.kind in (Kind.BASELINE, Kind.NOISE) and \
-                not any(j.kind in (Kind.BASELINE, Kind.NOISE) for j in s.jobs if j is not job):
-            self._measure_noise()
+        wave_done = not any(j.kind in (Kind.BASELINE, Kind.NOISE) for j in s.jobs if j is not job)
+        if (job.kind in (Kind.BASELINE, Kind.NOISE) and wave_done) or \
+                (job.kind == Kind.CONTROL and s.noise is not None):
+            self._measure_noise()  # a control is the parent again: one more look at the noise
         s.rejections = 0
 
     def _plan_port(self, port: Port) -> Job | Task:
@@ -454,6 +459,12 @@ class Coordinator:
 
     def message(self, description: str, hypothesis: str, kind: Kind, worker: int) -> str:
         return self._message(description, hypothesis, f"{self.tag}, {kind.value}, worker {worker}")
+
+
+def _expected(model: Fit, commit: str, worker: int | None) -> float | None:
+    """A commit's value on one worker: its fitted value plus that worker's offset."""
+    value = model.values.get(commit[:7])
+    return None if value is None else value + model.offsets.get(str(worker or 0), 0.0)
 
 
 def check_fixed(files: dict[str, str], state: State) -> None:

@@ -38,6 +38,12 @@ EXTRA_COLUMNS = [
     "gpu",  # the GPU it ran on (CUDA_VISIBLE_DEVICES), empty on the CPU
     "device",  # the device model ("NVIDIA H200", "cpu"): numbers compare only within one
     "node",  # the host it ran on
+    # the evidence of a candidate's paired confirmation, on its own row (policy.Verdict):
+    "pairs",  # (control, candidate) pairs run
+    "gain",  # mean paired gain (control - candidate; positive = better)
+    "gain_low",  # its interval: kept only when gain_low clears the floor
+    "gain_high",
+    "p_value",  # one-sided, against the floor, Bonferroni over --max-pairs looks
 ]
 COLUMNS = STANDARD_COLUMNS + EXTRA_COLUMNS
 
@@ -68,6 +74,11 @@ class Row:
     gpu: str = ""
     device: str = ""
     node: str = ""
+    pairs: int | None = None
+    gain: float | None = None
+    gain_low: float | None = None
+    gain_high: float | None = None
+    p_value: float | None = None
 
     @property
     def is_crash(self) -> bool:
@@ -75,8 +86,9 @@ class Row:
 
 
 _FLOAT_FIELDS = {"val_bpb", "memory_gb", "training_seconds", "total_seconds", "mfu_percent",
-                 "total_tokens_M", "cost_usd"}
-_INT_FIELDS = {"experiment", "num_steps", "worker"}
+                 "total_tokens_M", "cost_usd", "gain", "gain_low", "gain_high", "p_value"}
+_INT_FIELDS = {"experiment", "num_steps", "worker", "pairs"}
+_BPB_FIELDS = {"val_bpb", "gain", "gain_low", "gain_high"}  # six decimals: gains are ~1e-4
 _KNOWN = {f.name for f in fields(Row)}
 
 
@@ -89,8 +101,10 @@ def sanitize(text: str, limit: int = 300) -> str:
 def _format(name: str, value: object) -> str:
     if value is None:
         return ""
-    if name == "val_bpb":
+    if name in _BPB_FIELDS:
         return f"{value:.6f}"
+    if name == "p_value":
+        return f"{value:.3g}"
     if name == "memory_gb":
         return f"{value:.1f}"
     if name == "cost_usd":

@@ -293,7 +293,12 @@ def _header(night: Night) -> str:
     text = (f"{len(night.entries)} runs, {len(tries)} of them experiments: {count['keep']} kept, "
             f"{count['discard']} discarded, {count['crash']} crashed.")
     measured = [e for e in night.chain if e.val_bpb is not None]
-    if measured:
+    stepped = [e for e in night.chain if e.best is not None]
+    if stepped:  # the night's progress, as every view shows it: baseline minus paired gains
+        last, gains = stepped[-1], -sum(e.delta or 0.0 for e in stepped)
+        text += (f" Best val_bpb {last.best:.6f} (#{last.n} {last.commit}), {-gains:+.4f} vs the "
+                 f"baseline {last.best + gains:.6f}.")
+    elif measured:
         best, base = min(measured, key=lambda e: e.val_bpb), measured[0]
         text += f" Best val_bpb {best.val_bpb:.6f} (#{best.n} {best.commit})"
         if base is not best and base.kind == "baseline":

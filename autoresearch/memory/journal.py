@@ -37,6 +37,7 @@ class Entry:
     reason: str = ""
     links: dict[str, int] = field(default_factory=dict)  # e.g. {"retry_of": 12, "port_of": 14}
     timestamp: str = ""
+    best: float | None = None  # a keep: the night's best after it (ledger/values.progress)
 
 
 JOURNAL = "journal.jsonl"  # under .autoresearch/<tag>/
@@ -72,7 +73,8 @@ def append(path: Path, entries: list[Entry]) -> None:
 
 
 def make_entry(row: Row, code: str, parent_code: str | None, parent_value: float | None,
-               hypothesis: str, earlier: list[Entry], subject: int | None) -> Entry:
+               hypothesis: str, earlier: list[Entry], subject: int | None,
+               best: float | None = None) -> Entry:
     """The journal entry of a recorded row, from the code that ran and its parent's code."""
     measured = row.status != "crash" and row.val_bpb > 0
     entry = Entry(
@@ -81,10 +83,18 @@ def make_entry(row: Row, code: str, parent_code: str | None, parent_value: float
         changes=changes(parent_code, code) if parent_code is not None else [],
         constants=_plain(constants(code)), fingerprint=fingerprint(code), status=row.status,
         val_bpb=row.val_bpb if measured else None,
-        delta=row.val_bpb - parent_value if measured and parent_value is not None else None,
-        reason=row.reason, timestamp=row.timestamp)
+        delta=_delta(row, parent_value) if measured else None,
+        reason=row.reason, timestamp=row.timestamp, best=best)
     entry.links = links(entry, earlier, subject)
     return entry
+
+
+def _delta(row: Row, parent_value: float | None) -> float | None:
+    """Against its parent: a candidate's mean paired gain where pairs judged it (the number every
+    view shows for a keep), else its run against the parent's value."""
+    if row.gain is not None:
+        return -row.gain
+    return row.val_bpb - parent_value if parent_value is not None else None
 
 
 SUBJECT = re.compile(r"#(\d+)")  # "confirm #12: ...", "control for #12", "port of #12 onto"

@@ -38,6 +38,7 @@ from autoresearch.review.report import (
     baseline_row,
     best,
     experiment_numbers,
+    improvements,
     noise_threshold,
     running_best,
     select_tag,
@@ -109,6 +110,7 @@ class Board:
         rows, tag = self.rows()
         tag = self.current_tag(tag)
         out_rows = []
+        keeps = {k.experiment: k for k in improvements(rows)}  # the same gain in every view
         for n, row, best_after, worker in zip(experiment_numbers(rows), rows, running_best(rows),
                                               worker_labels(rows), strict=True):
             run_dir = run_dir_for(self.repo, row)
@@ -119,6 +121,8 @@ class Board:
                 "reason": row.reason, "agent": row.agent, "cost_usd": _finite(row.cost_usd),
                 "worker": worker, "device": row.device,
                 "best": best_after, "run_dir": run_dir.name if run_dir else None,
+                "gain": keeps[n].delta if n in keeps else None,
+                "evidence": keeps[n].evidence if n in keeps else "",
                 "has_sample": bool(run_dir and (run_dir / RUN_FILES["sample"]).is_file()),
                 "has_model": bool(run_dir and (run_dir / WEIGHTS).is_file()),
             })

@@ -216,6 +216,6 @@ def _headline(summary: Summary) -> str:
             f"{summary.discarded} discarded, {summary.crashed} crashed")
     if summary.improvement is not None:
         line += (f"\nval_bpb {with_runs(summary.baseline_bpb, summary.baseline_runs)} → "
-                 f"{with_runs(summary.best_bpb, summary.best_runs)} "
+                 f"{summary.best_label} "
                  f"({signed(-summary.improvement)}, {signed(-summary.improvement_pct, 2)}%)")
     return line

@@ -4,10 +4,10 @@ Everything here is a pure function of the rows (plus, for the noise threshold, t
 state.json), so the CLI summary, `status`, the plot and the dashboard all show the same numbers and
 the tests can check them against hand-computed values.
 
-The best is the head of the kept line: the commit of the last kept row. Its value is the mean
-val_bpb of all that commit's measured runs in the tag (the baseline and its noise re-runs; a kept
-experiment and its confirmation runs), shown everywhere as `3.105079 (mean of 3 runs)`. The
-baseline's value is its commit's mean in the same way. A crash's val_bpb is 0.0 and never counts
+The best is the head of the kept line: the commit of the last kept row. Its value is the night's
+progress (ledger/values.progress): the baseline wave's value minus the mean paired gains of the
+keeps, shown everywhere as `3.105079 (baseline - 2 paired gains)`. It moves only at a keep and
+never up, and a keep shows the same gain in every view. A crash's val_bpb is 0.0 and never counts
 as a measurement.
 """
 
@@ -18,13 +18,13 @@ import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import pairwise
 from pathlib import Path
 
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import load_state
-from autoresearch.policy import DEFAULT_FLOOR, measure
+from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
+from autoresearch.policy import Noise, Rule, measure, signed
 
 TOP_IMPROVEMENTS = 5  # how many of the biggest steps the summary lists
 OUTLIER_HEADROOM = 1.0  # runs worse than baseline + this x the total improvement are outliers
@@ -36,25 +36,40 @@ class Best:
     """The head of the kept line and its value (see the module docstring)."""
 
     commit: str
-    value: float  # mean val_bpb of the commit's measured runs
-    runs: int  # how many runs that mean is over
+    value: float  # the night's progress after its keep
+    keeps: int  # how many paired gains it is below the baseline
     experiment: int  # the run that brought the commit in: its first kept row
     description: str
 
     def __str__(self) -> str:
-        return with_runs(self.value, self.runs)
+        if not self.keeps:
+            return f"{self.value:.6f} (baseline)"
+        return f"{self.value:.6f} (baseline - {self.keeps} paired gain{'s' * (self.keeps > 1)})"
 
 
 @dataclass
 class Improvement:
-    """One commit of the kept line and how much it lowered the value of the one before it
-    (delta > 0 = better); both values are their commits' means."""
+    """One keep of the kept line: the best after it and its mean paired gain (delta > 0 =
+    better), with how sure it is (pairs run, the gain's interval, its p-value)."""
 
     experiment: int
     commit: str
     val_bpb: float
     delta: float
     description: str
+    pairs: int | None = None
+    low: float | None = None
+    high: float | None = None
+    p_value: float | None = None
+
+    @property
+    def evidence(self) -> str:
+        """`3 pairs [+0.000400, +0.001200] p 0.01`, or "" for a keep without the columns."""
+        if self.pairs is None or self.low is None or self.high is None:
+            return ""
+        p = f" p {self.p_value:.2g}" if self.p_value is not None else ""
+        return (f"{self.pairs} pair{'s' * (self.pairs != 1)} [{signed(self.low)}, "
+                f"{signed(self.high)}]{p}")
 
 
 @dataclass
@@ -78,10 +93,10 @@ class Summary:
     kept: int
     discarded: int
     crashed: int
-    baseline_bpb: float | None  # the baseline commit's mean
+    baseline_bpb: float | None  # the baseline wave's value (worker offsets removed)
     baseline_runs: int | None
-    best_bpb: float | None  # the best's mean
-    best_runs: int | None
+    best_bpb: float | None  # the night's progress (see the module docstring)
+    best_label: str  # the best as every view writes it
     best_commit: str | None
     best_experiment: int | None
     best_description: str
@@ -95,16 +110,10 @@ class Summary:
     top_improvements: list[Improvement] = field(default_factory=list)
     workers: list[WorkerRuns] = field(default_factory=list)  # empty for other tools' files
     runs_saved: int | None = None  # proposals not run: the same program had run (the loop's)
+    noise: str = ""  # the loop's noise model (state.json), as describe_noise writes it
 
 
 # ---- how numbers are written
-
-
-def signed(value: float, digits: int = 6) -> str:
-    """A change with its sign; one that rounds to zero is +0.000000, never -0.000000 (which
-    would read as a gain)."""
-    text = f"{value:+.{digits}f}"
-    return text if float(text) != 0 else f"{0.0:+.{digits}f}"
 
 
 def with_runs(value: float, runs: int) -> str:
@@ -154,26 +163,23 @@ def mean_of(rows: list[Row], commit: str) -> tuple[float, int] | None:
 
 
 def _heads(rows: list[Row], xs: list[int]) -> Iterator[Best | None]:
-    """The best after each row, taking the rows in the order given."""
-    runs: dict[str, list[float]] = {}  # commit -> its measured values so far
-    brought_in: dict[str, tuple[int, Row]] = {}  # commit -> its first kept row
+    """The best after each row, taking the rows in the order given: the baseline, then each keep
+    of the night's progress as its own row comes (a keep's confirmation row repeats it)."""
+    chain = progress(rows)
+    steps = {id(s.row): (k, s) for k, s in enumerate(chain.steps, start=1)}
     head = None
     for x, row in zip(xs, rows, strict=True):
-        if is_measured(row):
-            runs.setdefault(row.commit, []).append(row.val_bpb)
-            if row.status == "keep":
-                head = row.commit
-                brought_in.setdefault(head, (x, row))
-        if head is None:
-            yield None
-            continue
-        n, first = brought_in[head]
-        yield Best(head, statistics.fmean(runs[head]), len(runs[head]), n, first.description)
+        if head is None and chain.baseline is not None and is_measured(row) and \
+                row.status == "keep":
+            head = Best(row.commit, chain.baseline, 0, x, row.description)
+        if id(row) in steps:
+            k, step = steps[id(row)]
+            head = Best(row.commit, step.best, k, x, row.description)
+        yield head
 
 
 def best(rows: list[Row]) -> Best | None:
-    """The head of the kept line: the commit of the last kept row (file order), valued at the
-    mean of all its measured rows. None until a run is kept."""
+    """The head of the kept line and the night's progress at it. None until a run is kept."""
     heads = list(_heads(rows, experiment_numbers(rows)))
     return heads[-1] if heads else None
 
@@ -182,8 +188,8 @@ def running_best(rows: list[Row]) -> list[float | None]:
     """The best's value after each row (None until the first keep), for the charts.
 
     Rows are taken in experiment-number order, the charts' x axis: with several workers a run's
-    row can reach the file after rows of later runs. For the loop's files the last value is the
-    best's; the keeps of the kept line are numbered in the order they were kept.
+    row can reach the file after rows of later runs. The keeps of the kept line are numbered in
+    the order they were kept, so the line only steps down, and only at a keep.
     """
     xs = experiment_numbers(rows)
     order = sorted(range(len(rows)), key=xs.__getitem__)
@@ -202,16 +208,11 @@ def baseline_row(rows: list[Row]) -> Row | None:
 
 
 def improvements(rows: list[Row]) -> list[Improvement]:
-    """Every commit of the kept line after the first, against the one before it."""
-    line: list[tuple[int, Row]] = []  # each commit's first kept row, in the order kept
-    for x, r in zip(experiment_numbers(rows), rows, strict=True):
-        if r.status == "keep" and is_measured(r) and (not line or line[-1][1].commit != r.commit):
-            line.append((x, r))
-    out = []
-    for (_, before), (x, row) in pairwise(line):
-        old, new = mean_of(rows, before.commit)[0], mean_of(rows, row.commit)[0]
-        out.append(Improvement(x, row.commit, new, old - new, row.description))
-    return out
+    """Every keep of the night's progress: the best after it, its paired gain and evidence."""
+    xs = dict(zip((id(r) for r in rows), experiment_numbers(rows), strict=True))
+    return [Improvement(xs[id(s.row)], s.row.commit, s.best, s.gain, s.row.description,
+                        s.row.pairs, s.row.gain_low, s.row.gain_high, s.row.p_value)
+            for s in progress(rows).steps]
 
 
 def hours_label(rows: list[Row]) -> str:
@@ -287,8 +288,9 @@ def runs_by_worker(rows: list[Row]) -> list[WorkerRuns]:
 
 
 def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS) -> Summary:
-    base, head = baseline_row(rows), best(rows)
-    base_value = mean_of(rows, base.commit) if base else None
+    base, head, chain = baseline_row(rows), best(rows), progress(rows)
+    wave = sum(r.kind in WAVE_KINDS and is_measured(r) for r in rows) or 1
+    base_value = (chain.baseline, wave) if base and chain.baseline is not None else None
     improvement = base_value[0] - head.value if base_value and head else None
     seconds, estimated = run_seconds(rows)
     costs = [r.cost_usd for r in rows if r.cost_usd is not None]
@@ -300,7 +302,7 @@ def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS) -> Summary:
         baseline_bpb=base_value[0] if base_value else None,
         baseline_runs=base_value[1] if base_value else None,
         best_bpb=head.value if head else None,
-        best_runs=head.runs if head else None,
+        best_label=str(head) if head else "",
         best_commit=head.commit if head else None,
         best_experiment=head.experiment if head else None,
         best_description=head.description if head else "",
@@ -329,8 +331,7 @@ def y_limits(rows: list[Row], threshold: float | None = None) -> tuple[float, fl
     if not values:
         return None
     lo = min(values)
-    base = baseline_row(rows)
-    reference = mean_of(rows, base.commit)[0] if base else max(values)
+    reference = progress(rows).baseline or max(values)
     span = max(reference - lo, 0.002 * lo)  # a flat night still gets a readable band
     hi = max(v for v in values if v <= reference + OUTLIER_HEADROOM * span)
     lo -= threshold or 0.0
@@ -356,14 +357,10 @@ def select_tag(rows: list[Row], tag: str | None) -> tuple[list[Row], str | None]
 
 
 def estimate_threshold(rows: list[Row]) -> float | None:
-    """The loop's own rule (policy.measure) applied to the baseline wave's runs, if there are 2+:
-    pooled within device models, as the loop does."""
-    groups: dict[str, list[float]] = {}
-    for r in rows:
-        if r.kind in ("baseline", "noise") and is_measured(r):
-            groups.setdefault(r.device, []).append(r.val_bpb)
-    runs = sum(len(g) for g in groups.values())
-    return measure(groups, DEFAULT_FLOOR, runs).threshold if runs >= 2 else None
+    """The loop's min detectable gain (policy.measure) from the noise model of these rows, once
+    some commit ran twice; None before."""
+    model = model_of(rows)
+    return measure(model, [], Rule(), 0).threshold if model.within_std is not None else None
 
 
 def runs_saved(repo: Path, tag: str | None) -> int | None:
@@ -373,6 +370,25 @@ def runs_saved(repo: Path, tag: str | None) -> int | None:
     except UserError:
         state = None
     return state.duplicates if state else None
+
+
+def describe_noise(noise: Noise) -> str:
+    """The noise model in one line, for `status` and `summary`: the spread within a worker and
+    each worker's offset."""
+    std = f"{noise.std:.6f} ({noise.dof} dof)" if noise.std is not None else "not measured yet"
+    offsets = ", ".join(f"w{w} {signed(o)}" for w, o in sorted(noise.offsets.items()))
+    spread = f"{noise.spread:.6f}" if noise.spread is not None else "-"
+    return (f"within-worker std {std}; worker offsets {offsets or '-'}; min detectable gain "
+            f"{noise.threshold:.6f}; {len(noise.values)} baseline runs, spread {spread}")
+
+
+def noise_summary(repo: Path, tag: str | None) -> str:
+    """The loop's noise model of a tag from its state.json, or "" without one."""
+    try:
+        state = load_state(repo, tag) if tag else None
+    except UserError:
+        state = None
+    return describe_noise(state.noise) if state and state.noise else ""
 
 
 def noise_threshold(repo: Path, tag: str | None, rows: list[Row]) -> float | None:

@@ -32,6 +32,7 @@ from autoresearch.review.dashboard import LOOPBACK, Board, make_server
 from autoresearch.review.report import (
     TOP_IMPROVEMENTS,
     Summary,
+    noise_summary,
     noise_threshold,
     runs_saved,
     select_tag,
@@ -103,6 +104,7 @@ def summary(
     results, rows, tag = _load(repo, results, tag)
     stats = summarize(rows, top=top)
     stats.runs_saved = runs_saved(repo, tag)
+    stats.noise = noise_summary(repo, tag)
     if as_json:
         typer.echo(json.dumps(asdict(stats), indent=2))
         return
@@ -119,7 +121,7 @@ def print_summary(s: Summary, title: str) -> None:
     table.add_row("baseline val_bpb", "—" if s.baseline_bpb is None else
                   with_runs(s.baseline_bpb, s.baseline_runs))
     if s.best_bpb is not None:
-        table.add_row("best val_bpb", f"[green]{with_runs(s.best_bpb, s.best_runs)}[/]  "
+        table.add_row("best val_bpb", f"[green]{s.best_label}[/]  "
                       f"#{s.best_experiment} {s.best_commit}  {s.best_description}")
     if s.improvement is not None:
         table.add_row("improvement", f"{signed(-s.improvement)} "
@@ -127,6 +129,8 @@ def print_summary(s: Summary, title: str) -> None:
     table.add_row("experiments/hour", _num(s.experiments_per_hour, 1))
     approx = " (partly from timestamps)" if s.gpu_hours_estimated else ""
     table.add_row(s.hours_label, _num(s.gpu_hours, 2) + approx)
+    if s.noise:
+        table.add_row("noise", s.noise)
     table.add_row("agent cost", f"${s.cost_usd:.2f}" if s.cost_usd is not None else "—")
     if s.runs_saved is not None:
         table.add_row("runs saved", f"{s.runs_saved} (proposals not run: the same program had "
@@ -136,13 +140,13 @@ def print_summary(s: Summary, title: str) -> None:
         console.print(workers_table(s))
     if s.top_improvements:
         steps = Table(title="top improvements", title_justify="left")
-        for name, justify in (("#", "right"), ("commit", "left"), ("val_bpb", "right"),
-                              ("delta", "right"), ("description", "left")):
+        for name, justify in (("#", "right"), ("commit", "left"), ("best after", "right"),
+                              ("paired gain", "right"), ("how sure", "left"),
+                              ("description", "left")):
             steps.add_column(name, justify=justify)
         for step in s.top_improvements:
             steps.add_row(str(step.experiment), step.commit[:7], f"{step.val_bpb:.6f}",
-                          _delta(step.delta),
-                          step.description)
+                          _delta(step.delta), step.evidence or "—", step.description)
         console.print(steps)
 
 

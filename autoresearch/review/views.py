@@ -23,20 +23,19 @@ from autoresearch.ledger.state import (
     stop_requested,
     tag_dir,
 )
+from autoresearch.ledger.values import progress
 from autoresearch.memory.digest import build_digest
 from autoresearch.memory.journal import JOURNAL
 from autoresearch.memory.journal import load as load_journal
 from autoresearch.redact import redact
 from autoresearch.review.console import STATUS_STYLE, duration, live_workers
 from autoresearch.review.report import (
-    baseline_row,
     best,
+    describe_noise,
     experiment_numbers,
     is_measured,
-    mean_of,
     several_workers,
     signed,
-    with_runs,
     worker_labels,
 )
 from autoresearch.workspace.git import Git
@@ -148,30 +147,22 @@ def queue_line(live: dict) -> Text:
 
 
 def best_line(rows: list[Row]) -> Text:
-    """The best (report.best) and how far it is from the baseline, both as commit means."""
+    """The best (report.best) and how far the keeps' paired gains took it from the baseline."""
     head = best(rows)
     if head is None:
         return Text("best: none yet (the baseline has not finished)", style="dim")
     text = Text.assemble(("best: ", "dim"), (str(head), "bold green"),
                          f" #{head.experiment} {head.commit[:7]} {head.description}")
-    base = baseline_row(rows)
-    value, runs = mean_of(rows, base.commit)
-    text.append(f"; baseline {with_runs(value, runs)}, change {signed(head.value - value)}")
+    base = progress(rows).baseline
+    text.append(f"; baseline {base:.6f}, change {signed(head.value - base)}")
     return text
 
 
 def noise_line(state: State) -> Text:
     noise = state.noise
     if noise is None:
-        return Text("noise threshold: not measured yet", style="dim")
-    values = ", ".join(f"{v:.6f}" for v in noise.values)
-    std = f"{noise.std:.6f}" if noise.std is not None else "-"
-    spread = f"{noise.spread:.6f}" if noise.spread is not None else "-"
-    return Text.assemble(
-        ("noise threshold: ", "dim"), (f"{noise.threshold:.6f}", "bold"),
-        f" = {noise.rule}; {len(noise.values)} baseline runs [{values}], std {std}, "
-        f"spread {spread}, floor {noise.floor:.6f}")
-
+        return Text("noise: not measured yet", style="dim")
+    return Text.assemble(("noise: ", "dim"), describe_noise(noise), f"; decisions: {noise.rule}")
 
 def counts_line(state: State, rows: list[Row]) -> Text:
     by_status = {s: sum(r.status == s for r in rows) for s in ("keep", "discard", "crash")}
