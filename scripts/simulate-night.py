@@ -20,7 +20,8 @@ that another worker has since replaced is re-applied (ported) onto the new best 
 as the loop does.
 
 The rules call the real functions of autoresearch/policy.py, so the simulator judges the code
-that ships, not a copy of it.
+that ships, not a copy of it: the new sequential rule from this checkout, today's rule (before
+issue 25) from the policy.py of --today-rev, read with git.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ import heapq
 import json
 import math
 import statistics
+import subprocess
 import sys
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -58,6 +61,7 @@ NIGHTS = 200
 WORKERS = (1, 2, 8)
 POWER = 0.8  # the smallest gain kept with this probability is reported
 NOISE_RUNS = 2  # the loop's default --noise-runs
+TODAY_REV = "f95e2e83d2e3f29bfb9dc44cffd41f062d10cd27"  # main before issue 25: today's keep rule
 TWO_GPU_THRESHOLD = 0.0054  # the threshold the loop measured on 2 x H200 (BENCHMARKS.md)
 SCREEN_THRESHOLD = 0.0006  # 2 x the within-GPU std: a screen near the noise
 
@@ -184,31 +188,49 @@ class OneRun(Rule):
         return Verdict(value < parent)
 
 
-class Today(Rule):
-    """autoresearch/policy.py on main: threshold = max(floor, 2 x pooled std of the first wave),
-    a screen against the parent's mean, then one paired confirmation on the same worker."""
+def policy_at(rev: str) -> ModuleType:
+    """autoresearch/policy.py as committed at `rev`, loaded beside today's as a module of its own;
+    exits with one line when this checkout's history lacks it."""
+    name = f"policy_{rev[:7]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    show = subprocess.run(["git", "show", f"{rev}:autoresearch/policy.py"], cwd=ROOT,
+                          capture_output=True, text=True)
+    if show.returncode:
+        raise SystemExit(f"today's rule is autoresearch/policy.py at {rev[:7]}, not in this "
+                         f"checkout's history: give another commit with --today-rev")
+    module = sys.modules[name] = ModuleType(name)  # registered first: its dataclasses look it up
+    exec(compile(show.stdout, f"{rev[:7]}:autoresearch/policy.py", "exec"), module.__dict__)
+    return module
 
-    def __init__(self, floor: float = policy.DEFAULT_FLOOR, fixed: float | None = None):
-        self.floor, self.fixed, self.threshold = floor, fixed, floor
+
+class Today(Rule):
+    """autoresearch/policy.py before issue 25 (--today-rev): threshold = max(floor, 2 x pooled std
+    of the first wave), a screen against the parent's mean, then one paired confirmation on the
+    same worker. Its own functions, read from git, so the simulator judges what the loop ran."""
+
+    def __init__(self, code: ModuleType, floor: float | None = None, fixed: float | None = None):
+        self.code, self.fixed = code, fixed
+        self.floor = self.threshold = code.DEFAULT_FLOOR if floor is None else floor
         self.name = (f"screen {fixed:g} + 1 pair" if fixed is not None else
-                     "today (floor 0.001)" if floor == policy.DEFAULT_FLOOR else
+                     f"today (floor {self.floor:g})" if floor is None else
                      f"today at {floor:g}")
 
     def wave_runs(self, workers: int) -> int:
         return max(workers, 1 + NOISE_RUNS)  # as Coordinator.plan_wave
 
     def setup(self, night: Night) -> None:
-        noise = policy.measure({"H100": [v for _, v in night.wave]}, self.floor, NOISE_RUNS)
+        noise = self.code.measure({"H100": [v for _, v in night.wave]}, self.floor, NOISE_RUNS)
         self.threshold = self.fixed if self.fixed is not None else noise.threshold
 
     def judge(self, night: Night, commit: int, worker: int) -> Judge:
         first = yield CANDIDATE
         parent = statistics.fmean(night.values(night.commits[commit].parent))
-        if not policy.screen(first, parent, self.threshold):
+        if not self.code.screen(first, parent, self.threshold):
             return Verdict(False)
         control = yield CONTROL
         second = yield CANDIDATE
-        return Verdict(policy.paired([first, second], control, self.threshold)[0])
+        return Verdict(self.code.paired([first, second], control, self.threshold)[0])
 
     def min_pairs(self) -> int:
         return 1
@@ -238,7 +260,8 @@ class Sequential(Rule):
             control = yield CONTROL
             again = yield CANDIDATE
             gains.append(policy.pair_gain(control, again))  # one worker: the offsets cancel
-            verdict = policy.sequential(gains, _fit(night, parent).within_std, self.rule)
+            model = _fit(night, parent)  # refit with the control, as the loop does
+            verdict = policy.sequential(gains, model.within_std, self.rule, model.dof)
             if verdict.action != "more":
                 return Verdict(verdict.action == "keep")
 
@@ -444,9 +467,9 @@ def make_rule(name: str, args: argparse.Namespace) -> Rule:
     """A fresh rule by its name on the command line."""
     makers: dict[str, Callable[[], Rule]] = {
         "karpathy": OneRun,
-        "today": Today,
-        "today-2gpu": lambda: Today(floor=TWO_GPU_THRESHOLD),
-        "screen": lambda: Today(fixed=SCREEN_THRESHOLD),
+        "today": lambda: Today(policy_at(args.today_rev)),
+        "today-2gpu": lambda: Today(policy_at(args.today_rev), floor=TWO_GPU_THRESHOLD),
+        "screen": lambda: Today(policy_at(args.today_rev), fixed=SCREEN_THRESHOLD),
         "sequential": lambda: Sequential(policy.Rule(
             alpha=args.alpha, max_pairs=args.max_pairs, screen_z=args.screen_z, power=POWER)),
     }
@@ -516,6 +539,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--noop-fraction", type=float, default=NOOP_FRACTION)
     p.add_argument("--power-trials", type=int, default=200,
                    help="lone decisions per gain for the 80 %% power search (0: skip)")
+    p.add_argument("--today-rev", default=TODAY_REV,
+                   help="the commit whose autoresearch/policy.py is today's rule")
     p.add_argument("--alpha", type=float, default=policy.Rule.alpha,
                    help="sequential rule: the false-keep rate it states")
     p.add_argument("--max-pairs", type=int, default=policy.Rule.max_pairs,

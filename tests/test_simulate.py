@@ -75,3 +75,11 @@ def test_a_missing_results_file_is_one_line(tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip() == ("nowhere.tsv: not found; give karpathy's results.tsv "
                                      "with --results")
+
+
+def test_today_s_rule_from_a_commit_the_history_lacks_is_one_line(tmp_path):
+    result = simulate(tmp_path, "--rules", "today", "--today-rev", "0" * 40, "--nights", "1")
+    assert result.returncode != 0
+    assert result.stderr.strip() == ("today's rule is autoresearch/policy.py at 0000000, not in "
+                                     "this checkout's history: give another commit with "
+                                     "--today-rev")
