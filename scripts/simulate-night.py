@@ -173,9 +173,6 @@ class Rule:
     def judge(self, night: Night, commit: int, worker: int) -> Judge:
         raise NotImplementedError
 
-    def min_pairs(self) -> int:
-        return 0
-
 
 class OneRun(Rule):
     """karpathy's rule: one run, kept if it beats the best's value."""
@@ -232,9 +229,6 @@ class Today(Rule):
         second = yield CANDIDATE
         return Verdict(self.code.paired([first, second], control, self.threshold)[0])
 
-    def min_pairs(self) -> int:
-        return 1
-
 
 class Sequential(Rule):
     """The new rule (policy.fit, screen_run, pair_gain, sequential): a first run screened against
@@ -264,9 +258,6 @@ class Sequential(Rule):
             verdict = policy.sequential(gains, model.within_std, self.rule, model.dof)
             if verdict.action != "more":
                 return Verdict(verdict.action == "keep")
-
-    def min_pairs(self) -> int:
-        return 1
 
 
 def _fit(night: Night, parent: int) -> policy.Fit:
@@ -310,10 +301,12 @@ def play(rule: Rule, source: Source, workers: int, budget: float, noise: Noise,
     start = float(math.ceil(wave / workers))
     lives = {w: _life(rule, night, tally, source, noop_fraction, w) for w in range(workers)}
     spent = [0] * workers  # runs of each worker's open decision
-    clock = [(start, w, None) for w in range(workers)]
+    clock: list[tuple[float, int, int | None]] = [(start, w, None) for w in range(workers)]
     heapq.heapify(clock)
     while clock:
-        now, w, value = heapq.heappop(clock)
+        now, w, running = heapq.heappop(clock)
+        # Measured when the run ends, so no other worker's decision sees it earlier.
+        value = night.measure(running, w) if running is not None else None
         try:
             request = lives[w].send(value)
         except StopIteration:
@@ -326,7 +319,7 @@ def play(rule: Rule, source: Source, workers: int, budget: float, noise: Noise,
         spent[w] = spent[w] + 1 if kind == "replica" else 1
         tally.runs += 1
         tally.replicas += kind != "first"
-        heapq.heappush(clock, (now + length, w, night.measure(commit, w)))
+        heapq.heappush(clock, (now + length, w, commit))
     return tally
 
 
