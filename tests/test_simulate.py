@@ -83,3 +83,11 @@ def test_today_s_rule_from_a_commit_the_history_lacks_is_one_line(tmp_path):
     assert result.stderr.strip() == ("today's rule is autoresearch/policy.py at 0000000, not in "
                                      "this checkout's history: give another commit with "
                                      "--today-rev")
+
+
+def test_gpu_offsets_cost_today_s_rule_its_power_not_the_sequential_rule_s(tmp_path):
+    # Two GPUs 0.0046 apart (std) and runs 0.0003 apart: today's rule pools both into one std.
+    got = rows(simulate(tmp_path, "--workers", "2", "--rules", "today", "sequential",
+                        "--nights", "1", "--power-trials", "40", "--json"))
+    assert got["sequential"]["min_gain"] < 0.003
+    assert got["today"]["min_gain"] > 3 * got["sequential"]["min_gain"]
