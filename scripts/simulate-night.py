@@ -47,8 +47,8 @@ sys.path.insert(0, str(ROOT))
 from autoresearch import policy  # noqa: E402
 
 # Calibration: measured numbers, each with its source. The flags take these as defaults.
-FIXTURE = ROOT / "tests" / "fixtures" / "results_mar8.tsv"
-SHARED = ROOT.parent.parent / "shared" / "data" / "ecosystem" / "results_mar8.tsv"
+FIXTURE = ROOT / "tests" / "data" / "results_mar8.tsv"  # karpathy's mar8 night, in this repo
+SHARED = Path("shared") / "data" / "ecosystem" / "results_mar8.tsv"  # beside the checkout
 WITHIN_STD = 0.0003  # one H100, 300 s runs (issue 25's first model; the device's std 0.00026)
 OFFSET_STD = 0.0046  # 2 x H200 differed by 0.0039-0.0069 (BENCHMARKS.md): E|a-b| = 1.13 x std
 CONTENTION_STD = 0.0002  # not measured yet: a guess below the within-GPU std
@@ -95,7 +95,10 @@ def read_source(path: Path) -> Source:
 
 
 def default_results() -> Path:
-    return FIXTURE if FIXTURE.exists() else SHARED
+    """The fixture if this checkout has it, else the shared copy beside the checkout (or beside
+    the folder of worktrees); the fixture's path when neither exists, for the error to name."""
+    places = [FIXTURE, ROOT.parent / SHARED, ROOT.parent.parent / SHARED]
+    return next((p for p in places if p.exists()), FIXTURE)
 
 
 # ---- one night
@@ -508,28 +511,41 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The module's text as written, and every flag's default."""
+
+
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Play whole nights of the keep rules on simulated GPUs; print a table.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
     p.add_argument("--results", type=Path, default=default_results(),
                    help="results.tsv whose deltas are the true effects")
     p.add_argument("--nights", type=int, default=NIGHTS, help="seeded nights per setting")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, nargs="+", default=list(WORKERS))
-    p.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
-    p.add_argument("--gpu-hours", type=float, default=GPU_HOURS)
-    p.add_argument("--run-minutes", type=float, default=RUN_MINUTES)
+    p.add_argument("--seed", type=int, default=0, help="the same seed, the same numbers")
+    p.add_argument("--workers", type=int, nargs="+", default=list(WORKERS),
+                   help="worker (GPU) counts to play")
+    p.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES,
+                   help="karpathy: one run beats the best; today: policy.py before issue 25; "
+                        "today-2gpu: the same at the two-GPU threshold 0.0054; screen: a screen "
+                        "at 0.0006 and one pair; sequential: this checkout's paired test")
+    p.add_argument("--gpu-hours", type=float, default=GPU_HOURS,
+                   help="a night's GPU-hours, shared by the workers")
+    p.add_argument("--run-minutes", type=float, default=RUN_MINUTES, help="one run's length")
     p.add_argument("--wall-clock", action="store_true",
                    help="every worker runs for --gpu-hours (N workers spend N x the GPU-hours); "
                         "compare the rules per 120 runs")
-    p.add_argument("--within-std", type=float, default=WITHIN_STD)
-    p.add_argument("--offset-std", type=float, default=OFFSET_STD)
-    p.add_argument("--contention-std", type=float, default=CONTENTION_STD)
-    p.add_argument("--drift-std", type=float, default=DRIFT_STD)
+    p.add_argument("--within-std", type=float, default=WITHIN_STD,
+                   help="std of one run on one GPU (measured: 0.00026 on an H100 at 45 s)")
+    p.add_argument("--offset-std", type=float, default=OFFSET_STD,
+                   help="std of each GPU's fixed offset, drawn once a night (2 x H200 differed "
+                        "by 0.0039-0.0069)")
+    p.add_argument("--contention-std", type=float, default=CONTENTION_STD,
+                   help="extra std of a run while other workers are busy (a guess)")
+    p.add_argument("--drift-std", type=float, default=DRIFT_STD,
+                   help="each GPU's random-walk step a run (a guess)")
     p.add_argument("--jitter", type=float, default=RUN_JITTER,
                    help="runs are 1 ± this long, so workers fall out of step")
-    p.add_argument("--noop-fraction", type=float, default=NOOP_FRACTION)
+    p.add_argument("--noop-fraction", type=float, default=NOOP_FRACTION,
+                   help="share of proposals that change nothing")
     p.add_argument("--power-trials", type=int, default=200,
                    help="lone decisions per gain for the 80 %% power search (0: skip)")
     p.add_argument("--today-rev", default=TODAY_REV,
