@@ -61,6 +61,10 @@ def signed(value: float, digits: int = 6) -> str:
 # ---- the noise model and the sequential paired test (pure; the simulator in scripts/ drives them)
 
 NORMAL = NormalDist()
+DEFAULT_FLOOR = 0.0  # bpb: the user's minimum gain (--noise-floor); the test sets the bar
+# pairs one candidate may get (--max-pairs): in the simulated nights of BENCHMARKS.md a third
+# pair bought no gain, and every replica displaces an idea
+DEFAULT_MAX_PAIRS = 2
 
 
 @dataclass(frozen=True)
@@ -129,9 +133,9 @@ class Rule:
 
     alpha: float = 0.05
     power: float = 0.8
-    max_pairs: int = 3
-    floor: float = 0.0
-    screen_z: float = 1.0
+    max_pairs: int = DEFAULT_MAX_PAIRS
+    floor: float = DEFAULT_FLOOR
+    screen_z: float = 2.0  # the simulator's sweep: lower sends grey-zone no-ops to pairs
 
     def boundary(self, dof: int | None = None) -> float:
         """What the mean paired gain over its standard error must pass at any look: alpha split
@@ -154,6 +158,26 @@ def t_quantile(p: float, dof: int | None) -> float:
     z = NORMAL.inv_cdf(p)
     return (z + (z ** 3 + z) / (4 * dof) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * dof ** 2)
             + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * dof ** 3))
+
+
+def t_tail(z: float, dof: int | None) -> float:
+    """P(T > z) for Student's t (normal for dof None), the inverse of t_quantile, so that a
+    p-value below alpha and a z past the boundary always agree."""
+    if dof is None:
+        return 1 - NORMAL.cdf(z)
+    if dof < 1:
+        return 1.0
+    if dof == 1:
+        return 0.5 - math.atan(z) / math.pi
+    if dof == 2:
+        return 0.5 - z / (2 * math.sqrt(2 + z * z))
+    if z < 0:
+        return 1 - t_tail(-z, dof)
+    lo, hi = 0.5, 1 - 1e-15  # t_quantile rises with p: bisect for the p whose quantile is z
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_quantile(mid, dof) < z else (lo, mid)
+    return 1 - lo
 
 
 def pair_std(within_std: float) -> float:
@@ -207,7 +231,8 @@ class Verdict:
     mean: float  # mean paired gain
     low: float  # mean - boundary x se: kept only when this clears the floor
     high: float
-    p: float  # one-sided p-value against the floor, times max_pairs (Bonferroni), at most 1
+    p: float  # one-sided p-value against the floor, times max_pairs (Bonferroni), at most 1:
+    # below alpha exactly when low clears the floor
 
     def describe(self) -> str:
         return (f"{signed(self.mean)} over {self.pairs} pair{'s' * (self.pairs != 1)} "
@@ -229,7 +254,7 @@ def sequential(gains: list[float], within_std: float | None, rule: Rule, dof: in
         dof = n - 1
     excess = mean - rule.floor
     z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
-    p = min(1.0, rule.max_pairs * (1 - NORMAL.cdf(z))) if math.isfinite(z) else float(z < 0)
+    p = min(1.0, rule.max_pairs * t_tail(z, dof)) if math.isfinite(z) else float(z < 0)
     boundary = rule.boundary(dof)
     half = boundary * se if se > 0 else 0.0
     if z > boundary:
@@ -239,10 +264,6 @@ def sequential(gains: list[float], within_std: float | None, rule: Rule, dof: in
     else:
         action = "more"
     return Verdict(action, n, mean, mean - half, mean + half, p)
-
-
-DEFAULT_FLOOR = 0.0  # bpb: the user's minimum gain (--noise-floor); the test sets the bar
-DEFAULT_MAX_PAIRS = 3
 
 
 @dataclass

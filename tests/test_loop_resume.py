@@ -249,7 +249,7 @@ def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tm
     confirmation: after the restart its first pair still counts, the control of the cut-off pair
     runs again, and the pairs go on until the test keeps it."""
     offsets = tmp_path / "offsets"
-    offsets.write_text("0\n0.001\n-0.001\n-0.001\n")  # the wave, the first run; then exact
+    offsets.write_text("0\n0.001\n-0.001\n-0.002\n")  # the wave, the first run; then exact
     monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
     undo = kill_at(monkeypatch, LocalExecutor, "run", when=8)  # 1-3 wave, 4 it, 5-6 7-8 pairs
     with pytest.raises(Killed):

@@ -19,6 +19,8 @@ from autoresearch.policy import (
     pair_gain,
     screen_run,
     sequential,
+    t_quantile,
+    t_tail,
 )
 
 METRICS = {"val_bpb": 0.95, "training_seconds": 1.0, "total_seconds": 2.0, "peak_vram_mb": 1024.0,
@@ -211,3 +213,18 @@ def test_the_screen_compares_with_the_parent_on_the_same_worker():
     win = screen_run(0.994, "1", "base", model, rule)
     assert win.go_on and win.gain == pytest.approx(0.002, abs=0.0005)
     assert screen_run(2.0, "0", "never ran", model, rule).go_on  # only pairs can tell
+
+
+def test_the_p_value_agrees_with_the_boundary_whatever_the_degrees_of_freedom():
+    for dof in (None, 1, 2, 3, 5, 9, 40):
+        for p in (0.6, 0.9, 0.975, 1 - 0.05 / 3, 0.999):
+            assert t_tail(t_quantile(p, dof), dof) == pytest.approx(1 - p, rel=1e-6)
+    assert t_quantile(0.975, None) == pytest.approx(1.959964, abs=1e-6)
+    assert t_quantile(0.975, 1) == pytest.approx(12.7062, abs=1e-3)  # the tables' values
+    assert t_quantile(0.975, 2) == pytest.approx(4.3027, abs=1e-3)
+    assert t_quantile(0.975, 10) == pytest.approx(2.2281, abs=2e-3)
+    rule = Rule(max_pairs=4)
+    for gains in ([0.001] * 4, [0.0012, 0.0009, 0.001, 0.0011], [0.002, 0.0005]):
+        verdict = sequential(gains, 0.00055, rule, dof=9)
+        assert (verdict.p < rule.alpha) == (verdict.low > rule.floor) == \
+            (verdict.action == "keep")

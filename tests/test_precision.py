@@ -117,7 +117,7 @@ def test_a_grey_zone_gain_gets_pairs_until_the_test_decides(tmp_path, monkeypatc
     little lucky): each pair alone is within the noise, so pairs follow one another, each control
     refitting the noise; three pairs do not make it sure enough, five do."""
     offsets = tmp_path / "offsets"
-    offsets.write_text("0\n0.001\n-0.001\n-0.001\n")  # the wave, the first run; then exact
+    offsets.write_text("0\n0.001\n-0.001\n-0.002\n")  # the wave, the first run; then exact
     monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
     repo = make_repo(tmp_path / "repo")
     run_loop(repo, [edit("a small gain", VAL_BPB=0.999)], noise_runs=2, max_pairs=max_pairs)
