@@ -1,0 +1,93 @@
+"""scripts/simulate-night.py: the night simulator runs, tells the rules apart on no-op edits, and a
+seed is a promise of the same numbers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "simulate-night.py"
+
+# A small night in results.tsv form: a baseline, keeps and discards around the best of their time.
+NIGHT = """commit\tval_bpb\tmemory_gb\tstatus\tdescription
+baseline\t0.997900\t44.0\tkeep\tbaseline
+a1\t0.986041\t43.9\tkeep\thalve batch
+a2\t0.986600\t43.9\tdiscard\twarmup
+a3\t0.000000\t0.0\tcrash\tbatch 131K
+a4\t0.985800\t43.9\tkeep\twarmdown
+a5\t0.985900\t43.9\tdiscard\tseed
+a6\t0.989000\t43.9\tdiscard\tnarrow
+a7\t0.985500\t43.9\tkeep\trope base
+"""
+
+
+def simulate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    results = tmp_path / "results.tsv"
+    results.write_text(NIGHT)
+    return subprocess.run([sys.executable, str(SCRIPT), "--results", str(results), *args],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
+def rows(result: subprocess.CompletedProcess) -> dict[str, dict]:
+    assert result.returncode == 0, result.stderr
+    return {row["rule"].split()[0]: row for row in json.loads(result.stdout)["rows"]}
+
+
+def test_help_names_the_calibration_and_the_seed():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for flag in ("--seed", "--within-std", "--offset-std", "--contention-std", "--drift-std",
+                 "--noop-fraction", "--workers", "--json", "--max-pairs", "--alpha"):
+        assert flag in result.stdout
+
+
+def test_the_file_gain_is_the_night_s_kept_gain_and_the_table_prints(tmp_path):
+    result = simulate(tmp_path, "--nights", "2", "--power-trials", "0", "--workers", "1", "2")
+    assert result.returncode == 0, result.stderr
+    assert "file's gain 0.0124 over 6 experiments" in result.stdout  # 0.9979 - 0.9855
+    for rule in ("karpathy one run", "today (floor 0.001)", "today at 0.0054",
+                 "screen 0.0006 + 1 pair", "sequential"):
+        assert f"| {rule}" in result.stdout
+
+
+def test_one_run_keeps_no_ops_under_noise_the_sequential_rule_rarely(tmp_path):
+    got = rows(simulate(tmp_path, "--nights", "6", "--workers", "1", "--noop-fraction", "1",
+                        "--rules", "karpathy", "sequential", "--power-trials", "0", "--json"))
+    # Beating the best's one run is a coin flip at first; the best's value then grows luckier.
+    assert got["karpathy"]["noop_keep_pct"] > 0 and got["karpathy"]["keeps"] > 1
+    assert got["karpathy"]["gain"] == 0.0  # every edit was a no-op: nothing real to capture
+    assert got["sequential"]["noop_keep_pct"] <= 5  # the stated alpha, 0.05
+
+
+def test_the_same_seed_gives_the_same_night(tmp_path):
+    args = ("--nights", "3", "--workers", "2", "--rules", "karpathy", "sequential",
+            "--power-trials", "20", "--json")
+    first = rows(simulate(tmp_path, "--seed", "7", *args))
+    assert rows(simulate(tmp_path, "--seed", "7", *args)) == first
+    assert rows(simulate(tmp_path, "--seed", "8", *args)) != first
+
+
+def test_a_missing_results_file_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--results", "nowhere.tsv"],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.strip() == ("nowhere.tsv: not found; give karpathy's results.tsv "
+                                     "with --results")
+
+
+def test_today_s_rule_from_a_commit_the_history_lacks_is_one_line(tmp_path):
+    result = simulate(tmp_path, "--rules", "today", "--today-rev", "0" * 40, "--nights", "1")
+    assert result.returncode != 0
+    assert result.stderr.strip() == ("today's rule is autoresearch/policy.py at 0000000, not in "
+                                     "this checkout's history: give another commit with "
+                                     "--today-rev")
+
+
+def test_gpu_offsets_cost_today_s_rule_its_power_not_the_sequential_rule_s(tmp_path):
+    # Two GPUs 0.0046 apart (std) and runs 0.0003 apart: today's rule pools both into one std.
+    got = rows(simulate(tmp_path, "--workers", "2", "--rules", "today", "sequential",
+                        "--nights", "1", "--power-trials", "40", "--json"))
+    assert got["sequential"]["min_gain"] < 0.003
+    assert got["today"]["min_gain"] > 3 * got["sequential"]["min_gain"]
