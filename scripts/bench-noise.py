@@ -90,8 +90,8 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=75.0)
     parser.add_argument("--noise-runs", type=int, default=2, help="as for agent_loop.py run")
     parser.add_argument("--noise-floor", type=float, default=DEFAULT_FLOOR,
-                        help="as for agent_loop.py run; with --noise-runs 0 the threshold itself, "
-                             "to test the paired runs with a threshold the load can beat")
+                        help="as for agent_loop.py run: the smallest gain worth a keep, however "
+                             "sure the paired test is")
     parser.add_argument("--source", type=Path, help="prepare a fresh cache from these files")
     args = parser.parse_args()
     os.environ["AUTORESEARCH_PROFILE"] = "cpu"
@@ -126,8 +126,9 @@ def main() -> None:
     screened = sum(r.kind == "control" for r in rows)
     kept = sum(r.status == "keep" and r.kind == "experiment" for r in rows)
     steps = [r.num_steps for r in rows if r.num_steps]
-    print(f"threshold {noise.threshold:.6f} ({noise.rule}); steps per run {min(steps)}-"
-          f"{max(steps)}; {screened} of {args.edits} no-op edits passed the first look; "
+    print(f"smallest gain kept with 80 % power {noise.threshold:.6f} ({noise.rule}); steps per "
+          f"run {min(steps)}-{max(steps)}; {screened} of {args.edits} no-op edits passed the "
+          f"first look; "
           f"{kept} of {args.edits} kept (false keeps)")
 
 
