@@ -343,7 +343,7 @@ def test_the_demo_corpus_prepares_offline(tmp_path):
     data = tmp_path / "cache" / "data"
     assert json.loads((data / "dataset.json").read_text()) == {
         "source": str(DEMO_CORPUS), "train": ["shard_00000.parquet", "shard_00001.parquet"],
-        "val": "shard_00002.parquet"}
+        "val": "shard_00002.parquet", "private": "private.parquet"}
     assert (tmp_path / "cache" / "tokenizer" / "tokenizer.pkl").exists()
     demo_val = pq.read_table(DEMO_CORPUS / "shard_00002.parquet").column("text").to_pylist()
     assert pq.read_table(data / "shard_00002.parquet").column("text").to_pylist() == demo_val
