@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row, append_result, read_results
 from autoresearch.ledger.state import State, save_state
+from autoresearch.ledger.values import progress
 from autoresearch.policy import Noise, Rule, min_detectable_gain
 from autoresearch.review.report import (
     best,
@@ -370,3 +371,14 @@ def test_summary_of_one_worker_has_no_worker_section(tmp_path):
     data = json.loads(CliRunner().invoke(app, ["summary", "--results", str(path), "--json"]).output)
     assert [(w["worker"], w["runs"]) for w in data["workers"]] == [(0, 2)]
     assert summarize(table()).workers == []  # rows that do not say who ran them
+
+
+def test_another_tools_keeps_move_the_best():
+    """karpathy's mar8 file (no kind column): its keep rows after the first are the night's keeps,
+    and the best steps down at each of them to the file's own best (a gain of 0.0282)."""
+    rows = read_results(ECOSYSTEM)
+    night = progress(rows)
+    assert len(night.steps) == sum(r.status == "keep" for r in rows) - 1  # the first: baseline
+    assert night.baseline == pytest.approx(rows[0].val_bpb)
+    assert night.best == pytest.approx(min(r.val_bpb for r in rows if r.status == "keep"))
+    assert all(b.best <= a.best for a, b in zip(night.steps, night.steps[1:], strict=False))

@@ -16,8 +16,8 @@ from pathlib import Path
 import autoresearch
 from autoresearch.artifacts.checkpoints import WEIGHTS, prune_checkpoints
 from autoresearch.ledger.results import Row
+from autoresearch.ledger.values import is_keep
 from autoresearch.redact import run_env
-from autoresearch.review.report import is_keep
 from autoresearch.verify.sandbox import run_view
 
 SAMPLE_MODULE = "autoresearch.artifacts.sample"  # python -m SAMPLE_MODULE RUN_DIR --out FILE

@@ -35,9 +35,16 @@ def model_of(rows: list[Row]) -> Fit:
     return fit(runs_of(rows))
 
 
+def is_experiment(row: Row) -> bool:
+    """An experiment: a run of code an agent proposed (a fix or a port included). Baselines,
+    noise, control and confirmation runs are runs, not experiments. A file without the kind
+    column (another tool's) has only experiments."""
+    return not row.kind or row.kind in AGENT_KINDS
+
+
 def is_keep(row: Row) -> bool:
-    """A kept change's own row (not its confirmation's, not the baseline's)."""
-    return row.status == "keep" and row.kind in {k.value for k in AGENT_KINDS}
+    """A keep: a kept change's own row (not its confirmation's, not the baseline's)."""
+    return row.status == "keep" and is_experiment(row)
 
 
 def keep_gain(row: Row, rows: list[Row], before: str) -> float:

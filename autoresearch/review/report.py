@@ -23,8 +23,7 @@ from pathlib import Path
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import EVENTS, load_state, tag_dir
-from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
-from autoresearch.model import AGENT_KINDS
+from autoresearch.ledger.values import WAVE_KINDS, is_experiment, is_keep, model_of, progress
 from autoresearch.policy import Noise, Rule, measure, signed
 
 TOP_IMPROVEMENTS = 5  # how many of the biggest steps the summary lists
@@ -157,18 +156,6 @@ def several_workers(rows: list[Row]) -> bool:
 def is_measured(row: Row) -> bool:
     """A run that produced a real val_bpb (crashes read 0.0; an unparsable cell reads nan)."""
     return row.status != "crash" and math.isfinite(row.val_bpb) and row.val_bpb > 0
-
-
-def is_experiment(row: Row) -> bool:
-    """An experiment: a run of code an agent proposed (a fix or a port included). Baselines,
-    noise, control and confirmation runs are runs, not experiments. A file without the kind
-    column (another tool's) has only experiments."""
-    return not row.kind or row.kind in AGENT_KINDS
-
-
-def is_keep(row: Row) -> bool:
-    """A keep: an experiment the loop kept (its confirmation run's row is a run, not a keep)."""
-    return row.status == "keep" and is_experiment(row)
 
 
 def experiment_numbers(rows: list[Row]) -> list[int]:
