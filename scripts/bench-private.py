@@ -48,8 +48,9 @@ def changed(text: str, changes: list[str]) -> str:
     return text
 
 
-def train(folder: Path, code: str) -> float:
-    """One train.py run in `folder`, weights saved there; its public val_bpb."""
+def train(folder: Path, code: str) -> dict[str, float]:
+    """One train.py run in `folder`, weights saved there; its summary metrics (val_bpb is the
+    public one)."""
     folder.mkdir(parents=True)
     for name in HARNESS:
         shutil.copy(ROOT / name, folder / name)
@@ -61,15 +62,18 @@ def train(folder: Path, code: str) -> float:
     verdict = read_run(proc.returncode, proc.stdout + proc.stderr, False)
     if verdict.metrics is None:
         sys.exit(f"error: train.py failed ({verdict.reason}); see {folder / 'run.log'}")
-    return verdict.metrics["val_bpb"]
+    return verdict.metrics
 
 
 def measure(folder: Path, code: str, sealed: bool) -> dict:
-    public = train(folder, code)
+    metrics = train(folder, code)
     start = time.monotonic()
     private = score(folder, folder, os.environ.get("CUDA_VISIBLE_DEVICES"), sealed)
-    result = {"public": public, "private": private,
-              "verify_seconds": round(time.monotonic() - start, 1)}
+    result = {"public": metrics["val_bpb"], "private": private,
+              "verify_seconds": round(time.monotonic() - start, 1),
+              # the run's speed, so a device figure of train.py comes with every verification
+              **{k: metrics[k] for k in ("mfu_percent", "total_tokens_M", "training_seconds")
+                 if k in metrics}}
     print(f"{folder.name}: {json.dumps(result)}", file=sys.stderr, flush=True)  # progress
     return result
 
