@@ -15,29 +15,32 @@ its agent prepares the next proposal while its GPU trains the last one:
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from autoresearch.agents import Agent, AgentError, AgentRefused, AgentRequest, Proposal
 from autoresearch.agents.base import Port as PortRequest
 from autoresearch.artifacts.aftercare import tidy_weights
+from autoresearch.config import Harness, Options
 from autoresearch.errors import UserError
-from autoresearch.execution.executor import RunResult, RunSpec
+from autoresearch.execution.executor import Executor, RunResult, RunSpec
 from autoresearch.execution.parse import LOST, TAMPER, Progress, last_error, log_tail, read_run
 from autoresearch.execution.procs import kill_marked
 from autoresearch.ledger.results import sanitize
 from autoresearch.ledger.state import FIXED_FILES, tag_dir
 from autoresearch.memory.digest import build_digest
 from autoresearch.model import Job, Kind, Outcome, Task
+from autoresearch.stops import Stops
 from autoresearch.verify.private import without_private
-from autoresearch.workspace.git import TRAIN, text_hash
+from autoresearch.workspace.git import TRAIN, Git, text_hash
 from autoresearch.workspace.guard import PROGRAM, RUN_LABEL
 from autoresearch.workspace.slots import Slot
+from autoresearch.workspace.watch import Watch
 
 if TYPE_CHECKING:
     from autoresearch.ledger.coordinator import Coordinator
-    from autoresearch.scheduler import Loop
 
 HISTORY_ROWS = 30  # recent rows in the agent's request; the digest covers the whole night
 MAX_REJECTIONS = 12  # unusable proposals in a row before the loop asks for a human
@@ -49,12 +52,36 @@ BACKOFF_MAX = 900.0  # ...first for --backoff seconds, doubling, up to this
 AGENT_ENV = "AUTORESEARCH_AGENT_RUN"
 
 
+class Log(Protocol):
+    def __call__(self, message: str, style: str = "") -> None: ...
+
+
+@dataclass(frozen=True)
+class Kit:
+    """Everything a worker uses, handed over by the loop: the loop itself is out of its reach."""
+
+    repo: Path
+    opts: Options
+    harness: Harness
+    timeout: float  # of one run
+    hidden: list[Path] | None  # what agent code must not see (verify/sandbox.py)
+    git: Git
+    coord: Coordinator
+    executor: Executor
+    watch: Watch  # the shared guard
+    stops: Stops  # the loop's stop flags, and the condition to wait on
+    log: Log  # events.log and the UI
+    live: Callable[..., None]  # what a worker does now: live.json and the UI
+    may_propose: Callable[[], bool]  # whether agents may start new proposals
+    drained: Callable[[int, bool], bool]  # (worker, proposing): its runner may leave
+
+
 class Worker:
-    def __init__(self, loop: Loop, k: int, agent: Agent, slot: Slot, gpu: str | None,
+    def __init__(self, kit: Kit, k: int, agent: Agent, slot: Slot, gpu: str | None,
                  device: str):
-        self.loop, self.k, self.agent, self.slot = loop, k, agent, slot
+        self.kit, self.k, self.agent, self.slot = kit, k, agent, slot
         self.gpu, self.device = gpu, device
-        self.coord = loop.coord
+        self.coord = kit.coord
         self.rejected = 0  # this worker's rejections in a row (for its back-off)
         self.last_rejection = ""
         self.proposing = False
@@ -64,30 +91,43 @@ class Worker:
     # ---- the proposer thread
 
     def propose_forever(self) -> None:
-        while not self.loop.closing:
-            new_allowed = self.loop.may_propose()
-            task = self.coord.next_task(self.k, new_allowed)
-            # past the limit only a port comes: it finishes a counted run, whose row waits on it
-            may = new_allowed or (task is not None and not self.loop.stopping)
-            if not may or (task is None and self.has_work()):
-                self.loop.wait(0.5)
-                continue
-            try:
-                self.propose(task)
-            except BaseException as e:  # noqa: BLE001 (the main thread re-raises it)
-                self.loop.fail(e)
-                return
+        self._forever(self._propose_next)
+
+    def run_forever(self) -> None:
+        self._forever(self._run_next)
+
+    def _forever(self, step: Callable[[], bool]) -> None:
+        """Take steps until one says it is done or the loop closes. An error stops the whole
+        loop: the main thread re-raises it."""
+        try:
+            while not self.kit.stops.closing and step():
+                pass
+        except BaseException as e:  # noqa: BLE001 (the main thread re-raises it)
+            self.kit.stops.fail(e)
+
+    def _propose_next(self) -> bool:
+        """One proposal, or a short wait when there is nothing this worker may propose."""
+        kit = self.kit
+        new_allowed = kit.may_propose()
+        task = self.coord.next_task(self.k, new_allowed)
+        # past the limit only a port comes: it finishes a counted run, whose row waits on it
+        may = new_allowed or (task is not None and not kit.stops.stopping)
+        if not may or (task is None and self.has_work()):
+            kit.stops.wait(0.5)
+        else:
+            self.propose(task)
+        return True
 
     def propose(self, task: Task | None) -> None:
-        coord, loop = self.coord, self.loop
+        coord, kit = self.coord, self.kit
         kind = task.kind if task else Kind.EXPERIMENT
         parent = task.parent if task and task.kind == Kind.FIX else coord.best()
-        seq = coord.reserve(self.k, parent, kind.value, self.marker_for, loop.opts.max_experiments)
+        seq = coord.reserve(self.k, parent, kind.value, self.marker_for, kit.opts.max_experiments)
         if seq is None:
-            self.loop.wait(0.5)
+            self.kit.stops.wait(0.5)
             return
         marker = self.marker_for(seq)
-        backup = tag_dir(loop.repo, coord.tag) / "undone" / f"w{self.k}-{seq}"
+        backup = tag_dir(kit.repo, coord.tag) / "undone" / f"w{self.k}-{seq}"
         self.proposing = True
         try:
             job = self.propose_on(task, kind, parent, seq, marker, backup)
@@ -97,32 +137,30 @@ class Worker:
         # `run` drops it (kills the agent's processes, resets the work tree), as after kill -9.
         coord.end_proposal(self.k, task)
         if job is not None:
-            loop.log(f"w{self.k}: {job.id} ready: {job.description}")
-        loop.live(self.k, agent_phase="idle", agent_task="")
+            kit.log(f"w{self.k}: {job.id} ready: {job.description}")
+        kit.live(self.k, agent_phase="idle", agent_task="")
         if coord.state.rejections >= MAX_REJECTIONS:
             raise Unusable(coord, self.last_rejection)
 
     def propose_on(self, task: Task | None, kind: Kind, parent: str, seq: int, marker: str,
                    backup: Path) -> Job | None:
         """One agent turn in the work tree; the queued job, or None if it was rejected."""
-        loop, coord = self.loop, self.coord
+        kit, coord = self.kit, self.coord
         self.slot.reset(parent, backup)
-        train_py = loop.git.file_at(task.commit if kind == Kind.FIX else parent)
+        train_py = kit.git.file_at(task.commit if kind == Kind.FIX else parent)
         (self.slot.path / TRAIN).write_text(train_py)
-        refs = loop.git.refs("refs/heads", "refs/tags")
+        refs = kit.git.refs("refs/heads", "refs/tags")
         request = self.request(task, parent, train_py, seq, marker)
-        loop.live(self.k, agent_phase="proposing", agent_task=self.title(task))
-        loop.suspects.begin(self.who)
+        kit.live(self.k, agent_phase="proposing", agent_task=self.title(task))
         try:
-            proposal, refusal = self.ask(request)
+            with kit.watch.suspect(self.who):
+                proposal, refusal = self.ask(request)
         except Exception:  # whatever the agent did outside train.py is undone, even so
-            loop.suspects.end(self.who)
-            self.check(parent, backup, refs)
+            self.inspect(parent, backup, refs)
             raise
-        loop.suspects.end(self.who)
-        reason, notes = self.check(parent, backup, refs)
+        reason, notes = self.inspect(parent, backup, refs)
         for note in notes:
-            loop.log(f"w{self.k}: {note}", "yellow")
+            kit.log(f"w{self.k}: {note}", "yellow")
         if proposal is None or reason:
             self.reject(f"the agent gave no usable edit: {refusal}" if proposal is None
                         else reason, task)
@@ -136,7 +174,7 @@ class Worker:
             return None
         description = sanitize(proposal.description) or "(no description)"
         hypothesis = sanitize(proposal.hypothesis)
-        commit = loop.git.commit_file(parent, text,
+        commit = kit.git.commit_file(parent, text,
                                       coord.message(description, hypothesis, kind, self.k))
         self.rejected = 0
         return coord.submit(self.k, kind, commit, parent, description, self.agent.name,
@@ -145,10 +183,10 @@ class Worker:
     def has_work(self) -> bool:
         """Enough for this worker's GPU for now: one proposal waiting (latency hiding), or with
         --no-prefetch, anything queued, running or being confirmed."""
-        if self.loop.opts.prefetch:
+        if self.kit.opts.prefetch:
             return self.coord.has_ready_proposal(self.k)
         return self.running is not None or \
-            self.coord.has_jobs(self.k, self.loop.opts.max_experiments)
+            self.coord.has_jobs(self.k, self.kit.opts.max_experiments)
 
     @property
     def who(self) -> str:
@@ -156,7 +194,7 @@ class Worker:
         return f"w{self.k}'s agent"
 
     def marker_for(self, seq: int) -> str:
-        return f"{self.loop.repo.resolve()}#{self.coord.tag}#w{self.k}#{seq}"
+        return f"{self.kit.repo.resolve()}#{self.coord.tag}#w{self.k}#{seq}"
 
     def title(self, task: Task | None) -> str:
         if task is None:
@@ -165,10 +203,10 @@ class Worker:
 
     def request(self, task: Task | None, parent: str, train_py: str, seq: int,
                 marker: str) -> AgentRequest:
-        coord, loop = self.coord, self.loop
+        coord, kit = self.coord, self.kit
         # as it was when the loop started: the guard puts back any write to it, and an agent's
         # write must not reach another's prompt before the next scan does
-        program_text = loop.guard.trusted(loop.repo / PROGRAM)
+        program_text = kit.watch.trusted(kit.repo / PROGRAM)
         rows, entries = without_private(coord.rows(), coord.entries())  # agents never see them
         port = None
         if task is not None and task.kind == Kind.PORT:
@@ -181,7 +219,7 @@ class Worker:
             experiment=seq, worker=self.k, env={AGENT_ENV: marker}, journal=entries,
             digest=build_digest(entries, program_text), inflight=coord.inflight(),
             port=port, feedback=coord.state.feedback.get(str(self.k), ""),
-            plateau=coord.plateau(), profile=loop.harness.profile)
+            plateau=coord.plateau(), profile=kit.harness.profile)
 
     def ask(self, request: AgentRequest) -> tuple[Proposal | None, str]:
         """(the agent's proposal, None and why not when it refused). Its cost is counted."""
@@ -196,116 +234,114 @@ class Worker:
         self.coord.add_cost(proposal.usage.cost_usd)
         return proposal, ""
 
-    def check(self, parent: str, backup: Path, refs: dict[str, str]) -> tuple[str | None, list]:
+    def inspect(self, parent: str, backup: Path,
+                refs: dict[str, str]) -> tuple[str | None, list]:
         """Undo what the agent did outside train.py; why the edit cannot run, or None. A change
         outside the work trees is held against it only if it could have made it (no run was
         under way since the guard's previous scan)."""
-        blame = self.loop.check_guard(backup, self.who)
+        blame = self.kit.watch.inspect(backup, self.who)
         result = self.slot.check(parent, backup, refs)
         notes = result.notes + ([f"undid {', '.join(result.undone)} (copies in "
-                                 f"{backup.relative_to(self.loop.repo)})"] if result.undone else [])
+                                 f"{backup.relative_to(self.kit.repo)})"] if result.undone else [])
         if blame.paths:
             return (f"changed {', '.join(blame.paths[:3])} outside its work tree"
                     + ("" if blame.sole else " (it or another agent working at the time)")), notes
         return result.reason, notes
 
     def reject(self, reason: str, task: Task | None, feedback: str = "") -> None:
-        loop = self.loop
+        kit = self.kit
         in_a_row = self.coord.reject(self.k, reason, task, feedback)
         self.rejected += 1
         self.last_rejection = reason
-        loop.log(f"w{self.k}: proposal rejected: {reason}", "yellow")
+        kit.log(f"w{self.k}: proposal rejected: {reason}", "yellow")
         if in_a_row < MAX_REJECTIONS and self.rejected % BACKOFF_EVERY == 0:
-            pause = min(BACKOFF_MAX, loop.opts.backoff * 2 ** (self.rejected // BACKOFF_EVERY - 1))
-            loop.log(f"w{self.k}: {self.rejected} rejections in a row: pausing {pause:.0f}s")
-            loop.sleep(pause)
+            pause = min(BACKOFF_MAX, kit.opts.backoff * 2 ** (self.rejected // BACKOFF_EVERY - 1))
+            kit.log(f"w{self.k}: {self.rejected} rejections in a row: pausing {pause:.0f}s")
+            kit.stops.sleep(pause)
 
     # ---- the runner thread
 
-    def run_forever(self) -> None:
-        while True:
-            # the stop file itself, not only `closing`: the main thread polls it, and a job queued
-            # between two of its polls would otherwise start after the user asked for a stop
-            if self.loop.closing or self.loop.why_stop():
-                return
-            job = self.coord.take(self.k, self.loop.opts.max_experiments)
-            if job is None:
-                if self.loop.drained(self):
-                    return
-                self.loop.wait(0.5)
-                continue
-            try:
-                self.run(job)
-            except BaseException as e:  # noqa: BLE001 (the main thread re-raises it)
-                self.loop.fail(e)
-                return
+    def _run_next(self) -> bool:
+        """Train the worker's next job, or wait for one; False once the runner may leave."""
+        # the stop file itself, not only `closing`: the main thread polls it, and a job queued
+        # between two of its polls would otherwise start after the user asked for a stop
+        if self.kit.stops.why():
+            return False
+        job = self.coord.take(self.k, self.kit.opts.max_experiments)
+        if job is None:
+            if self.kit.drained(self.k, self.proposing):
+                return False
+            self.kit.stops.wait(0.5)
+            return True
+        self.train(job)
+        return True
 
-    def run(self, job: Job) -> None:
-        loop, coord = self.loop, self.coord
-        job = coord.start(job, loop.guard.violations)
-        spec = RunSpec(job.n, coord.code(job.commit), loop.repo / job.run_dir,
-                       loop.opts.train_cmd, loop.timeout, loop.opts.grace, gpu=self.gpu)
-        loop.log(f"#{job.n} {job.kind.value} {job.commit[:7]} on w{self.k}: {job.description}")
-        loop.live(self.k, phase="training", experiment=job.n, kind=job.kind.value,
+    def train(self, job: Job) -> None:
+        """Run a job's committed code in its run folder and hand the outcome to the coordinator."""
+        kit, coord = self.kit, self.coord
+        job = coord.start(job, kit.watch.violations)
+        spec = RunSpec(job.n, coord.code(job.commit), kit.repo / job.run_dir,
+                       kit.opts.train_cmd, kit.timeout, kit.opts.grace, gpu=self.gpu)
+        kit.log(f"#{job.n} {job.kind.value} {job.commit[:7]} on w{self.k}: {job.description}")
+        kit.live(self.k, phase="training", experiment=job.n, kind=job.kind.value,
                   commit=job.commit[:7], description=job.description, step=None,
                   progress_pct=0.0, remaining_s=None, loss=None)
         self.running = job
-        loop.suspects.begin(f"{RUN_LABEL}{job.n}")
         try:
-            result = loop.executor.run(spec, on_progress=lambda p: self.progress(p),
-                                       should_abort=loop.should_abort)
+            with kit.watch.suspect(f"{RUN_LABEL}{job.n}"):
+                result = kit.executor.run(spec, on_progress=lambda p: self.progress(p),
+                                          should_abort=kit.stops.should_abort)
         finally:
-            loop.suspects.end(f"{RUN_LABEL}{job.n}")
             self.running = None
         self.busy_seconds += result.seconds
         if result.aborted:
-            loop.log(f"#{job.n} was stopped; the next `run` runs it again", "yellow")
+            kit.log(f"#{job.n} was stopped; the next `run` runs it again", "yellow")
             return
         outcome = self.outcome(job, spec, result)
         if outcome is None:
             coord.requeue(job)
             return
         decision = coord.record(job, outcome)
-        loop.live(self.k, phase="idle")
-        tidy_weights(loop.repo, decision.rows, coord.rows(), loop.opts.keep_checkpoints,
-                     loop.opts.sample_timeout if loop.opts.sample else None,
-                     lambda message: loop.log(message, "yellow"), loop.hidden)
+        kit.live(self.k, phase="idle")
+        tidy_weights(kit.repo, decision.rows, coord.rows(), kit.opts.keep_checkpoints,
+                     kit.opts.sample_timeout if kit.opts.sample else None,
+                     lambda message: kit.log(message, "yellow"), kit.hidden)
 
     def progress(self, p: Progress) -> None:
-        self.loop.live(self.k, step=p.step, progress_pct=p.progress_pct,
+        self.kit.live(self.k, step=p.step, progress_pct=p.progress_pct,
                        remaining_s=p.remaining_s, loss=p.loss,
                        phase="evaluating" if p.progress_pct >= 100 else "training")
 
     def outcome(self, job: Job, spec: RunSpec, result: RunResult) -> Outcome | None:
         """How the run came out; None if it must run again (the harness changed under it, or
         its node was lost)."""
-        loop = self.loop
+        kit = self.kit
         log = spec.run_dir / "run.log"
         text = log.read_text(errors="replace") if log.exists() else ""
         if result.lost and job.lost < LOST_RUNS:
             job.lost += 1
-            loop.log(f"#{job.n} was lost ({result.lost}): running it again", "yellow")
+            kit.log(f"#{job.n} was lost ({result.lost}): running it again", "yellow")
             return None
         verdict = read_run(result.returncode, text, result.timed_out)
         if result.lost:  # lost again and again: recorded, never silently dropped
             verdict = replace(verdict, metrics=None, reason=LOST)
         # the profile is the harness's setting, not what train.py printed
-        out = Outcome(verdict.metrics, verdict.reason, loop.harness.profile or verdict.profile,
+        out = Outcome(verdict.metrics, verdict.reason, kit.harness.profile or verdict.profile,
                       result.seconds,
                       result.device or self.device, result.gpu, result.node, log_tail(text),
                       last_error(text))
         tampered = [name for name in FIXED_FILES if text_hash(
             _read(spec.run_dir / name)) != text_hash(spec.files[name])]
-        blame = loop.check_guard(tag_dir(loop.repo, self.coord.tag) / "undone" / f"run-{job.n}",
+        blame = kit.watch.inspect(tag_dir(kit.repo, self.coord.tag) / "undone" / f"run-{job.n}",
                                  f"{RUN_LABEL}{job.n}")
         if tampered or (blame.paths and (blame.sole or job.lost >= LOST_RUNS)):
             what = ", ".join(tampered + blame.paths[:3])
-            loop.log(f"#{job.n} changed {what} while it ran: void", "red")
+            kit.log(f"#{job.n} changed {what} while it ran: void", "red")
             out = replace(out, metrics=None, reason=TAMPER, error=f"changed {what}")
-        elif blame.paths or job.seen != loop.guard.violations:
+        elif blame.paths or job.seen != kit.watch.violations:
             if blame.paths:  # it or another run under way: each runs again, a few times at most
                 job.lost += 1
-            loop.log(f"#{job.n} ran while the harness was tampered with: running it again",
+            kit.log(f"#{job.n} ran while the harness was tampered with: running it again",
                      "yellow")
             return None
         write_metrics(spec.run_dir, job, result, out)

@@ -32,7 +32,8 @@ from autoresearch.execution.gpus import Slot
 from autoresearch.ledger.results import COLUMNS
 from autoresearch.ledger.state import load_state, request_stop
 from autoresearch.pipeline import MAX_REJECTIONS
-from autoresearch.scheduler import SAME_SIGINT_S, Loop
+from autoresearch.scheduler import Loop
+from autoresearch.stops import SAME_SIGINT_S
 
 TAG = "t"
 WAIT = 120.0  # seconds a gate waits at most: a hung test fails instead of hanging

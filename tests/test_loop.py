@@ -31,7 +31,8 @@ from autoresearch.ledger.results import COLUMNS
 from autoresearch.ledger.state import load_state, request_stop
 from autoresearch.pipeline import MAX_REJECTIONS
 from autoresearch.policy import Rule, Run, fit, min_detectable_gain
-from autoresearch.scheduler import SAME_SIGINT_S, Loop
+from autoresearch.scheduler import Loop
+from autoresearch.stops import SAME_SIGINT_S
 
 TAG = "t"
 

@@ -54,7 +54,7 @@ class Coordinator:
     def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
                  max_fix_attempts: int, plateau_after: int, log: Callable[[str, str], None],
                  outcome: Callable[[Row], None], max_pairs: int = DEFAULT_MAX_PAIRS,
-                 verifier: Verifier | None = None):
+                 verifier: Verifier | None = None, changed: threading.Condition | None = None):
         self.repo, self.git, self.state = repo, git, state
         self.noise_runs = noise_runs
         self.rule = Rule(max_pairs=max_pairs, floor=noise_floor)
@@ -62,8 +62,10 @@ class Coordinator:
         self.max_fix_attempts = max_fix_attempts
         self.log, self.outcome = log, outcome
         self.verifier = verifier
-        self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)  # notified when there is new work
+        # notified when there is new work; its (reentrant) lock guards the state. The loop
+        # passes its own, so a stop wakes a waiting worker as new work does.
+        self.changed = changed or threading.Condition(threading.RLock())
+        self.lock = self.changed
         self.journal_path = tag_dir(repo, state.tag) / journal.JOURNAL
         # read many times per decision, by every worker: parsed again only when they change
         self.reported: set[str] = set()  # results.tsv's damaged rows, each warned about once
@@ -93,6 +95,31 @@ class Coordinator:
     def best_value(self) -> float | None:
         """The night's best: the baseline minus the kept paired gains (ledger/values.py)."""
         return progress(self.rows()).best
+
+    def summary(self) -> dict[str, object]:
+        """The loop's figures for live.json: the best, the threshold, the queue."""
+        with self.lock:
+            s = self.state
+            return {"best_commit": (s.best_commit or "")[:7],
+                    "best_val_bpb": self.best_value() if s.best_commit else None,
+                    "threshold": self.threshold(),
+                    "queued": sum(j.phase == Phase.READY for j in s.jobs),
+                    "confirming": len(s.candidates)}
+
+    def measuring_noise(self) -> bool:
+        """The first wave (the unmodified code) has not given the noise threshold yet."""
+        with self.lock:
+            return self.state.noise is None
+
+    def spent(self) -> tuple[float, bool]:
+        """The agents' cost so far in USD, and whether some call did not report its cost."""
+        with self.lock:
+            return self.state.cost_usd, self.state.cost_unknown
+
+    def proposal_markers(self) -> list[str]:
+        """The markers of the agents' proposals under way (their processes carry them)."""
+        with self.lock:
+            return [p.marker for p in self.state.proposing]
 
     def entries(self) -> list[journal.Entry]:
         return self.journal.get()
