@@ -34,7 +34,7 @@ from autoresearch.memory.digest import build_digest
 from autoresearch.model import Job, Kind, Outcome, Task
 from autoresearch.stops import Stops
 from autoresearch.verify.private import without_private
-from autoresearch.workspace.git import TRAIN, Git, text_hash
+from autoresearch.workspace.git import TRAIN, Git, commit_message, text_hash
 from autoresearch.workspace.guard import PROGRAM, RUN_LABEL
 from autoresearch.workspace.slots import Slot
 from autoresearch.workspace.watch import Watch
@@ -174,8 +174,8 @@ class Worker:
             return None
         description = sanitize(proposal.description) or "(no description)"
         hypothesis = sanitize(proposal.hypothesis)
-        commit = kit.git.commit_file(parent, text,
-                                      coord.message(description, hypothesis, kind, self.k))
+        commit = kit.git.commit_file(parent, text, commit_message(
+            description, hypothesis, f"{coord.tag}, {kind.value}, worker {self.k}"))
         self.rejected = 0
         return coord.submit(self.k, kind, commit, parent, description, self.agent.name,
                             proposal.usage.cost_usd, hypothesis, task)

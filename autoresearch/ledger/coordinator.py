@@ -17,12 +17,13 @@ from pathlib import Path
 from autoresearch.agents.base import InFlight
 from autoresearch.artifacts.checkpoints import run_path
 from autoresearch.errors import UserError
+from autoresearch.ledger.budget import NEW_IDEAS, Budget
 from autoresearch.ledger.results import Row, append_result, read_reported
 from autoresearch.ledger.state import FIXED_FILES, Proposing, State, now_iso, save_state, tag_dir
 from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
 from autoresearch.memory import journal
 from autoresearch.memory.fingerprint import changes as change_summary
-from autoresearch.memory.fingerprint import fingerprint
+from autoresearch.memory.fingerprint import fingerprint, why_known
 from autoresearch.model import (
     AGENT_KINDS,
     Candidate,
@@ -43,10 +44,9 @@ from autoresearch.policy import (
     decide,
     measure,
 )
-from autoresearch.redact import redact
 from autoresearch.verify.private import Verifier
-from autoresearch.workspace.git import TRAIN, Git, text_hash
-from autoresearch.workspace.merge import merge
+from autoresearch.workspace.git import TRAIN, Git, commit_message, text_hash
+from autoresearch.workspace.merge import Carried, carry
 from autoresearch.workspace.tags import RESULTS, tried_ref
 
 
@@ -62,6 +62,7 @@ class Coordinator:
         self.max_fix_attempts = max_fix_attempts
         self.log, self.outcome = log, outcome
         self.verifier = verifier
+        self.budget = Budget(state)
         # notified when there is new work; its (reentrant) lock guards the state. The loop
         # passes its own, so a stop wakes a waiting worker as new work does.
         self.changed = changed or threading.Condition(threading.RLock())
@@ -111,11 +112,6 @@ class Coordinator:
         with self.lock:
             return self.state.noise is None
 
-    def spent(self) -> tuple[float, bool]:
-        """The agents' cost so far in USD, and whether some call did not report its cost."""
-        with self.lock:
-            return self.state.cost_usd, self.state.cost_unknown
-
     def proposal_markers(self) -> list[str]:
         """The markers of the agents' proposals under way (their processes carry them)."""
         with self.lock:
@@ -140,20 +136,13 @@ class Coordinator:
         return count if self.plateau_after and count >= self.plateau_after else 0
 
     def agent_runs(self, queued: bool = True) -> int:
-        """New ideas tried or on their way, for --max-experiments: experiments and fixes
-        recorded (in results.tsv, or in the journal when their row there is damaged), started
-        (running, or to run again), and those whose rows are held (candidates, runs being
-        ported); with `queued`, those waiting for a GPU too. Ports and confirmations finish
-        what was counted and count for nothing."""
+        """New ideas tried or on their way, for --max-experiments (ledger/budget.py): those
+        recorded in results.tsv, or in the journal when their row there is damaged, and those
+        started, held and (with `queued`) waiting."""
         with self.lock:
-            s = self.state
-            new = ("experiment", "fix")
-            recorded = {r.experiment for r in self.rows() if r.kind in new} | \
-                {e.n for e in self.entries() if e.kind in new}
-            return len(recorded) + \
-                sum(1 for j in s.jobs if j.kind.value in new and (queued or _started(j))) + \
-                sum(1 for c in s.candidates if c.row.kind in new) + \
-                sum(1 for t in s.tasks if t.row is not None and t.row.kind in new)
+            recorded = {r.experiment for r in self.rows() if r.kind in NEW_IDEAS} | \
+                {e.n for e in self.entries() if e.kind in NEW_IDEAS}
+            return self.budget.new_ideas(recorded, queued)
 
     def held_back(self, max_experiments: int | None) -> list[Job]:
         """Queued new ideas that may not start: the experiments already started reach
@@ -161,8 +150,7 @@ class Coordinator:
         with self.lock:
             if max_experiments is None or self.agent_runs(queued=False) < max_experiments:
                 return []
-            return [j for j in self.state.jobs if not _started(j)
-                    and j.kind in (Kind.EXPERIMENT, Kind.FIX)]
+            return self.budget.unstarted()
 
     # ---- the baseline wave
 
@@ -234,42 +222,43 @@ class Coordinator:
     def take(self, worker: int, max_experiments: int | None = None) -> Job | None:
         """The next job for a worker's GPU: its follow-ups first, then its agent's proposal
         (only once the noise threshold is known, and never a new idea past --max-experiments).
-        A proposal whose parent is no longer the best is rebased onto it first, when train.py
-        merges cleanly; one that the rebase leaves a program already tried is dropped."""
-        with self.lock:
-            while True:
-                held = self.held_back(max_experiments)
-                ready = [j for j in self.state.jobs if j.worker == worker and j not in held
-                         and j.phase == Phase.READY
-                         and (j.priority <= 0 or self.state.noise is not None)]
-                if not ready:
-                    return None
-                job = min(ready, key=lambda j: (j.priority, int(j.id[1:])))
-                if job.kind in AGENT_KINDS and job.parent != self.best() and self._rebase(job):
-                    if self._drop_if_known(job):
-                        continue
-                return job
+        A proposal whose parent is no longer the best is rebased onto it first (the merge and
+        its commit outside the lock), when train.py merges cleanly; one that the rebase leaves
+        a program already tried is dropped."""
+        while True:
+            with self.lock:
+                job, best = self._next_ready(worker, max_experiments), self.best()
+                if job is None or job.kind not in AGENT_KINDS or job.parent == best:
+                    return job
+            carried = carry(self.git, job.parent, best, job.commit, commit_message(
+                job.description, job.hypothesis, f"{job.kind.value}, rebased from "
+                f"{job.commit[:7]} onto {best[:7]}"))
+            with self.lock:
+                if self.best() != best or not any(j is job for j in self.state.jobs):
+                    continue  # the best moved on meanwhile: look again
+                if carried.commit is None:
+                    self.log(f"{job.id}: proposed on {job.parent[:7]}, the best moved to "
+                             f"{best[:7]} and train.py does not merge: it runs on its own "
+                             f"parent", "yellow")
+                    return job
+                self._rebased(job, best, carried)
+                if not self._drop_if_known(job):
+                    return job
 
-    def _rebase(self, job: Job) -> bool:
-        """Move a proposal onto the best by a three-way merge of train.py; False when it does
-        not merge (it then runs on its own parent)."""
-        best = self.best()
-        merged, conflicts = merge(self.git, self.git.file_at(job.parent),
-                                  self.git.file_at(best), self.git.file_at(job.commit))
-        if conflicts:
-            self.log(f"{job.id}: proposed on {job.parent[:7]}, the best moved to {best[:7]} and "
-                     f"train.py does not merge: it runs on its own parent", "yellow")
-            return False
-        old = job.commit
-        job.commit = self.git.commit_file(best, merged, self._message(
-            job.description, job.hypothesis, f"{job.kind.value}, rebased from {old[:7]} onto "
-            f"{best[:7]}"))
-        job.parent = best
-        job.fingerprint = fingerprint(merged)
+    def _next_ready(self, worker: int, max_experiments: int | None) -> Job | None:
+        held = self.held_back(max_experiments)
+        ready = [j for j in self.state.jobs if j.worker == worker and j not in held
+                 and j.phase == Phase.READY
+                 and (j.priority <= 0 or self.state.noise is not None)]
+        return min(ready, key=lambda j: (j.priority, int(j.id[1:])), default=None)
+
+    def _rebased(self, job: Job, best: str, carried: Carried) -> None:
+        """The proposal now runs as `carried`, on the best."""
+        job.commit, job.parent = carried.commit, best
+        job.fingerprint = fingerprint(carried.text)
         job.description = f"{job.description} (rebased onto {best[:7]})"
         save_state(self.repo, self.state)
         self.log(f"{job.id}: the best moved on: rebased onto {best[:7]}", "cyan")
-        return True
 
     def _drop_if_known(self, job: Job) -> bool:
         """A rebased proposal whose program ran already, runs now or is the best itself (the
@@ -403,24 +392,11 @@ class Coordinator:
         self._journal(rows, subjects)
 
     def _journal(self, rows: list[Row], subjects: dict[int | None, int | None]) -> None:
-        model, chain = self.model(), progress(self.rows())
-        bests = {step.row.experiment: step.best for step in chain.steps}
-        earlier = self.entries()
-        known = {e.n for e in earlier}
-        new = []
-        for row in rows:
-            if row.experiment in known:
-                continue
-            code = self.git.file_at(row.commit)
-            parent = None if row.kind == "baseline" else \
-                row.parent or self.git.parent(row.commit)  # rows of older versions: git's
-            parent_value = _expected(model, parent, row.worker) if parent and \
-                row.kind not in ("noise", "control") else None
-            new.append(journal.make_entry(
-                row, code, self.git.file_at(parent) if parent else None, parent_value,
-                self.git.hypothesis(row.commit), earlier + new, subjects.get(row.experiment),
-                bests.get(row.experiment) if row.status == "keep" else None))
-        journal.append(self.journal_path, new)
+        model = self.model()
+        bests = {step.row.experiment: step.best for step in progress(self.rows()).steps}
+        journal.append(self.journal_path, journal.new_entries(
+            rows, self.git, self.entries(), subjects, bests,
+            lambda commit, worker: _expected(model, commit, worker)))
 
     def _apply(self, job: Job, d: Decision) -> None:
         s = self.state
@@ -446,18 +422,17 @@ class Coordinator:
         """Re-apply a change that beat its parent onto the current best: a clean three-way merge
         becomes a PORT job; a conflict goes to the worker's agent, once."""
         best = self.best()
-        merged, conflicts = merge(self.git, self.git.file_at(port.parent),
-                                  self.git.file_at(best), self.git.file_at(port.commit))
         description = f"port of #{port.n} onto {best[:7]}: {port.description}"
-        if conflicts:
+        carried = carry(self.git, port.parent, best, port.commit, commit_message(
+            description, self.git.hypothesis(port.commit), f"port of #{port.n}"))
+        if carried.commit is None:
             self.log(f"#{port.n}: train.py does not merge onto the new best {best[:7]}: asking "
                      f"worker {port.worker}'s agent to port it", "yellow")
             return Task(Kind.PORT, port.worker, port.n, port.commit, port.parent,
-                        port.description, merged, diff=self.git.diff(port.parent, port.commit))
-        commit = self.git.commit_file(best, merged, self._message(
-            description, self.git.hypothesis(port.commit), f"port of #{port.n}"))
-        return Job("", Kind.PORT, port.worker, commit, best, description, priority=0,
-                   subject=port.n, changes=change_summary(self.git.file_at(best), merged))
+                        port.description, carried.text,
+                        diff=self.git.diff(port.parent, port.commit))
+        return Job("", Kind.PORT, port.worker, carried.commit, best, description, priority=0,
+                   subject=port.n, changes=change_summary(self.git.file_at(best), carried.text))
 
     # ---- proposals
 
@@ -498,23 +473,13 @@ class Coordinator:
     def known_program(self, text: str, parent: str, besides: Job | None = None) -> str | None:
         """Why this program need not run (it ran, runs now or is being confirmed), or None.
         `besides`: a queued job not to compare with (the one being checked)."""
-        mark = fingerprint(text)
-        if fingerprint(self.git.file_at(parent)) == mark:
-            return "it changes nothing but comments, blank lines or formatting"
-        same = [e for e in self.entries() if e.fingerprint == mark]
-        first = next((e for e in same if e.kind in ("baseline", "experiment", "fix", "port")),
-                     same[0] if same else None)  # the run that tried it, not its re-runs
-        if first is not None:
-            delta = f" ({first.delta:+.6f} vs its parent)" if first.delta is not None else ""
-            return f"this is #{first.n} again{delta}, {first.status}: {first.description}"
         with self.lock:
-            for job in self.state.jobs:
-                if job is not besides and job.kind in AGENT_KINDS and job.fingerprint == mark:
-                    return f"worker {job.worker} is about to run this very program"
-            for cand in self.state.candidates:
-                if fingerprint(self.git.file_at(cand.commit)) == mark:
-                    return f"this is #{cand.n} again, being confirmed now: {cand.row.description}"
-        return None
+            queued = [(j.worker, j.fingerprint) for j in self.state.jobs
+                      if j is not besides and j.kind in AGENT_KINDS]
+            confirming = [(c.n, c.commit, c.row.description) for c in self.state.candidates]
+        return why_known(text, self.git.file_at(parent), self.entries(), queued,
+                         [(n, fingerprint(self.git.file_at(commit)), description)
+                          for n, commit, description in confirming])
 
     def submit(self, worker: int, kind: Kind, commit: str, parent: str, description: str,
                agent: str, cost: float | None, hypothesis: str, task: Task | None) -> Job:
@@ -556,30 +521,19 @@ class Coordinator:
 
     def add_cost(self, cost: float | None) -> None:
         with self.lock:
-            if cost is None:
-                self.state.cost_unknown = True
-            else:
-                self.state.cost_usd += cost
+            self.budget.add_cost(cost)
             save_state(self.repo, self.state)
 
-    @staticmethod
-    def _message(description: str, hypothesis: str, what: str) -> str:
-        body = f"\n\nHypothesis: {hypothesis}" if hypothesis else ""
-        return redact(f"{description}{body}\n\nautoresearch ({what})")  # a push publishes it
-
-    def message(self, description: str, hypothesis: str, kind: Kind, worker: int) -> str:
-        return self._message(description, hypothesis, f"{self.tag}, {kind.value}, worker {worker}")
+    def spent(self) -> tuple[float, bool]:
+        """The agents' cost so far in USD, and whether some call did not report its cost."""
+        with self.lock:
+            return self.budget.spent()
 
 
 def _expected(model: Fit, commit: str, worker: int | None) -> float | None:
     """A commit's value on one worker: its fitted value plus that worker's offset."""
     value = model.values.get(commit[:7])
     return None if value is None else value + model.offsets.get(str(worker or 0), 0.0)
-
-
-def _started(job: Job) -> bool:
-    """Given a run number: running, or interrupted and to run again under that number."""
-    return job.n is not None
 
 
 def check_fixed(files: dict[str, str], state: State) -> None:

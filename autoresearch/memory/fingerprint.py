@@ -16,9 +16,15 @@ import ast
 import difflib
 import hashlib
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from autoresearch.ledger.results import sanitize
 from autoresearch.memory.literals import find_constants
+
+if TYPE_CHECKING:
+    from autoresearch.memory.journal import Entry
+
+TRIED_KINDS = ("baseline", "experiment", "fix", "port")  # runs that try a program: not re-runs
 
 FINGERPRINT_CHARS = 12  # hex digits of a sha256: 48 bits, no accidental match in a night of runs
 MAX_CHANGES = 8  # items in one summary; beyond that the rest are counted in a last "... N more"
@@ -41,6 +47,28 @@ def fingerprint(source: str) -> str:
     except (SyntaxError, ValueError):
         text = source
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:FINGERPRINT_CHARS]
+
+
+def why_known(text: str, parent_text: str, tried: list[Entry], queued: list[tuple[int, str]],
+              confirming: list[tuple[int, str, str]]) -> str | None:
+    """Why the program `text` need not run, or None: it is its parent but for comments or
+    formatting, it ran (`tried`: the journal), it is queued (`queued`: (worker, fingerprint)),
+    or it is being confirmed (`confirming`: (run number, fingerprint, description))."""
+    mark = fingerprint(text)
+    if fingerprint(parent_text) == mark:
+        return "it changes nothing but comments, blank lines or formatting"
+    same = [e for e in tried if e.fingerprint == mark]
+    first = next((e for e in same if e.kind in TRIED_KINDS), same[0] if same else None)
+    if first is not None:
+        delta = f" ({first.delta:+.6f} vs its parent)" if first.delta is not None else ""
+        return f"this is #{first.n} again{delta}, {first.status}: {first.description}"
+    for worker, queued_mark in queued:
+        if queued_mark == mark:
+            return f"worker {worker} is about to run this very program"
+    for n, confirmed_mark, description in confirming:
+        if confirmed_mark == mark:
+            return f"this is #{n} again, being confirmed now: {description}"
+    return None
 
 
 def constants(source: str) -> dict[str, object]:

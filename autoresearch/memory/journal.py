@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from autoresearch.ledger.results import Row
 from autoresearch.memory.fingerprint import changes, constants, fingerprint
@@ -73,6 +75,37 @@ def append(path: Path, entries: list[Entry]) -> None:
             f.write(json.dumps(redact_tree(asdict(entry)), default=str) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+class Commits(Protocol):
+    """What entry building reads from git."""
+
+    def file_at(self, commit: str) -> str: ...
+    def parent(self, commit: str) -> str | None: ...
+    def hypothesis(self, commit: str) -> str: ...
+
+
+def new_entries(rows: list[Row], git: Commits, earlier: list[Entry],
+                subjects: dict[int | None, int | None], bests: dict[int | None, float],
+                expected: Callable[[str, int | None], float | None]) -> list[Entry]:
+    """The entries of the rows that have none in `earlier`, from the code each ran and its
+    parent's. `expected(commit, worker)`: a commit's fitted value on a worker; `bests`: the
+    night's best after each keep."""
+    known = {e.n for e in earlier}
+    new: list[Entry] = []
+    for row in rows:
+        if row.experiment in known:
+            continue
+        code = git.file_at(row.commit)
+        parent = None if row.kind == "baseline" else \
+            row.parent or git.parent(row.commit)  # rows of older versions: git's
+        parent_value = expected(parent, row.worker) if parent and \
+            row.kind not in ("noise", "control") else None
+        new.append(make_entry(
+            row, code, git.file_at(parent) if parent else None, parent_value,
+            git.hypothesis(row.commit), earlier + new, subjects.get(row.experiment),
+            bests.get(row.experiment) if row.status == "keep" else None))
+    return new
 
 
 def make_entry(row: Row, code: str, parent_code: str | None, parent_value: float | None,

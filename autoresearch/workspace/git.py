@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from autoresearch.errors import UserError
+from autoresearch.redact import redact
 
 TRAIN = "train.py"
 # Fallback identity for machines where git has none configured: the loop must be able to commit.
@@ -202,3 +203,11 @@ def failure(args: tuple[str, ...], output: str) -> UserError:
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def commit_message(description: str, hypothesis: str, what: str) -> str:
+    """The message of a commit the loop makes: the change, its hypothesis, and what made it
+    (`what`: "tag, experiment, worker 1", "port of #7"); secrets redacted, as a push publishes
+    it."""
+    body = f"\n\nHypothesis: {hypothesis}" if hypothesis else ""
+    return redact(f"{description}{body}\n\nautoresearch ({what})")

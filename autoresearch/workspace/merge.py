@@ -7,8 +7,25 @@ stays a conflict (the agent is asked to port it)."""
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 
 from autoresearch.workspace.git import Git
+
+
+@dataclass(frozen=True)
+class Carried:
+    """A change re-applied onto a newer commit: the merged train.py, and its commit (None when
+    the merge has conflicts: `text` then holds git's conflict markers)."""
+
+    text: str
+    commit: str | None
+
+
+def carry(git: Git, base: str, onto: str, change: str, message: str) -> Carried:
+    """Re-apply the change base -> change (commits) onto `onto`, committed there when it merges
+    cleanly. Touches no ref and no work tree, so it needs no lock."""
+    merged, conflicts = merge(git, git.file_at(base), git.file_at(onto), git.file_at(change))
+    return Carried(merged, None if conflicts else git.commit_file(onto, merged, message))
 
 
 def merge(git: Git, base: str, ours: str, theirs: str) -> tuple[str, int]:

@@ -1,0 +1,251 @@
+"""The coordinator alone: a fake git in memory, state and results.tsv in a temp folder, no
+workers, no threads. Each test drives it as the loop does (plan_wave, take, start, record;
+reserve, submit, end_proposal for a proposal) and reads what it decided and wrote."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from autoresearch.ledger.coordinator import Coordinator
+from autoresearch.ledger.results import read_results
+from autoresearch.ledger.state import State, load_state, now_iso, save_state
+from autoresearch.model import Job, Kind, Outcome, Phase
+from autoresearch.workspace.git import TRAIN
+from autoresearch.workspace.tags import RESULTS
+
+TAG = "unit"
+BRANCH = f"autoresearch/{TAG}"
+BASELINE = "LR = 0.04\nDEPTH = 8\n"
+
+
+class FakeGit:
+    """The part of workspace.git.Git the coordinator uses, over commits kept in a dict."""
+
+    def __init__(self) -> None:
+        self.commits: dict[str, tuple[str | None, str, str]] = {}  # sha -> (parent, text, msg)
+        self.refs: dict[str, str] = {}
+        self.fail_set_ref = False  # a crash at the first ref update (after the row is written)
+
+    def commit_file(self, parent: str | None, text: str, message: str, path: str = TRAIN) -> str:
+        sha = hashlib.sha1(f"{parent}\0{text}\0{message}".encode()).hexdigest()
+        self.commits[sha] = (parent, text, message)
+        return sha
+
+    def commit(self, name: str) -> tuple[str | None, str, str]:
+        """A commit by its id or a prefix of it (results.tsv keeps 7 characters), as git does."""
+        (sha,) = [sha for sha in self.commits if sha.startswith(name)]
+        return self.commits[sha]
+
+    def file_at(self, commit: str, path: str = TRAIN) -> str:
+        return self.commit(commit)[1] if path == TRAIN else f"# {path}\n"
+
+    def parent(self, commit: str) -> str | None:
+        return self.commit(commit)[0]
+
+    def hypothesis(self, commit: str) -> str:
+        message = self.commit(commit)[2]
+        return message.split("Hypothesis: ", 1)[1].split("\n")[0] if "Hypothesis: " in message \
+            else ""
+
+    def diff(self, old: str, new: str) -> str:
+        return f"{self.file_at(old)}->{self.file_at(new)}"
+
+    def merge3(self, base: str, ours: str, theirs: str) -> tuple[str, int]:
+        """Clean only when one side left the base as it was."""
+        if ours == base:
+            return theirs, 0
+        if theirs == base or ours == theirs:
+            return ours, 0
+        return f"<<<<<<<\n{ours}=======\n{theirs}>>>>>>>\n", 1
+
+    def resolve(self, ref: str) -> str | None:
+        return self.refs.get(ref)
+
+    def set_ref(self, ref: str, commit: str, old: str | None = None) -> None:
+        if self.fail_set_ref:
+            self.fail_set_ref = False
+            raise KeyboardInterrupt("killed while moving a ref")  # not an Exception: kill -9
+        assert old is None or self.refs.get(ref) == old, f"{ref} moved"
+        self.refs[ref] = commit
+
+
+class Night:
+    """A coordinator on a fake git, and the moves the loop makes on it."""
+
+    def __init__(self, folder: Path, state: State | None = None, git: FakeGit | None = None):
+        self.folder, self.git = folder, git or FakeGit()
+        self.log: list[str] = []
+        self.shown: list = []
+        if state is None:
+            base = self.git.commit_file(None, BASELINE, "base")
+            self.git.refs[f"refs/heads/{BRANCH}"] = base
+            state = State(tag=TAG, branch=BRANCH, base_commit=base, created_at=now_iso(),
+                          fixed_sha256={})
+            save_state(folder, state)
+        self.coord = Coordinator(folder, self.git, state, noise_runs=2, noise_floor=0.0,
+                                 max_fix_attempts=1, plateau_after=0,
+                                 log=lambda message, style="": self.log.append(message),
+                                 outcome=self.shown.append)
+
+    def results(self) -> list:
+        return [r for r in read_results(self.folder / RESULTS) if r.tag == TAG]
+
+    def run(self, job: Job, value: float | None) -> None:
+        """Start the job and record it with this val_bpb (None: it crashed)."""
+        job = self.coord.start(job, 0)
+        self.coord.record(job, outcome(value, job.n))
+
+    def drain(self, values: dict[str, float | None], worker: int = 0) -> None:
+        """Run the worker's jobs until none is left; each commit's text gives its value."""
+        while (job := self.coord.take(worker)) is not None:
+            self.run(job, values[self.git.file_at(job.commit)])
+
+    def propose(self, text: str, description: str, worker: int = 0) -> Job:
+        """An agent's proposal on the best, committed and queued as the pipeline does."""
+        parent = self.coord.best()
+        assert self.coord.reserve(worker, parent, "experiment", lambda n: f"m{n}", None)
+        commit = self.git.commit_file(parent, text, f"{description}\n\nHypothesis: faster")
+        job = self.coord.submit(worker, Kind.EXPERIMENT, commit, parent, description, "fake",
+                                0.01, "faster", None)
+        self.coord.end_proposal(worker, None)
+        return job
+
+
+def outcome(value: float | None, n: int) -> Outcome:
+    if value is None:
+        return Outcome(None, "syntax", log_tail="SyntaxError: invalid syntax")
+    jitter = 0.0004 * (n % 3 - 1)  # runs of one program differ a little: the noise to measure
+    return Outcome({"val_bpb": value + jitter, "peak_vram_mb": 1024.0, "training_seconds": 1.0,
+                    "total_seconds": 2.0, "mfu_percent": 1.0, "total_tokens_M": 1.0,
+                    "num_steps": 10}, "")
+
+
+def measured(folder: Path) -> Night:
+    """A night whose baseline wave ran: the baseline kept, the noise threshold known."""
+    night = Night(folder)
+    night.coord.plan_wave(1)
+    night.drain({BASELINE: 1.0})
+    night.coord.plan_wave(1)
+    return night
+
+
+def test_baseline_wave_keeps_the_baseline_and_measures_the_noise(tmp_path):
+    night = Night(tmp_path)
+    night.coord.plan_wave(1)
+    queued = [j.kind for j in night.coord.state.jobs]
+    assert queued == [Kind.BASELINE, Kind.NOISE, Kind.NOISE]  # 1 + --noise-runs 2
+    night.drain({BASELINE: 1.0})
+    rows = night.results()
+    assert [(r.kind, r.status) for r in rows] == [("baseline", "keep"), ("noise", "discard"),
+                                                  ("noise", "discard")]
+    assert night.coord.best() == night.coord.state.base_commit
+    assert night.coord.threshold() is not None and night.coord.threshold() > 0
+    assert not night.coord.measuring_noise()
+    assert [e.n for e in night.coord.entries()] == [1, 2, 3]  # journaled beside the rows
+    assert night.shown == rows  # each row shown once, as it was written
+
+
+def test_a_clear_gain_is_confirmed_in_pairs_and_kept(tmp_path):
+    night = measured(tmp_path)
+    better = BASELINE.replace("0.04", "0.05")
+    job = night.propose(better, "raise the LR")
+    night.drain({BASELINE: 1.0, better: 0.95})
+    kept = [r for r in night.results() if r.experiment == job.n]
+    assert [r.status for r in kept] == ["keep"] and kept[0].pairs >= 1
+    assert night.coord.best() == job.commit
+    assert night.git.refs[f"refs/heads/{BRANCH}"] == job.commit
+    assert night.coord.state.candidates == [] and night.coord.state.jobs == []
+
+
+def test_a_loss_is_discarded_and_the_best_stays(tmp_path):
+    night = measured(tmp_path)
+    worse = BASELINE.replace("8", "2")
+    job = night.propose(worse, "shallower")
+    night.drain({BASELINE: 1.0, worse: 1.2})
+    (row,) = [r for r in night.results() if r.experiment == job.n]
+    assert row.status == "discard" and "vs parent" in row.reason
+    assert night.coord.best() == night.coord.state.base_commit
+    assert night.git.refs[f"refs/autoresearch/{TAG}/tried/{job.n}"] == job.commit
+
+
+def test_a_crash_is_recorded_and_asks_its_agent_for_a_fix(tmp_path):
+    night = measured(tmp_path)
+    broken = BASELINE + "def (\n"
+    job = night.propose(broken, "broken")
+    night.drain({broken: None})
+    (row,) = [r for r in night.results() if r.experiment == job.n]
+    assert row.status == "crash" and row.reason == "syntax"
+    task = night.coord.next_task(0)
+    assert task is not None and task.kind == Kind.FIX and task.subject == job.n
+    assert night.coord.agent_runs() == 1  # the crashed experiment counts; its fix will too
+
+
+def test_a_known_program_is_not_run_again(tmp_path):
+    night = measured(tmp_path)
+    worse = BASELINE.replace("8", "2")
+    night.propose(worse, "shallower")
+    assert "about to run this very program" in night.coord.known_program(
+        worse, night.coord.best())
+    night.drain({BASELINE: 1.0, worse: 1.2})
+    assert "again" in night.coord.known_program(worse, night.coord.best())
+    assert "nothing but comments" in night.coord.known_program(BASELINE + "# hm\n",
+                                                              night.coord.best())
+
+
+def test_finish_after_a_crash_mid_record_writes_each_row_once(tmp_path):
+    """Killed between the row and the refs: a coordinator made from state.json finishes the
+    record (as a resumed loop does), and finishing it again changes nothing."""
+    night = measured(tmp_path)
+    worse = BASELINE.replace("8", "2")
+    night.propose(worse, "shallower")
+    job = night.coord.start(night.coord.take(0), 0)
+    night.git.fail_set_ref = True
+    with pytest.raises(KeyboardInterrupt):
+        night.coord.record(job, outcome(1.2, job.n))
+    before = night.results()
+    assert [r.experiment for r in before].count(job.n) == 1  # the row went first, fsynced
+
+    state = load_state(tmp_path, TAG)
+    (journaled,) = [j for j in state.jobs if j.id == job.id]
+    assert journaled.phase == Phase.RECORDING
+    resumed = Night(tmp_path, state, night.git)
+    resumed.coord.finish(journaled)
+    resumed.coord.finish(journaled)  # idempotent: a second crash and resume
+    after = resumed.results()
+    assert after == before
+    assert [e.n for e in resumed.coord.entries()].count(job.n) == 1
+    assert night.git.refs[f"refs/autoresearch/{TAG}/tried/{job.n}"] == job.commit
+    assert load_state(tmp_path, TAG).jobs == []
+
+
+def test_a_resumed_coordinator_goes_on_from_state_json(tmp_path):
+    night = measured(tmp_path)
+    better = BASELINE.replace("0.04", "0.05")
+    job = night.propose(better, "raise the LR")
+    first = night.coord.take(0)
+    night.run(first, 0.95)  # screened: held as a candidate, its pairs queued
+    assert [c.n for c in night.coord.state.candidates] == [job.n]
+
+    resumed = Night(tmp_path, load_state(tmp_path, TAG), night.git)
+    assert resumed.coord.threshold() == night.coord.threshold()
+    resumed.drain({BASELINE: 1.0, better: 0.95})
+    assert resumed.coord.best() == job.commit
+    assert [r.status for r in resumed.results() if r.experiment == job.n] == ["keep"]
+
+
+def test_a_proposal_on_an_old_best_is_rebased_before_it_runs(tmp_path):
+    night = measured(tmp_path)
+    better = BASELINE.replace("0.04", "0.05")
+    deeper = BASELINE.replace("8", "12")
+    first = night.propose(better, "raise the LR")
+    second = night.propose(deeper, "deeper", worker=1)  # proposed on the baseline too
+    night.drain({BASELINE: 1.0, better: 0.95})
+    assert night.coord.best() == first.commit
+    job = night.coord.take(1)
+    assert job.id == second.id and job.parent == first.commit
+    assert night.git.file_at(job.commit) == better.replace("8", "12")  # both changes
+    assert "rebased onto" in job.description
+    assert "rebased from" in night.git.commits[job.commit][2]
