@@ -207,7 +207,8 @@ class Worker:
         # as it was when the loop started: the guard puts back any write to it, and an agent's
         # write must not reach another's prompt before the next scan does
         program_text = kit.watch.trusted(kit.repo / PROGRAM)
-        rows, entries = without_private(coord.rows(), coord.entries())  # agents never see them
+        # agents never see the held-out numbers
+        rows, entries = without_private(coord.ledger.rows(), coord.ledger.entries())
         port = None
         if task is not None and task.kind == Kind.PORT:
             port = PortRequest(task.subject, task.description, task.diff, task.detail)
@@ -215,7 +216,7 @@ class Worker:
             repo=self.slot.path, program=program_text, train_py=train_py,
             history=rows[-HISTORY_ROWS:],
             crash_log=task.detail if task and task.kind == Kind.FIX else None,
-            best_val_bpb=coord.best_value(), noise_threshold=coord.threshold(),
+            best_val_bpb=coord.ledger.best_value(), noise_threshold=coord.threshold(),
             experiment=seq, worker=self.k, env={AGENT_ENV: marker}, journal=entries,
             digest=build_digest(entries, program_text), inflight=coord.inflight(),
             port=port, feedback=coord.state.feedback.get(str(self.k), ""),
@@ -303,7 +304,7 @@ class Worker:
             return
         decision = coord.record(job, outcome)
         kit.live(self.k, phase="idle")
-        tidy_weights(kit.repo, decision.rows, coord.rows(), kit.opts.keep_checkpoints,
+        tidy_weights(kit.repo, decision.rows, coord.ledger.rows(), kit.opts.keep_checkpoints,
                      kit.opts.sample_timeout if kit.opts.sample else None,
                      lambda message: kit.log(message, "yellow"), kit.hidden)
 

@@ -130,7 +130,7 @@ class Loop:
                      f"timeout {kit.timeout:.0f}s)")
             try:
                 self.resume(kit)
-                if rebuilt := kit.coord.rebuild_journal():
+                if rebuilt := kit.coord.ledger.rebuild_journal():
                     self.log(f"journal: wrote the entries of {rebuilt} runs from results.tsv "
                              f"and git", "yellow")
                 kit.coord.plan_wave(len(self.workers))

@@ -144,7 +144,7 @@ def test_baseline_wave_keeps_the_baseline_and_measures_the_noise(tmp_path):
     assert night.coord.best() == night.coord.state.base_commit
     assert night.coord.threshold() is not None and night.coord.threshold() > 0
     assert not night.coord.measuring_noise()
-    assert [e.n for e in night.coord.entries()] == [1, 2, 3]  # journaled beside the rows
+    assert [e.n for e in night.coord.ledger.entries()] == [1, 2, 3]  # journaled beside the rows
     assert night.shown == rows  # each row shown once, as it was written
 
 
@@ -215,7 +215,7 @@ def test_finish_after_a_crash_mid_record_writes_each_row_once(tmp_path):
     resumed.coord.finish(journaled)
     resumed.coord.finish(journaled)  # idempotent: a second crash and resume
     assert (tmp_path / RESULTS).read_text() == before  # no row appended twice
-    assert [e.n for e in resumed.coord.entries()].count(job.n) == 1
+    assert [e.n for e in resumed.coord.ledger.entries()].count(job.n) == 1
     assert night.git.refs[f"refs/autoresearch/{TAG}/tried/{job.n}"] == job.commit
     assert load_state(tmp_path, TAG).jobs == []
 

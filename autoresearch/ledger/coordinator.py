@@ -17,11 +17,12 @@ from pathlib import Path
 from autoresearch.agents.base import InFlight
 from autoresearch.artifacts.checkpoints import run_path
 from autoresearch.errors import UserError
+from autoresearch.ledger.book import Ledger
 from autoresearch.ledger.budget import NEW_IDEAS, Budget
-from autoresearch.ledger.results import Row, append_result, read_reported
-from autoresearch.ledger.state import FIXED_FILES, Proposing, State, now_iso, save_state, tag_dir
-from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
-from autoresearch.memory import journal
+from autoresearch.ledger.results import Row
+from autoresearch.ledger.state import FIXED_FILES, Proposing, State, now_iso, save_state
+from autoresearch.ledger.values import progress
+from autoresearch.ledger.wave import WAVE_JOBS, missing_wave, noise_line, wave_values
 from autoresearch.memory.fingerprint import changes as change_summary
 from autoresearch.memory.fingerprint import fingerprint, why_known
 from autoresearch.model import (
@@ -35,19 +36,11 @@ from autoresearch.model import (
     Port,
     Task,
 )
-from autoresearch.policy import (
-    DEFAULT_MAX_PAIRS,
-    Context,
-    Fit,
-    Rule,
-    confirm_job,
-    decide,
-    measure,
-)
+from autoresearch.policy import DEFAULT_MAX_PAIRS, Context, Rule, confirm_job, decide, measure
 from autoresearch.verify.private import Verifier
 from autoresearch.workspace.git import TRAIN, Git, commit_message, text_hash
 from autoresearch.workspace.merge import Carried, carry
-from autoresearch.workspace.tags import RESULTS, tried_ref
+from autoresearch.workspace.tags import tried_ref
 
 
 class Coordinator:
@@ -67,12 +60,8 @@ class Coordinator:
         # passes its own, so a stop wakes a waiting worker as new work does.
         self.changed = changed or threading.Condition(threading.RLock())
         self.lock = self.changed
-        self.journal_path = tag_dir(repo, state.tag) / journal.JOURNAL
-        # read many times per decision, by every worker: parsed again only when they change
-        self.reported: set[str] = set()  # results.tsv's damaged rows, each warned about once
-        self.results = Parsed(repo / RESULTS, lambda path: read_reported(
-            path, lambda problem: self.log(f"warning: {problem}", "yellow"), self.reported))
-        self.journal = Parsed(self.journal_path, journal.load)
+        self.ledger = Ledger(repo, state.tag, git,
+                             lambda problem: self.log(f"warning: {problem}", "yellow"))
 
     # ---- reading
 
@@ -86,23 +75,12 @@ class Coordinator:
     def threshold(self) -> float | None:
         return self.state.noise.threshold if self.state.noise else None
 
-    def rows(self) -> list[Row]:
-        return [r for r in self.results.get() if r.tag == self.tag]
-
-    def model(self, rows: list[Row] | None = None) -> Fit:
-        """The noise model fitted to the tag's measured runs."""
-        return model_of(rows if rows is not None else self.rows())
-
-    def best_value(self) -> float | None:
-        """The night's best: the baseline minus the kept paired gains (ledger/values.py)."""
-        return progress(self.rows()).best
-
     def summary(self) -> dict[str, object]:
         """The loop's figures for live.json: the best, the threshold, the queue."""
         with self.lock:
             s = self.state
             return {"best_commit": (s.best_commit or "")[:7],
-                    "best_val_bpb": self.best_value() if s.best_commit else None,
+                    "best_val_bpb": self.ledger.best_value() if s.best_commit else None,
                     "threshold": self.threshold(),
                     "queued": sum(j.phase == Phase.READY for j in s.jobs),
                     "confirming": len(s.candidates)}
@@ -117,9 +95,6 @@ class Coordinator:
         with self.lock:
             return [p.marker for p in self.state.proposing]
 
-    def entries(self) -> list[journal.Entry]:
-        return self.journal.get()
-
     def inflight(self) -> list[InFlight]:
         """Agent code queued or running now (the asking worker's own queued proposal too)."""
         with self.lock:
@@ -128,21 +103,14 @@ class Coordinator:
 
     def plateau(self) -> int:
         """Agent experiments since the last keep, once there are --plateau-after of them."""
-        count = 0
-        for row in reversed(self.rows()):
-            if row.status == "keep":
-                break
-            count += row.kind in AGENT_KINDS
-        return count if self.plateau_after and count >= self.plateau_after else 0
+        return self.ledger.plateau(self.plateau_after)
 
     def agent_runs(self, queued: bool = True) -> int:
         """New ideas tried or on their way, for --max-experiments (ledger/budget.py): those
         recorded in results.tsv, or in the journal when their row there is damaged, and those
         started, held and (with `queued`) waiting."""
         with self.lock:
-            recorded = {r.experiment for r in self.rows() if r.kind in NEW_IDEAS} | \
-                {e.n for e in self.entries() if e.kind in NEW_IDEAS}
-            return self.budget.new_ideas(recorded, queued)
+            return self.budget.new_ideas(self.ledger.recorded(NEW_IDEAS), queued)
 
     def held_back(self, max_experiments: int | None) -> list[Job]:
         """Queued new ideas that may not start: the experiments already started reach
@@ -156,43 +124,25 @@ class Coordinator:
 
     def plan_wave(self, workers: int) -> None:
         """Queue the unmodified code on every worker at once: the baseline, and noise runs until
-        max(workers, 1 + --noise-runs) of them have finished or are queued."""
+        max(workers, 1 + --noise-runs) of them have finished or are queued (ledger/wave.py)."""
         with self.lock:
             s = self.state
             if s.noise is not None:
                 return
-            wave = [r for r in self.rows() if r.kind in WAVE_KINDS]
-            queued = [j for j in s.jobs if j.kind in (Kind.BASELINE, Kind.NOISE)]
-            jobs = []
-            if s.best_commit is None and not any(j.kind == Kind.BASELINE for j in queued):
-                jobs.append((Kind.BASELINE, "baseline"))
-            # every worker twice (its offset needs two runs), unless noise runs are off
-            target = max(workers * min(2, 1 + self.noise_runs), 1 + self.noise_runs)
-            missing = target - len([r for r in wave if r.kind == "noise" or r.status == "keep"])
-            missing -= len(queued) + len(jobs)
-            jobs += [(Kind.NOISE, "noise run: the baseline again")] * max(0, missing)
-            busy = {j.worker for j in queued}
-            free = [w for w in range(workers) if w not in busy] + list(range(workers))
-            for i, (kind, description) in enumerate(jobs):
-                self._queue(Job("", kind, free[i % len(free)], s.base_commit, s.base_commit,
-                                description, priority=0))
-            if not jobs and not queued:
+            for job in missing_wave(s, self.ledger.rows(), workers, self.noise_runs):
+                self._queue(job)
+            if not any(j.kind in WAVE_JOBS for j in s.jobs):
                 self._measure_noise()
             save_state(self.repo, s)
 
     def _measure_noise(self) -> None:
         """Refit the noise model to every measured run so far; say what it found."""
-        s, rows = self.state, self.rows()
-        values = [r.val_bpb for r in rows if r.kind in WAVE_KINDS and r.status != "crash"
-                  and r.val_bpb > 0]
+        s, rows = self.state, self.ledger.rows()
+        values = wave_values(rows)
         if s.best_commit is None or not values:
             return
-        s.noise = measure(self.model(rows), values, self.rule, self.noise_runs)
-        std = f"{s.noise.std:.6f} ({s.noise.dof} dof)" if s.noise.std is not None else "unknown"
-        offsets = ", ".join(f"{w}: {o:+.6f}" for w, o in sorted(s.noise.offsets.items()))
-        self.log(f"noise: within-worker std {std}, worker offsets {{{offsets}}}; min detectable "
-                 f"gain {s.noise.threshold:.6f} ({s.noise.rule}); best "
-                 f"{progress(rows).best:.6f}", "cyan")
+        s.noise = measure(self.ledger.model(rows), values, self.rule, self.noise_runs)
+        self.log(noise_line(s.noise, progress(rows).best), "cyan")
 
     # ---- jobs
 
@@ -333,9 +283,9 @@ class Coordinator:
     def record(self, job: Job, out: Outcome) -> Decision:
         """Decide a finished run, journal the decision, carry it out."""
         with self.lock:
-            rows = self.rows()
+            rows = self.ledger.rows()
             candidate = next((c for c in self.state.candidates if c.n == job.subject), None)
-            ctx = Context(self.tag, now_iso(), self.best(), self.model(rows), self.rule,
+            ctx = Context(self.tag, now_iso(), self.best(), self.ledger.model(rows), self.rule,
                           candidate, self.max_fix_attempts)
             decision = decide(job, out, ctx)
             if self.verifier is not None:  # held-out verification, before anything is done
@@ -353,7 +303,7 @@ class Coordinator:
             if isinstance(port, Task):  # its row waits for the agent's port (or its failure)
                 port.row = next(r for r in rows if r.experiment == d.port.n)
                 rows.remove(port.row)
-            self._ledger(rows, {job.n: job.subject})
+            self.ledger.write(rows, {job.n: job.subject})
             for n, commit in d.tried.items():
                 self.git.set_ref(tried_ref(self.tag, n), commit)
             if d.keep and self.git.resolve(f"refs/heads/{s.branch}") != d.keep:
@@ -373,31 +323,6 @@ class Coordinator:
             if d.stop:
                 raise UserError(d.stop)
 
-    def rebuild_journal(self) -> int:
-        """Write the journal entries of rows that have none (the file was lost, or a loop died
-        between the row and its entry), from results.tsv and the commits. How many it wrote."""
-        with self.lock:
-            known = {e.n for e in self.entries()}
-            missing = [r for r in self.rows() if r.experiment not in known]
-            self._journal(missing, {r.experiment: journal.subject_of(r) for r in missing})
-            return len(missing)
-
-    def _ledger(self, rows: list[Row], subjects: dict[int | None, int | None]) -> None:
-        """Append rows not yet in results.tsv (fsynced), then their journal entries."""
-        all_rows = self.rows()
-        present = {r.experiment for r in all_rows}
-        for row in rows:
-            if row.experiment not in present:
-                append_result(self.repo / RESULTS, row)
-        self._journal(rows, subjects)
-
-    def _journal(self, rows: list[Row], subjects: dict[int | None, int | None]) -> None:
-        model = self.model()
-        bests = {step.row.experiment: step.best for step in progress(self.rows()).steps}
-        journal.append(self.journal_path, journal.new_entries(
-            rows, self.git, self.entries(), subjects, bests,
-            lambda commit, worker: _expected(model, commit, worker)))
-
     def _apply(self, job: Job, d: Decision) -> None:
         s = self.state
         if job.kind == Kind.BASELINE and d.rows[0].status == "keep":
@@ -412,8 +337,8 @@ class Coordinator:
         for follow in d.follow:
             self._queue(follow)
         s.tasks += d.tasks
-        wave_done = not any(j.kind in (Kind.BASELINE, Kind.NOISE) for j in s.jobs if j is not job)
-        if (job.kind in (Kind.BASELINE, Kind.NOISE) and wave_done) or \
+        wave_done = not any(j.kind in WAVE_JOBS for j in s.jobs if j is not job)
+        if (job.kind in WAVE_JOBS and wave_done) or \
                 (job.kind == Kind.CONTROL and s.noise is not None):
             self._measure_noise()  # a control is the parent again: one more look at the noise
         s.rejections = 0
@@ -477,7 +402,7 @@ class Coordinator:
             queued = [(j.worker, j.fingerprint) for j in self.state.jobs
                       if j is not besides and j.kind in AGENT_KINDS]
             confirming = [(c.n, c.commit, c.row.description) for c in self.state.candidates]
-        return why_known(text, self.git.file_at(parent), self.entries(), queued,
+        return why_known(text, self.git.file_at(parent), self.ledger.entries(), queued,
                          [(n, fingerprint(self.git.file_at(commit)), description)
                           for n, commit, description in confirming])
 
@@ -501,7 +426,7 @@ class Coordinator:
             return job
 
     def _settle_port(self, task: Task, how: str) -> None:
-        self._ledger([replace(task.row, reason=f"{task.row.reason}; {how}")], {})
+        self.ledger.write([replace(task.row, reason=f"{task.row.reason}; {how}")], {})
 
     def reject(self, worker: int, reason: str, task: Task | None, feedback: str = "") -> int:
         """An unusable proposal: no row. Returns the number of rejections in a row."""
@@ -530,34 +455,9 @@ class Coordinator:
             return self.budget.spent()
 
 
-def _expected(model: Fit, commit: str, worker: int | None) -> float | None:
-    """A commit's value on one worker: its fitted value plus that worker's offset."""
-    value = model.values.get(commit[:7])
-    return None if value is None else value + model.offsets.get(str(worker or 0), 0.0)
-
-
 def check_fixed(files: dict[str, str], state: State) -> None:
     """The harness must not change during a tag: numbers before and after would not compare."""
     changed = [n for n in FIXED_FILES if text_hash(files[n]) != state.fixed_sha256.get(n)]
     if changed:
         raise UserError(f"{', '.join(changed)} changed since tag {state.tag} started (sha256 "
                         f"differs): the harness is fixed for a run; start a new --tag")
-
-
-class Parsed:
-    """A file's parse, redone only when the file changed (its size, mtime or inode)."""
-
-    def __init__(self, path: Path, parse: Callable[[Path], list]):
-        self.path, self.parse = path, parse
-        self.key: tuple | None = None
-        self.value: list = []
-
-    def get(self) -> list:
-        try:
-            st = self.path.stat()
-            key = (st.st_size, st.st_mtime_ns, st.st_ino)
-        except OSError:
-            key = None
-        if key is None or key != self.key:
-            self.value, self.key = self.parse(self.path), key
-        return self.value

@@ -1,0 +1,46 @@
+"""The first wave: the unmodified code on every worker at once (the baseline, then noise runs),
+from which the noise threshold is measured before any agent code runs."""
+
+from __future__ import annotations
+
+from autoresearch.ledger.results import Row
+from autoresearch.ledger.state import State
+from autoresearch.ledger.values import WAVE_KINDS
+from autoresearch.model import Job, Kind
+from autoresearch.policy import Noise
+
+WAVE_JOBS = (Kind.BASELINE, Kind.NOISE)
+
+
+def missing_wave(state: State, rows: list[Row], workers: int, noise_runs: int) -> list[Job]:
+    """The wave's jobs still to queue (without ids): the baseline if it never ran, and noise
+    runs until max(workers x 2, 1 + noise_runs) runs of the unmodified code have finished or are
+    queued, spread over the workers that have none queued first."""
+    wave = [r for r in rows if r.kind in WAVE_KINDS]
+    queued = [j for j in state.jobs if j.kind in WAVE_JOBS]
+    jobs = []
+    if state.best_commit is None and not any(j.kind == Kind.BASELINE for j in queued):
+        jobs.append((Kind.BASELINE, "baseline"))
+    # every worker twice (its offset needs two runs), unless noise runs are off
+    target = max(workers * min(2, 1 + noise_runs), 1 + noise_runs)
+    missing = target - len([r for r in wave if r.kind == "noise" or r.status == "keep"])
+    missing -= len(queued) + len(jobs)
+    jobs += [(Kind.NOISE, "noise run: the baseline again")] * max(0, missing)
+    busy = {j.worker for j in queued}
+    free = [w for w in range(workers) if w not in busy] + list(range(workers))
+    return [Job("", kind, free[i % len(free)], state.base_commit, state.base_commit, description,
+                priority=0) for i, (kind, description) in enumerate(jobs)]
+
+
+def wave_values(rows: list[Row]) -> list[float]:
+    """The measured values of the unmodified code."""
+    return [r.val_bpb for r in rows if r.kind in WAVE_KINDS and r.status != "crash"
+            and r.val_bpb > 0]
+
+
+def noise_line(noise: Noise, best: float | None) -> str:
+    """What a noise measurement found, for the log."""
+    std = f"{noise.std:.6f} ({noise.dof} dof)" if noise.std is not None else "unknown"
+    offsets = ", ".join(f"{w}: {o:+.6f}" for w, o in sorted(noise.offsets.items()))
+    return (f"noise: within-worker std {std}, worker offsets {{{offsets}}}; min detectable "
+            f"gain {noise.threshold:.6f} ({noise.rule}); best {best:.6f}")
