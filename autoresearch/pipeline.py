@@ -109,7 +109,7 @@ class Worker:
         """One proposal, or a short wait when there is nothing this worker may propose."""
         kit = self.kit
         new_allowed = kit.may_propose()
-        task = self.coord.next_task(self.k, new_allowed)
+        task = self.coord.desk.next_task(self.k, new_allowed)
         # past the limit only a port comes: it finishes a counted run, whose row waits on it
         may = new_allowed or (task is not None and not kit.stops.stopping)
         if not may or (task is None and self.has_work()):
@@ -122,7 +122,8 @@ class Worker:
         coord, kit = self.coord, self.kit
         kind = task.kind if task else Kind.EXPERIMENT
         parent = task.parent if task and task.kind == Kind.FIX else coord.best()
-        seq = coord.reserve(self.k, parent, kind.value, self.marker_for, kit.opts.max_experiments)
+        seq = coord.desk.reserve(self.k, parent, kind.value, self.marker_for,
+                                 kit.opts.max_experiments)
         if seq is None:
             self.kit.stops.wait(0.5)
             return
@@ -135,7 +136,7 @@ class Worker:
             self.proposing = False
         # Not in a `finally`: a proposal cut short by an error stays journaled, and the next
         # `run` drops it (kills the agent's processes, resets the work tree), as after kill -9.
-        coord.end_proposal(self.k, task)
+        coord.desk.end_proposal(self.k, task)
         if job is not None:
             kit.log(f"w{self.k}: {job.id} ready: {job.description}")
         kit.live(self.k, agent_phase="idle", agent_task="")
@@ -166,7 +167,7 @@ class Worker:
                         else reason, task)
             return None
         text = (self.slot.path / TRAIN).read_text()
-        known = coord.known_program(text, parent)
+        known = coord.desk.known_program(text, parent)
         if known:
             self.reject(f"not run: {known}", task,
                         feedback=f"Your last proposal was not run: {known}. Propose something "
@@ -177,7 +178,7 @@ class Worker:
         commit = kit.git.commit_file(parent, text, commit_message(
             description, hypothesis, f"{coord.tag}, {kind.value}, worker {self.k}"))
         self.rejected = 0
-        return coord.submit(self.k, kind, commit, parent, description, self.agent.name,
+        return coord.desk.submit(self.k, kind, commit, parent, description, self.agent.name,
                             proposal.usage.cost_usd, hypothesis, task)
 
     def has_work(self) -> bool:
@@ -227,12 +228,12 @@ class Worker:
         try:
             proposal = self.agent.propose(request)
         except AgentRefused as e:
-            self.coord.add_cost(e.usage.cost_usd)
+            self.coord.desk.add_cost(e.usage.cost_usd)
             return None, str(e)
         except AgentError as e:
-            self.coord.add_cost(e.usage.cost_usd)
+            self.coord.desk.add_cost(e.usage.cost_usd)
             raise
-        self.coord.add_cost(proposal.usage.cost_usd)
+        self.coord.desk.add_cost(proposal.usage.cost_usd)
         return proposal, ""
 
     def inspect(self, parent: str, backup: Path,
@@ -251,7 +252,7 @@ class Worker:
 
     def reject(self, reason: str, task: Task | None, feedback: str = "") -> None:
         kit = self.kit
-        in_a_row = self.coord.reject(self.k, reason, task, feedback)
+        in_a_row = self.coord.desk.reject(self.k, reason, task, feedback)
         self.rejected += 1
         self.last_rejection = reason
         kit.log(f"w{self.k}: proposal rejected: {reason}", "yellow")

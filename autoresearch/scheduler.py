@@ -193,7 +193,7 @@ class Loop:
 
     def wind_down(self, kit: Kit) -> None:
         self.stops.closing = True
-        for marker in kit.coord.proposal_markers():  # the next `run` drops these proposals
+        for marker in kit.coord.desk.markers():  # the next `run` drops these proposals
             kill_agent(marker)
         kit.live(None, phase="idle")
         clear_stop(self.repo, self.opts.tag)
@@ -292,7 +292,7 @@ class Loop:
         stops, opts, coord = self.stops, self.opts, self.kit.coord
         if stops.closing or stops.stopping:
             return False
-        spent, unknown = coord.spent()
+        spent, unknown = coord.desk.spent()
         if opts.max_cost is not None and spent >= opts.max_cost:
             if not stops.stopping:
                 self.log(f"reached --max-cost ${opts.max_cost:g} (spent ${spent:.2f}): no new "
@@ -313,7 +313,7 @@ class Loop:
         if coord.measuring_noise() or proposing:
             return False
         new_allowed = self.may_propose()
-        if coord.next_task(worker, new_allowed) is not None:
+        if coord.desk.next_task(worker, new_allowed) is not None:
             return False
         if coord.has_jobs(worker, self.opts.max_experiments):
             return False

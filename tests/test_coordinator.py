@@ -106,11 +106,11 @@ class Night:
     def propose(self, text: str, description: str, worker: int = 0) -> Job:
         """An agent's proposal on the best, committed and queued as the pipeline does."""
         parent = self.coord.best()
-        assert self.coord.reserve(worker, parent, "experiment", lambda n: f"m{n}", None)
+        assert self.coord.desk.reserve(worker, parent, "experiment", lambda n: f"m{n}", None)
         commit = self.git.commit_file(parent, text, f"{description}\n\nHypothesis: faster")
-        job = self.coord.submit(worker, Kind.EXPERIMENT, commit, parent, description, "fake",
+        job = self.coord.desk.submit(worker, Kind.EXPERIMENT, commit, parent, description, "fake",
                                 0.01, "faster", None)
-        self.coord.end_proposal(worker, None)
+        self.coord.desk.end_proposal(worker, None)
         return job
 
 
@@ -178,7 +178,7 @@ def test_a_crash_is_recorded_and_asks_its_agent_for_a_fix(tmp_path):
     night.drain({broken: None})
     (row,) = [r for r in night.results() if r.experiment == job.n]
     assert row.status == "crash" and row.reason == "syntax"
-    task = night.coord.next_task(0)
+    task = night.coord.desk.next_task(0)
     assert task is not None and task.kind == Kind.FIX and task.subject == job.n
     assert night.coord.agent_runs() == 1  # the crashed experiment counts; its fix will too
 
@@ -187,11 +187,11 @@ def test_a_known_program_is_not_run_again(tmp_path):
     night = measured(tmp_path)
     worse = BASELINE.replace("8", "2")
     night.propose(worse, "shallower")
-    assert "about to run this very program" in night.coord.known_program(
+    assert "about to run this very program" in night.coord.desk.known_program(
         worse, night.coord.best())
     night.drain({BASELINE: 1.0, worse: 1.2})
-    assert "again" in night.coord.known_program(worse, night.coord.best())
-    assert "nothing but comments" in night.coord.known_program(BASELINE + "# hm\n",
+    assert "again" in night.coord.desk.known_program(worse, night.coord.best())
+    assert "nothing but comments" in night.coord.desk.known_program(BASELINE + "# hm\n",
                                                               night.coord.best())
 
 

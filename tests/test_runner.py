@@ -13,7 +13,7 @@ from autoresearch.execution.local import (
     kill_stale_runs,
     run_training,
 )
-from autoresearch.execution.procs import pid_alive
+from autoresearch.execution.procs import escalate, kill_group, pid_alive
 
 
 def fake_repo(tmp_path, **constants):
@@ -162,3 +162,26 @@ def test_a_process_that_leaves_the_session_does_not_outlive_the_run(tmp_path, mo
     while pid_alive(escaped) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_alive(escaped)
+
+
+STUBBORN = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\ntime.sleep(60)\n")
+POLITE = "import time\nprint('ready', flush=True)\ntime.sleep(60)\n"
+
+
+def test_kill_group_escalates_to_sigkill_only_for_what_ignores_sigterm():
+    """One escalation for the loop and the reaper (procs.escalate): a group that obeys SIGTERM
+    ends by it; one that ignores it is killed once the grace is over."""
+    for code, signal_seen in ((POLITE, -15), (STUBBORN, -9)):
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                 start_new_session=True, text=True)
+        assert child.stdout.readline() == "ready\n"  # its handler is in place
+        kill_group(child.pid, grace=0.5)
+        assert child.wait(timeout=10) == signal_seen
+
+
+def test_escalate_stops_at_the_first_signal_with_nothing_to_receive_it():
+    sent = []
+    escalate(lambda sig: sent.append(sig) or len(sent) < 2, lambda: False, grace=0.01, kills=5,
+             kill_wait=0.01, poll=0.005)
+    assert sent == [15, 9]  # SIGTERM, one SIGKILL round, then nothing was left

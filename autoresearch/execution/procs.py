@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL: time for train.py to release the GPU
@@ -40,16 +41,30 @@ def reaper_env(env: dict[str, str]) -> dict[str, str]:
 
 def kill_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
     """SIGTERM the process group, SIGKILL whatever is left after `grace` seconds, then wait."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+
+    def send(sig: int) -> bool:
         try:
             os.killpg(pgid, sig)
         except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    escalate(send, lambda: not group_alive(pgid), grace, kills=1, kill_wait=5.0)
+
+
+def escalate(send: Callable[[int], bool], gone: Callable[[], bool], grace: float, kills: int,
+             kill_wait: float, poll: float = 0.05) -> None:
+    """The one way processes are ended: SIGTERM, then up to `kills` rounds of SIGKILL, each
+    after waiting for `gone()` (`grace` seconds after SIGTERM, `kill_wait` after a SIGKILL).
+    `send(sig)` signals what is left and says whether there was anything to signal."""
+    for sig, wait in [(signal.SIGTERM, grace)] + [(signal.SIGKILL, kill_wait)] * kills:
+        if not send(sig):
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if not group_alive(pgid):
+            if gone():
                 return
-            time.sleep(0.05)
+            time.sleep(poll)
 
 
 def group_alive(pgid: int) -> bool:

@@ -16,9 +16,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
-from autoresearch.execution.procs import descendants
+from autoresearch.execution.procs import descendants, escalate
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -53,21 +52,21 @@ def reap() -> None:
 def end_tree(grace: float) -> None:
     """SIGTERM every descendant, SIGKILL what is left after `grace` seconds, until none is left."""
     me = os.getpid()
-    for sig, wait in [(signal.SIGTERM, grace)] + [(signal.SIGKILL, 0.5)] * KILL_ROUNDS:
+
+    def send(sig: int) -> bool:
         pids = descendants(me)
-        if not pids:
-            return
         for pid in pids:
             try:
                 os.kill(pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            reap()
-            if not descendants(me):
-                return
-            time.sleep(0.02)
+        return bool(pids)
+
+    def gone() -> bool:
+        reap()
+        return not descendants(me)
+
+    escalate(send, gone, grace, kills=KILL_ROUNDS, kill_wait=0.5, poll=0.02)
 
 
 def main(argv: list[str] | None = None) -> int:

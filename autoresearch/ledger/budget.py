@@ -4,6 +4,7 @@ nothing."""
 
 from __future__ import annotations
 
+from autoresearch.ledger.book import Ledger
 from autoresearch.ledger.state import State
 from autoresearch.model import Job, Kind
 
@@ -11,11 +12,11 @@ NEW_IDEAS = ("experiment", "fix")  # the kinds --max-experiments counts
 
 
 class Budget:
-    """Counts over a tag's journaled state. Not locked: its owner (the coordinator) calls it
-    under its own lock and saves the state."""
+    """Counts over a tag's journaled state and its ledger. Not locked: its owner (the
+    coordinator) calls it under its own lock and saves the state."""
 
-    def __init__(self, state: State):
-        self.state = state
+    def __init__(self, state: State, ledger: Ledger):
+        self.state, self.ledger = state, ledger
 
     def add_cost(self, cost: float | None) -> None:
         """Count an agent call's cost; one that did not report it makes the total unknown."""
@@ -28,18 +29,22 @@ class Budget:
         """The agents' cost so far in USD, and whether some call did not report its cost."""
         return self.state.cost_usd, self.state.cost_unknown
 
-    def new_ideas(self, recorded: set[int], queued: bool) -> int:
-        """`recorded` (the experiments and fixes with a row or a journal entry), plus those
-        started (running, or to run again), those whose rows are held (candidates, runs being
-        ported) and, with `queued`, those waiting for a GPU."""
+    def new_ideas(self, queued: bool = True) -> int:
+        """New ideas tried or on their way: the experiments and fixes recorded (in results.tsv,
+        or in the journal when their row there is damaged), started (running, or to run again),
+        those whose rows are held (candidates, runs being ported) and, with `queued`, those
+        waiting for a GPU."""
         s = self.state
-        return len(recorded) + \
+        return len(self.ledger.recorded(NEW_IDEAS)) + \
             sum(1 for j in s.jobs if j.kind.value in NEW_IDEAS and (queued or started(j))) + \
             sum(1 for c in s.candidates if c.row.kind in NEW_IDEAS) + \
             sum(1 for t in s.tasks if t.row is not None and t.row.kind in NEW_IDEAS)
 
-    def unstarted(self) -> list[Job]:
-        """Queued new ideas not started yet (those a reached limit holds back)."""
+    def held_back(self, max_experiments: int | None) -> list[Job]:
+        """Queued new ideas that may not start: the experiments already started reach
+        --max-experiments (a later `run` with a lower limit than the queue was made under)."""
+        if max_experiments is None or self.new_ideas(queued=False) < max_experiments:
+            return []
         return [j for j in self.state.jobs if not started(j)
                 and j.kind in (Kind.EXPERIMENT, Kind.FIX)]
 

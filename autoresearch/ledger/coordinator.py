@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from autoresearch.agents.base import InFlight
 from autoresearch.artifacts.checkpoints import run_path
 from autoresearch.errors import UserError
 from autoresearch.ledger.book import Ledger
-from autoresearch.ledger.budget import NEW_IDEAS, Budget
+from autoresearch.ledger.budget import Budget
+from autoresearch.ledger.desk import Desk
 from autoresearch.ledger.results import Row
-from autoresearch.ledger.state import FIXED_FILES, Proposing, State, now_iso, save_state
+from autoresearch.ledger.state import FIXED_FILES, State, now_iso, save_state
 from autoresearch.ledger.values import progress
 from autoresearch.ledger.wave import WAVE_JOBS, missing_wave, noise_line, wave_values
 from autoresearch.memory.fingerprint import changes as change_summary
-from autoresearch.memory.fingerprint import fingerprint, why_known
+from autoresearch.memory.fingerprint import fingerprint
 from autoresearch.model import (
     AGENT_KINDS,
     Candidate,
@@ -55,13 +55,15 @@ class Coordinator:
         self.max_fix_attempts = max_fix_attempts
         self.log, self.outcome = log, outcome
         self.verifier = verifier
-        self.budget = Budget(state)
         # notified when there is new work; its (reentrant) lock guards the state. The loop
         # passes its own, so a stop wakes a waiting worker as new work does.
         self.changed = changed or threading.Condition(threading.RLock())
         self.lock = self.changed
         self.ledger = Ledger(repo, state.tag, git,
                              lambda problem: self.log(f"warning: {problem}", "yellow"))
+        self.budget = Budget(state, self.ledger)
+        self.desk = Desk(repo, state, self.lock, git, self.ledger, self.budget, self._queue,
+                         max_fix_attempts)
 
     # ---- reading
 
@@ -90,11 +92,6 @@ class Coordinator:
         with self.lock:
             return self.state.noise is None
 
-    def proposal_markers(self) -> list[str]:
-        """The markers of the agents' proposals under way (their processes carry them)."""
-        with self.lock:
-            return [p.marker for p in self.state.proposing]
-
     def inflight(self) -> list[InFlight]:
         """Agent code queued or running now (the asking worker's own queued proposal too)."""
         with self.lock:
@@ -106,19 +103,14 @@ class Coordinator:
         return self.ledger.plateau(self.plateau_after)
 
     def agent_runs(self, queued: bool = True) -> int:
-        """New ideas tried or on their way, for --max-experiments (ledger/budget.py): those
-        recorded in results.tsv, or in the journal when their row there is damaged, and those
-        started, held and (with `queued`) waiting."""
+        """New ideas tried or on their way, for --max-experiments (ledger/budget.py)."""
         with self.lock:
-            return self.budget.new_ideas(self.ledger.recorded(NEW_IDEAS), queued)
+            return self.budget.new_ideas(queued)
 
     def held_back(self, max_experiments: int | None) -> list[Job]:
-        """Queued new ideas that may not start: the experiments already started reach
-        --max-experiments (a later `run` with a lower limit than the queue was made under)."""
+        """Queued new ideas that may not start: --max-experiments is reached."""
         with self.lock:
-            if max_experiments is None or self.agent_runs(queued=False) < max_experiments:
-                return []
-            return self.budget.unstarted()
+            return self.budget.held_back(max_experiments)
 
     # ---- the baseline wave
 
@@ -213,11 +205,11 @@ class Coordinator:
     def _drop_if_known(self, job: Job) -> bool:
         """A rebased proposal whose program ran already, runs now or is the best itself (the
         change was kept meanwhile: an empty diff) is a duplicate: dropped unrun, uncounted."""
-        known = self.known_program(self.git.file_at(job.commit), job.parent, besides=job)
+        known = self.desk.known_program(self.git.file_at(job.commit), job.parent, besides=job)
         if known is None:
             return False
         self.state.jobs.remove(job)
-        self.reject(job.worker, f"not run: {known}", None,
+        self.desk.reject(job.worker, f"not run: {known}", None,
                     f"Your last proposal was not run: once rebased onto the new best, {known}. "
                     f"Propose something different.")
         self.log(f"{job.id} dropped after its rebase, not run: {known}", "yellow")
@@ -358,101 +350,6 @@ class Coordinator:
                         diff=self.git.diff(port.parent, port.commit))
         return Job("", Kind.PORT, port.worker, carried.commit, best, description, priority=0,
                    subject=port.n, changes=change_summary(self.git.file_at(best), carried.text))
-
-    # ---- proposals
-
-    def next_task(self, worker: int, new_allowed: bool = True) -> Task | None:
-        """The worker's next task for its agent: ports first (they finish a counted run whose
-        row waits for them, and are never refused), then fixes, which are new experiments and
-        come only while `new_allowed`."""
-        with self.lock:
-            mine = [t for t in self.state.tasks if t.worker == worker
-                    and (new_allowed or t.kind == Kind.PORT)]
-            return min(mine, key=lambda t: t.kind != Kind.PORT, default=None)
-
-    def reserve(self, worker: int, parent: str, kind: str, marker: Callable[[int], str],
-                max_experiments: int | None) -> int | None:
-        """Journal a proposal about to start and return its number; None when --max-experiments
-        would be exceeded by it (runs recorded, queued and proposals under way all count; a
-        port finishes a counted experiment and is never refused)."""
-        with self.lock:
-            s = self.state
-            if kind != Kind.PORT.value and max_experiments is not None and \
-                    self.agent_runs() + len(s.proposing) >= max_experiments:
-                return None
-            seq, s.next_id = s.next_id, s.next_id + 1
-            s.proposing = [p for p in s.proposing if p.worker != worker]
-            s.proposing.append(Proposing(worker, parent, kind, marker(seq), now_iso()))
-            save_state(self.repo, s)
-            return seq
-
-    def end_proposal(self, worker: int, task: Task | None) -> None:
-        """The agent's turn is over (used or not); a task it worked on is done either way."""
-        with self.lock:
-            s = self.state
-            s.proposing = [p for p in s.proposing if p.worker != worker]
-            if task is not None:
-                s.tasks = [t for t in s.tasks if t is not task]
-            save_state(self.repo, s)
-
-    def known_program(self, text: str, parent: str, besides: Job | None = None) -> str | None:
-        """Why this program need not run (it ran, runs now or is being confirmed), or None.
-        `besides`: a queued job not to compare with (the one being checked)."""
-        with self.lock:
-            queued = [(j.worker, j.fingerprint) for j in self.state.jobs
-                      if j is not besides and j.kind in AGENT_KINDS]
-            confirming = [(c.n, c.commit, c.row.description) for c in self.state.candidates]
-        return why_known(text, self.git.file_at(parent), self.ledger.entries(), queued,
-                         [(n, fingerprint(self.git.file_at(commit)), description)
-                          for n, commit, description in confirming])
-
-    def submit(self, worker: int, kind: Kind, commit: str, parent: str, description: str,
-               agent: str, cost: float | None, hypothesis: str, task: Task | None) -> Job:
-        """A checked, committed proposal: queued for its worker's GPU."""
-        with self.lock:
-            s = self.state
-            job = Job("", kind, worker, commit, parent, description, agent=agent, cost_usd=cost,
-                      hypothesis=hypothesis,
-                      changes=change_summary(self.git.file_at(parent), self.git.file_at(commit)))
-            if task is not None:
-                job.subject = task.subject
-                job.fix_attempt = task.attempt if kind == Kind.FIX else 0
-            self._queue(job)
-            if task is not None and task.row is not None:  # the ported run's row, held till now
-                self._settle_port(task, f"ported by the agent as {job.id}")
-            s.rejections = 0
-            s.feedback.pop(str(worker), None)
-            save_state(self.repo, s)
-            return job
-
-    def _settle_port(self, task: Task, how: str) -> None:
-        self.ledger.write([replace(task.row, reason=f"{task.row.reason}; {how}")], {})
-
-    def reject(self, worker: int, reason: str, task: Task | None, feedback: str = "") -> int:
-        """An unusable proposal: no row. Returns the number of rejections in a row."""
-        with self.lock:
-            s = self.state
-            s.rejections += 1
-            s.rejected_total += 1
-            if feedback:
-                s.feedback[str(worker)] = feedback
-                s.duplicates += 1
-            if task is not None and task.kind == Kind.FIX and task.attempt < self.max_fix_attempts:
-                s.tasks.append(replace(task, attempt=task.attempt + 1))
-            elif task is not None and task.row is not None:
-                self._settle_port(task, f"the agent's port failed: {reason}")
-            save_state(self.repo, s)
-            return s.rejections
-
-    def add_cost(self, cost: float | None) -> None:
-        with self.lock:
-            self.budget.add_cost(cost)
-            save_state(self.repo, self.state)
-
-    def spent(self) -> tuple[float, bool]:
-        """The agents' cost so far in USD, and whether some call did not report its cost."""
-        with self.lock:
-            return self.budget.spent()
 
 
 def check_fixed(files: dict[str, str], state: State) -> None:
