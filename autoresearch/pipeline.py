@@ -26,10 +26,11 @@ from autoresearch.artifacts.aftercare import tidy_weights
 from autoresearch.config import Harness, Options
 from autoresearch.errors import UserError
 from autoresearch.execution.executor import Executor, RunResult, RunSpec
-from autoresearch.execution.parse import LOST, TAMPER, Progress, last_error, log_tail, read_run
+from autoresearch.execution.parse import LOST, TAMPER, last_error, log_tail, read_run
 from autoresearch.execution.procs import kill_marked
 from autoresearch.ledger.results import sanitize
 from autoresearch.ledger.state import FIXED_FILES, tag_dir
+from autoresearch.live import LiveBoard
 from autoresearch.memory.digest import build_digest
 from autoresearch.model import Job, Kind, Outcome, Task
 from autoresearch.stops import Stops
@@ -71,7 +72,7 @@ class Kit:
     watch: Watch  # the shared guard
     stops: Stops  # the loop's stop flags, and the condition to wait on
     log: Log  # events.log and the UI
-    live: Callable[..., None]  # what a worker does now: live.json and the UI
+    live: LiveBoard  # what each worker does now: live.json and the UI
     may_propose: Callable[[], bool]  # whether agents may start new proposals
     drained: Callable[[int, bool], bool]  # (worker, proposing): its runner may leave
 
@@ -139,7 +140,7 @@ class Worker:
         coord.desk.end_proposal(self.k, task)
         if job is not None:
             kit.log(f"w{self.k}: {job.id} ready: {job.description}")
-        kit.live(self.k, agent_phase="idle", agent_task="")
+        kit.live.agent(self.k, None)
         if coord.state.rejections >= MAX_REJECTIONS:
             raise Unusable(coord, self.last_rejection)
 
@@ -152,7 +153,7 @@ class Worker:
         (self.slot.path / TRAIN).write_text(train_py)
         refs = kit.git.refs("refs/heads", "refs/tags")
         request = self.request(task, parent, train_py, seq, marker)
-        kit.live(self.k, agent_phase="proposing", agent_task=self.title(task))
+        kit.live.agent(self.k, self.title(task))
         try:
             with kit.watch.suspect(self.who):
                 proposal, refusal = self.ask(request)
@@ -285,14 +286,13 @@ class Worker:
         spec = RunSpec(job.n, coord.code(job.commit), kit.repo / job.run_dir,
                        kit.opts.train_cmd, kit.timeout, kit.opts.grace, gpu=self.gpu)
         kit.log(f"#{job.n} {job.kind.value} {job.commit[:7]} on w{self.k}: {job.description}")
-        kit.live(self.k, phase="training", experiment=job.n, kind=job.kind.value,
-                  commit=job.commit[:7], description=job.description, step=None,
-                  progress_pct=0.0, remaining_s=None, loss=None)
+        kit.live.training(self.k, job)
         self.running = job
         try:
             with kit.watch.suspect(f"{RUN_LABEL}{job.n}"):
-                result = kit.executor.run(spec, on_progress=lambda p: self.progress(p),
-                                          should_abort=kit.stops.should_abort)
+                result = kit.executor.run(
+                    spec, on_progress=lambda p: kit.live.progress(self.k, p),
+                    should_abort=kit.stops.should_abort)
         finally:
             self.running = None
         self.busy_seconds += result.seconds
@@ -304,15 +304,10 @@ class Worker:
             coord.requeue(job)
             return
         decision = coord.record(job, outcome)
-        kit.live(self.k, phase="idle")
+        kit.live.idle(self.k)
         tidy_weights(kit.repo, decision.rows, coord.ledger.rows(), kit.opts.keep_checkpoints,
                      kit.opts.sample_timeout if kit.opts.sample else None,
                      lambda message: kit.log(message, "yellow"), kit.hidden)
-
-    def progress(self, p: Progress) -> None:
-        self.kit.live(self.k, step=p.step, progress_pct=p.progress_pct,
-                       remaining_s=p.remaining_s, loss=p.loss,
-                       phase="evaluating" if p.progress_pct >= 100 else "training")
 
     def outcome(self, job: Job, spec: RunSpec, result: RunResult) -> Outcome | None:
         """How the run came out; None if it must run again (the harness changed under it, or

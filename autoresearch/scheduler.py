@@ -123,7 +123,7 @@ class Loop:
                     self.repo, state.tag) / TREES / str(s.worker), s.worker), s.gpu, s.device)
                 for s in slots]
             for w in self.workers:
-                kit.live(w.k, phase="idle", gpu=w.gpu or "", device=w.device)
+                kit.live.join(w.k, w.gpu or "", w.device)
             where = ", ".join(" ".join(filter(None, (f"w{s.worker}", s.gpu and f"gpu {s.gpu}",
                                                       s.device or None))) for s in slots)
             self.log(f"loop started (pid {os.getpid()}; {where}; agent {agents[0].name}; "
@@ -166,7 +166,7 @@ class Loop:
                           self.ui.update)
         return Kit(self.repo, opts, harness, opts.timeout or harness.timeout(), hidden, self.git,
                    coord, executor, Watch(guard, coord.measuring_noise, self.log), self.stops,
-                   self.log, board.set, self.may_propose, self.drained)
+                   self.log, board, self.may_propose, self.drained)
 
     def preflight(self) -> None:
         """Each distinct agent checks, cheaply, that it can work (logged in, key accepted)."""
@@ -195,7 +195,7 @@ class Loop:
         self.stops.closing = True
         for marker in kit.coord.desk.markers():  # the next `run` drops these proposals
             kill_agent(marker)
-        kit.live(None, phase="idle")
+        kit.live.all_idle()
         clear_stop(self.repo, self.opts.tag)
 
     def guard_areas(self, harness: Harness) -> list:
