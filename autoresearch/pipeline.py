@@ -14,9 +14,8 @@ its agent prepares the next proposal while its GPU trains the last one:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,17 +24,17 @@ from autoresearch.agents.base import Port as PortRequest
 from autoresearch.artifacts.aftercare import tidy_weights
 from autoresearch.config import Harness, Options
 from autoresearch.errors import UserError
-from autoresearch.execution.executor import Executor, RunResult, RunSpec
-from autoresearch.execution.parse import LOST, TAMPER, last_error, log_tail, read_run
+from autoresearch.execution.executor import Executor, RunSpec
 from autoresearch.execution.procs import kill_marked
 from autoresearch.ledger.results import sanitize
-from autoresearch.ledger.state import FIXED_FILES, tag_dir
+from autoresearch.ledger.state import tag_dir
 from autoresearch.live import LiveBoard
 from autoresearch.memory.digest import build_digest
-from autoresearch.model import Job, Kind, Outcome, Task
+from autoresearch.model import Job, Kind, Task
+from autoresearch.outcome import outcome_of
 from autoresearch.stops import Stops
 from autoresearch.verify.private import without_private
-from autoresearch.workspace.git import TRAIN, Git, commit_message, text_hash
+from autoresearch.workspace.git import TRAIN, Git, commit_message
 from autoresearch.workspace.guard import PROGRAM, RUN_LABEL
 from autoresearch.workspace.slots import Slot
 from autoresearch.workspace.watch import Watch
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
 
 HISTORY_ROWS = 30  # recent rows in the agent's request; the digest covers the whole night
 MAX_REJECTIONS = 12  # unusable proposals in a row before the loop asks for a human
-LOST_RUNS = 2  # a run lost outside it (its node died) is run again this often, then recorded
 BACKOFF_EVERY = 3  # a worker pauses after every this many rejections in a row...
 BACKOFF_MAX = 900.0  # ...first for --backoff seconds, doubling, up to this
 # Set for the agent's processes (CLI agents run in sessions of their own): how a resumed loop
@@ -299,7 +297,8 @@ class Worker:
         if result.aborted:
             kit.log(f"#{job.n} was stopped; the next `run` runs it again", "yellow")
             return
-        outcome = self.outcome(job, spec, result)
+        outcome = outcome_of(job, spec, result, self.device, kit.harness.profile, kit.watch,
+                             tag_dir(kit.repo, coord.tag) / "undone" / f"run-{job.n}", kit.log)
         if outcome is None:
             coord.requeue(job)
             return
@@ -308,41 +307,6 @@ class Worker:
         tidy_weights(kit.repo, decision.rows, coord.ledger.rows(), kit.opts.keep_checkpoints,
                      kit.opts.sample_timeout if kit.opts.sample else None,
                      lambda message: kit.log(message, "yellow"), kit.hidden)
-
-    def outcome(self, job: Job, spec: RunSpec, result: RunResult) -> Outcome | None:
-        """How the run came out; None if it must run again (the harness changed under it, or
-        its node was lost)."""
-        kit = self.kit
-        log = spec.run_dir / "run.log"
-        text = log.read_text(errors="replace") if log.exists() else ""
-        if result.lost and job.lost < LOST_RUNS:
-            job.lost += 1
-            kit.log(f"#{job.n} was lost ({result.lost}): running it again", "yellow")
-            return None
-        verdict = read_run(result.returncode, text, result.timed_out)
-        if result.lost:  # lost again and again: recorded, never silently dropped
-            verdict = replace(verdict, metrics=None, reason=LOST)
-        # the profile is the harness's setting, not what train.py printed
-        out = Outcome(verdict.metrics, verdict.reason, kit.harness.profile or verdict.profile,
-                      result.seconds,
-                      result.device or self.device, result.gpu, result.node, log_tail(text),
-                      last_error(text))
-        tampered = [name for name in FIXED_FILES if text_hash(
-            _read(spec.run_dir / name)) != text_hash(spec.files[name])]
-        blame = kit.watch.inspect(tag_dir(kit.repo, self.coord.tag) / "undone" / f"run-{job.n}",
-                                 f"{RUN_LABEL}{job.n}")
-        if tampered or (blame.paths and (blame.sole or job.lost >= LOST_RUNS)):
-            what = ", ".join(tampered + blame.paths[:3])
-            kit.log(f"#{job.n} changed {what} while it ran: void", "red")
-            out = replace(out, metrics=None, reason=TAMPER, error=f"changed {what}")
-        elif blame.paths or job.seen != kit.watch.violations:
-            if blame.paths:  # it or another run under way: each runs again, a few times at most
-                job.lost += 1
-            kit.log(f"#{job.n} ran while the harness was tampered with: running it again",
-                     "yellow")
-            return None
-        write_metrics(spec.run_dir, job, result, out)
-        return out
 
 
 class Unusable(UserError):
@@ -360,23 +324,6 @@ class Unusable(UserError):
         return (f"{self.in_a_row + later} proposals in a row were unusable (last: "
                 f"{self.last}); see .autoresearch/{self.coord.tag}/events.log, check the agent "
                 f"and program.md, then run again")
-
-
-def write_metrics(run_dir: Path, job: Job, result: RunResult, out: Outcome) -> None:
-    """metrics.json: how the run ended and what it measured, beside its log."""
-    (run_dir / "metrics.json").write_text(json.dumps({
-        "n": job.n, "kind": job.kind.value, "commit": job.commit, "parent": job.parent,
-        "returncode": result.returncode, "timed_out": result.timed_out,
-        "seconds": round(result.seconds, 1), "crash_reason": out.reason, "profile": out.profile,
-        "worker": job.worker, "gpu": out.gpu, "device": out.device, "node": out.node,
-        "summary": out.metrics}, indent=2))
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return ""
 
 
 def kill_agent(marker: str) -> list[int]:

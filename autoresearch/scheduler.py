@@ -28,7 +28,7 @@ from autoresearch.agents import Agent
 from autoresearch.artifacts.checkpoints import RUNS_DIR
 from autoresearch.config import Harness, Options
 from autoresearch.errors import UserError
-from autoresearch.execution.executor import Executor, RunSpec
+from autoresearch.execution.executor import Executor
 from autoresearch.execution.gpus import Slot as GpuSlot
 from autoresearch.execution.gpus import plan_slots
 from autoresearch.execution.local import LocalExecutor
@@ -41,12 +41,11 @@ from autoresearch.ledger.state import (
     clear_stop,
     list_tags,
     log_event,
-    save_state,
     tag_dir,
 )
 from autoresearch.live import LiveBoard
-from autoresearch.model import Phase
 from autoresearch.pipeline import Kit, Worker, kill_agent
+from autoresearch.recovery import resume
 from autoresearch.redact import register_environment
 from autoresearch.stops import Signals, Stops
 from autoresearch.verify import sandbox
@@ -129,7 +128,7 @@ class Loop:
             self.log(f"loop started (pid {os.getpid()}; {where}; agent {agents[0].name}; "
                      f"timeout {kit.timeout:.0f}s)")
             try:
-                self.resume(kit)
+                resume(kit, self.workers, self.log)
                 if rebuilt := kit.coord.ledger.rebuild_journal():
                     self.log(f"journal: wrote the entries of {rebuilt} runs from results.tsv "
                              f"and git", "yellow")
@@ -208,39 +207,6 @@ class Loop:
                  git_area(common if common.is_absolute() else self.repo / common),
                  checkout_area(self.repo, tracked)]
         return ([environment_area()] if self.opts.guard_environment else []) + areas
-
-    def resume(self, kit: Kit) -> None:
-        """Finish what a killed loop left, as its journal describes (before any thread runs)."""
-        coord, s = kit.coord, kit.coord.state
-        s.rejections = 0  # a human restarted the loop: give the agents a fresh allowance
-        for p in list(s.proposing):
-            for pgid in kill_agent(p.marker):
-                self.log(f"killed agent process group {pgid} left running by an interrupted loop")
-            backup = tag_dir(self.repo, s.tag) / "undone" / f"resume-w{p.worker}"
-            undone = self.workers[p.worker].slot.reset(p.parent, backup) \
-                if p.worker < len(self.workers) else []
-            self.log(f"resuming: w{p.worker}'s proposal was interrupted: dropped"
-                     + (f" (undid {', '.join(undone)})" if undone else ""), "yellow")
-        s.proposing = []
-        for task in s.tasks:  # fewer workers than before: move it (a port's row waits on it)
-            task.worker %= len(self.workers)
-        for job in list(s.jobs):
-            if job.worker >= len(self.workers):  # fewer workers than before: move it
-                job.worker = job.worker % len(self.workers)
-            if job.phase == Phase.RUNNING:
-                spec = RunSpec(job.n, {}, self.repo / job.run_dir, [], 0, self.opts.grace)
-                for pgid in kit.executor.clean_up(spec):
-                    self.log(f"killed process group {pgid} left running by an interrupted loop")
-                self.log(f"resuming: run #{job.n} ({job.kind.value}) was interrupted: running "
-                         f"it again", "yellow")
-                job.phase = Phase.READY
-            elif job.phase == Phase.RECORDING:
-                self.log(f"resuming: finishing the record of run #{job.n}", "yellow")
-                coord.finish(job)
-        save_state(self.repo, s)
-        for n in coord.fresh_controls():
-            self.log(f"resuming: #{n}'s control ran before the restart: its parent runs again "
-                     f"beside its confirmation", "yellow")
 
     def say_if_limit_reached(self, coord: Coordinator) -> None:
         """Say at once when --max-experiments is reached before anything starts: no new idea
