@@ -37,6 +37,7 @@ from autoresearch.verify.private import without_private
 from autoresearch.workspace.git import TRAIN, Git, commit_message
 from autoresearch.workspace.guard import PROGRAM, RUN_LABEL
 from autoresearch.workspace.slots import Slot
+from autoresearch.workspace.tags import run_files
 from autoresearch.workspace.watch import Watch
 
 if TYPE_CHECKING:
@@ -281,7 +282,7 @@ class Worker:
         """Run a job's committed code in its run folder and hand the outcome to the coordinator."""
         kit, coord = self.kit, self.coord
         job = coord.start(job, kit.watch.violations)
-        spec = RunSpec(job.n, coord.code(job.commit), kit.repo / job.run_dir,
+        spec = RunSpec(job.n, run_files(kit.git, job.commit, coord.state), kit.repo / job.run_dir,
                        kit.opts.train_cmd, kit.timeout, kit.opts.grace, gpu=self.gpu)
         kit.log(f"#{job.n} {job.kind.value} {job.commit[:7]} on w{self.k}: {job.description}")
         kit.live.training(self.k, job)

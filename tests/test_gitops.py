@@ -5,9 +5,10 @@ import pytest
 from loop_helpers import git, make_repo
 
 from autoresearch.errors import UserError
-from autoresearch.workspace.git import Git
+from autoresearch.workspace.git import Git, commit_message
 from autoresearch.workspace.merge import merge, replace_blocks
 from autoresearch.workspace.slots import Slot
+from autoresearch.workspace.tags import open_tag, run_files
 
 
 @pytest.fixture
@@ -146,3 +147,21 @@ def test_edits_of_neighbouring_lines_are_re_applied_where_git_sees_a_conflict():
     assert merge(g, base, best, same_line)[1] == 1  # the same line: a real conflict
     inserted = "A = 1\nB = 2\nX = 9\nC = 3\n"
     assert replace_blocks(base, inserted, best) is None  # a pure insertion has no anchor
+
+
+def test_a_run_gets_its_train_py_and_the_harness_only_while_the_harness_is_unchanged(repo):
+    g = Git(repo)
+    state = open_tag(g, "h", "")
+    edited = g.commit_file(state.base_commit, "x = 3\n", "an experiment")
+    files = run_files(g, edited, state)
+    assert files["train.py"] == "x = 3\n" and files["prepare.py"] == "# the fixed harness\n"
+    moved = g.commit_file(edited, "# the harness, edited\n", "the harness moved",
+                          path="prepare.py")
+    with pytest.raises(UserError, match=r"^prepare.py changed since tag h started"):
+        run_files(g, moved, state)
+
+
+def test_commit_message_says_what_made_it_and_hides_secrets():
+    message = commit_message("try sk-ant-api03-" + "a" * 40, "faster", "t, experiment, worker 1")
+    assert message.endswith("Hypothesis: faster\n\nautoresearch (t, experiment, worker 1)")
+    assert "a" * 40 not in message

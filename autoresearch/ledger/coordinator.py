@@ -20,7 +20,7 @@ from autoresearch.ledger.book import Ledger
 from autoresearch.ledger.budget import Budget
 from autoresearch.ledger.desk import Desk
 from autoresearch.ledger.results import Row
-from autoresearch.ledger.state import FIXED_FILES, State, now_iso, save_state
+from autoresearch.ledger.state import State, now_iso, save_state
 from autoresearch.ledger.values import progress
 from autoresearch.ledger.wave import WAVE_JOBS, missing_wave, noise_line, wave_values
 from autoresearch.memory.fingerprint import changes as change_summary
@@ -38,7 +38,7 @@ from autoresearch.model import (
 )
 from autoresearch.policy import DEFAULT_MAX_PAIRS, Context, Rule, confirm_job, decide, measure
 from autoresearch.verify.private import Verifier
-from autoresearch.workspace.git import TRAIN, Git, commit_message, text_hash
+from autoresearch.workspace.git import Git, commit_message
 from autoresearch.workspace.merge import Carried, carry
 from autoresearch.workspace.tags import tried_ref
 
@@ -257,12 +257,6 @@ class Coordinator:
             save_state(self.repo, s)
             return job
 
-    def code(self, commit: str) -> dict[str, str]:
-        """The files a run needs: train.py of the commit and the fixed harness, hash-checked."""
-        files = {name: self.git.file_at(commit, name) for name in (TRAIN, *FIXED_FILES)}
-        check_fixed(files, self.state)
-        return files
-
     def requeue(self, job: Job) -> None:
         """A run that did not finish (aborted, or void through no fault of its own): run it
         again with the same number."""
@@ -350,11 +344,3 @@ class Coordinator:
                         diff=self.git.diff(port.parent, port.commit))
         return Job("", Kind.PORT, port.worker, carried.commit, best, description, priority=0,
                    subject=port.n, changes=change_summary(self.git.file_at(best), carried.text))
-
-
-def check_fixed(files: dict[str, str], state: State) -> None:
-    """The harness must not change during a tag: numbers before and after would not compare."""
-    changed = [n for n in FIXED_FILES if text_hash(files[n]) != state.fixed_sha256.get(n)]
-    if changed:
-        raise UserError(f"{', '.join(changed)} changed since tag {state.tag} started (sha256 "
-                        f"differs): the harness is fixed for a run; start a new --tag")

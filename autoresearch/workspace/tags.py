@@ -59,6 +59,17 @@ def fixed_hashes(git: Git, commit: str) -> dict[str, str]:
     return {name: text_hash(git.file_at(commit, name)) for name in FIXED_FILES}
 
 
+def run_files(git: Git, commit: str, state: State) -> dict[str, str]:
+    """The files a run needs: train.py of the commit and the fixed harness, which must not have
+    changed since the tag started (numbers before and after would not compare)."""
+    files = {name: git.file_at(commit, name) for name in (TRAIN, *FIXED_FILES)}
+    changed = [n for n in FIXED_FILES if text_hash(files[n]) != state.fixed_sha256.get(n)]
+    if changed:
+        raise UserError(f"{', '.join(changed)} changed since tag {state.tag} started (sha256 "
+                        f"differs): the harness is fixed for a run; start a new --tag")
+    return files
+
+
 def open_tag(git: Git, tag: str, data_sha256: str) -> State:
     """The state of `tag`, new or resumed; raises UserError if it is unusable."""
     git.check_repo()
