@@ -140,7 +140,7 @@ class Worker:
         if job is not None:
             kit.log(f"w{self.k}: {job.id} ready: {job.description}")
         kit.live.agent(self.k, None)
-        if coord.state.rejections >= MAX_REJECTIONS:
+        if coord.desk.rejections()[0] >= MAX_REJECTIONS:
             raise Unusable(coord, self.last_rejection)
 
     def propose_on(self, task: Task | None, kind: Kind, parent: str, seq: int, marker: str,
@@ -220,7 +220,7 @@ class Worker:
             best_val_bpb=coord.ledger.best_value(), noise_threshold=coord.threshold(),
             experiment=seq, worker=self.k, env={AGENT_ENV: marker}, journal=entries,
             digest=build_digest(entries, program_text), inflight=coord.inflight(),
-            port=port, feedback=coord.state.feedback.get(str(self.k), ""),
+            port=port, feedback=coord.desk.feedback(self.k),
             plateau=coord.plateau(), profile=kit.harness.profile)
 
     def ask(self, request: AgentRequest) -> tuple[Proposal | None, str]:
@@ -318,10 +318,10 @@ class Unusable(UserError):
     def __init__(self, coord: Coordinator, last: str):
         super().__init__(last)
         self.coord, self.last = coord, last
-        self.in_a_row, self.total = coord.state.rejections, coord.state.rejected_total
+        self.in_a_row, self.total = coord.desk.rejections()
 
     def __str__(self) -> str:
-        later = self.coord.state.rejected_total - self.total
+        later = self.coord.desk.rejections()[1] - self.total
         return (f"{self.in_a_row + later} proposals in a row were unusable (last: "
                 f"{self.last}); see .autoresearch/{self.coord.tag}/events.log, check the agent "
                 f"and program.md, then run again")

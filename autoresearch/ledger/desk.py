@@ -117,6 +117,16 @@ class Desk:
             save_state(self.repo, s)
             return s.rejections
 
+    def rejections(self) -> tuple[int, int]:
+        """(unusable proposals in a row, all of them in the tag)."""
+        with self.lock:
+            return self.state.rejections, self.state.rejected_total
+
+    def feedback(self, worker: int) -> str:
+        """What the worker's agent is told about its last proposal that was not run."""
+        with self.lock:
+            return self.state.feedback.get(str(worker), "")
+
     def _settle_port(self, task: Task, how: str) -> None:
         self.ledger.write([replace(task.row, reason=f"{task.row.reason}; {how}")], {})
 
