@@ -242,7 +242,7 @@ class Worker:
         outside the work trees is held against it only if it could have made it (no run was
         under way since the guard's previous scan)."""
         blame = self.kit.watch.inspect(backup, self.who)
-        result = self.slot.check(parent, backup, refs)
+        result = self.slot.vet(parent, backup, refs)
         notes = result.notes + ([f"undid {', '.join(result.undone)} (copies in "
                                  f"{backup.relative_to(self.kit.repo)})"] if result.undone else [])
         if blame.paths:
@@ -289,7 +289,7 @@ class Worker:
         self.running = job
         try:
             with kit.watch.suspect(f"{RUN_LABEL}{job.n}"):
-                result = kit.executor.run(
+                result = kit.executor.execute(
                     spec, on_progress=lambda p: kit.live.progress(self.k, p),
                     should_abort=kit.stops.should_abort)
         finally:

@@ -360,7 +360,7 @@ def test_a_run_cut_by_a_kill_runs_again_under_a_lower_limit(repo, monkeypatch):
     `run`, even one whose --max-experiments the experiments before it reach."""
     from autoresearch.execution.local import LocalExecutor
 
-    real, calls = LocalExecutor.run, []
+    real, calls = LocalExecutor.execute, []
 
     def dies_on_the_third(self, *args, **kwargs):
         calls.append(1)
@@ -368,10 +368,10 @@ def test_a_run_cut_by_a_kill_runs_again_under_a_lower_limit(repo, monkeypatch):
             raise Killed("while training")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(LocalExecutor, "run", dies_on_the_third)
+    monkeypatch.setattr(LocalExecutor, "execute", dies_on_the_third)
     with pytest.raises(Killed):
         run_loop(repo, [edit("one", VAL_BPB=1.1), edit("two", VAL_BPB=1.2)])
-    monkeypatch.setattr(LocalExecutor, "run", real)
+    monkeypatch.setattr(LocalExecutor, "execute", real)
     (job,) = load_state(repo, TAG).jobs
     assert (job.n, job.description) == (3, "two")
 

@@ -89,7 +89,7 @@ def slot(repo, tmp_path):
 
 def check(slot, repo, tmp_path):
     g = Git(repo)
-    return slot.check(g.head(), tmp_path / "undo", g.refs("refs/heads", "refs/tags"))
+    return slot.vet(g.head(), tmp_path / "undo", g.refs("refs/heads", "refs/tags"))
 
 
 def test_a_fresh_tree_is_exactly_the_commit(slot, repo):

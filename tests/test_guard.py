@@ -69,11 +69,11 @@ def test_new_changed_and_deleted_files(tmp_path):
     (big / "lib.py").write_text("x = 1\n")
     guard = Guard([Area("git", (small,), keep_bytes=True), Area("environment", (big,))])
     guard.arm()
-    assert guard.check() == []
+    assert guard.changes() == []
     (small / "config").write_text("[core]\n\tfsmonitor = evil\n")
     (big / "evil.pth").write_text("import os\n")
     (big / "lib.py").write_text("x = 2\n")  # same size, new content: ctime and mtime move
-    changes = guard.check()
+    changes = guard.changes()
     assert sorted((c.area, c.path.name, c.what) for c in changes) == [
         ("environment", "evil.pth", "new"), ("environment", "lib.py", "changed"),
         ("git", "config", "changed")]
@@ -83,7 +83,7 @@ def test_new_changed_and_deleted_files(tmp_path):
     assert (tmp_path / "backup" / "environment" / str(big / "evil.pth")[1:]).exists()  # ...kept
     assert lost == [f"{big / 'lib.py'} (changed)"]  # a big area's content cannot be put back
     assert guard.violations == 1
-    assert [c.path.name for c in guard.check()] == ["lib.py"]
+    assert [c.path.name for c in guard.changes()] == ["lib.py"]
 
 
 def test_a_hard_link_made_or_removed_elsewhere_is_not_a_change(tmp_path):
@@ -99,11 +99,11 @@ def test_a_hard_link_made_or_removed_elsewhere_is_not_a_change(tmp_path):
     guard.arm()
     os.link(cache / "a.py", tmp_path / "other-venv-a.py")  # another project's uv sync
     (cache / "b.py").unlink()  # uv cache clean
-    assert guard.check() == []
+    assert guard.changes() == []
     st = os.stat(venv / "a.py")
     (venv / "a.py").write_text("x = 2\n")  # same size; the old mtime put back
     os.utime(venv / "a.py", ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert [(c.path.name, c.what) for c in guard.check()] == [("a.py", "changed")]
+    assert [(c.path.name, c.what) for c in guard.changes()] == [("a.py", "changed")]
 
 
 def test_bytecode_python_wrote_itself_is_accepted_and_a_planted_one_is_not(tmp_path):
@@ -115,14 +115,14 @@ def test_bytecode_python_wrote_itself_is_accepted_and_a_planted_one_is_not(tmp_p
     guard.arm()
     own = py_compile.compile(str(package / "mod.py"), doraise=True)
     assert is_own_bytecode(Path(own))
-    assert guard.check() == []  # accepted on the way
+    assert guard.changes() == []  # accepted on the way
     # a planted .pyc: the code of another module, with mod.py's header (mtime and size)
     planted = tmp_path / "planted.pyc"
     py_compile.compile(str(package / "other.py"), cfile=str(planted), doraise=True)
     header = open(own, "rb").read()[:16]
     with open(own, "wb") as f:
         f.write(header + planted.read_bytes()[16:])
-    (change,) = guard.check()
+    (change,) = guard.changes()
     assert change.path.name.startswith("mod.") and change.what == "changed"
 
 

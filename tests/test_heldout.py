@@ -138,7 +138,7 @@ def test_a_run_sees_everything_but_the_hidden_directory(tmp_path):
              "open('seen.json', 'w'))")
     spec = RunSpec(1, {"probe.py": probe}, tmp_path / "run", [sys.executable, "probe.py"], 60,
                    1.0)
-    result = LocalExecutor({None: "cpu"}, hidden=[secret]).run(
+    result = LocalExecutor({None: "cpu"}, hidden=[secret]).execute(
         spec, on_progress=lambda p: None, should_abort=lambda: False)
     assert result.returncode == 0, (tmp_path / "run" / "run.log").read_text()
     assert json.loads((tmp_path / "run" / "seen.json").read_text()) == {

@@ -66,7 +66,7 @@ def rows(repo):
 
 @pytest.mark.slow
 def test_killed_while_training_reruns_the_run(repo, monkeypatch):
-    undo = kill_at(monkeypatch, LocalExecutor, "run", when=2)
+    undo = kill_at(monkeypatch, LocalExecutor, "execute", when=2)
     with pytest.raises(Killed):
         run_loop(repo, [edit("idea", VAL_BPB=1.1)])
     (job,) = load_state(repo, TAG).jobs
@@ -174,7 +174,7 @@ def test_killed_while_the_agent_works(repo):
 
 @pytest.mark.slow
 def test_killed_during_the_confirmation(repo, tmp_path, monkeypatch):
-    undo = kill_at(monkeypatch, LocalExecutor, "run", when=4)  # run 4 = the confirmation
+    undo = kill_at(monkeypatch, LocalExecutor, "execute", when=4)  # run 4 = the confirmation
     with pytest.raises(Killed):
         run_loop(repo, [edit("gain", VAL_BPB=0.9)])
     state = load_state(repo, TAG)
@@ -271,7 +271,7 @@ def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tm
     offsets = tmp_path / "offsets"
     offsets.write_text("0\n0.001\n-0.001\n-0.002\n")  # the wave, the first run; then exact
     monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
-    undo = kill_at(monkeypatch, LocalExecutor, "run", when=8)  # 1-3 wave, 4 it, 5-6 7-8 pairs
+    undo = kill_at(monkeypatch, LocalExecutor, "execute", when=8)  # 1-3 wave, 4 it, 5-6 7-8 pairs
     with pytest.raises(Killed):
         run_loop(repo, [edit("a small gain", VAL_BPB=0.999)], noise_runs=2, max_pairs=5)
     (cand,) = load_state(repo, TAG).candidates
@@ -291,14 +291,14 @@ def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tm
 def test_killed_between_a_ports_run_and_its_control(repo, monkeypatch):
     """A port's own run is the first half of its first pair; killed before its control ran,
     the restart runs the port again after the control, so no pair spans the restart."""
-    real = LocalExecutor.run
+    real = LocalExecutor.execute
 
-    def run(self, spec, *args, **kwargs):
+    def execute(self, spec, *args, **kwargs):
         if any(c.pending is not None for c in load_state(repo, TAG).candidates):
             raise Killed("a port's control")
         return real(self, spec, *args, **kwargs)
 
-    monkeypatch.setattr(LocalExecutor, "run", run)
+    monkeypatch.setattr(LocalExecutor, "execute", execute)
     agents = [ScriptedAgent([edit("lower VAL_BPB", VAL_BPB=0.9)]),
               ScriptedAgent([edit("a bonus", BONUS=-0.05)])]
     slots = [Slot(k, str(k), "NVIDIA H200") for k in range(2)]
@@ -306,7 +306,7 @@ def test_killed_between_a_ports_run_and_its_control(repo, monkeypatch):
         run_loop(repo, [], slots=slots, agent=agents, noise_runs=1, max_experiments=2)
     (cand,) = load_state(repo, TAG).candidates
     assert cand.pending is not None
-    monkeypatch.setattr(LocalExecutor, "run", real)
+    monkeypatch.setattr(LocalExecutor, "execute", real)
     run_loop(repo, [], slots=slots, agent=[ScriptedAgent([]), ScriptedAgent([])], noise_runs=1,
              max_experiments=2)
     assert f"#{cand.n} ran before the restart: it runs again after its control" in (

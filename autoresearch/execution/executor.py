@@ -42,7 +42,7 @@ class RunResult:
 
 
 class Executor(Protocol):
-    def run(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
+    def execute(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
             should_abort: Callable[[], bool]) -> RunResult: ...
 
     def clean_up(self, spec: RunSpec) -> list[int]:

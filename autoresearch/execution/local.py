@@ -151,7 +151,7 @@ class LocalExecutor:
         self.poll = poll
         self.hidden = hidden  # directories runs must not see (verify/sandbox.py); None: no view
 
-    def run(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
+    def execute(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
             should_abort: Callable[[], bool]) -> RunResult:
         write_run_files(spec)
         env = dict(spec.env, **({"CUDA_VISIBLE_DEVICES": spec.gpu} if spec.gpu is not None

@@ -120,7 +120,7 @@ class RayExecutor:
         self.task = ray.remote(num_gpus=1, max_calls=0, max_retries=RETRIES,
                                retry_exceptions=False)(run_task)
 
-    def run(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
+    def execute(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
             should_abort: Callable[[], bool]) -> RunResult:
         ray = self.ray
         ref = self.task.remote(spec, self.data_sha256)

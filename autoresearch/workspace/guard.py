@@ -155,7 +155,7 @@ class Guard:
                     if stat.S_ISREG(meta[4]):
                         self.kept[path] = (Path(path).read_bytes(), meta[4])
 
-    def check(self) -> list[Change]:
+    def changes(self) -> list[Change]:
         """What changed since arm() (bytecode Python wrote for itself is accepted on the way)."""
         changes = []
         for area in self.areas:

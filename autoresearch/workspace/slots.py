@@ -114,7 +114,7 @@ class Slot:
     def head(self) -> str:
         return self.git.head()
 
-    def check(self, parent: str, backup: Path, refs_before: dict[str, str]) -> Check:
+    def vet(self, parent: str, backup: Path, refs_before: dict[str, str]) -> Check:
         """After the agent: undo all but train.py, then say whether train.py can be run."""
         notes = []
         if not self.intact():  # never ask git here: it would answer for the user's checkout

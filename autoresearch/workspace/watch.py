@@ -58,7 +58,7 @@ class Watch:
     def _scan(self, backup: Path, who: str) -> None:
         started = time.monotonic()
         suspects = self.suspects.take()
-        changes = self.guard.check()
+        changes = self.guard.changes()
         suspects |= self.suspects.now()
         self.scanned_at = started
         if changes and self.first_wave() and all(self.guard.is_derived(c) for c in changes):
