@@ -91,12 +91,17 @@ class Decision:
 
 @dataclass
 class Port:
+    """A change that beat its own parent, to be re-applied onto a newer best: by a clean merge,
+    or by the worker's agent, which then gets its diff and what the merge could not reconcile."""
+
     n: int  # the run that beat its parent
     worker: int
     commit: str
     parent: str
     description: str
-    gain: float
+    gain: float | None = None  # its gain over its parent
+    diff: str = ""  # its unified diff against its parent (for the agent)
+    conflict: str = ""  # what the three-way merge could not reconcile (for the agent)
 
 
 @dataclass

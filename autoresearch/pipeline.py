@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from autoresearch.agents import Agent, AgentError, AgentRefused, AgentRequest, Proposal
-from autoresearch.agents.base import Port as PortRequest
 from autoresearch.artifacts.aftercare import tidy_weights
 from autoresearch.config import Harness, Options
 from autoresearch.errors import UserError
@@ -30,7 +29,7 @@ from autoresearch.ledger.results import sanitize
 from autoresearch.ledger.state import tag_dir
 from autoresearch.live import LiveBoard
 from autoresearch.memory.digest import build_digest
-from autoresearch.model import Job, Kind, Task
+from autoresearch.model import Job, Kind, Port, Task
 from autoresearch.outcome import outcome_of
 from autoresearch.stops import Stops
 from autoresearch.verify.private import without_private
@@ -212,7 +211,8 @@ class Worker:
         rows, entries = without_private(coord.ledger.rows(), coord.ledger.entries())
         port = None
         if task is not None and task.kind == Kind.PORT:
-            port = PortRequest(task.subject, task.description, task.diff, task.detail)
+            port = Port(task.subject, task.worker, task.commit, task.parent, task.description,
+                        diff=task.diff, conflict=task.detail)
         return AgentRequest(
             repo=self.slot.path, program=program_text, train_py=train_py,
             history=rows[-HISTORY_ROWS:],

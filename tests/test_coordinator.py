@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch.agents import AgentRequest
+from autoresearch.agents.prompt import build_context
 from autoresearch.ledger.coordinator import Coordinator
 from autoresearch.ledger.results import read_results
 from autoresearch.ledger.state import State, load_state, now_iso, save_state
-from autoresearch.model import Job, Kind, Outcome, Phase
+from autoresearch.model import Job, Kind, Outcome, Phase, Port, decision_from
 from autoresearch.workspace.git import TRAIN
 from autoresearch.workspace.tags import RESULTS
 
@@ -248,3 +250,18 @@ def test_a_proposal_on_an_old_best_is_rebased_before_it_runs(tmp_path):
     assert night.git.file_at(job.commit) == better.replace("8", "12")  # both changes
     assert "rebased onto" in job.description
     assert "rebased from" in night.git.commits[job.commit][2]
+
+
+def test_one_port_record_from_the_decision_to_the_agent_and_state_json(tmp_path):
+    """A port is one record (model.Port): what policy decides, what state.json keeps (a file
+    from before it carried the agent's diff reads too) and what the agent is handed."""
+    old = {"rows": [], "keep": None, "tried": {}, "follow": [], "tasks": [], "log": [],
+           "port": {"n": 7, "worker": 1, "commit": "c" * 40, "parent": "p" * 40,
+                    "description": "raise the LR", "gain": 0.01}}
+    old.update(hold=None, settle=None, stop="")
+    port = decision_from(old).port
+    assert port == Port(7, 1, "c" * 40, "p" * 40, "raise the LR", 0.01)
+    request = AgentRequest(repo=tmp_path, program="", train_py="", history=[],
+                           port=Port(7, 1, "c" * 40, "p" * 40, "raise the LR", diff="-a\n+b",
+                                     conflict="<<<<<<<"))
+    assert "#7 (raise the LR)" in build_context(request) and "-a\n+b" in build_context(request)

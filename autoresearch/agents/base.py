@@ -13,6 +13,7 @@ from typing import Protocol
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row
 from autoresearch.memory.journal import Entry
+from autoresearch.model import Port
 
 
 @dataclass
@@ -38,16 +39,6 @@ class InFlight:
     worker: int
     description: str
     changes: list[str]  # short diff summary against the best it was proposed on
-
-
-@dataclass
-class Port:
-    """A change that beat its own parent but must be re-applied onto a newer best by hand."""
-
-    n: int  # the run that measured it
-    description: str
-    diff: str  # its unified diff against its parent
-    conflict: str  # what the three-way merge could not reconcile
 
 
 @dataclass
