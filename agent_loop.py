@@ -20,7 +20,6 @@ Watch and steer it from another terminal (from any folder of the checkout, or na
 from __future__ import annotations
 
 import functools
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -183,47 +182,21 @@ def run(
     """
     from autoresearch.agents import make_agent, price_option
     from autoresearch.config import Options
-    from autoresearch.execution.gpus import plan_slots
-    from autoresearch.execution.local import bytecode_warning
-    from autoresearch.review.console import make_console
-    from autoresearch.scheduler import Loop
+    from autoresearch.execution.local import LocalConfig
+    from autoresearch.execution.ray import RayConfig
+    from autoresearch.launch import launch
 
     opts = Options(tag=tag, noise_runs=noise_runs, noise_floor=noise_floor, timeout=timeout,
                    max_pairs=max_pairs, max_experiments=max_experiments, hours=hours,
                    max_cost=max_cost, max_fix_attempts=max_fix_attempts,
                    keep_checkpoints=keep_checkpoints, sample=sample, gpus=gpus,
                    mixed_gpus=mixed_gpus, plateau_after=plateau_after, verify=verify)
-    if train_cmd:
-        try:
-            opts.train_cmd = shlex.split(train_cmd)
-        except ValueError as e:
-            raise UserError(f"--train-cmd {train_cmd!r}: {e}") from None
-    if ray and gpus:
-        raise UserError("--ray places runs on the cluster's GPUs: leave --gpus out")
-    executor = None
-    if ray:
-        from autoresearch.config import Harness
-        from autoresearch.execution import ray as cluster
-        from autoresearch.workspace.guard import data_fingerprint
-
-        cluster.connect(ray)
-        slots = cluster.cluster_slots(mixed_gpus)
-        executor = cluster.RayExecutor(data_fingerprint(Harness.read(repo).cache_dir))
-        if not train_cmd:
-            opts.train_cmd = list(cluster.DEFAULT_CMD)
-    else:
-        slots = plan_slots(gpus, mixed_gpus)
+    backend = RayConfig(ray, mixed_gpus, train_cmd, gpus) if ray else \
+        LocalConfig(gpus, mixed_gpus, train_cmd)
     price = price_option(price_in, price_out)
-    agents = [make_agent(agent, model=model, base_url=base_url, api_key_env=api_key_env,
-                         timeout=agent_timeout, seed=seed, price=price) for _ in slots]
-    if max_cost is not None and not agents[0].cost_known:
-        raise UserError(f"--max-cost needs the dollar cost of every agent call, and "
-                        f"{agents[0].name} has no known price: pass --price-in and --price-out "
-                        "(USD per million tokens), or drop --max-cost")
-    if note := bytecode_warning():
-        typer.echo(note, err=True)
-    with make_console(plain) as ui:
-        reason = Loop(repo, opts, agents, ui, executor=executor, slots=slots).run()
+    reason = launch(repo, opts, backend, functools.partial(
+        make_agent, agent, model=model, base_url=base_url, api_key_env=api_key_env,
+        timeout=agent_timeout, seed=seed, price=price), plain)
     typer.echo(f"stopped: {reason}. {how_to_continue(reason, tag)}")
     if reason.startswith("aborted"):
         raise typer.Exit(130)

@@ -289,6 +289,12 @@ def test_bad_run_arguments_are_one_line_and_touch_nothing(tmp_path):
     out = run_cli("run", "--tag", "x", "--agent", "sweep", "--repo", str(repo),
                   "--keep-checkpoints", "-1")
     assert out.returncode == 2 and "--keep-checkpoints" in out.stderr
+    for backend, error in ((("--gpus", "0;1"), "error: --gpus 0;1: give 'all' or GPU numbers "
+                                               "separated by commas, e.g. 0,1"),
+                           (("--ray", "auto", "--gpus", "all"),
+                            "error: --ray places runs on the cluster's GPUs: leave --gpus out")):
+        out = run_cli("run", "--tag", "x", "--agent", "sweep", "-C", str(repo), *backend)
+        assert out.returncode == 1 and out.stderr.strip().splitlines() == [error]
     assert not (repo / ".autoresearch").exists()
 
 

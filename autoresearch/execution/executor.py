@@ -43,7 +43,7 @@ class RunResult:
 
 class Executor(Protocol):
     def execute(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
-            should_abort: Callable[[], bool]) -> RunResult: ...
+                should_abort: Callable[[], bool]) -> RunResult: ...
 
     def clean_up(self, spec: RunSpec) -> list[int]:
         """Kill what a loop killed with -9 left of this run; the process groups it killed."""

@@ -11,6 +11,7 @@ killed (kill -9 of the loop does not reach a new session).
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -18,9 +19,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch.errors import UserError
 from autoresearch.execution.executor import RunResult, RunSpec
+from autoresearch.execution.gpus import Slot, plan_slots
 from autoresearch.execution.parse import Progress, last_progress
 from autoresearch.execution.procs import (
     GRACE_SECONDS,
@@ -142,6 +146,41 @@ def _read_tail(path: Path) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class LocalConfig:
+    """Runs on this machine: a worker per GPU that --gpus names (execution/gpus.py), or one on
+    the GPU or CPU this process inherits. Checked as it is made."""
+
+    gpus: str | None = None  # --gpus: "all", "0,1", "0,0"; None: one worker
+    mixed_gpus: bool = False
+    train_cmd: str | None = None  # --train-cmd, as typed; None: this Python runs train.py
+
+    def __post_init__(self) -> None:
+        if self.gpus is not None and self.gpus.strip() != "all" and not all(
+                g.strip().isdigit() for g in self.gpus.split(",")):
+            raise UserError(f"--gpus {self.gpus}: give 'all' or GPU numbers separated by "
+                            f"commas, e.g. 0,1")
+        self.command()
+
+    def command(self) -> list[str]:
+        """What trains, run in the run folder."""
+        return train_command(self.train_cmd, default_train_cmd())
+
+    def slots(self) -> list[Slot]:
+        """The workers: one per GPU --gpus names, or one on what this process inherits."""
+        return plan_slots(self.gpus, self.mixed_gpus)
+
+
+def train_command(text: str | None, default: list[str]) -> list[str]:
+    """--train-cmd as a command line (split as a shell would), or `default` without one."""
+    if not text:
+        return default
+    try:
+        return shlex.split(text)
+    except ValueError as e:
+        raise UserError(f"--train-cmd {text!r}: {e}") from None
+
+
 class LocalExecutor:
     """Runs on this host, one process per GPU slot: CUDA_VISIBLE_DEVICES is the slot's GPU."""
 
@@ -152,7 +191,7 @@ class LocalExecutor:
         self.hidden = hidden  # directories runs must not see (verify/sandbox.py); None: no view
 
     def execute(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
-            should_abort: Callable[[], bool]) -> RunResult:
+                should_abort: Callable[[], bool]) -> RunResult:
         write_run_files(spec)
         env = dict(spec.env, **({"CUDA_VISIBLE_DEVICES": spec.gpu} if spec.gpu is not None
                                 else {}))

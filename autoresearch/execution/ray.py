@@ -23,12 +23,13 @@ import socket
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.errors import UserError
 from autoresearch.execution.executor import RunResult, RunSpec
 from autoresearch.execution.gpus import CPU, Slot, visible_gpus
-from autoresearch.execution.local import run_training, write_run_files
+from autoresearch.execution.local import run_training, train_command, write_run_files
 from autoresearch.execution.parse import Progress
 
 RETRIES = 2  # Ray re-runs a task whose worker or node died, this many times
@@ -107,6 +108,33 @@ def cluster_slots(mixed: bool) -> list[Slot]:
     return [Slot(k, None, "") for k in range(total)]
 
 
+@dataclass(frozen=True)
+class RayConfig:
+    """Runs as Ray tasks on the cluster at `address`, one worker per GPU of the cluster (Ray
+    places them). Checked as it is made."""
+
+    address: str  # --ray: "auto", "host:6379", "ray://host:10001"
+    mixed_gpus: bool = False
+    train_cmd: str | None = None  # --train-cmd, as typed; None: the node's Python runs train.py
+    gpus: str | None = None  # --gpus: refused, Ray places the runs
+
+    def __post_init__(self) -> None:
+        self.command()
+        if self.gpus:
+            raise UserError("--ray places runs on the cluster's GPUs: leave --gpus out")
+        if not self.address.strip():
+            raise UserError("--ray needs the cluster: 'auto', host:6379 or ray://host:10001")
+
+    def command(self) -> list[str]:
+        """What trains, run in the run folder on the node."""
+        return train_command(self.train_cmd, list(DEFAULT_CMD))
+
+    def open(self, data_sha256: str) -> tuple[list[Slot], RayExecutor]:
+        """Join the cluster: its workers, and the executor that runs on it."""
+        connect(self.address)
+        return cluster_slots(self.mixed_gpus), RayExecutor(data_sha256)
+
+
 class RayExecutor:
     def __init__(self, data_sha256: str, poll: float = POLL_SECONDS):
         import ray
@@ -121,7 +149,7 @@ class RayExecutor:
                                retry_exceptions=False)(run_task)
 
     def execute(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
-            should_abort: Callable[[], bool]) -> RunResult:
+                should_abort: Callable[[], bool]) -> RunResult:
         ray = self.ray
         ref = self.task.remote(spec, self.data_sha256)
         while True:
