@@ -52,6 +52,8 @@ AGENT_ENV = "AUTORESEARCH_AGENT_RUN"
 
 
 class Log(Protocol):
+    """Where a worker's events go (events.log and the UI), with a style for the UI."""
+
     def __call__(self, message: str, style: str = "") -> None: ...
 
 
@@ -76,6 +78,9 @@ class Kit:
 
 
 class Worker:
+    """One worker: an agent with a work tree of its own, and a GPU slot. Its two threads, the
+    proposer and the runner, take steps of one shape until the loop closes."""
+
     def __init__(self, kit: Kit, k: int, agent: Agent, slot: Slot, gpu: str | None,
                  device: str):
         self.kit, self.k, self.agent, self.slot = kit, k, agent, slot

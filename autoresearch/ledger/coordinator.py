@@ -44,6 +44,10 @@ from autoresearch.workspace.tags import tried_ref
 
 
 class Coordinator:
+    """Owns the tag's state, the best and the ledger, and decides. Git work (rebase and port
+    commits: workspace/merge.carry), the ledger files (ledger/book.py), the agents' side
+    (ledger/desk.py) and the counting (ledger/budget.py) each live with their own concern."""
+
     def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
                  max_fix_attempts: int, plateau_after: int, log: Callable[[str, str], None],
                  outcome: Callable[[Row], None], max_pairs: int = DEFAULT_MAX_PAIRS,
