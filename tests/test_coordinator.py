@@ -5,6 +5,7 @@ reserve, submit, end_proposal for a proposal) and reads what it decided and wrot
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
@@ -245,7 +246,24 @@ def test_a_proposal_on_an_old_best_is_rebased_before_it_runs(tmp_path):
     second = night.propose(deeper, "deeper", worker=1)  # proposed on the baseline too
     night.drain({BASELINE: 1.0, better: 0.95})
     assert night.coord.best() == first.commit
+    free = []
+    commit = night.git.commit_file
+
+    def probe() -> None:
+        got = night.coord.lock.acquire(timeout=2)
+        free.append(got)
+        if got:
+            night.coord.lock.release()
+
+    def commit_while_others_decide(*args, **kwargs):  # the rebase's commit: is the lock free?
+        other = threading.Thread(target=probe)
+        other.start()
+        other.join()
+        return commit(*args, **kwargs)
+
+    night.git.commit_file = commit_while_others_decide
     job = night.coord.take(1)
+    assert free == [True]  # another worker could decide while the rebase committed
     assert job.id == second.id and job.parent == first.commit
     assert night.git.file_at(job.commit) == better.replace("8", "12")  # both changes
     assert "rebased onto" in job.description
