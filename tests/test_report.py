@@ -9,10 +9,11 @@ from conftest import DATA
 from typer.testing import CliRunner
 
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row, append_result, read_results
+from autoresearch.ledger.results import append_result, read_results
 from autoresearch.ledger.state import State, save_state
 from autoresearch.ledger.values import progress
-from autoresearch.policy import Noise, Rule, min_detectable_gain
+from autoresearch.model import Row
+from autoresearch.policy import Noise, Rule, min_detectable_gain, signed
 from autoresearch.review.report import (
     best,
     estimate_threshold,
@@ -20,7 +21,6 @@ from autoresearch.review.report import (
     hours_label,
     noise_threshold,
     running_best,
-    signed,
     summarize,
     with_runs,
     y_limits,
