@@ -5,7 +5,9 @@ an edge is any import of one by another, wherever it stands (a function, TYPE_CH
 each one is a dependency a reader and a refactor must follow. Three promises:
 - no two nodes reach each other (no cycle between packages);
 - the bottom modules, model.py and names.py, import nothing of ours;
-- a package is used from outside only through the names its __init__ lists in __all__.
+- a package is used from outside only through the names its __init__ lists in __all__. The
+  names are imported from the module that defines them: __all__ says what is offered without
+  making the package's __init__ import every module (sample.py would bring torch to `status`).
 """
 
 from __future__ import annotations
@@ -119,6 +121,36 @@ def outside_all(root: Path, found: dict[str, list[tuple[str, str | None]]]) -> l
     return wrong
 
 
+def top_level_names(path: Path) -> set[str]:
+    """What a module defines or imports at its top level."""
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def unknown_offers(root: Path) -> list[str]:
+    """Names a package's __all__ lists that none of its modules defines (nor is a module)."""
+    wrong = []
+    for init in sorted((root / "autoresearch").glob("*/__init__.py")):
+        package = init.parent
+        defined = {p.stem for p in package.glob("*.py")}
+        for path in package.glob("*.py"):
+            defined |= top_level_names(path)
+        offered = declared(root, module_name(init, root))
+        if offered is None:
+            wrong.append(f"{package.name}/__init__.py has no __all__")
+        wrong += [f"{package.name}.__all__ lists {n}, which it lacks"
+                  for n in sorted((offered or set()) - defined)]
+    return wrong
+
+
 def test_no_cycle_between_packages():
     assert cycles(package_edges(scan(REPO))) == []
 
@@ -131,6 +163,10 @@ def test_bottom_modules_import_nothing_of_ours():
 
 def test_packages_are_used_through_their_all():
     assert outside_all(REPO, scan(REPO)) == []
+
+
+def test_every_package_offers_what_it_has():
+    assert unknown_offers(REPO) == []
 
 
 def test_the_scan_finds_a_cycle_and_an_import_outside_all(tmp_path):
@@ -147,3 +183,4 @@ def test_the_scan_finds_a_cycle_and_an_import_outside_all(tmp_path):
     assert cycles(package_edges(found)) == [["autoresearch.a", "autoresearch.b"]]
     assert outside_all(tmp_path, found) == [
         "autoresearch.a imports hidden from autoresearch.b.x: not in autoresearch.b.__all__"]
+    assert unknown_offers(tmp_path) == ["a.__all__ lists y, which it lacks"]

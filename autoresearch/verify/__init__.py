@@ -6,3 +6,7 @@ evaluate.py the verification process: a run's weights and model class, the fixed
             the number on stdout
 private.py  the loop's side: which runs are evaluated, the cache, the keep-or-refuse decision
 """
+
+# What the other packages use, from private.py
+__all__ = ["CACHE_FILE", "PRIVATE_DIR", "PrivateSummary", "Verifier", "open_verification",
+           "private_curve", "private_split", "private_summary", "without_private"]
