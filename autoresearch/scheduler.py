@@ -111,7 +111,7 @@ class Loop:
         self.live_state: dict = {"workers": {}}
         self.live_written = 0.0
         self.workers: list[Worker] = []
-        self.hidden: list[Path] | None = None  # what agent code must not see (verify/sandbox.py)
+        self.hidden: list[Path] | None = None  # what agent code must not see (execution/sandbox.py)
 
     # ---- the whole session
 

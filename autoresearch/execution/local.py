@@ -139,7 +139,7 @@ class LocalExecutor:
                  hidden: list[Path] | None = None):
         self.devices = devices  # slot GPU (None: as inherited) -> device model
         self.poll = poll
-        self.hidden = hidden  # directories runs must not see (verify/sandbox.py); None: no view
+        self.hidden = hidden  # directories runs must not see (execution/sandbox.py); None: no view
 
     def run(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
             should_abort: Callable[[], bool]) -> RunResult:

@@ -17,7 +17,7 @@ from autoresearch.errors import UserError
 from autoresearch.model import Row, Status
 from autoresearch.redact import sanitize
 
-STATUSES = tuple(Status)
+STATUSES = tuple(s.value for s in Status)
 
 STANDARD_COLUMNS = ["commit", "val_bpb", "memory_gb", "status", "description"]
 EXTRA_COLUMNS = [
@@ -170,7 +170,6 @@ def _read_row(header: list[str], cells: list[str]) -> Row:
         values.setdefault(name, _parse(name, ""))
     if values["status"] not in STATUSES:
         raise ValueError(f"status {values['status']!r} is not one of {', '.join(STATUSES)}")
-    values["status"] = Status(values["status"])
     if len(cells) < len(header) and not (len(cells) in EARLIER_WIDTHS
                                          and header[:len(cells)] == COLUMNS[:len(cells)]):
         raise ValueError(f"{len(cells)} cells, but the header names {len(header)} columns "
