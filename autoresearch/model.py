@@ -44,10 +44,6 @@ class Kind(str, Enum):
 
 
 AGENT_KINDS = (Kind.EXPERIMENT, Kind.FIX, Kind.PORT)  # code an agent wrote
-# Crash classes (execution/parse.py) worth handing back to the agent for a fix: mistakes in the
-# code, not research outcomes (a diverging loss or a model too big for the GPU is an answer, not
-# a typo).
-FIXABLE_REASONS = ("syntax", "import", "other")
 
 
 @dataclass

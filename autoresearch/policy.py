@@ -38,8 +38,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from autoresearch.execution.parse import FIXABLE_REASONS
 from autoresearch.model import (
-    FIXABLE_REASONS,
     Candidate,
     Decision,
     Job,

@@ -18,6 +18,9 @@ TAMPER = "tamper"  # the run changed the harness while it ran: void (set by the 
 LOST = "lost"  # the run was lost again and again outside it, e.g. its node died (set by the loop)
 LOG_REASONS = ("oom", "nan", "timeout", "syntax", "import", "other")  # read from a run's log
 CRASH_REASONS = (*LOG_REASONS, TAMPER, LOST)
+# Crashes worth handing back to the agent for a fix: mistakes in the code, not research outcomes
+# (a diverging loss or a model too big for the GPU is an answer, not a typo).
+FIXABLE_REASONS = ("syntax", "import", "other")
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
 _SUMMARY_LINE = re.compile(rf"^(\w+):\s+({_NUMBER})\s*$", re.IGNORECASE)
