@@ -10,8 +10,8 @@ from pathlib import Path
 
 from autoresearch.execution.executor import RunResult, RunSpec
 from autoresearch.execution.parse import LOST, TAMPER, last_error, log_tail, read_run
-from autoresearch.ledger.state import FIXED_FILES
 from autoresearch.model import Job, Outcome
+from autoresearch.names import FIXED_FILES
 from autoresearch.workspace.git import text_hash
 from autoresearch.workspace.guard import RUN_LABEL
 from autoresearch.workspace.watch import Watch

@@ -25,18 +25,18 @@ from autoresearch.config import Harness, Options
 from autoresearch.errors import UserError
 from autoresearch.execution.executor import Executor, RunSpec
 from autoresearch.execution.procs import kill_marked
-from autoresearch.ledger.results import sanitize
 from autoresearch.ledger.state import tag_dir
+from autoresearch.ledger.tags import run_files
 from autoresearch.live import LiveBoard
 from autoresearch.memory.digest import build_digest
 from autoresearch.model import Job, Kind, Port, Task
 from autoresearch.outcome import outcome_of
+from autoresearch.redact import sanitize
 from autoresearch.stops import Stops
 from autoresearch.verify.private import without_private
 from autoresearch.workspace.git import TRAIN, Git, commit_message
 from autoresearch.workspace.guard import PROGRAM, RUN_LABEL
 from autoresearch.workspace.slots import Slot
-from autoresearch.workspace.tags import run_files
 from autoresearch.workspace.watch import Watch
 
 if TYPE_CHECKING:

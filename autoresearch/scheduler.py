@@ -28,12 +28,12 @@ from autoresearch.agents import Agent
 from autoresearch.artifacts.checkpoints import RUNS_DIR
 from autoresearch.config import Harness, Options
 from autoresearch.errors import UserError
+from autoresearch.execution import sandbox
 from autoresearch.execution.executor import Executor
 from autoresearch.execution.gpus import Slot as GpuSlot
 from autoresearch.execution.gpus import plan_slots
 from autoresearch.execution.local import LocalExecutor
 from autoresearch.ledger.coordinator import Coordinator
-from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import (
     STATE_DIR,
     State,
@@ -43,12 +43,14 @@ from autoresearch.ledger.state import (
     log_event,
     tag_dir,
 )
+from autoresearch.ledger.tags import open_tag, unrun_edits_note
 from autoresearch.live import LiveBoard
+from autoresearch.model import Row
+from autoresearch.names import RESULTS
 from autoresearch.pipeline import Kit, Worker, kill_agent
 from autoresearch.recovery import resume
 from autoresearch.redact import register_environment
 from autoresearch.stops import Signals, Stops
-from autoresearch.verify import sandbox
 from autoresearch.verify.private import (
     CACHE_FILE,
     PRIVATE_DIR,
@@ -66,7 +68,6 @@ from autoresearch.workspace.guard import (
     git_area,
 )
 from autoresearch.workspace.slots import TREES, Slot
-from autoresearch.workspace.tags import RESULTS, open_tag, unrun_edits_note
 from autoresearch.workspace.watch import Watch
 
 

@@ -16,8 +16,8 @@ from autoresearch.ledger.coordinator import Coordinator
 from autoresearch.ledger.results import read_results
 from autoresearch.ledger.state import State, load_state, now_iso, save_state
 from autoresearch.model import Job, Kind, Outcome, Phase, Port, decision_from
+from autoresearch.names import RESULTS
 from autoresearch.workspace.git import TRAIN
-from autoresearch.workspace.tags import RESULTS
 
 TAG = "unit"
 BRANCH = f"autoresearch/{TAG}"

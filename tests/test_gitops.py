@@ -5,10 +5,10 @@ import pytest
 from loop_helpers import git, make_repo
 
 from autoresearch.errors import UserError
+from autoresearch.ledger.tags import open_tag, run_files
 from autoresearch.workspace.git import Git, commit_message
 from autoresearch.workspace.merge import merge, replace_blocks
 from autoresearch.workspace.slots import Slot
-from autoresearch.workspace.tags import open_tag, run_files
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Protocol
 
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row
 from autoresearch.memory.journal import Entry
-from autoresearch.model import Port
+from autoresearch.model import Port, Row
 
 
 @dataclass

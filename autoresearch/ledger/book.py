@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from autoresearch.ledger.results import Row, append_result, read_reported
+from autoresearch.ledger.results import append_result, read_reported
 from autoresearch.ledger.state import tag_dir
 from autoresearch.ledger.values import model_of, progress
 from autoresearch.memory import journal
-from autoresearch.model import AGENT_KINDS
+from autoresearch.model import AGENT_KINDS, Row
+from autoresearch.names import RESULTS
 from autoresearch.policy import Fit
-from autoresearch.workspace.tags import RESULTS
 
 
 class Ledger:

@@ -19,8 +19,8 @@ from autoresearch.errors import UserError
 from autoresearch.ledger.book import Ledger
 from autoresearch.ledger.budget import Budget
 from autoresearch.ledger.desk import Desk
-from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import State, now_iso, save_state
+from autoresearch.ledger.tags import tried_ref
 from autoresearch.ledger.values import progress
 from autoresearch.ledger.wave import WAVE_JOBS, missing_wave, noise_line, wave_values
 from autoresearch.memory.fingerprint import changes as change_summary
@@ -34,13 +34,14 @@ from autoresearch.model import (
     Outcome,
     Phase,
     Port,
+    Row,
     Task,
 )
-from autoresearch.policy import DEFAULT_MAX_PAIRS, Context, Rule, confirm_job, decide, measure
+from autoresearch.names import DEFAULT_MAX_PAIRS
+from autoresearch.policy import Context, Rule, confirm_job, decide, measure
 from autoresearch.verify.private import Verifier
 from autoresearch.workspace.git import Git, commit_message
 from autoresearch.workspace.merge import Carried, carry
-from autoresearch.workspace.tags import tried_ref
 
 
 class Coordinator:

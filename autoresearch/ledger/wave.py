@@ -3,10 +3,9 @@ from which the noise threshold is measured before any agent code runs."""
 
 from __future__ import annotations
 
-from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import State
 from autoresearch.ledger.values import WAVE_KINDS
-from autoresearch.model import Job, Kind
+from autoresearch.model import Job, Kind, Row
 from autoresearch.policy import Noise
 
 WAVE_JOBS = (Kind.BASELINE, Kind.NOISE)

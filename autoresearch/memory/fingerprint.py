@@ -18,8 +18,8 @@ import hashlib
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from autoresearch.ledger.results import sanitize
 from autoresearch.memory.literals import find_constants
+from autoresearch.redact import sanitize
 
 if TYPE_CHECKING:
     from autoresearch.memory.journal import Entry
