@@ -40,6 +40,7 @@ def make_repo(path: Path) -> Path:
     git(path, "config", "user.name", "Test")
     (path / "train.py").write_text(FAKE_TRAIN)
     (path / "prepare.py").write_text("# the fixed harness\n")
+    (path / "harness.py").write_text("# the fixed harness\n")
     (path / "constants.py").write_text("TIME_BUDGET = 5\n")
     (path / "program.md").write_text("# program\nLower val_bpb.\n")
     (path / ".gitignore").write_text(GITIGNORE)

@@ -228,6 +228,9 @@ FIXED_STEPS = [  # (what train.py says, what the test project's train.py says in
 # and the run looks for the private split and writes down what it found.
 HOSTILE = '''
 
+import json
+from pathlib import Path
+
 from prepare import EVAL_TOKENS as _EVAL_TOKENS
 from constants import CACHE_DIR as _CACHE_DIR
 

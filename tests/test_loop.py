@@ -413,11 +413,26 @@ def test_another_tools_results_tsv_is_refused_and_ours_is_upgraded(repo):
 
 
 def test_a_run_that_changes_the_harness_is_void(repo):
-    steps = [edit("edits prepare.py while it runs", MODE="tamper", VAL_BPB=0.5)]
+    steps = [edit("edits the harness while it runs", MODE="tamper", VAL_BPB=0.5)]
     run_loop(repo, steps)
     r = tag_rows(repo)
     assert [(row.kind, row.status, row.reason) for row in r] == [
         ("baseline", "keep", ""), ("experiment", "crash", "tamper")]
-    assert "changed prepare.py while it ran: void" in (
+    assert "changed prepare.py, harness.py while it ran: void" in (
         repo / ".autoresearch" / TAG / "events.log").read_text()
     check_git_matches_results(repo, TAG)
+
+
+def test_an_agent_edit_of_the_harness_module_is_refused_and_undone(repo):
+    def touch_harness(request):
+        (request.repo / "harness.py").write_text("PEAK_BF16_FLOPS = []  # no MFU to compare\n")
+        return edit("faster", VAL_BPB=0.5)(request)
+
+    run_loop(repo, [touch_harness, edit("good", VAL_BPB=1.1)], max_experiments=1)
+    assert [(n, kind) for n, kind, _, _ in summary(repo)] == [(1, "baseline"), (2, "experiment")]
+    events = (repo / ".autoresearch" / TAG / "events.log").read_text()
+    assert "changed files other than train.py: harness.py" in events
+    (copy,) = (repo / ".autoresearch" / TAG / "undone").glob("w0-*/harness.py")
+    assert copy.read_text().startswith("PEAK_BF16_FLOPS = []")  # kept as a copy, not run
+    tree = repo / ".autoresearch" / TAG / "trees" / "0"
+    assert (tree / "harness.py").read_text() == "# the fixed harness\n"
