@@ -23,14 +23,18 @@ from loop_helpers import (
     fake_gpus,
     git,
     make_repo,
+    run_cli,
     run_loop,
     runs_alive,
     tag_rows,
 )
 
+from autoresearch import pipeline
 from autoresearch.execution.gpus import Slot
 from autoresearch.execution.local import LocalExecutor
+from autoresearch.ledger import coordinator
 from autoresearch.ledger.state import load_state
+from autoresearch.workspace import tags
 from autoresearch.workspace.git import Git
 
 TAG = "t"
@@ -316,3 +320,23 @@ def test_killed_between_a_ports_run_and_its_control(repo, monkeypatch):
                 r.description]
     assert port.kind == "port" and port.status == "keep" and port.pairs == 1 and confirms
     check_git_matches_results(repo, TAG)
+
+
+def test_a_tag_from_before_harness_py_is_not_resumed_across_the_change(tmp_path, monkeypatch):
+    """A tag started when the harness was prepare.py and constants.py alone, its commits without
+    harness.py; then the checkout gets it (an upgrade). Resuming says so in one line."""
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "rm", "-q", "harness.py")
+    git(repo, "commit", "-qm", "the harness before harness.py")
+    with monkeypatch.context() as old:  # the loop as it was: two fixed files
+        for module in (tags, coordinator, pipeline):
+            old.setattr(module, "FIXED_FILES", ("prepare.py", "constants.py"))
+        run_loop(repo, [edit("idea", VAL_BPB=0.9)], tag=TAG)
+    (repo / "harness.py").write_text("# the fixed harness\n")
+    git(repo, "add", "harness.py")
+    git(repo, "commit", "-qm", "upgrade: harness.py")
+    out = run_cli("run", "--tag", TAG, "--agent", "sweep", "--repo", str(repo))
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        f"error: tag {TAG} started before harness.py joined the fixed harness: its runs would "
+        "not compare with new ones. Start a new --tag"]

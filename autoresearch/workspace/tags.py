@@ -109,6 +109,11 @@ def check_resume(git: Git, state: State, data_sha256: str) -> None:
                         f"{expected[:7]}: it was moved outside the loop. Put it back with "
                         f"`git update-ref refs/heads/{branch} {expected}` (commits stay "
                         f"reachable by their sha), or start a new --tag")
+    unguarded = [name for name in FIXED_FILES if name not in state.fixed_sha256]
+    if unguarded:  # a tag from before the harness grew: its commits may lack the file
+        raise UserError(f"tag {state.tag} started before {', '.join(unguarded)} joined the "
+                        f"fixed harness: its runs would not compare with new ones. Start a new "
+                        f"--tag")
     if state.data_sha256 and data_sha256 != state.data_sha256:
         raise UserError(f"the prepared data or tokenizer changed since tag {state.tag} started: "
                         f"numbers would not compare. Prepare the same data again, or start a new "
