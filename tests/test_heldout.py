@@ -85,6 +85,7 @@ def old_style_cache(tmp_path: Path, mini_corpus: Path) -> Path:
     return cache
 
 
+@pytest.mark.slow
 def test_data_prepared_before_gets_its_private_split_from_prepare_private(tmp_path, mini_corpus):
     cache = old_style_cache(tmp_path, mini_corpus)
     val_before = texts(cache / "data" / "shard_00002.parquet")

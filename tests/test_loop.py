@@ -305,6 +305,7 @@ def test_ctrl_c_once_finishes_the_runs_under_way(repo, monkeypatch):
     assert [row.status for row in tag_rows(repo)] == ["keep", "discard"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_twice_during_training_kills_the_run_and_records_nothing(repo, monkeypatch):
     class CtrlC(RecordingUI):
         def update(self, live):
@@ -335,6 +336,7 @@ def test_hours_limit(repo):
     assert reason == "reached --hours 1e-09" and tag_rows(repo) == []
 
 
+@pytest.mark.slow
 def test_kept_runs_are_sampled_and_a_failure_is_not_fatal(repo, tmp_path, monkeypatch):
     # a stand-in for autoresearch.artifacts.sample (the real one needs real weights): writes
     # the sample for the kept experiment (#2, not its confirmation run #4), fails for the baseline

@@ -267,6 +267,7 @@ def test_kill_9_chaos_with_two_workers(repo, tmp_path):
     assert runs_alive(pid_file) == []  # no run outlived the loops that started it
 
 
+@pytest.mark.slow
 def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tmp_path,
                                                                          monkeypatch):
     """A grey-zone candidate (as in test_precision) killed during its second pair's
@@ -292,6 +293,7 @@ def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tm
     check_git_matches_results(repo, TAG)
 
 
+@pytest.mark.slow
 def test_killed_between_a_ports_run_and_its_control(repo, monkeypatch):
     """A port's own run is the first half of its first pair; killed before its control ran,
     the restart runs the port again after the control, so no pair spans the restart."""

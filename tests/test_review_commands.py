@@ -217,6 +217,7 @@ def shift_session(repo: Path, after: int, hours: float) -> None:
         append_result(repo / "results.tsv", row)
 
 
+@pytest.mark.slow
 def test_rates_count_the_loop_time_and_the_words_are_the_readme_s(tmp_path):
     repo = make_repo(tmp_path / "repo")
     run_loop(repo, [edit("lower val", VAL_BPB=0.9)], noise_runs=1)
