@@ -368,6 +368,7 @@ def test_dirty_train_py_is_refused(repo):
         run_loop(repo, [])
 
 
+@pytest.mark.slow
 def test_a_detached_head_is_fine_and_stays_detached(repo):
     git(repo, "checkout", "-q", "--detach")
     run_loop(repo, [edit("idea", VAL_BPB=1.1)])
@@ -386,6 +387,7 @@ def test_foreign_branch_is_refused(repo):
         run_loop(repo, [])
 
 
+@pytest.mark.slow
 def test_deleted_branch_and_moved_branch_are_refused(repo):
     run_loop(repo, [edit("idea", VAL_BPB=1.1)])
     git(repo, "update-ref", f"refs/heads/autoresearch/{TAG}", "HEAD~0")
