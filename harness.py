@@ -12,6 +12,7 @@ import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,7 +26,7 @@ from prepare import MAX_SEQ_LEN, PROFILE
 FA4_CAPABILITIES = {(9, 0)}  # measured on the H100; FA4 also targets Blackwell, not measured here
 
 
-def flash_attention_4_available(device):
+def flash_attention_4_available(device: torch.device) -> bool:
     """Whether FlashAttention-4 can run every attention layer here: a GPU it was measured on,
     and the package installed. Its compiled kernels persist in the cache directory (prepare.py)."""
     if device.type != "cuda" or torch.cuda.get_device_capability(device) not in FA4_CAPABILITIES:
@@ -39,12 +40,13 @@ def flash_attention_4_available(device):
     return True
 
 
-def fa4_window_left(window, seq_len):
+def fa4_window_left(window: int, seq_len: int) -> int:
     """FA4's window_size_left: how many earlier tokens a query sees (-1 here: all of them)."""
     return window - 1 if window < seq_len else -1
 
 
-def fa4_attention(q, k, v, window):
+def fa4_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                  window: int) -> torch.Tensor:
     """Causal attention over at most `window` tokens (self included). q, k, v: (B, T, H, D)."""
     return fa4_fwd(q, k, v, fa4_window_left(window, q.size(1)))[0]
 
@@ -64,7 +66,8 @@ for left in lefts:
 """
 
 
-def warm_flash_attention_4(seq_len, n_head, head_dim, windows):
+def warm_flash_attention_4(seq_len: int, n_head: int, head_dim: int,
+                           windows: list[int]) -> subprocess.Popen:
     """Start compiling FA4's kernels for these windows in a child process; the caller kills it
     once its own first step has run them."""
     lefts = sorted({fa4_window_left(w, seq_len) for w in windows})
@@ -137,7 +140,7 @@ PEAK_BF16_FLOPS = [  # first match wins, so specific names come before general o
 ]
 
 
-def peak_flops(device):
+def peak_flops(device: torch.device) -> float | None:
     """This GPU's peak bf16 FLOP/s, or None (a CPU, or a GPU the table does not know)."""
     if device.type != "cuda":
         return None
@@ -150,9 +153,10 @@ def peak_flops(device):
 # ---------------------------------------------------------------------------
 
 
-def save_checkpoint(directory, model, config, extra):
-    """Weights and config, written before the final evaluation so that a crash there
-    does not lose the run."""
+def save_checkpoint(directory: str | Path, model: torch.nn.Module, config: Any,
+                    extra: dict) -> None:
+    """Weights (model.pt) and config.json (`config`, a dataclass, and `extra`) in `directory`,
+    written before the final evaluation so that a crash there does not lose the run."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), directory / "model.pt")
