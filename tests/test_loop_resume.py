@@ -32,9 +32,8 @@ from loop_helpers import (
 from autoresearch import pipeline
 from autoresearch.execution.gpus import Slot
 from autoresearch.execution.local import LocalExecutor
-from autoresearch.ledger import coordinator
+from autoresearch.ledger import coordinator, tags
 from autoresearch.ledger.state import load_state
-from autoresearch.workspace import tags
 from autoresearch.workspace.git import Git
 
 TAG = "t"

@@ -4,17 +4,11 @@ slow must not leave a module that only the slow tests load."""
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = "autoresearch"
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+from test_imports import PACKAGE, REPO, module_name
 
 
 def package_modules() -> dict[str, Path]:
-    return {module_name(p): p for p in (ROOT / PACKAGE).rglob("*.py")}
+    return {module_name(p, REPO): p for p in PACKAGE.rglob("*.py")}
 
 
 def is_slow(node: ast.AST) -> bool:
@@ -70,9 +64,9 @@ class WithoutSlowTests(ast.NodeTransformer):
 def test_every_module_of_the_package_is_loaded_by_a_quick_test():
     modules = package_modules()
     trees = {name: ast.parse(path.read_text()) for name, path in modules.items()}
-    for path in (ROOT / "tests").glob("*.py"):  # test files and their helpers (loop_helpers...)
+    for path in (REPO / "tests").glob("*.py"):  # test files and their helpers (loop_helpers...)
         trees[path.stem] = WithoutSlowTests().visit(ast.parse(path.read_text()))
-    quick = {p.stem for p in (ROOT / "tests").glob("test_*.py") if has_quick_test(trees[p.stem])}
+    quick = {p.stem for p in (REPO / "tests").glob("test_*.py") if has_quick_test(trees[p.stem])}
     missing = sorted(set(modules) - reached({"conftest"} | quick, trees, set(trees)))
     assert not missing, f"no quick test loads {', '.join(missing)}: test it, or keep a quick " \
                         "test of it unmarked"
