@@ -13,8 +13,10 @@ import requests
 from loop_helpers import check_git_matches_results, git, run_cli, run_loop, tag_rows
 from target_helpers import edit_solve, make_target_repo
 
+from autoresearch.agents.prompt import build_context, cli_prompt, system_prompt
 from autoresearch.ledger.results import read_results
 from autoresearch.review.dashboard import Board, make_server
+from autoresearch.review.plot import draw_progress
 from autoresearch.target import load_target
 
 
@@ -67,6 +69,13 @@ def test_a_higher_accuracy_is_kept_and_a_lower_one_discarded(target_repo: Path) 
     assert "Raise accuracy." in first.program
     assert first.target.metric.value(first.best_val_bpb) == 0.5
     assert third.target.metric.value(third.best_val_bpb) == 0.8
+    # the prompts every agent backend sends speak of solve.py and accuracy, never train.py
+    for prompt in (cli_prompt(third), system_prompt(third.target) + build_context(third)):
+        assert "train.py" not in prompt and "val_bpb" not in prompt and "GPT" not in prompt
+        assert "Propose one change to solve.py that you expect to raise accuracy." in prompt
+        assert "Best accuracy so far: 0.800000." in prompt
+        assert "scored by accuracy: higher is better" in prompt
+        assert re.search(r"\n +2  \w{7}  0\.800000 .* keep +experiment", prompt)  # values
     # rows read back with the metric hold its loss; without it the file is refused
     assert [r.val_bpb for r in read_results(target_repo / "results.tsv",
                                             metric=first.target.metric)][:3] == [-0.5, -0.5, -0.8]
@@ -125,8 +134,19 @@ def test_cpu_workers_run_the_sweep_and_every_view_names_the_metric(target_repo: 
     assert f"best: accuracy (higher is better) {best:.6f} (baseline +" in status
     assert "baseline 0.500000, change +" in status
     journal = run_cli("-C", ".", "journal", "--full", cwd=target_repo).stdout
-    assert "#1 baseline w0 keep 0.500000" in journal
+    assert re.search(r"#\d+ baseline w\d keep 0\.500000", journal)
     assert not re.search(r" (keep|discard) -0\.", journal)  # values, never their losses
+
+    plotted = run_cli("-C", ".", "plot", "--out", "night.png", cwd=target_repo)
+    assert plotted.returncode == 0 and (target_repo / "night.png").is_file(), plotted.stderr
+    fig = draw_progress(rows, metric=load_target(target_repo).metric)
+    axes = fig.axes[0]
+    assert axes.get_ylabel() == "accuracy (higher is better)"
+    assert "\naccuracy 0.500000" in axes.get_title(loc="left")
+    fig.canvas.draw()
+    ticks = [float(t.get_text()) for t in axes.get_yticklabels() if t.get_text()]
+    # the axis reads in accuracy, not in its loss: better (higher) is down, as for val_bpb
+    assert min(ticks) >= 0 and max(ticks) >= best and ticks == sorted(ticks, reverse=True)
 
     server = make_server(Board(target_repo, target_repo / "results.tsv"), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -143,3 +163,40 @@ def test_cpu_workers_run_the_sweep_and_every_view_names_the_metric(target_repo: 
     assert max(r["best"] for r in data["rows"] if r["best"] is not None) == pytest.approx(best)
     lo, hi = data["y_limits"]
     assert lo < 0.5 < best < hi
+
+
+MAKE_DATA = '''import sys
+with open("setup.log", "a") as f:
+    f.write("ran\\n")
+if "--fail" in sys.argv:
+    raise SystemExit("no data source: set DATA_URL")
+'''
+
+
+def with_setup(repo: Path, command: str) -> Path:
+    """The toy target with a setup command, committed."""
+    (repo / "make_data.py").write_text(MAKE_DATA)
+    table = (repo / "pyproject.toml").read_text()
+    (repo / "pyproject.toml").write_text(table.replace("gpu = false\n",
+                                                       f'gpu = false\nsetup = "{command}"\n'))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "setup")
+    return repo
+
+
+def test_setup_runs_once_for_a_tag_and_its_failure_is_one_line(target_repo: Path) -> None:
+    with_setup(target_repo, "python make_data.py")
+    run_target(target_repo, [edit_solve("raise the score", SCORE=0.8)])
+    run_target(target_repo, [edit_solve("lower it", SCORE=0.6)], max_experiments=2)
+    assert (target_repo / "setup.log").read_text() == "ran\n"  # not again on resume
+    assert len(tag_rows(target_repo)) == 5
+
+    broken = with_setup(make_target_repo(target_repo.parent / "broken"),
+                        "python make_data.py --fail")
+    proc = run_cli("-C", ".", "run", "--tag", "t", "--agent", "sweep", cwd=broken)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: setup `python make_data.py --fail` failed (exit 1): no data source: set "
+        "DATA_URL; fix it, then run again"]
+    assert not (broken / "results.tsv").exists()
+    assert "autoresearch/t" not in git(broken, "branch", "--list")
