@@ -281,7 +281,8 @@ class Worker:
         decision = coord.record(job, outcome)
         loop.live(self.k, phase="idle")
         tidy_weights(loop.repo, decision.rows, coord.rows(), loop.opts.keep_checkpoints,
-                     loop.opts.sample_timeout if loop.opts.sample else None,
+                     loop.opts.sample_timeout if loop.opts.sample and not loop.target.custom
+                     else None,  # samples are the LLM harness's: a target's model is its own
                      lambda message: loop.log(message, "yellow"), loop.hidden)
 
     def progress(self, p: Progress) -> None:

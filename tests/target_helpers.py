@@ -19,7 +19,11 @@ MODE = "ok"  # ok crash tamper
 
 EVALUATE = '''"""The fixed harness: runs solve.py and reports its accuracy."""
 import json
+import os
 import runpy
+
+# the loop names the repository root, where a setup command leaves what runs read
+assert os.path.isfile(os.path.join(os.environ["AUTORESEARCH_TARGET"], "pyproject.toml"))
 
 values = runpy.run_path("solve.py")
 if values["MODE"] == "crash":

@@ -112,7 +112,8 @@ def test_cpu_workers_run_the_sweep_and_every_view_names_the_metric(target_repo: 
     ran = run_cli("-C", ".", "run", "--tag", "t", "--agent", "sweep", "--workers", "2",
                   "--max-experiments", "4", "--plain", cwd=target_repo, timeout=240)
     assert ran.returncode == 0, ran.stderr
-    assert "held-out verification" not in ran.stdout + ran.stderr  # the default target's only
+    said = (ran.stdout + ran.stderr).lower()  # the LLM harness's extras, not even a warning:
+    assert "verification" not in said and "sampl" not in said and "checkpoint" not in said
     rows = tag_rows(target_repo)
     assert {r.worker for r in rows} == {0, 1} and {r.device for r in rows} == {"cpu"}
     assert {r.gpu for r in rows} == {""}
