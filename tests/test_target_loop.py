@@ -155,6 +155,9 @@ def test_cpu_workers_run_the_sweep_and_every_view_names_the_metric(target_repo: 
     try:
         port = server.server_address[1]
         data = requests.get(f"http://127.0.0.1:{port}/api/results", timeout=10).json()
+        keep = next(r["n"] for r in data["rows"] if r["status"] == "keep"
+                    and r["kind"] == "experiment")
+        diff = requests.get(f"http://127.0.0.1:{port}/api/diff/{keep}", timeout=10).json()
     finally:
         server.shutdown()
         server.server_close()
@@ -162,6 +165,7 @@ def test_cpu_workers_run_the_sweep_and_every_view_names_the_metric(target_repo: 
                               "label": "accuracy (higher is better)"}
     assert data["rows"][0]["val_bpb"] == 0.5 and data["best"]["value"] == pytest.approx(best)
     assert max(r["best"] for r in data["rows"] if r["best"] is not None) == pytest.approx(best)
+    assert "+++ b/solve.py" in diff["text"] and "+SCORE = " in diff["text"]
     lo, hi = data["y_limits"]
     assert lo < 0.5 < best < hi
 
