@@ -91,11 +91,16 @@ def test_the_metric_is_read_from_the_json_file_the_run_writes(tmp_path: Path) ->
 def test_a_hostile_agent_cannot_change_the_fixed_files(target_repo: Path) -> None:
     cheat = {"evaluate.py": "print('---')\nprint('accuracy: 1.0')\n",
              "reference.txt": "whatever I like\n"}
+    checkout = {"../../../../reference.txt": "answers from the checkout\n"}  # the user's copy
     steps = [edit_solve("cheat with the harness", also=cheat, SCORE=0.6),
+             edit_solve("cheat in the checkout", also=checkout, SCORE=0.7),
              edit_solve("change the answers while running", MODE="tamper", SCORE=0.95)]
     reason, agent, ui = run_target(target_repo, steps, max_experiments=1)
-    # the first proposal is refused (its edits outside solve.py undone), never run
+    # the first two proposals are refused (their edits outside solve.py undone), never run
     assert any("proposal rejected: changed files other than solve.py" in e for e in ui.events)
+    assert any(e.startswith("w0: proposal rejected: changed ") and "reference.txt outside its "
+               "work tree" in e for e in ui.events)
+    assert (target_repo / "reference.txt").read_text() == "the answers\n"
     # the second runs, changes reference.txt in its run folder, and is void, not kept
     rows = tag_rows(target_repo)
     assert [(r.kind, r.status, r.reason) for r in rows] == [
