@@ -210,3 +210,18 @@ def test_setup_runs_once_for_a_tag_and_its_failure_is_one_line(target_repo: Path
         "DATA_URL; fix it, then run again"]
     assert not (broken / "results.tsv").exists()
     assert "autoresearch/t" not in git(broken, "branch", "--list")
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--gpus", "0"], "this target runs on the CPU (gpu = false in pyproject.toml): use "
+                      "--workers N instead of --gpus"),
+    (["--workers", "2", "--gpus", "all"], "--workers runs workers on the CPU and --gpus on "
+                                          "GPUs: give one of them"),
+    (["--ray", "auto"], "--ray places runs on the cluster's GPUs: leave --gpus and --workers out"
+                        " (this target runs on the CPU: use --workers)"),
+])
+def test_a_cpu_target_refuses_gpu_flags_in_one_line(target_repo: Path, flags: list[str],
+                                                     says: str) -> None:
+    proc = run_cli("-C", ".", "run", "--tag", "t", "--agent", "sweep", *flags, cwd=target_repo)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [f"error: {says}"]
+    assert not (target_repo / ".autoresearch").exists()
