@@ -35,12 +35,14 @@ from autoresearch.model import (
     Port,
     Row,
     Task,
+    is_measured,
 )
-from autoresearch.names import DEFAULT_MAX_PAIRS, FIXED_FILES, RESULTS
+from autoresearch.names import DEFAULT_MAX_PAIRS, RESULTS
 from autoresearch.policy import Context, Fit, Rule, confirm_job, decide, measure
 from autoresearch.redact import redact
+from autoresearch.target import DEFAULT, Metric
 from autoresearch.verify.private import Verifier
-from autoresearch.workspace.git import TRAIN, Git, text_hash
+from autoresearch.workspace.git import Git, text_hash
 from autoresearch.workspace.merge import merge
 
 
@@ -48,8 +50,9 @@ class Coordinator:
     def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
                  max_fix_attempts: int, plateau_after: int, log: Callable[[str, str], None],
                  outcome: Callable[[Row], None], max_pairs: int = DEFAULT_MAX_PAIRS,
-                 verifier: Verifier | None = None):
+                 verifier: Verifier | None = None, metric: Metric = DEFAULT.metric):
         self.repo, self.git, self.state = repo, git, state
+        self.metric = metric  # results.tsv's metric column: rows hold its loss
         self.noise_runs = noise_runs
         self.rule = Rule(max_pairs=max_pairs, floor=noise_floor)
         self.plateau_after = plateau_after
@@ -62,7 +65,8 @@ class Coordinator:
         # read many times per decision, by every worker: parsed again only when they change
         self.reported: set[str] = set()  # results.tsv's damaged rows, each warned about once
         self.results = Parsed(repo / RESULTS, lambda path: read_reported(
-            path, lambda problem: self.log(f"warning: {problem}", "yellow"), self.reported))
+            path, lambda problem: self.log(f"warning: {problem}", "yellow"), self.reported,
+            metric))
         self.journal = Parsed(self.journal_path, journal.load)
 
     # ---- reading
@@ -162,8 +166,7 @@ class Coordinator:
     def _measure_noise(self) -> None:
         """Refit the noise model to every measured run so far; say what it found."""
         s, rows = self.state, self.rows()
-        values = [r.val_bpb for r in rows if r.kind in WAVE_KINDS and r.status != "crash"
-                  and r.val_bpb > 0]
+        values = [r.val_bpb for r in rows if r.kind in WAVE_KINDS and is_measured(r)]
         if s.best_commit is None or not values:
             return
         s.noise = measure(self.model(rows), values, self.rule, self.noise_runs)
@@ -171,7 +174,7 @@ class Coordinator:
         offsets = ", ".join(f"{w}: {o:+.6f}" for w, o in sorted(s.noise.offsets.items()))
         self.log(f"noise: within-worker std {std}, worker offsets {{{offsets}}}; min detectable "
                  f"gain {s.noise.threshold:.6f} ({s.noise.rule}); best "
-                 f"{progress(rows).best:.6f}", "cyan")
+                 f"{self.metric.value(progress(rows).best):.6f}", "cyan")
 
     # ---- jobs
 
@@ -225,7 +228,7 @@ class Coordinator:
                                   self.git.file_at(best), self.git.file_at(job.commit))
         if conflicts:
             self.log(f"{job.id}: proposed on {job.parent[:7]}, the best moved to {best[:7]} and "
-                     f"train.py does not merge: it runs on its own parent", "yellow")
+                     f"{self.git.editable} does not merge: it runs on its own parent", "yellow")
             return False
         old = job.commit
         job.commit = self.git.commit_file(best, merged, self._message(
@@ -293,9 +296,11 @@ class Coordinator:
             save_state(self.repo, s)
             return job
 
-    def code(self, commit: str) -> dict[str, str]:
-        """The files a run needs: train.py of the commit and the fixed harness, hash-checked."""
-        files = {name: self.git.file_at(commit, name) for name in (TRAIN, *FIXED_FILES)}
+    def code(self, commit: str) -> dict[str, str | bytes]:
+        """The files a run needs: the editable file of the commit and the fixed harness (the
+        files the tag guards, as bytes: they may be binary), hash-checked."""
+        files: dict[str, str | bytes] = {self.git.editable: self.git.file_at(commit)}
+        files.update((name, self.git.blob_at(commit, name)) for name in self.state.fixed_sha256)
         check_fixed(files, self.state)
         return files
 
@@ -366,7 +371,7 @@ class Coordinator:
         present = {r.experiment for r in all_rows}
         for row in rows:
             if row.experiment not in present:
-                append_result(self.repo / RESULTS, row)
+                append_result(self.repo / RESULTS, row, self.metric)
         self._journal(rows, subjects)
 
     def _journal(self, rows: list[Row], subjects: dict[int | None, int | None]) -> None:
@@ -417,8 +422,8 @@ class Coordinator:
                                   self.git.file_at(best), self.git.file_at(port.commit))
         description = f"port of #{port.n} onto {best[:7]}: {port.description}"
         if conflicts:
-            self.log(f"#{port.n}: train.py does not merge onto the new best {best[:7]}: asking "
-                     f"worker {port.worker}'s agent to port it", "yellow")
+            self.log(f"#{port.n}: {self.git.editable} does not merge onto the new best "
+                     f"{best[:7]}: asking worker {port.worker}'s agent to port it", "yellow")
             return Task(Kind.PORT, port.worker, port.n, port.commit, port.parent,
                         port.description, merged, diff=self.git.diff(port.parent, port.commit))
         commit = self.git.commit_file(best, merged, self._message(
@@ -549,9 +554,9 @@ def _started(job: Job) -> bool:
     return job.n is not None
 
 
-def check_fixed(files: dict[str, str], state: State) -> None:
+def check_fixed(files: dict[str, str | bytes], state: State) -> None:
     """The harness must not change during a tag: numbers before and after would not compare."""
-    changed = [n for n in FIXED_FILES if text_hash(files[n]) != state.fixed_sha256.get(n)]
+    changed = [n for n, sha in state.fixed_sha256.items() if text_hash(files[n]) != sha]
     if changed:
         raise UserError(f"{', '.join(changed)} changed since tag {state.tag} started (sha256 "
                         f"differs): the harness is fixed for a run; start a new --tag")
