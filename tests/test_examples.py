@@ -1,0 +1,152 @@
+"""The shipped examples (examples/): each is a target repository of its own, copied out and
+committed as its README says, then run as the loop runs it: its command, in its folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoresearch.agents.sweep import moves
+from autoresearch.memory.literals import find_constants
+from tests.loop_helpers import git
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DIGITS, COLLATZ = "digits-classifier", "collatz-speed"
+EDITABLE = {DIGITS: "model.py", COLLATZ: "collatz.py"}
+COMMAND = {DIGITS: "evaluate.py", COLLATZ: "benchmark.py"}
+FAST_COLLATZ = {"BLOCK_SIZE": 16384.0, "COMPACT_FRAC": 0.5}  # the same harness, in a fraction
+
+
+def copy_example(name: str, parent: Path) -> Path:
+    """The example as its README sets it up: `cp -r`, `git init`, everything committed."""
+    repo = parent / name
+    shutil.copytree(EXAMPLES / name, repo)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "test@example.com")
+    git(repo, "config", "user.name", "Test")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", f"{name} target")
+    return repo
+
+
+def run_example(repo: Path) -> subprocess.CompletedProcess:
+    """The example's command (`python <harness>`) in its folder, as one run of the loop."""
+    return subprocess.run([sys.executable, COMMAND[repo.name]], cwd=repo, capture_output=True,
+                          text=True, timeout=120)
+
+
+def summary(stdout: str) -> dict[str, float]:
+    """The `name: value` lines after the last `---` line."""
+    block = stdout.split("---\n")[-1]
+    return {key: float(value) for key, value in re.findall(r"^(\w+): (\S+)$", block, re.M)}
+
+
+def set_knobs(path: Path, **values: float) -> None:
+    text = path.read_text()
+    for name, value in values.items():
+        text, count = re.subn(rf"^{name} = [^ ]+", f"{name} = {value!r}", text, flags=re.M)
+        assert count == 1, name
+    path.write_text(text)
+
+
+def test_digits_evaluator_prints_its_accuracy(tmp_path: Path) -> None:
+    proc = run_example(copy_example(DIGITS, tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    values = summary(proc.stdout)
+    assert set(values) == {"accuracy", "fit_seconds"}
+    assert 0.70 < values["accuracy"] < 0.77  # the weak start the README quotes: 0.735128
+    assert values["fit_seconds"] > 0
+
+
+def test_digits_accuracy_follows_the_editable_model(tmp_path: Path) -> None:
+    """The evaluator scores model.py as it is in the run's folder: tuned knobs score higher."""
+    repo = copy_example(DIGITS, tmp_path)
+    set_knobs(repo / "model.py", PCA_VARIANCE_FRAC=0.8, SVM_C=1.0, RBF_GAMMA=0.001)
+    proc = run_example(repo)
+    assert proc.returncode == 0, proc.stderr
+    assert summary(proc.stdout)["accuracy"] > 0.95
+
+
+def test_collatz_benchmark_prints_its_seconds(tmp_path: Path) -> None:
+    proc = run_example(copy_example(COLLATZ, tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    values = summary(proc.stdout)
+    assert set(values) == {"seconds", "median_seconds"}
+    assert 0 < values["seconds"] <= values["median_seconds"]
+
+
+WRONG_BUT_FAST = {
+    "all zeros": "return np.zeros(n, dtype=np.int64)",
+    "one number off": "steps[26:27] += 1\n    return steps",  # 27 takes 111 steps, not 112
+}
+
+
+@pytest.mark.parametrize("wrong", WRONG_BUT_FAST.values(), ids=WRONG_BUT_FAST.keys())
+def test_collatz_fast_and_wrong_is_a_crash(tmp_path: Path, wrong: str) -> None:
+    """A wrong answer exits non-zero with one line naming the case, and prints no metric."""
+    repo = copy_example(COLLATZ, tmp_path)
+    path = repo / "collatz.py"
+    set_knobs(path, **FAST_COLLATZ)
+    text = path.read_text()
+    assert text.count("    return steps\n") == 1
+    path.write_text(text.replace("    return steps\n", f"    {wrong}\n"))
+    proc = run_example(repo)
+    assert proc.returncode == 1
+    assert "---" not in proc.stdout and "seconds" not in proc.stdout
+    assert re.fullmatch(r"error: stopping_times\(\d+\) is wrong: [^\n]*\n", proc.stderr)
+
+
+def test_collatz_every_timed_call_is_checked(tmp_path: Path) -> None:
+    """A call that is right for the small cases but wrong for the timed size is a crash too."""
+    repo = copy_example(COLLATZ, tmp_path)
+    path = repo / "collatz.py"
+    set_knobs(path, **FAST_COLLATZ)
+    text = path.read_text().replace("    return steps\n",
+                                    "    return steps if n < 50_000 else steps * 0\n")
+    path.write_text(text)
+    proc = run_example(repo)
+    assert proc.returncode == 1
+    assert "stopping_times(100000) is wrong" in proc.stderr
+
+
+def plain_stopping_times(n: int) -> np.ndarray:
+    """Collatz stopping times of 1..n by the definition, memoising every number met."""
+    known = {1: 0}
+    for start in range(2, n + 1):
+        path, x = [], start
+        while x not in known:
+            path.append(x)
+            x = x // 2 if x % 2 == 0 else 3 * x + 1
+        for count, value in enumerate(reversed(path), start=known[x] + 1):
+            known[value] = count
+    return np.array([known[i] for i in range(1, n + 1)], dtype=np.int64)
+
+
+def test_collatz_reference_answers_are_right() -> None:
+    reference = json.loads((EXAMPLES / COLLATZ / "reference.json").read_text())
+    sizes = sorted(int(n) for n in reference)
+    assert sizes == [1, 2, 27, 1000, 4097, 100_000]
+    answers = plain_stopping_times(sizes[-1])
+    assert answers[26] == 111  # 27's famous 111 steps
+    for n in sizes:
+        expected = {"sum": int(answers[:n].sum()),
+                    "sha256": hashlib.sha256(answers[:n].tobytes()).hexdigest()}
+        assert reference[str(n)] == expected, n
+
+
+@pytest.mark.parametrize("name", [DIGITS, COLLATZ])
+def test_every_knob_is_one_the_sweep_moves(name: str) -> None:
+    """The editable file's UPPER_CASE constants are all knobs the sweep agent can move (an int
+    knob, say, it would leave alone), each from its starting value."""
+    constants = find_constants((EXAMPLES / name / EDITABLE[name]).read_text())
+    assert constants, "no knobs"
+    for constant in constants.values():
+        assert moves(constant, constants, 2), constant.name
