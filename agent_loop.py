@@ -187,10 +187,12 @@ def run(
     from autoresearch.execution.local import bytecode_warning
     from autoresearch.review.console import make_console
     from autoresearch.scheduler import Loop
+    from autoresearch.target import load_target
 
-    opts = Options(tag=tag, noise_runs=noise_runs, noise_floor=noise_floor, timeout=timeout,
-                   max_pairs=max_pairs, max_experiments=max_experiments, hours=hours,
-                   max_cost=max_cost, max_fix_attempts=max_fix_attempts,
+    target = load_target(repo)  # first: a bad [tool.autoresearch] table is the user's to fix
+    opts = Options(tag=tag, target=target, noise_runs=noise_runs, noise_floor=noise_floor,
+                   timeout=timeout, max_pairs=max_pairs, max_experiments=max_experiments,
+                   hours=hours, max_cost=max_cost, max_fix_attempts=max_fix_attempts,
                    keep_checkpoints=keep_checkpoints, sample=sample, gpus=gpus,
                    mixed_gpus=mixed_gpus, plateau_after=plateau_after, verify=verify)
     if train_cmd:

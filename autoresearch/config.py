@@ -12,6 +12,7 @@ from autoresearch.errors import UserError
 from autoresearch.execution.local import default_train_cmd
 from autoresearch.execution.procs import GRACE_SECONDS
 from autoresearch.policy import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
+from autoresearch.target import DEFAULT, Target
 
 DEFAULT_TIME_BUDGET = 300  # if constants.py cannot tell
 TIMEOUT_MARGIN = 120.0  # on top of 2 x TIME_BUDGET: start-up, compilation and the final eval
@@ -45,6 +46,7 @@ class Options:
     prefetch: bool = True  # an agent prepares its next proposal while its GPU trains
     plateau_after: int = PLATEAU_AFTER  # 0: never say so
     verify: bool = True  # held-out verification of keeps on the private split (verify/)
+    target: Target = DEFAULT  # what is optimised: the repository's [tool.autoresearch]
 
 
 @dataclass
