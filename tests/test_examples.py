@@ -16,6 +16,7 @@ import pytest
 
 from autoresearch.agents.sweep import moves
 from autoresearch.memory.literals import find_constants
+from autoresearch.target import Metric, load_target
 from tests.loop_helpers import git
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -23,6 +24,13 @@ DIGITS, COLLATZ = "digits-classifier", "collatz-speed"
 EDITABLE = {DIGITS: "model.py", COLLATZ: "collatz.py"}
 COMMAND = {DIGITS: "evaluate.py", COLLATZ: "benchmark.py"}
 FAST_COLLATZ = {"BLOCK_SIZE": 16384.0, "COMPACT_FRAC": 0.5}  # the same harness, in a fraction
+
+
+TABLES = {
+    DIGITS: (("evaluate.py",), Metric("accuracy", "higher", "", ("fit_seconds",))),
+    COLLATZ: (("benchmark.py", "reference.json"),
+              Metric("seconds", "lower", "", ("median_seconds",))),
+}
 
 
 def copy_example(name: str, parent: Path) -> Path:
@@ -150,3 +158,16 @@ def test_every_knob_is_one_the_sweep_moves(name: str) -> None:
     assert constants, "no knobs"
     for constant in constants.values():
         assert moves(constant, constants, 2), constant.name
+
+
+@pytest.mark.parametrize("name", [DIGITS, COLLATZ])
+def test_each_example_declares_its_target(name: str) -> None:
+    """The table loads as the loop loads it: a CPU target whose files all exist, the editable
+    file and the harness the tests above run, the metric its harness prints."""
+    target = load_target(EXAMPLES / name)
+    fixed, metric = TABLES[name]
+    assert target.custom and not target.gpu
+    assert target.editable == (EDITABLE[name],) and target.fixed == fixed
+    assert target.command == ("python", COMMAND[name]) and target.metric == metric
+    for file in (*target.editable, *target.fixed, target.program, ".gitignore", "README.md"):
+        assert (EXAMPLES / name / file).is_file(), file
