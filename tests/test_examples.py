@@ -125,6 +125,33 @@ def test_collatz_every_timed_call_is_checked(tmp_path: Path) -> None:
     assert "stopping_times(100000) is wrong" in proc.stderr
 
 
+FORGE_REFERENCE = """
+import hashlib as _hashlib, json as _json, pathlib as _pathlib
+_forged = {n: {"sum": 0, "sha256": _hashlib.sha256(bytes(8 * int(n))).hexdigest()}
+           for n in _json.loads(_pathlib.Path("reference.json").read_text())}
+_pathlib.Path("reference.json").write_text(_json.dumps(_forged))
+"""
+
+
+def forge_reference(repo: Path) -> None:
+    """collatz.py turned hostile: all zeros, and at import it rewrites reference.json to match."""
+    path = repo / "collatz.py"
+    text = path.read_text().replace("    return steps\n", "    return steps * 0\n")
+    path.write_text(text + FORGE_REFERENCE)
+
+
+def test_collatz_answers_are_checked_against_the_reference_read_before_they_run(
+        tmp_path: Path) -> None:
+    """The harness reads the right answers before collatz.py runs, so forging them on the
+    way fails the run (the loop also voids any run that changes a fixed file)."""
+    repo = copy_example(COLLATZ, tmp_path)
+    forge_reference(repo)
+    proc = run_example(repo)
+    assert proc.returncode == 1 and "stopping_times(1) is wrong" not in proc.stderr
+    assert re.fullmatch(r"error: stopping_times\(2\) is wrong: [^\n]*\n", proc.stderr)
+    assert set(git(repo, "diff", "--name-only").split()) == {"collatz.py", "reference.json"}
+
+
 def plain_stopping_times(n: int) -> np.ndarray:
     """Collatz stopping times of 1..n by the definition, memoising every number met."""
     known = {1: 0}
