@@ -15,6 +15,7 @@ from autoresearch.policy import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
 from autoresearch.target import DEFAULT, Target
 
 DEFAULT_TIME_BUDGET = 300  # if constants.py cannot tell
+NO_DATA = ".autoresearch/no-data"  # a target's own "cache folder": it prepares no LLM data
 TIMEOUT_MARGIN = 120.0  # on top of 2 x TIME_BUDGET: start-up, compilation and the final eval
 BACKOFF_SECONDS = 60.0  # first pause after a few unusable proposals in a row, doubling
 # Experiments in a row without a keep before the agents are told they are on a plateau and asked
@@ -73,6 +74,15 @@ class Harness:
         if profile and os.environ.get("AUTORESEARCH_TIME_BUDGET", "").strip():
             profile += f"@{budget:g}s"  # a shortened budget is a profile of its own
         return cls(budget, Path(values.get("CACHE_DIR", default_cache)), profile)
+
+    @classmethod
+    def of(cls, repo: Path, target: Target) -> Harness:
+        """The default target's constants.py; a target of its own has no constants.py and no
+        prepared data (a folder that never exists, so its data fingerprint never changes), and
+        its time budget is its timeout."""
+        if not target.custom:
+            return cls.read(repo)
+        return cls(float(target.timeout or DEFAULT_TIME_BUDGET), Path(repo) / NO_DATA, "")
 
     def timeout(self) -> float:
         return 2 * self.time_budget + TIMEOUT_MARGIN

@@ -24,15 +24,24 @@ from autoresearch.agents.base import Port as PortRequest
 from autoresearch.artifacts.aftercare import tidy_weights
 from autoresearch.errors import UserError
 from autoresearch.execution.executor import RunResult, RunSpec
-from autoresearch.execution.parse import LOST, TAMPER, Progress, last_error, log_tail, read_run
+from autoresearch.execution.parse import (
+    LOST,
+    TAMPER,
+    Progress,
+    last_error,
+    log_tail,
+    read_run,
+    read_target_run,
+)
 from autoresearch.execution.procs import kill_marked
 from autoresearch.ledger.results import sanitize
-from autoresearch.ledger.state import FIXED_FILES, tag_dir
+from autoresearch.ledger.state import tag_dir
 from autoresearch.memory.digest import build_digest
 from autoresearch.model import Job, Kind, Outcome, Task
+from autoresearch.target import TARGET_ENV
 from autoresearch.verify.private import without_private
-from autoresearch.workspace.git import TRAIN, text_hash
-from autoresearch.workspace.guard import PROGRAM, RUN_LABEL
+from autoresearch.workspace.git import text_hash
+from autoresearch.workspace.guard import RUN_LABEL
 from autoresearch.workspace.slots import Slot
 
 if TYPE_CHECKING:
@@ -108,7 +117,7 @@ class Worker:
         loop, coord = self.loop, self.coord
         self.slot.reset(parent, backup)
         train_py = loop.git.file_at(task.commit if kind == Kind.FIX else parent)
-        (self.slot.path / TRAIN).write_text(train_py)
+        (self.slot.path / loop.git.editable).write_text(train_py)
         refs = loop.git.refs("refs/heads", "refs/tags")
         request = self.request(task, parent, train_py, seq, marker)
         loop.live(self.k, agent_phase="proposing", agent_task=self.title(task))
@@ -127,7 +136,7 @@ class Worker:
             self.reject(f"the agent gave no usable edit: {refusal}" if proposal is None
                         else reason, task)
             return None
-        text = (self.slot.path / TRAIN).read_text()
+        text = (self.slot.path / loop.git.editable).read_text()
         known = coord.known_program(text, parent)
         if known:
             self.reject(f"not run: {known}", task,
@@ -168,7 +177,7 @@ class Worker:
         coord, loop = self.coord, self.loop
         # as it was when the loop started: the guard puts back any write to it, and an agent's
         # write must not reach another's prompt before the next scan does
-        program_text = loop.guard.trusted(loop.repo / PROGRAM)
+        program_text = loop.guard.trusted(loop.repo / loop.target.program)
         rows, entries = without_private(coord.rows(), coord.entries())  # agents never see them
         port = None
         if task is not None and task.kind == Kind.PORT:
@@ -181,7 +190,7 @@ class Worker:
             experiment=seq, worker=self.k, env={AGENT_ENV: marker}, journal=entries,
             digest=build_digest(entries, program_text), inflight=coord.inflight(),
             port=port, feedback=coord.state.feedback.get(str(self.k), ""),
-            plateau=coord.plateau(), profile=loop.harness.profile)
+            plateau=coord.plateau(), profile=loop.harness.profile, target=loop.target)
 
     def ask(self, request: AgentRequest) -> tuple[Proposal | None, str]:
         """(the agent's proposal, None and why not when it refused). Its cost is counted."""
@@ -244,7 +253,10 @@ class Worker:
         loop, coord = self.loop, self.coord
         job = coord.start(job, loop.guard.violations)
         spec = RunSpec(job.n, coord.code(job.commit), loop.repo / job.run_dir,
-                       loop.opts.train_cmd, loop.timeout, loop.opts.grace, gpu=self.gpu)
+                       loop.command, loop.timeout, loop.opts.grace, gpu=self.gpu,
+                       env={TARGET_ENV: str(loop.repo)} if loop.target.custom else {})
+        if loop.target.metric.file:  # an interrupted attempt's file must not pass for this run's
+            (spec.run_dir / loop.target.metric.file).unlink(missing_ok=True)
         loop.log(f"#{job.n} {job.kind.value} {job.commit[:7]} on w{self.k}: {job.description}")
         loop.live(self.k, phase="training", experiment=job.n, kind=job.kind.value,
                   commit=job.commit[:7], description=job.description, step=None,
@@ -286,7 +298,9 @@ class Worker:
             job.lost += 1
             loop.log(f"#{job.n} was lost ({result.lost}): running it again", "yellow")
             return None
-        verdict = read_run(result.returncode, text, result.timed_out)
+        verdict = read_target_run(loop.target.metric, result.returncode, text, result.timed_out,
+                                  spec.run_dir) if loop.target.custom else \
+            read_run(result.returncode, text, result.timed_out)
         if result.lost:  # lost again and again: recorded, never silently dropped
             verdict = replace(verdict, metrics=None, reason=LOST)
         # the profile is the harness's setting, not what train.py printed
@@ -294,7 +308,7 @@ class Worker:
                       result.seconds,
                       result.device or self.device, result.gpu, result.node, log_tail(text),
                       last_error(text))
-        tampered = [name for name in FIXED_FILES if text_hash(
+        tampered = [name for name in self.coord.state.fixed_sha256 if text_hash(
             _read(spec.run_dir / name)) != text_hash(spec.files[name])]
         blame = loop.check_guard(tag_dir(loop.repo, self.coord.tag) / "undone" / f"run-{job.n}",
                                  f"{RUN_LABEL}{job.n}")

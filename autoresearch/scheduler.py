@@ -20,6 +20,7 @@ like, kill -9 included, and run the same command: the journal in state.json says
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import threading
 import time
@@ -50,6 +51,7 @@ from autoresearch.ledger.state import (
 from autoresearch.model import Phase
 from autoresearch.pipeline import Worker, kill_agent
 from autoresearch.redact import register_environment
+from autoresearch.target import run_setup
 from autoresearch.verify import sandbox
 from autoresearch.verify.private import (
     CACHE_FILE,
@@ -58,7 +60,7 @@ from autoresearch.verify.private import (
     open_verification,
     private_split,
 )
-from autoresearch.workspace.git import TRAIN, Git
+from autoresearch.workspace.git import Git
 from autoresearch.workspace.guard import (
     Blame,
     Guard,
@@ -94,7 +96,8 @@ class Loop:
         self.opts = opts
         self.agents = agents
         self.ui = ui
-        self.git = Git(self.repo)
+        self.target = opts.target
+        self.git = Git(self.repo, self.target.edited)
         self.slots = slots
         self.executor = executor
         self.deadline = time.monotonic() + opts.hours * 3600 if opts.hours else None
@@ -119,24 +122,30 @@ class Loop:
         """Open or resume the tag, finish what a killed loop left, then run; say why it ended."""
         self.git.check_repo()  # before the lock, which would create .autoresearch/ anywhere
         register_environment(os.environ)
-        self.harness = Harness.read(self.repo)
-        self.timeout = self.opts.timeout or self.harness.timeout()
+        self.harness = Harness.of(self.repo, self.target)
+        self.timeout = self.opts.timeout or self.target.timeout or self.harness.timeout()
+        self.command = list(self.target.command) or self.opts.train_cmd
         self.preflight()  # before the tag's branch and trees exist: a failure leaves nothing
         with TagLock(self.repo, self.opts.tag), _Signals(self):
             resuming = self.opts.tag in list_tags(self.repo)
             slots = self.slots or plan_slots(self.opts.gpus, self.opts.mixed_gpus)
             verifier = self.verifier(slots, not resuming)  # may prepare the private split: before
             # open_tag, which fingerprints the data
-            state = open_tag(self.git, self.opts.tag, data_fingerprint(self.harness.cache_dir))
+            if not resuming and self.target.setup:
+                self.log(f"setup (once for the tag): {shlex.join(self.target.setup)}")
+                run_setup(self.repo, self.target)
+            state = open_tag(self.git, self.opts.tag, data_fingerprint(self.harness.cache_dir),
+                             self.target)
             tag = state.tag
-            if resuming and self.git.is_dirty(TRAIN):
-                self.log(unrun_edits_note(state), "yellow")
+            if resuming and self.git.is_dirty(self.git.editable):
+                self.log(unrun_edits_note(state, self.git.editable), "yellow")
             self.coord = Coordinator(self.repo, self.git, state, noise_runs=self.opts.noise_runs,
                                      noise_floor=self.opts.noise_floor,
                                      max_pairs=self.opts.max_pairs,
                                      max_fix_attempts=self.opts.max_fix_attempts,
                                      plateau_after=self.opts.plateau_after, log=self.log,
-                                     outcome=self.ui.outcome, verifier=verifier)
+                                     outcome=self.ui.outcome, verifier=verifier,
+                                     metric=self.target.metric)
             clear_stop(self.repo, tag)
             self.hidden = [self.harness.cache_dir / PRIVATE_DIR] \
                 if private_split(self.harness.cache_dir) and not sandbox.unavailable() else None
@@ -182,7 +191,10 @@ class Loop:
 
     def verifier(self, slots: list[GpuSlot], new_tag: bool) -> Verifier | None:
         """The held-out verifier of this loop, or None when it does not verify (--no-verify,
-        no private split, Ray); says which in a start line."""
+        no private split, Ray, a target of its own); says which in a start line, except for a
+        target of its own, which has no held-out split to speak of."""
+        if self.target.custom:
+            return None
         if not self.opts.verify:
             self.log("held-out verification off (--no-verify): keeps rest on the public "
                      "validation split alone", "yellow")

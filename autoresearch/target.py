@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +26,13 @@ except ModuleNotFoundError:  # Python 3.10: the same parser under its old name
     import tomli as tomllib
 
 PYPROJECT = "pyproject.toml"
+# The key of a run's metrics that holds the loss the loop compares (policy.py reads it): for the
+# default target it is val_bpb itself, for any other the metric's loss (Metric.loss)
+LOSS = "val_bpb"
 TABLE = "tool.autoresearch"
 DIRECTIONS = ("lower", "higher")
+# Set for a target's runs: the repository root, where its setup left what the runs read
+TARGET_ENV = "AUTORESEARCH_TARGET"
 
 
 @dataclass(frozen=True)
@@ -205,3 +211,22 @@ def _no_unknown(table: dict, known: dict, where: str) -> None:
 def _bad(key: str, problem: str, right: str) -> UserError:
     where = f" {key}" if key else ""
     return UserError(f"{PYPROJECT} [{TABLE}]{where} {problem}: use e.g. {right}")
+
+
+def run_setup(repo: Path, target: Target) -> None:
+    """Run the target's setup command once, in the repository root, within its timeout;
+    a failure is one line quoting the command's own last error line."""
+    shown = shlex.join(target.setup)
+    try:
+        proc = subprocess.run(target.setup, cwd=repo, capture_output=True, text=True,
+                              timeout=target.timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise UserError(f"setup `{shown}`: {target.setup[0]} not found: fix [tool.autoresearch] "
+                        f"setup in {PYPROJECT}") from None
+    except subprocess.TimeoutExpired:
+        raise UserError(f"setup `{shown}` ran past the timeout ({target.timeout:g} s): make it "
+                        f"faster or raise timeout in {PYPROJECT}") from None
+    if proc.returncode != 0:
+        said = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise UserError(f"setup `{shown}` failed (exit {proc.returncode})"
+                        + (f": {said[-1][:300]}" if said else "") + "; fix it, then run again")

@@ -17,6 +17,7 @@ from autoresearch.execution.procs import PROC, live_pids
 from autoresearch.ledger.results import Row, read_results
 from autoresearch.ledger.state import load_state
 from autoresearch.scheduler import Loop
+from autoresearch.target import load_target
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AGENT_LOOP = REPO_ROOT / "agent_loop.py"
@@ -112,7 +113,9 @@ def run_loop(repo: Path, steps, tag: str = "t", slots=None, agent=None, **option
 
 
 def tag_rows(repo: Path, tag: str = "t") -> list[Row]:
-    return [r for r in read_results(repo / "results.tsv") if r.tag == tag]
+    """The tag's rows, read with the repository's metric (val_bpb without a target table)."""
+    metric = load_target(repo).metric
+    return [r for r in read_results(repo / "results.tsv", metric=metric) if r.tag == tag]
 
 
 def fake_gpus(tmp_path: Path, models: list[str]) -> Path:

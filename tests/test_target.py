@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from loop_helpers import git, make_repo, run_cli
 
 from autoresearch.errors import UserError
 from autoresearch.target import DEFAULT, Metric, load_target
-from tests.loop_helpers import git, make_repo, run_cli
 
 TABLE = """
 [tool.autoresearch]

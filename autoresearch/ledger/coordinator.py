@@ -18,8 +18,8 @@ from autoresearch.agents.base import InFlight
 from autoresearch.artifacts.checkpoints import run_path
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import Row, append_result, read_reported
-from autoresearch.ledger.state import FIXED_FILES, Proposing, State, now_iso, save_state, tag_dir
-from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
+from autoresearch.ledger.state import Proposing, State, now_iso, save_state, tag_dir
+from autoresearch.ledger.values import WAVE_KINDS, measured, model_of, progress
 from autoresearch.memory import journal
 from autoresearch.memory.fingerprint import changes as change_summary
 from autoresearch.memory.fingerprint import fingerprint
@@ -44,8 +44,9 @@ from autoresearch.policy import (
     measure,
 )
 from autoresearch.redact import redact
+from autoresearch.target import DEFAULT, Metric
 from autoresearch.verify.private import Verifier
-from autoresearch.workspace.git import TRAIN, Git, text_hash
+from autoresearch.workspace.git import Git, text_hash
 from autoresearch.workspace.merge import merge
 from autoresearch.workspace.tags import RESULTS, tried_ref
 
@@ -54,8 +55,9 @@ class Coordinator:
     def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
                  max_fix_attempts: int, plateau_after: int, log: Callable[[str, str], None],
                  outcome: Callable[[Row], None], max_pairs: int = DEFAULT_MAX_PAIRS,
-                 verifier: Verifier | None = None):
+                 verifier: Verifier | None = None, metric: Metric = DEFAULT.metric):
         self.repo, self.git, self.state = repo, git, state
+        self.metric = metric  # results.tsv's metric column: rows hold its loss
         self.noise_runs = noise_runs
         self.rule = Rule(max_pairs=max_pairs, floor=noise_floor)
         self.plateau_after = plateau_after
@@ -68,7 +70,8 @@ class Coordinator:
         # read many times per decision, by every worker: parsed again only when they change
         self.reported: set[str] = set()  # results.tsv's damaged rows, each warned about once
         self.results = Parsed(repo / RESULTS, lambda path: read_reported(
-            path, lambda problem: self.log(f"warning: {problem}", "yellow"), self.reported))
+            path, lambda problem: self.log(f"warning: {problem}", "yellow"), self.reported,
+            metric))
         self.journal = Parsed(self.journal_path, journal.load)
 
     # ---- reading
@@ -168,8 +171,7 @@ class Coordinator:
     def _measure_noise(self) -> None:
         """Refit the noise model to every measured run so far; say what it found."""
         s, rows = self.state, self.rows()
-        values = [r.val_bpb for r in rows if r.kind in WAVE_KINDS and r.status != "crash"
-                  and r.val_bpb > 0]
+        values = [r.val_bpb for r in rows if r.kind in WAVE_KINDS and measured(r)]
         if s.best_commit is None or not values:
             return
         s.noise = measure(self.model(rows), values, self.rule, self.noise_runs)
@@ -300,8 +302,10 @@ class Coordinator:
             return job
 
     def code(self, commit: str) -> dict[str, str]:
-        """The files a run needs: train.py of the commit and the fixed harness, hash-checked."""
-        files = {name: self.git.file_at(commit, name) for name in (TRAIN, *FIXED_FILES)}
+        """The files a run needs: the editable file of the commit and the fixed harness (the
+        files the tag guards), hash-checked."""
+        files = {name: self.git.file_at(commit, name)
+                 for name in (self.git.editable, *self.state.fixed_sha256)}
         check_fixed(files, self.state)
         return files
 
@@ -372,7 +376,7 @@ class Coordinator:
         present = {r.experiment for r in all_rows}
         for row in rows:
             if row.experiment not in present:
-                append_result(self.repo / RESULTS, row)
+                append_result(self.repo / RESULTS, row, self.metric)
         self._journal(rows, subjects)
 
     def _journal(self, rows: list[Row], subjects: dict[int | None, int | None]) -> None:
@@ -557,7 +561,7 @@ def _started(job: Job) -> bool:
 
 def check_fixed(files: dict[str, str], state: State) -> None:
     """The harness must not change during a tag: numbers before and after would not compare."""
-    changed = [n for n in FIXED_FILES if text_hash(files[n]) != state.fixed_sha256.get(n)]
+    changed = [n for n, sha in state.fixed_sha256.items() if text_hash(files[n]) != sha]
     if changed:
         raise UserError(f"{', '.join(changed)} changed since tag {state.tag} started (sha256 "
                         f"differs): the harness is fixed for a run; start a new --tag")

@@ -22,7 +22,9 @@ WAVE_KINDS = ("baseline", "noise")
 
 
 def measured(row: Row) -> bool:
-    return row.status != "crash" and row.val_bpb > 0
+    """A run with a number: not a crash, and not the 0 that marks a missing value (rows hold
+    the loss, which is negative for a higher-is-better metric, so "missing" is 0, not <= 0)."""
+    return row.status != "crash" and math.isfinite(row.val_bpb) and row.val_bpb != 0
 
 
 def runs_of(rows: list[Row]) -> list[Run]:

@@ -1,0 +1,92 @@
+"""The whole loop on a target of its own, whose metric is higher-is-better: real git repos, real
+runs of the target's command, the loop's own decisions and records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from loop_helpers import check_git_matches_results, git, run_loop, tag_rows
+from target_helpers import edit_solve, make_target_repo
+
+from autoresearch.ledger.results import read_results
+from autoresearch.target import load_target
+
+
+@pytest.fixture
+def target_repo(tmp_path: Path) -> Path:
+    return make_target_repo(tmp_path / "toy")
+
+
+def run_target(repo: Path, steps, **options):
+    return run_loop(repo, steps, target=load_target(repo), timeout=None, **options)
+
+
+def values(repo: Path) -> list[tuple[int, str, str, float]]:
+    """(experiment, kind, status, accuracy) of each row, as results.tsv has them."""
+    lines = (repo / "results.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+    return [(int(r["experiment"]), r["kind"], r["status"], float(r["accuracy"])) for r in rows]
+
+
+def test_a_higher_accuracy_is_kept_and_a_lower_one_discarded(target_repo: Path) -> None:
+    base = git(target_repo, "rev-parse", "HEAD")
+    steps = [edit_solve("raise the score", SCORE=0.8), edit_solve("lower it", SCORE=0.7),
+             edit_solve("break it", MODE="crash")]
+    reason, agent, ui = run_target(target_repo, steps)
+    assert reason == "reached --max-experiments 3"
+    header = (target_repo / "results.tsv").read_text().splitlines()[0].split("\t")
+    assert header[:5] == ["commit", "accuracy", "memory_gb", "status", "description"]
+    assert "val_bpb" not in header
+    # the better (higher) value is kept after its paired confirmation; the lower one is not
+    assert values(target_repo) == [
+        (1, "baseline", "keep", 0.5), (3, "control", "discard", 0.5),
+        (2, "experiment", "keep", 0.8), (4, "confirm", "keep", 0.8),
+        (5, "experiment", "discard", 0.7), (6, "experiment", "crash", 0.0)]
+    rows = {r.experiment: r for r in tag_rows(target_repo)}
+    assert rows[6].reason == "other"
+    check_git_matches_results(target_repo)
+    assert git(target_repo, "rev-parse", "HEAD") == base
+    kept = git(target_repo, "show", "autoresearch/t:solve.py")
+    assert "SCORE = 0.8" in kept and git(target_repo, "diff", base, "autoresearch/t",
+                                         "--name-only") == "solve.py"
+    # the run folder has the target's files, its log, and the extra metric recorded
+    run2 = target_repo / rows[2].run_dir
+    assert (run2 / "evaluate.py").is_file() and (run2 / "reference.txt").is_file()
+    summary = json.loads((run2 / "metrics.json").read_text())["summary"]
+    assert summary["accuracy"] == 0.8 and summary["fit_seconds"] == 0.25
+    # what the agent saw: its file, the metric by its name and its real value
+    first, third = agent.requests[0], agent.requests[2]
+    assert first.target.edited == "solve.py" and "SCORE = 0.5" in first.train_py
+    assert "Raise accuracy." in first.program
+    assert first.target.metric.value(first.best_val_bpb) == 0.5
+    assert third.target.metric.value(third.best_val_bpb) == 0.8
+    # rows read back with the metric hold its loss; without it the file is refused
+    assert [r.val_bpb for r in read_results(target_repo / "results.tsv",
+                                            metric=first.target.metric)][:3] == [-0.5, -0.5, -0.8]
+
+
+def test_the_metric_is_read_from_the_json_file_the_run_writes(tmp_path: Path) -> None:
+    repo = make_target_repo(tmp_path / "toy", json_file="scores.json")
+    run_target(repo, [edit_solve("raise the score", SCORE=0.9)])
+    assert values(repo)[:3] == [(1, "baseline", "keep", 0.5), (3, "control", "discard", 0.5),
+                                (2, "experiment", "keep", 0.9)]
+
+
+def test_a_hostile_agent_cannot_change_the_fixed_files(target_repo: Path) -> None:
+    cheat = {"evaluate.py": "print('---')\nprint('accuracy: 1.0')\n",
+             "reference.txt": "whatever I like\n"}
+    steps = [edit_solve("cheat with the harness", also=cheat, SCORE=0.6),
+             edit_solve("change the answers while running", MODE="tamper", SCORE=0.95)]
+    reason, agent, ui = run_target(target_repo, steps, max_experiments=1)
+    # the first proposal is refused (its edits outside solve.py undone), never run
+    assert any("proposal rejected: changed files other than solve.py" in e for e in ui.events)
+    # the second runs, changes reference.txt in its run folder, and is void, not kept
+    rows = tag_rows(target_repo)
+    assert [(r.kind, r.status, r.reason) for r in rows] == [
+        ("baseline", "keep", ""), ("experiment", "crash", "tamper")]
+    assert git(target_repo, "status", "--porcelain") == ""
+    assert git(target_repo, "rev-parse", "autoresearch/t") == \
+        git(target_repo, "rev-parse", "HEAD")
