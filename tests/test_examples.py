@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from loop_helpers import check_git_matches_results, git, run_cli, run_loop, set_constants, tag_rows
+from target_helpers import edit_solve
 
 from autoresearch.agents.sweep import moves
+from autoresearch.ledger.results import read_results
 from autoresearch.memory.literals import find_constants
 from autoresearch.target import Metric, load_target
-from tests.loop_helpers import git
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DIGITS, COLLATZ = "digits-classifier", "collatz-speed"
@@ -58,11 +60,7 @@ def summary(stdout: str) -> dict[str, float]:
 
 
 def set_knobs(path: Path, **values: float) -> None:
-    text = path.read_text()
-    for name, value in values.items():
-        text, count = re.subn(rf"^{name} = [^ ]+", f"{name} = {value!r}", text, flags=re.M)
-        assert count == 1, name
-    path.write_text(text)
+    path.write_text(set_constants(path.read_text(), **values))
 
 
 def test_digits_evaluator_prints_its_accuracy(tmp_path: Path) -> None:
@@ -198,3 +196,82 @@ def test_each_example_declares_its_target(name: str) -> None:
     assert target.command == ("python", COMMAND[name]) and target.metric == metric
     for file in (*target.editable, *target.fixed, target.program, ".gitignore", "README.md"):
         assert (EXAMPLES / name / file).is_file(), file
+
+
+# ---- the whole loop on each example: the real CLI, the sweep agent, two CPU workers
+
+
+def sweep(repo: Path, experiments: int, *options: str) -> subprocess.CompletedProcess:
+    """`agent_loop.py run` as the example's README has it, from the example's folder."""
+    proc = run_cli("run", "-C", ".", "--tag", "t", "--agent", "sweep", "--plain",
+                   "--max-experiments", str(experiments), *options, cwd=repo, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"reached --max-experiments {experiments}" in proc.stdout
+    return proc
+
+
+def measured(repo: Path) -> list[tuple[str, str, float]]:
+    """(kind, status, the metric's own value) of each row of results.tsv, in file order."""
+    metric = load_target(repo).metric
+    return [(r.kind, r.status, metric.value(r.val_bpb))
+            for r in read_results(repo / "results.tsv", metric=metric)]
+
+
+@pytest.mark.slow
+def test_the_sweep_raises_the_digits_accuracy_with_two_workers(tmp_path: Path) -> None:
+    """Higher is better end to end: the sweep keeps higher accuracies, and the branch it leaves
+    scores, run again, the highest accuracy any run measured (the metric is deterministic)."""
+    repo = copy_example(DIGITS, tmp_path)
+    sweep(repo, 4, "--workers", "2")
+    rows = measured(repo)
+    header = (repo / "results.tsv").read_text().split("\n", 1)[0].split("\t")
+    assert header[:2] == ["commit", "accuracy"]
+    (baseline,) = [value for kind, _, value in rows if kind == "baseline"]
+    assert 0.70 < baseline < 0.77
+    kept = [value for kind, status, value in rows if kind == "experiment" and status == "keep"]
+    assert kept and all(value > baseline for value in kept)
+    check_git_matches_results(repo)
+    git(repo, "checkout", "-q", "autoresearch/t")
+    rerun = summary(run_example(repo).stdout)["accuracy"]
+    assert rerun == max(value for _, status, value in rows if status != "crash") > baseline
+
+
+@pytest.mark.slow
+def test_the_sweep_speeds_up_collatz_with_two_workers(tmp_path: Path) -> None:
+    """Lower is better end to end: every keep ran faster than the baseline, every run of the
+    sweep's moves was correct (no crash), and git holds exactly the kept line."""
+    repo = copy_example(COLLATZ, tmp_path)
+    sweep(repo, 3, "--workers", "2")
+    rows = measured(repo)
+    header = (repo / "results.tsv").read_text().split("\n", 1)[0].split("\t")
+    assert header[:2] == ["commit", "seconds"]
+    (baseline,) = [value for kind, _, value in rows if kind == "baseline"]
+    assert all(status != "crash" for _, status, _ in rows)
+    assert all(value < baseline for kind, status, value in rows
+               if kind == "experiment" and status == "keep")
+    check_git_matches_results(repo)
+
+
+@pytest.mark.slow
+def test_a_hostile_agent_cannot_change_an_examples_harness_or_answers(tmp_path: Path) -> None:
+    """Edits to benchmark.py or reference.json are refused before anything runs; a collatz.py
+    that forges reference.json while it runs is void; neither is ever kept."""
+    repo = copy_example(COLLATZ, tmp_path)
+    answers = json.dumps({"100000": {"sum": 0, "sha256": "0" * 64}})
+
+    def forge_while_running(request):
+        forge_reference(request.repo)
+        return edit_solve("forges the answers at import")(request)
+
+    steps = [edit_solve("a faster timer", also={"benchmark.py": "print('---\\nseconds: 0.001')\n"},
+                        BLOCK_SIZE=1024.0),
+             edit_solve("easier answers", also={"reference.json": answers}, BLOCK_SIZE=1024.0),
+             forge_while_running]
+    _, _, ui = run_loop(repo, steps, target=load_target(repo), timeout=None, max_experiments=1)
+    rejected = [e for e in ui.events if "proposal rejected" in e]
+    assert len(rejected) == 2
+    assert "benchmark.py" in rejected[0] and "reference.json" in rejected[1]
+    assert [(r.kind, r.status, r.reason) for r in tag_rows(repo)] == [
+        ("baseline", "keep", ""), ("experiment", "crash", "tamper")]
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "rev-parse", "autoresearch/t") == git(repo, "rev-parse", "HEAD")
