@@ -111,6 +111,9 @@ def run(
     mixed_gpus: Annotated[bool, typer.Option(
         help="allow GPUs of different models (runs are then compared only within a model)")
     ] = False,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="run N workers on the CPU, GPUs hidden (a target with gpu = false; default "
+                    "1 for such a target)")] = None,
     ray: Annotated[str | None, typer.Option(
         help="run on a Ray cluster, one task per GPU: 'auto' (the cluster on this machine), "
              "host:6379 or ray://host:10001 (needs `uv sync --extra ray`)")] = None,
@@ -182,8 +185,7 @@ def run(
       AUTORESEARCH_PROFILE=cpu uv run agent_loop.py run --tag demo --agent sweep --max-experiments 3
     """
     from autoresearch.agents import make_agent, price_option
-    from autoresearch.config import Options
-    from autoresearch.execution.gpus import plan_slots
+    from autoresearch.config import Options, plan_workers
     from autoresearch.execution.local import bytecode_warning
     from autoresearch.review.console import make_console
     from autoresearch.scheduler import Loop
@@ -194,14 +196,16 @@ def run(
                    timeout=timeout, max_pairs=max_pairs, max_experiments=max_experiments,
                    hours=hours, max_cost=max_cost, max_fix_attempts=max_fix_attempts,
                    keep_checkpoints=keep_checkpoints, sample=sample, gpus=gpus,
-                   mixed_gpus=mixed_gpus, plateau_after=plateau_after, verify=verify)
+                   mixed_gpus=mixed_gpus, plateau_after=plateau_after, verify=verify,
+                   workers=workers)
     if train_cmd:
         try:
             opts.train_cmd = shlex.split(train_cmd)
         except ValueError as e:
             raise UserError(f"--train-cmd {train_cmd!r}: {e}") from None
-    if ray and gpus:
-        raise UserError("--ray places runs on the cluster's GPUs: leave --gpus out")
+    if ray and (gpus or workers or not target.gpu):
+        raise UserError("--ray places runs on the cluster's GPUs: leave --gpus and --workers out"
+                        + ("" if target.gpu else " (this target runs on the CPU: use --workers)"))
     executor = None
     if ray:
         from autoresearch.config import Harness
@@ -210,11 +214,11 @@ def run(
 
         cluster.connect(ray)
         slots = cluster.cluster_slots(mixed_gpus)
-        executor = cluster.RayExecutor(data_fingerprint(Harness.read(repo).cache_dir))
+        executor = cluster.RayExecutor(data_fingerprint(Harness.of(repo, target).cache_dir))
         if not train_cmd:
             opts.train_cmd = list(cluster.DEFAULT_CMD)
     else:
-        slots = plan_slots(gpus, mixed_gpus)
+        slots = plan_workers(opts)
     price = price_option(price_in, price_out)
     agents = [make_agent(agent, model=model, base_url=base_url, api_key_env=api_key_env,
                          timeout=agent_timeout, seed=seed, price=price) for _ in slots]

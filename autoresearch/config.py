@@ -9,6 +9,7 @@ from pathlib import Path
 
 from autoresearch.artifacts.aftercare import SAMPLE_TIMEOUT
 from autoresearch.errors import UserError
+from autoresearch.execution.gpus import Slot, cpu_slots, plan_slots
 from autoresearch.execution.local import default_train_cmd
 from autoresearch.execution.procs import GRACE_SECONDS
 from autoresearch.policy import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
@@ -42,6 +43,7 @@ class Options:
     sample: bool = True  # write sample_output.txt for each kept run
     sample_timeout: float = SAMPLE_TIMEOUT
     gpus: str | None = None  # --gpus: None (one worker), "all", "0,1", "0,0"
+    workers: int | None = None  # --workers: N workers on the CPU (execution/gpus.cpu_slots)
     mixed_gpus: bool = False
     guard_environment: bool = True  # watch the Python environment for agent/run tampering
     prefetch: bool = True  # an agent prepares its next proposal while its GPU trains
@@ -86,3 +88,16 @@ class Harness:
 
     def timeout(self) -> float:
         return 2 * self.time_budget + TIMEOUT_MARGIN
+
+
+def plan_workers(opts: Options) -> list[Slot]:
+    """The workers of a run: --workers N on the CPU; a CPU target (gpu = false) runs on the CPU
+    (one worker without --workers); else --gpus as execution/gpus.py says."""
+    if opts.workers is not None and opts.gpus is not None:
+        raise UserError("--workers runs workers on the CPU and --gpus on GPUs: give one of them")
+    if not opts.target.gpu and opts.gpus is not None:
+        raise UserError("this target runs on the CPU (gpu = false in pyproject.toml): use "
+                        "--workers N instead of --gpus")
+    if opts.workers is not None or not opts.target.gpu:
+        return cpu_slots(opts.workers or 1)
+    return plan_slots(opts.gpus, opts.mixed_gpus)

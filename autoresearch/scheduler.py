@@ -29,11 +29,10 @@ from typing import Protocol
 
 from autoresearch.agents import Agent
 from autoresearch.artifacts.checkpoints import RUNS_DIR
-from autoresearch.config import Harness, Options
+from autoresearch.config import Harness, Options, plan_workers
 from autoresearch.errors import UserError
 from autoresearch.execution.executor import Executor, RunSpec
 from autoresearch.execution.gpus import Slot as GpuSlot
-from autoresearch.execution.gpus import plan_slots
 from autoresearch.execution.local import LocalExecutor
 from autoresearch.ledger.coordinator import Coordinator
 from autoresearch.ledger.results import Row
@@ -128,7 +127,7 @@ class Loop:
         self.preflight()  # before the tag's branch and trees exist: a failure leaves nothing
         with TagLock(self.repo, self.opts.tag), _Signals(self):
             resuming = self.opts.tag in list_tags(self.repo)
-            slots = self.slots or plan_slots(self.opts.gpus, self.opts.mixed_gpus)
+            slots = self.slots or plan_workers(self.opts)
             verifier = self.verifier(slots, not resuming)  # may prepare the private split: before
             # open_tag, which fingerprints the data
             if not resuming and self.target.setup:

@@ -122,6 +122,12 @@ def load_target(repo: Path) -> Target:
     return parse_target(table)
 
 
+def metric_beside(results: Path) -> Metric:
+    """The metric of a results.tsv: the one declared by the pyproject.toml beside it (the
+    target's root, where the loop writes it), val_bpb without one."""
+    return load_target(Path(results).parent).metric
+
+
 def parse_target(table: dict) -> Target:
     """A `[tool.autoresearch]` table as a validated Target (UserError on the first bad key)."""
     _no_unknown(table, _KEYS, TABLE)

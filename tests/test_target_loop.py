@@ -4,13 +4,17 @@ runs of the target's command, the loop's own decisions and records."""
 from __future__ import annotations
 
 import json
+import re
+import threading
 from pathlib import Path
 
 import pytest
-from loop_helpers import check_git_matches_results, git, run_loop, tag_rows
+import requests
+from loop_helpers import check_git_matches_results, git, run_cli, run_loop, tag_rows
 from target_helpers import edit_solve, make_target_repo
 
 from autoresearch.ledger.results import read_results
+from autoresearch.review.dashboard import Board, make_server
 from autoresearch.target import load_target
 
 
@@ -90,3 +94,52 @@ def test_a_hostile_agent_cannot_change_the_fixed_files(target_repo: Path) -> Non
     assert git(target_repo, "status", "--porcelain") == ""
     assert git(target_repo, "rev-parse", "autoresearch/t") == \
         git(target_repo, "rev-parse", "HEAD")
+
+
+@pytest.mark.slow
+def test_cpu_workers_run_the_sweep_and_every_view_names_the_metric(target_repo: Path) -> None:
+    """The real CLI on the toy target, as a user types it: two CPU workers, the sweep agent
+    moving solve.py's constants; then summary, status, journal and the dashboard's API."""
+    ran = run_cli("-C", ".", "run", "--tag", "t", "--agent", "sweep", "--workers", "2",
+                  "--max-experiments", "4", "--plain", cwd=target_repo, timeout=240)
+    assert ran.returncode == 0, ran.stderr
+    assert "held-out verification" not in ran.stdout + ran.stderr  # the default target's only
+    rows = tag_rows(target_repo)
+    assert {r.worker for r in rows} == {0, 1} and {r.device for r in rows} == {"cpu"}
+    assert {r.gpu for r in rows} == {""}
+    kept = [-r.val_bpb for r in rows if r.status == "keep" and r.kind != "baseline"]
+    assert kept and min(kept) > 0.5  # the sweep raised the accuracy, and only raises were kept
+    best = max(kept)
+
+    summary = run_cli("-C", ".", "summary", cwd=target_repo)
+    assert summary.returncode == 0, summary.stderr
+    out = " ".join(summary.stdout.split())
+    assert "metric accuracy (higher is better)" in out
+    assert "baseline accuracy 0.500000" in out and f"best accuracy {best:.6f} (baseline +" in out
+    as_json = json.loads(run_cli("-C", ".", "summary", "--json", cwd=target_repo).stdout)
+    assert (as_json["metric"], as_json["direction"]) == ("accuracy", "higher")
+    assert as_json["baseline_bpb"] == 0.5 and as_json["best_bpb"] == pytest.approx(best)
+    assert as_json["improvement"] == pytest.approx(best - 0.5)
+
+    status = run_cli("-C", ".", "status", cwd=target_repo).stdout
+    assert f"best: accuracy (higher is better) {best:.6f} (baseline +" in status
+    assert "baseline 0.500000, change +" in status
+    journal = run_cli("-C", ".", "journal", "--full", cwd=target_repo).stdout
+    assert "#1 baseline w0 keep 0.500000" in journal
+    assert not re.search(r" (keep|discard) -0\.", journal)  # values, never their losses
+
+    server = make_server(Board(target_repo, target_repo / "results.tsv"), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        data = requests.get(f"http://127.0.0.1:{port}/api/results", timeout=10).json()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert data["metric"] == {"name": "accuracy", "direction": "higher",
+                              "label": "accuracy (higher is better)"}
+    assert data["rows"][0]["val_bpb"] == 0.5 and data["best"]["value"] == pytest.approx(best)
+    assert max(r["best"] for r in data["rows"] if r["best"] is not None) == pytest.approx(best)
+    lo, hi = data["y_limits"]
+    assert lo < 0.5 < best < hi

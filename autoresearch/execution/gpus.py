@@ -4,6 +4,7 @@
     --gpus all    one worker per visible GPU (CUDA_VISIBLE_DEVICES, if set, says which)
     --gpus 0,1,3  one worker per listed GPU
     --gpus 0,0    two workers on GPU 0, where memory allows: the mechanism on a single GPU
+    --workers N   N workers on the CPU, GPUs hidden (a target with gpu = false; cpu_slots)
 
 Numbers are only comparable on one GPU model, so workers on different models are refused unless
 the user says --mixed-gpus (the loop then compares runs only within one model).
@@ -72,3 +73,11 @@ def plan_slots(spec: str | None, mixed: bool, gpus: dict[str, str] | None = None
                         f"numbers do not compare. Pick GPUs of one model, or pass --mixed-gpus "
                         f"to compare runs only within each model")
     return [Slot(k, g, gpus[g]) for k, g in enumerate(chosen)]
+
+
+def cpu_slots(workers: int) -> list[Slot]:
+    """`workers` workers on the CPU: each run sees no GPU (CUDA_VISIBLE_DEVICES empty), so the
+    runs of a CPU target compare on one device, the CPU."""
+    if workers < 1:
+        raise UserError(f"--workers {workers}: give 1 or more")
+    return [Slot(k, "", CPU) for k in range(workers)]

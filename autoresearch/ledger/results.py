@@ -18,7 +18,7 @@ from pathlib import Path
 
 from autoresearch.errors import UserError
 from autoresearch.redact import sanitize
-from autoresearch.target import DEFAULT, Metric
+from autoresearch.target import DEFAULT, Metric, metric_beside
 
 STATUSES = ("keep", "discard", "crash")
 
@@ -152,9 +152,10 @@ def format_row(row: Row, metric: Metric = DEFAULT.metric) -> str:
 
 
 def read_results(path: Path | str, problems: list[str] | None = None,
-                 metric: Metric = DEFAULT.metric) -> list[Row]:
+                 metric: Metric | None = None) -> list[Row]:
     """Read any results.tsv: ours (all columns) or another tool's (the standard five), its metric
-    column (`metric.name`) read into each Row's val_bpb as the loss.
+    column (`metric.name`; by default the metric of the pyproject.toml beside the file, val_bpb
+    without one) read into each Row's val_bpb as the loss.
 
     Columns are matched by header name, so extra or reordered columns are fine; unknown ones are
     ignored. A missing file reads as no rows. A row is never guessed at: one that cannot be read
@@ -166,6 +167,7 @@ def read_results(path: Path | str, problems: list[str] | None = None,
     path = Path(path)
     if not path.exists():
         return []
+    metric = metric or metric_beside(path)
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
@@ -201,7 +203,7 @@ def read_results(path: Path | str, problems: list[str] | None = None,
 
 
 def read_reported(path: Path | str, warn: Callable[[str], None], reported: set[str],
-                  metric: Metric = DEFAULT.metric) -> list[Row]:
+                  metric: Metric | None = None) -> list[Row]:
     """read_results, each problem handed to `warn` once: a long-running caller keeps `reported`,
     the problems already told, between reads."""
     problems: list[str] = []

@@ -54,6 +54,7 @@ from autoresearch.review.views import (
     state_repo,
     tags_by_start,
 )
+from autoresearch.target import metric_beside
 from autoresearch.verify.private import private_summary
 from autoresearch.workspace.git import TRAIN, Git
 
@@ -120,18 +121,21 @@ class Board:
             return {"version": version, "unchanged": True}
         rows, tag = self.rows()
         tag = self.current_tag(tag)
+        # rows hold the metric's loss; the page gets its own values (val_bpb: the value column)
+        metric = metric_beside(self.results)
+        shown = lambda loss: None if loss is None else metric.value(loss)  # noqa: E731
         out_rows = []
         keeps = {k.experiment: k for k in improvements(rows)}  # the same gain in every view
         for n, row, best_after, worker in zip(experiment_numbers(rows), rows, running_best(rows),
                                               worker_labels(rows), strict=True):
             run_dir = run_dir_for(self.repo, row)
             out_rows.append({
-                "n": n, "commit": row.commit, "val_bpb": _finite(row.val_bpb),
+                "n": n, "commit": row.commit, "val_bpb": _finite(shown(row.val_bpb)),
                 "memory_gb": _finite(row.memory_gb), "status": row.status,
                 "description": row.description, "kind": row.kind, "timestamp": row.timestamp,
                 "reason": row.reason, "agent": row.agent, "cost_usd": _finite(row.cost_usd),
                 "worker": worker, "device": row.device,
-                "best": best_after, "run_dir": run_dir.name if run_dir else None,
+                "best": shown(best_after), "run_dir": run_dir.name if run_dir else None,
                 "gain": keeps[n].delta if n in keeps else None,
                 "evidence": keeps[n].evidence if n in keeps else "",
                 "has_sample": bool(run_dir and (run_dir / RUN_FILES["sample"]).is_file()),
@@ -140,12 +144,17 @@ class Board:
             })
         threshold = noise_threshold(self.repo, tag, rows)
         head = best(rows)
-        summary = summarize(rows, events=events_log(state_repo(self.repo, self.results), tag)) \
-            if rows else None
+        summary = summarize(rows, events=events_log(state_repo(self.repo, self.results), tag),
+                            metric=metric) if rows else None
+        limits = y_limits(rows, threshold)
         return {
             "version": version, "tag": tag, "results": str(self.results), "rows": out_rows,
-            "threshold": threshold, "y_limits": y_limits(rows, threshold),
-            "best": dict(asdict(head), label=str(head)) if head else None,
+            "metric": {"name": metric.name, "direction": metric.direction,
+                       "label": metric.label},
+            "threshold": threshold,
+            "y_limits": sorted(map(metric.value, limits)) if limits else None,
+            "best": dict(asdict(head), value=metric.value(head.value), label=head.label(metric))
+            if head else None,
             "summary": _json_safe(asdict(summary)) if summary else None,
             "private": _json_safe(asdict(private_summary(
                 rows, summary.improvement if summary else None))),
