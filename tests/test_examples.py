@@ -31,7 +31,7 @@ FAST_COLLATZ = {"BLOCK_SIZE": 16384.0, "COMPACT_FRAC": 0.5}  # the same harness,
 TABLES = {
     DIGITS: (("evaluate.py",), Metric("accuracy", "higher", "", ("fit_seconds",))),
     COLLATZ: (("benchmark.py", "reference.json"),
-              Metric("seconds", "lower", "", ("median_seconds",))),
+              Metric("cpu_seconds", "lower", "", ("wall_seconds",))),
 }
 
 
@@ -85,8 +85,8 @@ def test_collatz_benchmark_prints_its_seconds(tmp_path: Path) -> None:
     proc = run_example(copy_example(COLLATZ, tmp_path))
     assert proc.returncode == 0, proc.stderr
     values = summary(proc.stdout)
-    assert set(values) == {"seconds", "median_seconds"}
-    assert 0 < values["seconds"] <= values["median_seconds"]
+    assert set(values) == {"cpu_seconds", "wall_seconds"}
+    assert values["cpu_seconds"] > 0 and values["wall_seconds"] > 0
 
 
 WRONG_BUT_FAST = {
@@ -106,7 +106,7 @@ def test_collatz_fast_and_wrong_is_a_crash(tmp_path: Path, wrong: str) -> None:
     path.write_text(text.replace("    return steps\n", f"    {wrong}\n"))
     proc = run_example(repo)
     assert proc.returncode == 1
-    assert "---" not in proc.stdout and "seconds" not in proc.stdout
+    assert "---" not in proc.stdout and "cpu_seconds" not in proc.stdout
     assert re.fullmatch(r"error: stopping_times\(\d+\) is wrong: [^\n]*\n", proc.stderr)
 
 
@@ -201,55 +201,53 @@ def test_each_example_declares_its_target(name: str) -> None:
 # ---- the whole loop on each example: the real CLI, the sweep agent, two CPU workers
 
 
-def sweep(repo: Path, experiments: int, *options: str) -> subprocess.CompletedProcess:
-    """`agent_loop.py run` as the example's README has it, from the example's folder."""
-    proc = run_cli("run", "-C", ".", "--tag", "t", "--agent", "sweep", "--plain",
-                   "--max-experiments", str(experiments), *options, cwd=repo, timeout=600)
+def sweep_on_two_workers(repo: Path, experiments: int) -> tuple[list[tuple[str, str, float]],
+                                                                    float]:
+    """`agent_loop.py run` with the sweep on two CPU workers, as the example's README has it,
+    from the example's folder; checks what every such night must hold (both workers ran, the
+    metric column is named by the metric, git holds the kept line) and returns (kind, status,
+    the metric's own value) of each row of results.tsv, and the baseline's value."""
+    proc = run_cli("run", "-C", ".", "--tag", "t", "--agent", "sweep", "--workers", "2",
+                   "--plain", "--max-experiments", str(experiments), cwd=repo, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"reached --max-experiments {experiments}" in proc.stdout
-    return proc
-
-
-def measured(repo: Path) -> list[tuple[str, str, float]]:
-    """(kind, status, the metric's own value) of each row of results.tsv, in file order."""
     metric = load_target(repo).metric
-    return [(r.kind, r.status, metric.value(r.val_bpb))
+    header = (repo / "results.tsv").read_text().split("\n", 1)[0].split("\t")
+    assert header[:2] == ["commit", metric.name]
+    assert {r.worker for r in tag_rows(repo)} == {0, 1}
+    check_git_matches_results(repo)
+    rows = [(r.kind, r.status, metric.value(r.val_bpb))
             for r in read_results(repo / "results.tsv", metric=metric)]
+    (baseline,) = [value for kind, _, value in rows if kind == "baseline"]
+    return rows, baseline
+
+
+def kept_experiments(rows: list[tuple[str, str, float]]) -> list[float]:
+    return [value for kind, status, value in rows if kind == "experiment" and status == "keep"]
 
 
 @pytest.mark.slow
 def test_the_sweep_raises_the_digits_accuracy_with_two_workers(tmp_path: Path) -> None:
     """Higher is better end to end: the sweep keeps higher accuracies, and the branch it leaves
-    scores, run again, the highest accuracy any run measured (the metric is deterministic)."""
+    scores, run again, the highest accuracy kept (the metric is deterministic)."""
     repo = copy_example(DIGITS, tmp_path)
-    sweep(repo, 4, "--workers", "2")
-    rows = measured(repo)
-    header = (repo / "results.tsv").read_text().split("\n", 1)[0].split("\t")
-    assert header[:2] == ["commit", "accuracy"]
-    (baseline,) = [value for kind, _, value in rows if kind == "baseline"]
+    rows, baseline = sweep_on_two_workers(repo, 4)
     assert 0.70 < baseline < 0.77
-    kept = [value for kind, status, value in rows if kind == "experiment" and status == "keep"]
+    kept = kept_experiments(rows)
     assert kept and all(value > baseline for value in kept)
-    check_git_matches_results(repo)
     git(repo, "checkout", "-q", "autoresearch/t")
     rerun = summary(run_example(repo).stdout)["accuracy"]
-    assert rerun == max(value for _, status, value in rows if status != "crash") > baseline
+    assert rerun == max(value for _, status, value in rows if status == "keep") > baseline
 
 
 @pytest.mark.slow
 def test_the_sweep_speeds_up_collatz_with_two_workers(tmp_path: Path) -> None:
-    """Lower is better end to end: every keep ran faster than the baseline, every run of the
-    sweep's moves was correct (no crash), and git holds exactly the kept line."""
+    """Lower is better end to end: every keep ran faster than the baseline, and every run of
+    the sweep's moves was correct (no crash)."""
     repo = copy_example(COLLATZ, tmp_path)
-    sweep(repo, 3, "--workers", "2")
-    rows = measured(repo)
-    header = (repo / "results.tsv").read_text().split("\n", 1)[0].split("\t")
-    assert header[:2] == ["commit", "seconds"]
-    (baseline,) = [value for kind, _, value in rows if kind == "baseline"]
+    rows, baseline = sweep_on_two_workers(repo, 3)
     assert all(status != "crash" for _, status, _ in rows)
-    assert all(value < baseline for kind, status, value in rows
-               if kind == "experiment" and status == "keep")
-    check_git_matches_results(repo)
+    assert all(value < baseline for value in kept_experiments(rows))
 
 
 @pytest.mark.slow
@@ -258,13 +256,13 @@ def test_a_hostile_agent_cannot_change_an_examples_harness_or_answers(tmp_path: 
     that forges reference.json while it runs is void; neither is ever kept."""
     repo = copy_example(COLLATZ, tmp_path)
     answers = json.dumps({"100000": {"sum": 0, "sha256": "0" * 64}})
+    timer = "print('---')\nprint('cpu_seconds: 0.001')\n"
 
     def forge_while_running(request):
         forge_reference(request.repo)
         return edit_solve("forges the answers at import")(request)
 
-    steps = [edit_solve("a faster timer", also={"benchmark.py": "print('---\\nseconds: 0.001')\n"},
-                        BLOCK_SIZE=1024.0),
+    steps = [edit_solve("a faster timer", also={"benchmark.py": timer}, BLOCK_SIZE=1024.0),
              edit_solve("easier answers", also={"reference.json": answers}, BLOCK_SIZE=1024.0),
              forge_while_running]
     _, _, ui = run_loop(repo, steps, target=load_target(repo), timeout=None, max_experiments=1)
