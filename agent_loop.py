@@ -228,7 +228,7 @@ def run(
                         "(USD per million tokens), or drop --max-cost")
     if note := bytecode_warning():
         typer.echo(note, err=True)
-    with make_console(plain) as ui:
+    with make_console(plain, target.metric) as ui:
         reason = Loop(repo, opts, agents, ui, executor=executor, slots=slots).run()
     typer.echo(f"stopped: {reason}. {how_to_continue(reason, tag)}")
     if reason.startswith("aborted"):

@@ -188,7 +188,8 @@ class Worker:
             crash_log=task.detail if task and task.kind == Kind.FIX else None,
             best_val_bpb=coord.best_value(), noise_threshold=coord.threshold(),
             experiment=seq, worker=self.k, env={AGENT_ENV: marker}, journal=entries,
-            digest=build_digest(entries, program_text), inflight=coord.inflight(),
+            digest=build_digest(entries, program_text, metric=loop.target.metric),
+            inflight=coord.inflight(),
             port=port, feedback=coord.state.feedback.get(str(self.k), ""),
             plateau=coord.plateau(), profile=loop.harness.profile, target=loop.target)
 
@@ -280,7 +281,8 @@ class Worker:
         decision = coord.record(job, outcome)
         loop.live(self.k, phase="idle")
         tidy_weights(loop.repo, decision.rows, coord.rows(), loop.opts.keep_checkpoints,
-                     loop.opts.sample_timeout if loop.opts.sample else None,
+                     loop.opts.sample_timeout if loop.opts.sample and not loop.target.custom
+                     else None,  # samples are the LLM harness's: a target's model is its own
                      lambda message: loop.log(message, "yellow"), loop.hidden)
 
     def progress(self, p: Progress) -> None:
@@ -353,11 +355,11 @@ def write_metrics(run_dir: Path, job: Job, result: RunResult, out: Outcome) -> N
         "summary": out.metrics}, indent=2))
 
 
-def _read(path: Path) -> str:
+def _read(path: Path) -> bytes:
     try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return ""
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 def kill_agent(marker: str) -> list[int]:

@@ -400,7 +400,7 @@ class Loop:
             self.blamed.setdefault(culprit, Blame()).add([str(c.path) for c in changes],
                                                           sole=len(blamed) == 1)
         self.log(f"{' or '.join(sorted(blamed))} (found by {who}): changed "
-                 f"{', '.join(map(str, changes[:5]))} outside train.py; undone: "
+                 f"{', '.join(map(str, changes[:5]))} outside {self.git.editable}; undone: "
                  f"{', '.join(undone) or 'nothing'} (what was found is in {backup})", "red")
         if lost:
             raise UserError(lost_message(lost))

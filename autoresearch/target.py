@@ -58,10 +58,6 @@ class Metric:
         """How views name it: `accuracy (higher is better)`."""
         return f"{self.name} ({self.direction} is better)"
 
-    def better(self) -> str:
-        """The comparative the views use for an improvement ("lower", "higher")."""
-        return self.direction
-
 
 @dataclass(frozen=True)
 class Target:

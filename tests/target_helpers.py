@@ -1,6 +1,7 @@
 """A throwaway target repository of its own ([tool.autoresearch]): solve.py is what agents edit
-(its constants decide the score), evaluate.py and reference.txt are the fixed harness, and the
-metric is `accuracy`, higher is better, printed in the summary block (or written to a JSON file)."""
+(its constants decide the score), evaluate.py, reference.txt and the binary answers.bin are the
+fixed harness, and the metric is `accuracy`, higher is better, printed in the summary block (or
+written to a JSON file)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ MODE = "ok"  # ok crash tamper
 
 EVALUATE = '''"""The fixed harness: runs solve.py and reports its accuracy."""
 import json
+import os
 import runpy
+
+# the loop names the repository root, where a setup command leaves what runs read
+assert os.path.isfile(os.path.join(os.environ["AUTORESEARCH_TARGET"], "pyproject.toml"))
 
 values = runpy.run_path("solve.py")
 if values["MODE"] == "crash":
@@ -38,12 +43,14 @@ else:
     print("fit_seconds: 0.25")
 '''
 
+ANSWERS = bytes(range(256))  # not UTF-8: git show as text would fail on it
+
 TABLE = '''[project]
 name = "toy-target"
 
 [tool.autoresearch]
 editable = ["solve.py"]
-fixed = ["evaluate.py", "reference.txt"]
+fixed = ["evaluate.py", "reference.txt", "answers.bin"]
 command = "python evaluate.py"
 timeout = 60
 gpu = false
@@ -63,8 +70,10 @@ def make_target_repo(path: Path, json_file: str = "") -> Path:
     git(path, "config", "user.email", "test@example.com")
     git(path, "config", "user.name", "Test")
     (path / "solve.py").write_text(SOLVE)
-    (path / "evaluate.py").write_text(f"JSON_FILE = {json_file!r}\n" + EVALUATE)
+    (path / "evaluate.py").write_text(f"JSON_FILE = {json_file!r}\nANSWERS = {ANSWERS!r}\n"
+                                      + EVALUATE)
     (path / "reference.txt").write_text("the answers\n")
+    (path / "answers.bin").write_bytes(ANSWERS)
     table = TABLE + (f'file = "{json_file}"\n' if json_file else "")
     (path / "pyproject.toml").write_text(table)
     (path / "program.md").write_text("# program\nRaise accuracy.\n")

@@ -97,3 +97,15 @@ def test_the_cli_says_a_bad_table_in_one_line_before_anything_starts(tmp_path: P
         "error: pyproject.toml [tool.autoresearch] metric.direction is 'more': use e.g. "
         '"higher"']
     assert "Traceback" not in proc.stderr and not (repo / ".autoresearch").exists()
+
+
+def test_the_readme_example_table_loads_as_documented(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Your own target", 1)[1]
+    table = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    target = load_target(write_table(tmp_path, table))
+    assert target.custom and target.edited == "solve.py"
+    assert target.fixed == ("evaluate.py", "reference.npz")
+    assert target.command == ("python", "evaluate.py") and target.timeout == 120
+    assert target.setup == ("python", "make_data.py") and target.gpu is False
+    assert target.metric == Metric("accuracy", "higher", "metrics.json", ("fit_seconds",))

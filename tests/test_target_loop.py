@@ -13,8 +13,10 @@ import requests
 from loop_helpers import check_git_matches_results, git, run_cli, run_loop, tag_rows
 from target_helpers import edit_solve, make_target_repo
 
+from autoresearch.agents.prompt import build_context, cli_prompt, system_prompt
 from autoresearch.ledger.results import read_results
 from autoresearch.review.dashboard import Board, make_server
+from autoresearch.review.plot import draw_progress
 from autoresearch.target import load_target
 
 
@@ -67,6 +69,13 @@ def test_a_higher_accuracy_is_kept_and_a_lower_one_discarded(target_repo: Path) 
     assert "Raise accuracy." in first.program
     assert first.target.metric.value(first.best_val_bpb) == 0.5
     assert third.target.metric.value(third.best_val_bpb) == 0.8
+    # the prompts every agent backend sends speak of solve.py and accuracy, never train.py
+    for prompt in (cli_prompt(third), system_prompt(third.target) + build_context(third)):
+        assert "train.py" not in prompt and "val_bpb" not in prompt and "GPT" not in prompt
+        assert "Propose one change to solve.py that you expect to raise accuracy." in prompt
+        assert "Best accuracy so far: 0.800000." in prompt
+        assert "scored by accuracy: higher is better" in prompt
+        assert re.search(r"\n +2  \w{7}  0\.800000 .* keep +experiment", prompt)  # values
     # rows read back with the metric hold its loss; without it the file is refused
     assert [r.val_bpb for r in read_results(target_repo / "results.tsv",
                                             metric=first.target.metric)][:3] == [-0.5, -0.5, -0.8]
@@ -82,11 +91,16 @@ def test_the_metric_is_read_from_the_json_file_the_run_writes(tmp_path: Path) ->
 def test_a_hostile_agent_cannot_change_the_fixed_files(target_repo: Path) -> None:
     cheat = {"evaluate.py": "print('---')\nprint('accuracy: 1.0')\n",
              "reference.txt": "whatever I like\n"}
+    checkout = {"../../../../reference.txt": "answers from the checkout\n"}  # the user's copy
     steps = [edit_solve("cheat with the harness", also=cheat, SCORE=0.6),
+             edit_solve("cheat in the checkout", also=checkout, SCORE=0.7),
              edit_solve("change the answers while running", MODE="tamper", SCORE=0.95)]
     reason, agent, ui = run_target(target_repo, steps, max_experiments=1)
-    # the first proposal is refused (its edits outside solve.py undone), never run
+    # the first two proposals are refused (their edits outside solve.py undone), never run
     assert any("proposal rejected: changed files other than solve.py" in e for e in ui.events)
+    assert any(e.startswith("w0: proposal rejected: changed ") and "reference.txt outside its "
+               "work tree" in e for e in ui.events)
+    assert (target_repo / "reference.txt").read_text() == "the answers\n"
     # the second runs, changes reference.txt in its run folder, and is void, not kept
     rows = tag_rows(target_repo)
     assert [(r.kind, r.status, r.reason) for r in rows] == [
@@ -103,7 +117,8 @@ def test_cpu_workers_run_the_sweep_and_every_view_names_the_metric(target_repo: 
     ran = run_cli("-C", ".", "run", "--tag", "t", "--agent", "sweep", "--workers", "2",
                   "--max-experiments", "4", "--plain", cwd=target_repo, timeout=240)
     assert ran.returncode == 0, ran.stderr
-    assert "held-out verification" not in ran.stdout + ran.stderr  # the default target's only
+    said = (ran.stdout + ran.stderr).lower()  # the LLM harness's extras, not even a warning:
+    assert "verification" not in said and "sampl" not in said and "checkpoint" not in said
     rows = tag_rows(target_repo)
     assert {r.worker for r in rows} == {0, 1} and {r.device for r in rows} == {"cpu"}
     assert {r.gpu for r in rows} == {""}
@@ -125,8 +140,19 @@ def test_cpu_workers_run_the_sweep_and_every_view_names_the_metric(target_repo: 
     assert f"best: accuracy (higher is better) {best:.6f} (baseline +" in status
     assert "baseline 0.500000, change +" in status
     journal = run_cli("-C", ".", "journal", "--full", cwd=target_repo).stdout
-    assert "#1 baseline w0 keep 0.500000" in journal
+    assert re.search(r"#\d+ baseline w\d keep 0\.500000", journal)
     assert not re.search(r" (keep|discard) -0\.", journal)  # values, never their losses
+
+    plotted = run_cli("-C", ".", "plot", "--out", "night.png", cwd=target_repo)
+    assert plotted.returncode == 0 and (target_repo / "night.png").is_file(), plotted.stderr
+    fig = draw_progress(rows, metric=load_target(target_repo).metric)
+    axes = fig.axes[0]
+    assert axes.get_ylabel() == "accuracy (higher is better)"
+    assert "\naccuracy 0.500000" in axes.get_title(loc="left")
+    fig.canvas.draw()
+    ticks = [float(t.get_text()) for t in axes.get_yticklabels() if t.get_text()]
+    # the axis reads in accuracy, not in its loss: better (higher) is down, as for val_bpb
+    assert min(ticks) >= 0 and max(ticks) >= best and ticks == sorted(ticks, reverse=True)
 
     server = make_server(Board(target_repo, target_repo / "results.tsv"), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -134,6 +160,9 @@ def test_cpu_workers_run_the_sweep_and_every_view_names_the_metric(target_repo: 
     try:
         port = server.server_address[1]
         data = requests.get(f"http://127.0.0.1:{port}/api/results", timeout=10).json()
+        keep = next(r["n"] for r in data["rows"] if r["status"] == "keep"
+                    and r["kind"] == "experiment")
+        diff = requests.get(f"http://127.0.0.1:{port}/api/diff/{keep}", timeout=10).json()
     finally:
         server.shutdown()
         server.server_close()
@@ -141,5 +170,58 @@ def test_cpu_workers_run_the_sweep_and_every_view_names_the_metric(target_repo: 
                               "label": "accuracy (higher is better)"}
     assert data["rows"][0]["val_bpb"] == 0.5 and data["best"]["value"] == pytest.approx(best)
     assert max(r["best"] for r in data["rows"] if r["best"] is not None) == pytest.approx(best)
+    assert "+++ b/solve.py" in diff["text"] and "+SCORE = " in diff["text"]
     lo, hi = data["y_limits"]
     assert lo < 0.5 < best < hi
+
+
+MAKE_DATA = '''import sys
+with open("setup.log", "a") as f:
+    f.write("ran\\n")
+if "--fail" in sys.argv:
+    raise SystemExit("no data source: set DATA_URL")
+'''
+
+
+def with_setup(repo: Path, command: str) -> Path:
+    """The toy target with a setup command, committed."""
+    (repo / "make_data.py").write_text(MAKE_DATA)
+    table = (repo / "pyproject.toml").read_text()
+    (repo / "pyproject.toml").write_text(table.replace("gpu = false\n",
+                                                       f'gpu = false\nsetup = "{command}"\n'))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "setup")
+    return repo
+
+
+def test_setup_runs_once_for_a_tag_and_its_failure_is_one_line(target_repo: Path) -> None:
+    with_setup(target_repo, "python make_data.py")
+    run_target(target_repo, [edit_solve("raise the score", SCORE=0.8)])
+    run_target(target_repo, [edit_solve("lower it", SCORE=0.6)], max_experiments=2)
+    assert (target_repo / "setup.log").read_text() == "ran\n"  # not again on resume
+    assert len(tag_rows(target_repo)) == 5
+
+    broken = with_setup(make_target_repo(target_repo.parent / "broken"),
+                        "python make_data.py --fail")
+    proc = run_cli("-C", ".", "run", "--tag", "t", "--agent", "sweep", cwd=broken)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: setup `python make_data.py --fail` failed (exit 1): no data source: set "
+        "DATA_URL; fix it, then run again"]
+    assert not (broken / "results.tsv").exists()
+    assert "autoresearch/t" not in git(broken, "branch", "--list")
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--gpus", "0"], "this target runs on the CPU (gpu = false in pyproject.toml): use "
+                      "--workers N instead of --gpus"),
+    (["--workers", "2", "--gpus", "all"], "--workers runs workers on the CPU and --gpus on "
+                                          "GPUs: give one of them"),
+    (["--ray", "auto"], "--ray places runs on the cluster's GPUs: leave --gpus and --workers out"
+                        " (this target runs on the CPU: use --workers)"),
+])
+def test_a_cpu_target_refuses_gpu_flags_in_one_line(target_repo: Path, flags: list[str],
+                                                     says: str) -> None:
+    proc = run_cli("-C", ".", "run", "--tag", "t", "--agent", "sweep", *flags, cwd=target_repo)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [f"error: {says}"]
+    assert not (target_repo / ".autoresearch").exists()

@@ -176,5 +176,10 @@ def write_run_files(spec: RunSpec) -> None:
     log = spec.run_dir / "run.log"
     if log.exists():
         log.replace(spec.run_dir / "run.log.interrupted")
-    for name, text in spec.files.items():
-        (spec.run_dir / name).write_text(text)
+    for name, data in spec.files.items():
+        path = spec.run_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)  # a target's file may be in a folder
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)

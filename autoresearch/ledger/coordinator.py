@@ -179,7 +179,7 @@ class Coordinator:
         offsets = ", ".join(f"{w}: {o:+.6f}" for w, o in sorted(s.noise.offsets.items()))
         self.log(f"noise: within-worker std {std}, worker offsets {{{offsets}}}; min detectable "
                  f"gain {s.noise.threshold:.6f} ({s.noise.rule}); best "
-                 f"{progress(rows).best:.6f}", "cyan")
+                 f"{self.metric.value(progress(rows).best):.6f}", "cyan")
 
     # ---- jobs
 
@@ -233,7 +233,7 @@ class Coordinator:
                                   self.git.file_at(best), self.git.file_at(job.commit))
         if conflicts:
             self.log(f"{job.id}: proposed on {job.parent[:7]}, the best moved to {best[:7]} and "
-                     f"train.py does not merge: it runs on its own parent", "yellow")
+                     f"{self.git.editable} does not merge: it runs on its own parent", "yellow")
             return False
         old = job.commit
         job.commit = self.git.commit_file(best, merged, self._message(
@@ -301,11 +301,11 @@ class Coordinator:
             save_state(self.repo, s)
             return job
 
-    def code(self, commit: str) -> dict[str, str]:
+    def code(self, commit: str) -> dict[str, str | bytes]:
         """The files a run needs: the editable file of the commit and the fixed harness (the
-        files the tag guards), hash-checked."""
-        files = {name: self.git.file_at(commit, name)
-                 for name in (self.git.editable, *self.state.fixed_sha256)}
+        files the tag guards, as bytes: they may be binary), hash-checked."""
+        files: dict[str, str | bytes] = {self.git.editable: self.git.file_at(commit)}
+        files.update((name, self.git.blob_at(commit, name)) for name in self.state.fixed_sha256)
         check_fixed(files, self.state)
         return files
 
@@ -427,8 +427,8 @@ class Coordinator:
                                   self.git.file_at(best), self.git.file_at(port.commit))
         description = f"port of #{port.n} onto {best[:7]}: {port.description}"
         if conflicts:
-            self.log(f"#{port.n}: train.py does not merge onto the new best {best[:7]}: asking "
-                     f"worker {port.worker}'s agent to port it", "yellow")
+            self.log(f"#{port.n}: {self.git.editable} does not merge onto the new best "
+                     f"{best[:7]}: asking worker {port.worker}'s agent to port it", "yellow")
             return Task(Kind.PORT, port.worker, port.n, port.commit, port.parent,
                         port.description, merged, diff=self.git.diff(port.parent, port.commit))
         commit = self.git.commit_file(best, merged, self._message(
@@ -559,7 +559,7 @@ def _started(job: Job) -> bool:
     return job.n is not None
 
 
-def check_fixed(files: dict[str, str], state: State) -> None:
+def check_fixed(files: dict[str, str | bytes], state: State) -> None:
     """The harness must not change during a tag: numbers before and after would not compare."""
     changed = [n for n, sha in state.fixed_sha256.items() if text_hash(files[n]) != sha]
     if changed:

@@ -54,9 +54,9 @@ from autoresearch.review.views import (
     state_repo,
     tags_by_start,
 )
-from autoresearch.target import metric_beside
+from autoresearch.target import load_target, metric_beside
 from autoresearch.verify.private import private_summary
-from autoresearch.workspace.git import TRAIN, Git
+from autoresearch.workspace.git import Git
 
 PAGE = Path(__file__).with_name("dashboard.html")
 LOG_TAIL_BYTES = 256 * 1024
@@ -218,25 +218,26 @@ class Board:
         base = baseline_row(rows)
         if row.kind in ("baseline", "noise") or (base is not None and row.commit == base.commit):
             return {"n": n, "source": None, "text": None, "note": BASELINE_NOTE}
-        git = Git(self.repo)
+        edited = load_target(self.repo).edited  # train.py, or a target's own file
+        git = Git(self.repo, edited)
         commit = git.resolve(row.commit) if COMMIT_PREFIX.match(row.commit) else None
         parent = git.parent(commit) if commit else None
         if commit and parent:
             try:
-                text = git.run_raw("diff", parent, commit, "--", TRAIN)
+                text = git.diff(parent, commit)
                 return {"n": n, "source": f"git diff {parent[:7]} {commit[:7]}", "text": text}
             except UserError:
                 pass
         parent_row = _parent_row(row, rows)
         mine = run_dir_for(self.repo, row)
         theirs = run_dir_for(self.repo, parent_row) if parent_row else None
-        new = _read_inside(mine, TRAIN) if mine else None
-        old = _read_inside(theirs, TRAIN) if theirs else None
+        new = _read_inside(mine, edited) if mine else None
+        old = _read_inside(theirs, edited) if theirs else None
         if new is None or old is None:
             return {"n": n, "source": None, "text": None,
-                    "note": "no commit and no train.py copies to compare"}
+                    "note": f"no commit and no {edited} copies to compare"}
         lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                     f"a/{theirs.name}/{TRAIN}", f"b/{mine.name}/{TRAIN}")
+                                     f"a/{theirs.name}/{edited}", f"b/{mine.name}/{edited}")
         return {"n": n, "source": f"{theirs.name} → {mine.name}", "text": "".join(lines)}
 
 

@@ -88,9 +88,10 @@ def plot(
         plot_progress,  # matplotlib is slow to import: only when needed
     )
 
-    _, rows, tag, events = _load(repo, results, tag)
+    results, rows, tag, events = _load(repo, results, tag)
     threshold = noise_threshold(repo, tag, rows)
-    path = plot_progress(rows, out, threshold=threshold, events=events)
+    path = plot_progress(rows, out, threshold=threshold, events=events,
+                         metric=metric_beside(results))
     experiments = sum(map(is_experiment, rows))
     typer.echo(f"wrote {path} ({len(rows)} runs, {experiments} experiments)")
 

@@ -277,9 +277,11 @@ def diff(repo: Path, ref: str, tag: str | None, console: Console) -> None:
 
 def digest(repo: Path, tag: str) -> str:
     """The research journal's digest, as the agents get it: the bounded summary of the night."""
-    program = repo / "program.md"
+    target = load_target(repo)
+    program = repo / target.program
     return build_digest(load_journal(tag_dir(repo, tag) / JOURNAL),
-                        program.read_text(errors="replace") if program.is_file() else "")
+                        program.read_text(errors="replace") if program.is_file() else "",
+                        metric=target.metric)
 
 
 def journal(repo: Path, tag: str | None, full: bool, console: Console) -> None:

@@ -95,6 +95,13 @@ class Git:
         """A file's text at a commit (the editable file by default)."""
         return self.run_raw("show", f"{commit}:{path or self.editable}")
 
+    def blob_at(self, commit: str, path: str) -> bytes:
+        """A file's bytes at a commit: a fixed file of a target may be binary (reference.npz)."""
+        proc = self._git("show", f"{commit}:{path}", text=False)
+        if proc.returncode != 0:
+            raise failure(("show", f"{commit}:{path}"), proc.stderr.decode(errors="replace"))
+        return proc.stdout
+
     def run_raw(self, *args: str) -> str:
         """Like run() but keeps the output byte-exact (no strip): file contents."""
         proc = self._git(*args)
@@ -204,5 +211,6 @@ def failure(args: tuple[str, ...], output: str) -> UserError:
     return UserError(f"git {' '.join(args)} failed: {detail[-1] if detail else 'no output'}")
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def text_hash(data: str | bytes) -> str:
+    """sha256 of a file's content, text (as UTF-8) or bytes: the same for the same file."""
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()

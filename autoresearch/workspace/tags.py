@@ -57,7 +57,7 @@ def check_results_file(path: Path, metric: Metric = DEFAULT.metric) -> None:
 
 
 def fixed_hashes(git: Git, commit: str, fixed: tuple[str, ...]) -> dict[str, str]:
-    return {name: text_hash(git.file_at(commit, name)) for name in fixed}
+    return {name: text_hash(git.blob_at(commit, name)) for name in fixed}
 
 
 def open_tag(git: Git, tag: str, data_sha256: str, target: Target = DEFAULT) -> State:
