@@ -17,9 +17,10 @@ from loop_helpers import check_git_matches_results, git, run_cli, run_loop, set_
 from target_helpers import edit_solve
 
 from autoresearch.agents.sweep import moves
+from autoresearch.execution.parse import read_target_run
 from autoresearch.ledger.results import read_results
 from autoresearch.memory.literals import find_constants
-from autoresearch.target import Metric, load_target
+from autoresearch.target import LOSS, Metric, load_target
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DIGITS, COLLATZ = "digits-classifier", "collatz-speed"
@@ -47,16 +48,15 @@ def copy_example(name: str, parent: Path) -> Path:
     return repo
 
 
-def run_example(repo: Path) -> subprocess.CompletedProcess:
-    """The example's command (`python <harness>`) in its folder, as one run of the loop."""
-    return subprocess.run([sys.executable, COMMAND[repo.name]], cwd=repo, capture_output=True,
+def run_example(repo: Path) -> tuple[subprocess.CompletedProcess, dict[str, float] | None]:
+    """The example's command (`python <harness>`) in its folder, as one run of the loop, and
+    the loop's reading of it: the metrics of a usable run (the metric, its extra keys and the
+    loss the loop compares), None for a crash."""
+    proc = subprocess.run([sys.executable, COMMAND[repo.name]], cwd=repo, capture_output=True,
                           text=True, timeout=120)
-
-
-def summary(stdout: str) -> dict[str, float]:
-    """The `name: value` lines after the last `---` line."""
-    block = stdout.split("---\n")[-1]
-    return {key: float(value) for key, value in re.findall(r"^(\w+): (\S+)$", block, re.M)}
+    verdict = read_target_run(load_target(repo).metric, proc.returncode,
+                              proc.stdout + proc.stderr, False, repo)
+    return proc, verdict.metrics
 
 
 def set_knobs(path: Path, **values: float) -> None:
@@ -64,29 +64,26 @@ def set_knobs(path: Path, **values: float) -> None:
 
 
 def test_digits_evaluator_prints_its_accuracy(tmp_path: Path) -> None:
-    proc = run_example(copy_example(DIGITS, tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    values = summary(proc.stdout)
-    assert set(values) == {"accuracy", "fit_seconds"}
+    proc, values = run_example(copy_example(DIGITS, tmp_path))
+    assert proc.returncode == 0 and values, proc.stderr
+    assert set(values) == {LOSS, "accuracy", "fit_seconds"}
     assert 0.70 < values["accuracy"] < 0.77  # the weak start the README quotes: 0.735128
-    assert values["fit_seconds"] > 0
+    assert values[LOSS] == -values["accuracy"] and values["fit_seconds"] > 0
 
 
 def test_digits_accuracy_follows_the_editable_model(tmp_path: Path) -> None:
     """The evaluator scores model.py as it is in the run's folder: tuned knobs score higher."""
     repo = copy_example(DIGITS, tmp_path)
     set_knobs(repo / "model.py", PCA_VARIANCE_FRAC=0.8, SVM_C=1.0, RBF_GAMMA=0.001)
-    proc = run_example(repo)
-    assert proc.returncode == 0, proc.stderr
-    assert summary(proc.stdout)["accuracy"] > 0.95
+    proc, values = run_example(repo)
+    assert values and values["accuracy"] > 0.95, proc.stderr
 
 
 def test_collatz_benchmark_prints_its_seconds(tmp_path: Path) -> None:
-    proc = run_example(copy_example(COLLATZ, tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    values = summary(proc.stdout)
-    assert set(values) == {"cpu_seconds", "wall_seconds"}
-    assert values["cpu_seconds"] > 0 and values["wall_seconds"] > 0
+    proc, values = run_example(copy_example(COLLATZ, tmp_path))
+    assert proc.returncode == 0 and values, proc.stderr
+    assert set(values) == {LOSS, "cpu_seconds", "wall_seconds"}
+    assert values[LOSS] == values["cpu_seconds"] > 0 and values["wall_seconds"] > 0
 
 
 WRONG_BUT_FAST = {
@@ -104,8 +101,8 @@ def test_collatz_fast_and_wrong_is_a_crash(tmp_path: Path, wrong: str) -> None:
     text = path.read_text()
     assert text.count("    return steps\n") == 1
     path.write_text(text.replace("    return steps\n", f"    {wrong}\n"))
-    proc = run_example(repo)
-    assert proc.returncode == 1
+    proc, values = run_example(repo)
+    assert proc.returncode == 1 and values is None
     assert "---" not in proc.stdout and "cpu_seconds" not in proc.stdout
     assert re.fullmatch(r"error: stopping_times\(\d+\) is wrong: [^\n]*\n", proc.stderr)
 
@@ -118,8 +115,8 @@ def test_collatz_every_timed_call_is_checked(tmp_path: Path) -> None:
     text = path.read_text().replace("    return steps\n",
                                     "    return steps if n < 50_000 else steps * 0\n")
     path.write_text(text)
-    proc = run_example(repo)
-    assert proc.returncode == 1
+    proc, values = run_example(repo)
+    assert proc.returncode == 1 and values is None
     assert "stopping_times(100000) is wrong" in proc.stderr
 
 
@@ -144,8 +141,9 @@ def test_collatz_answers_are_checked_against_the_reference_read_before_they_run(
     way fails the run (the loop also voids any run that changes a fixed file)."""
     repo = copy_example(COLLATZ, tmp_path)
     forge_reference(repo)
-    proc = run_example(repo)
-    assert proc.returncode == 1 and "stopping_times(1) is wrong" not in proc.stderr
+    proc, values = run_example(repo)
+    assert proc.returncode == 1 and values is None
+    assert "stopping_times(1) is wrong" not in proc.stderr
     assert re.fullmatch(r"error: stopping_times\(2\) is wrong: [^\n]*\n", proc.stderr)
     assert set(git(repo, "diff", "--name-only").split()) == {"collatz.py", "reference.json"}
 
@@ -236,7 +234,9 @@ def test_the_sweep_raises_the_digits_accuracy_with_two_workers(tmp_path: Path) -
     kept = kept_experiments(rows)
     assert kept and all(value > baseline for value in kept)
     git(repo, "checkout", "-q", "autoresearch/t")
-    rerun = summary(run_example(repo).stdout)["accuracy"]
+    _, values = run_example(repo)
+    assert values
+    rerun = values["accuracy"]
     assert rerun == max(value for _, status, value in rows if status == "keep") > baseline
 
 
