@@ -273,3 +273,19 @@ def test_a_hostile_agent_cannot_change_an_examples_harness_or_answers(tmp_path: 
         ("baseline", "keep", ""), ("experiment", "crash", "tamper")]
     assert git(repo, "status", "--porcelain") == ""
     assert git(repo, "rev-parse", "autoresearch/t") == git(repo, "rev-parse", "HEAD")
+
+
+def test_fast_and_wrong_is_a_crash_in_the_loop_never_a_keep(tmp_path: Path) -> None:
+    """The loop records the harness's refusal as a crash (its log says why) and keeps nothing."""
+    repo = copy_example(COLLATZ, tmp_path)
+
+    def skip_the_work(request):
+        path = request.repo / "collatz.py"
+        path.write_text(path.read_text().replace("    return steps\n", "    return steps * 0\n"))
+        return edit_solve("fast knobs, and skip the work", **FAST_COLLATZ)(request)
+
+    run_loop(repo, [skip_the_work], target=load_target(repo), timeout=None, max_fix_attempts=0)
+    rows = tag_rows(repo)
+    assert [(r.kind, r.status) for r in rows] == [("baseline", "keep"), ("experiment", "crash")]
+    assert "is wrong" in (repo / rows[1].run_dir / "run.log").read_text()
+    check_git_matches_results(repo)
