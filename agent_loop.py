@@ -31,7 +31,7 @@ from rich.console import Console
 from autoresearch.config import PLATEAU_AFTER
 from autoresearch.errors import UserError
 from autoresearch.ledger.state import read_live, request_stop
-from autoresearch.policy import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
+from autoresearch.names import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
 from autoresearch.redact import redact
 from autoresearch.review import review_cli, views
 from autoresearch.workspace.git import find_root
@@ -185,7 +185,8 @@ def run(
       AUTORESEARCH_PROFILE=cpu uv run agent_loop.py run --tag demo --agent sweep --max-experiments 3
     """
     from autoresearch.agents import make_agent, price_option
-    from autoresearch.config import Options, plan_workers
+    from autoresearch.config import Options
+    from autoresearch.execution.gpus import plan_workers
     from autoresearch.execution.local import bytecode_warning
     from autoresearch.review.console import make_console
     from autoresearch.scheduler import Loop
@@ -218,7 +219,7 @@ def run(
         if not train_cmd:
             opts.train_cmd = list(cluster.DEFAULT_CMD)
     else:
-        slots = plan_workers(opts)
+        slots = plan_workers(workers, gpus, mixed_gpus, target.gpu)
     price = price_option(price_in, price_out)
     agents = [make_agent(agent, model=model, base_url=base_url, api_key_env=api_key_env,
                          timeout=agent_timeout, seed=seed, price=price) for _ in slots]

@@ -7,12 +7,14 @@ import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch.artifacts.aftercare import SAMPLE_TIMEOUT
 from autoresearch.errors import UserError
-from autoresearch.execution.gpus import Slot, cpu_slots, plan_slots
-from autoresearch.execution.local import default_train_cmd
-from autoresearch.execution.procs import GRACE_SECONDS
-from autoresearch.policy import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
+from autoresearch.names import (
+    DEFAULT_FLOOR,
+    DEFAULT_MAX_PAIRS,
+    GRACE_SECONDS,
+    SAMPLE_TIMEOUT,
+    default_train_cmd,
+)
 from autoresearch.target import DEFAULT, Target
 
 DEFAULT_TIME_BUDGET = 300  # if constants.py cannot tell
@@ -88,16 +90,3 @@ class Harness:
 
     def timeout(self) -> float:
         return 2 * self.time_budget + TIMEOUT_MARGIN
-
-
-def plan_workers(opts: Options) -> list[Slot]:
-    """The workers of a run: --workers N on the CPU; a CPU target (gpu = false) runs on the CPU
-    (one worker without --workers); else --gpus as execution/gpus.py says."""
-    if opts.workers is not None and opts.gpus is not None:
-        raise UserError("--workers runs workers on the CPU and --gpus on GPUs: give one of them")
-    if not opts.target.gpu and opts.gpus is not None:
-        raise UserError("this target runs on the CPU (gpu = false in pyproject.toml): use "
-                        "--workers N instead of --gpus")
-    if opts.workers is not None or not opts.target.gpu:
-        return cpu_slots(opts.workers or 1)
-    return plan_slots(opts.gpus, opts.mixed_gpus)

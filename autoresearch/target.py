@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.errors import UserError
+from autoresearch.names import FIXED_FILES
 
 try:
     import tomllib
@@ -64,7 +65,7 @@ class Target:
     """One target repository's declaration (see the module docstring); DEFAULT without one."""
 
     editable: tuple[str, ...] = ("train.py",)
-    fixed: tuple[str, ...] = ("prepare.py", "constants.py")
+    fixed: tuple[str, ...] = FIXED_FILES
     command: tuple[str, ...] = ()  # () = the harness's own train command (config.Options)
     timeout: float | None = None  # None = 2 x TIME_BUDGET + margin (config.Harness)
     setup: tuple[str, ...] = ()

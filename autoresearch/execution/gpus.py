@@ -81,3 +81,17 @@ def cpu_slots(workers: int) -> list[Slot]:
     if workers < 1:
         raise UserError(f"--workers {workers}: give 1 or more")
     return [Slot(k, "", CPU) for k in range(workers)]
+
+
+def plan_workers(workers: int | None, gpus: str | None, mixed: bool, gpu_target: bool
+                 ) -> list[Slot]:
+    """The workers of a run: --workers N on the CPU; a CPU target (gpu = false) runs on the CPU
+    (one worker without --workers); else --gpus as plan_slots says."""
+    if workers is not None and gpus is not None:
+        raise UserError("--workers runs workers on the CPU and --gpus on GPUs: give one of them")
+    if not gpu_target and gpus is not None:
+        raise UserError("this target runs on the CPU (gpu = false in pyproject.toml): use "
+                        "--workers N instead of --gpus")
+    if workers is not None or not gpu_target:
+        return cpu_slots(workers or 1)
+    return plan_slots(gpus, mixed)

@@ -17,9 +17,10 @@ from pathlib import Path
 from autoresearch.agents.base import InFlight
 from autoresearch.artifacts.checkpoints import run_path
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row, append_result, read_reported
+from autoresearch.ledger.results import append_result, read_reported
 from autoresearch.ledger.state import Proposing, State, now_iso, save_state, tag_dir
-from autoresearch.ledger.values import WAVE_KINDS, measured, model_of, progress
+from autoresearch.ledger.tags import tried_ref
+from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
 from autoresearch.memory import journal
 from autoresearch.memory.fingerprint import changes as change_summary
 from autoresearch.memory.fingerprint import fingerprint
@@ -32,23 +33,17 @@ from autoresearch.model import (
     Outcome,
     Phase,
     Port,
+    Row,
     Task,
+    is_measured,
 )
-from autoresearch.policy import (
-    DEFAULT_MAX_PAIRS,
-    Context,
-    Fit,
-    Rule,
-    confirm_job,
-    decide,
-    measure,
-)
+from autoresearch.names import DEFAULT_MAX_PAIRS, RESULTS
+from autoresearch.policy import Context, Fit, Rule, confirm_job, decide, measure
 from autoresearch.redact import redact
 from autoresearch.target import DEFAULT, Metric
 from autoresearch.verify.private import Verifier
 from autoresearch.workspace.git import Git, text_hash
 from autoresearch.workspace.merge import merge
-from autoresearch.workspace.tags import RESULTS, tried_ref
 
 
 class Coordinator:
@@ -171,7 +166,7 @@ class Coordinator:
     def _measure_noise(self) -> None:
         """Refit the noise model to every measured run so far; say what it found."""
         s, rows = self.state, self.rows()
-        values = [r.val_bpb for r in rows if r.kind in WAVE_KINDS and measured(r)]
+        values = [r.val_bpb for r in rows if r.kind in WAVE_KINDS and is_measured(r)]
         if s.best_commit is None or not values:
             return
         s.noise = measure(self.model(rows), values, self.rule, self.noise_runs)

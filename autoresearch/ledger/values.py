@@ -14,39 +14,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from autoresearch.ledger.results import Row
-from autoresearch.model import AGENT_KINDS
+from autoresearch.model import Row, is_keep, is_measured
 from autoresearch.policy import Fit, Run, fit
 
 WAVE_KINDS = ("baseline", "noise")
 
 
-def measured(row: Row) -> bool:
-    """A run with a number: not a crash, and not the 0 that marks a missing value (rows hold
-    the loss, which is negative for a higher-is-better metric, so "missing" is 0, not <= 0)."""
-    return row.status != "crash" and math.isfinite(row.val_bpb) and row.val_bpb != 0
-
-
 def runs_of(rows: list[Row]) -> list[Run]:
     """The measured runs, as the noise model sees them (a row of another tool: worker 0)."""
-    return [Run(r.commit, str(r.worker or 0), r.val_bpb) for r in rows if measured(r)]
+    return [Run(r.commit, str(r.worker or 0), r.val_bpb) for r in rows if is_measured(r)]
 
 
 def model_of(rows: list[Row]) -> Fit:
     """The noise model fitted to every measured run of these rows."""
     return fit(runs_of(rows))
-
-
-def is_experiment(row: Row) -> bool:
-    """An experiment: a run of code an agent proposed (a fix or a port included). Baselines,
-    noise, control and confirmation runs are runs, not experiments. A file without the kind
-    column (another tool's) has only experiments."""
-    return not row.kind or row.kind in AGENT_KINDS
-
-
-def is_keep(row: Row) -> bool:
-    """A keep: a kept change's own row (not its confirmation's, not the baseline's)."""
-    return row.status == "keep" and is_experiment(row)
 
 
 def keep_gain(row: Row, rows: list[Row], before: str) -> float:
@@ -60,7 +41,7 @@ def keep_gain(row: Row, rows: list[Row], before: str) -> float:
 
 
 def _mean(rows: list[Row], commit: str) -> float | None:
-    values = [r.val_bpb for r in rows if r.commit == commit and measured(r)]
+    values = [r.val_bpb for r in rows if r.commit == commit and is_measured(r)]
     return sum(values) / len(values) if values else None
 
 
@@ -91,9 +72,9 @@ def progress(rows: list[Row]) -> Progress:
     """The night's progress from one tag's rows (see the module docstring). The baseline's value
     is fitted from the baseline wave only, so later control runs of it do not move the best."""
     wave = [r for r in rows if r.kind in WAVE_KINDS]
-    base = next((r for r in rows if r.kind == "baseline" and measured(r)), None)
+    base = next((r for r in rows if r.kind == "baseline" and is_measured(r)), None)
     if base is None:  # another tool's file: its first measured row is the baseline
-        base = next((r for r in rows if measured(r)), None)
+        base = next((r for r in rows if is_measured(r)), None)
         wave = [base] if base else []
     if base is None:
         return Progress(None, math.inf, [])

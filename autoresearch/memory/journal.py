@@ -14,10 +14,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoresearch.ledger.results import Row
-from autoresearch.ledger.values import measured
 from autoresearch.memory.fingerprint import changes, constants, fingerprint
-from autoresearch.model import AGENT_KINDS
+from autoresearch.model import AGENT_KINDS, Row, is_measured
 from autoresearch.redact import redact_tree
 
 
@@ -80,7 +78,7 @@ def make_entry(row: Row, code: str, parent_code: str | None, parent_value: float
                hypothesis: str, earlier: list[Entry], subject: int | None,
                best: float | None = None) -> Entry:
     """The journal entry of a recorded row, from the code that ran and its parent's code."""
-    has_value = measured(row)
+    has_value = is_measured(row)
     entry = Entry(
         n=row.experiment, kind=row.kind, commit=row.commit, parent=row.parent,
         worker=row.worker or 0, description=row.description, hypothesis=hypothesis,

@@ -20,16 +20,9 @@ from datetime import datetime
 from pathlib import Path
 
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import EVENTS, load_state, tag_dir
-from autoresearch.ledger.values import (
-    WAVE_KINDS,
-    is_experiment,
-    is_keep,
-    measured,
-    model_of,
-    progress,
-)
+from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
+from autoresearch.model import Row, is_experiment, is_keep, is_measured
 from autoresearch.policy import Noise, Rule, measure, signed
 from autoresearch.target import DEFAULT, Metric
 
@@ -169,11 +162,6 @@ def several_workers(rows: list[Row]) -> bool:
 
 
 # ---- the best and the baseline
-
-
-def is_measured(row: Row) -> bool:
-    """A run that produced a real value (crashes read 0.0; an unparsable cell reads nan)."""
-    return measured(row)
 
 
 def experiment_numbers(rows: list[Row]) -> list[int]:

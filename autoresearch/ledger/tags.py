@@ -17,11 +17,11 @@ from autoresearch.errors import UserError
 from autoresearch.ledger.results import columns, upgrade_header
 from autoresearch.ledger.state import State, load_state, now_iso, save_state
 from autoresearch.model import Phase
+from autoresearch.names import RESULTS
 from autoresearch.target import DEFAULT, Metric, Target
 from autoresearch.workspace.git import TRAIN, Git, text_hash
 
 BRANCH_PREFIX = "autoresearch/"
-RESULTS = "results.tsv"
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
