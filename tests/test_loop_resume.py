@@ -273,11 +273,12 @@ def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tm
     monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
     undo = kill_at(monkeypatch, LocalExecutor, "run", when=8)  # 1-3 wave, 4 it, 5-6 7-8 pairs
     with pytest.raises(Killed):
-        run_loop(repo, [edit("a small gain", VAL_BPB=0.999)], noise_runs=2, max_pairs=5)
+        run_loop(repo, [edit("a small gain", VAL_BPB=0.999)], noise_runs=2, max_pairs=5,
+                 controls=True)
     (cand,) = load_state(repo, TAG).candidates
     assert cand.gains == [pytest.approx(0.001)] and cand.control == pytest.approx(1.0)
     undo()
-    run_loop(repo, [], max_experiments=1, noise_runs=2, max_pairs=5)
+    run_loop(repo, [], max_experiments=1, noise_runs=2, max_pairs=5, controls=True)
     kinds = [r[1] for r in rows(repo)]
     assert kinds.count("control") == kinds.count("confirm") + 1  # the cut-off one renewed
     assert [r[3] for r in rows(repo)].count("control for #4: its parent again (after a "
@@ -285,6 +286,30 @@ def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tm
     first = next(r for r in tag_rows(repo) if r.kind == "experiment")
     assert first.status == "keep" and first.pairs == kinds.count("confirm")
     assert first.gain == pytest.approx(0.001)
+    check_git_matches_results(repo, TAG)
+
+
+def test_killed_mid_replica_keeps_the_first_run_and_runs_the_cut_one_again(repo, tmp_path,
+                                                                           monkeypatch):
+    """The default rule: a grey-zone candidate killed during its second run. After the restart
+    its first run (held in state, not in results.tsv yet) still counts, the cut-off run runs
+    again, and the test decides on three runs of it, no more."""
+    offsets = tmp_path / "offsets"
+    offsets.write_text("0\n0.001\n-0.001\n0.002\n")  # the wave, the first run; then exact
+    monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
+    undo = kill_at(monkeypatch, LocalExecutor, "run", when=5)  # 1-3 wave, 4 it, 5 again
+    with pytest.raises(Killed):
+        run_loop(repo, [edit("a gain", VAL_BPB=0.996)], noise_runs=2)
+    (cand,) = load_state(repo, TAG).candidates
+    assert cand.row.val_bpb == pytest.approx(0.998) and cand.control is None
+    undo()
+    run_loop(repo, [], max_experiments=1, noise_runs=2)
+    kinds = [r[1] for r in rows(repo)]
+    assert kinds.count("control") == 0 and kinds.count("confirm") == 2
+    first = next(r for r in tag_rows(repo) if r.kind == "experiment")
+    assert first.status == "keep" and first.pairs == 3
+    assert first.gain == pytest.approx(1.0 - (0.998 + 2 * 0.996) / 3, abs=1e-6)
+    assert load_state(repo, TAG).candidates == []
     check_git_matches_results(repo, TAG)
 
 
@@ -303,12 +328,13 @@ def test_killed_between_a_ports_run_and_its_control(repo, monkeypatch):
               ScriptedAgent([edit("a bonus", BONUS=-0.05)])]
     slots = [Slot(k, str(k), "NVIDIA H200") for k in range(2)]
     with pytest.raises(Killed):
-        run_loop(repo, [], slots=slots, agent=agents, noise_runs=1, max_experiments=2)
+        run_loop(repo, [], slots=slots, agent=agents, noise_runs=1, max_experiments=2,
+                 controls=True)
     (cand,) = load_state(repo, TAG).candidates
     assert cand.pending is not None
     monkeypatch.setattr(LocalExecutor, "run", real)
     run_loop(repo, [], slots=slots, agent=[ScriptedAgent([]), ScriptedAgent([])], noise_runs=1,
-             max_experiments=2)
+             max_experiments=2, controls=True)
     assert f"#{cand.n} ran before the restart: it runs again after its control" in (
         repo / ".autoresearch" / TAG / "events.log").read_text()
     port = next(r for r in tag_rows(repo) if r.experiment == cand.n)
