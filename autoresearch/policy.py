@@ -321,9 +321,9 @@ def judge_runs(model: Fit, candidate: str, parent: str, rule: Rule) -> Verdict:
     n = sum(r.commit == candidate for r in model.runs)
     gain, se = model.gain(candidate, parent) if parent in model.values else (0.0, math.inf)
     boundary = rule.boundary(model.dof)
-    if not math.isfinite(se):  # no spread known yet (or the parent never ran): run again
-        return Verdict("more" if n < rule.looks else "discard", n, gain, -math.inf, math.inf,
-                       1.0, "run")
+    if not math.isfinite(se):  # no spread known yet: one that beats its parent runs again
+        more = gain > rule.floor and n < rule.looks and parent in model.values
+        return Verdict("more" if more else "discard", n, gain, -math.inf, math.inf, 1.0, "run")
     excess = gain - rule.floor
     z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
     p = min(1.0, rule.looks * t_tail(z, model.dof)) if math.isfinite(z) else float(z < 0)
@@ -568,11 +568,9 @@ def _first_run(job: Job, out: Outcome, ctx: Context) -> Decision:
     tried, value = {job.n: job.commit}, out.metrics["val_bpb"]
     model = ctx.model.plus(Run(job.commit[:7], str(job.worker), value))
     verdict = judge_runs(model, job.commit[:7], job.parent[:7], ctx.rule)
-    vs = f"{signed(-verdict.mean)} vs parent {job.parent[:7]} on worker {job.worker}" \
-        if job.parent[:7] in model.values else f"parent {job.parent[:7]} not measured yet"
+    vs = _versus(job, value, model)
     if verdict.action == "discard":
-        return Decision([_row(job, out, ctx, "discard", f"{vs}: {verdict.describe()}")],
-                        tried=tried)
+        return Decision([_row(job, out, ctx, "discard", vs)], tried=tried)
     if job.parent != ctx.best:
         why = f"{vs}: beat its parent, but the best moved to {ctx.best[:7]}: re-applying it there"
         port = Port(job.n, job.worker, job.commit, job.parent, job.description, verdict.mean)
@@ -584,4 +582,16 @@ def _first_run(job: Job, out: Outcome, ctx: Context) -> Decision:
                         log=[f"#{job.n} kept: {why}"])
     candidate = Candidate(job.n, job.worker, job.commit, job.parent, row)
     return Decision([], hold=candidate, follow=[confirm_job(candidate, job.hypothesis)],
-                    log=[f"#{job.n} {vs} ({verdict.describe()}): running it again"])
+                    log=[f"#{job.n} {vs}: running it again"])
+
+
+def _versus(job: Job, value: float, model: Fit) -> str:
+    """A first run against its parent on its worker: `+0.0005 vs parent abc1234 on worker 0
+    (1.000000 +- 0.000300)`, the parent's expected value there and the gain's standard error."""
+    parent = job.parent[:7]
+    if parent not in model.values:
+        return f"parent {parent} not measured yet"
+    gain, se = model.gain(job.commit[:7], parent)
+    spread = f" +- {se:.6f}" if math.isfinite(se) else ""
+    return (f"{signed(-gain)} vs parent {parent} on worker {job.worker} "
+            f"({value + gain:.6f}{spread})")

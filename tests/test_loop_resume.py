@@ -107,7 +107,7 @@ def test_killed_between_keeping_and_saving(repo, monkeypatch):
     state = load_state(repo, TAG)
     assert git(repo, "rev-parse", f"autoresearch/{TAG}") != state.best_commit  # moved, unsaved
     run_loop(repo, [], max_experiments=1)  # the branch position is explained by the journal
-    assert [r[2] for r in rows(repo)] == ["keep", "discard", "keep", "keep"]
+    assert [r[2] for r in rows(repo)] == ["keep", "keep", "keep"]
     check_git_matches_results(repo, TAG)
 
 
@@ -176,12 +176,12 @@ def test_killed_while_the_agent_works(repo):
 def test_killed_during_the_confirmation(repo, tmp_path, monkeypatch):
     undo = kill_at(monkeypatch, LocalExecutor, "run", when=4)  # run 4 = the confirmation
     with pytest.raises(Killed):
-        run_loop(repo, [edit("gain", VAL_BPB=0.9)])
+        run_loop(repo, [edit("gain", VAL_BPB=0.9)], controls=True)
     state = load_state(repo, TAG)
     assert [c.n for c in state.candidates] == [2]  # the candidate waits for its pair
     assert [r[0] for r in rows(repo)] == [1, 3]  # its row is held until then
     undo()
-    run_loop(repo, [], max_experiments=1)
+    run_loop(repo, [], max_experiments=1, controls=True)
     # the control of before the restart is not paired with a confirmation after it: the parent
     # runs again (#4, the interrupted confirmation's number went to it first), then the candidate
     assert rows(repo)[2:] == [(5, "control", "discard", "control for #2: its parent again "

@@ -311,6 +311,9 @@ def test_the_runs_verdict_states_its_evidence_and_never_keeps_without_a_spread()
     alone = fit([Run("p", "0", 1.0), Run("c", "0", 0.5)])
     assert judge_runs(alone, "c", "p", Rule()).action == "more"  # no spread: run it again
     assert judge_runs(alone, "c", "p", Rule(max_pairs=0)).action == "discard"
+    worse = fit([Run("p", "0", 1.0), Run("c", "0", 1.5)])
+    assert judge_runs(worse, "c", "p", Rule()).action == "discard"  # lost: no second run
+    assert judge_runs(alone, "c", "never ran", Rule()).action == "discard"
 
 
 def test_a_first_run_decides_or_asks_for_one_more_run_of_itself():
