@@ -112,8 +112,9 @@ def test_crashes_ask_for_a_bounded_number_of_fixes():
 @pytest.mark.slow
 def test_no_op_edits_are_not_kept_while_the_machine_drifts(tmp_path, monkeypatch):
     """Ten edits that change nothing, on a machine whose speed drifts by +-20 % over the night
-    (plus noise): comparing with an old mean of the baseline would keep some of them; the
-    paired confirmation keeps none. A real gain larger than the drift is still kept."""
+    (plus noise): comparing with an old mean of the baseline would keep some of them (the default
+    rule's fitted parent value included: this is what --controls is for); the paired
+    confirmation keeps none. A real gain larger than the drift is still kept."""
     monkeypatch.setenv("FAKE_COUNTER", str(tmp_path / "counter"))
     monkeypatch.setenv("FAKE_DRIFT", "0.2")
     monkeypatch.setenv("FAKE_DRIFT_PERIOD", "24")
@@ -121,7 +122,7 @@ def test_no_op_edits_are_not_kept_while_the_machine_drifts(tmp_path, monkeypatch
     monkeypatch.setenv("FAKE_SEED", "3")
     repo = make_repo(tmp_path / "repo")
     no_ops = [edit(f"no-op {k}", MATRIX_LR=0.05 + 0.01 * k) for k in range(10)]
-    run_loop(repo, no_ops + [edit("a real gain", BONUS=-0.03)], noise_runs=2)
+    run_loop(repo, no_ops + [edit("a real gain", BONUS=-0.03)], noise_runs=2, controls=True)
     rows = tag_rows(repo)
     kept = [r.description for r in rows if r.status == "keep" and r.kind == "experiment"]
     assert kept == ["a real gain"]
