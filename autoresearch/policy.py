@@ -297,43 +297,43 @@ def sequential(gains: list[float], within_std: float | None, rule: Rule, dof: in
     else:
         se = statistics.stdev(gains) / math.sqrt(n) if n >= 2 else math.inf
         dof = n - 1
-    excess = mean - rule.floor
-    z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
-    p = min(1.0, rule.max_pairs * t_tail(z, dof)) if math.isfinite(z) else float(z < 0)
-    boundary = rule.boundary(dof)
-    half = boundary * se if se > 0 else 0.0
-    if z > boundary:
-        action = "keep"
-    elif mean <= rule.floor or n >= rule.max_pairs:
-        action = "discard"
-    else:
-        action = "more"
-    return Verdict(action, n, mean, mean - half, mean + half, p)
+    return _verdict(mean, se, dof, rule, n, 0.0, "pair")
 
 
 def judge_runs(model: Fit, candidate: str, parent: str, rule: Rule) -> Verdict:
     """After each run of a candidate, its first included: its gain over its parent from the
     fitted values (each run corrected by its worker's offset, the parent's own uncertainty
     included). Keep when the gain clears the floor by the boundary; discard when it is within
-    screen_z standard errors of the floor (futility) or the runs are used up; else one more run.
-    The first run counts: the boundary is split over every look, so a candidate picked for its
-    lucky first run is kept at most alpha of the time when it is a no-op."""
+    screen_z standard errors of the floor (futility; before any spread is known, when it does not
+    beat its parent at all) or the runs are used up; else one more run. The first run counts:
+    the boundary is split over every look, so a candidate picked for its lucky first run is kept
+    at most alpha of the time when it is a no-op."""
     n = sum(r.commit == candidate for r in model.runs)
-    gain, se = model.gain(candidate, parent) if parent in model.values else (0.0, math.inf)
-    boundary = rule.boundary(model.dof)
-    if not math.isfinite(se):  # no spread known yet: one that beats its parent runs again
-        more = gain > rule.floor and n < rule.looks and parent in model.values
-        return Verdict("more" if more else "discard", n, gain, -math.inf, math.inf, 1.0, "run")
+    gain, se = model.gain(candidate, parent) if parent in model.values else (rule.floor, math.inf)
+    return _verdict(gain, se, model.dof, rule, n, rule.screen_z, "run")
+
+
+def _verdict(gain: float, se: float, dof: int | None, rule: Rule, looks: int, futility_z: float,
+             unit: str) -> Verdict:
+    """The test at one look: keep past the boundary, discard at or below futility_z standard
+    errors over the floor or at the last look, else one more. A gain whose standard error is
+    not known yet (inf) is never kept, and stops only when it does not clear the floor."""
     excess = gain - rule.floor
-    z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
-    p = min(1.0, rule.looks * t_tail(z, model.dof)) if math.isfinite(z) else float(z < 0)
+    if math.isfinite(se):
+        z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
+        futile = z <= futility_z
+    else:
+        z, futile = 0.0, excess <= 0
+    p = min(1.0, rule.looks * t_tail(z, dof)) if math.isfinite(z) else float(z < 0)
+    boundary = rule.boundary(dof)
+    half = boundary * se if se > 0 else 0.0
     if z > boundary:
         action = "keep"
-    elif z <= rule.screen_z or n >= rule.looks:
+    elif futile or looks >= rule.looks:
         action = "discard"
     else:
         action = "more"
-    return Verdict(action, n, gain, gain - boundary * se, gain + boundary * se, p, "run")
+    return Verdict(action, looks, gain, gain - half, gain + half, p, unit)
 
 
 @dataclass
