@@ -31,7 +31,7 @@ from rich.console import Console
 from autoresearch.config import PLATEAU_AFTER
 from autoresearch.errors import UserError
 from autoresearch.ledger.state import read_live, request_stop
-from autoresearch.policy import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
+from autoresearch.names import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
 from autoresearch.redact import redact
 from autoresearch.review import review_cli, views
 from autoresearch.workspace.git import find_root

@@ -7,11 +7,14 @@ import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch.artifacts.aftercare import SAMPLE_TIMEOUT
 from autoresearch.errors import UserError
-from autoresearch.execution.local import default_train_cmd
-from autoresearch.execution.procs import GRACE_SECONDS
-from autoresearch.policy import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
+from autoresearch.names import (
+    DEFAULT_FLOOR,
+    DEFAULT_MAX_PAIRS,
+    GRACE_SECONDS,
+    SAMPLE_TIMEOUT,
+    default_train_cmd,
+)
 
 DEFAULT_TIME_BUDGET = 300  # if constants.py cannot tell
 TIMEOUT_MARGIN = 120.0  # on top of 2 x TIME_BUDGET: start-up, compilation and the final eval

@@ -13,10 +13,22 @@ commit, and one that a dead loop left behind is simply undone.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
-from autoresearch.ledger.results import Row
+
+class Status(str, Enum):
+    """results.tsv's `status` column. A str, so `row.status == "keep"` holds and the TSV cell is
+    the value (StrEnum would do, but it needs Python 3.11 and the package supports 3.10)."""
+
+    KEEP = "keep"
+    DISCARD = "discard"
+    CRASH = "crash"
+
+    def __str__(self) -> str:
+        return self.value
+
 
 
 class Kind(str, Enum):
@@ -32,6 +44,65 @@ class Kind(str, Enum):
 
 
 AGENT_KINDS = (Kind.EXPERIMENT, Kind.FIX, Kind.PORT)  # code an agent wrote
+
+
+@dataclass
+class Row:
+    commit: str
+    val_bpb: float
+    memory_gb: float
+    status: Status  # a plain string is taken as its Status
+    description: str
+    experiment: int | None = None
+    kind: str = "experiment"
+    tag: str = ""
+    timestamp: str = ""
+    profile: str = ""
+    training_seconds: float | None = None
+    total_seconds: float | None = None
+    mfu_percent: float | None = None
+    total_tokens_M: float | None = None
+    num_steps: int | None = None
+    reason: str = ""
+    agent: str = ""
+    cost_usd: float | None = None
+    run_dir: str = ""
+    parent: str = ""
+    worker: int | None = None
+    gpu: str = ""
+    device: str = ""
+    node: str = ""
+    pairs: int | None = None
+    gain: float | None = None
+    gain_low: float | None = None
+    gain_high: float | None = None
+    p_value: float | None = None
+    private_bpb: float | None = None
+    private_delta: float | None = None
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
+
+    @property
+    def is_crash(self) -> bool:
+        return self.status == Status.CRASH
+
+
+def is_measured(row: Row) -> bool:
+    """A run that produced a real val_bpb (crashes read 0.0; an unparsable cell reads nan)."""
+    return row.status != Status.CRASH and math.isfinite(row.val_bpb) and row.val_bpb > 0
+
+
+def is_experiment(row: Row) -> bool:
+    """An experiment: a run of code an agent proposed (a fix or a port included). Baselines,
+    noise, control and confirmation runs are runs, not experiments. A file without the kind
+    column (another tool's) has only experiments."""
+    return not row.kind or row.kind in AGENT_KINDS
+
+
+def is_keep(row: Row) -> bool:
+    """A keep: a kept change's own row (not its confirmation's, not the baseline's)."""
+    return row.status == Status.KEEP and is_experiment(row)
 
 
 class Phase(str, Enum):

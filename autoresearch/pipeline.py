@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from autoresearch.agents import Agent, AgentError, AgentRefused, AgentRequest, Proposal
 from autoresearch.agents.base import Port as PortRequest
@@ -26,18 +26,22 @@ from autoresearch.errors import UserError
 from autoresearch.execution.executor import RunResult, RunSpec
 from autoresearch.execution.parse import LOST, TAMPER, Progress, last_error, log_tail, read_run
 from autoresearch.execution.procs import kill_marked
-from autoresearch.ledger.results import sanitize
-from autoresearch.ledger.state import FIXED_FILES, tag_dir
+from autoresearch.ledger.state import tag_dir
 from autoresearch.memory.digest import build_digest
 from autoresearch.model import Job, Kind, Outcome, Task
+from autoresearch.names import FIXED_FILES
+from autoresearch.redact import sanitize
 from autoresearch.verify.private import without_private
 from autoresearch.workspace.git import TRAIN, text_hash
 from autoresearch.workspace.guard import PROGRAM, RUN_LABEL
 from autoresearch.workspace.slots import Slot
 
 if TYPE_CHECKING:
+    from autoresearch.config import Harness, Options
+    from autoresearch.execution.executor import Executor
     from autoresearch.ledger.coordinator import Coordinator
-    from autoresearch.scheduler import Loop
+    from autoresearch.workspace.git import Git
+    from autoresearch.workspace.guard import Blame, Guard, Suspects
 
 HISTORY_ROWS = 30  # recent rows in the agent's request; the digest covers the whole night
 MAX_REJECTIONS = 12  # unusable proposals in a row before the loop asks for a human
@@ -49,8 +53,37 @@ BACKOFF_MAX = 900.0  # ...first for --backoff seconds, doubling, up to this
 AGENT_ENV = "AUTORESEARCH_AGENT_RUN"
 
 
+class Host(Protocol):
+    """What a worker uses of the loop that runs it (scheduler.Loop), named here so that the
+    pipeline does not import the scheduler that imports it."""
+
+    repo: Path
+    opts: Options
+    harness: Harness
+    timeout: float
+    git: Git
+    guard: Guard
+    suspects: Suspects
+    executor: Executor
+    coord: Coordinator
+    hidden: list[Path] | None
+    stopping: str
+    closing: bool
+
+    def may_propose(self) -> bool: ...
+    def drained(self, worker: Worker) -> bool: ...
+    def why_stop(self) -> str | None: ...
+    def should_abort(self) -> bool: ...
+    def fail(self, error: BaseException) -> None: ...
+    def check_guard(self, backup: Path, who: str) -> Blame: ...
+    def wait(self, seconds: float) -> None: ...
+    def sleep(self, seconds: float) -> None: ...
+    def log(self, message: str, style: str = "") -> None: ...
+    def live(self, worker: int | None, **values: object) -> None: ...
+
+
 class Worker:
-    def __init__(self, loop: Loop, k: int, agent: Agent, slot: Slot, gpu: str | None,
+    def __init__(self, loop: Host, k: int, agent: Agent, slot: Slot, gpu: str | None,
                  device: str):
         self.loop, self.k, self.agent, self.slot = loop, k, agent, slot
         self.gpu, self.device = gpu, device

@@ -46,7 +46,6 @@ from statistics import NormalDist
 import numpy as np
 
 from autoresearch.execution.parse import FIXABLE_REASONS
-from autoresearch.ledger.results import Row
 from autoresearch.model import (
     Candidate,
     Decision,
@@ -54,9 +53,11 @@ from autoresearch.model import (
     Kind,
     Outcome,
     Port,
+    Row,
     Task,
     row_for,
 )
+from autoresearch.names import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
 
 
 def signed(value: float, digits: int = 6) -> str:
@@ -69,10 +70,6 @@ def signed(value: float, digits: int = 6) -> str:
 # ---- the noise model and the sequential paired test (pure; the simulator in scripts/ drives them)
 
 NORMAL = NormalDist()
-DEFAULT_FLOOR = 0.0  # bpb: the user's minimum gain (--noise-floor); the test sets the bar
-# pairs one candidate may get (--max-pairs): in the simulated nights of BENCHMARKS.md a third
-# pair bought no gain, and every replica displaces an idea
-DEFAULT_MAX_PAIRS = 2
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,12 @@ from autoresearch.agents import Agent
 from autoresearch.artifacts.checkpoints import RUNS_DIR
 from autoresearch.config import Harness, Options
 from autoresearch.errors import UserError
+from autoresearch.execution import sandbox
 from autoresearch.execution.executor import Executor, RunSpec
 from autoresearch.execution.gpus import Slot as GpuSlot
 from autoresearch.execution.gpus import plan_slots
 from autoresearch.execution.local import LocalExecutor
 from autoresearch.ledger.coordinator import Coordinator
-from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import (
     STATE_DIR,
     TagLock,
@@ -47,10 +47,11 @@ from autoresearch.ledger.state import (
     tag_dir,
     write_live,
 )
-from autoresearch.model import Phase
+from autoresearch.ledger.tags import open_tag, unrun_edits_note
+from autoresearch.model import Phase, Row
+from autoresearch.names import RESULTS
 from autoresearch.pipeline import Worker, kill_agent
 from autoresearch.redact import register_environment
-from autoresearch.verify import sandbox
 from autoresearch.verify.private import (
     CACHE_FILE,
     PRIVATE_DIR,
@@ -72,7 +73,6 @@ from autoresearch.workspace.guard import (
     lost_message,
 )
 from autoresearch.workspace.slots import TREES, Slot
-from autoresearch.workspace.tags import RESULTS, open_tag, unrun_edits_note
 
 LIVE_EVERY = 1.0  # seconds between live.json writes for progress updates
 # SIGINTs this close together are one Ctrl-C: a signal sent to the whole process group (a
@@ -111,7 +111,7 @@ class Loop:
         self.live_state: dict = {"workers": {}}
         self.live_written = 0.0
         self.workers: list[Worker] = []
-        self.hidden: list[Path] | None = None  # what agent code must not see (verify/sandbox.py)
+        self.hidden: list[Path] | None = None  # what agent code must not see (execution/sandbox.py)
 
     # ---- the whole session
 

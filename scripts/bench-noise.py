@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autoresearch.agents import AgentRequest, Proposal, Usage  # noqa: E402
-from autoresearch.policy import DEFAULT_FLOOR  # noqa: E402
+from autoresearch.names import DEFAULT_FLOOR  # noqa: E402
 
 HARNESS = ("train.py", "prepare.py", "constants.py", "program.md", ".gitignore")
 

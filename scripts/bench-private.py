@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autoresearch.config import Harness  # noqa: E402
+from autoresearch.execution import sandbox  # noqa: E402
 from autoresearch.execution.parse import read_run  # noqa: E402
-from autoresearch.verify import sandbox  # noqa: E402
 from autoresearch.verify.private import prepare_private, private_split, score  # noqa: E402
 
 HARNESS = ("train.py", "prepare.py", "constants.py")

@@ -14,8 +14,9 @@ from autoresearch.agents import AgentRequest, Proposal, Usage
 from autoresearch.config import Options
 from autoresearch.execution.gpus import Slot
 from autoresearch.execution.procs import PROC, live_pids
-from autoresearch.ledger.results import Row, read_results
+from autoresearch.ledger.results import read_results
 from autoresearch.ledger.state import load_state
+from autoresearch.model import Row
 from autoresearch.scheduler import Loop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -27,8 +27,9 @@ from autoresearch.agents.openai_api import OpenAIAgent
 from autoresearch.agents.pricing import PRICE_SOURCES, PRICES_READ, list_price
 from autoresearch.agents.prompt import results_table
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row, format_row
+from autoresearch.ledger.results import format_row
 from autoresearch.ledger.state import log_event
+from autoresearch.model import Row
 from autoresearch.redact import redact
 from autoresearch.retry_after import retry_after_seconds
 from autoresearch.review.console import PlainConsole

@@ -32,7 +32,8 @@ from autoresearch.agents.claude_cli import ClaudeAgent
 from autoresearch.agents.codex_cli import CodexAgent
 from autoresearch.errors import UserError
 from autoresearch.execution.procs import pid_alive
-from autoresearch.ledger.results import Row, append_result, read_results
+from autoresearch.ledger.results import append_result, read_results
+from autoresearch.model import Row
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
 PROGRAM = "# program\nLower val_bpb. Marker-Okapi-42."

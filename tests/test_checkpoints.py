@@ -12,7 +12,7 @@ from autoresearch.artifacts.checkpoints import (
     run_path,
 )
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row
+from autoresearch.model import Row
 
 OTHER_FILES = ("run.log", "train.py", "metrics.json", "config.json", "sample_output.txt")
 TAG = "t"

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from autoresearch.config import Harness
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import COLUMNS, Row, append_result, read_results
+from autoresearch.ledger.results import COLUMNS, append_result, read_results
+from autoresearch.model import Row
 from autoresearch.redact import register_secret
 from autoresearch.workspace.git import Git
 

@@ -21,10 +21,11 @@ import pytest
 import requests
 
 from autoresearch.artifacts.checkpoints import run_path
-from autoresearch.ledger.results import Row, append_result, read_results
+from autoresearch.ledger.results import append_result, read_results
 from autoresearch.ledger.state import State, save_state
 from autoresearch.memory import journal
 from autoresearch.memory.journal import Entry
+from autoresearch.model import Row
 from autoresearch.policy import Noise
 from autoresearch.review.dashboard import BASELINE_NOTE, Board, make_server
 from autoresearch.review.views import digest

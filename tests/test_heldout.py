@@ -34,14 +34,15 @@ from test_dashboard import browser  # noqa: F401  (a fixture: Chromium through c
 
 from autoresearch.agents import Proposal, Usage
 from autoresearch.artifacts import aftercare
+from autoresearch.execution import sandbox
 from autoresearch.execution.executor import RunSpec
 from autoresearch.execution.local import LocalExecutor
-from autoresearch.ledger.results import COLUMNS, Row, append_result, read_results, upgrade_header
+from autoresearch.ledger.results import COLUMNS, append_result, read_results, upgrade_header
 from autoresearch.memory import journal
+from autoresearch.model import Row
 from autoresearch.review import dashboard
 from autoresearch.review.dashboard import Board, make_server
 from autoresearch.review.plot import draw_progress
-from autoresearch.verify import sandbox
 from autoresearch.verify.private import REFUSED
 
 needs_bwrap = pytest.mark.skipif(sandbox.unavailable() is not None,

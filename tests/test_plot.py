@@ -12,7 +12,8 @@ from matplotlib.image import imread
 from matplotlib.markers import MarkerStyle
 from typer.testing import CliRunner
 
-from autoresearch.ledger.results import Row, append_result, read_results
+from autoresearch.ledger.results import append_result, read_results
+from autoresearch.model import Row
 from autoresearch.review.plot import (
     CRASH_COLOR,
     DISCARD_COLOR,

@@ -22,9 +22,9 @@ from loop_helpers import (
 from autoresearch.agents.prompt import build_context
 from autoresearch.execution.gpus import Slot
 from autoresearch.ledger.state import load_state
-from autoresearch.ledger.values import is_keep
 from autoresearch.memory.journal import JOURNAL
 from autoresearch.memory.journal import load as load_journal
+from autoresearch.model import is_keep
 from autoresearch.review.dashboard import Board
 from autoresearch.review.report import experiment_numbers, running_best
 

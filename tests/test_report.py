@@ -9,10 +9,11 @@ from conftest import DATA
 from typer.testing import CliRunner
 
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row, append_result, read_results
+from autoresearch.ledger.results import append_result, read_results
 from autoresearch.ledger.state import State, save_state
 from autoresearch.ledger.values import progress
-from autoresearch.policy import Noise, Rule, min_detectable_gain
+from autoresearch.model import Row, Status
+from autoresearch.policy import Noise, Rule, min_detectable_gain, signed
 from autoresearch.review.report import (
     best,
     estimate_threshold,
@@ -20,7 +21,6 @@ from autoresearch.review.report import (
     hours_label,
     noise_threshold,
     running_best,
-    signed,
     summarize,
     with_runs,
     y_limits,
@@ -382,3 +382,16 @@ def test_another_tools_keeps_move_the_best():
     assert night.baseline == pytest.approx(rows[0].val_bpb)
     assert night.best == pytest.approx(min(r.val_bpb for r in rows if r.status == "keep"))
     assert all(b.best <= a.best for a, b in zip(night.steps, night.steps[1:], strict=False))
+
+
+def test_a_rows_status_is_a_status_that_reads_and_writes_as_its_text(tmp_path):
+    """Row.status is model.Status whether the row was made with a string, read from results.tsv
+    or loaded from state.json; comparisons with the text and the TSV cell stay as they were."""
+    path = tmp_path / "results.tsv"
+    append_result(path, Row("abc1234", 1.0, 2.0, "keep", "a change"))
+    [row] = read_results(path)
+    assert row.status is Status.KEEP and row.status == "keep" and str(row.status) == "keep"
+    assert path.read_text().splitlines()[1].split("\t")[3] == "keep"
+    assert Row(**json.loads(json.dumps(asdict(row)))).status is Status.KEEP
+    with pytest.raises(ValueError):
+        Row("abc1234", 1.0, 2.0, "kept", "a status that is none")

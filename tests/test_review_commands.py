@@ -17,8 +17,9 @@ from loop_helpers import AGENT_LOOP, edit, make_repo, run_loop, tag_rows
 from rich.console import Console
 from typer.testing import CliRunner
 
-from autoresearch.ledger.results import COLUMNS, Row, append_result, read_results
+from autoresearch.ledger.results import COLUMNS, append_result, read_results
 from autoresearch.ledger.state import State, save_state
+from autoresearch.model import Row
 from autoresearch.policy import Noise
 from autoresearch.review.console import LiveConsole
 from autoresearch.review.dashboard import Board

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from autoresearch.artifacts.sample import sample_run
-from autoresearch.ledger.results import Row, append_result
+from autoresearch.ledger.results import append_result
+from autoresearch.model import Row
 from constants import PROFILES
 
 ROOT = Path(__file__).resolve().parent.parent

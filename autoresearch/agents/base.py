@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Protocol
 
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row
 from autoresearch.memory.journal import Entry
+from autoresearch.model import Row
 
 
 @dataclass

@@ -30,7 +30,7 @@ from autoresearch.agents.base import AgentError, AgentRefused, AgentRequest, Pro
 from autoresearch.agents.edits import DESCRIPTION_RE, HYPOTHESIS_RE
 from autoresearch.agents.prompt import cli_prompt
 from autoresearch.execution.procs import kill_group, reaper_env, supervised
-from autoresearch.ledger.results import sanitize
+from autoresearch.redact import sanitize
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a CLI that overran its timeout
 PREFLIGHT_TIMEOUT = 60.0  # seconds for a login status command (a cold start can take a while)

@@ -28,7 +28,7 @@ from pathlib import Path
 from autoresearch.agents.base import AgentError, Usage
 from autoresearch.agents.cli import DESCRIPTION_LIMIT, CLIAgent, CLIResult, json_events
 from autoresearch.agents.pricing import Price, dollars
-from autoresearch.ledger.results import sanitize
+from autoresearch.redact import sanitize
 
 KEY_ENV = "CODEX_API_KEY"  # read by `codex exec` in place of a stored login
 OFFLINE = "waiting for network"  # what codex prints, lower-cased, when it cannot connect

@@ -7,8 +7,9 @@ train.py themselves, get cli_prompt(): the same context with instructions for a 
 from __future__ import annotations
 
 from autoresearch.agents.base import AgentRequest
-from autoresearch.ledger.results import Row, sanitize
 from autoresearch.memory.literals import profile_overrides
+from autoresearch.model import Row
+from autoresearch.redact import sanitize
 
 RECENT_ROWS = 10  # the latest runs in full; the digest covers the whole night in brief
 DESCRIPTION_WIDTH = 110  # results-table description column, truncated beyond

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import autoresearch
 from autoresearch.artifacts.checkpoints import WEIGHTS, prune_checkpoints
-from autoresearch.ledger.results import Row
-from autoresearch.ledger.values import is_keep
+from autoresearch.execution.sandbox import run_view
+from autoresearch.model import Row, is_keep
 from autoresearch.redact import run_env
-from autoresearch.verify.sandbox import run_view
 
 SAMPLE_MODULE = "autoresearch.artifacts.sample"  # python -m SAMPLE_MODULE RUN_DIR --out FILE
-SAMPLE_TIMEOUT = 300.0
 
 
 def tidy_weights(repo: Path, decided: list[Row], tag_rows: list[Row], keep_best: int,

@@ -14,8 +14,7 @@ import re
 from pathlib import Path
 
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row
-from autoresearch.review.report import is_measured
+from autoresearch.model import Row, is_measured
 
 RUNS_DIR = "runs"
 WEIGHTS = "model.pt"

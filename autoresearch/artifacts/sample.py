@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from autoresearch.artifacts.checkpoints import repo_of
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import sanitize
+from autoresearch.redact import sanitize
 
 if TYPE_CHECKING:
     import torch

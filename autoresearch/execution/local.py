@@ -15,30 +15,20 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from autoresearch.execution.executor import RunResult, RunSpec
 from autoresearch.execution.parse import Progress, last_progress
-from autoresearch.execution.procs import (
-    GRACE_SECONDS,
-    kill_group,
-    kill_marked,
-    reaper_env,
-    supervised,
-)
+from autoresearch.execution.procs import kill_group, kill_marked, reaper_env, supervised
+from autoresearch.execution.sandbox import run_view
+from autoresearch.names import GRACE_SECONDS
 from autoresearch.redact import run_env
-from autoresearch.verify.sandbox import run_view
 
 CHECKPOINT_ENV = "AUTORESEARCH_CHECKPOINT_DIR"
 POLL_SECONDS = 0.5
 TAIL_BYTES = 16384  # how much of the log end is read to find the latest progress line
-
-
-def default_train_cmd() -> list[str]:
-    return [sys.executable, "train.py"]
 
 
 def bytecode_warning(env: Mapping[str, str] = os.environ) -> str | None:
@@ -149,7 +139,7 @@ class LocalExecutor:
                  hidden: list[Path] | None = None):
         self.devices = devices  # slot GPU (None: as inherited) -> device model
         self.poll = poll
-        self.hidden = hidden  # directories runs must not see (verify/sandbox.py); None: no view
+        self.hidden = hidden  # directories runs must not see (execution/sandbox.py); None: no view
 
     def run(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
             should_abort: Callable[[], bool]) -> RunResult:

@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL: time for train.py to release the GPU
+from autoresearch.names import GRACE_SECONDS
+
 PROC = Path("/proc")
 REAPER_MODULE = "autoresearch.execution.reaper"
 

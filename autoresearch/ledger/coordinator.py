@@ -17,8 +17,9 @@ from pathlib import Path
 from autoresearch.agents.base import InFlight
 from autoresearch.artifacts.checkpoints import run_path
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row, append_result, read_reported
-from autoresearch.ledger.state import FIXED_FILES, Proposing, State, now_iso, save_state, tag_dir
+from autoresearch.ledger.results import append_result, read_reported
+from autoresearch.ledger.state import Proposing, State, now_iso, save_state, tag_dir
+from autoresearch.ledger.tags import tried_ref
 from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
 from autoresearch.memory import journal
 from autoresearch.memory.fingerprint import changes as change_summary
@@ -32,22 +33,15 @@ from autoresearch.model import (
     Outcome,
     Phase,
     Port,
+    Row,
     Task,
 )
-from autoresearch.policy import (
-    DEFAULT_MAX_PAIRS,
-    Context,
-    Fit,
-    Rule,
-    confirm_job,
-    decide,
-    measure,
-)
+from autoresearch.names import DEFAULT_MAX_PAIRS, FIXED_FILES, RESULTS
+from autoresearch.policy import Context, Fit, Rule, confirm_job, decide, measure
 from autoresearch.redact import redact
 from autoresearch.verify.private import Verifier
 from autoresearch.workspace.git import TRAIN, Git, text_hash
 from autoresearch.workspace.merge import merge
-from autoresearch.workspace.tags import RESULTS, tried_ref
 
 
 class Coordinator:

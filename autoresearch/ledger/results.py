@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 from autoresearch.errors import UserError
+from autoresearch.model import Row, Status
 from autoresearch.redact import sanitize
 
-STATUSES = ("keep", "discard", "crash")
+STATUSES = tuple(s.value for s in Status)
 
 STANDARD_COLUMNS = ["commit", "val_bpb", "memory_gb", "status", "description"]
 EXTRA_COLUMNS = [
@@ -53,45 +54,6 @@ COLUMNS = STANDARD_COLUMNS + EXTRA_COLUMNS
 # any other width is torn (a write cut short), never a row with empty cells at the end
 EARLIER_WIDTHS = (COLUMNS.index("run_dir") + 1,  # before the parallel loop's parent..node
                   COLUMNS.index("node") + 1)  # before the evidence and private columns
-
-
-@dataclass
-class Row:
-    commit: str
-    val_bpb: float
-    memory_gb: float
-    status: str
-    description: str
-    experiment: int | None = None
-    kind: str = "experiment"
-    tag: str = ""
-    timestamp: str = ""
-    profile: str = ""
-    training_seconds: float | None = None
-    total_seconds: float | None = None
-    mfu_percent: float | None = None
-    total_tokens_M: float | None = None
-    num_steps: int | None = None
-    reason: str = ""
-    agent: str = ""
-    cost_usd: float | None = None
-    run_dir: str = ""
-    parent: str = ""
-    worker: int | None = None
-    gpu: str = ""
-    device: str = ""
-    node: str = ""
-    pairs: int | None = None
-    gain: float | None = None
-    gain_low: float | None = None
-    gain_high: float | None = None
-    p_value: float | None = None
-    private_bpb: float | None = None
-    private_delta: float | None = None
-
-    @property
-    def is_crash(self) -> bool:
-        return self.status == "crash"
 
 
 _FLOAT_FIELDS = {"val_bpb", "memory_gb", "training_seconds", "total_seconds", "mfu_percent",

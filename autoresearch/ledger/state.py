@@ -25,7 +25,6 @@ from autoresearch.model import Candidate, Job, Task, candidate_from, job_from, t
 from autoresearch.policy import Noise
 
 STATE_DIR = ".autoresearch"
-FIXED_FILES = ("prepare.py", "constants.py")  # the harness: sha256 checked around every run
 VERSION = 2  # of state.json; version 1 (one worker) is upgraded when it is between experiments
 
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from autoresearch.ledger.results import Row
-from autoresearch.model import AGENT_KINDS
+from autoresearch.model import Row, is_keep
 from autoresearch.policy import Fit, Run, fit
 
 WAVE_KINDS = ("baseline", "noise")
@@ -33,18 +32,6 @@ def runs_of(rows: list[Row]) -> list[Run]:
 def model_of(rows: list[Row]) -> Fit:
     """The noise model fitted to every measured run of these rows."""
     return fit(runs_of(rows))
-
-
-def is_experiment(row: Row) -> bool:
-    """An experiment: a run of code an agent proposed (a fix or a port included). Baselines,
-    noise, control and confirmation runs are runs, not experiments. A file without the kind
-    column (another tool's) has only experiments."""
-    return not row.kind or row.kind in AGENT_KINDS
-
-
-def is_keep(row: Row) -> bool:
-    """A keep: a kept change's own row (not its confirmation's, not the baseline's)."""
-    return row.status == "keep" and is_experiment(row)
 
 
 def keep_gain(row: Row, rows: list[Row], before: str) -> float:

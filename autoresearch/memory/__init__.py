@@ -1,2 +1,7 @@
 """The night's memory: a research journal per tag, its bounded digest for the agents, and the
 fingerprints that keep the loop from paying twice for one program."""
+
+# What the other packages use, from the module that defines it (journal also as a module):
+# digest.py, fingerprint.py, journal.py, literals.py
+__all__ = ["build_digest", "changes", "fingerprint", "journal", "Entry", "JOURNAL", "load",
+           "Constant", "find_constants", "profile_overrides"]

@@ -26,9 +26,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from autoresearch.ledger.results import sanitize
 from autoresearch.memory.fingerprint import COMMENTS_ONLY
 from autoresearch.memory.journal import Entry
+from autoresearch.redact import sanitize
 
 DIGEST_TOKENS = 2000  # about a page: room for the night's shape without crowding out the code
 CHARS_PER_TOKEN = 4  # the usual average for English and code; a budget is budget * 4 characters

@@ -17,8 +17,8 @@ import difflib
 import hashlib
 from collections import Counter
 
-from autoresearch.ledger.results import sanitize
 from autoresearch.memory.literals import find_constants
+from autoresearch.redact import sanitize
 
 FINGERPRINT_CHARS = 12  # hex digits of a sha256: 48 bits, no accidental match in a night of runs
 MAX_CHANGES = 8  # items in one summary; beyond that the rest are counted in a last "... N more"

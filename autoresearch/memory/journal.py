@@ -14,9 +14,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoresearch.ledger.results import Row
 from autoresearch.memory.fingerprint import changes, constants, fingerprint
-from autoresearch.model import AGENT_KINDS
+from autoresearch.model import AGENT_KINDS, Row
 from autoresearch.redact import redact_tree
 
 

@@ -18,7 +18,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from autoresearch.ledger.results import Row
+from autoresearch.model import Row
 from autoresearch.redact import redact
 
 RECENT_OUTCOMES = 6

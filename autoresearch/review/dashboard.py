@@ -32,8 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 from autoresearch.artifacts.checkpoints import COMMIT_PREFIX, WEIGHTS, run_dir_for
 from autoresearch.errors import UserError
 from autoresearch.execution.parse import log_tail
-from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import STATE_DIR, read_live
+from autoresearch.model import Row
 from autoresearch.review.report import (
     baseline_row,
     best,

@@ -15,17 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row
+from autoresearch.model import Row, is_measured
+from autoresearch.policy import signed
 from autoresearch.review.report import (
     Best,
     Summary,
     best,
     experiment_numbers,
     is_keep,
-    is_measured,
     running_best,
     several_workers,
-    signed,
     summarize,
     with_runs,
     worker_labels,

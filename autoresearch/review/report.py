@@ -13,7 +13,6 @@ as a measurement.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,9 +20,9 @@ from datetime import datetime
 from pathlib import Path
 
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row
 from autoresearch.ledger.state import EVENTS, load_state, tag_dir
-from autoresearch.ledger.values import WAVE_KINDS, is_experiment, is_keep, model_of, progress
+from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
+from autoresearch.model import Row, is_experiment, is_keep, is_measured
 from autoresearch.policy import Noise, Rule, measure, signed
 
 TOP_IMPROVEMENTS = 5  # how many of the biggest steps the summary lists
@@ -151,11 +150,6 @@ def several_workers(rows: list[Row]) -> bool:
 
 
 # ---- the best and the baseline
-
-
-def is_measured(row: Row) -> bool:
-    """A run that produced a real val_bpb (crashes read 0.0; an unparsable cell reads nan)."""
-    return row.status != "crash" and math.isfinite(row.val_bpb) and row.val_bpb > 0
 
 
 def experiment_numbers(rows: list[Row]) -> list[int]:

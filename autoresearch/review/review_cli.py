@@ -27,7 +27,8 @@ from autoresearch.artifacts.sample import (
     sample_run,
 )
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import Row
+from autoresearch.model import Row
+from autoresearch.policy import signed
 from autoresearch.review.console import duration
 from autoresearch.review.dashboard import LOOPBACK, Board, make_server
 from autoresearch.review.report import (
@@ -38,7 +39,6 @@ from autoresearch.review.report import (
     noise_summary,
     noise_threshold,
     runs_saved,
-    signed,
     summarize,
     with_runs,
 )

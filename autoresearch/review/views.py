@@ -14,7 +14,7 @@ from rich.text import Text
 
 from autoresearch.errors import UserError
 from autoresearch.execution.procs import pid_alive
-from autoresearch.ledger.results import Row, read_reported, read_results
+from autoresearch.ledger.results import read_reported, read_results
 from autoresearch.ledger.state import (
     State,
     list_tags,
@@ -23,10 +23,14 @@ from autoresearch.ledger.state import (
     stop_requested,
     tag_dir,
 )
+from autoresearch.ledger.tags import tried_ref
 from autoresearch.ledger.values import progress
 from autoresearch.memory.digest import build_digest
 from autoresearch.memory.journal import JOURNAL
 from autoresearch.memory.journal import load as load_journal
+from autoresearch.model import Row, is_measured
+from autoresearch.names import RESULTS
+from autoresearch.policy import signed
 from autoresearch.redact import redact
 from autoresearch.review.console import STATUS_STYLE, duration, live_workers
 from autoresearch.review.report import (
@@ -35,13 +39,10 @@ from autoresearch.review.report import (
     experiment_numbers,
     is_experiment,
     is_keep,
-    is_measured,
     several_workers,
-    signed,
     worker_labels,
 )
 from autoresearch.workspace.git import Git
-from autoresearch.workspace.tags import RESULTS, tried_ref
 
 
 def read_rows(path: Path, reported: set[str] | None = None) -> list[Row]:

@@ -25,13 +25,11 @@ from pathlib import Path
 
 import autoresearch
 from autoresearch.artifacts.checkpoints import WEIGHTS, run_dir_for
-from autoresearch.ledger.results import Row
+from autoresearch.execution import sandbox
 from autoresearch.memory.journal import Entry
-from autoresearch.model import Decision, Job, Kind, Outcome
-from autoresearch.policy import Run, fit
+from autoresearch.model import Decision, Job, Kind, Outcome, Row
+from autoresearch.policy import Run, fit, signed
 from autoresearch.redact import run_env  # the agent's model code gets no credentials either
-from autoresearch.review.report import signed
-from autoresearch.verify import sandbox
 
 PRIVATE_DIR = "private"  # under the cache directory: prepare.py's PRIVATE_DIR
 MANIFEST = Path("data") / "dataset.json"

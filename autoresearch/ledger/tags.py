@@ -15,12 +15,12 @@ from pathlib import Path
 
 from autoresearch.errors import UserError
 from autoresearch.ledger.results import COLUMNS, upgrade_header
-from autoresearch.ledger.state import FIXED_FILES, State, load_state, now_iso, save_state
+from autoresearch.ledger.state import State, load_state, now_iso, save_state
 from autoresearch.model import Phase
+from autoresearch.names import FIXED_FILES, RESULTS
 from autoresearch.workspace.git import TRAIN, Git, text_hash
 
 BRANCH_PREFIX = "autoresearch/"
-RESULTS = "results.tsv"
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
