@@ -136,8 +136,13 @@ def run(
         min=0, help="your minimum val_bpb gain: a keep's paired gain must clear it (the "
                     "paired test sets the bar above it)")] = DEFAULT_FLOOR,
     max_pairs: Annotated[int, typer.Option(
-        min=1, help="most (control, candidate) pairs of runs that confirm one candidate")
+        min=1, help="most replicas that confirm one candidate after its first run (runs of it, "
+                    "or with --controls, (control, candidate) pairs)")
     ] = DEFAULT_MAX_PAIRS,
+    controls: Annotated[bool, typer.Option(
+        help="confirm with (control, candidate) pairs on one worker instead of runs of the "
+             "candidate against its parent's fitted value: twice the runs, safe on a machine "
+             "that drifts fast")] = False,
     timeout: Annotated[float | None, typer.Option(
         callback=positive, help="seconds before a run is killed (default 2 x TIME_BUDGET + "
                                 "120)")] = None,
@@ -194,7 +199,8 @@ def run(
 
     target = load_target(repo)  # first: a bad [tool.autoresearch] table is the user's to fix
     opts = Options(tag=tag, target=target, noise_runs=noise_runs, noise_floor=noise_floor,
-                   timeout=timeout, max_pairs=max_pairs, max_experiments=max_experiments,
+                   timeout=timeout, max_pairs=max_pairs, controls=controls,
+                   max_experiments=max_experiments,
                    hours=hours, max_cost=max_cost, max_fix_attempts=max_fix_attempts,
                    keep_checkpoints=keep_checkpoints, sample=sample, gpus=gpus,
                    mixed_gpus=mixed_gpus, plateau_after=plateau_after, verify=verify,

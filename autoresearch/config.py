@@ -32,7 +32,8 @@ class Options:
     tag: str
     noise_runs: int = 2
     noise_floor: float = DEFAULT_FLOOR
-    max_pairs: int = DEFAULT_MAX_PAIRS  # (control, candidate) pairs one candidate may get
+    max_pairs: int = DEFAULT_MAX_PAIRS  # replicas one candidate may get after its first run
+    controls: bool = False  # replicas are (control, candidate) pairs, not runs of the candidate
     timeout: float | None = None  # None: 2 x TIME_BUDGET + TIMEOUT_MARGIN
     max_experiments: int | None = None  # agent experiments (fixes and ports too) for the tag
     hours: float | None = None  # wall clock of this invocation

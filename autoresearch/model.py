@@ -131,9 +131,9 @@ class Task:
 
 @dataclass
 class Candidate:
-    """A run that beat its parent at first sight, waiting for its pairs of runs: the parent again
-    (CONTROL), then itself again (CONFIRM), on the same worker, until the sequential test
-    decides (policy.sequential)."""
+    """A run in the grey zone at first sight, waiting for more runs of itself (CONFIRM) until
+    the sequential test decides (policy.judge_runs), or with --controls for pairs: the parent
+    again (CONTROL), then itself (CONFIRM), on the same worker (policy.sequential)."""
 
     n: int
     worker: int

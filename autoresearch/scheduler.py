@@ -143,6 +143,7 @@ class Loop:
             self.coord = Coordinator(self.repo, self.git, state, noise_runs=self.opts.noise_runs,
                                      noise_floor=self.opts.noise_floor,
                                      max_pairs=self.opts.max_pairs,
+                                     controls=self.opts.controls,
                                      max_fix_attempts=self.opts.max_fix_attempts,
                                      plateau_after=self.opts.plateau_after, log=self.log,
                                      outcome=self.ui.outcome, verifier=verifier,

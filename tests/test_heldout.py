@@ -345,7 +345,8 @@ def test_verification_refuses_the_hostile_edit_and_keeps_the_honest_one(tmp_path
     assert bad[-1].private_delta is not None and bad[-1].private_delta > -0.01
     assert bad[0].val_bpb < 0.75 * baseline.val_bpb  # the public gain it was refused despite
     good = [r for r in rows if r.description.endswith("train twice as long")]
-    assert [r.status for r in good] == ["keep", "keep"], rows
+    # kept on its first run (the hostile edit's two runs measured the spread) or on two
+    assert [r.status for r in good] in (["keep"], ["keep", "keep"]), rows
     assert good[-1].private_bpb < baseline.private_bpb and good[-1].private_delta < 0
     entries = {e.n: e for e in journal.load(repo / ".autoresearch" / "t" / journal.JOURNAL)}
     assert entries[good[-1].experiment].private_delta == good[-1].private_delta

@@ -230,7 +230,7 @@ def test_rates_count_the_loop_time_and_the_words_are_the_readme_s(tmp_path):
     runs = read_results(repo / "results.tsv")
     # runs: every train.py execution; experiments: the agent's two; keeps: the kept one
     assert data["runs"] == len(runs) and data["experiments"] == 2 and data["kept"] == 1
-    assert data["runs_by_kind"]["baseline"] == 1 and data["runs_by_kind"]["confirm"] == 1
+    assert data["runs_by_kind"]["baseline"] == 1 and data["runs_by_kind"]["noise"] == 1
     # two short sessions ten hours apart: the ten idle hours are not the loop's time
     assert data["active_hours"] < 1 and not data["active_estimated"]
     assert data["experiments_per_hour"] == pytest.approx(2 / data["active_hours"])

@@ -50,11 +50,12 @@ class Coordinator:
     def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
                  max_fix_attempts: int, plateau_after: int, log: Callable[[str, str], None],
                  outcome: Callable[[Row], None], max_pairs: int = DEFAULT_MAX_PAIRS,
-                 verifier: Verifier | None = None, metric: Metric = DEFAULT.metric):
+                 verifier: Verifier | None = None, metric: Metric = DEFAULT.metric,
+                 controls: bool = False):
         self.repo, self.git, self.state = repo, git, state
         self.metric = metric  # results.tsv's metric column: rows hold its loss
         self.noise_runs = noise_runs
-        self.rule = Rule(max_pairs=max_pairs, floor=noise_floor)
+        self.rule = Rule(max_pairs=max_pairs, floor=noise_floor, controls=controls)
         self.plateau_after = plateau_after
         self.max_fix_attempts = max_fix_attempts
         self.log, self.outcome = log, outcome
@@ -169,7 +170,8 @@ class Coordinator:
         values = [r.val_bpb for r in rows if r.kind in WAVE_KINDS and is_measured(r)]
         if s.best_commit is None or not values:
             return
-        s.noise = measure(self.model(rows), values, self.rule, self.noise_runs)
+        s.noise = measure(self.model(rows), values, self.rule, self.noise_runs,
+                          s.best_commit[:7])
         std = f"{s.noise.std:.6f} ({s.noise.dof} dof)" if s.noise.std is not None else "unknown"
         offsets = ", ".join(f"{w}: {o:+.6f}" for w, o in sorted(s.noise.offsets.items()))
         self.log(f"noise: within-worker std {std}, worker offsets {{{offsets}}}; min detectable "
@@ -410,8 +412,8 @@ class Coordinator:
         s.tasks += d.tasks
         wave_done = not any(j.kind in (Kind.BASELINE, Kind.NOISE) for j in s.jobs if j is not job)
         if (job.kind in (Kind.BASELINE, Kind.NOISE) and wave_done) or \
-                (job.kind == Kind.CONTROL and s.noise is not None):
-            self._measure_noise()  # a control is the parent again: one more look at the noise
+                (job.kind in (Kind.CONTROL, Kind.CONFIRM) and s.noise is not None):
+            self._measure_noise()  # a control or a replica repeats a commit: one more look
         s.rejections = 0
 
     def _plan_port(self, port: Port) -> Job | Task:
