@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,11 +30,10 @@ from loop_helpers import (
     tag_rows,
 )
 
-from autoresearch import pipeline
 from autoresearch.execution.gpus import Slot
 from autoresearch.execution.local import LocalExecutor
-from autoresearch.ledger import coordinator, tags
 from autoresearch.ledger.state import load_state
+from autoresearch.target import DEFAULT
 from autoresearch.workspace.git import Git
 
 TAG = "t"
@@ -355,10 +355,8 @@ def test_a_tag_from_before_harness_py_is_not_resumed_across_the_change(tmp_path,
     repo = make_repo(tmp_path / "repo")
     git(repo, "rm", "-q", "harness.py")
     git(repo, "commit", "-qm", "the harness before harness.py")
-    with monkeypatch.context() as old:  # the loop as it was: two fixed files
-        for module in (tags, coordinator, pipeline):
-            old.setattr(module, "FIXED_FILES", ("prepare.py", "constants.py"))
-        run_loop(repo, [edit("idea", VAL_BPB=0.9)], tag=TAG)
+    before = replace(DEFAULT, fixed=("prepare.py", "constants.py"))  # the loop as it was
+    run_loop(repo, [edit("idea", VAL_BPB=0.9)], tag=TAG, target=before)
     (repo / "harness.py").write_text("# the fixed harness\n")
     git(repo, "add", "harness.py")
     git(repo, "commit", "-qm", "upgrade: harness.py")

@@ -46,13 +46,14 @@ def test_a_higher_accuracy_is_kept_and_a_lower_one_discarded(target_repo: Path) 
     header = (target_repo / "results.tsv").read_text().splitlines()[0].split("\t")
     assert header[:5] == ["commit", "accuracy", "memory_gb", "status", "description"]
     assert "val_bpb" not in header
-    # the better (higher) value is kept after its paired confirmation; the lower one is not
+    # the better (higher) value is kept after it ran again (the default rule's confirmation);
+    # the lower one is not
     assert values(target_repo) == [
-        (1, "baseline", "keep", 0.5), (3, "control", "discard", 0.5),
-        (2, "experiment", "keep", 0.8), (4, "confirm", "keep", 0.8),
-        (5, "experiment", "discard", 0.7), (6, "experiment", "crash", 0.0)]
+        (1, "baseline", "keep", 0.5), (2, "experiment", "keep", 0.8),
+        (3, "confirm", "keep", 0.8), (4, "experiment", "discard", 0.7),
+        (5, "experiment", "crash", 0.0)]
     rows = {r.experiment: r for r in tag_rows(target_repo)}
-    assert rows[6].reason == "other"
+    assert rows[5].reason == "other"
     check_git_matches_results(target_repo)
     assert git(target_repo, "rev-parse", "HEAD") == base
     kept = git(target_repo, "show", "autoresearch/t:solve.py")
@@ -78,14 +79,14 @@ def test_a_higher_accuracy_is_kept_and_a_lower_one_discarded(target_repo: Path) 
         assert re.search(r"\n +2  \w{7}  0\.800000 .* keep +experiment", prompt)  # values
     # rows read back with the metric hold its loss; without it the file is refused
     assert [r.val_bpb for r in read_results(target_repo / "results.tsv",
-                                            metric=first.target.metric)][:3] == [-0.5, -0.5, -0.8]
+                                            metric=first.target.metric)][:3] == [-0.5, -0.8, -0.8]
 
 
 def test_the_metric_is_read_from_the_json_file_the_run_writes(tmp_path: Path) -> None:
     repo = make_target_repo(tmp_path / "toy", json_file="scores.json")
     run_target(repo, [edit_solve("raise the score", SCORE=0.9)])
-    assert values(repo)[:3] == [(1, "baseline", "keep", 0.5), (3, "control", "discard", 0.5),
-                                (2, "experiment", "keep", 0.9)]
+    assert values(repo)[:3] == [(1, "baseline", "keep", 0.5), (2, "experiment", "keep", 0.9),
+                                (3, "confirm", "keep", 0.9)]
 
 
 def test_a_hostile_agent_cannot_change_the_fixed_files(target_repo: Path) -> None:

@@ -69,7 +69,7 @@ def open_tag(git: Git, tag: str, data_sha256: str, target: Target = DEFAULT) -> 
     state = load_state(git.repo, tag)
     if state is None:
         return start_new(git, tag, data_sha256, target.fixed)
-    check_resume(git, state, data_sha256)
+    check_resume(git, state, data_sha256, target.fixed)
     return state
 
 
@@ -97,7 +97,7 @@ def start_new(git: Git, tag: str, data_sha256: str, fixed: tuple[str, ...]) -> S
     return state
 
 
-def check_resume(git: Git, state: State, data_sha256: str) -> None:
+def check_resume(git: Git, state: State, data_sha256: str, fixed: tuple[str, ...]) -> None:
     branch = state.branch
     if not git.branch_exists(branch):
         best = (state.best_commit or state.base_commit)[:7]
@@ -112,7 +112,7 @@ def check_resume(git: Git, state: State, data_sha256: str) -> None:
                         f"{expected[:7]}: it was moved outside the loop. Put it back with "
                         f"`git update-ref refs/heads/{branch} {expected}` (commits stay "
                         f"reachable by their sha), or start a new --tag")
-    unguarded = [name for name in FIXED_FILES if name not in state.fixed_sha256]
+    unguarded = [name for name in fixed if name not in state.fixed_sha256]
     if unguarded:  # a tag from before the harness grew: its commits may lack the file
         raise UserError(f"tag {state.tag} started before {', '.join(unguarded)} joined the "
                         f"fixed harness: its runs would not compare with new ones. Start a new "
