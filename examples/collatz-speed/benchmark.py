@@ -43,6 +43,7 @@ def fingerprint(answer: object, n: int) -> tuple[str, int]:
 
 
 def check(n: int, digest: str, total: int, reference: dict) -> None:
+    """Exits 1 unless the answer for 1..n is the reference's, byte for byte."""
     expected = reference[str(n)]
     if digest != expected["sha256"]:
         fail(f"stopping_times({n}) is wrong: its sum is {total}, the reference's "
@@ -50,6 +51,7 @@ def check(n: int, digest: str, total: int, reference: dict) -> None:
 
 
 def fail(message: str) -> None:
+    """One line on stderr, exit 1: the loop records a crash and shows the agent this line."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(1)
 
