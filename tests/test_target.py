@@ -36,7 +36,8 @@ def write_table(repo: Path, text: str) -> Path:
 def test_no_table_is_the_llm_harness(tmp_path: Path) -> None:
     assert load_target(tmp_path) == DEFAULT
     assert load_target(write_table(tmp_path, "")) == DEFAULT
-    assert DEFAULT.edited == "train.py" and DEFAULT.fixed == ("prepare.py", "constants.py", "harness.py")
+    assert DEFAULT.edited == "train.py"
+    assert DEFAULT.fixed == ("prepare.py", "constants.py", "harness.py")
     assert DEFAULT.metric == Metric("val_bpb", "lower") and not DEFAULT.custom
 
 

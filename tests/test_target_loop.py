@@ -207,7 +207,7 @@ def test_setup_runs_once_for_a_tag_and_its_failure_is_one_line(target_repo: Path
     run_target(target_repo, [edit_solve("raise the score", SCORE=0.8)])
     run_target(target_repo, [edit_solve("lower it", SCORE=0.6)], max_experiments=2)
     assert (target_repo / "setup.log").read_text() == "ran\n"  # not again on resume
-    assert len(tag_rows(target_repo)) == 5
+    assert len(tag_rows(target_repo)) == 4  # baseline; a keep and its confirm; a discard
 
     broken = with_setup(make_target_repo(target_repo.parent / "broken"),
                         "python make_data.py --fail")
