@@ -110,6 +110,9 @@ def run(
     mixed_gpus: Annotated[bool, typer.Option(
         help="allow GPUs of different models (runs are then compared only within a model)")
     ] = False,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="run N workers on the CPU, GPUs hidden (a target with gpu = false; default "
+                    "1 for such a target)")] = None,
     ray: Annotated[str | None, typer.Option(
         help="run on a Ray cluster, one task per GPU: 'auto' (the cluster on this machine), "
              "host:6379 or ray://host:10001 (needs `uv sync --extra ray`)")] = None,
@@ -132,8 +135,13 @@ def run(
         min=0, help="your minimum val_bpb gain: a keep's paired gain must clear it (the "
                     "paired test sets the bar above it)")] = DEFAULT_FLOOR,
     max_pairs: Annotated[int, typer.Option(
-        min=1, help="most (control, candidate) pairs of runs that confirm one candidate")
+        min=1, help="most replicas that confirm one candidate after its first run (runs of it, "
+                    "or with --controls, (control, candidate) pairs)")
     ] = DEFAULT_MAX_PAIRS,
+    controls: Annotated[bool, typer.Option(
+        help="confirm with (control, candidate) pairs on one worker instead of runs of the "
+             "candidate against its parent's fitted value: twice the runs, safe on a machine "
+             "that drifts fast")] = False,
     timeout: Annotated[float | None, typer.Option(
         callback=positive, help="seconds before a run is killed (default 2 x TIME_BUDGET + "
                                 "120)")] = None,
@@ -185,14 +193,18 @@ def run(
     from autoresearch.execution.local import LocalConfig
     from autoresearch.execution.ray import RayConfig
     from autoresearch.launch import launch
+    from autoresearch.target import load_target
 
-    opts = Options(tag=tag, noise_runs=noise_runs, noise_floor=noise_floor, timeout=timeout,
-                   max_pairs=max_pairs, max_experiments=max_experiments, hours=hours,
-                   max_cost=max_cost, max_fix_attempts=max_fix_attempts,
+    target = load_target(repo)  # first: a bad [tool.autoresearch] table is the user's to fix
+    opts = Options(tag=tag, target=target, noise_runs=noise_runs, noise_floor=noise_floor,
+                   timeout=timeout, max_pairs=max_pairs, controls=controls,
+                   max_experiments=max_experiments,
+                   hours=hours, max_cost=max_cost, max_fix_attempts=max_fix_attempts,
                    keep_checkpoints=keep_checkpoints, sample=sample, gpus=gpus,
-                   mixed_gpus=mixed_gpus, plateau_after=plateau_after, verify=verify)
-    backend = RayConfig(ray, mixed_gpus, train_cmd, gpus) if ray else \
-        LocalConfig(gpus, mixed_gpus, train_cmd)
+                   mixed_gpus=mixed_gpus, plateau_after=plateau_after, verify=verify,
+                   workers=workers)
+    backend = RayConfig(ray, mixed_gpus, train_cmd, gpus, workers, target.gpu) if ray else \
+        LocalConfig(gpus, mixed_gpus, train_cmd, workers, target.gpu)
     price = price_option(price_in, price_out)
     reason = launch(repo, opts, backend, functools.partial(
         make_agent, agent, model=model, base_url=base_url, api_key_env=api_key_env,

@@ -1,28 +1,31 @@
 """
 Pretrain a small GPT for a fixed time budget, then report val_bpb. Single device, single file.
-This is the one file the agent edits; the harness (prepare.py, constants.py) is fixed.
+This is the one file the agent edits; the harness (prepare.py, constants.py, harness.py) is fixed.
 
     uv run train.py                              # H100 rules: 300 s of training
     AUTORESEARCH_PROFILE=cpu uv run train.py     # tiny profile: tests and demos on a laptop
 """
 
 import gc
-import json
 import math
 import os
-import subprocess
 import sys
 import time
-import warnings
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import flex_attention as flex
 
+from harness import (
+    fa4_attention,
+    flash_attention_4_available,
+    peak_flops,
+    save_checkpoint,
+    warm_flash_attention_4,
+)
 from prepare import (
     MAX_SEQ_LEN,
     PROFILE,
@@ -114,107 +117,11 @@ def apply_rotary(x, cos, sin):
     return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
 
 
-# Attention kernels. On Hopper GPUs FlashAttention-4 (CuTe DSL kernels, the flash-attn-4
-# package) runs every layer; elsewhere full-context layers use SDPA and sliding windows use
-# FlexAttention (CUDA) or SDPA with a dense mask (CPU).
-FA4_CAPABILITIES = {(9, 0)}  # measured on the H100; FA4 also targets Blackwell, not measured here
-flash_attention_4 = False  # in use: set by use_flash_attention_4()
+# Attention kernels. On Hopper GPUs FlashAttention-4 (harness.py) runs every layer; elsewhere
+# full-context layers use SDPA and sliding windows use FlexAttention (CUDA) or SDPA with a dense
+# mask (CPU).
+flash_attention_4 = False  # in use: set in main() where harness.flash_attention_4_available()
 flex_attention = None  # compiled FlexAttention, set up by GPT.use_flex() on CUDA
-
-
-def use_flash_attention_4(device):
-    """Load FlashAttention-4 if this GPU is one it was measured on and the package is
-    installed. Its compiled kernels persist in the cache directory (see prepare.py)."""
-    global flash_attention_4
-    if device.type != "cuda" or torch.cuda.get_device_capability(device) not in FA4_CAPABILITIES:
-        return False
-    try:
-        import flash_attn.cute.interface  # noqa: F401  (what the custom ops below call)
-    except ImportError:
-        return False
-    flash_attention_4 = True
-    # compiling its kernels warns about an argument it passes itself; nothing to act on
-    warnings.filterwarnings("ignore", message="Argument aux_data", category=UserWarning)
-    return True
-
-
-# Run by a child process: this file's FA4 ops, forward and backward, once per window on a
-# one-sequence batch, which compiles the kernels (~14 s cold) into the disk cache while this
-# process compiles the model, instead of after it. With a warm cache the child only loads them.
-FA4_WARMUP = """
-import os, runpy, sys, torch
-sys.path.insert(0, os.path.dirname(sys.argv[1]))
-ops = runpy.run_path(sys.argv[1])
-T, H, D, *lefts = map(int, sys.argv[2:])
-q = torch.randn(1, T, H, D, device="cuda", dtype=torch.bfloat16)
-for left in lefts:
-    out, lse = ops["fa4_fwd"](q, q, q, left)
-    ops["fa4_bwd"](out, q, q, q, out, lse, left)
-"""
-
-
-def warm_flash_attention_4(model):
-    cfg = model.config
-    lefts = sorted({fa4_window_left(w, cfg.sequence_len) for w in model.window_sizes})
-    args = [os.path.abspath(__file__), cfg.sequence_len, cfg.n_head, cfg.n_embd // cfg.n_head,
-            *lefts]
-    return subprocess.Popen([sys.executable, "-c", FA4_WARMUP, *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def fa4_window_left(window, seq_len):
-    """FA4's window_size_left: how many earlier tokens a query sees (-1 here: all of them)."""
-    return window - 1 if window < seq_len else -1
-
-
-# FlashAttention-4 as two custom ops (forward, backward): torch.compile sees each as one opaque
-# kernel, so the model stays one graph. Layout (B, T, H, D), always causal. They import the
-# kernels where they run: a process may hold several copies of this module (`sample` loads
-# runs' train.py), and the op registered last is the one that runs.
-@torch.library.custom_op("autoresearch::fa4_fwd", mutates_args=())
-def fa4_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-            window_left: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from flash_attn.cute.interface import _flash_attn_fwd
-
-    left = None if window_left < 0 else window_left
-    out, lse = _flash_attn_fwd(q, k, v, causal=True, window_size_left=left, return_lse=True)[:2]
-    return out, lse
-
-
-@fa4_fwd.register_fake
-def _(q, k, v, window_left):
-    B, T, H, _ = q.shape
-    return q.new_empty(B, T, H, v.size(-1)), q.new_empty(B, H, T, dtype=torch.float32)
-
-
-@torch.library.custom_op("autoresearch::fa4_bwd", mutates_args=())
-def fa4_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-            out: torch.Tensor, lse: torch.Tensor,
-            window_left: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from flash_attn.cute.interface import _flash_attn_bwd
-
-    left = None if window_left < 0 else window_left
-    dq, dk, dv = _flash_attn_bwd(q, k, v, out, dout.contiguous(), lse, causal=True,
-                                 window_size_left=left)
-    return dq, dk, dv
-
-
-@fa4_bwd.register_fake
-def _(dout, q, k, v, out, lse, window_left):
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-
-
-def _fa4_setup_context(ctx, inputs, output):
-    q, k, v, window_left = inputs
-    ctx.save_for_backward(q, k, v, *output)
-    ctx.window_left = window_left
-
-
-def _fa4_backward(ctx, dout, dlse):
-    return (*fa4_bwd(dout, *ctx.saved_tensors, ctx.window_left), None)
-
-
-fa4_fwd.register_autograd(_fa4_backward, setup_context=_fa4_setup_context)
 
 
 def sliding_window_block_mask(seq_len, window, device):
@@ -227,9 +134,9 @@ def sliding_window_block_mask(seq_len, window, device):
 
 def attention(q, k, v, window, block_mask):
     """Causal attention over at most `window` tokens (self included). q, k, v: (B, T, H, D)."""
-    T = q.size(1)
     if flash_attention_4:
-        return fa4_fwd(q, k, v, fa4_window_left(window, T))[0]
+        return fa4_attention(q, k, v, window)
+    T = q.size(1)
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # SDPA/Flex: (B, H, T, D)
     gqa = q.size(1) != k.size(1)
     if window >= T:
@@ -475,27 +382,6 @@ def muon_momentum(step):
 
 
 # ---------------------------------------------------------------------------
-# Hardware: peak bf16 throughput for MFU, by GPU name (dense, no sparsity; vendor datasheets)
-# ---------------------------------------------------------------------------
-
-PEAK_BF16_FLOPS = [  # first match wins, so specific names come before general ones
-    ("GH200", 989.5e12), ("H200", 989.5e12), ("H100 NVL", 835e12), ("H100 PCIe", 756e12),
-    ("H100", 989.5e12), ("H800", 989.5e12), ("B200", 2250e12), ("A100", 312e12),
-    ("A800", 312e12), ("L40S", 362.05e12), ("L40", 181.05e12), ("L4", 121e12),
-    ("RTX 6000 Ada", 364.2e12), ("RTX A6000", 154.8e12), ("A10G", 70e12), ("A10", 125e12),
-    ("RTX 5090", 209.5e12), ("RTX 4090", 165.2e12), ("RTX 4080", 97.5e12),
-    ("RTX 3090", 71e12), ("RTX 3080", 59.5e12),
-]
-
-
-def peak_flops(device):
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((flops for key, flops in PEAK_BF16_FLOPS if key in name), None)
-
-
-# ---------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------
 
@@ -517,16 +403,6 @@ class ThroughTrainingGraph(nn.Module):
 def fail(message):
     print(f"error: {message}", flush=True)
     sys.exit(3)
-
-
-def save_checkpoint(directory, model, config, extra):
-    """Weights and config, written before the final evaluation so that a crash there
-    does not lose the run."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), directory / "model.pt")
-    meta = {"model": asdict(config), "profile": PROFILE, "max_seq_len": MAX_SEQ_LEN, **extra}
-    (directory / "config.json").write_text(json.dumps(meta, indent=1))
 
 
 def main():
@@ -557,10 +433,13 @@ def main():
         model.value_embeds.to(torch.bfloat16)
     num_params = sum(p.numel() for p in model.parameters())
     flops_per_token = count_flops_per_token(model)
+    global flash_attention_4
+    flash_attention_4 = flash_attention_4_available(device)
     fa4_warmer = None
-    if use_flash_attention_4(device):
+    if flash_attention_4:
         attention_kernels = "FlashAttention-4"
-        fa4_warmer = warm_flash_attention_4(model)
+        fa4_warmer = warm_flash_attention_4(config.sequence_len, config.n_head,
+                                            config.n_embd // config.n_head, model.window_sizes)
     elif device.type == "cuda":
         model.use_flex(MAX_SEQ_LEN, device)
         attention_kernels = "SDPA + FlexAttention"

@@ -15,8 +15,10 @@ from autoresearch.names import (
     SAMPLE_TIMEOUT,
     default_train_cmd,
 )
+from autoresearch.target import DEFAULT, Target
 
 DEFAULT_TIME_BUDGET = 300  # if constants.py cannot tell
+NO_DATA = ".autoresearch/no-data"  # a target's own "cache folder": it prepares no LLM data
 TIMEOUT_MARGIN = 120.0  # on top of 2 x TIME_BUDGET: start-up, compilation and the final eval
 BACKOFF_SECONDS = 60.0  # first pause after a few unusable proposals in a row, doubling
 # Experiments in a row without a keep before the agents are told they are on a plateau and asked
@@ -30,7 +32,8 @@ class Options:
     tag: str
     noise_runs: int = 2
     noise_floor: float = DEFAULT_FLOOR
-    max_pairs: int = DEFAULT_MAX_PAIRS  # (control, candidate) pairs one candidate may get
+    max_pairs: int = DEFAULT_MAX_PAIRS  # replicas one candidate may get after its first run
+    controls: bool = False  # replicas are (control, candidate) pairs, not runs of the candidate
     timeout: float | None = None  # None: 2 x TIME_BUDGET + TIMEOUT_MARGIN
     max_experiments: int | None = None  # agent experiments (fixes and ports too) for the tag
     hours: float | None = None  # wall clock of this invocation
@@ -43,11 +46,13 @@ class Options:
     sample: bool = True  # write sample_output.txt for each kept run
     sample_timeout: float = SAMPLE_TIMEOUT
     gpus: str | None = None  # --gpus: None (one worker), "all", "0,1", "0,0"
+    workers: int | None = None  # --workers: N workers on the CPU (execution/gpus.cpu_slots)
     mixed_gpus: bool = False
     guard_environment: bool = True  # watch the Python environment for agent/run tampering
     prefetch: bool = True  # an agent prepares its next proposal while its GPU trains
     plateau_after: int = PLATEAU_AFTER  # 0: never say so
     verify: bool = True  # held-out verification of keeps on the private split (verify/)
+    target: Target = DEFAULT  # what is optimised: the repository's [tool.autoresearch]
 
 
 @dataclass
@@ -74,6 +79,15 @@ class Harness:
         if profile and os.environ.get("AUTORESEARCH_TIME_BUDGET", "").strip():
             profile += f"@{budget:g}s"  # a shortened budget is a profile of its own
         return cls(budget, Path(values.get("CACHE_DIR", default_cache)), profile)
+
+    @classmethod
+    def of(cls, repo: Path, target: Target) -> Harness:
+        """The default target's constants.py; a target of its own has no constants.py and no
+        prepared data (a folder that never exists, so its data fingerprint never changes), and
+        its time budget is its timeout."""
+        if not target.custom:
+            return cls.read(repo)
+        return cls(float(target.timeout or DEFAULT_TIME_BUDGET), Path(repo) / NO_DATA, "")
 
     def timeout(self) -> float:
         return 2 * self.time_budget + TIMEOUT_MARGIN

@@ -23,7 +23,7 @@ def launch(repo: Path, opts: Options, backend: LocalConfig | RayConfig,
     """Run the loop on `backend` with an agent per worker; why it ended (Loop.run)."""
     executor: Executor | None = None
     if isinstance(backend, RayConfig):
-        slots, executor = backend.open(data_fingerprint(Harness.read(repo).cache_dir))
+        slots, executor = backend.open(data_fingerprint(Harness.of(repo, opts.target).cache_dir))
     else:
         slots = backend.slots()
     opts.train_cmd = backend.command()
@@ -34,5 +34,5 @@ def launch(repo: Path, opts: Options, backend: LocalConfig | RayConfig,
                         "(USD per million tokens), or drop --max-cost")
     if note := bytecode_warning():
         print(note, file=sys.stderr)
-    with make_console(plain) as ui:
+    with make_console(plain, opts.target.metric) as ui:
         return Loop(repo, opts, agents, ui, executor=executor, slots=slots).run()

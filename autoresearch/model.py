@@ -89,8 +89,10 @@ class Row:
 
 
 def is_measured(row: Row) -> bool:
-    """A run that produced a real val_bpb (crashes read 0.0; an unparsable cell reads nan)."""
-    return row.status != Status.CRASH and math.isfinite(row.val_bpb) and row.val_bpb > 0
+    """A run that produced a real value (crashes read 0.0; an unparsable cell reads nan). Rows
+    hold the loss, which is negative for a higher-is-better metric (target.py), so the value
+    that marks "none" is 0, not <= 0."""
+    return row.status != Status.CRASH and math.isfinite(row.val_bpb) and row.val_bpb != 0
 
 
 def is_experiment(row: Row) -> bool:
@@ -129,9 +131,9 @@ class Task:
 
 @dataclass
 class Candidate:
-    """A run that beat its parent at first sight, waiting for its pairs of runs: the parent again
-    (CONTROL), then itself again (CONFIRM), on the same worker, until the sequential test
-    decides (policy.sequential)."""
+    """A run in the grey zone at first sight, waiting for more runs of itself (CONFIRM) until
+    the sequential test decides (policy.judge_runs), or with --controls for pairs: the parent
+    again (CONTROL), then itself (CONFIRM), on the same worker (policy.sequential)."""
 
     n: int
     worker: int
@@ -242,18 +244,20 @@ class Outcome:
 
 
 def row_for(job: Job, out: Outcome, status: str, reason: str, tag: str, now: str) -> Row:
-    """The results.tsv row of a finished job. A crash has no metrics; its reason is its class."""
+    """The results.tsv row of a finished job. A crash has no metrics; its reason is its class.
+    A target of its own reports its metric alone (val_bpb holds its loss): the LLM harness's
+    other columns stay empty."""
     m = out.metrics if status != "crash" else None
     return Row(
         commit=job.commit[:7], val_bpb=m["val_bpb"] if m else 0.0,
-        memory_gb=m["peak_vram_mb"] / 1024 if m else 0.0, status=status,
+        memory_gb=m.get("peak_vram_mb", 0.0) / 1024 if m else 0.0, status=status,
         description=job.description, experiment=job.n, kind=job.kind.value, tag=tag,
         timestamp=now, profile=out.profile,
-        training_seconds=m["training_seconds"] if m else None,
-        total_seconds=m["total_seconds"] if m else None,
-        mfu_percent=m["mfu_percent"] if m else None,
-        total_tokens_M=m["total_tokens_M"] if m else None,
-        num_steps=int(m["num_steps"]) if m else None,
+        training_seconds=m.get("training_seconds") if m else None,
+        total_seconds=m.get("total_seconds") if m else None,
+        mfu_percent=m.get("mfu_percent") if m else None,
+        total_tokens_M=m.get("total_tokens_M") if m else None,
+        num_steps=int(m["num_steps"]) if m and "num_steps" in m else None,
         reason=out.reason if status == "crash" else reason,
         agent=job.agent, cost_usd=job.cost_usd, run_dir=job.run_dir, parent=job.parent[:7],
         worker=job.worker, gpu=out.gpu, device=out.device, node=out.node)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import sys
 
 RESULTS = "results.tsv"  # the ledger, in the repository root
-FIXED_FILES = ("prepare.py", "constants.py")  # the harness: sha256 checked around every run
+# the harness: sha256 checked around every run
+FIXED_FILES = ("prepare.py", "constants.py", "harness.py")
 
 DEFAULT_FLOOR = 0.0  # bpb: the user's minimum gain (--noise-floor); the test sets the bar
-# pairs one candidate may get (--max-pairs): in the simulated nights of BENCHMARKS.md a third
-# pair bought no gain, and every replica displaces an idea
+# replicas one candidate may get after its first run (--max-pairs): in the simulated nights of
+# BENCHMARKS.md a third bought no gain, and every replica displaces an idea
 DEFAULT_MAX_PAIRS = 2
 GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL: time for train.py to release the GPU
 SAMPLE_TIMEOUT = 300.0  # writing a kept run's sample_output.txt

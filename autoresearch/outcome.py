@@ -9,9 +9,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from autoresearch.execution.executor import RunResult, RunSpec
-from autoresearch.execution.parse import LOST, TAMPER, last_error, log_tail, read_run
+from autoresearch.execution.parse import (
+    LOST,
+    TAMPER,
+    last_error,
+    log_tail,
+    read_run,
+    read_target_run,
+)
 from autoresearch.model import Job, Outcome
-from autoresearch.names import FIXED_FILES
+from autoresearch.target import DEFAULT, Target
 from autoresearch.workspace.git import text_hash
 from autoresearch.workspace.guard import RUN_LABEL
 from autoresearch.workspace.watch import Watch
@@ -20,23 +27,28 @@ LOST_RUNS = 2  # a run lost outside it (its node died) is run again this often, 
 
 
 def outcome_of(job: Job, spec: RunSpec, result: RunResult, device: str, profile: str,
-               watch: Watch, backup: Path, log: Callable[[str, str], None]) -> Outcome | None:
+               watch: Watch, backup: Path, log: Callable[[str, str], None],
+               target: Target = DEFAULT) -> Outcome | None:
     """How the run came out; None if it must run again (the harness changed under it, or its
     node was lost). `device`: the worker's, when the executor does not say; `profile`: the
-    harness's setting (not what train.py printed); `backup`: where undone changes are kept."""
+    harness's setting (not what train.py printed); `backup`: where undone changes are kept;
+    `target`: whose metric the run reports (a target of its own: read_target_run)."""
     path = spec.run_dir / "run.log"
     text = path.read_text(errors="replace") if path.exists() else ""
     if result.lost and job.lost < LOST_RUNS:
         job.lost += 1
         log(f"#{job.n} was lost ({result.lost}): running it again", "yellow")
         return None
-    verdict = read_run(result.returncode, text, result.timed_out)
+    verdict = read_target_run(target.metric, result.returncode, text, result.timed_out,
+                              spec.run_dir) if target.custom else \
+        read_run(result.returncode, text, result.timed_out)
     if result.lost:  # lost again and again: recorded, never silently dropped
         verdict = replace(verdict, metrics=None, reason=LOST)
     out = Outcome(verdict.metrics, verdict.reason, profile or verdict.profile, result.seconds,
                   result.device or device, result.gpu, result.node, log_tail(text),
                   last_error(text))
-    tampered = [name for name in FIXED_FILES if text_hash(
+    # the fixed files handed to the run: every file of the spec but the one agents edit
+    tampered = [name for name in spec.files if name not in target.editable and text_hash(
         _read(spec.run_dir / name)) != text_hash(spec.files[name])]
     blame = watch.inspect(backup, f"{RUN_LABEL}{job.n}")
     if tampered or (blame.paths and (blame.sole or job.lost >= LOST_RUNS)):
@@ -62,8 +74,8 @@ def write_metrics(run_dir: Path, job: Job, result: RunResult, out: Outcome) -> N
         "summary": out.metrics}, indent=2))
 
 
-def _read(path: Path) -> str:
+def _read(path: Path) -> bytes:
     try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return ""
+        return path.read_bytes()
+    except OSError:
+        return b""

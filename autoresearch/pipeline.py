@@ -33,9 +33,10 @@ from autoresearch.model import Job, Kind, Port, Task
 from autoresearch.outcome import outcome_of
 from autoresearch.redact import sanitize
 from autoresearch.stops import Stops
+from autoresearch.target import TARGET_ENV
 from autoresearch.verify.private import without_private
-from autoresearch.workspace.git import TRAIN, Git, commit_message
-from autoresearch.workspace.guard import PROGRAM, RUN_LABEL
+from autoresearch.workspace.git import Git, commit_message
+from autoresearch.workspace.guard import RUN_LABEL
 from autoresearch.workspace.slots import Slot
 from autoresearch.workspace.watch import Watch
 
@@ -65,6 +66,7 @@ class Kit:
     opts: Options
     harness: Harness
     timeout: float  # of one run
+    command: list[str]  # what runs one experiment, in its run folder (the target's, or train.py)
     hidden: list[Path] | None  # what agent code must not see (verify/sandbox.py)
     git: Git
     coord: Coordinator
@@ -153,7 +155,7 @@ class Worker:
         kit, coord = self.kit, self.coord
         self.slot.reset(parent, backup)
         train_py = kit.git.file_at(task.commit if kind == Kind.FIX else parent)
-        (self.slot.path / TRAIN).write_text(train_py)
+        (self.slot.path / kit.git.editable).write_text(train_py)
         refs = kit.git.refs("refs/heads", "refs/tags")
         request = self.request(task, parent, train_py, seq, marker)
         kit.live.agent(self.k, self.title(task))
@@ -170,7 +172,7 @@ class Worker:
             self.reject(f"the agent gave no usable edit: {refusal}" if proposal is None
                         else reason, task)
             return None
-        text = (self.slot.path / TRAIN).read_text()
+        text = (self.slot.path / kit.git.editable).read_text()
         known = coord.desk.known_program(text, parent)
         if known:
             self.reject(f"not run: {known}", task,
@@ -211,7 +213,7 @@ class Worker:
         coord, kit = self.coord, self.kit
         # as it was when the loop started: the guard puts back any write to it, and an agent's
         # write must not reach another's prompt before the next scan does
-        program_text = kit.watch.trusted(kit.repo / PROGRAM)
+        program_text = kit.watch.trusted(kit.repo / kit.opts.target.program)
         # agents never see the held-out numbers
         rows, entries = without_private(coord.ledger.rows(), coord.ledger.entries())
         port = None
@@ -224,9 +226,9 @@ class Worker:
             crash_log=task.detail if task and task.kind == Kind.FIX else None,
             best_val_bpb=coord.ledger.best_value(), noise_threshold=coord.threshold(),
             experiment=seq, worker=self.k, env={AGENT_ENV: marker}, journal=entries,
-            digest=build_digest(entries, program_text), inflight=coord.inflight(),
-            port=port, feedback=coord.desk.feedback(self.k),
-            plateau=coord.plateau(), profile=kit.harness.profile)
+            digest=build_digest(entries, program_text, metric=kit.opts.target.metric),
+            inflight=coord.inflight(), port=port, feedback=coord.desk.feedback(self.k),
+            plateau=coord.plateau(), profile=kit.harness.profile, target=kit.opts.target)
 
     def ask(self, request: AgentRequest) -> tuple[Proposal | None, str]:
         """(the agent's proposal, None and why not when it refused). Its cost is counted."""
@@ -285,10 +287,13 @@ class Worker:
 
     def train(self, job: Job) -> None:
         """Run a job's committed code in its run folder and hand the outcome to the coordinator."""
-        kit, coord = self.kit, self.coord
+        kit, coord, target = self.kit, self.coord, self.kit.opts.target
         job = coord.start(job, kit.watch.violations)
         spec = RunSpec(job.n, run_files(kit.git, job.commit, coord.state), kit.repo / job.run_dir,
-                       kit.opts.train_cmd, kit.timeout, kit.opts.grace, gpu=self.gpu)
+                       kit.command, kit.timeout, kit.opts.grace, gpu=self.gpu,
+                       env={TARGET_ENV: str(kit.repo)} if target.custom else {})
+        if target.metric.file:  # an interrupted attempt's file must not pass for this run's
+            (spec.run_dir / target.metric.file).unlink(missing_ok=True)
         kit.log(f"#{job.n} {job.kind.value} {job.commit[:7]} on w{self.k}: {job.description}")
         kit.live.training(self.k, job)
         self.running = job
@@ -304,14 +309,16 @@ class Worker:
             kit.log(f"#{job.n} was stopped; the next `run` runs it again", "yellow")
             return
         outcome = outcome_of(job, spec, result, self.device, kit.harness.profile, kit.watch,
-                             tag_dir(kit.repo, coord.tag) / "undone" / f"run-{job.n}", kit.log)
+                             tag_dir(kit.repo, coord.tag) / "undone" / f"run-{job.n}", kit.log,
+                             target)
         if outcome is None:
             coord.requeue(job)
             return
         decision = coord.record(job, outcome)
         kit.live.idle(self.k)
         tidy_weights(kit.repo, decision.rows, coord.ledger.rows(), kit.opts.keep_checkpoints,
-                     kit.opts.sample_timeout if kit.opts.sample else None,
+                     kit.opts.sample_timeout if kit.opts.sample and not target.custom
+                     else None,  # samples are the LLM harness's: a target's model is its own
                      lambda message: kit.log(message, "yellow"), kit.hidden)
 
 

@@ -11,22 +11,29 @@ zero; the residual std (within_std) is the noise. The first wave runs the unmodi
 every worker at once (at least twice each with --noise-runs >= 1), so the spread includes the
 load the workers put on each other; every control run refits it during the night.
 
-Judging agent code. A run is compared with its own parent (the best it was proposed on) only:
+Judging agent code. A run is compared with its own parent (the best it was proposed on) only,
+by a sequential test with at most Rule.looks looks:
 
-  1. screen: its gain over the parent's value on the same worker (the parent's fitted value plus
-     this worker's offset) must exceed Rule.screen_z standard errors and the floor; clear losers
-     stop here;
-  2. sequential paired confirmation: on the same worker the parent runs again (control), then
-     the candidate (confirm), so worker offsets and a slow drift of the machine cancel. After
-     each pair a test on the mean paired gain (Bonferroni over at most --max-pairs looks) keeps,
-     discards, or asks for one more pair. A no-op is kept at most alpha (5 %) of the time; a gain
-     of min_detectable_gain is kept with 80 % power. The first run is not one of the pairs: it
-     was chosen for looking good, so it is the luckiest draw.
+  1. each run of the candidate, its first included, goes into the fit; the test takes the
+     candidate's fitted value against its parent's (both corrected by the worker offsets, the
+     parent's own uncertainty included: judge_runs). A gain past the boundary is kept (a clear
+     win on its first run); one within Rule.screen_z standard errors of the floor is discarded
+     (clear losers stop at once); the grey zone runs the candidate again, on its worker, up to
+     --max-pairs more runs. The boundary splits alpha over every look (Bonferroni), the first
+     included, so a no-op picked for a lucky first run is kept at most alpha (5 %) of the time.
+     One run a look instead of a pair: the parent's value is known from all its runs, and in the
+     simulated nights of BENCHMARKS.md this captured more of the gain than pairs did.
+  2. with --controls (a machine that drifts fast), replicas are pairs instead: on the same
+     worker the parent runs again (control), then the candidate (confirm), so offsets and drift
+     cancel; the first run is only a screen (screen_run) and not one of the pairs, since it was
+     chosen for looking good; after each pair the same Bonferroni test on the mean paired gain
+     (sequential).
 
 A change that beat its parent after another worker moved the best is re-applied onto the new best
 (a three-way merge of train.py) and that code runs and is judged in turn: no keep is ever decided
-by numbers measured on different parents. A port's own run was not picked for looking good, so
-unless it lost to its parent it is the candidate's half of its first pair (only a control follows).
+by numbers measured on different parents. With --controls, a port's own run was not picked for
+looking good, so unless it lost to its parent it is the candidate's half of its first pair (only
+a control follows).
 """
 
 from __future__ import annotations
@@ -83,6 +90,26 @@ class Fit:
     offsets: dict[str, float]  # worker -> what it adds to every run
     within_std: float | None  # residual std of one run: None without a repeated commit
     dof: int  # residual degrees of freedom behind within_std
+    runs: list[Run] = field(default_factory=list)  # what it was fitted to
+    # the covariance of the commits' values (in the order of `values`), in units of the run
+    # variance within_std ** 2
+    cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+
+    def gain(self, candidate: str, parent: str) -> tuple[float, float]:
+        """The candidate's gain over its parent (their values' difference; > 0 is better) and its
+        standard error: both values come from one fit, so the offsets that both depend on
+        count once (inf while the spread is unknown)."""
+        gain = self.values[parent] - self.values[candidate]
+        if self.within_std is None:
+            return gain, math.inf
+        order = list(self.values)
+        p, c = order.index(parent), order.index(candidate)
+        var = self.cov[p, p] + self.cov[c, c] - 2 * self.cov[p, c]
+        return gain, self.within_std * math.sqrt(max(var, 0.0))
+
+    def plus(self, *runs: Run) -> Fit:
+        """The model refitted with these runs added (a run not in results.tsv yet)."""
+        return fit([*self.runs, *runs])
 
 
 def fit(runs: list[Run]) -> Fit:
@@ -112,7 +139,8 @@ def fit(runs: list[Run]) -> Fit:
     ses = {c: std * math.sqrt(max(cov[i, i], 0.0)) if std is not None else math.inf
            for i, c in enumerate(commits)}
     return Fit({c: _clean(beta[i]) for i, c in enumerate(commits)}, ses,
-               {w: _clean(o) for w, o in offsets.items()}, std, dof)
+               {w: _clean(o) for w, o in offsets.items()}, std, dof, list(runs),
+               cov[:len(commits), :len(commits)])
 
 
 def _clean(x: float) -> float:
@@ -125,21 +153,32 @@ def _clean(x: float) -> float:
 class Rule:
     """How sure a keep must be. alpha: the chance that a change with no true gain above the floor
     is kept; power: the chance of keeping a change of min_detectable_gain; max_pairs: the most
-    (control, candidate) pairs one candidate gets; floor: the user's minimum gain; screen_z:
-    a first run goes on to pairs when its gain over its parent exceeds this many standard
-    errors (lower: fewer real gains lost at the screen, more runs spent on pairs)."""
+    replicas one candidate gets after its first run (single runs of it, or with controls,
+    (control, candidate) pairs); floor: the user's minimum gain; screen_z: a candidate goes on
+    only while its gain exceeds this many standard errors (lower: fewer real gains lost early,
+    more runs spent on replicas); controls: replicas are pairs with a control run of the parent
+    (robust to a machine that drifts fast, at twice the runs) instead of single runs of the
+    candidate against the parent's fitted value."""
 
     alpha: float = 0.05
     power: float = 0.8
     max_pairs: int = DEFAULT_MAX_PAIRS
     floor: float = DEFAULT_FLOOR
-    screen_z: float = 2.0  # the simulator's sweep: lower sends grey-zone no-ops to pairs
+    screen_z: float = 1.5  # the simulator's sweep (BENCHMARKS.md): 1 spends runs on no-ops,
+    # 2 loses small gains
+    controls: bool = False
+
+    @property
+    def looks(self) -> int:
+        """How often one candidate is tested at most: after each pair, or after each of its own
+        runs (the first included)."""
+        return self.max_pairs + (not self.controls)
 
     def boundary(self, dof: int | None = None) -> float:
-        """What the mean paired gain over its standard error must pass at any look: alpha split
-        over the max_pairs looks (Bonferroni), so the false-keep rate stays below alpha however
-        early it stops; Student's t when the spread was estimated from dof degrees of freedom."""
-        return t_quantile(1 - self.alpha / self.max_pairs, dof)
+        """What the gain over its standard error must pass at any look: alpha split over the
+        looks (Bonferroni), so the false-keep rate stays below alpha however early it stops;
+        Student's t when the spread was estimated from dof degrees of freedom."""
+        return t_quantile(1 - self.alpha / self.looks, dof)
 
 
 def t_quantile(p: float, dof: int | None) -> float:
@@ -184,11 +223,15 @@ def pair_std(within_std: float) -> float:
 
 
 def min_detectable_gain(within_std: float | None, rule: Rule, dof: int | None = None,
-                        ) -> float | None:
-    """The smallest true gain kept with the rule's power, using all max_pairs pairs."""
+                        parent_se: float = 0.0) -> float | None:
+    """The smallest true gain kept with the rule's power, using all its looks: pairs, or runs
+    against a parent whose value has the standard error parent_se."""
     if within_std is None:
         return None
-    se = pair_std(within_std) / math.sqrt(rule.max_pairs)
+    if rule.controls:
+        se = pair_std(within_std) / math.sqrt(rule.max_pairs)
+    else:
+        se = math.sqrt(within_std ** 2 / rule.looks + parent_se ** 2)
     return rule.floor + (rule.boundary(dof) + NORMAL.inv_cdf(rule.power)) * se
 
 
@@ -229,11 +272,12 @@ class Verdict:
     mean: float  # mean paired gain
     low: float  # mean - boundary x se: kept only when this clears the floor
     high: float
-    p: float  # one-sided p-value against the floor, times max_pairs (Bonferroni), at most 1:
+    p: float  # one-sided p-value against the floor, times the looks (Bonferroni), at most 1:
     # below alpha exactly when low clears the floor
+    unit: str = "pair"  # what `pairs` counts: pairs, or the candidate's runs
 
     def describe(self) -> str:
-        return (f"{signed(self.mean)} over {self.pairs} pair{'s' * (self.pairs != 1)} "
+        return (f"{signed(self.mean)} over {self.pairs} {self.unit}{'s' * (self.pairs != 1)} "
                 f"[{signed(self.low)}, {signed(self.high)}], p {self.p:.3g}")
 
 
@@ -250,18 +294,43 @@ def sequential(gains: list[float], within_std: float | None, rule: Rule, dof: in
     else:
         se = statistics.stdev(gains) / math.sqrt(n) if n >= 2 else math.inf
         dof = n - 1
-    excess = mean - rule.floor
-    z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
-    p = min(1.0, rule.max_pairs * t_tail(z, dof)) if math.isfinite(z) else float(z < 0)
+    return _verdict(mean, se, dof, rule, n, 0.0, "pair")
+
+
+def judge_runs(model: Fit, candidate: str, parent: str, rule: Rule) -> Verdict:
+    """After each run of a candidate, its first included: its gain over its parent from the
+    fitted values (each run corrected by its worker's offset, the parent's own uncertainty
+    included). Keep when the gain clears the floor by the boundary; discard when it is within
+    screen_z standard errors of the floor (futility; before any spread is known, when it does not
+    beat its parent at all) or the runs are used up; else one more run. The first run counts:
+    the boundary is split over every look, so a candidate picked for its lucky first run is kept
+    at most alpha of the time when it is a no-op."""
+    n = sum(r.commit == candidate for r in model.runs)
+    gain, se = model.gain(candidate, parent) if parent in model.values else (rule.floor, math.inf)
+    return _verdict(gain, se, model.dof, rule, n, rule.screen_z, "run")
+
+
+def _verdict(gain: float, se: float, dof: int | None, rule: Rule, looks: int, futility_z: float,
+             unit: str) -> Verdict:
+    """The test at one look: keep past the boundary, discard at or below futility_z standard
+    errors over the floor or at the last look, else one more. A gain whose standard error is
+    not known yet (inf) is never kept, and stops only when it does not clear the floor."""
+    excess = gain - rule.floor
+    if math.isfinite(se):
+        z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
+        futile = z <= futility_z
+    else:
+        z, futile = 0.0, excess <= 0
+    p = min(1.0, rule.looks * t_tail(z, dof)) if math.isfinite(z) else float(z < 0)
     boundary = rule.boundary(dof)
     half = boundary * se if se > 0 else 0.0
     if z > boundary:
         action = "keep"
-    elif mean <= rule.floor or n >= rule.max_pairs:
+    elif futile or looks >= rule.looks:
         action = "discard"
     else:
         action = "more"
-    return Verdict(action, n, mean, mean - half, mean + half, p)
+    return Verdict(action, looks, gain, gain - half, gain + half, p, unit)
 
 
 @dataclass
@@ -281,15 +350,21 @@ class Noise:
     max_pairs: int = DEFAULT_MAX_PAIRS
 
 
-def measure(model: Fit, values: list[float], rule: Rule, runs_requested: int) -> Noise:
-    """The noise record of a fitted model (values: the baseline wave's runs)."""
-    smallest = min_detectable_gain(model.within_std, rule, model.dof)
+def measure(model: Fit, values: list[float], rule: Rule, runs_requested: int,
+            parent: str | None = None) -> Noise:
+    """The noise record of a fitted model (values: the baseline wave's runs; parent: the
+    commit new candidates are judged against, whose own uncertainty bounds the smallest gain)."""
+    parent_se = model.ses.get(parent, 0.0) if parent else 0.0
+    smallest = min_detectable_gain(model.within_std, rule, model.dof,
+                                   parent_se if math.isfinite(parent_se) else 0.0)
     spread = max(values) - min(values) if values else None
+    replicas = f"<= {rule.max_pairs} pairs" if rule.controls else \
+        f"<= {rule.looks} runs of the candidate against its parent's fitted value"
     if model.within_std is None:
-        words = "no commit ran twice yet: a keep needs two pairs that agree"
+        words = "no commit ran twice yet: a candidate's replicas measure the spread first"
     else:
-        words = (f"paired test, false keeps <= {rule.alpha:g}, power {rule.power:g} at the min "
-                 f"detectable gain, <= {rule.max_pairs} pairs, floor {rule.floor:g}")
+        words = (f"sequential test, false keeps <= {rule.alpha:g}, power {rule.power:g} at the "
+                 f"min detectable gain, {replicas}, floor {rule.floor:g}")
     return Noise(smallest if smallest is not None else rule.floor, rule.floor, values,
                  model.within_std, spread, runs_requested, words, model.offsets, model.dof,
                  rule.alpha, rule.max_pairs)
@@ -356,11 +431,27 @@ def _with_evidence(row: Row, verdict: Verdict, status: str, reason: str) -> Row:
 
 def _confirm(job: Job, out: Outcome, ctx: Context) -> Decision:
     cand = ctx.candidate
-    if out.metrics is None or cand.failed or cand.control is None:
+    if out.metrics is None or cand.failed or (ctx.rule.controls and cand.control is None):
         why = cand.failed or f"its confirmation run #{job.n} crashed ({out.reason})"
         return _unjudged(job, out, ctx, replace(cand, failed=why))
+    if not ctx.rule.controls:
+        return _replica(job, out, ctx, cand)
     gains = [*cand.gains, pair_gain(cand.control, out.metrics["val_bpb"])]  # one worker: no offset
     return _judge(job, out, ctx, cand, gains)
+
+
+def _replica(job: Job, out: Outcome, ctx: Context, cand: Candidate) -> Decision:
+    """One more run of a candidate against its parent's fitted value: keep, discard, or again.
+    Its first run's row waits in the candidate, so the model gets it here; the replicas before
+    this one are in results.tsv already."""
+    model = ctx.model.plus(Run(cand.commit[:7], str(cand.worker), cand.row.val_bpb),
+                           Run(job.commit[:7], str(job.worker), out.metrics["val_bpb"]))
+    verdict = judge_runs(model, cand.commit[:7], cand.parent[:7], ctx.rule)
+    if verdict.action != "more":
+        return _settle(job, out, ctx, cand, verdict)
+    why = f"run {verdict.pairs} of #{cand.n}: {verdict.describe()}: one more run"
+    return Decision([_row(job, out, ctx, "discard", why)], tried={job.n: job.commit}, hold=cand,
+                    follow=[confirm_job(cand, job.hypothesis)], log=[f"#{cand.n} {why}"])
 
 
 def _unjudged(job: Job, out: Outcome, ctx: Context, cand: Candidate) -> Decision:
@@ -381,15 +472,23 @@ def _judge(job: Job, out: Outcome, ctx: Context, cand: Candidate, gains: list[fl
     """The sequential test after a pair completed by this run (a confirmation, or the control
     of a port): keep, discard, or one more pair."""
     verdict = sequential(gains, ctx.model.within_std, ctx.rule, ctx.model.dof)
-    own = "keep" if job.kind == Kind.CONFIRM else "discard"  # a control ran the parent's code
     if verdict.action == "more":
         why = f"pair {verdict.pairs} of #{cand.n}: {verdict.describe()}: one more pair"
         tried = {job.n: job.commit} if job.kind == Kind.CONFIRM else {}
         return Decision([_row(job, out, ctx, "discard", why)], tried=tried,
                         hold=replace(cand, control=None, gains=gains), follow=_pair(cand, job),
                         log=[f"#{cand.n} {why}"])
+    return _settle(job, out, ctx, cand, verdict)
+
+
+def _settle(job: Job, out: Outcome, ctx: Context, cand: Candidate, verdict: Verdict,
+            ) -> Decision:
+    """A candidate decided by its last run (a confirmation, or a port's control): kept, ported
+    onto a best that moved meanwhile, or discarded, with the evidence on its own row."""
+    own = "keep" if job.kind == Kind.CONFIRM else "discard"  # a control ran the parent's code
     ok = verdict.action == "keep"
-    why = f"{'confirmed' if ok else 'not confirmed'}: {verdict.describe()} vs its parent's controls"
+    against = "its parent's controls" if ctx.rule.controls else "its parent's fitted value"
+    why = f"{'confirmed' if ok else 'not confirmed'}: {verdict.describe()} vs {against}"
     first = cand.row
     if ok and cand.parent == ctx.best:
         return Decision([_with_evidence(first, verdict, "keep", why),
@@ -433,6 +532,8 @@ def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
             decision.log.append(f"giving up on fixing after {job.fix_attempt} attempts")
         return decision
     value = out.metrics["val_bpb"]
+    if not ctx.rule.controls:
+        return _first_run(job, out, ctx)
     seen = screen_run(value, str(job.worker), job.parent[:7], ctx.model, ctx.rule)
     if seen.gain is None:
         vs = f"parent {job.parent[:7]} not measured yet"
@@ -455,3 +556,39 @@ def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
                           pending=value if as_pair else None)
     return Decision([], hold=candidate, follow=_pair(candidate, job, control_only=as_pair),
                     log=[f"#{job.n} {vs}: confirming with pairs of its parent and itself"])
+
+
+def _first_run(job: Job, out: Outcome, ctx: Context) -> Decision:
+    """A change's first run is the first look of its test (judge_runs): a clear loser stops, a
+    clear win is kept at once, the grey zone gets one more run of itself. A change that did not
+    lose to a parent the best has left since is re-applied onto the best instead."""
+    tried, value = {job.n: job.commit}, out.metrics["val_bpb"]
+    model = ctx.model.plus(Run(job.commit[:7], str(job.worker), value))
+    verdict = judge_runs(model, job.commit[:7], job.parent[:7], ctx.rule)
+    vs = _versus(job, value, model)
+    if verdict.action == "discard":
+        return Decision([_row(job, out, ctx, "discard", vs)], tried=tried)
+    if job.parent != ctx.best:
+        why = f"{vs}: beat its parent, but the best moved to {ctx.best[:7]}: re-applying it there"
+        port = Port(job.n, job.worker, job.commit, job.parent, job.description, verdict.mean)
+        return Decision([_row(job, out, ctx, "discard", why)], tried=tried, port=port)
+    row = _row(job, out, ctx, "discard", vs)
+    if verdict.action == "keep":
+        why = f"on its first run: {verdict.describe()} vs its parent's fitted value"
+        return Decision([_with_evidence(row, verdict, "keep", why)], keep=job.commit,
+                        log=[f"#{job.n} kept: {why}"])
+    candidate = Candidate(job.n, job.worker, job.commit, job.parent, row)
+    return Decision([], hold=candidate, follow=[confirm_job(candidate, job.hypothesis)],
+                    log=[f"#{job.n} {vs}: running it again"])
+
+
+def _versus(job: Job, value: float, model: Fit) -> str:
+    """A first run against its parent on its worker: `+0.0005 vs parent abc1234 on worker 0
+    (1.000000 +- 0.000300)`, the parent's expected value there and the gain's standard error."""
+    parent = job.parent[:7]
+    if parent not in model.values:
+        return f"parent {parent} not measured yet"
+    gain, se = model.gain(job.commit[:7], parent)
+    spread = f" +- {se:.6f}" if math.isfinite(se) else ""
+    return (f"{signed(-gain)} vs parent {parent} on worker {job.worker} "
+            f"({value + gain:.6f}{spread})")

@@ -20,6 +20,7 @@ like, kill -9 included, and run the same command: the journal in state.json says
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -31,7 +32,7 @@ from autoresearch.errors import UserError
 from autoresearch.execution import sandbox
 from autoresearch.execution.executor import Executor
 from autoresearch.execution.gpus import Slot as GpuSlot
-from autoresearch.execution.gpus import plan_slots
+from autoresearch.execution.gpus import plan_workers
 from autoresearch.execution.local import LocalExecutor
 from autoresearch.ledger.coordinator import Coordinator
 from autoresearch.ledger.state import (
@@ -51,6 +52,7 @@ from autoresearch.pipeline import Kit, Worker, kill_agent
 from autoresearch.recovery import resume
 from autoresearch.redact import register_environment
 from autoresearch.stops import Signals, Stops
+from autoresearch.target import run_setup
 from autoresearch.verify.private import (
     CACHE_FILE,
     PRIVATE_DIR,
@@ -58,7 +60,7 @@ from autoresearch.verify.private import (
     open_verification,
     private_split,
 )
-from autoresearch.workspace.git import TRAIN, Git
+from autoresearch.workspace.git import Git
 from autoresearch.workspace.guard import (
     Guard,
     checkout_area,
@@ -84,7 +86,8 @@ class Loop:
         self.opts = opts
         self.agents = agents
         self.ui = ui
-        self.git = Git(self.repo)
+        self.target = opts.target
+        self.git = Git(self.repo, self.target.edited)
         self.slots = slots
         self.executor = executor  # None: a local one, made when the GPUs are known
         self.stops = Stops(self.repo, opts.tag, opts.hours)
@@ -105,16 +108,21 @@ class Loop:
         """Open or resume the tag, finish what a killed loop left, then run; say why it ended."""
         self.git.check_repo()  # before the lock, which would create .autoresearch/ anywhere
         register_environment(os.environ)
-        harness = Harness.read(self.repo)
+        harness = Harness.of(self.repo, self.target)
         self.preflight()  # before the tag's branch and trees exist: a failure leaves nothing
         with TagLock(self.repo, self.opts.tag), Signals(self.stops):
             resuming = self.opts.tag in list_tags(self.repo)
-            slots = self.slots or plan_slots(self.opts.gpus, self.opts.mixed_gpus)
+            slots = self.slots or plan_workers(self.opts.workers, self.opts.gpus,
+                                               self.opts.mixed_gpus, self.target.gpu)
             verifier = self.verifier(harness, slots, not resuming)  # may prepare the private
             # split: before open_tag, which fingerprints the data
-            state = open_tag(self.git, self.opts.tag, data_fingerprint(harness.cache_dir))
-            if resuming and self.git.is_dirty(TRAIN):
-                self.log(unrun_edits_note(state), "yellow")
+            if not resuming and self.target.setup:
+                self.log(f"setup (once for the tag): {shlex.join(self.target.setup)}")
+                run_setup(self.repo, self.target)
+            state = open_tag(self.git, self.opts.tag, data_fingerprint(harness.cache_dir),
+                             self.target)
+            if resuming and self.git.is_dirty(self.git.editable):
+                self.log(unrun_edits_note(state, self.git.editable), "yellow")
             clear_stop(self.repo, state.tag)
             kit = self.kit = self.assemble(harness, state, slots, verifier)
             agents = self.agents if isinstance(self.agents, list) else [self.agents] * len(slots)
@@ -152,6 +160,7 @@ class Loop:
         opts = self.opts
         coord = Coordinator(self.repo, self.git, state, noise_runs=opts.noise_runs,
                             noise_floor=opts.noise_floor, max_pairs=opts.max_pairs,
+                            controls=opts.controls, metric=self.target.metric,
                             max_fix_attempts=opts.max_fix_attempts,
                             plateau_after=opts.plateau_after, log=self.log,
                             outcome=self.ui.outcome, verifier=verifier,
@@ -164,9 +173,11 @@ class Loop:
         agent = self.agents[0] if isinstance(self.agents, list) else self.agents
         board = LiveBoard(self.repo, state.tag, getattr(agent, "name", ""), coord, self.stops,
                           self.ui.update)
-        return Kit(self.repo, opts, harness, opts.timeout or harness.timeout(), hidden, self.git,
-                   coord, executor, Watch(guard, coord.measuring_noise, self.log), self.stops,
-                   self.log, board, self.may_propose, self.drained)
+        timeout = opts.timeout or self.target.timeout or harness.timeout()
+        command = list(self.target.command) or opts.train_cmd
+        watch = Watch(guard, coord.measuring_noise, self.log, self.git.editable)
+        return Kit(self.repo, opts, harness, timeout, command, hidden, self.git, coord, executor,
+                   watch, self.stops, self.log, board, self.may_propose, self.drained)
 
     def preflight(self) -> None:
         """Each distinct agent checks, cheaply, that it can work (logged in, key accepted)."""
@@ -179,7 +190,10 @@ class Loop:
     def verifier(self, harness: Harness, slots: list[GpuSlot],
                  new_tag: bool) -> Verifier | None:
         """The held-out verifier of this loop, or None when it does not verify (--no-verify,
-        no private split, Ray); says which in a start line."""
+        no private split, Ray, a target of its own); says which in a start line, except for a
+        target of its own, which has no held-out split to speak of."""
+        if self.target.custom:
+            return None
         if not self.opts.verify:
             self.log("held-out verification off (--no-verify): keeps rest on the public "
                      "validation split alone", "yellow")
@@ -206,7 +220,7 @@ class Loop:
                    if name and not name.startswith(ours)]
         areas = [data_area(harness.cache_dir),
                  git_area(common if common.is_absolute() else self.repo / common),
-                 checkout_area(self.repo, tracked)]
+                 checkout_area(self.repo, tracked, self.target.program)]
         return ([environment_area()] if self.opts.guard_environment else []) + areas
 
     def say_if_limit_reached(self, coord: Coordinator) -> None:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from autoresearch.agents import AgentRequest, Proposal, Usage  # noqa: E402
 from autoresearch.names import DEFAULT_FLOOR  # noqa: E402
 
-HARNESS = ("train.py", "prepare.py", "constants.py", "program.md", ".gitignore")
+HARNESS = ("train.py", "prepare.py", "constants.py", "harness.py", "program.md", ".gitignore")
 
 
 class NoOpAgent:

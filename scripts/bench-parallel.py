@@ -96,6 +96,7 @@ def make_repo(folder: Path, seconds: float) -> Path:
     folder.mkdir(parents=True)
     (folder / "train.py").write_text(FAKE_TRAIN.format(seconds=seconds))
     (folder / "prepare.py").write_text("# fixed\n")
+    (folder / "harness.py").write_text("# fixed\n")
     (folder / "constants.py").write_text(f"TIME_BUDGET = {seconds}\n")
     (folder / ".gitignore").write_text("results.tsv\nruns/\n.autoresearch/\n")
     for args in (["init", "-q", "-b", "main"], ["add", "-A"],

@@ -35,7 +35,7 @@ from autoresearch.execution import sandbox  # noqa: E402
 from autoresearch.execution.parse import read_run  # noqa: E402
 from autoresearch.verify.private import prepare_private, private_split, score  # noqa: E402
 
-HARNESS = ("train.py", "prepare.py", "constants.py")
+HARNESS = ("train.py", "prepare.py", "constants.py", "harness.py")
 
 
 def changed(text: str, changes: list[str]) -> str:

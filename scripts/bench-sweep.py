@@ -53,6 +53,7 @@ def make_repo(folder: Path) -> Path:
     folder.mkdir(parents=True)
     (folder / "train.py").write_text(LANDSCAPE.read_text())
     (folder / "prepare.py").write_text("# fixed\n")
+    (folder / "harness.py").write_text("# fixed\n")
     (folder / "constants.py").write_text("TIME_BUDGET = 1\n")
     (folder / ".gitignore").write_text("results.tsv\nruns/\n.autoresearch/\n")
     for args in (["init", "-q", "-b", "main"], ["add", "-A"],

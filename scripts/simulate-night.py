@@ -20,8 +20,9 @@ that another worker has since replaced is re-applied (ported) onto the new best 
 as the loop does.
 
 The rules call the real functions of autoresearch/policy.py, so the simulator judges the code
-that ships, not a copy of it: the new sequential rule from this checkout, today's rule (before
-issue 25) from the policy.py of --today-rev, read with git.
+that ships, not a copy of it: the sequential rule (the loop's default) and the paired rule (the
+loop's --controls) from this checkout, today's rule (before issue 25) from the policy.py of
+--today-rev, read with git.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ NOISE_RUNS = 2  # the loop's default --noise-runs
 TODAY_REV = "f95e2e83d2e3f29bfb9dc44cffd41f062d10cd27"  # main before issue 25: today's keep rule
 TWO_GPU_THRESHOLD = 0.0054  # the threshold the loop measured on 2 x H200 (BENCHMARKS.md)
 SCREEN_THRESHOLD = 0.0006  # 2 x the within-GPU std: a screen near the noise
+PAIRS_MAX, PAIRS_SCREEN_Z = 2, 2.0  # the paired rule's best setting (its sweep, BENCHMARKS.md)
 
 
 # ---- the real night the true effects come from
@@ -233,14 +235,14 @@ class Today(Rule):
         return Verdict(self.code.paired([first, second], control, self.threshold)[0])
 
 
-class Sequential(Rule):
-    """The new rule (policy.fit, screen_run, pair_gain, sequential): a first run screened against
-    its parent's fitted value on the same worker, then (control, candidate) pairs on that worker
-    until the sequential test keeps or discards, at most rule.max_pairs."""
+class Pairs(Rule):
+    """The paired rule (policy.Rule with controls: fit, screen_run, pair_gain, sequential): a first
+    run screened against its parent's fitted value on the same worker, then (control, candidate)
+    pairs on that worker until the sequential test keeps or discards, at most rule.max_pairs."""
 
     def __init__(self, rule: policy.Rule):
         self.rule = rule
-        self.name = (f"sequential a={rule.alpha:g} pairs<={rule.max_pairs} "
+        self.name = (f"pairs a={rule.alpha:g} pairs<={rule.max_pairs} "
                      f"z={rule.screen_z:g}")
 
     def wave_runs(self, workers: int) -> int:
@@ -263,11 +265,32 @@ class Sequential(Rule):
                 return Verdict(verdict.action == "keep")
 
 
-def _fit(night: Night, parent: int) -> policy.Fit:
+class Sequential(Pairs):
+    """The loop's default rule (policy.judge_runs): after each run of the candidate on its worker,
+    the first included, its fitted gain over its parent's fitted value is tested; at most
+    rule.looks runs."""
+
+    def __init__(self, rule: policy.Rule):
+        self.rule = rule
+        self.name = (f"sequential a={rule.alpha:g} runs<={rule.looks} "
+                     f"z={rule.screen_z:g}")
+
+    def judge(self, night: Night, commit: int, worker: int) -> Judge:
+        parent = night.commits[commit].parent
+        while True:
+            yield CANDIDATE
+            model = _fit(night, parent, commit)
+            verdict = policy.judge_runs(model, str(commit), str(parent), self.rule)
+            if verdict.action != "more":
+                return Verdict(verdict.action == "keep")
+
+
+def _fit(night: Night, parent: int, candidate: int | None = None) -> policy.Fit:
     """policy.fit over the night's runs. A commit run once fits itself exactly and changes no other
-    estimate, so only the parent and the commits run more than once go in (the same fit, faster)."""
+    estimate, so only the parent, the candidate and the commits run more than once go in (the
+    same fit, faster)."""
     runs = [policy.Run(str(i), str(w), v) for i, c in enumerate(night.commits)
-            if i == parent or len(c.runs) > 1 for w, v in c.runs]
+            if i in (parent, candidate) or len(c.runs) > 1 for w, v in c.runs]
     return policy.fit(runs)
 
 
@@ -456,7 +479,7 @@ def summarize(rule: Rule, tallies: list[Tally], workers: int, file_gain: float,
         100 * sum(t.cut_off for t in tallies) / sum(t.runs for t in tallies), min_gain)
 
 
-RULES = ("karpathy", "today", "today-2gpu", "screen", "sequential")
+RULES = ("karpathy", "today", "today-2gpu", "screen", "pairs", "sequential")
 
 
 def make_rule(name: str, args: argparse.Namespace) -> Rule:
@@ -466,6 +489,9 @@ def make_rule(name: str, args: argparse.Namespace) -> Rule:
         "today": lambda: Today(policy_at(args.today_rev)),
         "today-2gpu": lambda: Today(policy_at(args.today_rev), floor=TWO_GPU_THRESHOLD),
         "screen": lambda: Today(policy_at(args.today_rev), fixed=SCREEN_THRESHOLD),
+        "pairs": lambda: Pairs(policy.Rule(
+            alpha=args.alpha, max_pairs=PAIRS_MAX, screen_z=PAIRS_SCREEN_Z, power=POWER,
+            controls=True)),
         "sequential": lambda: Sequential(policy.Rule(
             alpha=args.alpha, max_pairs=args.max_pairs, screen_z=args.screen_z, power=POWER)),
     }
@@ -526,7 +552,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES,
                    help="karpathy: one run beats the best; today: policy.py before issue 25; "
                         "today-2gpu: the same at the two-GPU threshold 0.0054; screen: a screen "
-                        "at 0.0006 and one pair; sequential: this checkout's paired test")
+                        "at 0.0006 and one pair; pairs: this checkout's paired test (the loop's "
+                        "--controls); sequential: this checkout's default rule")
     p.add_argument("--gpu-hours", type=float, default=GPU_HOURS,
                    help="a night's GPU-hours, shared by the workers")
     p.add_argument("--run-minutes", type=float, default=RUN_MINUTES, help="one run's length")
@@ -553,9 +580,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--alpha", type=float, default=policy.Rule.alpha,
                    help="sequential rule: the false-keep rate it states")
     p.add_argument("--max-pairs", type=int, default=policy.Rule.max_pairs,
-                   help="sequential rule: the cap on (control, candidate) pairs")
+                   help="sequential rule: the cap on replica runs after the first")
     p.add_argument("--screen-z", type=float, default=policy.Rule.screen_z,
-                   help="sequential rule: a first run goes on to pairs above this many se")
+                   help="sequential rule: a candidate goes on only above this many se")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     return p.parse_args(argv)
 

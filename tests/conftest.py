@@ -77,7 +77,8 @@ def prepared_cache(mini_corpus) -> Path:
     return SESSION_CACHE
 
 
-HARNESS = ["train.py", "prepare.py", "constants.py", "program.md", "pyproject.toml", ".gitignore"]
+HARNESS = ["train.py", "prepare.py", "constants.py", "harness.py", "program.md", "pyproject.toml",
+           ".gitignore"]
 
 
 def make_project(folder: Path) -> Path:

@@ -123,8 +123,9 @@ def main():
         print("val_bpb: 0.100000  (a debug print, not the summary)")
         return
     if MODE == "tamper":
-        with open("prepare.py", "a") as f:
-            f.write("# changed by a run\n")
+        for name in ("prepare.py", "harness.py"):  # the harness files in its run folder
+            with open(name, "a") as f:
+                f.write("# changed by a run\n")
     if MODE == "poison":  # writes into the prepared data, where the metric reads
         with open(os.path.join(os.environ["AUTORESEARCH_CACHE"], "data", "poison.txt"), "w") as f:
             f.write("a better validation set\n")

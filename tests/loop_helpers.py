@@ -18,6 +18,7 @@ from autoresearch.ledger.results import read_results
 from autoresearch.ledger.state import load_state
 from autoresearch.model import Row
 from autoresearch.scheduler import Loop
+from autoresearch.target import load_target
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AGENT_LOOP = REPO_ROOT / "agent_loop.py"
@@ -41,6 +42,7 @@ def make_repo(path: Path) -> Path:
     git(path, "config", "user.name", "Test")
     (path / "train.py").write_text(FAKE_TRAIN)
     (path / "prepare.py").write_text("# the fixed harness\n")
+    (path / "harness.py").write_text("# the fixed harness\n")
     (path / "constants.py").write_text("TIME_BUDGET = 5\n")
     (path / "program.md").write_text("# program\nLower val_bpb.\n")
     (path / ".gitignore").write_text(GITIGNORE)
@@ -113,7 +115,9 @@ def run_loop(repo: Path, steps, tag: str = "t", slots=None, agent=None, **option
 
 
 def tag_rows(repo: Path, tag: str = "t") -> list[Row]:
-    return [r for r in read_results(repo / "results.tsv") if r.tag == tag]
+    """The tag's rows, read with the repository's metric (val_bpb without a target table)."""
+    metric = load_target(repo).metric
+    return [r for r in read_results(repo / "results.tsv", metric=metric) if r.tag == tag]
 
 
 def fake_gpus(tmp_path: Path, models: list[str]) -> Path:

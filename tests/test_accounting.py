@@ -143,7 +143,7 @@ class Killed(BaseException):
     """kill -9, as far as the loop can tell: nothing catches it, no clean-up code runs."""
 
 
-@pytest.mark.parametrize("porter, workers", [(0, 2), (1, 1)])
+@pytest.mark.parametrize("porter, workers", [pytest.param(0, 2, marks=pytest.mark.slow), (1, 1)])
 def test_a_port_cut_by_a_kill_gets_its_row_from_the_same_command(repo, tmp_path, porter,
                                                                  workers):
     """The loop dies while an agent ports the change: the same command again ports it, with

@@ -575,7 +575,9 @@ def codex_night(cwd: Path, where: str) -> subprocess.CompletedProcess:
                    f"{sys.executable} train.py", cwd=cwd, timeout=180)
 
 
-@pytest.mark.parametrize("where", ["-C .", "-C repo", "-C repo/sub"])
+# "-C ." as users type it stays quick; the other spellings go the same way (slow)
+@pytest.mark.parametrize("where", ["-C .", pytest.param("-C repo", marks=pytest.mark.slow),
+                                   pytest.param("-C repo/sub", marks=pytest.mark.slow)])
 def test_codex_loop_with_a_relative_repo(fakes, tmp_path, monkeypatch, where):
     """`-C .` from the checkout, `-C repo` from its parent, `-C repo/sub` from a subfolder:
     the work tree is made where it belongs and codex gets it as an absolute --cd."""

@@ -46,7 +46,7 @@ def test_help_teaches():
     assert "uv run agent_loop.py run --tag nov21 --agent claude" in out
     run_help = cli("run", "--help").output
     for option in ("--max-experiments", "--hours", "--max-cost", "--noise-runs",
-                   "--noise-floor", "--max-pairs", "--timeout", "--max-fix-attempts",
+                   "--noise-floor", "--max-pairs", "--controls", "--timeout", "--max-fix-attempts",
                    "--keep-checkpoints",
                    "--base-url", "--api-key-env", "--train-cmd", "Examples:"):
         assert option in run_help
@@ -61,9 +61,9 @@ def test_status(done):
     assert ("best: 0.900000 (baseline - 1 paired gain) #4 " in out
             and "lower val; baseline 1.000000, change -0.100000" in out)
     assert "noise: within-worker std 0.000000 (" in out and "worker offsets w0 +0.000000" in out
-    assert "3 baseline runs, spread 0.000000; decisions: paired test" in out
-    assert "8 (3 keep 4 discard 1 crash | 1 baseline, 2 noise, 1 control, 3 experiment, " \
-        "1 confirm)   experiments: 3 (1 kept)" in out
+    assert "3 baseline runs, spread 0.000000; decisions: sequential test" in out
+    assert "6 (2 keep 3 discard 1 crash | 1 baseline, 2 noise, 3 experiment)   " \
+        "experiments: 3 (1 kept)" in out
     assert "agent cost: $0.03" in out
 
 
@@ -293,7 +293,8 @@ def test_bad_run_arguments_are_one_line_and_touch_nothing(tmp_path):
     for backend, error in ((("--gpus", "0;1"), "error: --gpus 0;1: give 'all' or GPU numbers "
                                                "separated by commas, e.g. 0,1"),
                            (("--ray", "auto", "--gpus", "all"),
-                            "error: --ray places runs on the cluster's GPUs: leave --gpus out")):
+                            "error: --ray places runs on the cluster's GPUs: leave --gpus and "
+                            "--workers out")):
         out = run_cli("run", "--tag", "x", "--agent", "sweep", "-C", str(repo), *backend)
         assert out.returncode == 1 and out.stderr.strip().splitlines() == [error]
     assert not (repo / ".autoresearch").exists()

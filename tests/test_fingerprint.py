@@ -47,14 +47,9 @@ DIFFERENT_PROGRAM = {
                                    ["def lr_multiplier (changed)"]),
     "a method of a class": (edit("F.relu(self.c_fc(x)).square()", "F.gelu(self.c_fc(x))"),
                             ["class MLP (changed)"]),
-    "a string that is not a docstring": (edit("import os, runpy, sys, torch",
-                                              "import os, runpy, sys, torch, gc"),
-                                         ["FA4_WARMUP (changed)"]),
-    "the second of two `def _`": (edit("return torch.empty_like(q), torch.empty_like(k), "
-                                       "torch.empty_like(v)",
-                                       "return torch.zeros_like(q), torch.empty_like(k), "
-                                       "torch.empty_like(v)"),
-                                  ["def _ (changed)"]),
+    "a string that is not a docstring": (edit('fail(f"val_bpb is not finite ({val_bpb})")',
+                                              'fail(f"val_bpb is NaN ({val_bpb})")'),
+                                         ["def main (changed)"]),
     "a profile override": (edit('if PROFILE == "consumer":', 'if PROFILE == "laptop":'),
                            ["if PROFILE == 'laptop': (changed)"]),
 }
@@ -74,6 +69,13 @@ def test_a_real_change_gets_another_fingerprint_and_says_what(name):
     new, summary = DIFFERENT_PROGRAM[name]
     assert fingerprint(new) != fingerprint(TRAIN_PY)
     assert changes(TRAIN_PY, new) == summary
+
+
+def test_the_second_of_two_same_named_functions_is_the_one_changed():
+    twice = TRAIN_PY + "\n\ndef _(x):\n    return x\n\n\ndef _(x):\n    return 2 * x\n"
+    new = edit("return 2 * x", "return 3 * x", twice)
+    assert fingerprint(new) != fingerprint(twice)
+    assert changes(twice, new) == ["def _ (changed)"]
 
 
 def test_a_fingerprint_is_short_hex_and_stable():
@@ -128,4 +130,5 @@ def test_constants_are_the_literal_knobs_and_their_values():
     assert values == {name: c.value for name, c in find_constants(TRAIN_PY).items()}
     assert values["MATRIX_LR"] == 0.04 and values["TOTAL_BATCH_SIZE"] == 2**19
     assert values["ADAM_BETAS"] == (0.8, 0.95) and values["WINDOW_PATTERN"] == "SSSL"
-    assert "FA4_WARMUP" not in values  # a multi-line string is code, not a knob
+    banner = 'BANNER = """\nfixed\n"""\n'
+    assert "BANNER" not in constants(TRAIN_PY + banner)  # a multi-line string is code, not a knob

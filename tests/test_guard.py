@@ -345,5 +345,5 @@ def test_what_the_loop_writes_is_never_put_back_even_when_tracked(repo, cache):
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "track the ledger")
     run_loop(repo, [edit("lower", VAL_BPB=0.9)])
-    assert [r.kind for r in tag_rows(repo)] == ["baseline", "control", "experiment", "confirm"]
+    assert [r.kind for r in tag_rows(repo)] == ["baseline", "experiment", "confirm"]
     assert "outside train.py" not in (repo / ".autoresearch" / TAG / "events.log").read_text()

@@ -86,6 +86,7 @@ def old_style_cache(tmp_path: Path, mini_corpus: Path) -> Path:
     return cache
 
 
+@pytest.mark.slow
 def test_data_prepared_before_gets_its_private_split_from_prepare_private(tmp_path, mini_corpus):
     cache = old_style_cache(tmp_path, mini_corpus)
     val_before = texts(cache / "data" / "shard_00002.parquet")
@@ -229,6 +230,9 @@ FIXED_STEPS = [  # (what train.py says, what the test project's train.py says in
 # and the run looks for the private split and writes down what it found.
 HOSTILE = '''
 
+import json
+from pathlib import Path
+
 from prepare import EVAL_TOKENS as _EVAL_TOKENS
 from constants import CACHE_DIR as _CACHE_DIR
 
@@ -341,7 +345,8 @@ def test_verification_refuses_the_hostile_edit_and_keeps_the_honest_one(tmp_path
     assert bad[-1].private_delta is not None and bad[-1].private_delta > -0.01
     assert bad[0].val_bpb < 0.75 * baseline.val_bpb  # the public gain it was refused despite
     good = [r for r in rows if r.description.endswith("train twice as long")]
-    assert [r.status for r in good] == ["keep", "keep"], rows
+    # kept on its first run (the hostile edit's two runs measured the spread) or on two
+    assert [r.status for r in good] in (["keep"], ["keep", "keep"]), rows
     assert good[-1].private_bpb < baseline.private_bpb and good[-1].private_delta < 0
     entries = {e.n: e for e in journal.load(repo / ".autoresearch" / "t" / journal.JOURNAL)}
     assert entries[good[-1].experiment].private_delta == good[-1].private_delta

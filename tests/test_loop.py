@@ -60,24 +60,25 @@ def test_keep_discard_crash_bookkeeping(repo):
     reason, agent, ui = run_loop(repo, steps)
     assert reason == "reached --max-experiments 3"
 
-    # every keep is confirmed: the candidate (#2), its parent again (#3), itself again (#4)
+    # no spread is known from one baseline run: the candidate (#2) runs again (#3), and the
+    # two runs decide against the parent's value
     assert summary(repo) == [
-        (1, "baseline", "keep", 1.0), (3, "control", "discard", 1.0),
-        (2, "experiment", "keep", 0.9), (4, "confirm", "keep", 0.9),
-        (5, "experiment", "discard", 0.95), (6, "experiment", "crash", 0.0)]
+        (1, "baseline", "keep", 1.0), (2, "experiment", "keep", 0.9),
+        (3, "confirm", "keep", 0.9), (4, "experiment", "discard", 0.95),
+        (5, "experiment", "crash", 0.0)]
     r = {row.experiment: row for row in tag_rows(repo)}
     assert r[1].commit == base[:7] and r[1].description == "baseline"
-    assert r[6].reason == "oom" and r[6].memory_gb == 0.0 and r[2].memory_gb == 2.0
+    assert r[5].reason == "oom" and r[5].memory_gb == 0.0 and r[2].memory_gb == 2.0
     assert r[2].profile == "cpu" and r[2].num_steps == 3 and r[2].agent == "scripted"
     assert r[2].cost_usd == 0.01 and r[2].run_dir == f"runs/{TAG}/0002-{r[2].commit}"
-    assert r[2].parent == base[:7] and r[5].parent == r[2].commit  # judged against its parent
+    assert r[2].parent == base[:7] and r[4].parent == r[2].commit  # judged against its parent
     assert r[2].worker == 0 and r[2].device == "cpu" and r[2].node
-    assert "confirmed: +0.100000 over 1 pair" in r[2].reason and r[2].pairs == 1
-    assert r[5].reason == \
+    assert "confirmed: +0.100000 over 2 runs" in r[2].reason and r[2].pairs == 2
+    assert r[4].reason == \
         f"+0.050000 vs parent {r[2].commit} on worker 0 (0.900000 +- 0.000000)"
     lines = (repo / "results.tsv").read_text().splitlines()
     assert lines[0].split("\t") == COLUMNS
-    assert lines[6].split("\t")[:4] == [r[6].commit, "0.000000", "0.0", "crash"]
+    assert lines[5].split("\t")[:4] == [r[5].commit, "0.000000", "0.0", "crash"]
 
     # git: the branch is the kept line; the others are kept on side refs
     assert head(repo).startswith(r[2].commit)
@@ -91,21 +92,21 @@ def test_keep_discard_crash_bookkeeping(repo):
     assert "VAL_BPB = 1.0" in (repo / "train.py").read_text()
 
     # run folders: the code that ran, its log and metrics; weights only for kept runs
-    run2, run5 = repo / r[2].run_dir, repo / r[5].run_dir
+    run2, run4 = repo / r[2].run_dir, repo / r[4].run_dir
     assert "val_bpb:          0.900000" in (run2 / "run.log").read_text()
     assert "VAL_BPB = 0.9" in (run2 / "train.py").read_text()
     assert (run2 / "prepare.py").read_text() == "# the fixed harness\n"
     metrics = json.loads((run2 / "metrics.json").read_text())
     assert metrics["summary"]["val_bpb"] == 0.9 and metrics["worker"] == 0
-    assert (run2 / "model.pt").exists() and not (run5 / "model.pt").exists()
+    assert (run2 / "model.pt").exists() and not (run4 / "model.pt").exists()
 
     # what the agent was told: the best code and the history so far, in its own work tree
     first, third = agent.requests[0], agent.requests[2]
     assert first.best_val_bpb == 1.0 and first.noise_threshold == 0.0
     assert first.repo == repo / ".autoresearch" / TAG / "trees" / "0"
     assert "Human steering" in first.program
-    assert "VAL_BPB = 0.9" in third.train_py and len(third.history) == 5
-    assert [row.experiment for row in ui.rows] == [1, 3, 2, 4, 5, 6]
+    assert "VAL_BPB = 0.9" in third.train_py and len(third.history) == 4
+    assert [row.experiment for row in ui.rows] == [1, 2, 3, 4, 5]
     assert (repo / ".autoresearch" / TAG / "events.log").exists()
     live = json.loads((repo / ".autoresearch" / TAG / "live.json").read_text())
     assert live["phase"] == "idle" and live["best_val_bpb"] == 0.9
@@ -119,17 +120,18 @@ def test_noise_model_and_paired_confirmation(repo, tmp_path, monkeypatch):
     offsets.write_text("0\n0.004\n-0.004\n0\n0\n0\n-0.01\n0\n0\n")
     monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
     steps = [edit("real gain", VAL_BPB=0.95), edit("no-op, lucky", MATRIX_LR=0.05)]
-    run_loop(repo, steps, noise_runs=2)
+    run_loop(repo, steps, noise_runs=2, controls=True)
     assert [(n, kind, status) for n, kind, status, _ in summary(repo)] == [
         (1, "baseline", "keep"), (2, "noise", "discard"), (3, "noise", "discard"),
         (5, "control", "discard"), (4, "experiment", "keep"), (6, "confirm", "keep"),
         (8, "control", "discard"), (7, "experiment", "discard"), (9, "confirm", "discard")]
     noise = load_state(repo, TAG).noise
     rows = tag_rows(repo)
-    # refit at the last control (#8), before the no-op's own rows (#7, #9) were written
-    model = fit([Run(r.commit, "0", r.val_bpb) for r in rows if r.experiment not in (7, 9)])
-    assert noise.std == pytest.approx(model.within_std) and noise.dof == model.dof == 5
-    assert noise.threshold == pytest.approx(min_detectable_gain(model.within_std, Rule(), 5))
+    # refit at the last confirmation (#9), with every row written
+    model = fit([Run(r.commit, "0", r.val_bpb) for r in rows])
+    assert noise.std == pytest.approx(model.within_std) and noise.dof == model.dof == 6
+    assert noise.threshold == pytest.approx(
+        min_detectable_gain(model.within_std, Rule(controls=True), 6))
     assert noise.values == pytest.approx([1.0, 1.004, 0.996])
     assert noise.spread == pytest.approx(0.008) and noise.floor == 0.0
     assert noise.offsets == {"0": 0.0} and noise.max_pairs == 2
@@ -151,8 +153,8 @@ def test_crash_gets_fix_attempts(repo):
     steps = [edit("buggy idea", MODE="crash"), edit("fixed the bug", MODE="ok", VAL_BPB=0.9)]
     run_loop(repo, steps, max_experiments=2)
     assert [(n, kind, status) for n, kind, status, _ in summary(repo)] == [
-        (1, "baseline", "keep"), (2, "experiment", "crash"), (4, "control", "discard"),
-        (3, "fix", "keep"), (5, "confirm", "keep")]
+        (1, "baseline", "keep"), (2, "experiment", "crash"), (3, "fix", "keep"),
+        (4, "confirm", "keep")]
     r = {row.experiment: row for row in tag_rows(repo)}
     assert r[2].reason == "other"
     assert git(repo, "rev-parse", f"{r[3].commit}^") == base  # the fix sits on the best commit
@@ -306,6 +308,7 @@ def test_ctrl_c_once_finishes_the_runs_under_way(repo, monkeypatch):
     assert [row.status for row in tag_rows(repo)] == ["keep", "discard"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_twice_during_training_kills_the_run_and_records_nothing(repo, monkeypatch):
     class CtrlC(RecordingUI):
         def update(self, live):
@@ -336,9 +339,10 @@ def test_hours_limit(repo):
     assert reason == "reached --hours 1e-09" and tag_rows(repo) == []
 
 
+@pytest.mark.slow
 def test_kept_runs_are_sampled_and_a_failure_is_not_fatal(repo, tmp_path, monkeypatch):
     # a stand-in for autoresearch.artifacts.sample (the real one needs real weights): writes
-    # the sample for the kept experiment (#2, not its confirmation run #4), fails for the baseline
+    # the sample for the kept experiment (#2, not its confirmation run #3), fails for the baseline
     (tmp_path / "fake_sample.py").write_text(
         "import pathlib, sys\n"
         "run_dir, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[3])\n"
@@ -351,11 +355,11 @@ def test_kept_runs_are_sampled_and_a_failure_is_not_fatal(repo, tmp_path, monkey
     run_loop(repo, [edit("keep me", VAL_BPB=0.9)], sample=True)
     r = {row.experiment: row for row in tag_rows(repo)}
     assert (repo / r[2].run_dir / "sample_output.txt").read_text() == "once upon a time"
-    assert not (repo / r[4].run_dir / "sample_output.txt").exists()
+    assert not (repo / r[3].run_dir / "sample_output.txt").exists()
     events = (repo / ".autoresearch" / TAG / "events.log").read_text()
     assert f"sampling {r[1].run_dir.split('/')[-1]} failed (not fatal): error: no tokenizer" \
         in events
-    assert [row.status for row in tag_rows(repo)] == ["keep", "discard", "keep", "keep"]
+    assert [row.status for row in tag_rows(repo)] == ["keep", "keep", "keep"]
 
 
 # ---- states the loop refuses to start from, and what it accepts
@@ -367,6 +371,7 @@ def test_dirty_train_py_is_refused(repo):
         run_loop(repo, [])
 
 
+@pytest.mark.slow
 def test_a_detached_head_is_fine_and_stays_detached(repo):
     git(repo, "checkout", "-q", "--detach")
     run_loop(repo, [edit("idea", VAL_BPB=1.1)])
@@ -385,6 +390,7 @@ def test_foreign_branch_is_refused(repo):
         run_loop(repo, [])
 
 
+@pytest.mark.slow
 def test_deleted_branch_and_moved_branch_are_refused(repo):
     run_loop(repo, [edit("idea", VAL_BPB=1.1)])
     git(repo, "update-ref", f"refs/heads/autoresearch/{TAG}", "HEAD~0")
@@ -414,11 +420,26 @@ def test_another_tools_results_tsv_is_refused_and_ours_is_upgraded(repo):
 
 
 def test_a_run_that_changes_the_harness_is_void(repo):
-    steps = [edit("edits prepare.py while it runs", MODE="tamper", VAL_BPB=0.5)]
+    steps = [edit("edits the harness while it runs", MODE="tamper", VAL_BPB=0.5)]
     run_loop(repo, steps)
     r = tag_rows(repo)
     assert [(row.kind, row.status, row.reason) for row in r] == [
         ("baseline", "keep", ""), ("experiment", "crash", "tamper")]
-    assert "changed prepare.py while it ran: void" in (
+    assert "changed prepare.py, harness.py while it ran: void" in (
         repo / ".autoresearch" / TAG / "events.log").read_text()
     check_git_matches_results(repo, TAG)
+
+
+def test_an_agent_edit_of_the_harness_module_is_refused_and_undone(repo):
+    def touch_harness(request):
+        (request.repo / "harness.py").write_text("PEAK_BF16_FLOPS = []  # no MFU to compare\n")
+        return edit("faster", VAL_BPB=0.5)(request)
+
+    run_loop(repo, [touch_harness, edit("good", VAL_BPB=1.1)], max_experiments=1)
+    assert [(n, kind) for n, kind, _, _ in summary(repo)] == [(1, "baseline"), (2, "experiment")]
+    events = (repo / ".autoresearch" / TAG / "events.log").read_text()
+    assert "changed files other than train.py: harness.py" in events
+    (copy,) = (repo / ".autoresearch" / TAG / "undone").glob("w0-*/harness.py")
+    assert copy.read_text().startswith("PEAK_BF16_FLOPS = []")  # kept as a copy, not run
+    tree = repo / ".autoresearch" / TAG / "trees" / "0"
+    assert (tree / "harness.py").read_text() == "# the fixed harness\n"

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from loop_helpers import (
     fake_gpus,
     git,
     make_repo,
+    run_cli,
     run_loop,
     runs_alive,
     tag_rows,
@@ -31,6 +33,7 @@ from loop_helpers import (
 from autoresearch.execution.gpus import Slot
 from autoresearch.execution.local import LocalExecutor
 from autoresearch.ledger.state import load_state
+from autoresearch.target import DEFAULT
 from autoresearch.workspace.git import Git
 
 TAG = "t"
@@ -107,7 +110,7 @@ def test_killed_between_keeping_and_saving(repo, monkeypatch):
     state = load_state(repo, TAG)
     assert git(repo, "rev-parse", f"autoresearch/{TAG}") != state.best_commit  # moved, unsaved
     run_loop(repo, [], max_experiments=1)  # the branch position is explained by the journal
-    assert [r[2] for r in rows(repo)] == ["keep", "discard", "keep", "keep"]
+    assert [r[2] for r in rows(repo)] == ["keep", "keep", "keep"]
     check_git_matches_results(repo, TAG)
 
 
@@ -176,12 +179,12 @@ def test_killed_while_the_agent_works(repo):
 def test_killed_during_the_confirmation(repo, tmp_path, monkeypatch):
     undo = kill_at(monkeypatch, LocalExecutor, "execute", when=4)  # run 4 = the confirmation
     with pytest.raises(Killed):
-        run_loop(repo, [edit("gain", VAL_BPB=0.9)])
+        run_loop(repo, [edit("gain", VAL_BPB=0.9)], controls=True)
     state = load_state(repo, TAG)
     assert [c.n for c in state.candidates] == [2]  # the candidate waits for its pair
     assert [r[0] for r in rows(repo)] == [1, 3]  # its row is held until then
     undo()
-    run_loop(repo, [], max_experiments=1)
+    run_loop(repo, [], max_experiments=1, controls=True)
     # the control of before the restart is not paired with a confirmation after it: the parent
     # runs again (#4, the interrupted confirmation's number went to it first), then the candidate
     assert rows(repo)[2:] == [(5, "control", "discard", "control for #2: its parent again "
@@ -263,6 +266,7 @@ def test_kill_9_chaos_with_two_workers(repo, tmp_path):
     assert runs_alive(pid_file) == []  # no run outlived the loops that started it
 
 
+@pytest.mark.slow
 def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tmp_path,
                                                                          monkeypatch):
     """A grey-zone candidate (as in test_precision) killed during its second pair's
@@ -273,11 +277,12 @@ def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tm
     monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
     undo = kill_at(monkeypatch, LocalExecutor, "execute", when=8)  # 1-3 wave, 4 it, 5-6 7-8 pairs
     with pytest.raises(Killed):
-        run_loop(repo, [edit("a small gain", VAL_BPB=0.999)], noise_runs=2, max_pairs=5)
+        run_loop(repo, [edit("a small gain", VAL_BPB=0.999)], noise_runs=2, max_pairs=5,
+                 controls=True)
     (cand,) = load_state(repo, TAG).candidates
     assert cand.gains == [pytest.approx(0.001)] and cand.control == pytest.approx(1.0)
     undo()
-    run_loop(repo, [], max_experiments=1, noise_runs=2, max_pairs=5)
+    run_loop(repo, [], max_experiments=1, noise_runs=2, max_pairs=5, controls=True)
     kinds = [r[1] for r in rows(repo)]
     assert kinds.count("control") == kinds.count("confirm") + 1  # the cut-off one renewed
     assert [r[3] for r in rows(repo)].count("control for #4: its parent again (after a "
@@ -288,6 +293,31 @@ def test_killed_mid_pairs_keeps_the_pairs_before_and_renews_the_cut_one(repo, tm
     check_git_matches_results(repo, TAG)
 
 
+def test_killed_mid_replica_keeps_the_first_run_and_runs_the_cut_one_again(repo, tmp_path,
+                                                                           monkeypatch):
+    """The default rule: a grey-zone candidate killed during its second run. After the restart
+    its first run (held in state, not in results.tsv yet) still counts, the cut-off run runs
+    again, and the test decides on three runs of it, no more."""
+    offsets = tmp_path / "offsets"
+    offsets.write_text("0\n0.001\n-0.001\n0.002\n")  # the wave, the first run; then exact
+    monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
+    undo = kill_at(monkeypatch, LocalExecutor, "execute", when=5)  # 1-3 wave, 4 it, 5 again
+    with pytest.raises(Killed):
+        run_loop(repo, [edit("a gain", VAL_BPB=0.996)], noise_runs=2)
+    (cand,) = load_state(repo, TAG).candidates
+    assert cand.row.val_bpb == pytest.approx(0.998) and cand.control is None
+    undo()
+    run_loop(repo, [], max_experiments=1, noise_runs=2)
+    kinds = [r[1] for r in rows(repo)]
+    assert kinds.count("control") == 0 and kinds.count("confirm") == 2
+    first = next(r for r in tag_rows(repo) if r.kind == "experiment")
+    assert first.status == "keep" and first.pairs == 3
+    assert first.gain == pytest.approx(1.0 - (0.998 + 2 * 0.996) / 3, abs=1e-6)
+    assert load_state(repo, TAG).candidates == []
+    check_git_matches_results(repo, TAG)
+
+
+@pytest.mark.slow
 def test_killed_between_a_ports_run_and_its_control(repo, monkeypatch):
     """A port's own run is the first half of its first pair; killed before its control ran,
     the restart runs the port again after the control, so no pair spans the restart."""
@@ -303,12 +333,13 @@ def test_killed_between_a_ports_run_and_its_control(repo, monkeypatch):
               ScriptedAgent([edit("a bonus", BONUS=-0.05)])]
     slots = [Slot(k, str(k), "NVIDIA H200") for k in range(2)]
     with pytest.raises(Killed):
-        run_loop(repo, [], slots=slots, agent=agents, noise_runs=1, max_experiments=2)
+        run_loop(repo, [], slots=slots, agent=agents, noise_runs=1, max_experiments=2,
+                 controls=True)
     (cand,) = load_state(repo, TAG).candidates
     assert cand.pending is not None
     monkeypatch.setattr(LocalExecutor, "execute", real)
     run_loop(repo, [], slots=slots, agent=[ScriptedAgent([]), ScriptedAgent([])], noise_runs=1,
-             max_experiments=2)
+             max_experiments=2, controls=True)
     assert f"#{cand.n} ran before the restart: it runs again after its control" in (
         repo / ".autoresearch" / TAG / "events.log").read_text()
     port = next(r for r in tag_rows(repo) if r.experiment == cand.n)
@@ -316,3 +347,21 @@ def test_killed_between_a_ports_run_and_its_control(repo, monkeypatch):
                 r.description]
     assert port.kind == "port" and port.status == "keep" and port.pairs == 1 and confirms
     check_git_matches_results(repo, TAG)
+
+
+def test_a_tag_from_before_harness_py_is_not_resumed_across_the_change(tmp_path, monkeypatch):
+    """A tag started when the harness was prepare.py and constants.py alone, its commits without
+    harness.py; then the checkout gets it (an upgrade). Resuming says so in one line."""
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "rm", "-q", "harness.py")
+    git(repo, "commit", "-qm", "the harness before harness.py")
+    before = replace(DEFAULT, fixed=("prepare.py", "constants.py"))  # the loop as it was
+    run_loop(repo, [edit("idea", VAL_BPB=0.9)], tag=TAG, target=before)
+    (repo / "harness.py").write_text("# the fixed harness\n")
+    git(repo, "add", "harness.py")
+    git(repo, "commit", "-qm", "upgrade: harness.py")
+    out = run_cli("run", "--tag", TAG, "--agent", "sweep", "--repo", str(repo))
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        f"error: tag {TAG} started before harness.py joined the fixed harness: its runs would "
+        "not compare with new ones. Start a new --tag"]

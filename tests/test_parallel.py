@@ -153,6 +153,7 @@ def test_agents_see_what_the_other_workers_try(repo, monkeypatch):
     assert "worker 0: deeper idea [VAL_BPB 1.0 -> 1.2]" in build_context(second)
 
 
+@pytest.mark.slow
 def test_a_gpu_offset_is_the_gpus_not_the_noise(repo, monkeypatch):
     """Two GPU models 0.05 apart: the noise model gives each worker its offset, the spread
     within a worker stays 0, and each no-op is judged against its parent on its own GPU."""

@@ -15,6 +15,7 @@ from autoresearch.policy import (
     Run,
     decide,
     fit,
+    judge_runs,
     min_detectable_gain,
     pair_gain,
     screen_run,
@@ -40,10 +41,10 @@ def job(kind=Kind.EXPERIMENT, parent="p" * 40, n=5, **kw):
 PARENT = fit([Run("ppppppp", "0", v) for v in (0.999, 1.001, 0.999, 1.001, 1.0)])  # std 0.001
 
 
-DEFAULT_RULE = Rule()
+PAIRED = Rule(controls=True, screen_z=2.0)  # --controls: replicas are (control, candidate) pairs
 
 
-def ctx(best="p" * 40, model=PARENT, candidate=None, rule=DEFAULT_RULE):
+def ctx(best="p" * 40, model=PARENT, candidate=None, rule=PAIRED):
     return Context("t", "2026-11-30T00:00:00+00:00", best, model, rule, candidate, 2)
 
 
@@ -91,7 +92,8 @@ def test_the_grey_zone_gets_one_more_pair_up_to_the_cap():
     assert "pair 1 of #5" in grey.rows[0].reason and grey.rows[0].status == "discard"
     last = confirmed(0.999, gains=[0.001, 0.001])
     assert last.keep is None and last.settle == 5 and last.rows[0].pairs == 3
-    assert confirmed(0.999, gains=[0.001, 0.001], rule=Rule(max_pairs=6)).hold is not None
+    six = Rule(max_pairs=6, controls=True)
+    assert confirmed(0.999, gains=[0.001, 0.001], rule=six).hold is not None
 
 
 def test_a_stale_parent_is_ported_never_compared_with_the_new_best():
@@ -110,8 +112,9 @@ def test_crashes_ask_for_a_bounded_number_of_fixes():
 @pytest.mark.slow
 def test_no_op_edits_are_not_kept_while_the_machine_drifts(tmp_path, monkeypatch):
     """Ten edits that change nothing, on a machine whose speed drifts by +-20 % over the night
-    (plus noise): comparing with an old mean of the baseline would keep some of them; the
-    paired confirmation keeps none. A real gain larger than the drift is still kept."""
+    (plus noise): comparing with an old mean of the baseline would keep some of them (the default
+    rule's fitted parent value included: this is what --controls is for); the paired
+    confirmation keeps none. A real gain larger than the drift is still kept."""
     monkeypatch.setenv("FAKE_COUNTER", str(tmp_path / "counter"))
     monkeypatch.setenv("FAKE_DRIFT", "0.2")
     monkeypatch.setenv("FAKE_DRIFT_PERIOD", "24")
@@ -119,7 +122,7 @@ def test_no_op_edits_are_not_kept_while_the_machine_drifts(tmp_path, monkeypatch
     monkeypatch.setenv("FAKE_SEED", "3")
     repo = make_repo(tmp_path / "repo")
     no_ops = [edit(f"no-op {k}", MATRIX_LR=0.05 + 0.01 * k) for k in range(10)]
-    run_loop(repo, no_ops + [edit("a real gain", BONUS=-0.03)], noise_runs=2)
+    run_loop(repo, no_ops + [edit("a real gain", BONUS=-0.03)], noise_runs=2, controls=True)
     rows = tag_rows(repo)
     kept = [r.description for r in rows if r.status == "keep" and r.kind == "experiment"]
     assert kept == ["a real gain"]
@@ -162,6 +165,9 @@ def test_a_fixed_gpu_offset_does_not_inflate_the_smallest_keepable_gain():
     assert min_detectable_gain(0.0003, rule) < 0.001  # below the old fixed floor
     assert min_detectable_gain(None, rule) is None
     assert min_detectable_gain(0.0003, Rule(max_pairs=6)) < min_detectable_gain(0.0003, rule)
+    # a parent known less well, or pairs (two runs a look), need a larger gain
+    assert min_detectable_gain(0.0003, rule, parent_se=0.0002) > min_detectable_gain(0.0003, rule)
+    assert min_detectable_gain(0.0003, PAIRED) > min_detectable_gain(0.0003, rule)
 
 
 def decide_by_pairs(rng, gain, std, rule, offsets=(0.0, 0.0)):
@@ -177,7 +183,7 @@ def decide_by_pairs(rng, gain, std, rule, offsets=(0.0, 0.0)):
 
 
 def test_a_no_op_is_kept_at_most_alpha_of_the_time_and_a_real_gain_is_kept():
-    rng, rule, std = random.Random(3), Rule(), 0.0003
+    rng, rule, std = random.Random(3), PAIRED, 0.0003
     no_op = [decide_by_pairs(rng, 0.0, std, rule, (0.004, -0.004)) for _ in range(4000)]
     assert sum(a == "keep" for a, _ in no_op) / len(no_op) <= rule.alpha
     assert all(n <= rule.max_pairs for _, n in no_op)
@@ -190,19 +196,19 @@ def test_a_no_op_is_kept_at_most_alpha_of_the_time_and_a_real_gain_is_kept():
 
 
 def test_the_verdict_states_its_evidence_and_respects_the_floor():
-    rule = Rule(floor=0.001)
+    rule = Rule(floor=0.001, controls=True)
     verdict = sequential([0.0012], 0.0001, rule)
     assert verdict.action == "discard" or verdict.low <= 0.001
     kept = sequential([0.003, 0.0032], 0.0001, rule)
     assert kept.action == "keep" and kept.low > 0.001 and kept.p < rule.alpha
     assert kept.describe().startswith("+0.003100 over 2 pairs [")
-    assert sequential([-0.001], 0.0003, Rule()).action == "discard"  # futility
-    assert sequential([0.0003], 0.0003, Rule()).action == "more"  # the grey zone
-    assert sequential([0.0003] * 3, 0.0003, Rule()).action == "discard"  # pairs used up
+    assert sequential([-0.001], 0.0003, PAIRED).action == "discard"  # futility
+    assert sequential([0.0003], 0.0003, PAIRED).action == "more"  # the grey zone
+    assert sequential([0.0003] * 3, 0.0003, PAIRED).action == "discard"  # pairs used up
     # no measured spread: one pair never keeps; two pairs use their own spread
-    assert sequential([0.5], None, Rule()).action == "more"
-    assert sequential([0.5, 0.52], None, Rule()).action == "keep"
-    assert sequential([0.0, 0.0], 0.0, Rule()).action == "discard"  # exact ties keep nothing
+    assert sequential([0.5], None, PAIRED).action == "more"
+    assert sequential([0.5, 0.52], None, PAIRED).action == "keep"
+    assert sequential([0.0, 0.0], 0.0, PAIRED).action == "discard"  # exact ties keep nothing
 
 
 def test_the_screen_compares_with_the_parent_on_the_same_worker():
@@ -224,7 +230,7 @@ def test_the_p_value_agrees_with_the_boundary_whatever_the_degrees_of_freedom():
     assert t_quantile(0.975, 1) == pytest.approx(12.7062, abs=1e-3)  # the tables' values
     assert t_quantile(0.975, 2) == pytest.approx(4.3027, abs=1e-3)
     assert t_quantile(0.975, 10) == pytest.approx(2.2281, abs=2e-3)
-    rule = Rule(max_pairs=4)
+    rule = Rule(max_pairs=4, controls=True)
     for gains in ([0.001] * 4, [0.0012, 0.0009, 0.001, 0.0011], [0.002, 0.0005]):
         verdict = sequential(gains, 0.00055, rule, dof=9)
         assert (verdict.p < rule.alpha) == (verdict.low > rule.floor) == \
@@ -248,7 +254,7 @@ def test_a_ports_own_run_is_the_first_half_of_its_first_pair():
     assert grey.hold.pending is None and grey.hold.gains == [pytest.approx(0.0005)]
     assert [(j.kind, j.commit[0]) for j in grey.follow] == [(Kind.CONTROL, "p"),
                                                             (Kind.CONFIRM, "c")]
-    one = Rule(max_pairs=1)
+    one = Rule(max_pairs=1, controls=True)
     lost = decide(control, outcome(1.0), ctx(candidate=decide(job(Kind.PORT), outcome(0.9995),
                                                               ctx(rule=one)).hold, rule=one))
     assert lost.keep is None and lost.tried == {5: "c" * 40} and lost.rows[0].pairs == 1
@@ -256,3 +262,85 @@ def test_a_ports_own_run_is_the_first_half_of_its_first_pair():
     crashed = decide(control, outcome(None), ctx(candidate=held.hold))
     assert crashed.settle == 5 and "not confirmed: its control run #6 crashed" in \
         crashed.rows[0].reason
+
+
+# ---- the default rule: the candidate's own runs against its parent's fitted value
+
+def test_the_gain_between_two_commits_counts_the_offsets_they_share_once():
+    model = fit([Run("a", "0", 1.0), Run("a", "0", 1.001), Run("a", "1", 1.005),
+                 Run("b", "1", 0.999)])
+    gain, se = model.gain("b", "a")  # b ran on GPU 1 only, where a runs 1.005
+    assert gain == pytest.approx(0.006) and se == pytest.approx(model.within_std * math.sqrt(2))
+    more = model.plus(Run("b", "0", 0.998))
+    assert more.gain("b", "a")[0] == pytest.approx(0.004)  # 0.9985 against 1.0025 on GPU 0
+    assert fit([Run("a", "0", 1.0), Run("b", "0", 0.9)]).gain("b", "a") == \
+        pytest.approx((0.1, math.inf))  # no spread known
+
+
+def judge_by_runs(rng, gain, std, rule, offsets=(0.004, -0.004), parent_runs=3):
+    """One candidate judged run by run against a parent run parent_runs times on each of two
+    GPUs; the candidate runs on GPU 1. (action, the candidate's runs)."""
+    runs = [Run("p", str(w), 1.0 + offsets[w] + rng.gauss(0, std)) for w in (0, 1)
+            for _ in range(parent_runs)]
+    while True:
+        runs.append(Run("c", "1", 1.0 - gain + offsets[1] + rng.gauss(0, std)))
+        verdict = judge_runs(fit(runs), "c", "p", rule)
+        if verdict.action != "more":
+            return verdict.action, verdict.pairs
+
+
+def test_a_no_op_judged_by_its_runs_is_kept_at_most_alpha_of_the_time():
+    rng, rule, std = random.Random(5), Rule(), 0.0003
+    no_op = [judge_by_runs(rng, 0.0, std, rule) for _ in range(3000)]
+    assert sum(a == "keep" for a, _ in no_op) / len(no_op) <= rule.alpha
+    assert all(n <= rule.looks for _, n in no_op) and rule.looks == 3
+    assert statistics.fmean(n for _, n in no_op) < 1.5  # futility stops most at once
+    clear = [judge_by_runs(rng, 10 * std, std, rule) for _ in range(200)]
+    assert all(a == "keep" and n == 1 for a, n in clear)  # a clear win: its first run decides
+    small = [judge_by_runs(rng, 4 * std, std, rule, parent_runs=8) for _ in range(500)]
+    assert sum(a == "keep" for a, _ in small) / len(small) >= 0.8
+
+
+def test_the_runs_verdict_states_its_evidence_and_never_keeps_without_a_spread():
+    model = fit([Run("p", "0", v) for v in (0.999, 1.001, 0.999, 1.001, 1.0)])
+    kept = judge_runs(model.plus(Run("c", "0", 0.99)), "c", "p", Rule())
+    assert kept.action == "keep" and kept.pairs == 1 and kept.p < 0.05 and kept.low > 0
+    assert kept.describe().startswith("+0.010000 over 1 run [")
+    assert judge_runs(model.plus(Run("c", "0", 1.0)), "c", "p", Rule()).action == "discard"
+    floor = judge_runs(model.plus(Run("c", "0", 0.99)), "c", "p", Rule(floor=0.02))
+    assert floor.action == "discard"  # a clear gain, but below the user's minimum
+    alone = fit([Run("p", "0", 1.0), Run("c", "0", 0.5)])
+    assert judge_runs(alone, "c", "p", Rule()).action == "more"  # no spread: run it again
+    assert judge_runs(alone, "c", "p", Rule(max_pairs=0)).action == "discard"
+    worse = fit([Run("p", "0", 1.0), Run("c", "0", 1.5)])
+    assert judge_runs(worse, "c", "p", Rule()).action == "discard"  # lost: no second run
+    assert judge_runs(alone, "c", "never ran", Rule()).action == "discard"
+
+
+def test_a_first_run_decides_or_asks_for_one_more_run_of_itself():
+    kept = decide(job(), outcome(0.95), ctx(rule=Rule()))
+    assert kept.keep == "c" * 40 and [r.status for r in kept.rows] == ["keep"]
+    assert kept.rows[0].pairs == 1 and kept.rows[0].gain == pytest.approx(0.05)
+    assert "on its first run: +0.050000 over 1 run [" in kept.rows[0].reason
+    lost = decide(job(), outcome(1.0), ctx(rule=Rule()))
+    assert lost.keep is None and lost.rows[0].status == "discard" and lost.tried == {5: "c" * 40}
+    grey = decide(job(), outcome(0.9975), ctx(rule=Rule()))  # 2.3 se: between 1.5 and the boundary
+    assert grey.rows == [] and grey.hold.n == 5 and grey.hold.control is None
+    assert [(j.kind, j.commit[0], j.subject) for j in grey.follow] == [(Kind.CONFIRM, "c", 5)]
+    moved = decide(job(), outcome(0.9975), ctx(best="b" * 40, rule=Rule()))
+    assert moved.port.n == 5 and moved.keep is None  # the best moved: re-applied there
+
+
+def test_replicas_of_the_candidate_decide_within_the_cap():
+    grey = decide(job(), outcome(0.9975), ctx(rule=Rule())).hold
+    confirm = job(Kind.CONFIRM, n=7, subject=5)
+    kept = decide(confirm, outcome(0.9975), ctx(candidate=grey, rule=Rule()))
+    assert kept.keep == "c" * 40 and [(r.experiment, r.status) for r in kept.rows] == [
+        (5, "keep"), (7, "keep")]
+    assert kept.rows[0].pairs == 2 and kept.rows[0].gain == pytest.approx(0.0025)
+    assert "vs its parent's fitted value" in kept.rows[0].reason
+    again = decide(confirm, outcome(0.9995), ctx(candidate=grey, rule=Rule()))
+    assert again.hold is grey and [j.kind for j in again.follow] == [Kind.CONFIRM]
+    assert again.rows[0].reason.startswith("run 2 of #5: ") and again.tried == {7: "c" * 40}
+    crashed = decide(confirm, outcome(None), ctx(candidate=grey, rule=Rule()))
+    assert crashed.settle == 5 and "not confirmed" in crashed.rows[0].reason

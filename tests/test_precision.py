@@ -83,8 +83,8 @@ def test_a_keep_shows_one_number_everywhere_and_the_best_never_rises(night):
     (keep,) = [r for r in rows if is_keep(r)]
     gain, best = f"{keep.gain:+.6f}", 1.002 - keep.gain  # the wave's value: 1.000 and 1.004
     label = f"{best:.6f} (baseline - 1 paired gain)"
-    assert any(f"#{keep.experiment} kept: confirmed: {gain} over 1 pair" in e
-               for e in ui.events)  # the loop's line
+    assert any(f"#{keep.experiment} kept: on its first run: {gain} over 1 run" in e
+               for e in ui.events)  # the loop's line: the exact fake trainer decides at once
     assert f"best: {label} #{keep.experiment}" in cli(repo, "status")
     summary = json.loads(cli(repo, "summary", "--json"))
     assert summary["best_bpb"] == pytest.approx(best) and summary["best_label"] == label
@@ -120,7 +120,8 @@ def test_a_grey_zone_gain_gets_pairs_until_the_test_decides(tmp_path, monkeypatc
     offsets.write_text("0\n0.001\n-0.001\n-0.002\n")  # the wave, the first run; then exact
     monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
     repo = make_repo(tmp_path / "repo")
-    run_loop(repo, [edit("a small gain", VAL_BPB=0.999)], noise_runs=2, max_pairs=max_pairs)
+    run_loop(repo, [edit("a small gain", VAL_BPB=0.999)], noise_runs=2, max_pairs=max_pairs,
+             controls=True)
     rows = tag_rows(repo)
     first = next(r for r in rows if r.kind == "experiment")
     assert [r.kind for r in rows].count("control") == max_pairs
@@ -130,5 +131,31 @@ def test_a_grey_zone_gain_gets_pairs_until_the_test_decides(tmp_path, monkeypatc
     pairs = [r for r in rows if r.kind == "confirm"]
     assert [r.reason.split(":")[0] for r in pairs[:-1]] == [
         f"pair {k} of #{first.experiment}" for k in range(1, max_pairs)]
+    assert load_state(repo, TAG).candidates == []
+    check_git_matches_results(repo, TAG)
+
+
+@pytest.mark.parametrize("value, first_offset, kept", [(0.999, -0.002, False),
+                                                        (0.996, 0.002, True)])
+def test_a_grey_zone_candidate_runs_again_alone_until_the_test_decides(tmp_path, monkeypatch,
+                                                                      value, first_offset, kept):
+    """The default rule: no control runs. A baseline wave of 1.000, 1.001, 0.999; the candidate
+    runs again (its first run included in the test) against the parent's fitted value, at most 3
+    runs: a true gain of 0.001 is not sure enough, one of 0.004 is kept at its third run."""
+    offsets = tmp_path / "offsets"
+    offsets.write_text(f"0\n0.001\n-0.001\n{first_offset}\n")  # the wave, the first run
+    monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
+    repo = make_repo(tmp_path / "repo")
+    run_loop(repo, [edit("a small gain", VAL_BPB=value)], noise_runs=2)
+    rows = tag_rows(repo)
+    first = next(r for r in rows if r.kind == "experiment")
+    assert [r.kind for r in rows].count("control") == 0
+    assert [r.kind for r in rows].count("confirm") == 2 and first.pairs == 3
+    assert (first.status == "keep") is kept and (first.gain_low > 0) is kept
+    assert first.gain == pytest.approx(1.0 - (3 * value + first_offset) / 3, abs=1e-6)
+    assert first.reason.startswith("confirmed" if kept else "not confirmed")
+    assert "over 3 runs [" in first.reason and "vs its parent's fitted value" in first.reason
+    again = next(r for r in rows if r.kind == "confirm")
+    assert again.reason.startswith(f"run 2 of #{first.experiment}: ")
     assert load_state(repo, TAG).candidates == []
     check_git_matches_results(repo, TAG)

@@ -300,8 +300,10 @@ def _file_size_limit(limit: int):
 
 @pytest.mark.parametrize("kind, limit, fails", [
     ("parquet", 100_000, "data/shard_00000.parquet"),  # a copy of the user's file
-    ("jsonl", 100_000, "data/shard_00000.parquet"),  # a shard written from text
-    ("small jsonl", 15_000, "tokenizer/tokenizer.pkl"),  # the shards fit, the tokenizer not
+    pytest.param("jsonl", 100_000, "data/shard_00000.parquet",  # a shard written from text
+                 marks=pytest.mark.slow),
+    pytest.param("small jsonl", 15_000, "tokenizer/tokenizer.pkl",  # the shards fit, the
+                 marks=pytest.mark.slow),  # tokenizer not
 ])
 def test_a_file_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(
         tmp_path, mini_corpus, kind, limit, fails):

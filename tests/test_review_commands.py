@@ -218,6 +218,7 @@ def shift_session(repo: Path, after: int, hours: float) -> None:
         append_result(repo / "results.tsv", row)
 
 
+@pytest.mark.slow
 def test_rates_count_the_loop_time_and_the_words_are_the_readme_s(tmp_path):
     repo = make_repo(tmp_path / "repo")
     run_loop(repo, [edit("lower val", VAL_BPB=0.9)], noise_runs=1)
@@ -229,7 +230,7 @@ def test_rates_count_the_loop_time_and_the_words_are_the_readme_s(tmp_path):
     runs = read_results(repo / "results.tsv")
     # runs: every train.py execution; experiments: the agent's two; keeps: the kept one
     assert data["runs"] == len(runs) and data["experiments"] == 2 and data["kept"] == 1
-    assert data["runs_by_kind"]["baseline"] == 1 and data["runs_by_kind"]["confirm"] == 1
+    assert data["runs_by_kind"]["baseline"] == 1 and data["runs_by_kind"]["noise"] == 1
     # two short sessions ten hours apart: the ten idle hours are not the loop's time
     assert data["active_hours"] < 1 and not data["active_estimated"]
     assert data["experiments_per_hour"] == pytest.approx(2 / data["active_hours"])

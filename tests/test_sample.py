@@ -164,3 +164,19 @@ def test_weights_that_do_not_fit_are_a_user_error(repo):
     (run / "train.py").write_text(TRAIN_V2)  # as if the copy were of the wrong code
     with pytest.raises(UserError, match=r"model.pt does not fit the GPT of its train.py: .*Miss"):
         sample_run(run, "a", max_tokens=1, device="cpu")
+
+
+def test_each_repo_gets_its_own_harness_module(tmp_path, monkeypatch):
+    """harness.py is imported afresh from the repository sampled, as prepare.py is: never the
+    copy that another repository (or profile) left in sys.modules."""
+    monkeypatch.delitem(sys.modules, "harness", raising=False)  # put back after the test
+    modules = []
+    for name in ("one", "two"):
+        repo = tmp_path / name
+        run_dir = repo / "runs" / "0001-abc1234"
+        run_dir.mkdir(parents=True)
+        (repo / "prepare.py").write_text(PREPARE)
+        (repo / "harness.py").write_text(f"WHERE = {name!r}\n")
+        (run_dir / "train.py").write_text(TRAIN_V1 + "\nfrom harness import WHERE  # noqa\n")
+        modules.append(load_run_module(run_dir, repo))
+    assert [m.WHERE for m in modules] == ["one", "two"]

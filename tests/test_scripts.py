@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,41 @@ def test_run_experiment_on_cpu_then_sample_its_checkpoint(prepared_cache, tmp_pa
     (run_dir / "train.py").write_text((ROOT / "train.py").read_text())
     text = sample_run(run_dir, "The", max_tokens=6, temperature=0, device="cpu", repo=ROOT)
     assert text.startswith("The") and len(text) > len("The")
+
+
+# What a train.py prints, from the harness beside it: the budget is constants.py's (the script
+# sets it) and tok/s is total_tokens_M / training_seconds; the value of SPEED tells files apart.
+SPEED_TRAIN = """import os
+from constants import TIME_BUDGET
+
+assert os.path.isfile("harness.py")  # today's train.py imports it: a copy must lie beside it
+
+SPEED = {speed}
+print("---")
+for key, value in [("val_bpb", 1.5), ("training_seconds", TIME_BUDGET), ("total_seconds", 60),
+                   ("peak_vram_mb", 0), ("mfu_percent", SPEED / 10), ("total_tokens_M",
+                   SPEED * TIME_BUDGET), ("num_steps", 9), ("num_params_M", 1), ("depth", 2)]:
+    print(f"{{key + ':':<18}}{{value}}")
+"""
+
+
+def test_bench_train_speed_compares_train_py_files_in_turn(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "train.py").write_text(SPEED_TRAIN.format(speed=2.0))
+    (tmp_path / "new.py").write_text(SPEED_TRAIN.format(speed=3.0))
+    (tmp_path / "broken.py").write_text("raise SystemExit('error: no GPU here')\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench-train-speed.py"),
+                           "old/train.py", "new.py", "broken.py", "--runs", "2"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stdout.splitlines()
+    old = "val_bpb 1.500000 | mfu_percent 0.20 | tok/s 2,000,000"
+    new = "val_bpb 1.500000 | mfu_percent 0.30 | tok/s 3,000,000"
+    failed = "failed (exit 1: error: no GPU here)"
+    assert lines == [f"A old/train.py run 1: {old}", f"B new.py run 1: {new}",
+                     f"error: C broken.py run 1 {failed}", f"A old/train.py run 2: {old}",
+                     f"B new.py run 2: {new}", f"error: C broken.py run 2 {failed}",
+                     f"A old/train.py mean of 2: {old}", f"B new.py mean of 2: {new}"]
+    assert (tmp_path / "runs" / "train-speed" / "B-2.log").read_text().startswith("---")
+    # the 45 s budget of the lead's device call: training_seconds is the budget here
+    assert "training_seconds: 45" in (tmp_path / "runs" / "train-speed" / "A-1.log").read_text()

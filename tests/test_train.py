@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import REPO, run_train
 
+import harness
 import train
 
 SUMMARY_KEYS = ["val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
@@ -148,8 +149,8 @@ def test_flash_attention_4_op_computes_the_same_attention_and_gradients(monkeypa
         return (out, *torch.autograd.grad((out * torch.linspace(-1, 1, 8)).sum(), (q, k, v)))
 
     expected = loss_and_grads(lambda q, k, v: train.attention(q, k, v, window, None))
-    # another copy of train.py in the process (as `sample` loads runs') registers the ops again
-    spec = importlib.util.spec_from_file_location("train_copy", REPO / "train.py")
+    # another copy of the harness in the process (as `sample` loads runs') registers the ops again
+    spec = importlib.util.spec_from_file_location("harness_copy", REPO / "harness.py")
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
     monkeypatch.setitem(sys.modules, "flash_attn.cute.interface", kernels)
     monkeypatch.setattr(train, "flash_attention_4", True)
@@ -160,7 +161,7 @@ def test_flash_attention_4_op_computes_the_same_attention_and_gradients(monkeypa
     assert kernels.calls["fwd"] >= 1 and kernels.calls["bwd"] >= 1
     for g, e in zip(got, expected, strict=True):
         assert torch.allclose(g, e, atol=1e-10), (g - e).abs().max()
-    torch.library.opcheck(train.fa4_fwd, (q, k, v, window - 1))
+    torch.library.opcheck(harness.fa4_fwd, (q, k, v, window - 1))
 
 
 def test_lr_schedule_holds_then_decays_to_the_final_fraction():
@@ -175,7 +176,7 @@ def test_peak_flops_table_knows_the_common_gpus():
              "NVIDIA H200": 989.5e12, "NVIDIA A100-SXM4-80GB": 312e12, "NVIDIA L40S": 362.05e12,
              "NVIDIA GeForce RTX 4090": 165.2e12, "NVIDIA GeForce RTX 3090": 71e12}
     for name, flops in names.items():
-        assert next(f for key, f in train.PEAK_BF16_FLOPS if key in name) == flops, name
+        assert next(f for key, f in harness.PEAK_BF16_FLOPS if key in name) == flops, name
 
 
 def parse_summary(stdout: str) -> dict[str, float]:
@@ -221,7 +222,7 @@ def test_train_cpu_profile_end_to_end(prepared_cache, tmp_path):
 
 @pytest.mark.slow
 def test_train_fails_fast_on_nan(prepared_cache, tmp_path):
-    for name in ("train.py", "prepare.py", "constants.py"):
+    for name in ("train.py", "prepare.py", "constants.py", "harness.py"):
         shutil.copy(REPO / name, tmp_path / name)
     shutil.copytree(REPO / "autoresearch", tmp_path / "autoresearch")
     source = (tmp_path / "train.py").read_text()
@@ -236,7 +237,7 @@ def test_train_fails_fast_on_nan(prepared_cache, tmp_path):
 
 @pytest.mark.slow
 def test_profiles_keep_the_batch_invariant_and_consumer_follows_the_top_constants(tmp_path):
-    for name in ("prepare.py", "constants.py"):
+    for name in ("prepare.py", "constants.py", "harness.py"):
         shutil.copy(REPO / name, tmp_path / name)
     source = (REPO / "train.py").read_text()
     assert "TOTAL_BATCH_SIZE = 2**19" in source

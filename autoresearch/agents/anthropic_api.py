@@ -14,7 +14,6 @@ from autoresearch.agents.base import AgentError
 from autoresearch.agents.chat import ChatAgent, Reply
 from autoresearch.agents.http import Retry
 from autoresearch.agents.pricing import Price
-from autoresearch.agents.prompt import SYSTEM_PROMPT
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -38,7 +37,7 @@ class AnthropicAgent(ChatAgent):
         self.check(self.base_url + "/v1/models", service="Anthropic API")
 
     def complete(self, messages: list[dict[str, str]]) -> Reply:
-        body = {"model": self.model, "max_tokens": MAX_TOKENS, "system": SYSTEM_PROMPT,
+        body = {"model": self.model, "max_tokens": MAX_TOKENS, "system": self.system,
                 "messages": messages}
         reply = self.post(body, service="Anthropic API")
         content = reply.get("content")

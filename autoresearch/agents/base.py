@@ -13,6 +13,7 @@ from typing import Protocol
 from autoresearch.errors import UserError
 from autoresearch.memory.journal import Entry
 from autoresearch.model import Port, Row
+from autoresearch.target import DEFAULT, Target
 
 
 @dataclass
@@ -42,7 +43,7 @@ class InFlight:
 
 @dataclass
 class AgentRequest:
-    repo: Path  # the work tree; train.py lives at repo / "train.py"
+    repo: Path  # the work tree; the file to edit is repo / target.edited (train.py by default)
     program: str  # program.md text, re-read by the loop every iteration
     train_py: str  # current train.py text (the best commit's; the crashed one when fixing)
     history: list[Row]  # recent results.tsv rows of this tag (kept, discarded, crashed)
@@ -59,6 +60,8 @@ class AgentRequest:
     feedback: str = ""  # why the previous proposal was not run (e.g. a duplicate), if it was not
     plateau: int = 0  # experiments in a row without a keep, once that is a plateau (else 0)
     profile: str = ""  # the harness profile the runs use ("cpu", "h100@45s"); "" if unknown
+    target: Target = DEFAULT  # the file to edit (target.edited, not train.py) and the metric;
+    # best_val_bpb and the history's val_bpb are its loss (target.metric.value shows them)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from autoresearch.agents.base import AgentRefused, AgentRequest, Proposal, Usage
 from autoresearch.agents.edits import EditError, apply_edits, parse_answer
 from autoresearch.agents.http import Retry, check_access, post_json
 from autoresearch.agents.pricing import Price, dollars, list_price
-from autoresearch.agents.prompt import build_context
+from autoresearch.agents.prompt import SYSTEM_PROMPT, build_context, system_prompt
 
 FOLLOW_UP = ("Your answer could not be applied: {reason}. train.py is unchanged. Answer again in "
              "the same format (DESCRIPTION line, then SEARCH/REPLACE blocks whose SEARCH lines are "
@@ -47,6 +47,8 @@ class ChatAgent:
     without it the model's list price does; with neither, `cost_known` is False.
     """
 
+    system = SYSTEM_PROMPT  # the system prompt complete() sends: the request's target's
+
     def __init__(self, *, name: str, model: str, url: str, headers: dict[str, str],
                  key_env: str | None, timeout: float, retry: Retry | None, price: Price | None):
         self.name, self.model, self.url, self.headers = name, model, url, headers
@@ -73,6 +75,7 @@ class ChatAgent:
         raise NotImplementedError
 
     def propose(self, request: AgentRequest) -> Proposal:
+        self.system = system_prompt(request.target)  # the backend's complete() sends it
         messages = [{"role": "user", "content": build_context(request)}]
         reply = self.complete(messages)
         usage = reply.usage
@@ -96,11 +99,13 @@ def _apply(request: AgentRequest, reply: Reply, usage: Usage) -> Proposal:
         raise CutOff(CUT_OFF)
     answer = parse_answer(reply.text)
     new_text = apply_edits(request.train_py, answer.edits)
+    name = request.target.edited
     if new_text == request.train_py:
-        raise EditError("the edits leave train.py unchanged")
+        raise EditError(f"the edits leave {name} unchanged")
     try:
-        compile(new_text, "train.py", "exec")  # cheaper to ask again than to run a syntax error
+        if name.endswith(".py"):  # cheaper to ask again than to run a syntax error
+            compile(new_text, name, "exec")
     except SyntaxError as e:
-        raise EditError(f"the edited train.py does not compile: {e.msg} (line {e.lineno})") from e
-    (request.repo / "train.py").write_text(new_text, encoding="utf-8")
+        raise EditError(f"the edited {name} does not compile: {e.msg} (line {e.lineno})") from e
+    (request.repo / name).write_text(new_text, encoding="utf-8")
     return Proposal(answer.description, usage, answer.hypothesis)

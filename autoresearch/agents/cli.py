@@ -217,7 +217,7 @@ class CLIAgent:
     def propose(self, request: AgentRequest) -> Proposal:
         prompt = cli_prompt(request)
         repo = request.repo.absolute()
-        train_py = repo / "train.py"
+        train_py = repo / request.target.edited
         env = {**os.environ, **request.env}
         usage, last = Usage(), ""
         for attempt in range(1, self.attempts + 1):
@@ -235,9 +235,10 @@ class CLIAgent:
             usage = usage + result.usage
             if not train_py.is_file():
                 train_py.write_text(request.train_py, encoding="utf-8")
-                raise AgentRefused(f"{self.name} deleted train.py (restored)", usage)
+                raise AgentRefused(f"{self.name} deleted {request.target.edited} (restored)",
+                                   usage)
             if train_py.read_text(encoding="utf-8") == request.train_py:
-                raise AgentRefused(f"{self.name} left train.py unchanged: "
+                raise AgentRefused(f"{self.name} left {request.target.edited} unchanged: "
                                    f"{sanitize(result.message, DESCRIPTION_LIMIT)}", usage)
             return Proposal(description_of(result.message), usage,
                             labelled_line(result.message, HYPOTHESIS_RE))

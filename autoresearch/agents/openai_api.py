@@ -15,7 +15,6 @@ from autoresearch.agents.base import AgentError
 from autoresearch.agents.chat import ChatAgent, Reply
 from autoresearch.agents.http import Retry
 from autoresearch.agents.pricing import Price
-from autoresearch.agents.prompt import SYSTEM_PROMPT
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-5"
@@ -50,7 +49,7 @@ class OpenAIAgent(ChatAgent):
 
     def complete(self, messages: list[dict[str, str]]) -> Reply:
         body = {"model": self.model,
-                "messages": [{"role": "system", "content": SYSTEM_PROMPT}, *messages]}
+                "messages": [{"role": "system", "content": self.system}, *messages]}
         reply = self.post(body, service=f"chat API at {self.url}")
         try:
             choice = reply["choices"][0]

@@ -10,6 +10,7 @@ from autoresearch.agents.base import AgentRequest
 from autoresearch.memory.literals import profile_overrides
 from autoresearch.model import Row
 from autoresearch.redact import sanitize
+from autoresearch.target import DEFAULT, Target
 
 RECENT_ROWS = 10  # the latest runs in full; the digest covers the whole night in brief
 DESCRIPTION_WIDTH = 110  # results-table description column, truncated beyond
@@ -21,6 +22,15 @@ val_bpb (validation bits per byte): lower is better. Everything except train.py 
 tokenizer, evaluation, time budget, installed packages). A change is kept only if it beats the
 best val_bpb by more than the noise threshold; otherwise it is reverted. A crash wastes a run, so
 keep the code correct. Make one focused, well-motivated change per experiment."""
+
+# The role for a target of its own (target.py): the same loop, its file and its metric
+TARGET_ROLE = """\
+You are an autonomous researcher. You improve {file}, one experiment at a time. Each experiment
+runs the project's fixed evaluation and is scored by {metric}: {direction} is better. Everything
+except {file} is fixed (the evaluation, its data, the time limit, installed packages). A change
+is kept only if it beats the best {metric} by more than the noise threshold; otherwise it is
+reverted. A crash wastes a run, so keep the code correct. Make one focused, well-motivated change
+per experiment."""
 
 SYSTEM_PROMPT = ROLE + """
 
@@ -51,15 +61,44 @@ HYPOTHESIS: <one line: why you expect it to lower val_bpb>
 """
 
 
-def results_table(rows: list[Row], limit: int = RECENT_ROWS) -> str:
-    """The last `limit` runs as a compact fixed-width table, most recent last."""
+def role(target: Target) -> str:
+    """Who the agent is: the LLM-pretraining researcher, or the same for a target's own file
+    and metric."""
+    if not target.custom:
+        return ROLE
+    return TARGET_ROLE.format(file=target.edited, metric=target.metric.name,
+                              direction=target.metric.direction)
+
+
+def for_target(text: str, target: Target) -> str:
+    """A default-target instruction (the answer format, the CLI rules) worded for `target`."""
+    if not target.custom:
+        return text
+    return text.replace("lower val_bpb", f"{goal(target)} {target.metric.name}").replace(
+        "train.py", target.edited)
+
+
+def goal(target: Target) -> str:
+    """The verb of an improvement: lower val_bpb, raise accuracy."""
+    return "lower" if target.metric.direction == "lower" else "raise"
+
+
+def system_prompt(target: Target = DEFAULT) -> str:
+    """The API agents' system prompt: the role and the answer format."""
+    return role(target) + for_target(SYSTEM_PROMPT.removeprefix(ROLE), target)
+
+
+def results_table(rows: list[Row], limit: int = RECENT_ROWS, target: Target = DEFAULT) -> str:
+    """The last `limit` runs as a compact fixed-width table, most recent last (values as the
+    metric's own, rows hold its loss)."""
     if not rows:
         return "(no runs yet)"
+    metric = target.metric
     lines = [f"({len(rows) - limit} earlier runs not shown)"] if len(rows) > limit else []
-    lines.append(f"{'exp':>4}  {'commit':7}  {'val_bpb':>8}  {'mem_gb':>6}  {'status':7}  "
+    lines.append(f"{'exp':>4}  {'commit':7}  {metric.name:>8}  {'mem_gb':>6}  {'status':7}  "
                  f"{'kind':10}  description")
     for row in rows[-limit:]:
-        bpb = "-" if row.is_crash else f"{row.val_bpb:.6f}"
+        bpb = "-" if row.is_crash else f"{metric.value(row.val_bpb):.6f}"
         mem = "-" if row.is_crash else f"{row.memory_gb:.1f}"
         exp = "-" if row.experiment is None else str(row.experiment)
         desc = sanitize(row.description + (f" [{row.reason}]" if row.reason else ""),
@@ -71,10 +110,12 @@ def results_table(rows: list[Row], limit: int = RECENT_ROWS) -> str:
 
 def build_context(request: AgentRequest) -> str:
     """program.md, the whole night in brief, the latest runs, what the other workers try now,
-    the crash to fix or the change to port (if any), train.py, and the task."""
-    parts = ["# Research program (program.md)\n", request.program.strip(), "\n\n"]
+    the crash to fix or the change to port (if any), the editable file, and the task."""
+    target = request.target
+    name, file = target.metric.name, target.edited
+    parts = [f"# Research program ({target.program})\n", request.program.strip(), "\n\n"]
     if request.best_val_bpb is not None:
-        parts.append(f"Best val_bpb so far: {request.best_val_bpb:.6f}.")
+        parts.append(f"Best {name} so far: {target.metric.value(request.best_val_bpb):.6f}.")
         if request.noise_threshold is not None:
             parts.append(f" Smallest gain the loop confirms reliably: {request.noise_threshold:.6f}"
                          " (a change is kept when repeated runs paired with the code it was made"
@@ -83,8 +124,9 @@ def build_context(request: AgentRequest) -> str:
         parts.append("\n\n")
     if request.digest:
         parts += ["# The night so far: every run, summarised\n", request.digest.strip(), "\n\n"]
-    parts.append("# Latest runs (most recent last; lower val_bpb is better)\n")
-    parts += ["```\n", results_table(request.history, RECENT_ROWS), "\n```\n\n"]
+    parts.append(f"# Latest runs (most recent last; {target.metric.direction} {name} is "
+                 f"better)\n")
+    parts += ["```\n", results_table(request.history, RECENT_ROWS, target), "\n```\n\n"]
     if request.inflight:
         parts.append("# Queued or running right now (do not duplicate these)\n")
         parts += [f"- worker {f.worker}: {sanitize(f.description, DESCRIPTION_WIDTH)}"
@@ -104,20 +146,21 @@ def build_context(request: AgentRequest) -> str:
         port = request.port
         parts += [f"# A change to port: #{port.n} ({sanitize(port.description)})\n",
                   "It beat the code it was made on, but the best has moved since, and the "
-                  "three-way merge of train.py conflicts. Its change, as a diff against its own "
+                  f"three-way merge of {file} conflicts. Its change, as a diff against its own "
                   "parent:\n", "```diff\n", port.diff.rstrip("\n"), "\n```\n\n"]
-    parts += ["# Current train.py\n", "```python\n", request.train_py.rstrip("\n"), "\n```\n"]
+    parts += [f"# Current {file}\n", "```python\n", request.train_py.rstrip("\n"), "\n```\n"]
     parts += [overrides_line(request), "\n"]
     parts.append("# Task\n")
     if request.crash_log is not None:
-        parts.append("Fix train.py so that it runs: repair the cause of the crash above, keeping "
+        parts.append(f"Fix {file} so that it runs: repair the cause of the crash above, keeping "
                      "the experiment's idea if it is sound.")
     elif request.port is not None:
-        parts.append("Apply the same change to the current train.py above (the new best), "
+        parts.append(f"Apply the same change to the current {file} above (the new best), "
                      "adapting it where the code has moved. Change nothing else.")
     else:
-        parts.append("Propose one change to train.py that you expect to lower val_bpb. Do not "
-                     "repeat an experiment from the summary unless you have a new reason to.")
+        parts.append(f"Propose one change to {file} that you expect to {goal(target)} {name}. "
+                     "Do not repeat an experiment from the summary unless you have a new reason "
+                     "to.")
     return "".join(parts) + "\n"
 
 
@@ -136,5 +179,7 @@ def overrides_line(request: AgentRequest) -> str:
 
 
 def cli_prompt(request: AgentRequest) -> str:
-    """The whole prompt for a CLI agent (Claude Code, Codex) that edits train.py itself."""
-    return CLI_INSTRUCTIONS + "\n" + build_context(request)
+    """The whole prompt for a CLI agent (Claude Code, Codex) that edits the file itself."""
+    target = request.target
+    return role(target) + for_target(CLI_INSTRUCTIONS.removeprefix(ROLE), target) + "\n" + \
+        build_context(request)

@@ -137,8 +137,9 @@ class SweepAgent:
         if mutation is None:
             raise AgentRefused("sweep has measured every neighbour of the current train.py")
         new_text = apply(request.train_py, mutation)
-        compile(new_text, "train.py", "exec")  # a rule that breaks the file is a bug here
-        (request.repo / "train.py").write_text(new_text, encoding="utf-8")
+        name = request.target.edited
+        compile(new_text, name, "exec")  # a rule that breaks the file is a bug here
+        (request.repo / name).write_text(new_text, encoding="utf-8")
         return Proposal(mutation.description, Usage(cost_usd=0.0))
 
 

@@ -34,7 +34,7 @@ DEFAULT_MAX_TOKENS = 64
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_K = 40
 DEFAULT_SEED = 42  # fixed, so samples of different experiments differ by the model alone
-HARNESS_MODULES = ("prepare", "constants")  # what a train.py imports from the repo root
+HARNESS_MODULES = ("prepare", "constants", "harness")  # what a train.py imports from the repo root
 PROFILE_ENV = "AUTORESEARCH_PROFILE"
 
 

@@ -20,7 +20,7 @@ from autoresearch.execution.parse import Progress
 @dataclass
 class RunSpec:
     n: int  # run number, for messages
-    files: dict[str, str]  # name -> text, written into the run folder before the run
+    files: dict[str, str | bytes]  # name -> content, written into the run folder before the run
     run_dir: Path  # on the loop's machine: run.log, metrics, weights end up here
     cmd: list[str]  # run in the run folder, e.g. [python, "train.py"]
     timeout: float

@@ -4,6 +4,7 @@
     --gpus all    one worker per visible GPU (CUDA_VISIBLE_DEVICES, if set, says which)
     --gpus 0,1,3  one worker per listed GPU
     --gpus 0,0    two workers on GPU 0, where memory allows: the mechanism on a single GPU
+    --workers N   N workers on the CPU, GPUs hidden (a target with gpu = false; cpu_slots)
 
 Numbers are only comparable on one GPU model, so workers on different models are refused unless
 the user says --mixed-gpus (the loop then compares runs only within one model).
@@ -72,3 +73,25 @@ def plan_slots(spec: str | None, mixed: bool, gpus: dict[str, str] | None = None
                         f"numbers do not compare. Pick GPUs of one model, or pass --mixed-gpus "
                         f"to compare runs only within each model")
     return [Slot(k, g, gpus[g]) for k, g in enumerate(chosen)]
+
+
+def cpu_slots(workers: int) -> list[Slot]:
+    """`workers` workers on the CPU: each run sees no GPU (CUDA_VISIBLE_DEVICES empty), so the
+    runs of a CPU target compare on one device, the CPU."""
+    if workers < 1:
+        raise UserError(f"--workers {workers}: give 1 or more")
+    return [Slot(k, "", CPU) for k in range(workers)]
+
+
+def plan_workers(workers: int | None, gpus: str | None, mixed: bool, gpu_target: bool
+                 ) -> list[Slot]:
+    """The workers of a run: --workers N on the CPU; a CPU target (gpu = false) runs on the CPU
+    (one worker without --workers); else --gpus as plan_slots says."""
+    if workers is not None and gpus is not None:
+        raise UserError("--workers runs workers on the CPU and --gpus on GPUs: give one of them")
+    if not gpu_target and gpus is not None:
+        raise UserError("this target runs on the CPU (gpu = false in pyproject.toml): use "
+                        "--workers N instead of --gpus")
+    if workers is not None or not gpu_target:
+        return cpu_slots(workers or 1)
+    return plan_slots(gpus, mixed)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from autoresearch.errors import UserError
 from autoresearch.execution.executor import RunResult, RunSpec
-from autoresearch.execution.gpus import Slot, plan_slots
+from autoresearch.execution.gpus import Slot, plan_workers
 from autoresearch.execution.parse import Progress, last_progress
 from autoresearch.execution.procs import kill_group, kill_marked, reaper_env, supervised
 from autoresearch.execution.sandbox import run_view
@@ -138,12 +138,14 @@ def _read_tail(path: Path) -> str:
 
 @dataclass(frozen=True)
 class LocalConfig:
-    """Runs on this machine: a worker per GPU that --gpus names (execution/gpus.py), or one on
-    the GPU or CPU this process inherits. Checked as it is made."""
+    """Runs on this machine: a worker per GPU that --gpus names (execution/gpus.py), --workers
+    N on the CPU, or one on the GPU or CPU this process inherits. Checked as it is made."""
 
     gpus: str | None = None  # --gpus: "all", "0,1", "0,0"; None: one worker
     mixed_gpus: bool = False
     train_cmd: str | None = None  # --train-cmd, as typed; None: this Python runs train.py
+    workers: int | None = None  # --workers: N workers on the CPU
+    gpu_target: bool = True  # False: the target runs on the CPU (gpu = false), --gpus refused
 
     def __post_init__(self) -> None:
         if self.gpus is not None and self.gpus.strip() != "all" and not all(
@@ -157,8 +159,9 @@ class LocalConfig:
         return train_command(self.train_cmd, default_train_cmd())
 
     def slots(self) -> list[Slot]:
-        """The workers: one per GPU --gpus names, or one on what this process inherits."""
-        return plan_slots(self.gpus, self.mixed_gpus)
+        """The workers: on the CPU (--workers, or a CPU target), one per GPU --gpus names, or
+        one on what this process inherits."""
+        return plan_workers(self.workers, self.gpus, self.mixed_gpus, self.gpu_target)
 
 
 def train_command(text: str | None, default: list[str]) -> list[str]:
@@ -205,5 +208,10 @@ def write_run_files(spec: RunSpec) -> None:
     log = spec.run_dir / "run.log"
     if log.exists():
         log.replace(spec.run_dir / "run.log.interrupted")
-    for name, text in spec.files.items():
-        (spec.run_dir / name).write_text(text)
+    for name, data in spec.files.items():
+        path = spec.run_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)  # a target's file may be in a folder
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)

@@ -8,9 +8,13 @@ wrong number here silently steers the whole research run.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.target import LOSS, Metric
 
 SUMMARY_KEYS = ("val_bpb", "training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent",
                 "total_tokens_M", "num_steps", "num_params_M", "depth")
@@ -126,6 +130,51 @@ def read_run(returncode: int | None, text: str, timed_out: bool) -> RunVerdict:
     if not all(math.isfinite(value) for value in metrics.values()):
         return RunVerdict(None, "nan", profile)  # a block with nan/inf in it is not a result
     return RunVerdict(metrics, "", profile)
+
+
+def parse_block(text: str) -> dict[str, float]:
+    """A target's summary block, read loosely: the `key: number` lines right after the LAST
+    line that is exactly `---` (any keys, any order; the block ends at the first other line).
+    Only the last block counts, as in parse_summary."""
+    lines = split_lines(text)
+    starts = [i for i, line in enumerate(lines) if line == "---"]
+    values: dict[str, float] = {}
+    for line in lines[starts[-1] + 1:] if starts else []:
+        match = _SUMMARY_LINE.match(line)
+        if not match:
+            break
+        values.setdefault(match.group(1), float(match.group(2)))
+    return values
+
+
+def read_json_metrics(path: Path) -> dict[str, float]:
+    """The numbers of the JSON object a run wrote; {} when there is none or it is no object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: float(v) for k, v in data.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def read_target_run(metric: Metric, returncode: int | None, text: str, timed_out: bool,
+                    run_dir: Path) -> RunVerdict:
+    """Judge a finished run of a target's command: usable only with exit 0 and a finite value
+    of the metric (from the summary block, or from metric.file in the run folder). Its metrics
+    are the metric's value, the extra keys it reported, and LOSS, the loss the loop compares."""
+    profile = parse_profile(text)
+    if timed_out or returncode != 0:
+        return RunVerdict(None, classify_crash(returncode, text, timed_out), profile)
+    found = read_json_metrics(run_dir / metric.file) if metric.file else parse_block(text)
+    value = found.get(metric.name)
+    if value is None:
+        return RunVerdict(None, "other", profile)
+    if not math.isfinite(value):
+        return RunVerdict(None, "nan", profile)
+    extra = {k: found[k] for k in metric.extra if k in found}
+    return RunVerdict({LOSS: metric.loss(value), metric.name: value, **extra}, "", profile)
 
 
 _ERROR_LINE = re.compile(r"(Error|Exception|error:|Errno|Killed|fatal|not found|No such)",

@@ -117,11 +117,15 @@ class RayConfig:
     mixed_gpus: bool = False
     train_cmd: str | None = None  # --train-cmd, as typed; None: the node's Python runs train.py
     gpus: str | None = None  # --gpus: refused, Ray places the runs
+    workers: int | None = None  # --workers: refused, Ray runs on GPUs
+    gpu_target: bool = True  # False: the target runs on the CPU, which --ray does not serve
 
     def __post_init__(self) -> None:
         self.command()
-        if self.gpus:
-            raise UserError("--ray places runs on the cluster's GPUs: leave --gpus out")
+        if self.gpus or self.workers or not self.gpu_target:
+            raise UserError("--ray places runs on the cluster's GPUs: leave --gpus and --workers "
+                            "out" + ("" if self.gpu_target else
+                                     " (this target runs on the CPU: use --workers)"))
         if not self.address.strip():
             raise UserError("--ray needs the cluster: 'auto', host:6379 or ray://host:10001")
 

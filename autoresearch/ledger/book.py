@@ -17,17 +17,20 @@ from autoresearch.memory import journal
 from autoresearch.model import AGENT_KINDS, Row
 from autoresearch.names import RESULTS
 from autoresearch.policy import Fit
+from autoresearch.target import DEFAULT, Metric
 
 
 class Ledger:
     """results.tsv (the tag's rows) and the journal of one tag."""
 
-    def __init__(self, repo: Path, tag: str, git: journal.Commits, warn: Callable[[str], None]):
+    def __init__(self, repo: Path, tag: str, git: journal.Commits, warn: Callable[[str], None],
+                 metric: Metric = DEFAULT.metric):
         self.repo, self.tag, self.git = repo, tag, git
+        self.metric = metric  # results.tsv's metric column: rows hold its loss
         self.journal_path = tag_dir(repo, tag) / journal.JOURNAL
         self.reported: set[str] = set()  # results.tsv's damaged rows, each warned about once
         self.results = Parsed(repo / RESULTS,
-                              lambda path: read_reported(path, warn, self.reported))
+                              lambda path: read_reported(path, warn, self.reported, metric))
         self.journal = Parsed(self.journal_path, journal.load)
 
     def rows(self) -> list[Row]:
@@ -65,7 +68,7 @@ class Ledger:
         present = {r.experiment for r in self.rows()}
         for row in rows:
             if row.experiment not in present:
-                append_result(self.repo / RESULTS, row)
+                append_result(self.repo / RESULTS, row, self.metric)
         self._journal(rows, subjects)
 
     def rebuild_journal(self) -> int:

@@ -39,6 +39,7 @@ from autoresearch.model import (
 )
 from autoresearch.names import DEFAULT_MAX_PAIRS
 from autoresearch.policy import Context, Rule, confirm_job, decide, measure
+from autoresearch.target import DEFAULT, Metric
 from autoresearch.verify.private import Verifier
 from autoresearch.workspace.git import Git, commit_message
 from autoresearch.workspace.merge import Carried, carry
@@ -52,10 +53,12 @@ class Coordinator:
     def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
                  max_fix_attempts: int, plateau_after: int, log: Callable[[str, str], None],
                  outcome: Callable[[Row], None], max_pairs: int = DEFAULT_MAX_PAIRS,
-                 verifier: Verifier | None = None, changed: threading.Condition | None = None):
+                 verifier: Verifier | None = None, changed: threading.Condition | None = None,
+                 metric: Metric = DEFAULT.metric, controls: bool = False):
         self.repo, self.git, self.state = repo, git, state
+        self.metric = metric  # results.tsv's metric column: rows hold its loss
         self.noise_runs = noise_runs
-        self.rule = Rule(max_pairs=max_pairs, floor=noise_floor)
+        self.rule = Rule(max_pairs=max_pairs, floor=noise_floor, controls=controls)
         self.plateau_after = plateau_after
         self.max_fix_attempts = max_fix_attempts
         self.log, self.outcome = log, outcome
@@ -65,7 +68,7 @@ class Coordinator:
         self.changed = changed or threading.Condition(threading.RLock())
         self.lock = self.changed
         self.ledger = Ledger(repo, state.tag, git,
-                             lambda problem: self.log(f"warning: {problem}", "yellow"))
+                             lambda problem: self.log(f"warning: {problem}", "yellow"), metric)
         self.budget = Budget(state, self.ledger)
         self.desk = Desk(repo, state, self.lock, git, self.ledger, self.budget, self._queue,
                          max_fix_attempts)
@@ -138,8 +141,9 @@ class Coordinator:
         values = wave_values(rows)
         if s.best_commit is None or not values:
             return
-        s.noise = measure(self.ledger.model(rows), values, self.rule, self.noise_runs)
-        self.log(noise_line(s.noise, progress(rows).best), "cyan")
+        s.noise = measure(self.ledger.model(rows), values, self.rule, self.noise_runs,
+                          s.best_commit[:7])
+        self.log(noise_line(s.noise, self.metric.value(progress(rows).best)), "cyan")
 
     # ---- jobs
 
@@ -170,8 +174,8 @@ class Coordinator:
         """The next job for a worker's GPU: its follow-ups first, then its agent's proposal
         (only once the noise threshold is known, and never a new idea past --max-experiments).
         A proposal whose parent is no longer the best is rebased onto it first (the merge and
-        its commit outside the lock), when train.py merges cleanly; one that the rebase leaves
-        a program already tried is dropped."""
+        its commit outside the lock), when the edited file merges cleanly; one that the rebase
+        leaves a program already tried is dropped."""
         while True:
             with self.lock:
                 job, best = self._next_ready(worker, max_experiments), self.best()
@@ -185,8 +189,8 @@ class Coordinator:
                     continue  # the best moved on meanwhile: look again
                 if carried.commit is None:
                     self.log(f"{job.id}: proposed on {job.parent[:7]}, the best moved to "
-                             f"{best[:7]} and train.py does not merge: it runs on its own "
-                             f"parent", "yellow")
+                             f"{best[:7]} and {self.git.editable} does not merge: it runs on "
+                             f"its own parent", "yellow")
                     return job
                 self._rebased(job, best, carried)
                 if not self._drop_if_known(job):
@@ -330,8 +334,8 @@ class Coordinator:
         s.tasks += d.tasks
         wave_done = not any(j.kind in WAVE_JOBS for j in s.jobs if j is not job)
         if (job.kind in WAVE_JOBS and wave_done) or \
-                (job.kind == Kind.CONTROL and s.noise is not None):
-            self._measure_noise()  # a control is the parent again: one more look at the noise
+                (job.kind in (Kind.CONTROL, Kind.CONFIRM) and s.noise is not None):
+            self._measure_noise()  # a control or a replica repeats a commit: one more look
         s.rejections = 0
 
     def _plan_port(self, port: Port) -> Job | Task:
@@ -342,8 +346,8 @@ class Coordinator:
         carried = carry(self.git, port.parent, best, port.commit, commit_message(
             description, self.git.hypothesis(port.commit), f"port of #{port.n}"))
         if carried.commit is None:
-            self.log(f"#{port.n}: train.py does not merge onto the new best {best[:7]}: asking "
-                     f"worker {port.worker}'s agent to port it", "yellow")
+            self.log(f"#{port.n}: {self.git.editable} does not merge onto the new best "
+                     f"{best[:7]}: asking worker {port.worker}'s agent to port it", "yellow")
             return Task(Kind.PORT, port.worker, port.n, port.commit, port.parent,
                         port.description, carried.text,
                         diff=self.git.diff(port.parent, port.commit))

@@ -1,7 +1,10 @@
 """results.tsv: the loop's ledger, one row per training run.
 
 The first five columns are the ones every autoresearch tool reads (commit, val_bpb, memory_gb,
-status, description); ours add more after them. Files written by other tools have only the five
+status, description); ours add more after them. A target of its own (target.py) names the second
+column after its metric and holds the metric's own value there; in memory a Row's `val_bpb` is
+always the loss the loop compares (Metric.loss), so the conversion happens here, at the file.
+Files written by other tools have only the five
 and must read fine. The loop is the only writer; each row is flushed and fsynced before git is
 touched, so a crash never leaves git ahead of the ledger.
 """
@@ -16,6 +19,7 @@ from pathlib import Path
 from autoresearch.errors import UserError
 from autoresearch.model import Row, Status
 from autoresearch.redact import sanitize
+from autoresearch.target import DEFAULT, Metric, metric_beside
 
 STATUSES = tuple(s.value for s in Status)
 
@@ -95,12 +99,25 @@ def _parse(name: str, text: str) -> object:
     return text
 
 
-def format_row(row: Row) -> str:
-    return "\t".join(_format(name, getattr(row, name)) for name in COLUMNS)
+def columns(metric: Metric = DEFAULT.metric) -> list[str]:
+    """results.tsv's header for a metric: karpathy's for val_bpb, the metric's name in the
+    second column for any other."""
+    return [metric.name if name == "val_bpb" else name for name in COLUMNS]
 
 
-def read_results(path: Path | str, problems: list[str] | None = None) -> list[Row]:
-    """Read any results.tsv: ours (all columns) or another tool's (the standard five).
+def format_row(row: Row, metric: Metric = DEFAULT.metric) -> str:
+    """One line of results.tsv; the loss is written as the metric's own value."""
+    def cell(name: str) -> str:
+        value = getattr(row, name)
+        return _format(name, metric.value(value) + 0.0 if name == "val_bpb" else value)  # no -0
+    return "\t".join(cell(name) for name in COLUMNS)
+
+
+def read_results(path: Path | str, problems: list[str] | None = None,
+                 metric: Metric | None = None) -> list[Row]:
+    """Read any results.tsv: ours (all columns) or another tool's (the standard five), its metric
+    column (`metric.name`; by default the metric of the pyproject.toml beside the file, val_bpb
+    without one) read into each Row's val_bpb as the loss.
 
     Columns are matched by header name, so extra or reordered columns are fine; unknown ones are
     ignored. A missing file reads as no rows. A row is never guessed at: one that cannot be read
@@ -112,14 +129,17 @@ def read_results(path: Path | str, problems: list[str] | None = None) -> list[Ro
     path = Path(path)
     if not path.exists():
         return []
+    metric = metric or metric_beside(path)
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not a readable results.tsv ({e})") from None
-    header = [h.strip() for h in lines[0].rstrip("\r").split("\t")]
+    # the metric's column read as val_bpb, the name the Row and the rest of the loop use
+    header = ["val_bpb" if h.strip() == metric.name else h.strip()
+              for h in lines[0].rstrip("\r").split("\t")]
     if header == [""]:
         return []
-    missing = [c for c in STANDARD_COLUMNS if c not in header]
+    missing = [metric.name if c == "val_bpb" else c for c in STANDARD_COLUMNS if c not in header]
     if missing:
         raise UserError(f"{path} is not a results.tsv: header lacks {', '.join(missing)}")
     rows, first_line = [], {}  # (tag, experiment) -> the line that has it
@@ -129,6 +149,7 @@ def read_results(path: Path | str, problems: list[str] | None = None) -> list[Ro
             continue
         try:
             row = _read_row(header, line.split("\t"))
+            row.val_bpb = metric.loss(row.val_bpb)
             key = (row.tag, row.experiment)
             if row.experiment is not None and key in first_line:
                 of_tag = f" of tag {row.tag}" if row.tag else ""
@@ -143,11 +164,12 @@ def read_results(path: Path | str, problems: list[str] | None = None) -> list[Ro
     return rows
 
 
-def read_reported(path: Path | str, warn: Callable[[str], None], reported: set[str]) -> list[Row]:
+def read_reported(path: Path | str, warn: Callable[[str], None], reported: set[str],
+                  metric: Metric | None = None) -> list[Row]:
     """read_results, each problem handed to `warn` once: a long-running caller keeps `reported`,
     the problems already told, between reads."""
     problems: list[str] = []
-    rows = read_results(path, problems)
+    rows = read_results(path, problems, metric)
     for problem in problems:
         if problem not in reported:
             reported.add(problem)
@@ -177,7 +199,7 @@ def _read_row(header: list[str], cells: list[str]) -> Row:
     return Row(**values)
 
 
-def append_result(path: Path | str, row: Row) -> None:
+def append_result(path: Path | str, row: Row, metric: Metric = DEFAULT.metric) -> None:
     """Append one row (writing the header first if the file is new), flushed and fsynced."""
     path = Path(path)
     if row.status not in STATUSES:
@@ -187,15 +209,15 @@ def append_result(path: Path | str, row: Row) -> None:
     unterminated = not new and _last_byte(path) != b"\n"
     with open(path, "a", encoding="utf-8") as f:
         if new:
-            f.write("\t".join(COLUMNS) + "\n")
+            f.write("\t".join(columns(metric)) + "\n")
         elif unterminated:
             f.write("\n")
-        f.write(format_row(row) + "\n")
+        f.write(format_row(row, metric) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def upgrade_header(path: Path) -> bool:
+def upgrade_header(path: Path, metric: Metric = DEFAULT.metric) -> bool:
     """Give a results.tsv written by an earlier version of this loop (its header a prefix of
     COLUMNS) today's header, so that appended rows line up with their names. Rows are kept byte
     for byte; the file is replaced atomically. False if there was nothing to upgrade."""
@@ -203,13 +225,13 @@ def upgrade_header(path: Path) -> bool:
     if not path.is_file() or path.stat().st_size == 0:
         return False
     header, _, body = path.read_text(encoding="utf-8").partition("\n")
-    names = header.split("\t")
-    ours = len(names) > len(STANDARD_COLUMNS) and names == COLUMNS[: len(names)]
-    if names == COLUMNS or not ours:  # the five standard columns alone: another tool's file
+    names, today = header.split("\t"), columns(metric)
+    ours = len(names) > len(STANDARD_COLUMNS) and names == today[: len(names)]
+    if names == today or not ours:  # the five standard columns alone: another tool's file
         return False
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\t".join(COLUMNS) + "\n" + body)
+        f.write("\t".join(today) + "\n" + body)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -14,10 +14,11 @@ import re
 from pathlib import Path
 
 from autoresearch.errors import UserError
-from autoresearch.ledger.results import COLUMNS, upgrade_header
+from autoresearch.ledger.results import columns, upgrade_header
 from autoresearch.ledger.state import State, load_state, now_iso, save_state
 from autoresearch.model import Phase
-from autoresearch.names import FIXED_FILES, RESULTS
+from autoresearch.names import RESULTS
+from autoresearch.target import DEFAULT, Metric, Target
 from autoresearch.workspace.git import TRAIN, Git, text_hash
 
 BRANCH_PREFIX = "autoresearch/"
@@ -38,9 +39,9 @@ def check_tag(tag: str) -> None:
         raise UserError(f"bad --tag {tag!r}: use letters, digits, '.', '_' or '-' (e.g. nov21)")
 
 
-def check_results_file(path: Path) -> None:
-    """Rows are appended under the existing header: it must be ours (an older version of ours
-    is upgraded in place), not another tool's."""
+def check_results_file(path: Path, metric: Metric = DEFAULT.metric) -> None:
+    """Rows are appended under the existing header: it must be ours for this metric (an older
+    version of ours is upgraded in place), not another tool's or another target's."""
     if not path.is_file() or path.stat().st_size == 0:
         return
     try:
@@ -48,64 +49,68 @@ def check_results_file(path: Path) -> None:
             header = f.readline().rstrip("\n").split("\t")
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path.name} is unreadable ({e}): move it aside, then run again") from None
-    if header == COLUMNS or upgrade_header(path):
+    if header == columns(metric) or upgrade_header(path, metric):
         return
     raise UserError(f"{path.name} was written by another tool (columns "
                     f"{', '.join(header[:6])}...): move it aside (`mv {path.name} "
                     f"results_old.tsv`), then run again")
 
 
-def fixed_hashes(git: Git, commit: str) -> dict[str, str]:
-    return {name: text_hash(git.file_at(commit, name)) for name in FIXED_FILES}
+def fixed_hashes(git: Git, commit: str, fixed: tuple[str, ...]) -> dict[str, str]:
+    return {name: text_hash(git.blob_at(commit, name)) for name in fixed}
 
 
-def run_files(git: Git, commit: str, state: State) -> dict[str, str]:
-    """The files a run needs: train.py of the commit and the fixed harness, which must not have
-    changed since the tag started (numbers before and after would not compare)."""
-    files = {name: git.file_at(commit, name) for name in (TRAIN, *FIXED_FILES)}
-    changed = [n for n in FIXED_FILES if text_hash(files[n]) != state.fixed_sha256.get(n)]
+def run_files(git: Git, commit: str, state: State) -> dict[str, str | bytes]:
+    """The files a run needs: the editable file of the commit and the fixed harness (the files
+    the tag guards, as bytes: they may be binary), which must not have changed since the tag
+    started (numbers before and after would not compare)."""
+    files: dict[str, str | bytes] = {git.editable: git.file_at(commit)}
+    files.update((name, git.blob_at(commit, name)) for name in state.fixed_sha256)
+    changed = [n for n, sha in state.fixed_sha256.items() if text_hash(files[n]) != sha]
     if changed:
         raise UserError(f"{', '.join(changed)} changed since tag {state.tag} started (sha256 "
                         f"differs): the harness is fixed for a run; start a new --tag")
     return files
 
 
-def open_tag(git: Git, tag: str, data_sha256: str) -> State:
-    """The state of `tag`, new or resumed; raises UserError if it is unusable."""
+def open_tag(git: Git, tag: str, data_sha256: str, target: Target = DEFAULT) -> State:
+    """The state of `tag`, new or resumed; raises UserError if it is unusable. A new tag
+    remembers the target's fixed files by hash (state.fixed_sha256): those are guarded."""
     git.check_repo()
     check_tag(tag)
-    check_results_file(git.repo / RESULTS)
+    check_results_file(git.repo / RESULTS, target.metric)
     state = load_state(git.repo, tag)
     if state is None:
-        return start_new(git, tag, data_sha256)
-    check_resume(git, state, data_sha256)
+        return start_new(git, tag, data_sha256, target.fixed)
+    check_resume(git, state, data_sha256, target.fixed)
     return state
 
 
-def start_new(git: Git, tag: str, data_sha256: str) -> State:
+def start_new(git: Git, tag: str, data_sha256: str, fixed: tuple[str, ...]) -> State:
     branch = branch_for(tag)
     if git.branch_exists(branch):
         raise UserError(f"branch {branch} exists but has no loop state (.autoresearch/{tag}/"
                         f"state.json): it belongs to another run or clone. Pick another --tag, "
                         f"or delete it with `git branch -D {branch}`")
-    if not (git.repo / TRAIN).is_file():
-        raise UserError(f"no train.py in {git.repo.resolve()}: run the loop from the repo root")
-    for path in (TRAIN, *FIXED_FILES):
+    if not (git.repo / git.editable).is_file():
+        raise UserError(f"no {git.editable} in {git.repo.resolve()}: run the loop from the "
+                        f"repo root")
+    for path in (git.editable, *fixed):
         if git.is_dirty(path):
-            raise UserError(dirty_message(path))
+            raise UserError(dirty_message(path, git.editable))
     base = git.head()
-    missing = [name for name in FIXED_FILES if not git.exists_in(base, name)]
+    missing = [name for name in (git.editable, *fixed) if not git.exists_in(base, name)]
     if missing:
         raise UserError(f"{', '.join(missing)} not committed: the harness must be committed "
                         f"before a run (`git add {' '.join(missing)} && git commit`)")
     git.create_branch(branch, base)
     state = State(tag=tag, branch=branch, base_commit=base, created_at=now_iso(),
-                  fixed_sha256=fixed_hashes(git, base), data_sha256=data_sha256)
+                  fixed_sha256=fixed_hashes(git, base, fixed), data_sha256=data_sha256)
     save_state(git.repo, state)
     return state
 
 
-def check_resume(git: Git, state: State, data_sha256: str) -> None:
+def check_resume(git: Git, state: State, data_sha256: str, fixed: tuple[str, ...]) -> None:
     branch = state.branch
     if not git.branch_exists(branch):
         best = (state.best_commit or state.base_commit)[:7]
@@ -120,23 +125,28 @@ def check_resume(git: Git, state: State, data_sha256: str) -> None:
                         f"{expected[:7]}: it was moved outside the loop. Put it back with "
                         f"`git update-ref refs/heads/{branch} {expected}` (commits stay "
                         f"reachable by their sha), or start a new --tag")
+    unguarded = [name for name in fixed if name not in state.fixed_sha256]
+    if unguarded:  # a tag from before the harness grew: its commits may lack the file
+        raise UserError(f"tag {state.tag} started before {', '.join(unguarded)} joined the "
+                        f"fixed harness: its runs would not compare with new ones. Start a new "
+                        f"--tag")
     if state.data_sha256 and data_sha256 != state.data_sha256:
         raise UserError(f"the prepared data or tokenizer changed since tag {state.tag} started: "
                         f"numbers would not compare. Prepare the same data again, or start a new "
                         f"--tag")
 
 
-def unrun_edits_note(state: State) -> str:
-    """What a resumed tag does with uncommitted edits of the checkout's train.py: nothing."""
-    return (f"note: train.py has uncommitted changes, which tag {state.tag} does not run: it "
+def unrun_edits_note(state: State, editable: str = TRAIN) -> str:
+    """What a resumed tag does with uncommitted edits of the checkout's editable file: nothing."""
+    return (f"note: {editable} has uncommitted changes, which tag {state.tag} does not run: it "
             f"resumes from its branch {state.branch}. To try them, commit them and start a new "
             f"--tag")
 
 
-def dirty_message(path: str) -> str:
-    if path == TRAIN:
-        return ("train.py has uncommitted changes, which the baseline would not run: commit "
-                "them (`git commit train.py -m ...`) or drop them (`git checkout train.py`), "
+def dirty_message(path: str, editable: str = TRAIN) -> str:
+    if path == editable:
+        return (f"{path} has uncommitted changes, which the baseline would not run: commit "
+                f"them (`git commit {path} -m ...`) or drop them (`git checkout {path}`), "
                 "then run again")
     return (f"{path} has uncommitted changes: the harness must be committed before a run "
             f"(`git commit {path} -m ...` or `git checkout {path}`)")

@@ -14,19 +14,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from autoresearch.model import Row, is_keep
+from autoresearch.model import Row, is_keep, is_measured
 from autoresearch.policy import Fit, Run, fit
 
 WAVE_KINDS = ("baseline", "noise")
 
 
-def measured(row: Row) -> bool:
-    return row.status != "crash" and row.val_bpb > 0
-
-
 def runs_of(rows: list[Row]) -> list[Run]:
     """The measured runs, as the noise model sees them (a row of another tool: worker 0)."""
-    return [Run(r.commit, str(r.worker or 0), r.val_bpb) for r in rows if measured(r)]
+    return [Run(r.commit, str(r.worker or 0), r.val_bpb) for r in rows if is_measured(r)]
 
 
 def model_of(rows: list[Row]) -> Fit:
@@ -45,7 +41,7 @@ def keep_gain(row: Row, rows: list[Row], before: str) -> float:
 
 
 def _mean(rows: list[Row], commit: str) -> float | None:
-    values = [r.val_bpb for r in rows if r.commit == commit and measured(r)]
+    values = [r.val_bpb for r in rows if r.commit == commit and is_measured(r)]
     return sum(values) / len(values) if values else None
 
 
@@ -76,9 +72,9 @@ def progress(rows: list[Row]) -> Progress:
     """The night's progress from one tag's rows (see the module docstring). The baseline's value
     is fitted from the baseline wave only, so later control runs of it do not move the best."""
     wave = [r for r in rows if r.kind in WAVE_KINDS]
-    base = next((r for r in rows if r.kind == "baseline" and measured(r)), None)
+    base = next((r for r in rows if r.kind == "baseline" and is_measured(r)), None)
     if base is None:  # another tool's file: its first measured row is the baseline
-        base = next((r for r in rows if measured(r)), None)
+        base = next((r for r in rows if is_measured(r)), None)
         wave = [base] if base else []
     if base is None:
         return Progress(None, math.inf, [])

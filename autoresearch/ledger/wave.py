@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from autoresearch.ledger.state import State
 from autoresearch.ledger.values import WAVE_KINDS
-from autoresearch.model import Job, Kind, Row
+from autoresearch.model import Job, Kind, Row, is_measured
 from autoresearch.policy import Noise
 
 WAVE_JOBS = (Kind.BASELINE, Kind.NOISE)
@@ -33,8 +33,7 @@ def missing_wave(state: State, rows: list[Row], workers: int, noise_runs: int) -
 
 def wave_values(rows: list[Row]) -> list[float]:
     """The measured values of the unmodified code."""
-    return [r.val_bpb for r in rows if r.kind in WAVE_KINDS and r.status != "crash"
-            and r.val_bpb > 0]
+    return [r.val_bpb for r in rows if r.kind in WAVE_KINDS and is_measured(r)]
 
 
 def noise_line(noise: Noise, best: float | None) -> str:

@@ -24,11 +24,12 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autoresearch.memory.fingerprint import COMMENTS_ONLY
 from autoresearch.memory.journal import Entry
 from autoresearch.redact import sanitize
+from autoresearch.target import DEFAULT, Metric
 
 DIGEST_TOKENS = 2000  # about a page: room for the night's shape without crowding out the code
 CHARS_PER_TOKEN = 4  # the usual average for English and code; a budget is budget * 4 characters
@@ -106,12 +107,15 @@ class Night:
     crashes: list[tuple[str, list[Entry]]]  # per cause, most frequent first
     ideas: list[Idea]  # program.md's ideas that no run appears to have tried
     linked: list[Entry]  # experiments with links (not the confirm/control runs), in run order
+    metric: Metric = DEFAULT.metric  # entries hold its loss; the text shows its own values
 
 
-def build_digest(entries: list[Entry], program: str, budget_tokens: int = DIGEST_TOKENS) -> str:
-    """The journal summarised for a prompt, at most budget_tokens * CHARS_PER_TOKEN characters."""
+def build_digest(entries: list[Entry], program: str, budget_tokens: int = DIGEST_TOKENS,
+                 metric: Metric = DEFAULT.metric) -> str:
+    """The journal summarised for a prompt, at most budget_tokens * CHARS_PER_TOKEN characters;
+    values are the metric's own (the entries hold its loss)."""
     limit = max(0, budget_tokens) * CHARS_PER_TOKEN
-    night = _summarise(entries, program)
+    night = replace(_summarise(entries, program), metric=metric)
     text = ""
     for detail in LADDER:
         text = _render(night, detail)
@@ -294,15 +298,17 @@ def _header(night: Night) -> str:
             f"{count['discard']} discarded, {count['crash']} crashed.")
     measured = [e for e in night.chain if e.val_bpb is not None]
     stepped = [e for e in night.chain if e.best is not None]
+    m = night.metric
     if stepped:  # the night's progress, as every view shows it: baseline minus paired gains
         last, gains = stepped[-1], -sum(e.delta or 0.0 for e in stepped)
-        text += (f" Best val_bpb {last.best:.6f} (#{last.n} {last.commit}), {-gains:+.4f} vs the "
-                 f"baseline {last.best + gains:.6f}.")
+        text += (f" Best {m.name} {m.value(last.best):.6f} (#{last.n} {last.commit}), "
+                 f"{m.value(-gains):+.4f} vs the baseline {m.value(last.best + gains):.6f}.")
     elif measured:
         best, base = min(measured, key=lambda e: e.val_bpb), measured[0]
-        text += f" Best val_bpb {best.val_bpb:.6f} (#{best.n} {best.commit})"
+        text += f" Best {m.name} {m.value(best.val_bpb):.6f} (#{best.n} {best.commit})"
         if base is not best and base.kind == "baseline":
-            text += f", {best.val_bpb - base.val_bpb:+.4f} vs the baseline {base.val_bpb:.6f}"
+            text += (f", {m.value(best.val_bpb - base.val_bpb):+.4f} vs the baseline "
+                     f"{m.value(base.val_bpb):.6f}")
         text += "."
     return text
 
@@ -313,18 +319,18 @@ def _worked(night: Night, detail: Detail) -> str:
     lines = ["What worked (the kept chain, in order; delta vs its parent):"]
     chain, shown = night.chain, max(2, detail.chain)
     if len(chain) <= shown:
-        return "\n".join(lines + [_kept(e) for e in chain])
+        return "\n".join(lines + [_kept(e, night.metric) for e in chain])
     head = math.ceil(shown / 2)
-    lines += [_kept(e) for e in chain[:head]]
+    lines += [_kept(e, night.metric) for e in chain[:head]]
     lines.append(f"  ... {len(chain) - shown} more kept ...")
-    lines += [_kept(e) for e in chain[head - shown:]]
+    lines += [_kept(e, night.metric) for e in chain[head - shown:]]
     return "\n".join(lines)
 
 
-def _kept(e: Entry) -> str:
+def _kept(e: Entry, metric: Metric) -> str:
     if e.kind == "baseline":
-        return f"  #{e.n} {_bpb(e)} baseline{_links(e)}"
-    return f"  #{e.n} {_bpb(e)} {_delta(e)} {_what(e)}{_links(e)}"
+        return f"  #{e.n} {_bpb(e, metric)} baseline{_links(e)}"
+    return f"  #{e.n} {_bpb(e, metric)} {_delta(e, metric)} {_what(e)}{_links(e)}"
 
 
 def _failed(night: Night, detail: Detail) -> str:
@@ -338,9 +344,10 @@ def _failed(night: Night, detail: Detail) -> str:
         measured = sorted((e for e in runs if e.delta is not None), key=lambda e: e.delta)
         if measured:
             best = measured[0]
-            line += f", best {_delta(best)} #{best.n} {_what(best, name)}{_links(best)}"
+            line += (f", best {_delta(best, night.metric)} #{best.n} {_what(best, name)}"
+                     f"{_links(best)}")
         lines.append(line)
-        lines += [f"    #{e.n} {_delta(e)} {_what(e, name)}{_links(e)}"
+        lines += [f"    #{e.n} {_delta(e, night.metric)} {_what(e, name)}{_links(e)}"
                   for e in measured[1:1 + detail.examples]]
     rest = night.themes[detail.themes:]
     if rest:
@@ -354,7 +361,7 @@ def _near(night: Night, detail: Detail) -> str:
     lines = ["Near misses (gained on their parent, not kept; worth combining):"]
     for e in night.near[:detail.near]:
         note = " (not confirmed)" if "not confirmed" in e.reason else ""
-        lines.append(f"  #{e.n} {_delta(e)} {_what(e)}{note}{_links(e)}")
+        lines.append(f"  #{e.n} {_delta(e, night.metric)} {_what(e)}{note}{_links(e)}")
     if len(night.near) > detail.near:
         lines.append(f"  ... {len(night.near) - detail.near} more")
     return "\n".join(lines)
@@ -393,7 +400,7 @@ def _linked(night: Night, detail: Detail) -> str:
         return ""
     lines = ["Re-tries, reversals, ports and fixes:"]
     for e in night.linked[-detail.links:]:
-        outcome = e.status + (f" {_delta(e)}" if e.delta is not None else "")
+        outcome = e.status + (f" {_delta(e, night.metric)}" if e.delta is not None else "")
         lines.append(f"  #{e.n}{_links(e)}: {outcome}, {_what(e)}")
     return "\n".join(lines)
 
@@ -420,12 +427,14 @@ def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
-def _bpb(entry: Entry) -> str:
-    return "-" if entry.val_bpb is None else f"{entry.val_bpb:.6f}"
+def _bpb(entry: Entry, metric: Metric) -> str:
+    return "-" if entry.val_bpb is None else f"{metric.value(entry.val_bpb):.6f}"
 
 
-def _delta(entry: Entry) -> str:
-    return "-" if entry.delta is None else f"{entry.delta:+.4f}"
+def _delta(entry: Entry, metric: Metric) -> str:
+    """The change against the parent in the metric's own terms (negative for a better val_bpb,
+    positive for a better accuracy)."""
+    return "-" if entry.delta is None else f"{metric.value(entry.delta):+.4f}"
 
 
 def _clip(text: str, limit: int) -> str:

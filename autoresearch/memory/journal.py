@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from autoresearch.memory.fingerprint import changes, constants, fingerprint
-from autoresearch.model import AGENT_KINDS, Row
+from autoresearch.model import AGENT_KINDS, Row, is_measured
 from autoresearch.redact import redact_tree
 
 
@@ -111,14 +111,14 @@ def make_entry(row: Row, code: str, parent_code: str | None, parent_value: float
                hypothesis: str, earlier: list[Entry], subject: int | None,
                best: float | None = None) -> Entry:
     """The journal entry of a recorded row, from the code that ran and its parent's code."""
-    measured = row.status != "crash" and row.val_bpb > 0
+    has_value = is_measured(row)
     entry = Entry(
         n=row.experiment, kind=row.kind, commit=row.commit, parent=row.parent,
         worker=row.worker or 0, description=row.description, hypothesis=hypothesis,
         changes=changes(parent_code, code) if parent_code is not None else [],
         constants=_plain(constants(code)), fingerprint=fingerprint(code), status=row.status,
-        val_bpb=row.val_bpb if measured else None,
-        delta=_delta(row, parent_value) if measured else None,
+        val_bpb=row.val_bpb if has_value else None,
+        delta=_delta(row, parent_value) if has_value else None,
         reason=row.reason, timestamp=row.timestamp, best=best, private_delta=row.private_delta)
     entry.links = links(entry, earlier, subject)
     return entry

@@ -20,15 +20,18 @@ from rich.text import Text
 
 from autoresearch.model import Row
 from autoresearch.redact import redact
+from autoresearch.target import DEFAULT, Metric
 
 RECENT_OUTCOMES = 6
 PLAIN_PROGRESS_EVERY = 60.0  # seconds between progress lines in plain output
 STATUS_STYLE = {"keep": "green", "discard": "yellow", "crash": "red"}
 
 
-def make_console(plain: bool = False) -> PlainConsole:
+def make_console(plain: bool = False, metric: Metric = DEFAULT.metric) -> PlainConsole:
+    """The loop's console; its values are `metric`'s own (rows and live.json hold its loss)."""
     console = Console(highlight=False, soft_wrap=True)
-    return PlainConsole(console) if plain or not console.is_terminal else LiveConsole(console)
+    return PlainConsole(console, metric) if plain or not console.is_terminal else \
+        LiveConsole(console, metric)
 
 
 def duration(seconds: float | None) -> str:
@@ -40,8 +43,8 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def outcome_text(row: Row) -> Text:
-    value = "-" if row.is_crash else f"{row.val_bpb:.6f}"
+def outcome_text(row: Row, metric: Metric = DEFAULT.metric) -> Text:
+    value = "-" if row.is_crash else f"{metric.value(row.val_bpb):.6f}"
     detail = f" ({row.reason})" if row.reason else ""
     return Text.assemble(
         (f"#{row.experiment} {row.status:<7}", STATUS_STYLE.get(row.status, "")),
@@ -49,8 +52,9 @@ def outcome_text(row: Row) -> Text:
 
 
 class PlainConsole:
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, metric: Metric = DEFAULT.metric):
         self.console = console
+        self.metric = metric
         self.last_progress = 0.0
 
     def __enter__(self) -> PlainConsole:
@@ -65,7 +69,7 @@ class PlainConsole:
 
     def outcome(self, row: Row) -> None:
         stamp = datetime.now().strftime("%H:%M:%S")
-        self.console.print(Text.assemble(f"{stamp} ", outcome_text(row)))
+        self.console.print(Text.assemble(f"{stamp} ", outcome_text(row, self.metric)))
 
     def update(self, live: dict) -> None:
         now = datetime.now().timestamp()
@@ -78,8 +82,8 @@ class PlainConsole:
 
 
 class LiveConsole(PlainConsole):
-    def __init__(self, console: Console):
-        super().__init__(console)
+    def __init__(self, console: Console, metric: Metric = DEFAULT.metric):
+        super().__init__(console, metric)
         self.state: dict = {}
         self.recent: deque[Row] = deque(maxlen=RECENT_OUTCOMES)
         self.live = Live(self.render(), console=console, refresh_per_second=2)
@@ -105,7 +109,8 @@ class LiveConsole(PlainConsole):
         best = s.get("best_val_bpb")
         threshold = s.get("threshold")
         header = Text.assemble(
-            ("best ", "dim"), (f"{best:.6f}" if best is not None else "-", "bold green"),
+            ("best ", "dim"),
+            (f"{self.metric.value(best):.6f}" if best is not None else "-", "bold green"),
             f" {s.get('best_commit', '')}",
             ("   threshold ", "dim"), f"{threshold:.6f}" if threshold is not None else "-",
             ("   time left ", "dim"), duration(s.get("time_left_s")) if s.get("time_left_s")
@@ -118,7 +123,8 @@ class LiveConsole(PlainConsole):
             rows.add_row(*worker_row(w, len(workers) > 1))
         queue = Text(f"queued {s.get('queued', 0)} · confirming {s.get('confirming', 0)}",
                      style="dim")
-        outcomes = [outcome_text(row) for row in self.recent] or [Text("no results yet", "dim")]
+        outcomes = [outcome_text(row, self.metric) for row in self.recent] or \
+            [Text("no results yet", "dim")]
         title = f"autoresearch {s.get('tag', '')} · agent {s.get('agent', '')}"
         lines = [header, queue, Text("last outcomes", "dim"), *outcomes]
         for line in lines:

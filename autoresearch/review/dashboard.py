@@ -54,8 +54,9 @@ from autoresearch.review.views import (
     state_repo,
     tags_by_start,
 )
+from autoresearch.target import load_target, metric_beside
 from autoresearch.verify.private import private_summary
-from autoresearch.workspace.git import TRAIN, Git
+from autoresearch.workspace.git import Git
 
 PAGE = Path(__file__).with_name("dashboard.html")
 LOG_TAIL_BYTES = 256 * 1024
@@ -120,18 +121,21 @@ class Board:
             return {"version": version, "unchanged": True}
         rows, tag = self.rows()
         tag = self.current_tag(tag)
+        # rows hold the metric's loss; the page gets its own values (val_bpb: the value column)
+        metric = metric_beside(self.results)
+        shown = lambda loss: None if loss is None else metric.value(loss)  # noqa: E731
         out_rows = []
         keeps = {k.experiment: k for k in improvements(rows)}  # the same gain in every view
         for n, row, best_after, worker in zip(experiment_numbers(rows), rows, running_best(rows),
                                               worker_labels(rows), strict=True):
             run_dir = run_dir_for(self.repo, row)
             out_rows.append({
-                "n": n, "commit": row.commit, "val_bpb": _finite(row.val_bpb),
+                "n": n, "commit": row.commit, "val_bpb": _finite(shown(row.val_bpb)),
                 "memory_gb": _finite(row.memory_gb), "status": row.status,
                 "description": row.description, "kind": row.kind, "timestamp": row.timestamp,
                 "reason": row.reason, "agent": row.agent, "cost_usd": _finite(row.cost_usd),
                 "worker": worker, "device": row.device,
-                "best": best_after, "run_dir": run_dir.name if run_dir else None,
+                "best": shown(best_after), "run_dir": run_dir.name if run_dir else None,
                 "gain": keeps[n].delta if n in keeps else None,
                 "evidence": keeps[n].evidence if n in keeps else "",
                 "has_sample": bool(run_dir and (run_dir / RUN_FILES["sample"]).is_file()),
@@ -140,12 +144,17 @@ class Board:
             })
         threshold = noise_threshold(self.repo, tag, rows)
         head = best(rows)
-        summary = summarize(rows, events=events_log(state_repo(self.repo, self.results), tag)) \
-            if rows else None
+        summary = summarize(rows, events=events_log(state_repo(self.repo, self.results), tag),
+                            metric=metric) if rows else None
+        limits = y_limits(rows, threshold)
         return {
             "version": version, "tag": tag, "results": str(self.results), "rows": out_rows,
-            "threshold": threshold, "y_limits": y_limits(rows, threshold),
-            "best": dict(asdict(head), label=str(head)) if head else None,
+            "metric": {"name": metric.name, "direction": metric.direction,
+                       "label": metric.label},
+            "threshold": threshold,
+            "y_limits": sorted(map(metric.value, limits)) if limits else None,
+            "best": dict(asdict(head), value=metric.value(head.value), label=head.label(metric))
+            if head else None,
             "summary": _json_safe(asdict(summary)) if summary else None,
             "private": _json_safe(asdict(private_summary(
                 rows, summary.improvement if summary else None))),
@@ -209,25 +218,26 @@ class Board:
         base = baseline_row(rows)
         if row.kind in ("baseline", "noise") or (base is not None and row.commit == base.commit):
             return {"n": n, "source": None, "text": None, "note": BASELINE_NOTE}
-        git = Git(self.repo)
+        edited = load_target(self.repo).edited  # train.py, or a target's own file
+        git = Git(self.repo, edited)
         commit = git.resolve(row.commit) if COMMIT_PREFIX.match(row.commit) else None
         parent = git.parent(commit) if commit else None
         if commit and parent:
             try:
-                text = git.run_raw("diff", parent, commit, "--", TRAIN)
+                text = git.diff(parent, commit)
                 return {"n": n, "source": f"git diff {parent[:7]} {commit[:7]}", "text": text}
             except UserError:
                 pass
         parent_row = _parent_row(row, rows)
         mine = run_dir_for(self.repo, row)
         theirs = run_dir_for(self.repo, parent_row) if parent_row else None
-        new = _read_inside(mine, TRAIN) if mine else None
-        old = _read_inside(theirs, TRAIN) if theirs else None
+        new = _read_inside(mine, edited) if mine else None
+        old = _read_inside(theirs, edited) if theirs else None
         if new is None or old is None:
             return {"n": n, "source": None, "text": None,
-                    "note": "no commit and no train.py copies to compare"}
+                    "note": f"no commit and no {edited} copies to compare"}
         lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                     f"a/{theirs.name}/{TRAIN}", f"b/{mine.name}/{TRAIN}")
+                                     f"a/{theirs.name}/{edited}", f"b/{mine.name}/{edited}")
         return {"n": n, "source": f"{theirs.name} → {mine.name}", "text": "".join(lines)}
 
 

@@ -30,6 +30,7 @@ from autoresearch.review.report import (
     worker_labels,
     y_limits,
 )
+from autoresearch.target import DEFAULT, Metric
 from autoresearch.verify.private import private_curve
 
 if TYPE_CHECKING:
@@ -56,10 +57,10 @@ WORKER_EDGE = "#444444"  # the hollow marker of a worker's legend entry
 
 
 def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None,
-                  events: Path | None = None) -> Path:
+                  events: Path | None = None, metric: Metric = DEFAULT.metric) -> Path:
     """Draw the progress chart of `rows` into the PNG `out` and return its path; `events` is
     the tag's events.log (report.summarize)."""
-    fig = draw_progress(rows, threshold=threshold, events=events)
+    fig = draw_progress(rows, threshold=threshold, events=events, metric=metric)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
@@ -67,8 +68,10 @@ def plot_progress(rows: list[Row], out: Path, *, threshold: float | None = None,
 
 
 def draw_progress(rows: list[Row], *, threshold: float | None = None,
-                  events: Path | None = None) -> Figure:
-    """The progress chart of `rows` as a matplotlib Figure (on an Agg canvas)."""
+                  events: Path | None = None, metric: Metric = DEFAULT.metric) -> Figure:
+    """The progress chart of `rows` as a matplotlib Figure (on an Agg canvas). It is drawn in
+    the metric's loss (better is down, as for val_bpb); a higher-is-better metric's axis is
+    labelled with its own values."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.transforms import blended_transform_factory
@@ -77,7 +80,7 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None,
         raise UserError("results.tsv has no rows yet: start the loop (agent_loop.py run) first")
     xs = experiment_numbers(rows)
     labels = worker_labels(rows)
-    summary = summarize(rows, events=events)
+    summary = summarize(rows, events=events, metric=metric)
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -141,14 +144,17 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None,
 
     head = best(rows)
     for step in summary.top_improvements[:LABELED_STEPS]:
-        if step.commit != summary.best_commit and step.delta > 0 and step.val_bpb <= hi:
-            ax.annotate(_shorten(step.description, MAX_LABEL // 2), (step.experiment, step.val_bpb),
+        at = metric.loss(step.val_bpb)  # summarize gives the metric's value: the chart's loss
+        if step.commit != summary.best_commit and step.delta > 0 and at <= hi:
+            ax.annotate(_shorten(step.description, MAX_LABEL // 2), (step.experiment, at),
                         xytext=(7, 5), textcoords="offset points", fontsize=8, color="#33633f",
                         zorder=6, bbox={"facecolor": "white", "alpha": 0.75, "linewidth": 0,
                                         "pad": 1})
 
     ax.set_xlabel("run #")
-    ax.set_ylabel("val_bpb (lower is better)")
+    ax.set_ylabel(metric.label)
+    if metric.direction != "lower":
+        ax.yaxis.set_major_formatter(lambda loss, _: f"{metric.value(loss) + 0.0:g}")
     ax.grid(True, color="#e6e6e6", linewidth=0.8)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
@@ -165,7 +171,7 @@ def draw_progress(rows: list[Row], *, threshold: float | None = None,
         if ax.get_ylim()[0] <= own <= hi:
             inside = [(x, r.val_bpb) for x, r in zip(xs, rows, strict=True)
                       if is_measured(r) and r.val_bpb <= hi and x != head.experiment]
-            _label_best(ax, head, own, inside)
+            _label_best(ax, head, own, inside, metric)
     return fig
 
 
@@ -196,7 +202,8 @@ def _worker_legend(shapes: dict[str, str], labels: list[str], rows: list[Row],
     return out
 
 
-def _label_best(ax: Axes, head: Best, y: float, points: list[tuple[float, float]]) -> None:
+def _label_best(ax: Axes, head: Best, y: float, points: list[tuple[float, float]],
+                metric: Metric = DEFAULT.metric) -> None:
     """The best's value, commit and description in a box next to its point (head.experiment,
     y), inside the axes, where it covers the fewest of the runs' `points` (x, y in data): a
     corner by its point, the side with more room first."""
@@ -204,7 +211,7 @@ def _label_best(ax: Axes, head: Best, y: float, points: list[tuple[float, float]
     right_half = (head.experiment - x0) / (x1 - x0) > 0.5
     top_half = (y - y0) / (y1 - y0) > 0.5
     label = ax.annotate(
-        f"best {head}  (#{head.experiment}, {head.commit})\n"
+        f"best {head.label(metric)}  (#{head.experiment}, {head.commit})\n"
         f"{_shorten(head.description, MAX_LABEL)}",
         xy=(head.experiment, y), xycoords="data", xytext=(0, 0), textcoords="offset points",
         fontsize=9.5, zorder=6,
@@ -257,7 +264,9 @@ def _headline(summary: Summary) -> str:
     line = (f"autoresearch: {summary.runs} runs; {summary.experiments} experiments: "
             f"{summary.kept} kept, {summary.discarded} discarded, {summary.crashed} crashed")
     if summary.improvement is not None:
-        line += (f"\nval_bpb {with_runs(summary.baseline_bpb, summary.baseline_runs)} → "
-                 f"{summary.best_label} "
-                 f"({signed(-summary.improvement)}, {signed(-summary.improvement_pct, 2)}%)")
+        metric = Metric(summary.metric, summary.direction)
+        pct = "" if summary.improvement_pct is None else \
+            f", {signed(metric.value(-summary.improvement_pct), 2)}%"
+        line += (f"\n{summary.metric} {with_runs(summary.baseline_bpb, summary.baseline_runs)} → "
+                 f"{summary.best_label} ({signed(metric.value(-summary.improvement))}{pct})")
     return line

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from autoresearch.ledger.state import EVENTS, load_state, tag_dir
 from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
 from autoresearch.model import Row, is_experiment, is_keep, is_measured
 from autoresearch.policy import Noise, Rule, measure, signed
+from autoresearch.target import DEFAULT, Metric
 
 TOP_IMPROVEMENTS = 5  # how many of the biggest steps the summary lists
 OUTLIER_HEADROOM = 1.0  # runs worse than baseline + this x the total improvement are outliers
@@ -41,9 +42,16 @@ class Best:
     description: str
 
     def __str__(self) -> str:
+        return self.label()
+
+    def label(self, metric: Metric = DEFAULT.metric) -> str:
+        """`3.105079 (baseline - 2 paired gains)`: the metric's own value (`value` is its loss);
+        a higher-is-better metric's gains are added to its baseline."""
+        shown = f"{metric.value(self.value) + 0.0:.6f}"
         if not self.keeps:
-            return f"{self.value:.6f} (baseline)"
-        return f"{self.value:.6f} (baseline - {self.keeps} paired gain{'s' * (self.keeps > 1)})"
+            return f"{shown} (baseline)"
+        sign = "-" if metric.direction == "lower" else "+"
+        return f"{shown} (baseline {sign} {self.keeps} paired gain{'s' * (self.keeps > 1)})"
 
 
 @dataclass
@@ -119,6 +127,10 @@ class Summary:
     runs_per_hour: float | None = None  # over active_hours
     active_hours: float | None = None  # the loop's running time (see active_seconds)
     active_estimated: bool = False  # no events.log: the span of the rows' timestamps instead
+    # the metric the values are of (baseline_bpb, best_bpb and the improvements' val_bpb hold
+    # its own values; improvement is a gain, positive = better, whatever the direction)
+    metric: str = DEFAULT.metric.name
+    direction: str = DEFAULT.metric.direction
 
 
 # ---- how numbers are written
@@ -315,10 +327,10 @@ def runs_by_worker(rows: list[Row]) -> list[WorkerRuns]:
     return out
 
 
-def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS, events: Path | None = None
-              ) -> Summary:
-    """The Summary of a tag's rows; `events` is its events.log, which dates the loop's
-    sessions for the rates."""
+def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS, events: Path | None = None,
+              metric: Metric = DEFAULT.metric) -> Summary:
+    """The Summary of a tag's rows (their val_bpb the loss of `metric`), its values the metric's
+    own; `events` is its events.log, which dates the loop's sessions for the rates."""
     base, head, chain = baseline_row(rows), best(rows), progress(rows)
     wave = sum(r.kind in WAVE_KINDS and is_measured(r) for r in rows) or 1
     base_value = (chain.baseline, wave) if base and chain.baseline is not None else None
@@ -332,27 +344,31 @@ def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS, events: Path | None 
         kept=sum(r.status == "keep" for r in experiments),
         discarded=sum(r.status == "discard" for r in experiments),
         crashed=sum(r.status == "crash" for r in experiments),
-        baseline_bpb=base_value[0] if base_value else None,
+        baseline_bpb=metric.value(base_value[0]) if base_value else None,
         baseline_runs=base_value[1] if base_value else None,
-        best_bpb=head.value if head else None,
-        best_label=str(head) if head else "",
+        best_bpb=metric.value(head.value) if head else None,
+        best_label=head.label(metric) if head else "",
         best_commit=head.commit if head else None,
         best_experiment=head.experiment if head else None,
         best_description=head.description if head else "",
         improvement=improvement,
-        improvement_pct=100 * improvement / base_value[0] if improvement is not None else None,
+        improvement_pct=100 * improvement / abs(base_value[0]) if improvement is not None and
+        base_value[0] else None,
         experiments_per_hour=per_hour(len(experiments), active),
         gpu_hours=seconds / 3600 if seconds is not None else None,
         gpu_hours_estimated=estimated,
         hours_label=hours_label(rows),
         cost_usd=sum(costs) if costs else None,
-        top_improvements=sorted(improvements(rows), key=lambda i: -i.delta)[:top],
+        top_improvements=sorted((replace(i, val_bpb=metric.value(i.val_bpb))
+                                 for i in improvements(rows)), key=lambda i: -i.delta)[:top],
         workers=runs_by_worker(rows),
         runs=len(rows),
         runs_by_kind=dict(Counter(r.kind or "experiment" for r in rows)),
         runs_per_hour=per_hour(len(rows), active),
         active_hours=active / 3600 if active is not None else None,
         active_estimated=active_estimated,
+        metric=metric.name,
+        direction=metric.direction,
     )
 
 

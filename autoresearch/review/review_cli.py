@@ -43,6 +43,7 @@ from autoresearch.review.report import (
     with_runs,
 )
 from autoresearch.review.views import choose_tag, read_rows, state_repo, tags_by_start
+from autoresearch.target import DEFAULT, Metric, metric_beside
 from autoresearch.verify.private import PrivateSummary, private_summary
 
 DEFAULT_PORT = 8765
@@ -87,9 +88,10 @@ def plot(
         plot_progress,  # matplotlib is slow to import: only when needed
     )
 
-    _, rows, tag, events = _load(repo, results, tag)
+    results, rows, tag, events = _load(repo, results, tag)
     threshold = noise_threshold(repo, tag, rows)
-    path = plot_progress(rows, out, threshold=threshold, events=events)
+    path = plot_progress(rows, out, threshold=threshold, events=events,
+                         metric=metric_beside(results))
     experiments = sum(map(is_experiment, rows))
     typer.echo(f"wrote {path} ({len(rows)} runs, {experiments} experiments)")
 
@@ -112,7 +114,7 @@ def summary(
       uv run agent_loop.py summary --top 10 --json
     """
     results, rows, tag, events = _load(repo, results, tag)
-    stats = summarize(rows, top=top, events=events)
+    stats = summarize(rows, top=top, events=events, metric=metric_beside(results))
     stats.runs_saved = runs_saved(repo, tag)
     stats.noise = noise_summary(repo, tag)
     private = private_summary(rows, stats.improvement)
@@ -132,14 +134,18 @@ def print_summary(s: Summary, title: str, private: PrivateSummary | None = None)
     table.add_row("runs", f"{s.runs}  ({kinds})")
     table.add_row("experiments", f"{s.experiments}  ([green]{s.kept} kept[/], "
                   f"[dim]{s.discarded} discarded[/], [red]{s.crashed} crashed[/])")
-    table.add_row("baseline val_bpb", "—" if s.baseline_bpb is None else
+    metric = Metric(s.metric, s.direction)
+    if metric != DEFAULT.metric:  # the LLM harness's val_bpb needs no introduction
+        table.add_row("metric", metric.label)
+    table.add_row(f"baseline {s.metric}", "—" if s.baseline_bpb is None else
                   with_runs(s.baseline_bpb, s.baseline_runs))
     if s.best_bpb is not None:
-        table.add_row("best val_bpb", f"[green]{s.best_label}[/]  "
+        table.add_row(f"best {s.metric}", f"[green]{s.best_label}[/]  "
                       f"#{s.best_experiment} {s.best_commit}  {s.best_description}")
     if s.improvement is not None:
-        table.add_row("improvement", f"{signed(-s.improvement)} "
-                      f"({signed(-s.improvement_pct, 2)}%)")
+        pct = "" if s.improvement_pct is None else \
+            f" ({signed(metric.value(-s.improvement_pct), 2)}%)"
+        table.add_row("improvement", f"{signed(metric.value(-s.improvement))}{pct}")
     if private is not None and private.baseline is not None:
         table.add_row("private split", private_text(private))
     estimated = " (from the rows' timestamps)" if s.active_estimated else ""
@@ -165,7 +171,7 @@ def print_summary(s: Summary, title: str, private: PrivateSummary | None = None)
             steps.add_column(name, justify=justify)
         for step in s.top_improvements:
             steps.add_row(str(step.experiment), step.commit[:7], f"{step.val_bpb:.6f}",
-                          _delta(step.delta), step.evidence or "—", step.description)
+                          _delta(step.delta, metric), step.evidence or "—", step.description)
         console.print(steps)
 
 
@@ -194,10 +200,11 @@ def workers_table(s: Summary) -> Table:
     return table
 
 
-def _delta(delta: float) -> str:
-    """An improvement as the change in val_bpb: negative is better, and green."""
-    change = signed(-delta)
-    return f"[green]{change}[/]" if change.startswith("-") else change
+def _delta(delta: float, metric: Metric = DEFAULT.metric) -> str:
+    """An improvement (a gain, positive = better) as the change in the metric, green: negative
+    for val_bpb, positive for a higher-is-better metric."""
+    change = signed(metric.value(-delta))
+    return f"[green]{change}[/]" if change != signed(0.0) and delta > 0 else change
 
 
 def _num(value: float | None, digits: int = 6) -> str:

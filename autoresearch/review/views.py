@@ -42,6 +42,7 @@ from autoresearch.review.report import (
     several_workers,
     worker_labels,
 )
+from autoresearch.target import DEFAULT, Metric, load_target, metric_beside
 from autoresearch.workspace.git import Git
 
 
@@ -141,7 +142,7 @@ def status(repo: Path, tag: str | None, console: Console) -> None:
         runs = ", ".join(f"#{j.n} ({j.kind.value}, {j.phase.value})" for j in unfinished)
         console.print(Text(f"interrupted: run {runs}; the next `run` finishes it",
                            style="yellow"))
-    console.print(best_line(rows))
+    console.print(best_line(rows, metric_beside(repo / RESULTS)))
     console.print(noise_line(state))
     console.print(counts_line(state, rows))
 
@@ -177,15 +178,18 @@ def queue_line(live: dict) -> Text:
     return text
 
 
-def best_line(rows: list[Row]) -> Text:
-    """The best (report.best) and how far the keeps' paired gains took it from the baseline."""
+def best_line(rows: list[Row], metric: Metric = DEFAULT.metric) -> Text:
+    """The best (report.best) and how far the keeps' paired gains took it from the baseline,
+    in the metric's own values (named, with its direction, unless it is val_bpb)."""
     head = best(rows)
+    named = "" if metric == DEFAULT.metric else f"{metric.label} "
     if head is None:
-        return Text("best: none yet (the baseline has not finished)", style="dim")
-    text = Text.assemble(("best: ", "dim"), (str(head), "bold green"),
+        return Text(f"best: {named}none yet (the baseline has not finished)", style="dim")
+    text = Text.assemble(("best: ", "dim"), named, (head.label(metric), "bold green"),
                          f" #{head.experiment} {head.commit[:7]} {head.description}")
     base = progress(rows).baseline
-    text.append(f"; baseline {base:.6f}, change {signed(head.value - base)}")
+    text.append(f"; baseline {metric.value(base) + 0.0:.6f}, change "
+                f"{signed(metric.value(head.value - base))}")
     return text
 
 
@@ -229,7 +233,8 @@ def results_table(path: Path, repo: Path | None, tag: str | None, top: int | Non
     by_worker = several_workers([r for _, r, _ in rows])
     title = f"{f'tag {tag} ' if tag else ''}({len(rows)} rows) · {path}"
     table = Table(title=title, title_justify="left")
-    columns = [("#", "right"), ("commit", "left"), ("val_bpb", "right"), ("mem GB", "right"),
+    metric = metric_beside(path)
+    columns = [("#", "right"), ("commit", "left"), (metric.name, "right"), ("mem GB", "right"),
                ("status", "left"), ("kind", "left"), ("description", "left")]
     if by_worker:
         columns.insert(-1, ("worker", "left"))
@@ -237,7 +242,7 @@ def results_table(path: Path, repo: Path | None, tag: str | None, top: int | Non
         table.add_column(name, justify=justify, overflow="fold")
     for n, r, worker in rows:
         detail = f" [{r.reason}]" if r.is_crash and r.reason else ""
-        cells = [str(n), r.commit, "-" if r.is_crash else f"{r.val_bpb:.6f}",
+        cells = [str(n), r.commit, "-" if r.is_crash else f"{metric.value(r.val_bpb):.6f}",
                  f"{r.memory_gb:.1f}", Text(r.status, STATUS_STYLE.get(r.status, "")),
                  r.kind or "-", Text(r.description + detail)]
         if by_worker:
@@ -264,7 +269,7 @@ def resolve_commit(repo: Path, ref: str, tag: str | None) -> str:
 
 
 def diff(repo: Path, ref: str, tag: str | None, console: Console) -> None:
-    text = redact(Git(repo).show(resolve_commit(repo, ref, tag)))
+    text = redact(Git(repo, load_target(repo).edited).show(resolve_commit(repo, ref, tag)))
     if console.is_terminal:
         console.print(Syntax(text, "diff", theme="ansi_dark", word_wrap=True))
     else:
@@ -273,9 +278,11 @@ def diff(repo: Path, ref: str, tag: str | None, console: Console) -> None:
 
 def digest(repo: Path, tag: str) -> str:
     """The research journal's digest, as the agents get it: the bounded summary of the night."""
-    program = repo / "program.md"
+    target = load_target(repo)
+    program = repo / target.program
     return build_digest(load_journal(tag_dir(repo, tag) / JOURNAL),
-                        program.read_text(errors="replace") if program.is_file() else "")
+                        program.read_text(errors="replace") if program.is_file() else "",
+                        metric=target.metric)
 
 
 def journal(repo: Path, tag: str | None, full: bool, console: Console) -> None:
@@ -284,9 +291,10 @@ def journal(repo: Path, tag: str | None, full: bool, console: Console) -> None:
         console.print(digest(repo, tag), markup=False)
         return
     entries = load_journal(tag_dir(repo, tag) / JOURNAL)
+    metric = metric_beside(repo / RESULTS)
     for e in entries:
-        value = "-" if e.val_bpb is None else f"{e.val_bpb:.6f}"
-        delta = "" if e.delta is None else f" ({signed(e.delta)})"
+        value = "-" if e.val_bpb is None else f"{metric.value(e.val_bpb):.6f}"
+        delta = "" if e.delta is None else f" ({signed(metric.value(e.delta))})"
         links = "".join(f" {k.replace('_', ' ')} #{v}" for k, v in e.links.items())
         changes = f" [{', '.join(e.changes)}]" if e.changes else ""
         console.print(Text.assemble(

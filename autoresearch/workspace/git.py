@@ -30,10 +30,11 @@ LOCKED = re.compile(r"Unable to create '([^']+\.lock)': File exists")
 
 
 class Git:
-    def __init__(self, repo: Path):
+    def __init__(self, repo: Path, editable: str = TRAIN):
         # absolute, once: git runs in it, and every path made from it is handed to git or to a
         # child process started elsewhere, which would resolve a relative one again
         self.repo = Path(repo).absolute()
+        self.editable = editable  # the one file agents edit (the target's; train.py by default)
 
     def _git(self, *args: str, text: bool = True, env: dict | None = None,
              stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -91,8 +92,16 @@ class Git:
     def parent(self, commit: str) -> str | None:
         return self.resolve(f"{commit}^")
 
-    def file_at(self, commit: str, path: str = TRAIN) -> str:
-        return self.run_raw("show", f"{commit}:{path}")
+    def file_at(self, commit: str, path: str | None = None) -> str:
+        """A file's text at a commit (the editable file by default)."""
+        return self.run_raw("show", f"{commit}:{path or self.editable}")
+
+    def blob_at(self, commit: str, path: str) -> bytes:
+        """A file's bytes at a commit: a fixed file of a target may be binary (reference.npz)."""
+        proc = self._git("show", f"{commit}:{path}", text=False)
+        if proc.returncode != 0:
+            raise failure(("show", f"{commit}:{path}"), proc.stderr.decode(errors="replace"))
+        return proc.stdout
 
     def run_raw(self, *args: str) -> str:
         """Like run() but keeps the output byte-exact (no strip): file contents."""
@@ -118,14 +127,15 @@ class Git:
     def identity(self) -> tuple[str, ...]:
         return () if self.run("config", "user.email", check=False) else IDENTITY
 
-    def commit_file(self, parent: str, text: str, message: str, path: str = TRAIN) -> str:
+    def commit_file(self, parent: str, text: str, message: str, path: str | None = None) -> str:
         """A new commit: `parent`'s tree with `path` set to `text`. Nothing is checked out or
         moved (a temporary index), so any number of workers can commit at once."""
         with tempfile.TemporaryDirectory(prefix="autoresearch-index-") as tmp:
             env = dict(os.environ, GIT_INDEX_FILE=str(Path(tmp) / "index"))
             self.run("read-tree", parent, env=env)
             blob = self.run("hash-object", "-w", "--stdin", stdin=text)
-            self.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            self.run("update-index", "--add", "--cacheinfo",
+                     f"100644,{blob},{path or self.editable}", env=env)
             tree = self.run("write-tree", env=env)
         return self.run(*self.identity(), "commit-tree", tree, "-p", parent, "-m", message)
 
@@ -165,11 +175,12 @@ class Git:
         return self.ok("merge-base", "--is-ancestor", ancestor, commit)
 
     def show(self, commit: str) -> str:
-        """What a commit changed in train.py, as a patch with its header."""
-        return self.run_raw("show", "--stat", "--patch", "--format=fuller", commit, "--", TRAIN)
+        """What a commit changed in the editable file, as a patch with its header."""
+        return self.run_raw("show", "--stat", "--patch", "--format=fuller", commit, "--",
+                            self.editable)
 
     def diff(self, old: str, new: str) -> str:
-        return self.run_raw("diff", old, new, "--", TRAIN)
+        return self.run_raw("diff", old, new, "--", self.editable)
 
     # ---- work trees of the loop's own
 
@@ -201,8 +212,9 @@ def failure(args: tuple[str, ...], output: str) -> UserError:
     return UserError(f"git {' '.join(args)} failed: {detail[-1] if detail else 'no output'}")
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def text_hash(data: str | bytes) -> str:
+    """sha256 of a file's content, text (as UTF-8) or bytes: the same for the same file."""
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
 
 
 def commit_message(description: str, hypothesis: str, what: str) -> str:

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.workspace.git import TRAIN, Git
+from autoresearch.workspace.git import Git
 
 TREES = "trees"  # under .autoresearch/<tag>/
 # `git worktree add` (and the prune before it) of one repository must not run twice at once:
@@ -65,10 +65,10 @@ class Slot:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.repo.add_worktree(self.path, commit)
             return []
-        train = self.path / TRAIN
+        train = self.path / self.repo.editable
         kept = train.read_text() if keep_train and train.is_file() else None
-        differ = [p for p in self.changed_paths(commit) if p != TRAIN]
-        for rel in differ + ([TRAIN] if not keep_train and train.exists() else []):
+        differ = [p for p in self.changed_paths(commit) if p != self.repo.editable]
+        for rel in differ + ([self.repo.editable] if not keep_train and train.exists() else []):
             _copy(self.path / rel, backup / rel)
         self.git.run("checkout", "--quiet", "--detach", "--force", commit)
         for rel in self.untracked():
@@ -120,25 +120,28 @@ class Slot:
         if not self.intact():  # never ask git here: it would answer for the user's checkout
             notes.append("the work tree's .git was gone: tree rebuilt (copy in the undo folder)")
             undone = [".git"] + self.reset(parent, backup)
-            return Check("changed files other than train.py: .git", undone, notes, None)
+            return Check(f"changed files other than {self.repo.editable}: .git", undone, notes,
+                         None)
         branch = self.git.current_branch()
         if branch or self.head() != parent:
             notes.append(f"HEAD had moved{f' to branch {branch}' if branch else ''}: put back")
         notes += self.drop_new_refs(parent, refs_before, branch)
         undone = self.reset(parent, backup, keep_train=True)
-        train = self.path / TRAIN
+        train = self.path / self.repo.editable
+        name = self.repo.editable
         if undone:
-            return Check(f"changed files other than train.py: {', '.join(undone[:8])}", undone,
+            return Check(f"changed files other than {name}: {', '.join(undone[:8])}", undone,
                          notes, None)
         if not train.is_file():
-            return Check("train.py was deleted", undone, notes, None)
+            return Check(f"{name} was deleted", undone, notes, None)
         text = train.read_text()
         if text == self.repo.file_at(parent):
-            return Check("train.py is unchanged from the best commit", undone, notes, None)
+            return Check(f"{name} is unchanged from the best commit", undone, notes, None)
         try:
-            compile(text, TRAIN, "exec")
+            if name.endswith(".py"):  # a target may edit another language: its run will tell
+                compile(text, name, "exec")
         except (SyntaxError, ValueError) as e:
-            return Check(f"train.py does not compile: {type(e).__name__}: {e}", undone, notes,
+            return Check(f"{name} does not compile: {type(e).__name__}: {e}", undone, notes,
                          None)
         return Check(None, undone, notes, text)
 

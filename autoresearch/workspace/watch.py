@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from autoresearch.errors import UserError
+from autoresearch.workspace.git import TRAIN
 from autoresearch.workspace.guard import Blame, Guard, Suspects, culprits, lost_message
 
 
@@ -21,8 +22,9 @@ class Watch:
     """The loop's guard, scanned on a worker's request; what each suspect is blamed for."""
 
     def __init__(self, guard: Guard, first_wave: Callable[[], bool],
-                 log: Callable[[str, str], None]):
+                 log: Callable[[str, str], None], editable: str = TRAIN):
         self.guard, self.first_wave, self.log = guard, first_wave, log
+        self.editable = editable  # the one file agents may change: named in what is told
         self.lock = threading.Lock()
         self.scanned_at = 0.0  # when the latest scan began
         self.suspects = Suspects()  # the agent turns and runs a change may be blamed on
@@ -73,7 +75,7 @@ class Watch:
             self.blamed.setdefault(culprit, Blame()).add([str(c.path) for c in changes],
                                                           sole=len(blamed) == 1)
         self.log(f"{' or '.join(sorted(blamed))} (found by {who}): changed "
-                 f"{', '.join(map(str, changes[:5]))} outside train.py; undone: "
+                 f"{', '.join(map(str, changes[:5]))} outside {self.editable}; undone: "
                  f"{', '.join(undone) or 'nothing'} (what was found is in {backup})", "red")
         if lost:
             raise UserError(lost_message(lost))
