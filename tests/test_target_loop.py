@@ -108,6 +108,8 @@ def test_a_hostile_agent_cannot_change_the_fixed_files(target_repo: Path) -> Non
     assert any("proposal rejected: changed files other than solve.py" in e for e in ui.events)
     assert any(e.startswith("w0: proposal rejected: changed ") and "reference.txt outside its "
                "work tree" in e for e in ui.events)
+    assert any("reference.txt (changed) outside solve.py; undone" in e  # the guard names it
+               for e in ui.events)
     assert (target_repo / "reference.txt").read_text() == "the answers\n"
     # the second runs, changes reference.txt in its run folder, and is void, not kept
     rows = tag_rows(target_repo)
