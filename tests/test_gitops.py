@@ -149,12 +149,12 @@ def test_edits_of_neighbouring_lines_are_re_applied_where_git_sees_a_conflict():
     assert replace_blocks(base, inserted, best) is None  # a pure insertion has no anchor
 
 
-def test_a_run_gets_its_train_py_and_the_harness_only_while_the_harness_is_unchanged(repo):
+def test_a_run_gets_its_train_py_and_the_harness_bytes_only_while_the_harness_is_unchanged(repo):
     g = Git(repo)
     state = open_tag(g, "h", "")
     edited = g.commit_file(state.base_commit, "x = 3\n", "an experiment")
     files = run_files(g, edited, state)
-    assert files["train.py"] == "x = 3\n" and files["prepare.py"] == "# the fixed harness\n"
+    assert files["train.py"] == "x = 3\n" and files["prepare.py"] == b"# the fixed harness\n"
     moved = g.commit_file(edited, "# the harness, edited\n", "the harness moved",
                           path="prepare.py")
     with pytest.raises(UserError, match=r"^prepare.py changed since tag h started"):
