@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 
@@ -381,6 +382,9 @@ class Context:
     rule: Rule
     candidate: Candidate | None  # for CONTROL/CONFIRM: the candidate they serve
     max_fix_attempts: int
+    # runs hold a loss (lower is better); this turns one back into the metric's own value, so the
+    # reasons a row gives read in the metric's units and direction (the identity for val_bpb)
+    shown: Callable[[float], float] = float
 
 
 def decide(job: Job, out: Outcome, ctx: Context) -> Decision:
@@ -538,9 +542,7 @@ def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
     if seen.gain is None:
         vs = f"parent {job.parent[:7]} not measured yet"
     else:
-        se = f" +- {seen.se:.6f}" if seen.se is not None else ""
-        vs = (f"{signed(-seen.gain)} vs parent {job.parent[:7]} on worker {job.worker} "
-              f"({value + seen.gain:.6f}{se})")
+        vs = _vs_parent(job, value, seen.gain, seen.se, ctx.shown)
     # a port was not picked for looking good (its change won against another parent): its own
     # run is the candidate's half of the first pair, unless it clearly lost
     as_pair = job.kind == Kind.PORT and job.parent == ctx.best and seen.gain is not None and \
@@ -565,7 +567,7 @@ def _first_run(job: Job, out: Outcome, ctx: Context) -> Decision:
     tried, value = {job.n: job.commit}, out.metrics["val_bpb"]
     model = ctx.model.plus(Run(job.commit[:7], str(job.worker), value))
     verdict = judge_runs(model, job.commit[:7], job.parent[:7], ctx.rule)
-    vs = _versus(job, value, model)
+    vs = _versus(job, value, model, ctx.shown)
     if verdict.action == "discard":
         return Decision([_row(job, out, ctx, "discard", vs)], tried=tried)
     if job.parent != ctx.best:
@@ -582,13 +584,21 @@ def _first_run(job: Job, out: Outcome, ctx: Context) -> Decision:
                     log=[f"#{job.n} {vs}: running it again"])
 
 
-def _versus(job: Job, value: float, model: Fit) -> str:
-    """A first run against its parent on its worker: `+0.0005 vs parent abc1234 on worker 0
-    (1.000000 +- 0.000300)`, the parent's expected value there and the gain's standard error."""
+def _versus(job: Job, value: float, model: Fit, shown: Callable[[float], float]) -> str:
+    """A first run against its parent on its worker (see _vs_parent)."""
     parent = job.parent[:7]
     if parent not in model.values:
         return f"parent {parent} not measured yet"
     gain, se = model.gain(job.commit[:7], parent)
-    spread = f" +- {se:.6f}" if math.isfinite(se) else ""
-    return (f"{signed(-gain)} vs parent {parent} on worker {job.worker} "
-            f"({value + gain:.6f}{spread})")
+    return _vs_parent(job, value, gain, se if math.isfinite(se) else None, shown)
+
+
+def _vs_parent(job: Job, value: float, gain: float, se: float | None,
+               shown: Callable[[float], float]) -> str:
+    """`+0.0005 vs parent abc1234 on worker 0 (1.000000 +- 0.000300)`: the run's difference from
+    its parent's expected value on that worker, that expected value and the gain's standard
+    error, in the metric's own units (a higher-is-better metric reads the right way up)."""
+    expected = shown(value + gain)
+    spread = f" +- {se:.6f}" if se is not None else ""
+    return (f"{signed(shown(value) - expected)} vs parent {job.parent[:7]} on worker "
+            f"{job.worker} ({expected:.6f}{spread})")

@@ -4,6 +4,7 @@ confirmation; and the loop against a machine whose speed drifts over the night."
 import math
 import random
 import statistics
+from dataclasses import replace
 
 import pytest
 from loop_helpers import check_git_matches_results, edit, make_repo, run_loop, tag_rows
@@ -61,6 +62,17 @@ def test_small_gains_and_losses_are_discarded_against_the_parent():
     assert [r.status for r in d.rows] == ["discard"] and d.tried == {5: "c" * 40}
     assert d.rows[0].reason.startswith("+0.005000 vs parent ppppppp on worker 0 (1.000000 +- ")
     assert decide(job(), outcome(0.9995), ctx()).rows[0].status == "discard"  # within the noise
+
+
+def test_a_higher_is_better_metric_reads_its_reason_in_its_own_units():
+    """Runs hold a loss (the negated accuracy); the reason shows the accuracy the right way up:
+    0.995 against a parent of 1.000 is 0.005 lower, under both rules."""
+    for rule in (PAIRED, Rule()):
+        model = fit([Run("ppppppp", "0", -v) for v in (0.999, 1.001, 0.999, 1.001, 1.0)])
+        context = replace(ctx(model=model, rule=rule), shown=lambda loss: -loss)
+        (row,) = decide(job(), outcome(-0.995), context).rows
+        assert row.status == "discard"
+        assert row.reason.startswith("-0.005000 vs parent ppppppp on worker 0 (1.000000 +- ")
 
 
 def confirmed(value, control=1.0, gains=(), **kw):

@@ -210,7 +210,7 @@ def test_the_best_is_the_baseline_wave_minus_the_kept_paired_gains():
     assert s.improvement == pytest.approx(0.015)
     (step,) = s.top_improvements
     assert (step.experiment, step.commit, step.delta) == (6, "c3", 0.015)
-    assert step.evidence == "1 pair [+0.010000, +0.020000] p 0.001"
+    assert step.evidence == "1 look [+0.010000, +0.020000] p 0.001"
     # after each row, in experiment order: the baseline, then one step down at the keep (#6)
     assert running_best(rows) == pytest.approx(
         [1.001, 1.001, 1.001, 1.001, 1.001, 0.986, 0.986, 0.986, 0.986])

@@ -71,11 +71,13 @@ class Improvement:
 
     @property
     def evidence(self) -> str:
-        """`3 pairs [+0.000400, +0.001200] p 0.01`, or "" for a keep without the columns."""
+        """`3 looks [+0.000400, +0.001200] p 0.01`, or "" for a keep without the columns. A look
+        is one run of the candidate (the default rule) or one pair (--controls): results.tsv's
+        `pairs` column counts either."""
         if self.pairs is None or self.low is None or self.high is None:
             return ""
         p = f" p {self.p_value:.2g}" if self.p_value is not None else ""
-        return (f"{self.pairs} pair{'s' * (self.pairs != 1)} [{signed(self.low)}, "
+        return (f"{self.pairs} look{'s' * (self.pairs != 1)} [{signed(self.low)}, "
                 f"{signed(self.high)}]{p}")
 
 
