@@ -54,6 +54,8 @@ def test_a_higher_accuracy_is_kept_and_a_lower_one_discarded(target_repo: Path) 
         (5, "experiment", "crash", 0.0)]
     rows = {r.experiment: r for r in tag_rows(target_repo)}
     assert rows[5].reason == "other"
+    # the discard's reason reads in accuracy, the right way up: 0.1 below the parent's 0.8
+    assert re.match(r"-0\.100000 vs parent \w{7} on worker 0 \(0\.800000", rows[4].reason)
     check_git_matches_results(target_repo)
     assert git(target_repo, "rev-parse", "HEAD") == base
     kept = git(target_repo, "show", "autoresearch/t:solve.py")

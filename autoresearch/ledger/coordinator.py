@@ -281,7 +281,7 @@ class Coordinator:
             rows = self.ledger.rows()
             candidate = next((c for c in self.state.candidates if c.n == job.subject), None)
             ctx = Context(self.tag, now_iso(), self.best(), self.ledger.model(rows), self.rule,
-                          candidate, self.max_fix_attempts)
+                          candidate, self.max_fix_attempts, self.metric.value)
             decision = decide(job, out, ctx)
             if self.verifier is not None:  # held-out verification, before anything is done
                 decision = self.verifier.review(job, out, decision, rows)
