@@ -221,7 +221,7 @@ class Loop:
                    if name and not name.startswith(ours)]
         areas = [data_area(self.harness.cache_dir),
                  git_area(common if common.is_absolute() else self.repo / common),
-                 checkout_area(self.repo, tracked)]
+                 checkout_area(self.repo, tracked, self.target.program)]
         return ([environment_area()] if self.opts.guard_environment else []) + areas
 
     def resume(self) -> None:

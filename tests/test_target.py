@@ -8,6 +8,7 @@ import pytest
 from loop_helpers import git, make_repo, run_cli
 
 from autoresearch.errors import UserError
+from autoresearch.execution.parse import read_target_run
 from autoresearch.target import DEFAULT, Metric, load_target
 
 TABLE = """
@@ -109,3 +110,34 @@ def test_the_readme_example_table_loads_as_documented(tmp_path: Path) -> None:
     assert target.command == ("python", "evaluate.py") and target.timeout == 120
     assert target.setup == ("python", "make_data.py") and target.gpu is False
     assert target.metric == Metric("accuracy", "higher", "metrics.json", ("fit_seconds",))
+
+
+ACCURACY = Metric("accuracy", "higher", extra=("fit_seconds",))
+
+
+@pytest.mark.parametrize("log, returncode, reason, value", [
+    ("---\naccuracy: 0.9\nfit_seconds: 2\n", 0, "", 0.9),
+    ("---\naccuracy: 0.1\n---\nfit_seconds: 2\naccuracy: 0.8\nlater: text\n", 0, "", 0.8),
+    ("accuracy: 0.9\n", 0, "other", None),  # not in a summary block: never trusted
+    ("---\nfit_seconds: 2\n", 0, "other", None),  # exit 0 without the metric: a crash
+    ("---\naccuracy: nan\n", 0, "nan", None),
+    ("---\naccuracy: 0.9\n", 1, "other", None),  # a non-zero exit is a crash, whatever it said
+])
+def test_a_target_run_is_judged_by_its_metric(tmp_path: Path, log: str, returncode: int,
+                                              reason: str, value: float | None) -> None:
+    verdict = read_target_run(ACCURACY, returncode, log, False, tmp_path)
+    assert verdict.reason == reason
+    if value is None:
+        assert verdict.metrics is None
+    else:
+        assert verdict.metrics == {"val_bpb": -value, "accuracy": value, "fit_seconds": 2.0}
+
+
+def test_a_json_metric_file_is_read_and_a_bad_one_is_a_crash(tmp_path: Path) -> None:
+    metric = Metric("seconds", "lower", file="out.json")
+    (tmp_path / "out.json").write_text('{"seconds": 1.5, "label": "fast", "ok": true}')
+    assert read_target_run(metric, 0, "", False, tmp_path).metrics == {"val_bpb": 1.5,
+                                                                       "seconds": 1.5}
+    (tmp_path / "out.json").write_text('[1.5]')
+    assert read_target_run(metric, 0, "", False, tmp_path).reason == "other"
+    assert read_target_run(metric, None, "", True, tmp_path).reason == "timeout"

@@ -83,7 +83,14 @@ def test_a_higher_accuracy_is_kept_and_a_lower_one_discarded(target_repo: Path) 
 
 def test_the_metric_is_read_from_the_json_file_the_run_writes(tmp_path: Path) -> None:
     repo = make_target_repo(tmp_path / "toy", json_file="scores.json")
-    run_target(repo, [edit_solve("raise the score", SCORE=0.9)])
+    # its charter is a file of its own, not committed (the user steers with it between runs)
+    table = (repo / "pyproject.toml").read_text()
+    (repo / "pyproject.toml").write_text(table.replace("gpu = false\n",
+                                                       'gpu = false\nprogram = "charter.md"\n'))
+    git(repo, "commit", "-q", "-am", "a charter of its own")
+    (repo / "charter.md").write_text("Raise accuracy, by any honest means.\n")
+    _, agent, _ = run_target(repo, [edit_solve("raise the score", SCORE=0.9)])
+    assert "Raise accuracy, by any honest means." in agent.requests[0].program
     assert values(repo)[:3] == [(1, "baseline", "keep", 0.5), (3, "control", "discard", 0.5),
                                 (2, "experiment", "keep", 0.9)]
 

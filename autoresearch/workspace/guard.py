@@ -86,11 +86,12 @@ def git_area(common_dir: Path) -> Area:
     return Area("git", tuple(common_dir / name for name in CONTROL_FILES), keep_bytes=True)
 
 
-def checkout_area(repo: Path, tracked: list[str]) -> Area:
-    """The user's checkout: its tracked files and program.md, put back when changed (the loop
-    never writes them; the user steers between sessions)."""
+def checkout_area(repo: Path, tracked: list[str], program: str = PROGRAM) -> Area:
+    """The user's checkout: its tracked files and the charter (program.md, or a target's own),
+    tracked or not, put back when changed (the loop never writes them; the user steers between
+    sessions)."""
     root = repo.resolve()
-    names = dict.fromkeys([*tracked, PROGRAM])  # not a submodule: a folder of any size
+    names = dict.fromkeys([*tracked, program])  # not a submodule: a folder of any size
     return Area("checkout", tuple(root / name for name in names if not (root / name).is_dir()),
                 keep_bytes=True)
 
