@@ -112,6 +112,7 @@ def main() -> None:
     from autoresearch.execution.gpus import Slot
     from autoresearch.ledger.results import read_results
     from autoresearch.ledger.state import load_state
+    from autoresearch.memory.journal import subject_of
     from autoresearch.scheduler import Loop
 
     opts = Options(tag="noise", noise_runs=args.noise_runs, noise_floor=args.noise_floor,
@@ -123,7 +124,9 @@ def main() -> None:
         print(f"#{r.experiment:<3} {r.kind:10} {r.status:8} {r.val_bpb:.6f} steps "
               f"{r.num_steps} {r.reason}")
     noise = load_state(repo, "noise").noise
-    screened = sum(r.kind == "control" for r in rows)
+    # a candidate that passed the first look was run again: a confirm row under either rule
+    # (the default reruns the candidate; --controls pairs a control with each confirm)
+    screened = len({subject_of(r) for r in rows if r.kind == "confirm"})
     kept = sum(r.status == "keep" and r.kind == "experiment" for r in rows)
     steps = [r.num_steps for r in rows if r.num_steps]
     print(f"smallest gain kept with 80 % power {noise.threshold:.6f} ({noise.rule}); steps per "

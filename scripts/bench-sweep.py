@@ -3,6 +3,7 @@
     uv run scripts/bench-sweep.py                       # seeds 0-4, 60 experiments, noise 0.0005
     uv run scripts/bench-sweep.py --seeds 0 1 --experiments 40 --noise 0.001 --drift 0.05
     uv run scripts/bench-sweep.py --before 7447b4c      # the sweep of that commit, same loop
+    uv run scripts/bench-sweep.py --controls            # the loop's old keep rule (pairs)
 
 Each seed is a loop (`agent_loop.py run --agent sweep`, in process: work trees, commits, the
 guard, noise wave, screens, paired confirmations, the journal, duplicate detection) over a repo
@@ -75,7 +76,7 @@ def sweep_agent_class(rev: str | None) -> type:
 
 
 def one_seed(seed: int, experiments: int, noise: float, drift: float, landscape,
-             agent_class: type) -> dict:
+             agent_class: type, controls: bool = False) -> dict:
     from autoresearch.config import Options
     from autoresearch.execution.gpus import Slot
     from autoresearch.ledger.state import load_state, tag_dir
@@ -88,7 +89,7 @@ def one_seed(seed: int, experiments: int, noise: float, drift: float, landscape,
     os.environ.update(LANDSCAPE_NOISE=str(noise), LANDSCAPE_SEED=str(seed),
                       LANDSCAPE_DRIFT=str(drift), LANDSCAPE_COUNTER_FILE=str(folder / "runs"))
     opts = Options(tag="sweep", noise_runs=2, max_experiments=experiments, sample=False,
-                   timeout=60)
+                   timeout=60, controls=controls)
     Loop(repo, opts, agent_class(seed=seed), Quiet(), slots=[Slot(0, None, "cpu")]).run()
     entries = load(tag_dir(repo, "sweep") / JOURNAL)
     by_commit = {e.commit: e for e in entries}
@@ -120,14 +121,18 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.0005)
     parser.add_argument("--drift", type=float, default=0.0)
     parser.add_argument("--before", metavar="REV", help="the sweep agent of this commit")
+    parser.add_argument("--controls", action="store_true",
+                        help="as for agent_loop.py run: the old (control, candidate) pairs rule")
     args = parser.parse_args()
     landscape, agent_class = load_landscape(), sweep_agent_class(args.before)
     print(f"sweep of {args.before or 'this version'}; noise sd {args.noise:g}, drift "
-          f"{args.drift:g}, {args.experiments} experiments a seed")
+          f"{args.drift:g}, {args.experiments} experiments a seed"
+          f"{', --controls' if args.controls else ''}")
     print(f"{'seed':>4} {'to 0.02':>7} {'to 0.01':>7} {'final gap':>9} {'kept':>4} "
           f"{'false keeps':>11} {'runs saved':>10}")
     for seed in args.seeds:
-        r = one_seed(seed, args.experiments, args.noise, args.drift, landscape, agent_class)
+        r = one_seed(seed, args.experiments, args.noise, args.drift, landscape, agent_class,
+                     args.controls)
         print(f"{r['seed']:>4} {r['to_0.02']!s:>7} {r['to_0.01']!s:>7} {r['final_gap']:>9.4f} "
               f"{r['kept']:>4} {r['false_keeps']:>11} {r['runs_saved']:>10}", flush=True)
 
