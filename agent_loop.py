@@ -112,7 +112,8 @@ def run(
     ] = False,
     workers: Annotated[int | None, typer.Option(
         min=1, help="run N workers on the CPU, GPUs hidden (a target with gpu = false; default "
-                    "1 for such a target)")] = None,
+                    "1 for such a target); with --ray, N runs at once on the cluster's "
+                    "CPUs")] = None,
     ray: Annotated[str | None, typer.Option(
         help="run on a Ray cluster, one task per GPU: 'auto' (the cluster on this machine), "
              "host:6379 or ray://host:10001 (needs `uv sync --extra ray`)")] = None,
@@ -203,7 +204,8 @@ def run(
                    keep_checkpoints=keep_checkpoints, sample=sample, gpus=gpus,
                    mixed_gpus=mixed_gpus, plateau_after=plateau_after, verify=verify,
                    workers=workers)
-    backend = RayConfig(ray, mixed_gpus, train_cmd, gpus, workers, target.gpu) if ray else \
+    backend = RayConfig(ray, mixed_gpus, train_cmd, gpus, workers, target.gpu,
+                        not target.custom) if ray else \
         LocalConfig(gpus, mixed_gpus, train_cmd, workers, target.gpu)
     price = price_option(price_in, price_out)
     reason = launch(repo, opts, backend, functools.partial(

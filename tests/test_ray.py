@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SESSION_CACHE, make_project
-from loop_helpers import check_git_matches_results, make_repo, run_cli, tag_rows
+from loop_helpers import check_git_matches_results, git, make_repo, run_cli, tag_rows
+from target_helpers import make_target_repo
 
 from autoresearch.execution.procs import pid_alive, stat
 
@@ -127,3 +128,28 @@ def test_the_real_train_py_through_ray_tasks(cluster, tmp_path):
         assert row.profile == "cpu" and row.val_bpb > 0 and row.gpu in ("0", "1")
         assert (repo / row.run_dir / "run.log").exists()  # the files came back from the node
     check_git_matches_results(repo, "t")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gpu, flags", [(False, ["--workers", "2"]), (True, [])])
+def test_a_target_of_its_own_runs_as_ray_tasks(cluster, tmp_path, gpu, flags):
+    """A target of its own: with gpu = false, `--ray ADDRESS --workers 2` runs its command as Ray
+    tasks of one CPU each; with gpu = true, one task per GPU of the cluster, as train.py. Neither
+    has prepared data for the node to match, and the loop reads and decides its metric (higher
+    is better) as it does locally."""
+    address, _ = cluster
+    repo = make_target_repo(tmp_path / "toy")
+    if gpu:
+        table = (repo / "pyproject.toml").read_text()
+        (repo / "pyproject.toml").write_text(table.replace("gpu = false", "gpu = true"))
+        git(repo, "commit", "-qam", "a GPU target")
+    out = run_cli("-C", ".", "run", "--tag", "t", "--agent", "sweep", "--ray", address, *flags,
+                  "--max-experiments", "2", "--plain", cwd=repo, timeout=600,
+                  env=dict(os.environ, **NO_AUTH))
+    assert out.returncode == 0, out.stderr
+    rows = tag_rows(repo)
+    assert rows[0].kind == "baseline" and rows[0].status == "keep"
+    assert rows[0].val_bpb == -0.5  # the loss of accuracy 0.5: read from the node's run
+    assert {r.node for r in rows} == {socket.gethostname()}
+    assert len([r for r in rows if r.kind == "experiment"]) == 2
+    check_git_matches_results(repo)

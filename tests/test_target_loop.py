@@ -229,8 +229,8 @@ def test_setup_runs_once_for_a_tag_and_its_failure_is_one_line(target_repo: Path
                       "--workers N instead of --gpus"),
     (["--workers", "2", "--gpus", "all"], "--workers runs workers on the CPU and --gpus on "
                                           "GPUs: give one of them"),
-    (["--ray", "auto"], "--ray places runs on the cluster's GPUs: leave --gpus and --workers out"
-                        " (this target runs on the CPU: use --workers)"),
+    (["--ray", "auto"], "this target runs on the CPU (gpu = false in pyproject.toml): give "
+                        "--ray with --workers N, the runs to hold at once on the cluster's CPUs"),
 ])
 def test_a_cpu_target_refuses_gpu_flags_in_one_line(target_repo: Path, flags: list[str],
                                                      says: str) -> None:

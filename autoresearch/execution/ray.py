@@ -1,4 +1,5 @@
-"""Runs on a Ray cluster: every run is a Ray task that asks for one GPU.
+"""Runs on a Ray cluster: every run is a Ray task that asks for one GPU (one CPU, for a target
+that runs on the CPU).
 
 Ray is the engine: it places each task on a node with a free GPU, sets CUDA_VISIBLE_DEVICES
 there, ships this package to the nodes (runtime_env py_modules), and re-runs a task whose worker
@@ -110,22 +111,27 @@ def cluster_slots(mixed: bool) -> list[Slot]:
 
 @dataclass(frozen=True)
 class RayConfig:
-    """Runs as Ray tasks on the cluster at `address`, one worker per GPU of the cluster (Ray
-    places them). Checked as it is made."""
+    """Runs as Ray tasks on the cluster at `address`: one worker per GPU of the cluster (Ray
+    places them), or for a target that runs on the CPU, --workers tasks of one CPU each. Checked
+    as it is made."""
 
     address: str  # --ray: "auto", "host:6379", "ray://host:10001"
     mixed_gpus: bool = False
     train_cmd: str | None = None  # --train-cmd, as typed; None: the node's Python runs train.py
     gpus: str | None = None  # --gpus: refused, Ray places the runs
-    workers: int | None = None  # --workers: refused, Ray runs on GPUs
-    gpu_target: bool = True  # False: the target runs on the CPU, which --ray does not serve
+    workers: int | None = None  # --workers: a CPU target's runs at once on the cluster's CPUs
+    gpu_target: bool = True  # False: the target runs on the CPU (gpu = false)
+    prepared_data: bool = True  # False: a target of its own, no prepared data for nodes to match
 
     def __post_init__(self) -> None:
         self.command()
-        if self.gpus or self.workers or not self.gpu_target:
+        if self.gpus or (self.workers and self.gpu_target):
             raise UserError("--ray places runs on the cluster's GPUs: leave --gpus and --workers "
-                            "out" + ("" if self.gpu_target else
-                                     " (this target runs on the CPU: use --workers)"))
+                            "out")
+        if not self.gpu_target and not self.workers:
+            raise UserError("this target runs on the CPU (gpu = false in pyproject.toml): give "
+                            "--ray with --workers N, the runs to hold at once on the cluster's "
+                            "CPUs")
         if not self.address.strip():
             raise UserError("--ray needs the cluster: 'auto', host:6379 or ray://host:10001")
 
@@ -136,11 +142,16 @@ class RayConfig:
     def open(self, data_sha256: str) -> tuple[list[Slot], RayExecutor]:
         """Join the cluster: its workers, and the executor that runs on it."""
         connect(self.address)
-        return cluster_slots(self.mixed_gpus), RayExecutor(data_sha256)
+        if not self.gpu_target:  # Ray places each run on a free CPU of any node
+            slots = [Slot(k, None, CPU) for k in range(self.workers or 1)]
+        else:
+            slots = cluster_slots(self.mixed_gpus)
+        return slots, RayExecutor(data_sha256 if self.prepared_data else None,
+                                  gpu=self.gpu_target)
 
 
 class RayExecutor:
-    def __init__(self, data_sha256: str, poll: float = POLL_SECONDS):
+    def __init__(self, data_sha256: str | None, poll: float = POLL_SECONDS, gpu: bool = True):
         import ray
 
         self.ray = ray
@@ -149,7 +160,7 @@ class RayExecutor:
         # max_calls=0: a Ray worker may serve many runs. Ray retires a GPU task's worker after
         # one call by default, in case it holds GPU memory; ours never touches the GPU (train.py
         # runs in a child process), and a fresh worker for every run cost CPU time at each start.
-        self.task = ray.remote(num_gpus=1, max_calls=0, max_retries=RETRIES,
+        self.task = ray.remote(num_gpus=1 if gpu else 0, max_calls=0, max_retries=RETRIES,
                                retry_exceptions=False)(run_task)
 
     def execute(self, spec: RunSpec, *, on_progress: Callable[[Progress], None],
@@ -184,8 +195,9 @@ class RayExecutor:
         return []  # a task of a dead driver is ended by Ray; its run by the reaper
 
 
-def run_task(spec: RunSpec, data_sha256: str) -> dict:
-    """On a node, in a Ray worker that holds one GPU: run the spec in a fresh folder."""
+def run_task(spec: RunSpec, data_sha256: str | None) -> dict:
+    """On a node, in a Ray worker that holds one GPU (or one CPU, for a CPU target): run the spec
+    in a fresh folder. data_sha256 None: a target of its own, with no prepared data to match."""
     from autoresearch.config import Harness
     from autoresearch.workspace.guard import data_fingerprint
 
@@ -194,14 +206,14 @@ def run_task(spec: RunSpec, data_sha256: str) -> dict:
     try:
         local = RunSpec(spec.n, spec.files, work, spec.cmd, spec.timeout, spec.grace)
         write_run_files(local)
-        cache = Harness.read(work).cache_dir
-        if data_fingerprint(cache) != data_sha256:
+        cache = Harness.read(work).cache_dir if data_sha256 is not None else None
+        if cache is not None and data_fingerprint(cache) != data_sha256:
             return {"setup_error": f"node {node} has other prepared data in {cache} than the loop's"
                                    f" machine: run prepare.py there with the same source, or "
                                    f"share the cache directory (AUTORESEARCH_CACHE)"}
         cmd = [sys.executable if part == "{python}" else part for part in spec.cmd]
         gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        result = run_training(cmd, work, work, spec.timeout, grace=spec.grace,
+        result = run_training(cmd, work, work, spec.timeout, env=spec.env, grace=spec.grace,
                               parent=os.getpid())
         files = {p.name: p.read_bytes() for p in work.iterdir() if p.is_file()}
         first = gpu.split(",")[0]
