@@ -133,8 +133,8 @@ def run(
         min=0, help="extra baseline runs to measure noise (every worker runs the baseline twice; "
                     "0 = once each: the noise is learnt from the first controls)")] = 2,
     noise_floor: Annotated[float, typer.Option(
-        min=0, help="your minimum val_bpb gain: a keep's paired gain must clear it (the "
-                    "paired test sets the bar above it)")] = DEFAULT_FLOOR,
+        min=0, help="your minimum val_bpb gain: a keep's measured gain must clear it (the "
+                    "sequential test sets the bar above it)")] = DEFAULT_FLOOR,
     max_pairs: Annotated[int, typer.Option(
         min=1, help="most replicas that confirm one candidate after its first run (runs of it, "
                     "or with --controls, (control, candidate) pairs)")

@@ -22,8 +22,8 @@ NO_DATA = ".autoresearch/no-data"  # a target's own "cache folder": it prepares 
 TIMEOUT_MARGIN = 120.0  # on top of 2 x TIME_BUDGET: start-up, compilation and the final eval
 BACKOFF_SECONDS = 60.0  # first pause after a few unusable proposals in a row, doubling
 # Experiments in a row without a keep before the agents are told they are on a plateau and asked
-# for a different kind of change. Ten: about an hour on one H100 with 5-minute runs, and twice
-# the runs a paired confirmation takes, so one unlucky confirmation does not trigger it.
+# for a different kind of change. Ten: about an hour on one H100 with 5-minute runs, and more
+# than the runs one confirmation takes, so one unlucky confirmation does not trigger it.
 PLATEAU_AFTER = 10
 
 

@@ -155,7 +155,7 @@ class Decision:
     tried: dict[int, str] = field(default_factory=dict)  # run -> commit, at tried/<run>
     follow: list[Job] = field(default_factory=list)  # runs queued next on the same worker
     tasks: list[Task] = field(default_factory=list)  # work for the worker's agent
-    hold: Candidate | None = None  # start waiting for this candidate's paired runs
+    hold: Candidate | None = None  # start waiting for this candidate's replica runs
     settle: int | None = None  # the candidate this decision closes
     port: Port | None = None  # re-apply a change onto the best (merged by the coordinator)
     log: list[str] = field(default_factory=list)

@@ -67,7 +67,7 @@ class Kit:
     harness: Harness
     timeout: float  # of one run
     command: list[str]  # what runs one experiment, in its run folder (the target's, or train.py)
-    hidden: list[Path] | None  # what agent code must not see (verify/sandbox.py)
+    hidden: list[Path] | None  # what agent code must not see (execution/sandbox.py)
     git: Git
     coord: Coordinator
     executor: Executor
@@ -157,7 +157,7 @@ class Worker:
         train_py = kit.git.file_at(task.commit if kind == Kind.FIX else parent)
         (self.slot.path / kit.git.editable).write_text(train_py)
         refs = kit.git.refs("refs/heads", "refs/tags")
-        request = self.request(task, parent, train_py, seq, marker)
+        request = self.request(task, train_py, seq, marker)
         kit.live.agent(self.k, self.title(task))
         try:
             with kit.watch.suspect(self.who):
@@ -208,8 +208,7 @@ class Worker:
             return "a new experiment"
         return f"{task.kind.value} #{task.subject}: {task.description}"
 
-    def request(self, task: Task | None, parent: str, train_py: str, seq: int,
-                marker: str) -> AgentRequest:
+    def request(self, task: Task | None, train_py: str, seq: int, marker: str) -> AgentRequest:
         coord, kit = self.coord, self.kit
         # as it was when the loop started: the guard puts back any write to it, and an agent's
         # write must not reach another's prompt before the next scan does

@@ -58,7 +58,7 @@ def test_status(done):
     out = result.output
     assert "tag t" in out and "not running" in out
     # the best: the baseline wave's value minus #4's paired gain (the same number everywhere)
-    assert ("best: 0.900000 (baseline - 1 paired gain) #4 " in out
+    assert ("best: 0.900000 (baseline - 1 kept gain) #4 " in out
             and "lower val; baseline 1.000000, change -0.100000" in out)
     assert "noise: within-worker std 0.000000 (" in out and "worker offsets w0 +0.000000" in out
     assert "3 baseline runs, spread 0.000000; decisions: sequential test" in out

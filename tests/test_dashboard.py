@@ -141,7 +141,7 @@ def test_results_and_live(server, night):
     lo, hi = data["y_limits"]
     assert 0.9 < lo < 0.99 and 1.0 < hi < 1.01
     assert data["summary"]["best_experiment"] == 2 and data["summary"]["crashed"] == 1
-    assert data["best"]["label"] == "0.990000 (baseline - 1 paired gain)"
+    assert data["best"]["label"] == "0.990000 (baseline - 1 kept gain)"
     assert data["best"]["commit"] == rows[1]["commit"]
     assert data["summary"]["hours_label"] == "CPU hours"
     again = requests.get(f"{server}/api/results", params={"since": data["version"]}, timeout=10)
@@ -402,7 +402,7 @@ def test_page_cards_chart_diff_and_idle_in_chromium(server, night, browser):
     assert web.wait_js("return document.querySelectorAll('#table tbody tr').length === 4")
     # the cards: the best as everywhere else, hours named after the CPU that ran them
     assert web.js("return document.getElementById('stat-best').innerText").startswith(
-        "BEST VAL_BPB\n0.990000 (baseline - 1 paired gain)")
+        "BEST VAL_BPB\n0.990000 (baseline - 1 kept gain)")
     assert web.js("return document.querySelector('#stat-hours .label').textContent") == \
         "CPU hours"
     # "1 crashed" (and the others) never split over two lines, however narrow the window
@@ -432,7 +432,7 @@ def test_page_cards_chart_diff_and_idle_in_chromium(server, night, browser):
                 inside: b.left >= svg.left && b.right <= svg.right && b.top >= svg.top,
                 gap: Math.hypot(Math.max(b.left - p.right, 0, p.left - b.right),
                                 Math.max(b.top - p.bottom, 0, p.top - b.bottom))};""")
-    assert label["text"].startswith("best 0.990000 (baseline - 1 paired gain) (#2)")
+    assert label["text"].startswith("best 0.990000 (baseline - 1 kept gain) (#2)")
     assert label["inside"] and label["gap"] < 20, label
     # the baseline's diff tab says what it is
     web.click("#table tbody tr[data-n='1']")

@@ -82,7 +82,7 @@ def test_a_keep_shows_one_number_everywhere_and_the_best_never_rises(night):
     rows = tag_rows(repo)
     (keep,) = [r for r in rows if is_keep(r)]
     gain, best = f"{keep.gain:+.6f}", 1.002 - keep.gain  # the wave's value: 1.000 and 1.004
-    label = f"{best:.6f} (baseline - 1 paired gain)"
+    label = f"{best:.6f} (baseline - 1 kept gain)"
     assert any(f"#{keep.experiment} kept: on its first run: {gain} over 1 run" in e
                for e in ui.events)  # the loop's line: the exact fake trainer decides at once
     assert f"best: {label} #{keep.experiment}" in cli(repo, "status")

@@ -201,7 +201,7 @@ def test_the_best_is_the_baseline_wave_minus_the_kept_paired_gains():
     # the baseline wave (1.000, 1.004, 0.999) is 1.001; #6 was kept with a paired gain of 0.015
     assert (head.commit, head.keeps, head.experiment, head.description) == ("c3", 1, 6, "change 6")
     assert head.value == pytest.approx(0.986)
-    assert str(head) == "0.986000 (baseline - 1 paired gain)"
+    assert str(head) == "0.986000 (baseline - 1 kept gain)"
     s = summarize(rows)
     assert (s.best_bpb, s.best_label, s.best_commit, s.best_experiment) == (
         head.value, str(head), "c3", 6)

@@ -31,7 +31,7 @@ from autoresearch.redact import register_secret
 
 __all__ = ["Agent", "AgentError", "AgentRefused", "AgentRequest", "Proposal", "Usage",
            "BACKENDS", "make_agent", "price_option",
-           "InFlight", "Port"]  # these two used from base.py
+           "InFlight"]  # used from base.py
 
 BACKENDS = ("sweep", "claude", "codex", "openai", "anthropic")
 DEFAULT_TIMEOUT = 900.0  # seconds per API call or CLI run

@@ -118,8 +118,8 @@ def build_context(request: AgentRequest) -> str:
         parts.append(f"Best {name} so far: {target.metric.value(request.best_val_bpb):.6f}.")
         if request.noise_threshold is not None:
             parts.append(f" Smallest gain the loop confirms reliably: {request.noise_threshold:.6f}"
-                         " (a change is kept when repeated runs paired with the code it was made"
-                         " on show its gain with 95 % confidence; smaller real gains are kept"
+                         " (a change is kept when its runs, compared with the code it was made"
+                         " on, show its gain with 95 % confidence; smaller real gains are kept"
                          " less often).")
         parts.append("\n\n")
     if request.digest:

@@ -114,7 +114,7 @@ REPLICA_KINDS = ("noise", "control", "confirm")  # runs again of code that has i
 def prune_checkpoints(repo: Path, rows: list[Row], keep_best: int) -> list[Path]:
     """Delete model.pt of every run in `rows` except those of the newest `keep_best` keeps.
 
-    The kept line only ever improves (each keep beat the best before it, by its paired gain), so
+    The kept line only ever improves (each keep beat the best before it, by its measured gain), so
     its newest keeps are its best, and the newest is the current best, whose weights held-out
     verification scores as a parent (verify/private.py). A keep's own run holds its weights; its
     confirmation runs' copies go. Only run directories named by `rows` are touched (never another

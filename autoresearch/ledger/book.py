@@ -44,7 +44,7 @@ class Ledger:
         return model_of(rows if rows is not None else self.rows())
 
     def best_value(self) -> float | None:
-        """The night's best: the baseline minus the kept paired gains (ledger/values.py)."""
+        """The night's best: the baseline minus the kept gains (ledger/values.py)."""
         return progress(self.rows()).best
 
     def plateau(self, after: int) -> int:

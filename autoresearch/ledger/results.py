@@ -46,7 +46,7 @@ EXTRA_COLUMNS = [
     "node",  # the host it ran on
     # the evidence of a candidate's paired confirmation, on its own row (policy.Verdict):
     "pairs",  # (control, candidate) pairs run
-    "gain",  # mean paired gain (control - candidate; positive = better)
+    "gain",  # the keep test's mean gain over the parent (positive = better)
     "gain_low",  # its interval: kept only when gain_low clears the floor
     "gain_high",
     "p_value",  # one-sided, against the floor, Bonferroni over --max-pairs looks

@@ -5,13 +5,12 @@ numbers from here, so a keep shows the same number everywhere:
 
 - a commit's value: one estimate from all its runs, corrected for the worker offsets of the
   noise model (policy.fit), with a standard error;
-- the night's best: the baseline wave's value minus the kept changes' mean paired gains, in the
+- the night's best: the baseline wave's value minus the kept changes' measured gains, in the
   order they were kept. It moves only at a keep, and never up (a keep's gain clears the floor).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from autoresearch.model import Row, is_keep, is_measured
@@ -31,9 +30,9 @@ def model_of(rows: list[Row]) -> Fit:
 
 
 def keep_gain(row: Row, rows: list[Row], before: str) -> float:
-    """What a keep moved the best by: its mean paired gain; for a keep without the evidence
-    columns (older versions, other tools), its commit's mean against its parent's (the `parent`
-    column, else the commit kept before it), never below 0."""
+    """What a keep moved the best by: its measured gain (the keep test's mean); for a keep
+    without the evidence columns (older versions, other tools), its commit's mean against its
+    parent's (the `parent` column, else the commit kept before it), never below 0."""
     if row.gain is not None:
         return row.gain
     parent, own = _mean(rows, row.parent or before), _mean(rows, row.commit)
@@ -50,7 +49,7 @@ class Step:
     """The best after one keep."""
 
     row: Row  # the kept change's own row
-    gain: float  # its mean paired gain (positive = better)
+    gain: float  # its measured gain (positive = better)
     best: float  # the night's best after it
 
 
@@ -59,7 +58,6 @@ class Progress:
     """The night's chain of keeps, from the baseline's value."""
 
     baseline: float | None  # the baseline wave's value (None before the baseline ran)
-    baseline_se: float
     steps: list[Step]
 
     @property
@@ -77,7 +75,7 @@ def progress(rows: list[Row]) -> Progress:
         base = next((r for r in rows if is_measured(r)), None)
         wave = [base] if base else []
     if base is None:
-        return Progress(None, math.inf, [])
+        return Progress(None, [])
     model = model_of(wave)
     best = model.values[base.commit]
     steps, before = [], base.commit
@@ -87,4 +85,4 @@ def progress(rows: list[Row]) -> Progress:
             best -= gain
             before = row.commit
             steps.append(Step(row, gain, best))
-    return Progress(model.values[base.commit], model.ses[base.commit], steps)
+    return Progress(model.values[base.commit], steps)

@@ -299,7 +299,7 @@ def _header(night: Night) -> str:
     measured = [e for e in night.chain if e.val_bpb is not None]
     stepped = [e for e in night.chain if e.best is not None]
     m = night.metric
-    if stepped:  # the night's progress, as every view shows it: baseline minus paired gains
+    if stepped:  # the night's progress, as every view shows it: baseline minus kept gains
         last, gains = stepped[-1], -sum(e.delta or 0.0 for e in stepped)
         text += (f" Best {m.name} {m.value(last.best):.6f} (#{last.n} {last.commit}), "
                  f"{m.value(-gains):+.4f} vs the baseline {m.value(last.best + gains):.6f}.")

@@ -5,8 +5,8 @@ state.json, and for the rates, its events.log), so the CLI summary, `status`, th
 dashboard all show the same numbers and the tests can check them against hand-computed values.
 
 The best is the head of the kept line: the commit of the last kept row. Its value is the night's
-progress (ledger/values.progress): the baseline wave's value minus the mean paired gains of the
-keeps, shown everywhere as `3.105079 (baseline - 2 paired gains)`. It moves only at a keep and
+progress (ledger/values.progress): the baseline wave's value minus the measured gains of the
+keeps, shown everywhere as `3.105079 (baseline - 2 kept gains)`. It moves only at a keep and
 never up, and a keep shows the same gain in every view. A crash's val_bpb is 0.0 and never counts
 as a measurement.
 """
@@ -37,7 +37,7 @@ class Best:
 
     commit: str
     value: float  # the night's progress after its keep
-    keeps: int  # how many paired gains it is below the baseline
+    keeps: int  # how many kept gains it is below the baseline
     experiment: int  # the run that brought the commit in: its first kept row
     description: str
 
@@ -45,18 +45,18 @@ class Best:
         return self.label()
 
     def label(self, metric: Metric = DEFAULT.metric) -> str:
-        """`3.105079 (baseline - 2 paired gains)`: the metric's own value (`value` is its loss);
+        """`3.105079 (baseline - 2 kept gains)`: the metric's own value (`value` is its loss);
         a higher-is-better metric's gains are added to its baseline."""
         shown = f"{metric.value(self.value) + 0.0:.6f}"
         if not self.keeps:
             return f"{shown} (baseline)"
         sign = "-" if metric.direction == "lower" else "+"
-        return f"{shown} (baseline {sign} {self.keeps} paired gain{'s' * (self.keeps > 1)})"
+        return f"{shown} (baseline {sign} {self.keeps} kept gain{'s' * (self.keeps > 1)})"
 
 
 @dataclass
 class Improvement:
-    """One keep of the kept line: the best after it and its mean paired gain (delta > 0 =
+    """One keep of the kept line: the best after it and its measured gain (delta > 0 =
     better), with how sure it is (pairs run, the gain's interval, its p-value)."""
 
     experiment: int
@@ -219,7 +219,7 @@ def baseline_row(rows: list[Row]) -> Row | None:
 
 
 def improvements(rows: list[Row]) -> list[Improvement]:
-    """Every keep of the night's progress: the best after it, its paired gain and evidence."""
+    """Every keep of the night's progress: the best after it, its measured gain and evidence."""
     xs = dict(zip((id(r) for r in rows), experiment_numbers(rows), strict=True))
     return [Improvement(xs[id(s.row)], s.row.commit, s.best, s.gain, s.row.description,
                         s.row.pairs, s.row.gain_low, s.row.gain_high, s.row.p_value)

@@ -166,7 +166,7 @@ def print_summary(s: Summary, title: str, private: PrivateSummary | None = None)
     if s.top_improvements:
         steps = Table(title="top improvements", title_justify="left")
         for name, justify in (("#", "right"), ("commit", "left"), ("best after", "right"),
-                              ("paired gain", "right"), ("how sure", "left"),
+                              ("gain", "right"), ("how sure", "left"),
                               ("description", "left")):
             steps.add_column(name, justify=justify)
         for step in s.top_improvements:

@@ -179,7 +179,7 @@ def queue_line(live: dict) -> Text:
 
 
 def best_line(rows: list[Row], metric: Metric = DEFAULT.metric) -> Text:
-    """The best (report.best) and how far the keeps' paired gains took it from the baseline,
+    """The best (report.best) and how far the keeps' measured gains took it from the baseline,
     in the metric's own values (named, with its direction, unless it is val_bpb)."""
     head = best(rows)
     named = "" if metric == DEFAULT.metric else f"{metric.label} "

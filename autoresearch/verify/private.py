@@ -164,7 +164,7 @@ class Verifier:
             return refuse(job, decision, f"refused: it could not be verified ({e})",
                           f"#{job.subject} refused: {e}")
         delta = round(value - parent, 6)  # as results.tsv writes it: row and journal agree
-        # the public gain the keep stands on: its mean paired gain (policy's evidence)
+        # the public gain the keep stands on: its measured gain (policy's evidence)
         public = next((r.gain for r in decision.rows if r.gain is not None), 0.0)
         required = RETAINED * public - self.threshold(rows)
         scored = self._scored(job, decision, value, delta)
