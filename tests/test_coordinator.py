@@ -285,3 +285,14 @@ def test_one_port_record_from_the_decision_to_the_agent_and_state_json(tmp_path)
                            port=Port(7, 1, "c" * 40, "p" * 40, "raise the LR", diff="-a\n+b",
                                      conflict="<<<<<<<"))
     assert "#7 (raise the LR)" in build_context(request) and "-a\n+b" in build_context(request)
+
+
+def test_a_port_under_way_does_not_use_up_max_experiments(tmp_path):
+    """--max-experiments counts new ideas: one worker porting an earlier keep does not stop
+    another from starting the last idea allowed; a second new idea is refused."""
+    night = measured(tmp_path)
+    desk, best = night.coord.desk, night.coord.best()
+    assert desk.reserve(0, best, Kind.PORT.value, lambda n: f"m{n}", 1) is not None
+    assert desk.reserve(1, best, "experiment", lambda n: f"m{n}", 1) is not None
+    assert desk.reserve(2, best, "experiment", lambda n: f"m{n}", 1) is None
+

@@ -48,8 +48,9 @@ class Desk:
         port finishes a counted experiment and is never refused)."""
         with self.lock:
             s = self.state
+            ideas = sum(p.kind != Kind.PORT.value for p in s.proposing)  # a port counts nothing
             if kind != Kind.PORT.value and max_experiments is not None and \
-                    self.budget.new_ideas() + len(s.proposing) >= max_experiments:
+                    self.budget.new_ideas() + ideas >= max_experiments:
                 return None
             seq, s.next_id = s.next_id, s.next_id + 1
             s.proposing = [p for p in s.proposing if p.worker != worker]
