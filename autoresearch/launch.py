@@ -32,7 +32,7 @@ def launch(repo: Path, opts: Options, backend: LocalConfig | RayConfig,
         raise UserError(f"--max-cost needs the dollar cost of every agent call, and "
                         f"{agents[0].name} has no known price: pass --price-in and --price-out "
                         "(USD per million tokens), or drop --max-cost")
-    if note := bytecode_warning():
+    if not opts.target.custom and (note := bytecode_warning()):  # about train.py's PyTorch
         print(note, file=sys.stderr)
     with make_console(plain, opts.target.metric) as ui:
         return Loop(repo, opts, agents, ui, executor=executor, slots=slots).run()

@@ -4,6 +4,7 @@ runs of the target's command, the loop's own decisions and records."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -222,6 +223,16 @@ def test_setup_runs_once_for_a_tag_and_its_failure_is_one_line(target_repo: Path
         "DATA_URL; fix it, then run again"]
     assert not (broken / "results.tsv").exists()
     assert "autoresearch/t" not in git(broken, "branch", "--list")
+
+
+def test_a_target_of_its_own_gets_no_note_about_pytorch_bytecode(target_repo: Path) -> None:
+    """The PYTHONDONTWRITEBYTECODE note is about train.py's PyTorch start-up: a target of its own
+    does not get it (its failing setup's line is all stderr says)."""
+    with_setup(target_repo, "python make_data.py --fail")
+    proc = run_cli("-C", ".", "run", "--tag", "t", "--agent", "sweep", cwd=target_repo,
+                   env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("error: setup `python make_data.py --fail` failed")
 
 
 @pytest.mark.parametrize("flags, says", [
