@@ -89,10 +89,10 @@ class Row:
 
 
 def is_measured(row: Row) -> bool:
-    """A run that produced a real value (crashes read 0.0; an unparsable cell reads nan). Rows
-    hold the loss, which is negative for a higher-is-better metric (target.py), so the value
-    that marks "none" is 0, not <= 0."""
-    return row.status != Status.CRASH and math.isfinite(row.val_bpb) and row.val_bpb != 0
+    """A run that produced a real value: not a crash (its cell reads 0.0) and not an
+    unparsable cell (nan). Its status says so, never the number: a target's metric may be
+    exactly 0 (an error of 0, an accuracy of 0), and that is a value."""
+    return row.status != Status.CRASH and math.isfinite(row.val_bpb)
 
 
 def is_experiment(row: Row) -> bool:

@@ -49,10 +49,11 @@ class Metric:
     extra: tuple[str, ...] = ()  # more keys recorded per run
 
     def loss(self, value: float) -> float:
-        return value if self.direction == "lower" else -value
+        # 0.0 - x, not -x: a value of exactly 0 must never turn into -0.0 and read "-0.000000"
+        return value if self.direction == "lower" else 0.0 - value
 
     def value(self, loss: float) -> float:
-        return loss if self.direction == "lower" else -loss
+        return loss if self.direction == "lower" else 0.0 - loss
 
     @property
     def label(self) -> str:

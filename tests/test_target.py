@@ -62,6 +62,13 @@ def test_the_loss_is_lower_is_better_and_turns_back(direction: str, value: float
     assert metric.loss(value) == loss and metric.value(metric.loss(value)) == value
 
 
+@pytest.mark.parametrize("zero", [0.0, -0.0])
+def test_a_value_of_zero_reads_as_zero_never_minus_zero(zero: float) -> None:
+    metric = Metric("accuracy", "higher")
+    for number in (metric.loss(zero), metric.value(zero), metric.value(sum([metric.loss(zero)]))):
+        assert f"{number:.6f}" == "0.000000"
+
+
 @pytest.mark.parametrize("change, says", [
     (('timeout = 120', 'timeout = -1'), "timeout is -1: use e.g. 120"),
     (('timeout = 120', 'timeout = "2m"'), "timeout is '2m': use e.g. 120"),

@@ -11,11 +11,19 @@ from pathlib import Path
 
 import pytest
 import requests
-from loop_helpers import check_git_matches_results, git, run_cli, run_loop, tag_rows
+from loop_helpers import (
+    check_git_matches_results,
+    git,
+    run_cli,
+    run_loop,
+    set_constants,
+    tag_rows,
+)
 from target_helpers import edit_solve, make_target_repo
 
 from autoresearch.agents.prompt import build_context, cli_prompt, system_prompt
 from autoresearch.ledger.results import read_results
+from autoresearch.memory.journal import load as load_journal
 from autoresearch.review.dashboard import Board, make_server
 from autoresearch.review.plot import draw_progress
 from autoresearch.target import load_target
@@ -248,3 +256,36 @@ def test_a_cpu_target_refuses_gpu_flags_in_one_line(target_repo: Path, flags: li
     proc = run_cli("-C", ".", "run", "--tag", "t", "--agent", "sweep", *flags, cwd=target_repo)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [f"error: {says}"]
     assert not (target_repo / ".autoresearch").exists()
+
+
+def zero_baseline(repo: Path, summary_line: bool) -> Path:
+    """The toy target scoring exactly 0 on its unmodified code: JSON `0.0`, or with
+    summary_line a summary block line `score: 0` (the metric then named score)."""
+    (repo / "solve.py").write_text(set_constants((repo / "solve.py").read_text(), SCORE=0.0))
+    if summary_line:
+        evaluate = (repo / "evaluate.py").read_text()
+        (repo / "evaluate.py").write_text(evaluate.replace(
+            'print(f"accuracy: {score:.6f}")', 'print(f"score: {score:g}")'))
+        table = (repo / "pyproject.toml").read_text()
+        (repo / "pyproject.toml").write_text(table.replace('name = "accuracy"', 'name = "score"'))
+    git(repo, "commit", "-q", "-am", "a baseline that scores 0")
+    return repo
+
+
+@pytest.mark.parametrize("summary_line", [False, True])
+def test_a_metric_of_exactly_zero_is_a_value(tmp_path: Path, summary_line: bool) -> None:
+    repo = zero_baseline(make_target_repo(tmp_path / "toy", json_file="" if summary_line
+                                          else "scores.json"), summary_line)
+    reason, _, _ = run_target(repo, [edit_solve("raise the score", SCORE=0.5)])
+    assert reason == "reached --max-experiments 1"
+    name = "score" if summary_line else "accuracy"
+    lines = (repo / "results.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    cells = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+    assert [(c["kind"], c["status"], float(c[name])) for c in cells] == [
+        ("baseline", "keep", 0.0), ("experiment", "keep", 0.5), ("confirm", "keep", 0.5)]
+    # the baseline's 0 is a measured value: the journal holds it and the keep's gain over it
+    entries = {e.n: e for e in load_journal(repo / ".autoresearch" / "t" / "journal.jsonl")}
+    assert entries[1].val_bpb == 0 and entries[2].delta == pytest.approx(-0.5)
+    summary = " ".join(run_cli("-C", ".", "summary", cwd=repo).stdout.split())
+    assert f"baseline {name} 0.000000" in summary and f"best {name} 0.500000" in summary
