@@ -1,6 +1,7 @@
 """What the loop optimises: the target a repository declares in its pyproject.toml.
 
-A target repository names, under `[tool.autoresearch]`, the file agents edit, the fixed files the
+A target repository names, under `[tool.autoresearch]`, the file or files agents edit, the fixed
+files the
 loop guards, the command that runs one experiment, its timeout, and the metric it reports. A
 repository without the table is today's LLM-pretraining harness (train.py, prepare.py and
 constants.py, `python train.py`, val_bpb lower is better), so `load_target` of this checkout
@@ -77,7 +78,8 @@ class Target:
 
     @property
     def edited(self) -> str:
-        """The file agents edit, the sweep moves and prompts show."""
+        """The first file agents edit: the one the default target has (train.py), and the one an
+        edit that names no file applies to when there is only one."""
         return self.editable[0]
 
 
@@ -85,7 +87,7 @@ DEFAULT = Target()
 
 # key -> (what it must be, an example of a right value), for one-line errors
 _KEYS = {
-    "editable": ("a list of one file name", '["solve.py"]'),
+    "editable": ("a file name or a list of them", '["model.py", "features.py"]'),
     "fixed": ("a list of file names", '["evaluate.py"]'),
     "command": ("a command line", '"python evaluate.py"'),
     "timeout": ("seconds above 0", "120"),
@@ -117,7 +119,23 @@ def load_target(repo: Path) -> Target:
         return DEFAULT
     if not isinstance(table, dict):
         raise _bad("", "is not a table", "[tool.autoresearch]")
-    return parse_target(table)
+    target = parse_target(table)
+    check_editable(Path(repo), target.editable)
+    return target
+
+
+def check_editable(repo: Path, editable: tuple[str, ...]) -> None:
+    """Each editable file is a file of the repository, inside it (a symlink out of it is not);
+    else UserError naming it."""
+    root = repo.resolve()
+    for name in editable:
+        path = root / name
+        if not path.resolve().is_relative_to(root):
+            raise _bad("editable", f"names {name!r}, which lies outside the repository",
+                       _KEYS["editable"][1])
+        if not path.is_file():
+            raise _bad("editable", f"names {name!r}, which is not a file of the repository "
+                       f"(create and commit it, or fix the name)", _KEYS["editable"][1])
 
 
 def metric_beside(results: Path) -> Metric:
@@ -133,9 +151,6 @@ def parse_target(table: dict) -> Target:
         if key not in table:
             raise _bad(key, "is missing", _KEYS[key][1])
     editable = _files(table, "editable")
-    if len(editable) != 1:
-        raise _bad("editable", f"names {len(editable)} files; the loop edits one file per "
-                   f"target", _KEYS["editable"][1])
     fixed = _files(table, "fixed") if "fixed" in table else ()
     if both := set(editable) & set(fixed):
         raise _bad("fixed", f"also lists editable {', '.join(sorted(both))}",
@@ -181,11 +196,16 @@ def _metric(table: object) -> Metric:
 
 
 def _files(table: dict, key: str) -> tuple[str, ...]:
+    """A list of paths inside the repository, each once; `editable` may also be one path."""
     value = table[key]
-    if not isinstance(value, list) or not value or \
-            not all(isinstance(v, str) and _plain_file(v) for v in value):
+    names = [value] if key == "editable" and isinstance(value, str) else value
+    if not isinstance(names, list) or not names or \
+            not all(isinstance(v, str) and _plain_file(v) for v in names):
         raise _bad(key, f"is {value!r}", _KEYS[key][1] + " (paths inside the repository)")
-    return tuple(value)
+    normal = [Path(name).as_posix() for name in names]  # "./a.py" and "a.py" are one file
+    if twice := sorted({name for name in normal if normal.count(name) > 1}):
+        raise _bad(key, f"lists {', '.join(twice)} twice", "each file once")
+    return tuple(normal)
 
 
 def _command(table: dict, key: str) -> tuple[str, ...]:

@@ -28,8 +28,12 @@ extra = ["fit_seconds"]
 """
 
 
-def write_table(repo: Path, text: str) -> Path:
+def write_table(repo: Path, text: str, files: tuple[str, ...] = ("solve.py", "model.py",
+                                                                  "features.py")) -> Path:
+    """pyproject.toml with `text`, beside the files a table may name as editable."""
     (repo / "pyproject.toml").write_text('[project]\nname = "t"\n' + text)
+    for name in files:
+        (repo / name).write_text("X = 1\n")
     return repo
 
 
@@ -75,8 +79,16 @@ def test_a_value_of_zero_reads_as_zero_never_minus_zero(zero: float) -> None:
     (('timeout = 120\n', ''), "timeout is missing: use e.g. 120"),
     (('direction = "higher"', 'direction = "up"'),
      'metric.direction is \'up\': use e.g. "higher"'),
-    (('editable = ["solve.py"]', 'editable = "solve.py"'), "editable is 'solve.py'"),
-    (('editable = ["solve.py"]', 'editable = ["a.py", "b.py"]'), "editable names 2 files"),
+    (('editable = ["solve.py"]', 'editable = 3'), "editable is 3"),
+    (('editable = ["solve.py"]', 'editable = []'), "editable is []"),
+    (('editable = ["solve.py"]', 'editable = ["model.py", "gone.py"]'),
+     "editable names 'gone.py', which is not a file of the repository"),
+    (('editable = ["solve.py"]', 'editable = ["model.py", "../features.py"]'),
+     "editable is ['model.py', '../features.py']"),
+    (('editable = ["solve.py"]', 'editable = ["model.py", "./model.py"]'),
+     "editable lists model.py twice: use e.g. each file once"),
+    (('editable = ["solve.py"]', 'editable = ["model.py", "evaluate.py"]'),
+     "fixed also lists editable evaluate.py"),
     (('fixed = ["evaluate.py"]', 'fixed = ["solve.py"]'), "fixed also lists editable solve.py"),
     (('fixed = ["evaluate.py"]', 'fixed = ["../evaluate.py"]'), "fixed is ['../evaluate.py']"),
     (('command = "python evaluate.py --fast"', 'command = "python \'evaluate.py"'),
@@ -93,6 +105,25 @@ def test_a_bad_table_is_one_line_naming_the_key(tmp_path: Path, change: tuple[st
     message = str(caught.value)
     assert says in message and "\n" not in message
     assert message.startswith("pyproject.toml [tool.autoresearch")
+
+
+def test_one_editable_file_or_several(tmp_path: Path) -> None:
+    one = load_target(write_table(tmp_path, TABLE.replace('["solve.py"]', '"solve.py"')))
+    assert one.editable == ("solve.py",) and one.edited == "solve.py"
+    two = load_target(write_table(tmp_path, TABLE.replace('["solve.py"]',
+                                                          '["model.py", "./features.py"]')))
+    assert two.editable == ("model.py", "features.py") and two.edited == "model.py"
+
+
+def test_an_editable_symlink_out_of_the_repository_is_refused(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (tmp_path / "outside.py").write_text("X = 1\n")
+    (repo / "link.py").symlink_to(tmp_path / "outside.py")
+    write_table(repo, TABLE.replace('["solve.py"]', '["solve.py", "link.py"]'))
+    with pytest.raises(UserError, match="editable names 'link.py', which lies outside the "
+                                        "repository"):
+        load_target(repo)
 
 
 def test_the_cli_says_a_bad_table_in_one_line_before_anything_starts(tmp_path: Path) -> None:
