@@ -3,10 +3,11 @@
 A worker is an agent session with a work tree of its own, and a GPU slot. It has two threads, so
 its agent prepares the next proposal while its GPU trains the last one:
 
-    proposer  the agent edits train.py in the work tree (a fresh experiment on the current best,
-              or a fix / port task for this worker); the loop undoes anything but train.py,
-              rejects what cannot or need not run (no change, no compile, a program that ran
-              already) and commits the rest on its parent; one proposal waits at most.
+    proposer  the agent edits train.py (a target's editable files) in the work tree (a fresh
+              experiment on the current best, or a fix / port task for this worker); the loop
+              undoes anything but the editable files, rejects what cannot or need not run (no
+              change, no compile, a program that ran already) and commits the rest on its
+              parent; one proposal waits at most.
     runner    takes the worker's next job (follow-up runs first), runs exactly the committed
               code in a fresh run folder, reads the outcome, and hands it to the coordinator,
               which alone decides and records.
@@ -154,10 +155,11 @@ class Worker:
         """One agent turn in the work tree; the queued job, or None if it was rejected."""
         kit, coord = self.kit, self.coord
         self.slot.reset(parent, backup)
-        train_py = kit.git.file_at(task.commit if kind == Kind.FIX else parent)
-        (self.slot.path / kit.git.editable).write_text(train_py)
+        files = kit.git.sources_at(task.commit if kind == Kind.FIX else parent)
+        for path, text in files.items():
+            (self.slot.path / path).write_text(text)
         refs = kit.git.refs("refs/heads", "refs/tags")
-        request = self.request(task, train_py, seq, marker)
+        request = self.request(task, files, seq, marker)
         kit.live.agent(self.k, self.title(task))
         try:
             with kit.watch.suspect(self.who):
@@ -172,8 +174,8 @@ class Worker:
             self.reject(f"the agent gave no usable edit: {refusal}" if proposal is None
                         else reason, task)
             return None
-        text = (self.slot.path / kit.git.editable).read_text()
-        known = coord.desk.known_program(text, parent)
+        edited = self.slot.texts()
+        known = coord.desk.known_program(edited, parent)
         if known:
             self.reject(f"not run: {known}", task,
                         feedback=f"Your last proposal was not run: {known}. Propose something "
@@ -181,7 +183,7 @@ class Worker:
             return None
         description = sanitize(proposal.description) or "(no description)"
         hypothesis = sanitize(proposal.hypothesis)
-        commit = kit.git.commit_file(parent, text, commit_message(
+        commit = kit.git.commit_files(parent, edited, commit_message(
             description, hypothesis, f"{coord.tag}, {kind.value}, worker {self.k}"))
         self.rejected = 0
         return coord.desk.submit(self.k, kind, commit, parent, description, self.agent.name,
@@ -208,7 +210,8 @@ class Worker:
             return "a new experiment"
         return f"{task.kind.value} #{task.subject}: {task.description}"
 
-    def request(self, task: Task | None, train_py: str, seq: int, marker: str) -> AgentRequest:
+    def request(self, task: Task | None, files: dict[str, str], seq: int,
+                marker: str) -> AgentRequest:
         coord, kit = self.coord, self.kit
         # as it was when the loop started: the guard puts back any write to it, and an agent's
         # write must not reach another's prompt before the next scan does
@@ -220,7 +223,8 @@ class Worker:
             port = Port(task.subject, task.worker, task.commit, task.parent, task.description,
                         diff=task.diff, conflict=task.detail)
         return AgentRequest(
-            repo=self.slot.path, program=program_text, train_py=train_py,
+            repo=self.slot.path, program=program_text,
+            train_py=files[kit.opts.target.edited], files=files,
             history=rows[-HISTORY_ROWS:],
             crash_log=task.detail if task and task.kind == Kind.FIX else None,
             best_val_bpb=coord.ledger.best_value(), noise_threshold=coord.threshold(),

@@ -87,7 +87,7 @@ class Loop:
         self.agents = agents
         self.ui = ui
         self.target = opts.target
-        self.git = Git(self.repo, self.target.edited)
+        self.git = Git(self.repo, self.target.editable)
         self.slots = slots
         self.executor = executor  # None: a local one, made when the GPUs are known
         self.stops = Stops(self.repo, opts.tag, opts.hours)
@@ -121,7 +121,7 @@ class Loop:
                 run_setup(self.repo, self.target)
             state = open_tag(self.git, self.opts.tag, data_fingerprint(harness.cache_dir),
                              self.target)
-            if resuming and self.git.is_dirty(self.git.editable):
+            if resuming and self.git.is_dirty(*self.git.files):
                 self.log(unrun_edits_note(state, self.git.editable), "yellow")
             clear_stop(self.repo, state.tag)
             kit = self.kit = self.assemble(harness, state, slots, verifier)

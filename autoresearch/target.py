@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import shlex
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,12 @@ class Target:
 
 
 DEFAULT = Target()
+
+
+def listed(names: Iterable[str]) -> str:
+    """File names as a sentence names them: `a.py`, `a.py and b.py`, `a.py, b.py and c.py`."""
+    names = list(names)
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else ""
 
 # key -> (what it must be, an example of a right value), for one-line errors
 _KEYS = {

@@ -27,6 +27,9 @@ BASELINE = "LR = 0.04\nDEPTH = 8\n"
 class FakeGit:
     """The part of workspace.git.Git the coordinator uses, over commits kept in a dict."""
 
+    files = (TRAIN,)
+    editable = TRAIN
+
     def __init__(self) -> None:
         self.commits: dict[str, tuple[str | None, str, str]] = {}  # sha -> (parent, text, msg)
         self.refs: dict[str, str] = {}
@@ -36,6 +39,12 @@ class FakeGit:
         sha = hashlib.sha1(f"{parent}\0{text}\0{message}".encode()).hexdigest()
         self.commits[sha] = (parent, text, message)
         return sha
+
+    def commit_files(self, parent: str | None, files: dict[str, str], message: str) -> str:
+        return self.commit_file(parent, files[TRAIN], message)
+
+    def sources_at(self, commit: str) -> dict[str, str]:
+        return {TRAIN: self.file_at(commit)}
 
     def commit(self, name: str) -> tuple[str | None, str, str]:
         """A commit by its id or a prefix of it (results.tsv keeps 7 characters), as git does."""

@@ -133,7 +133,7 @@ def test_a_good_edit_passes(slot, repo, tmp_path):
     (slot.path / "train.py").write_text(text)
     result = check(slot, repo, tmp_path)
     assert (result.reason, result.undone, result.notes) == (None, [], [])
-    assert result.train_py == text
+    assert result.files == {"train.py": text}
 
 
 def test_edits_of_neighbouring_lines_are_re_applied_where_git_sees_a_conflict():

@@ -1,7 +1,8 @@
 """What the loop and every agent backend agree on: the request, the proposal, the two failures.
 
-An agent gets an AgentRequest, leaves an edited train.py in request.repo and returns a Proposal.
-The loop verifies the edit with git and a compile check; it never trusts the agent.
+An agent gets an AgentRequest, leaves an edited train.py (a target's editable files) in
+request.repo and returns a Proposal. The loop verifies the edit with git and a compile check; it
+never trusts the agent.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ class InFlight:
 
 @dataclass
 class AgentRequest:
-    repo: Path  # the work tree; the file to edit is repo / target.edited (train.py by default)
+    repo: Path  # the work tree; the files to edit are repo / target.editable (train.py by default)
     program: str  # program.md text, re-read by the loop every iteration
-    train_py: str  # current train.py text (the best commit's; the crashed one when fixing)
+    train_py: str  # current train.py text (the best commit's; the crashed one when fixing): the
+    # first editable file's, files[target.edited]
     history: list[Row]  # recent results.tsv rows of this tag (kept, discarded, crashed)
     crash_log: str | None = None  # when asking to FIX a crash: the tail of its run.log
     best_val_bpb: float | None = None
@@ -60,8 +62,13 @@ class AgentRequest:
     feedback: str = ""  # why the previous proposal was not run (e.g. a duplicate), if it was not
     plateau: int = 0  # experiments in a row without a keep, once that is a plateau (else 0)
     profile: str = ""  # the harness profile the runs use ("cpu", "h100@45s"); "" if unknown
-    target: Target = DEFAULT  # the file to edit (target.edited, not train.py) and the metric;
+    target: Target = DEFAULT  # the files to edit (target.editable, not train.py) and the metric;
     # best_val_bpb and the history's val_bpb are its loss (target.metric.value shows them)
+    files: dict[str, str] = field(default_factory=dict)  # every editable file's current text by
+    # path, in the target's order; left empty, {target.edited: train_py}
+
+    def __post_init__(self) -> None:
+        self.files = self.files or {self.target.edited: self.train_py}
 
 
 @dataclass

@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from autoresearch.agents.base import AgentRefused, AgentRequest, Proposal, Usage
-from autoresearch.agents.edits import EditError, apply_edits, parse_answer
+from autoresearch.agents.edits import EditError, apply_to_files, parse_answer
 from autoresearch.agents.http import Retry, check_access, post_json
 from autoresearch.agents.pricing import Price, dollars, list_price
 from autoresearch.agents.prompt import SYSTEM_PROMPT, build_context, system_prompt
+from autoresearch.target import listed
 
 FOLLOW_UP = ("Your answer could not be applied: {reason}. train.py is unchanged. Answer again in "
              "the same format (DESCRIPTION line, then SEARCH/REPLACE blocks whose SEARCH lines are "
@@ -94,18 +95,21 @@ class ChatAgent:
 
 
 def _apply(request: AgentRequest, reply: Reply, usage: Usage) -> Proposal:
-    """Parse the answer, apply it to train.py (written only if every check passes)."""
+    """Parse the answer, apply it to the editable files (written only if every check passes)."""
     if reply.truncated:
         raise CutOff(CUT_OFF)
     answer = parse_answer(reply.text)
-    new_text = apply_edits(request.train_py, answer.edits)
-    name = request.target.edited
-    if new_text == request.train_py:
-        raise EditError(f"the edits leave {name} unchanged")
-    try:
-        if name.endswith(".py"):  # cheaper to ask again than to run a syntax error
-            compile(new_text, name, "exec")
-    except SyntaxError as e:
-        raise EditError(f"the edited {name} does not compile: {e.msg} (line {e.lineno})") from e
-    (request.repo / name).write_text(new_text, encoding="utf-8")
+    new = apply_to_files(request.files, answer.edits)
+    if new == request.files:
+        raise EditError(f"the edits leave {listed(request.files)} unchanged")
+    changed = {name: text for name, text in new.items() if text != request.files[name]}
+    for name, text in changed.items():
+        try:
+            if name.endswith(".py"):  # cheaper to ask again than to run a syntax error
+                compile(text, name, "exec")
+        except SyntaxError as e:
+            raise EditError(f"the edited {name} does not compile: {e.msg} (line {e.lineno})") \
+                from e
+    for name, text in changed.items():
+        (request.repo / name).write_text(text, encoding="utf-8")
     return Proposal(answer.description, usage, answer.hypothesis)

@@ -1,4 +1,5 @@
-"""SEARCH/REPLACE answers: parse what a model wrote, apply it to train.py exactly or not at all.
+"""SEARCH/REPLACE answers: parse what a model wrote, apply it to train.py (or a target's editable
+files) exactly or not at all.
 
 The answer format (defined in prompt.py's system prompt):
 
@@ -10,13 +11,17 @@ The answer format (defined in prompt.py's system prompt):
     <replacement lines>
     >>>>>>> REPLACE
 
-No fuzzy matching: a SEARCH that is not found exactly once is an error whose message goes back to
-the model, which is cheaper and safer than guessing what it meant.
+A target with several editable files has each block name its file on a `FILE: <path>` line
+before it (the file holds for the blocks after it, until the next FILE line); with one file the
+line may be left out (a FILE line is then ignored). No fuzzy matching: a SEARCH that is not found
+exactly once is an error whose message goes back to the model, which is cheaper and safer than
+guessing what it meant.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # Models vary the marker length and add markdown; accept 5-9 marker characters and bold/heading.
@@ -32,6 +37,7 @@ def labelled(label: str) -> re.Pattern:
 
 DESCRIPTION_RE = labelled("DESCRIPTION")
 HYPOTHESIS_RE = labelled("HYPOTHESIS")
+FILE_RE = labelled("FILE")
 THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL)  # reasoning some local servers inline
 
 
@@ -43,6 +49,7 @@ class EditError(Exception):
 class Edit:
     search: str  # whole lines, each ending in "\n"
     replace: str  # "" deletes the searched lines
+    file: str = ""  # the file it edits, from the FILE line before it; "" when none named it
 
 
 @dataclass
@@ -55,7 +62,7 @@ class Answer:
 def parse_answer(text: str) -> Answer:
     """Read a DESCRIPTION line and the SEARCH/REPLACE blocks; text outside them is ignored."""
     lines = THINK_RE.sub("", text.replace("\r\n", "\n")).split("\n")
-    description = hypothesis = ""
+    description = hypothesis = file = ""
     edits: list[Edit] = []
     i = 0
     while i < len(lines):
@@ -68,13 +75,16 @@ def parse_answer(text: str) -> Answer:
             match = HYPOTHESIS_RE.match(line)
             if match and not hypothesis:
                 hypothesis = match.group(1).strip()
+            match = FILE_RE.match(line)
+            if match:
+                file = match.group(1).strip().strip("`'\"")
             continue
         n = len(edits) + 1
         search, i = _take_until(lines, i, DIVIDER_RE, f"block {n}: missing ======= after SEARCH")
         replace, i = _take_until(lines, i, REPLACE_RE, f"block {n}: missing >>>>>>> REPLACE")
         if not "".join(search).strip():
             raise EditError(f"block {n}: SEARCH is empty; copy the lines to replace from train.py")
-        edits.append(Edit(_joined(search), _joined(replace)))
+        edits.append(Edit(_joined(search), _joined(replace), file))
     if not description:
         raise EditError("no 'DESCRIPTION: <one line>' line found")
     if not edits:
@@ -98,25 +108,53 @@ def _take_until(lines: list[str], i: int, end: re.Pattern, error: str) -> tuple[
     raise EditError(error)
 
 
-def apply_edits(source: str, edits: list[Edit]) -> str:
-    """Apply the blocks in order; each SEARCH must match whole lines exactly once.
+def apply_edits(source: str, edits: list[Edit], name: str = "train.py") -> str:
+    """Apply the blocks in order to the file `name`; each SEARCH must match whole lines exactly
+    once.
 
     Pure: returns the new text, or raises EditError and the caller writes nothing (all-or-nothing).
     """
-    unterminated = not source.endswith("\n")  # so that the last line matches like any other
-    if unterminated:
-        source += "\n"
+    return apply_to_files({name: source}, edits)[name]
+
+
+def apply_to_files(files: Mapping[str, str], edits: list[Edit]) -> dict[str, str]:
+    """Apply the blocks in order, each to the file it names (the only one when it names none);
+    each SEARCH must match whole lines of its file exactly once. Pure: the new texts of every
+    file, or EditError and nothing is written (all-or-nothing)."""
+    texts = dict(files)
+    unterminated = {name for name, text in texts.items() if not text.endswith("\n")}
+    for name in unterminated:  # so that the last line matches like any other
+        texts[name] += "\n"
     for n, edit in enumerate(edits, start=1):
+        name = _file_of(edit, n, list(files))
+        source = texts[name]
         starts = _line_matches(source, edit.search)
         if not starts:
-            raise EditError(f"block {n}: SEARCH text not found in train.py "
+            raise EditError(f"block {n}: SEARCH text not found in {name} "
                             "(it must match whole lines exactly, including indentation)")
         if len(starts) > 1:
-            raise EditError(f"block {n}: SEARCH text found {len(starts)} times in train.py; "
+            raise EditError(f"block {n}: SEARCH text found {len(starts)} times in {name}; "
                             "include more surrounding lines so it matches exactly once")
         start = starts[0]
-        source = source[:start] + edit.replace + source[start + len(edit.search):]
-    return source[:-1] if unterminated and source.endswith("\n") else source
+        texts[name] = source[:start] + edit.replace + source[start + len(edit.search):]
+    for name in unterminated:
+        if texts[name].endswith("\n"):
+            texts[name] = texts[name][:-1]
+    return texts
+
+
+def _file_of(edit: Edit, n: int, names: list[str]) -> str:
+    """The file a block edits: the only one there is (whatever a FILE line says), or the one
+    its FILE line names."""
+    if len(names) == 1:
+        return names[0]
+    if not edit.file:
+        raise EditError(f"block {n}: no FILE line names the file it edits; put a line "
+                        f"`FILE: <one of {', '.join(names)}>` before it")
+    if edit.file not in names:
+        raise EditError(f"block {n}: FILE {edit.file} is not a file you may edit (only "
+                        f"{', '.join(names)})")
+    return edit.file
 
 
 def _line_matches(source: str, search: str) -> list[int]:

@@ -151,7 +151,7 @@ class Coordinator:
         s = self.state
         job.id, s.next_id = f"j{s.next_id}", s.next_id + 1
         if job.kind in AGENT_KINDS:
-            job.fingerprint = fingerprint(self.git.file_at(job.commit))
+            job.fingerprint = fingerprint(self.git.sources_at(job.commit))
         job.phase = Phase.READY
         s.jobs.append(job)
         self.changed.notify_all()
@@ -206,7 +206,7 @@ class Coordinator:
     def _rebased(self, job: Job, best: str, carried: Carried) -> None:
         """The proposal now runs as `carried`, on the best."""
         job.commit, job.parent = carried.commit, best
-        job.fingerprint = fingerprint(carried.text)
+        job.fingerprint = fingerprint(carried.files)
         job.description = f"{job.description} (rebased onto {best[:7]})"
         save_state(self.repo, self.state)
         self.log(f"{job.id}: the best moved on: rebased onto {best[:7]}", "cyan")
@@ -214,7 +214,7 @@ class Coordinator:
     def _drop_if_known(self, job: Job) -> bool:
         """A rebased proposal whose program ran already, runs now or is the best itself (the
         change was kept meanwhile: an empty diff) is a duplicate: dropped unrun, uncounted."""
-        known = self.desk.known_program(self.git.file_at(job.commit), job.parent, besides=job)
+        known = self.desk.known_program(self.git.sources_at(job.commit), job.parent, besides=job)
         if known is None:
             return False
         self.state.jobs.remove(job)
@@ -352,4 +352,4 @@ class Coordinator:
                         port.description, carried.text,
                         diff=self.git.diff(port.parent, port.commit))
         return Job("", Kind.PORT, port.worker, carried.commit, best, description, priority=0,
-                   subject=port.n, changes=change_summary(self.git.file_at(best), carried.text))
+                   subject=port.n, changes=change_summary(self.git.sources_at(best), carried.files))

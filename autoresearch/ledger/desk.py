@@ -16,8 +16,8 @@ from pathlib import Path
 from autoresearch.ledger.book import Ledger
 from autoresearch.ledger.budget import Budget
 from autoresearch.ledger.state import Proposing, State, now_iso, save_state
+from autoresearch.memory.fingerprint import Code, fingerprint, why_known
 from autoresearch.memory.fingerprint import changes as change_summary
-from autoresearch.memory.fingerprint import fingerprint, why_known
 from autoresearch.model import AGENT_KINDS, Job, Kind, Task
 from autoresearch.workspace.git import Git
 
@@ -72,15 +72,15 @@ class Desk:
         with self.lock:
             return [p.marker for p in self.state.proposing]
 
-    def known_program(self, text: str, parent: str, besides: Job | None = None) -> str | None:
+    def known_program(self, text: Code, parent: str, besides: Job | None = None) -> str | None:
         """Why this program need not run (it ran, runs now or is being confirmed), or None.
         `besides`: a queued job not to compare with (the one being checked)."""
         with self.lock:
             queued = [(j.worker, j.fingerprint) for j in self.state.jobs
                       if j is not besides and j.kind in AGENT_KINDS]
             confirming = [(c.n, c.commit, c.row.description) for c in self.state.candidates]
-        return why_known(text, self.git.file_at(parent), self.ledger.entries(), queued,
-                         [(n, fingerprint(self.git.file_at(commit)), description)
+        return why_known(text, self.git.sources_at(parent), self.ledger.entries(), queued,
+                         [(n, fingerprint(self.git.sources_at(commit)), description)
                           for n, commit, description in confirming])
 
     def submit(self, worker: int, kind: Kind, commit: str, parent: str, description: str,
@@ -90,7 +90,8 @@ class Desk:
             s = self.state
             job = Job("", kind, worker, commit, parent, description, agent=agent, cost_usd=cost,
                       hypothesis=hypothesis,
-                      changes=change_summary(self.git.file_at(parent), self.git.file_at(commit)))
+                      changes=change_summary(self.git.sources_at(parent),
+                                             self.git.sources_at(commit)))
             if task is not None:
                 job.subject = task.subject
                 job.fix_attempt = task.attempt if kind == Kind.FIX else 0

@@ -61,10 +61,10 @@ def fixed_hashes(git: Git, commit: str, fixed: tuple[str, ...]) -> dict[str, str
 
 
 def run_files(git: Git, commit: str, state: State) -> dict[str, str | bytes]:
-    """The files a run needs: the editable file of the commit and the fixed harness (the files
+    """The files a run needs: the editable files of the commit and the fixed harness (the files
     the tag guards, as bytes: they may be binary), which must not have changed since the tag
     started (numbers before and after would not compare)."""
-    files: dict[str, str | bytes] = {git.editable: git.file_at(commit)}
+    files: dict[str, str | bytes] = dict(git.sources_at(commit))
     files.update((name, git.blob_at(commit, name)) for name in state.fixed_sha256)
     changed = [n for n, sha in state.fixed_sha256.items() if text_hash(files[n]) != sha]
     if changed:
@@ -92,14 +92,14 @@ def start_new(git: Git, tag: str, data_sha256: str, fixed: tuple[str, ...]) -> S
         raise UserError(f"branch {branch} exists but has no loop state (.autoresearch/{tag}/"
                         f"state.json): it belongs to another run or clone. Pick another --tag, "
                         f"or delete it with `git branch -D {branch}`")
-    if not (git.repo / git.editable).is_file():
-        raise UserError(f"no {git.editable} in {git.repo.resolve()}: run the loop from the "
-                        f"repo root")
-    for path in (git.editable, *fixed):
+    for name in git.files:
+        if not (git.repo / name).is_file():
+            raise UserError(f"no {name} in {git.repo.resolve()}: run the loop from the repo root")
+    for path in (*git.files, *fixed):
         if git.is_dirty(path):
-            raise UserError(dirty_message(path, git.editable))
+            raise UserError(dirty_message(path, git.files))
     base = git.head()
-    missing = [name for name in (git.editable, *fixed) if not git.exists_in(base, name)]
+    missing = [name for name in (*git.files, *fixed) if not git.exists_in(base, name)]
     if missing:
         raise UserError(f"{', '.join(missing)} not committed: the harness must be committed "
                         f"before a run (`git add {' '.join(missing)} && git commit`)")
@@ -143,8 +143,8 @@ def unrun_edits_note(state: State, editable: str = TRAIN) -> str:
             f"--tag")
 
 
-def dirty_message(path: str, editable: str = TRAIN) -> str:
-    if path == editable:
+def dirty_message(path: str, editable: tuple[str, ...] = (TRAIN,)) -> str:
+    if path in editable:
         return (f"{path} has uncommitted changes, which the baseline would not run: commit "
                 f"them (`git commit {path} -m ...`) or drop them (`git checkout {path}`), "
                 "then run again")

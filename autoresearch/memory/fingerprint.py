@@ -6,6 +6,10 @@ what Python executes: it parses the file, drops the docstrings and prints the tr
 comments, blank lines, formatting and docstrings do not count and anything else does. changes()
 says in a few words how two versions differ, for the journal and the prompts.
 
+A target with several editable files (target.py) has a program of several files: `Code`, the text
+of each by path. Its fingerprint covers them all; its changes and constants are each file's,
+named `path:item` (`features.py:DEGREE 2 -> 3`). A program of one file reads exactly as its text.
+
 The normal form is ast.unparse's, which can change between Python versions: compare fingerprints
 made by one interpreter (one night's loop), not across upgrades.
 """
@@ -16,9 +20,10 @@ import ast
 import difflib
 import hashlib
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from autoresearch.memory.literals import find_constants
+from autoresearch.memory.literals import constants_of, qualified
 from autoresearch.redact import sanitize
 
 if TYPE_CHECKING:
@@ -40,16 +45,33 @@ def normalise(source: str) -> str:
     return ast.unparse(_program(source))
 
 
-def fingerprint(source: str) -> str:
-    """A short hex hash of the normalised program; of the raw text when it does not parse."""
-    try:
-        text = normalise(source)
-    except (SyntaxError, ValueError):
-        text = source
+Code = str | Mapping[str, str]  # a program: its one file's text, or every editable file's by path
+
+
+def fingerprint(source: Code) -> str:
+    """A short hex hash of the normalised program; of the raw text of a file that does not
+    parse. Several files: of each one's path and normal form, so that moving code from one
+    file to another is another program."""
+    files = _files(source)
+    if len(files) == 1:
+        text = _normal(next(iter(files.values())))
+    else:
+        text = "".join(f"{path}\0{_normal(code)}\0" for path, code in files.items())
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:FINGERPRINT_CHARS]
 
 
-def why_known(text: str, parent_text: str, tried: list[Entry], queued: list[tuple[int, str]],
+def _normal(source: str) -> str:
+    try:
+        return normalise(source)
+    except (SyntaxError, ValueError):
+        return source
+
+
+def _files(source: Code) -> Mapping[str, str]:
+    return {"": source} if isinstance(source, str) else source
+
+
+def why_known(text: Code, parent_text: Code, tried: list[Entry], queued: list[tuple[int, str]],
               confirming: list[tuple[int, str, str]]) -> str | None:
     """Why the program `text` need not run, or None: it is its parent but for comments or
     formatting, it ran (`tried`: the journal), it is queued (`queued`: (worker, fingerprint)),
@@ -71,17 +93,14 @@ def why_known(text: str, parent_text: str, tried: list[Entry], queued: list[tupl
     return None
 
 
-def constants(source: str) -> dict[str, object]:
-    """The literal top-level constants (`NAME = literal`) and their values; {} when the source
-    does not parse."""
-    try:
-        return {name: c.value for name, c in find_constants(source).items()}
-    except (SyntaxError, ValueError):
-        return {}
+def constants(source: Code) -> dict[str, object]:
+    """The literal top-level constants (`NAME = literal`, `path:NAME` of several files) and
+    their values; none of a file that does not parse."""
+    return {name: c.value for name, c in constants_of(_files(source)).items()}
 
 
-def changes(old: str, new: str) -> list[str]:
-    """How `new` differs from `old`, in at most MAX_CHANGES short items, in this order:
+def changes(old: Code, new: Code) -> list[str]:
+    """How program `new` differs from `old`, in at most MAX_CHANGES short items, in this order:
 
         MATRIX_LR 0.04 -> 0.05              a top-level NAME = ... assignment that changed
         DROPOUT = 0.1 (added)               ... or was added, or removed: `DROPOUT (removed)`
@@ -91,8 +110,23 @@ def changes(old: str, new: str) -> list[str]:
                                             layout or docstrings)
 
     Items within a group are in the new file's order, removed ones last; [] for equal texts.
-    A version that does not parse gets one item that says so and where.
+    A version that does not parse gets one item that says so and where. A program of several
+    files gets each file's items in turn, named `path:item`.
     """
+    before, after = _files(old), _files(new)
+    if len(after) == 1 and len(before) == 1:
+        return _bounded(_file_changes(next(iter(before.values())), next(iter(after.values()))))
+    items = []
+    for path in [*after, *(p for p in before if p not in after)]:
+        if path not in after or path not in before:
+            items.append(qualified(path, "(removed)" if path not in after else "(added)"))
+        else:
+            items += [qualified(path, item) for item in _file_changes(before[path], after[path])]
+    return _bounded(items)
+
+
+def _file_changes(old: str, new: str) -> list[str]:
+    """changes() of one file's two versions, unbounded."""
     if old == new:
         return []
     try:
@@ -113,7 +147,7 @@ def changes(old: str, new: str) -> list[str]:
         item = _named_change(key[0], before, after, old, new)
         if item:
             (defined if isinstance(before or after, DEFINITIONS) else assigned).append(item)
-    return _bounded(assigned + defined + _other_changes(old_rest, new_rest))
+    return assigned + defined + _other_changes(old_rest, new_rest)
 
 
 def _program(source: str) -> ast.Module:

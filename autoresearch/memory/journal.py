@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from autoresearch.memory.fingerprint import changes, constants, fingerprint
+from autoresearch.memory.fingerprint import Code, changes, constants, fingerprint
 from autoresearch.model import AGENT_KINDS, Row, is_measured
 from autoresearch.redact import redact_tree
 
@@ -32,7 +32,7 @@ class Entry:
     hypothesis: str = ""  # why the agent expected it to help, where it said so
     changes: list[str] = field(default_factory=list)  # e.g. "MATRIX_LR 0.04 -> 0.05", "def norm"
     constants: dict[str, object] = field(default_factory=dict)  # top-level literals that ran
-    fingerprint: str = ""  # hash of the normalised train.py that ran (memory/fingerprint.py)
+    fingerprint: str = ""  # hash of the normalised program that ran (memory/fingerprint.py)
     status: str = ""  # keep discard crash
     val_bpb: float | None = None  # None for a crash
     delta: float | None = None  # val_bpb - the parent's value (negative = better)
@@ -79,7 +79,7 @@ def append(path: Path, entries: list[Entry]) -> None:
 class Commits(Protocol):
     """What entry building reads from git."""
 
-    def file_at(self, commit: str) -> str: ...
+    def sources_at(self, commit: str) -> dict[str, str]: ...
     def parent(self, commit: str) -> str | None: ...
     def hypothesis(self, commit: str) -> str: ...
 
@@ -95,19 +95,19 @@ def new_entries(rows: list[Row], git: Commits, earlier: list[Entry],
     for row in rows:
         if row.experiment in known:
             continue
-        code = git.file_at(row.commit)
+        code = git.sources_at(row.commit)
         parent = None if row.kind == "baseline" else \
             row.parent or git.parent(row.commit)  # rows of older versions: git's
         parent_value = expected(parent, row.worker) if parent and \
             row.kind not in ("noise", "control") else None
         new.append(make_entry(
-            row, code, git.file_at(parent) if parent else None, parent_value,
+            row, code, git.sources_at(parent) if parent else None, parent_value,
             git.hypothesis(row.commit), earlier + new, subjects.get(row.experiment),
             bests.get(row.experiment) if row.status == "keep" else None))
     return new
 
 
-def make_entry(row: Row, code: str, parent_code: str | None, parent_value: float | None,
+def make_entry(row: Row, code: Code, parent_code: Code | None, parent_value: float | None,
                hypothesis: str, earlier: list[Entry], subject: int | None,
                best: float | None = None) -> Entry:
     """The journal entry of a recorded row, from the code that ran and its parent's code."""

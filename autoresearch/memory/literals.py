@@ -1,14 +1,16 @@
 """The top-level constants of a train.py: `NAME = literal` lines, their values and where they are.
 
 One reader for everyone who looks at the knobs: the sweep agent rewrites them in place, the
-journal records what ran and the change summaries name the ones that moved.
+journal records what ran and the change summaries name the ones that moved. A target with several
+editable files has the knobs of all of them, each named `path:NAME` (constants_of).
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 NAME_RE = re.compile(r"[A-Z][A-Z0-9_]*")  # ALL_CAPS names are the file's tunables
 
@@ -21,6 +23,33 @@ class Constant:
     line: int  # 0-based line index
     start: int  # character span of the value within the line
     end: int
+    file: str = ""  # the editable file it is in (constants_of); its name is `file:NAME` when
+    # the program has several files
+
+    @property
+    def bare(self) -> str:
+        """Its name in its file: what says what kind of knob it is (`MATRIX_LR`)."""
+        return self.name.rpartition(":")[2]
+
+
+def qualified(path: str, name: str) -> str:
+    """A name (a constant, a change) within one file of a program of several: `path:NAME`."""
+    return f"{path}:{name}"
+
+
+def constants_of(files: Mapping[str, str]) -> dict[str, Constant]:
+    """find_constants of each file of a program, by path; a program of several files names
+    each `path:NAME`, one file keeps the bare names. A file that does not parse has none."""
+    found: dict[str, Constant] = {}
+    for path, text in files.items():
+        try:
+            mine = find_constants(text)
+        except (SyntaxError, ValueError):
+            continue
+        for name, c in mine.items():
+            key = qualified(path, name) if len(files) > 1 else name
+            found[key] = replace(c, name=key, file=path)
+    return found
 
 
 def find_constants(text: str) -> dict[str, Constant]:

@@ -1,9 +1,9 @@
 """The git operations of the loop, via the git command line.
 
-Promises: only `train.py` is ever committed, and the user's checkout is never touched: agents
-edit train.py in work trees of their own (workspace/slots.py), commits are made from a
-temporary index without moving any HEAD, and the tag's branch moves by compare-and-swap
-`update-ref`. No `reset --hard`, no `clean`, no checkout in the user's work tree.
+Promises: only the editable files (`train.py`, or a target's) are ever committed, and the user's
+checkout is never touched: agents edit them in work trees of their own (workspace/slots.py),
+commits are made from a temporary index without moving any HEAD, and the tag's branch moves by
+compare-and-swap `update-ref`. No `reset --hard`, no `clean`, no checkout in the user's work tree.
 
 Every git command runs with hooks and fsmonitor off: an agent that planted a hook or a config
 entry must not get its code run by the loop's own git calls.
@@ -16,10 +16,12 @@ import os
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from autoresearch.errors import UserError
 from autoresearch.redact import redact
+from autoresearch.target import listed
 
 TRAIN = "train.py"
 # Fallback identity for machines where git has none configured: the loop must be able to commit.
@@ -30,11 +32,18 @@ LOCKED = re.compile(r"Unable to create '([^']+\.lock)': File exists")
 
 
 class Git:
-    def __init__(self, repo: Path, editable: str = TRAIN):
+    def __init__(self, repo: Path, editable: str | Iterable[str] = TRAIN):
         # absolute, once: git runs in it, and every path made from it is handed to git or to a
         # child process started elsewhere, which would resolve a relative one again
         self.repo = Path(repo).absolute()
-        self.editable = editable  # the one file agents edit (the target's; train.py by default)
+        # the files agents edit, in the target's order (train.py by default)
+        self.files: tuple[str, ...] = (editable,) if isinstance(editable, str) \
+            else tuple(editable)
+
+    @property
+    def editable(self) -> str:
+        """The editable files as a message names them: `train.py`, `model.py and features.py`."""
+        return listed(self.files)
 
     def _git(self, *args: str, text: bool = True, env: dict | None = None,
              stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -93,8 +102,13 @@ class Git:
         return self.resolve(f"{commit}^")
 
     def file_at(self, commit: str, path: str | None = None) -> str:
-        """A file's text at a commit (the editable file by default)."""
-        return self.run_raw("show", f"{commit}:{path or self.editable}")
+        """A file's text at a commit (the first editable file by default)."""
+        return self.run_raw("show", f"{commit}:{path or self.files[0]}")
+
+    def sources_at(self, commit: str) -> dict[str, str]:
+        """The text of every editable file at a commit, by path, in the target's order: the
+        program a commit holds."""
+        return {path: self.file_at(commit, path) for path in self.files}
 
     def blob_at(self, commit: str, path: str) -> bytes:
         """A file's bytes at a commit: a fixed file of a target may be binary (reference.npz)."""
@@ -115,8 +129,9 @@ class Git:
 
     # ---- the work tree
 
-    def is_dirty(self, path: str) -> bool:
-        return bool(self.run("status", "--porcelain", "--", path))
+    def is_dirty(self, *paths: str) -> bool:
+        """Whether any of `paths` differs from HEAD in the work tree (or is untracked)."""
+        return bool(self.run("status", "--porcelain", "--", *paths))
 
     # ---- commits and refs (no HEAD moves)
 
@@ -128,14 +143,21 @@ class Git:
         return () if self.run("config", "user.email", check=False) else IDENTITY
 
     def commit_file(self, parent: str, text: str, message: str, path: str | None = None) -> str:
-        """A new commit: `parent`'s tree with `path` set to `text`. Nothing is checked out or
-        moved (a temporary index), so any number of workers can commit at once."""
+        """A new commit: `parent`'s tree with `path` (the first editable file by default) set
+        to `text` (commit_files)."""
+        return self.commit_files(parent, {path or self.files[0]: text}, message)
+
+    def commit_files(self, parent: str, files: Mapping[str, str], message: str) -> str:
+        """A new commit: `parent`'s tree with each path of `files` set to its text, all in one
+        commit. Nothing is checked out or moved (a temporary index), so any number of workers
+        can commit at once."""
         with tempfile.TemporaryDirectory(prefix="autoresearch-index-") as tmp:
             env = dict(os.environ, GIT_INDEX_FILE=str(Path(tmp) / "index"))
             self.run("read-tree", parent, env=env)
-            blob = self.run("hash-object", "-w", "--stdin", stdin=text)
-            self.run("update-index", "--add", "--cacheinfo",
-                     f"100644,{blob},{path or self.editable}", env=env)
+            for path, text in files.items():
+                blob = self.run("hash-object", "-w", "--stdin", stdin=text)
+                self.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}",
+                         env=env)
             tree = self.run("write-tree", env=env)
         return self.run(*self.identity(), "commit-tree", tree, "-p", parent, "-m", message)
 
@@ -175,12 +197,13 @@ class Git:
         return self.ok("merge-base", "--is-ancestor", ancestor, commit)
 
     def show(self, commit: str) -> str:
-        """What a commit changed in the editable file, as a patch with its header."""
+        """What a commit changed in the editable files, as a patch with its header."""
         return self.run_raw("show", "--stat", "--patch", "--format=fuller", commit, "--",
-                            self.editable)
+                            *self.files)
 
     def diff(self, old: str, new: str) -> str:
-        return self.run_raw("diff", old, new, "--", self.editable)
+        """How the editable files differ between two commits, as one patch."""
+        return self.run_raw("diff", old, new, "--", *self.files)
 
     # ---- work trees of the loop's own
 

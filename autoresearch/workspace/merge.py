@@ -1,8 +1,10 @@
-"""Re-applying a change onto a newer train.py: git's three-way merge first, then, where git sees a
+"""Re-applying a change onto a newer train.py (or each editable file of a target): git's
+three-way merge first, then, where git sees a
 conflict only because two edits touch neighbouring lines (two constants a line apart, the common
 case for hyperparameter edits), a narrower rule: every block of lines the change edited must
 still be in the newer file, unchanged and exactly once, and is replaced there. Anything else
-stays a conflict (the agent is asked to port it)."""
+stays a conflict (the agent is asked to port it). A change merges only when every editable file
+does."""
 
 from __future__ import annotations
 
@@ -14,18 +16,31 @@ from autoresearch.workspace.git import Git
 
 @dataclass(frozen=True)
 class Carried:
-    """A change re-applied onto a newer commit: the merged train.py, and its commit (None when
-    the merge has conflicts: `text` then holds git's conflict markers)."""
+    """A change re-applied onto a newer commit: the merged editable files by path, and their
+    commit (None when some file has conflicts: it then holds git's conflict markers)."""
 
-    text: str
+    files: dict[str, str]
     commit: str | None
+
+    @property
+    def text(self) -> str:
+        """The merged text as the agent reads it: the one editable file's, or each file's under
+        its name."""
+        if len(self.files) == 1:
+            return next(iter(self.files.values()))
+        return "".join(f"# {path}\n{text}" for path, text in self.files.items())
 
 
 def carry(git: Git, base: str, onto: str, change: str, message: str) -> Carried:
-    """Re-apply the change base -> change (commits) onto `onto`, committed there when it merges
-    cleanly. Touches no ref and no work tree, so it needs no lock."""
-    merged, conflicts = merge(git, git.file_at(base), git.file_at(onto), git.file_at(change))
-    return Carried(merged, None if conflicts else git.commit_file(onto, merged, message))
+    """Re-apply the change base -> change (commits) onto `onto`, every editable file, committed
+    there in one commit when all of them merge cleanly. Touches no ref and no work tree, so it
+    needs no lock."""
+    old, new, changed = git.sources_at(base), git.sources_at(onto), git.sources_at(change)
+    merged, conflicts = {}, 0
+    for path in git.files:
+        merged[path], conflicted = merge(git, old[path], new[path], changed[path])
+        conflicts += conflicted
+    return Carried(merged, None if conflicts else git.commit_files(onto, merged, message))
 
 
 def merge(git: Git, base: str, ours: str, theirs: str) -> tuple[str, int]:

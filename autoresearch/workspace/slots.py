@@ -1,8 +1,9 @@
 """The work trees the agents edit, one per worker, apart from the user's checkout and each other.
 
-Worker k of tag T edits train.py in .autoresearch/T/trees/<k>, a git worktree on a detached HEAD.
-Before each proposal the tree is set to exactly the best commit: every tracked file as committed,
-nothing untracked or ignored. Afterwards only train.py may differ. Whatever else the agent did is
+Worker k of tag T edits train.py (or a target's editable files) in .autoresearch/T/trees/<k>, a git
+worktree on a detached HEAD. Before each proposal the tree is set to exactly the best commit: every
+tracked file as committed, nothing untracked or ignored. Afterwards only the editable files may
+differ. Whatever else the agent did is
 copied to an undo folder and undone: files restored or removed (ignored ones like __pycache__
 included), HEAD put back, branches and tags it created deleted. The loop owns these trees, so it
 may clean them; the user's own checkout is never written by the loop.
@@ -15,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch.target import listed
 from autoresearch.workspace.git import Git
 
 TREES = "trees"  # under .autoresearch/<tag>/
@@ -30,7 +32,7 @@ class Check:
     reason: str | None
     undone: list[str]
     notes: list[str]
-    train_py: str | None  # the edited text, None if there is none
+    files: dict[str, str] | None  # the edited files' texts by path, None if there are none
 
 
 class Slot:
@@ -54,9 +56,10 @@ class Slot:
             (admin if admin.is_absolute() else self.path / admin).joinpath("index.lock").unlink(
                 missing_ok=True)
 
-    def reset(self, commit: str, backup: Path, keep_train: bool = False) -> list[str]:
-        """Make the tree exactly `commit` (train.py excepted with keep_train); copy everything
-        that differed to `backup` first. Returns the paths that differed (train.py not listed)."""
+    def reset(self, commit: str, backup: Path, keep_edits: bool = False) -> list[str]:
+        """Make the tree exactly `commit` (the editable files excepted with keep_edits); copy
+        everything that differed to `backup` first. Returns the paths that differed (the
+        editable files not listed)."""
         if not self.intact():
             with CREATING:
                 if self.path.exists():  # loop-owned; e.g. an agent deleted its .git file
@@ -65,19 +68,26 @@ class Slot:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.repo.add_worktree(self.path, commit)
             return []
-        train = self.path / self.repo.editable
-        kept = train.read_text() if keep_train and train.is_file() else None
-        differ = [p for p in self.changed_paths(commit) if p != self.repo.editable]
-        for rel in differ + ([self.repo.editable] if not keep_train and train.exists() else []):
+        editable = self.repo.files
+        kept = self.texts() if keep_edits else {}
+        differ = [p for p in self.changed_paths(commit) if p not in editable]
+        edited = [] if keep_edits else [p for p in editable if (self.path / p).exists()]
+        for rel in differ + edited:
             _copy(self.path / rel, backup / rel)
         self.git.run("checkout", "--quiet", "--detach", "--force", commit)
         for rel in self.untracked():
             _remove(self.path / rel, self.path)
-        if kept is not None:
-            train.write_text(kept)
-        elif keep_train:  # the agent deleted it: keep that, so the check can say so
-            train.unlink(missing_ok=True)
+        for rel in editable if keep_edits else ():
+            if rel in kept:
+                (self.path / rel).write_text(kept[rel])
+            else:  # the agent deleted it: keep that, so the check can say so
+                (self.path / rel).unlink(missing_ok=True)
         return differ
+
+    def texts(self) -> dict[str, str]:
+        """The editable files in the tree now, by path (one that is gone is left out)."""
+        return {rel: (self.path / rel).read_text() for rel in self.repo.files
+                if (self.path / rel).is_file()}
 
     def intact(self) -> bool:
         """A work tree of its own. Without its .git file, git would walk up to the user's
@@ -115,35 +125,36 @@ class Slot:
         return self.git.head()
 
     def vet(self, parent: str, backup: Path, refs_before: dict[str, str]) -> Check:
-        """After the agent: undo all but train.py, then say whether train.py can be run."""
+        """After the agent: undo all but the editable files, then say whether they can run."""
         notes = []
+        name = self.repo.editable  # the editable files, as a message names them
         if not self.intact():  # never ask git here: it would answer for the user's checkout
             notes.append("the work tree's .git was gone: tree rebuilt (copy in the undo folder)")
             undone = [".git"] + self.reset(parent, backup)
-            return Check(f"changed files other than {self.repo.editable}: .git", undone, notes,
-                         None)
+            return Check(f"changed files other than {name}: .git", undone, notes, None)
         branch = self.git.current_branch()
         if branch or self.head() != parent:
             notes.append(f"HEAD had moved{f' to branch {branch}' if branch else ''}: put back")
         notes += self.drop_new_refs(parent, refs_before, branch)
-        undone = self.reset(parent, backup, keep_train=True)
-        train = self.path / self.repo.editable
-        name = self.repo.editable
+        undone = self.reset(parent, backup, keep_edits=True)
         if undone:
             return Check(f"changed files other than {name}: {', '.join(undone[:8])}", undone,
                          notes, None)
-        if not train.is_file():
-            return Check(f"{name} was deleted", undone, notes, None)
-        text = train.read_text()
-        if text == self.repo.file_at(parent):
-            return Check(f"{name} is unchanged from the best commit", undone, notes, None)
-        try:
-            if name.endswith(".py"):  # a target may edit another language: its run will tell
-                compile(text, name, "exec")
-        except (SyntaxError, ValueError) as e:
-            return Check(f"{name} does not compile: {type(e).__name__}: {e}", undone, notes,
-                         None)
-        return Check(None, undone, notes, text)
+        files = self.texts()
+        if gone := [rel for rel in self.repo.files if rel not in files]:
+            return Check(f"{listed(gone)} {'was' if len(gone) == 1 else 'were'} deleted", undone,
+                         notes, None)
+        if files == self.repo.sources_at(parent):
+            return Check(f"{name} {'is' if len(files) == 1 else 'are'} unchanged from the best "
+                         f"commit", undone, notes, None)
+        for rel, text in files.items():
+            try:
+                if rel.endswith(".py"):  # a target may edit another language: its run will tell
+                    compile(text, rel, "exec")
+            except (SyntaxError, ValueError) as e:
+                return Check(f"{rel} does not compile: {type(e).__name__}: {e}", undone, notes,
+                             None)
+        return Check(None, undone, notes, files)
 
     def drop_new_refs(self, parent: str, before: dict[str, str], branch: str | None) -> list[str]:
         """Delete branches and tags the agent made: new since `before`, and either checked out
