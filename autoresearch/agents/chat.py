@@ -17,7 +17,7 @@ from autoresearch.agents.base import AgentRefused, AgentRequest, Proposal, Usage
 from autoresearch.agents.edits import EditError, apply_to_files, parse_answer
 from autoresearch.agents.http import Retry, check_access, post_json
 from autoresearch.agents.pricing import Price, dollars, list_price
-from autoresearch.agents.prompt import SYSTEM_PROMPT, build_context, system_prompt
+from autoresearch.agents.prompt import SYSTEM_PROMPT, build_context, for_target, system_prompt
 from autoresearch.target import listed
 
 FOLLOW_UP = ("Your answer could not be applied: {reason}. train.py is unchanged. Answer again in "
@@ -83,7 +83,8 @@ class ChatAgent:
         try:
             return _apply(request, reply, usage)
         except EditError as e:  # one second chance, told why, in the same conversation
-            follow_up = CUT_OFF_FOLLOW_UP if isinstance(e, CutOff) else FOLLOW_UP.format(reason=e)
+            follow_up = for_target(CUT_OFF_FOLLOW_UP if isinstance(e, CutOff) else FOLLOW_UP,
+                                   request.target).format(reason=e)
             messages += [{"role": "assistant", "content": reply.text or "(empty answer)"},
                          {"role": "user", "content": follow_up}]
         reply = self.complete(messages)

@@ -1,12 +1,13 @@
-"""Coding-agent CLIs (Claude Code, Codex) as child processes that edit train.py themselves.
+"""Coding-agent CLIs (Claude Code, Codex) as child processes that edit train.py (a target's
+editable files) themselves.
 
 The shared part: run the CLI in the work tree under the reaper (execution/procs.py), so that no
 helper it starts outlives it; hand it the prompt on stdin (one argument is capped at 128 KiB on
 Linux, and the prompt grows with the journal); wait for the CLI to exit, not for its output pipes
 to close (a helper that keeps stdout open must not stall a proposal: output goes to files); kill
 the whole process group at the timeout, or as soon as its output says it cannot go on (codex
-offline), and say what the agent last printed; retry a failed run a couple of times from a clean
-train.py, but not a timed-out one (the next would time out too); read the one-line description
+offline), and say what the agent last printed; retry a failed run a couple of times from clean
+editable files, but not a timed-out one (the next would time out too); read the one-line description
 from the end of its final message. A backend supplies the command line, the parser of its output
 format, and its login check (preflight).
 
@@ -31,6 +32,7 @@ from autoresearch.agents.edits import DESCRIPTION_RE, HYPOTHESIS_RE
 from autoresearch.agents.prompt import cli_prompt
 from autoresearch.execution.procs import kill_group, reaper_env, supervised
 from autoresearch.redact import sanitize
+from autoresearch.target import listed
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a CLI that overran its timeout
 PREFLIGHT_TIMEOUT = 60.0  # seconds for a login status command (a cold start can take a while)
@@ -217,32 +219,32 @@ class CLIAgent:
     def propose(self, request: AgentRequest) -> Proposal:
         prompt = cli_prompt(request)
         repo = request.repo.absolute()
-        train_py = repo / request.target.edited
         env = {**os.environ, **request.env}
         usage, last = Usage(), ""
         for attempt in range(1, self.attempts + 1):
             if attempt > 1:  # a failed run may have left a half-edited file behind
                 time.sleep(self.retry_delay * 2 ** (attempt - 2))
-                train_py.write_text(request.train_py, encoding="utf-8")
+                restore(request)
             try:
                 result = self._run(repo, prompt, env)
             except CLIFailure as e:
                 usage, last = usage + e.usage, str(e)
                 if e.final:
-                    train_py.write_text(request.train_py, encoding="utf-8")
+                    restore(request)
                     raise AgentError(f"{self.name}: {last}", usage) from None
                 continue
             usage = usage + result.usage
-            if not train_py.is_file():
-                train_py.write_text(request.train_py, encoding="utf-8")
-                raise AgentRefused(f"{self.name} deleted {request.target.edited} (restored)",
-                                   usage)
-            if train_py.read_text(encoding="utf-8") == request.train_py:
-                raise AgentRefused(f"{self.name} left {request.target.edited} unchanged: "
+            gone = [name for name in request.files if not (repo / name).is_file()]
+            if gone:
+                restore(request)
+                raise AgentRefused(f"{self.name} deleted {listed(gone)} (restored)", usage)
+            if all((repo / name).read_text(encoding="utf-8") == text
+                   for name, text in request.files.items()):
+                raise AgentRefused(f"{self.name} left {listed(request.files)} unchanged: "
                                    f"{sanitize(result.message, DESCRIPTION_LIMIT)}", usage)
             return Proposal(description_of(result.message), usage,
                             labelled_line(result.message, HYPOTHESIS_RE))
-        train_py.write_text(request.train_py, encoding="utf-8")  # leave no half-done edit
+        restore(request)  # leave no half-done edit
         raise AgentError(f"{self.name} failed {self.attempts} times, last: {last}", usage)
 
     def _run(self, repo: Path, prompt: str, env: dict[str, str]) -> CLIResult:
@@ -267,6 +269,12 @@ class CLIAgent:
             raise CLIFailure(f"exit code {finished.returncode}: {self.cause(finished, result)}",
                              result.usage)
         return result
+
+
+def restore(request: AgentRequest) -> None:
+    """Put every editable file of the work tree back as the request gave it."""
+    for name, text in request.files.items():
+        (request.repo.absolute() / name).write_text(text, encoding="utf-8")
 
 
 def _read(path: Path) -> str:

@@ -10,7 +10,7 @@ from autoresearch.agents.base import AgentRequest
 from autoresearch.memory.literals import profile_overrides
 from autoresearch.model import Row
 from autoresearch.redact import sanitize
-from autoresearch.target import DEFAULT, Target
+from autoresearch.target import DEFAULT, Target, listed
 
 RECENT_ROWS = 10  # the latest runs in full; the digest covers the whole night in brief
 DESCRIPTION_WIDTH = 110  # results-table description column, truncated beyond
@@ -66,16 +66,22 @@ def role(target: Target) -> str:
     and metric."""
     if not target.custom:
         return ROLE
-    return TARGET_ROLE.format(file=target.edited, metric=target.metric.name,
+    return TARGET_ROLE.format(file=listed(target.editable), metric=target.metric.name,
                               direction=target.metric.direction)
 
 
 def for_target(text: str, target: Target) -> str:
-    """A default-target instruction (the answer format, the CLI rules) worded for `target`."""
+    """A default-target instruction (the answer format, the CLI rules, a follow-up) worded for
+    `target`; with several editable files each edit block names its file on a FILE line."""
     if not target.custom:
         return text
-    return text.replace("lower val_bpb", f"{goal(target)} {target.metric.name}").replace(
-        "train.py", target.edited)
+    text = text.replace("lower val_bpb", f"{goal(target)} {target.metric.name}")
+    if len(target.editable) > 1:
+        text = text.replace("<<<<<<< SEARCH\n", f"FILE: <the file the blocks below edit: one "
+                            f"of {', '.join(target.editable)}>\n<<<<<<< SEARCH\n", 1).replace(
+            "the current train.py", "the current version of that file").replace(
+            "one place in train.py,", "one place in the file its FILE line names,")
+    return text.replace("train.py", listed(target.editable))
 
 
 def goal(target: Target) -> str:
@@ -112,7 +118,7 @@ def build_context(request: AgentRequest) -> str:
     """program.md, the whole night in brief, the latest runs, what the other workers try now,
     the crash to fix or the change to port (if any), the editable file, and the task."""
     target = request.target
-    name, file = target.metric.name, target.edited
+    name, file = target.metric.name, listed(target.editable)
     parts = [f"# Research program ({target.program})\n", request.program.strip(), "\n\n"]
     if request.best_val_bpb is not None:
         parts.append(f"Best {name} so far: {target.metric.value(request.best_val_bpb):.6f}.")
@@ -148,7 +154,9 @@ def build_context(request: AgentRequest) -> str:
                   "It beat the code it was made on, but the best has moved since, and the "
                   f"three-way merge of {file} conflicts. Its change, as a diff against its own "
                   "parent:\n", "```diff\n", port.diff.rstrip("\n"), "\n```\n\n"]
-    parts += [f"# Current {file}\n", "```python\n", request.train_py.rstrip("\n"), "\n```\n"]
+    for path, text in request.files.items():
+        fence = "python" if path.endswith(".py") or not target.custom else ""
+        parts += [f"# Current {path}\n", f"```{fence}\n", text.rstrip("\n"), "\n```\n"]
     parts += [overrides_line(request), "\n"]
     parts.append("# Task\n")
     if request.crash_log is not None:

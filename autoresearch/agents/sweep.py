@@ -2,11 +2,13 @@
 
 A local search around the current best train.py that learns from the tag's journal. It reads
 the top-level ALL_CAPS constants, moves one or two along a scale that suits the knob, and
-rewrites only those literals, keeping each line's comment and layout. An LLM agent that cannot
-beat this is not doing research.
+rewrites only those literals, keeping each line's comment and layout. A target with several
+editable files has the constants of all of them, named `path:NAME` (memory/literals.py). An LLM
+agent that cannot beat this is not doing research.
 
-A point is the full set of constants of a train.py. The sweep never proposes a point that the
-journal holds (whatever came of it: kept, discarded, crashed) or that another worker runs now.
+A point is the full set of constants of a train.py (of every editable file). The sweep never
+proposes a point that the journal holds (whatever came of it: kept, discarded, crashed) or that
+another worker runs now.
 
 Step sizes. Each knob has a level from MIN_LEVEL to MAX_LEVEL, read from the journal each time
 (the agent keeps no state of its own, so a restart loses nothing). A knob starts at BASE_LEVEL;
@@ -60,8 +62,9 @@ from dataclasses import dataclass, field
 
 from autoresearch.agents.base import AgentRefused, AgentRequest, InFlight, Proposal, Usage
 from autoresearch.memory.journal import Entry
-from autoresearch.memory.literals import Constant, find_constants, profile_overrides
+from autoresearch.memory.literals import Constant, constants_of, find_constants, profile_overrides
 from autoresearch.model import AGENT_KINDS
+from autoresearch.target import listed
 
 BASE_LEVEL = 2.0  # x1.41 for a learning rate, +-0.1 for a schedule fraction, +-1 layer
 LEVEL_UP = 1.0  # a kept move in a knob makes its next steps larger...
@@ -126,20 +129,22 @@ class SweepAgent:
     def propose(self, request: AgentRequest) -> Proposal:
         if request.crash_log is not None:
             raise AgentRefused("sweep cannot fix a crash; revert to the best commit instead")
-        constants = find_constants(request.train_py)
+        constants = constants_of(request.files)
         current = {name: c.value for name, c in constants.items()}
         memory = read_journal(request.journal, current)
         taken = memory.measured | inflight_points(request.inflight, current)
         rng = random.Random(f"sweep:{self.seed}:{request.experiment}:{request.worker}")
-        fixed = profile_overrides(request.train_py, request.profile)
-        knobs = {name: c for name, c in constants.items() if name not in fixed}
+        fixed = {path: profile_overrides(text, request.profile)
+                 for path, text in request.files.items()}
+        knobs = {name: c for name, c in constants.items() if c.bare not in fixed[c.file]}
         mutation = first_new(candidates(knobs, memory, request, rng), current, taken)
         if mutation is None:
-            raise AgentRefused("sweep has measured every neighbour of the current train.py")
-        new_text = apply(request.train_py, mutation)
-        name = request.target.edited
-        compile(new_text, name, "exec")  # a rule that breaks the file is a bug here
-        (request.repo / name).write_text(new_text, encoding="utf-8")
+            raise AgentRefused(f"sweep has measured every neighbour of the current "
+                               f"{listed(request.files)}")
+        for name, text in apply_files(request.files, mutation).items():
+            if text != request.files[name]:
+                compile(text, name, "exec")  # a rule that breaks the file is a bug here
+                (request.repo / name).write_text(text, encoding="utf-8")
         return Proposal(mutation.description, Usage(cost_usd=0.0))
 
 
@@ -224,12 +229,14 @@ def _values(constants: dict[str, object]) -> dict[str, object]:
 
 @functools.lru_cache(maxsize=4096)  # the same few literals are read for every candidate
 def _parse(name: str, text: str) -> object | None:
-    """The value of a literal as find_constants reads it (2**19 included), or None."""
+    """The value of a literal as find_constants reads it (2**19 included), or None. `name` may
+    be a `path:NAME` of a program of several files."""
+    bare = name.rpartition(":")[2]
     try:
-        found = find_constants(f"{name} = {text}\n")
+        found = find_constants(f"{bare} = {text}\n")
     except (SyntaxError, ValueError):
         return None
-    return found[name].value if name in found else None
+    return found[bare].value if bare in found else None
 
 
 # ---- the candidates, most wanted first
@@ -318,7 +325,7 @@ def first_new(mutations: Iterable[Mutation], current: dict[str, object],
 
 def moves(c: Constant, constants: dict[str, Constant], level: int) -> list[Mutation]:
     """The single-knob moves at a level: both directions along each of the knob's axes."""
-    if c.name == "WINDOW_PATTERN" and isinstance(c.value, str):
+    if c.bare == "WINDOW_PATTERN" and isinstance(c.value, str):
         return [Mutation([(c, _quoted(c, p))]) for p in WINDOW_PATTERNS if p != c.value]
     found = []
     for direction in _axes(c):
@@ -359,7 +366,7 @@ def _shift(c: Constant, direction: tuple[int, ...], level: int,
            constants: dict[str, Constant]) -> list[tuple[Constant, str]] | None:
     """The changes that move a knob `level` steps in a direction, or None where that leaves the
     knob's range."""
-    name, value, scale = c.name, c.value, _scale(c)
+    name, value, scale = c.bare, c.value, _scale(c)
     if scale == "betas":
         beta1, beta2 = value
         beta1 = _clamp(beta1 + direction[0] * 0.025 * level, *BETA1_RANGE)
@@ -372,7 +379,7 @@ def _shift(c: Constant, direction: tuple[int, ...], level: int,
         aspect = value + sign * units * ASPECT_STEP
         return [(c, str(aspect))] if aspect >= ASPECT_STEP else None
     if scale == "batch":
-        return _batch(c, constants.get("DEVICE_BATCH_SIZE"), sign * units)
+        return _batch(c, constants.get(_sibling(c, "DEVICE_BATCH_SIZE")), sign * units)
     if scale == "ratio":
         return [(c, _float(_clamp(value + sign * 0.05 * level, 0.0, 1.0)))]
     if scale == "log":
@@ -383,7 +390,7 @@ def _shift(c: Constant, direction: tuple[int, ...], level: int,
 
 
 def _scale(c: Constant) -> str | None:
-    name, value = c.name, c.value
+    name, value = c.bare, c.value
     if name == "ADAM_BETAS" and _is_betas(value):
         return "betas"
     if type(value) is int and name in ("DEPTH", "ASPECT_RATIO", "TOTAL_BATCH_SIZE"):
@@ -414,7 +421,7 @@ def _literal(c: Constant, value: object) -> str:
     """Source text for a value another run gave this knob: exact, in the file's spelling."""
     if isinstance(value, str):
         return _quoted(c, value)
-    if c.name == "TOTAL_BATCH_SIZE" and type(value) is int:
+    if c.bare == "TOTAL_BATCH_SIZE" and type(value) is int:
         return _batch_text(c, value)
     return repr(value)  # the shortest text that reads back as the same number or tuple
 
@@ -460,6 +467,17 @@ def _batch_text(c: Constant, value: int) -> str:
     if POWER_OF_TWO_RE.fullmatch(c.text) and value & (value - 1) == 0:
         return f"2**{value.bit_length() - 1}"
     return str(value)
+
+
+def _sibling(c: Constant, bare: str) -> str:
+    """The name of another constant of the same file (`path:NAME` of several files)."""
+    return c.name[: len(c.name) - len(c.bare)] + bare
+
+
+def apply_files(files: dict[str, str], mutation: Mutation) -> dict[str, str]:
+    """Every file of the program with the mutation's literals rewritten (apply), by path."""
+    return {path: apply(text, Mutation([ch for ch in mutation.changes if ch[0].file == path]))
+            for path, text in files.items()}
 
 
 def apply(text: str, mutation: Mutation) -> str:

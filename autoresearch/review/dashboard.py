@@ -54,7 +54,7 @@ from autoresearch.review.views import (
     state_repo,
     tags_by_start,
 )
-from autoresearch.target import load_target, metric_beside
+from autoresearch.target import listed, load_target, metric_beside
 from autoresearch.verify.private import private_summary
 from autoresearch.workspace.git import Git
 
@@ -208,8 +208,9 @@ class Board:
         return {"n": n, "text": text, "run_dir": run_dir.name if run_dir else None}
 
     def diff(self, ident: str) -> dict | None:
-        """`git diff <commit>^ <commit> -- train.py`; without git objects (another tool's
-        ledger, a missing parent) the run dir's train.py against its parent run's copy. The
+        """`git diff <commit>^ <commit> -- train.py` (a target's editable files); without git
+        objects (another tool's ledger, a missing parent) the run dir's copies against its
+        parent run's. The
         baseline's runs have nothing to compare with: a note says so."""
         found = self.find(ident)
         if found is None:
@@ -218,7 +219,7 @@ class Board:
         base = baseline_row(rows)
         if row.kind in ("baseline", "noise") or (base is not None and row.commit == base.commit):
             return {"n": n, "source": None, "text": None, "note": BASELINE_NOTE}
-        edited = load_target(self.repo).edited  # train.py, or a target's own file
+        edited = load_target(self.repo).editable  # train.py, or a target's own files
         git = Git(self.repo, edited)
         commit = git.resolve(row.commit) if COMMIT_PREFIX.match(row.commit) else None
         parent = git.parent(commit) if commit else None
@@ -231,13 +232,16 @@ class Board:
         parent_row = _parent_row(row, rows)
         mine = run_dir_for(self.repo, row)
         theirs = run_dir_for(self.repo, parent_row) if parent_row else None
-        new = _read_inside(mine, edited) if mine else None
-        old = _read_inside(theirs, edited) if theirs else None
-        if new is None or old is None:
-            return {"n": n, "source": None, "text": None,
-                    "note": f"no commit and no {edited} copies to compare"}
-        lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                     f"a/{theirs.name}/{edited}", f"b/{mine.name}/{edited}")
+        lines: list[str] = []
+        for name in edited:
+            new = _read_inside(mine, name) if mine else None
+            old = _read_inside(theirs, name) if theirs else None
+            if new is None or old is None:
+                return {"n": n, "source": None, "text": None,
+                        "note": f"no commit and no {listed(edited)} copies to compare"}
+            lines += difflib.unified_diff(old.splitlines(keepends=True),
+                                          new.splitlines(keepends=True),
+                                          f"a/{theirs.name}/{name}", f"b/{mine.name}/{name}")
         return {"n": n, "source": f"{theirs.name} → {mine.name}", "text": "".join(lines)}
 
 

@@ -269,7 +269,7 @@ def resolve_commit(repo: Path, ref: str, tag: str | None) -> str:
 
 
 def diff(repo: Path, ref: str, tag: str | None, console: Console) -> None:
-    text = redact(Git(repo, load_target(repo).edited).show(resolve_commit(repo, ref, tag)))
+    text = redact(Git(repo, load_target(repo).editable).show(resolve_commit(repo, ref, tag)))
     if console.is_terminal:
         console.print(Syntax(text, "diff", theme="ansi_dark", word_wrap=True))
     else:
