@@ -93,3 +93,50 @@ def edit_solve(description: str, also: dict[str, str] | None = None, **values: o
             (request.repo / name).write_text(text)
         return Proposal(description, Usage(cost_usd=0.01))
     return step
+
+
+MODEL = '''"""The model: WEIGHT decides half of the score."""
+
+WEIGHT = 0.5  # the closer to 0.8, the better
+'''
+
+FEATURES = '''"""The features: SCALE decides the other half."""
+
+SCALE = 1.0  # the closer to 2.0, the better
+'''
+
+SCORE_BOTH = '''"""The fixed harness: scores the model and its features together."""
+import features
+import model
+
+print("---")
+print(f"accuracy: {1 - abs(model.WEIGHT - 0.8) - abs(features.SCALE - 2.0) / 4:.6f}")
+'''
+
+TWO_FILES = '''[tool.autoresearch]
+editable = ["model.py", "features.py"]
+fixed = ["evaluate.py"]
+command = "python evaluate.py"
+timeout = 60
+gpu = false
+
+[tool.autoresearch.metric]
+name = "accuracy"
+direction = "higher"
+'''
+
+
+def make_two_file_repo(path: Path) -> Path:
+    """A target whose agents edit two files, model.py and features.py: the score of the fixed
+    evaluate.py (accuracy, higher is better) rises as either file's constant nears its best."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "test@example.com")
+    git(path, "config", "user.name", "Test")
+    for name, text in (("model.py", MODEL), ("features.py", FEATURES),
+                       ("evaluate.py", SCORE_BOTH), ("pyproject.toml", TWO_FILES),
+                       ("program.md", "# program\nRaise accuracy.\n"), (".gitignore", GITIGNORE)):
+        (path / name).write_text(text)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "a target with two editable files")
+    return path
