@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 RESULTS = "results.tsv"  # the ledger, in the repository root
+METRICS = "metrics.json"  # in each run folder: how the run ended and every number it reported
 # the harness: sha256 checked around every run
 FIXED_FILES = ("prepare.py", "constants.py", "harness.py")
 

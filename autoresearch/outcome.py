@@ -18,6 +18,7 @@ from autoresearch.execution.parse import (
     read_target_run,
 )
 from autoresearch.model import Job, Outcome
+from autoresearch.names import METRICS
 from autoresearch.target import DEFAULT, Target
 from autoresearch.workspace.git import text_hash
 from autoresearch.workspace.guard import RUN_LABEL
@@ -66,7 +67,7 @@ def outcome_of(job: Job, spec: RunSpec, result: RunResult, device: str, profile:
 
 def write_metrics(run_dir: Path, job: Job, result: RunResult, out: Outcome) -> None:
     """metrics.json: how the run ended and what it measured, beside its log."""
-    (run_dir / "metrics.json").write_text(json.dumps({
+    (run_dir / METRICS).write_text(json.dumps({
         "n": job.n, "kind": job.kind.value, "commit": job.commit, "parent": job.parent,
         "returncode": result.returncode, "timed_out": result.timed_out,
         "seconds": round(result.seconds, 1), "crash_reason": out.reason, "profile": out.profile,

@@ -289,3 +289,24 @@ def test_a_metric_of_exactly_zero_is_a_value(tmp_path: Path, summary_line: bool)
     assert entries[1].val_bpb == 0 and entries[2].delta == pytest.approx(-0.5)
     summary = " ".join(run_cli("-C", ".", "summary", cwd=repo).stdout.split())
     assert f"baseline {name} 0.000000" in summary and f"best {name} 0.500000" in summary
+
+
+@pytest.mark.parametrize("json_file", ["", "scores.json"])
+def test_the_extra_metrics_of_each_kept_run_show_in_the_journal_and_summary(
+        tmp_path: Path, json_file: str) -> None:
+    repo = make_target_repo(tmp_path / "toy", json_file=json_file)
+    run_target(repo, [edit_solve("raise the score", SCORE=0.8), edit_solve("lower it", SCORE=0.7)])
+    entries = load_journal(repo / ".autoresearch" / "t" / "journal.jsonl")
+    # every run that reported it has it in its journal entry; a crash has none
+    assert {e.n: e.extra for e in entries} == {n: {"fit_seconds": 0.25} for n in (1, 2, 3, 4)}
+    summary = run_cli("-C", ".", "summary", cwd=repo)
+    assert summary.returncode == 0, summary.stderr
+    table = summary.stdout.split("top improvements", 1)[1]
+    assert all(word in table for word in ("extras", "fit_seconds", "0.25"))
+    as_json = json.loads(run_cli("-C", ".", "summary", "--json", cwd=repo).stdout)
+    assert [i["extra"] for i in as_json["top_improvements"]] == [{"fit_seconds": 0.25}]
+    journal = run_cli("-C", ".", "journal", "--full", cwd=repo).stdout
+    assert re.search(r"#2 experiment w0 keep 0\.800000 \(\+0\.300000\) \(fit_seconds 0\.25\) "
+                     r"raise the score", " ".join(journal.split()))
+    # results.tsv keeps its columns: the extras live in the journal and the run folders
+    assert "fit_seconds" not in (repo / "results.tsv").read_text().splitlines()[0]

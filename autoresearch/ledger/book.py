@@ -84,7 +84,9 @@ class Ledger:
         bests = {step.row.experiment: step.best for step in progress(self.rows()).steps}
         journal.append(self.journal_path, journal.new_entries(
             rows, self.git, self.entries(), subjects, bests,
-            lambda commit, worker: expected(model, commit, worker)))
+            lambda commit, worker: expected(model, commit, worker),
+            lambda row: journal.run_extras(self.repo / row.run_dir, self.metric.extra)
+            if row.run_dir else {}))
 
 
 def expected(model: Fit, commit: str, worker: int | None) -> float | None:

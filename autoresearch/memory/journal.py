@@ -3,7 +3,8 @@
 Kept as .autoresearch/<tag>/journal.jsonl beside the tag's state. Each entry says what was tried
 (the agent's one-line description and hypothesis, the change as a short summary), how it came out
 (val_bpb, the delta against the code it was proposed on, kept / discarded / crashed and why) and
-how it relates to other runs (a re-try, a reversal, a port, a confirmation).
+how it relates to other runs (a re-try, a reversal, a port, a confirmation). A target's extra
+metrics (target.py's metric.extra: a fit time, a memory peak) are kept with the run they are of.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Protocol
 
 from autoresearch.memory.fingerprint import Code, changes, constants, fingerprint
 from autoresearch.model import AGENT_KINDS, Row, is_measured
+from autoresearch.names import METRICS
 from autoresearch.redact import redact_tree
 
 
@@ -42,6 +44,8 @@ class Entry:
     best: float | None = None  # a keep: the night's best after it (ledger/values.progress)
     private_delta: float | None = None  # the same on the private held-out split (never shown
     # to agents: memory/digest.py reads the fields it names)
+    extra: dict[str, float] = field(default_factory=dict)  # the target's extra metrics, as the
+    # run reported them (run_extras)
 
 
 JOURNAL = "journal.jsonl"  # under .autoresearch/<tag>/
@@ -86,10 +90,11 @@ class Commits(Protocol):
 
 def new_entries(rows: list[Row], git: Commits, earlier: list[Entry],
                 subjects: dict[int | None, int | None], bests: dict[int | None, float],
-                expected: Callable[[str, int | None], float | None]) -> list[Entry]:
+                expected: Callable[[str, int | None], float | None],
+                extras: Callable[[Row], dict[str, float]] = lambda row: {}) -> list[Entry]:
     """The entries of the rows that have none in `earlier`, from the code each ran and its
     parent's. `expected(commit, worker)`: a commit's fitted value on a worker; `bests`: the
-    night's best after each keep."""
+    night's best after each keep; `extras(row)`: the extra metrics its run reported."""
     known = {e.n for e in earlier}
     new: list[Entry] = []
     for row in rows:
@@ -103,13 +108,13 @@ def new_entries(rows: list[Row], git: Commits, earlier: list[Entry],
         new.append(make_entry(
             row, code, git.sources_at(parent) if parent else None, parent_value,
             git.hypothesis(row.commit), earlier + new, subjects.get(row.experiment),
-            bests.get(row.experiment) if row.status == "keep" else None))
+            bests.get(row.experiment) if row.status == "keep" else None, extras(row)))
     return new
 
 
 def make_entry(row: Row, code: Code, parent_code: Code | None, parent_value: float | None,
                hypothesis: str, earlier: list[Entry], subject: int | None,
-               best: float | None = None) -> Entry:
+               best: float | None = None, extra: dict[str, float] | None = None) -> Entry:
     """The journal entry of a recorded row, from the code that ran and its parent's code."""
     has_value = is_measured(row)
     entry = Entry(
@@ -119,9 +124,26 @@ def make_entry(row: Row, code: Code, parent_code: Code | None, parent_value: flo
         constants=_plain(constants(code)), fingerprint=fingerprint(code), status=row.status,
         val_bpb=row.val_bpb if has_value else None,
         delta=_delta(row, parent_value) if has_value else None,
-        reason=row.reason, timestamp=row.timestamp, best=best, private_delta=row.private_delta)
+        reason=row.reason, timestamp=row.timestamp, best=best, private_delta=row.private_delta,
+        extra=dict(extra or {}))
     entry.links = links(entry, earlier, subject)
     return entry
+
+
+def run_extras(run_dir: Path, names: tuple[str, ...]) -> dict[str, float]:
+    """The extra metrics `names` that a run reported, from the metrics.json of its folder (the
+    loop writes it before the run is recorded); {} where the folder or a number is missing."""
+    try:
+        summary = json.loads((run_dir / METRICS).read_text(encoding="utf-8")).get("summary")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    summary = summary if isinstance(summary, dict) else {}
+    return {name: summary[name] for name in names if isinstance(summary.get(name), int | float)}
+
+
+def describe_extra(extra: dict[str, float]) -> str:
+    """`fit_seconds 0.25, peak_mb 812`: a run's extra metrics as a view writes them."""
+    return ", ".join(f"{name} {value:.6g}" for name, value in extra.items())
 
 
 def _delta(row: Row, parent_value: float | None) -> float | None:

@@ -22,6 +22,8 @@ from pathlib import Path
 from autoresearch.errors import UserError
 from autoresearch.ledger.state import EVENTS, load_state, tag_dir
 from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
+from autoresearch.memory.journal import JOURNAL
+from autoresearch.memory.journal import load as load_journal
 from autoresearch.model import Row, is_experiment, is_keep, is_measured
 from autoresearch.policy import Noise, Rule, measure, signed
 from autoresearch.target import DEFAULT, Metric
@@ -68,6 +70,7 @@ class Improvement:
     low: float | None = None
     high: float | None = None
     p_value: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)  # a target's extra metrics of the run
 
     @property
     def evidence(self) -> str:
@@ -330,9 +333,12 @@ def runs_by_worker(rows: list[Row]) -> list[WorkerRuns]:
 
 
 def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS, events: Path | None = None,
-              metric: Metric = DEFAULT.metric) -> Summary:
+              metric: Metric = DEFAULT.metric,
+              extras: dict[int, dict[str, float]] | None = None) -> Summary:
     """The Summary of a tag's rows (their val_bpb the loss of `metric`), its values the metric's
-    own; `events` is its events.log, which dates the loop's sessions for the rates."""
+    own; `events` is its events.log, which dates the loop's sessions for the rates; `extras`:
+    the target's extra metrics of each run, by run number (kept_extras)."""
+    extras = extras or {}
     base, head, chain = baseline_row(rows), best(rows), progress(rows)
     wave = sum(r.kind in WAVE_KINDS and is_measured(r) for r in rows) or 1
     base_value = (chain.baseline, wave) if base and chain.baseline is not None else None
@@ -361,7 +367,8 @@ def summarize(rows: list[Row], top: int = TOP_IMPROVEMENTS, events: Path | None 
         gpu_hours_estimated=estimated,
         hours_label=hours_label(rows),
         cost_usd=sum(costs) if costs else None,
-        top_improvements=sorted((replace(i, val_bpb=metric.value(i.val_bpb))
+        top_improvements=sorted((replace(i, val_bpb=metric.value(i.val_bpb),
+                                         extra=extras.get(i.experiment, {}))
                                  for i in improvements(rows)), key=lambda i: -i.delta)[:top],
         workers=runs_by_worker(rows),
         runs=len(rows),
@@ -404,6 +411,15 @@ def estimate_threshold(rows: list[Row]) -> float | None:
     some commit ran twice; None before."""
     model = model_of(rows)
     return measure(model, [], Rule(), 0).threshold if model.within_std is not None else None
+
+
+def kept_extras(repo: Path, tag: str | None) -> dict[int, dict[str, float]]:
+    """The extra metrics each kept run of the tag reported (its journal), by run number; {}
+    without a journal (another tool's results.tsv) or a target that names none."""
+    if tag is None:
+        return {}
+    return {e.n: e.extra for e in load_journal(tag_dir(repo, tag) / JOURNAL)
+            if e.status == "keep" and e.extra}
 
 
 def runs_saved(repo: Path, tag: str | None) -> int | None:

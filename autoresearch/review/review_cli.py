@@ -27,6 +27,7 @@ from autoresearch.artifacts.sample import (
     sample_run,
 )
 from autoresearch.errors import UserError
+from autoresearch.memory.journal import describe_extra
 from autoresearch.model import Row
 from autoresearch.policy import signed
 from autoresearch.review.console import duration
@@ -36,6 +37,7 @@ from autoresearch.review.report import (
     Summary,
     events_log,
     is_experiment,
+    kept_extras,
     noise_summary,
     noise_threshold,
     runs_saved,
@@ -114,7 +116,8 @@ def summary(
       uv run agent_loop.py summary --top 10 --json
     """
     results, rows, tag, events = _load(repo, results, tag)
-    stats = summarize(rows, top=top, events=events, metric=metric_beside(results))
+    stats = summarize(rows, top=top, events=events, metric=metric_beside(results),
+                      extras=kept_extras(repo, tag))
     stats.runs_saved = runs_saved(repo, tag)
     stats.noise = noise_summary(repo, tag)
     private = private_summary(rows, stats.improvement)
@@ -165,13 +168,17 @@ def print_summary(s: Summary, title: str, private: PrivateSummary | None = None)
         console.print(workers_table(s))
     if s.top_improvements:
         steps = Table(title="top improvements", title_justify="left")
+        extra = any(step.extra for step in s.top_improvements)  # a target's own extra metrics
         for name, justify in (("#", "right"), ("commit", "left"), ("best after", "right"),
                               ("gain", "right"), ("how sure", "left"),
+                              *([("extras", "left")] if extra else []),
                               ("description", "left")):
             steps.add_column(name, justify=justify)
         for step in s.top_improvements:
             steps.add_row(str(step.experiment), step.commit[:7], f"{step.val_bpb:.6f}",
-                          _delta(step.delta, metric), step.evidence or "—", step.description)
+                          _delta(step.delta, metric), step.evidence or "—",
+                          *([describe_extra(step.extra) or "—"] if extra else []),
+                          step.description)
         console.print(steps)
 
 

@@ -26,7 +26,7 @@ from autoresearch.ledger.state import (
 from autoresearch.ledger.tags import tried_ref
 from autoresearch.ledger.values import progress
 from autoresearch.memory.digest import build_digest
-from autoresearch.memory.journal import JOURNAL
+from autoresearch.memory.journal import JOURNAL, describe_extra
 from autoresearch.memory.journal import load as load_journal
 from autoresearch.model import Row, is_measured
 from autoresearch.names import RESULTS
@@ -297,7 +297,8 @@ def journal(repo: Path, tag: str | None, full: bool, console: Console) -> None:
         delta = "" if e.delta is None else f" ({signed(metric.value(e.delta))})"
         links = "".join(f" {k.replace('_', ' ')} #{v}" for k, v in e.links.items())
         changes = f" [{', '.join(e.changes)}]" if e.changes else ""
+        extra = f" ({describe_extra(e.extra)})" if e.extra else ""
         console.print(Text.assemble(
             f"#{e.n} {e.kind} w{e.worker} ", (e.status, STATUS_STYLE.get(e.status, "")),
-            redact(f" {value}{delta} {e.description}{changes}{links}"),
+            redact(f" {value}{delta}{extra} {e.description}{changes}{links}"),
             (redact(f" - {e.reason}") if e.reason else "", "dim")))
