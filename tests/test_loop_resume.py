@@ -115,17 +115,17 @@ def test_killed_between_keeping_and_saving(repo, monkeypatch):
 
 
 def test_killed_right_after_the_commit_drops_the_proposal(repo, monkeypatch):
-    real = Git.commit_file
+    real = Git.commit_files
 
     def commit_then_die(self, *args, **kwargs):
         real(self, *args, **kwargs)
         raise Killed("after commit")
 
-    monkeypatch.setattr(Git, "commit_file", commit_then_die)
+    monkeypatch.setattr(Git, "commit_files", commit_then_die)
     with pytest.raises(Killed):
         run_loop(repo, [edit("lost idea", VAL_BPB=1.1)])
     assert load_state(repo, TAG).proposing  # journaled as under way
-    monkeypatch.setattr(Git, "commit_file", real)
+    monkeypatch.setattr(Git, "commit_files", real)
     _, agent, _ = run_loop(repo, [edit("next idea", VAL_BPB=1.2)])
     assert rows(repo)[-1] == (2, "experiment", "discard", "next idea")
     assert "VAL_BPB = 1.0" in agent.requests[0].train_py  # the dropped edit is gone
