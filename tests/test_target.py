@@ -144,7 +144,7 @@ def test_the_readme_example_table_loads_as_documented(tmp_path: Path) -> None:
     section = readme.split("### Your own target", 1)[1]
     table = section.split("```toml\n", 1)[1].split("```", 1)[0]
     target = load_target(write_table(tmp_path, table))
-    assert target.custom and target.edited == "solve.py"
+    assert target.custom and target.editable == ("model.py", "features.py")
     assert target.fixed == ("evaluate.py", "reference.npz")
     assert target.command == ("python", "evaluate.py") and target.timeout == 120
     assert target.setup == ("python", "make_data.py") and target.gpu is False
