@@ -305,3 +305,14 @@ def test_a_near_miss_kept_later_is_not_offered_again():
                  "re-applied on the new best", "keep", 0.9950, links={"port_of": 1})
     assert ported.fingerprint != near.fingerprint
     assert "Near misses" not in build_digest([SMALL[0], near, ported], "")
+
+
+@pytest.mark.parametrize("change, expected", [
+    ("features.py:MATRIX_LR 0.04 -> 0.05", "learning rates"),
+    ("model.py:def norm (changed)", "code: norm"),
+    ("model.py:FA4_WARMUP (changed)", "other code"),
+    ("if PROFILE == 'cpu': (changed)", "other code"),
+])
+def test_a_change_in_one_of_several_files_has_the_theme_of_its_item(change: str,
+                                                                     expected: str) -> None:
+    assert theme(change) == expected

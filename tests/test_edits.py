@@ -1,10 +1,11 @@
 """SEARCH/REPLACE parsing and exact, all-or-nothing application."""
 
+import re
 from pathlib import Path
 
 import pytest
 
-from autoresearch.agents.edits import Edit, EditError, apply_edits, parse_answer
+from autoresearch.agents.edits import Edit, EditError, apply_edits, apply_to_files, parse_answer
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
 LINES = TRAIN_PY.splitlines()
@@ -155,3 +156,38 @@ def test_the_hypothesis_line_is_read_when_there_is_one():
     assert (answer.description, answer.hypothesis) == ("lower the LR", "the loss spikes early")
     assert parse_answer("DESCRIPTION: x\n<<<<<<< SEARCH\nA = 1\n=======\nA = 2\n"
                         ">>>>>>> REPLACE\n").hypothesis == ""
+
+
+TWO = {"model.py": "WEIGHT = 0.5\n", "features.py": "SCALE = 1.0\nBIAS = 0.0"}
+
+
+def block(search: str, replace: str, file: str = "") -> str:
+    named = f"FILE: `{file}`\n" if file else ""
+    return f"{named}<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n"
+
+
+def test_each_block_edits_the_file_its_file_line_names() -> None:
+    answer = parse_answer("DESCRIPTION: both\n" + block("WEIGHT = 0.5", "WEIGHT = 0.8", "model.py")
+                          + block("BIAS = 0.0", "BIAS = 0.1", "features.py")
+                          + block("SCALE = 1.0", "SCALE = 2.0"))  # the file named last holds
+    assert [e.file for e in answer.edits] == ["model.py", "features.py", "features.py"]
+    assert apply_to_files(TWO, answer.edits) == {"model.py": "WEIGHT = 0.8\n",
+                                                 "features.py": "SCALE = 2.0\nBIAS = 0.1"}
+
+
+@pytest.mark.parametrize("text, says", [
+    (block("WEIGHT = 0.5", "WEIGHT = 0.8"), "block 1: no FILE line names the file it edits; "
+                                            "put a line `FILE: <one of model.py, features.py>`"),
+    (block("X = 1", "X = 2", "evaluate.py"), "block 1: FILE evaluate.py is not a file you may "
+                                             "edit (only model.py, features.py)"),
+    (block("WEIGHT = 0.5", "WEIGHT = 0.8", "features.py"), "block 1: SEARCH text not found in "
+                                                           "features.py"),
+])
+def test_a_block_of_several_files_must_name_one_of_them(text: str, says: str) -> None:
+    with pytest.raises(EditError, match=re.escape(says)):
+        apply_to_files(TWO, parse_answer("DESCRIPTION: d\n" + text).edits)
+
+
+def test_one_editable_file_takes_every_block_whatever_a_file_line_says() -> None:
+    edits = parse_answer("DESCRIPTION: d\n" + block("X = 1", "X = 2", "other.py")).edits
+    assert apply_edits("X = 1\n", edits) == "X = 2\n"

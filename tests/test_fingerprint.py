@@ -132,3 +132,16 @@ def test_constants_are_the_literal_knobs_and_their_values():
     assert values["ADAM_BETAS"] == (0.8, 0.95) and values["WINDOW_PATTERN"] == "SSSL"
     banner = 'BANNER = """\nfixed\n"""\n'
     assert "BANNER" not in constants(TRAIN_PY + banner)  # a multi-line string is code, not a knob
+
+
+def test_a_program_of_several_files_is_all_of_them() -> None:
+    one = {"model.py": "WEIGHT = 0.5\n", "features.py": "SCALE = 1.0\n"}
+    assert fingerprint({"train.py": "X = 1\n"}) == fingerprint("X = 1\n")  # one file: its text
+    assert fingerprint({**one, "model.py": "WEIGHT = 0.5  # a comment\n"}) == fingerprint(one)
+    assert fingerprint({**one, "features.py": "SCALE = 2.0\n"}) != fingerprint(one)
+    moved = {"model.py": "WEIGHT = 0.5\nSCALE = 1.0\n", "features.py": ""}
+    assert fingerprint(moved) != fingerprint(one)  # code moved to another file: another program
+    assert constants(one) == {"model.py:WEIGHT": 0.5, "features.py:SCALE": 1.0}
+    new = {"model.py": "WEIGHT = 0.8\ndef f():\n    pass\n", "features.py": "SCALE = 1.0\n"}
+    assert changes(one, new) == ["model.py:WEIGHT 0.5 -> 0.8", "model.py:def f (added)"]
+    assert changes(one, {"model.py": "WEIGHT = 0.5\n"}) == ["features.py (removed)"]

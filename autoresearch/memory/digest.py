@@ -51,9 +51,11 @@ THEMES = (
     ("batch size", r"BATCH"),
 )
 # `MATRIX_LR 0.04 -> 0.05`, `DROPOUT = 0.1 (added)`, `DROPOUT (removed)`; but not
-# `FA4_WARMUP (changed)`, a value written over several lines: code rather than a knob
-CONSTANT_CHANGE = re.compile(r"([A-Z][A-Z0-9_]*) (?!\(changed\))")
-DEFINITION_CHANGE = re.compile(r"(?:def|class) (\w+) \(")  # `def norm (changed)`
+# `FA4_WARMUP (changed)`, a value written over several lines: code rather than a knob. An item
+# of a program of several files starts with its file: `features.py:SCALE 1.0 -> 1.41`
+IN_FILE = r"(?:[^\s:]+:)?"
+CONSTANT_CHANGE = re.compile(IN_FILE + r"([A-Z][A-Z0-9_]*) (?!\(changed\))")
+DEFINITION_CHANGE = re.compile(IN_FILE + r"(?:def|class) (\w+) \(")  # `def norm (changed)`
 
 # program.md: the bullets under a heading that matches IDEA_HEADINGS are ideas; a bullet that
 # starts with a short `Label:` lists several, separated by commas or semicolons.

@@ -119,7 +119,7 @@ def changes(old: Code, new: Code) -> list[str]:
     items = []
     for path in [*after, *(p for p in before if p not in after)]:
         if path not in after or path not in before:
-            items.append(qualified(path, "(removed)" if path not in after else "(added)"))
+            items.append(f"{path} ({'removed' if path not in after else 'added'})")
         else:
             items += [qualified(path, item) for item in _file_changes(before[path], after[path])]
     return _bounded(items)
