@@ -113,17 +113,8 @@ print("---")
 print(f"accuracy: {1 - abs(model.WEIGHT - 0.8) - abs(features.SCALE - 2.0) / 4:.6f}")
 '''
 
-TWO_FILES = '''[tool.autoresearch]
-editable = ["model.py", "features.py"]
-fixed = ["evaluate.py"]
-command = "python evaluate.py"
-timeout = 60
-gpu = false
-
-[tool.autoresearch.metric]
-name = "accuracy"
-direction = "higher"
-'''
+TWO_FILES = TABLE.replace('editable = ["solve.py"]', 'editable = ["model.py", "features.py"]') \
+    .replace('fixed = ["evaluate.py", "reference.txt", "answers.bin"]', 'fixed = ["evaluate.py"]')
 
 
 def make_two_file_repo(path: Path) -> Path:

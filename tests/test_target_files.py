@@ -55,20 +55,16 @@ def test_the_sweep_moves_the_constants_of_both_files_through_the_cli(tmp_path: P
         assert f"+++ b/{name}" in shown
 
 
-BOTH = """DESCRIPTION: move both knobs to their best
-FILE: model.py
-<<<<<<< SEARCH
-WEIGHT = 0.5  # the closer to 0.8, the better
-=======
-WEIGHT = 0.8  # the closer to 0.8, the better
->>>>>>> REPLACE
-FILE: features.py
-<<<<<<< SEARCH
-SCALE = 1.0  # the closer to 2.0, the better
-=======
-SCALE = 2.0  # the closer to 2.0, the better
->>>>>>> REPLACE
-"""
+def knob_block(file: str, line: str, value: str) -> str:
+    """One SEARCH/REPLACE block that sets a knob's value, its line quoted as the file has it."""
+    name, _, rest = line.partition(" = ")
+    new = f"{name} = {value}  {rest.partition('  ')[2]}"
+    return f"FILE: {file}\n<<<<<<< SEARCH\n{line}\n=======\n{new}\n>>>>>>> REPLACE\n"
+
+
+BOTH = ("DESCRIPTION: move both knobs to their best\n"
+        + knob_block("model.py", "WEIGHT = 0.5  # the closer to 0.8, the better", "0.8")
+        + knob_block("features.py", "SCALE = 1.0  # the closer to 2.0, the better", "2.0"))
 
 
 def test_an_api_agent_edits_both_files_naming_each_blocks_file(server, tmp_path):  # noqa: F811
