@@ -34,6 +34,7 @@ from autoresearch.errors import UserError
 from autoresearch.execution.procs import pid_alive
 from autoresearch.ledger.results import append_result, read_results
 from autoresearch.model import Row
+from autoresearch.target import parse_target
 
 TRAIN_PY = (Path(__file__).parent.parent / "train.py").read_text()  # the real one
 PROGRAM = "# program\nLower val_bpb. Marker-Okapi-42."
@@ -82,7 +83,7 @@ def behave(workdir):
         with open(os.environ["FAKE_STATE"] + ".pids", "a") as f:
             f.write(f"{os.getpid()}\\n")
         time.sleep(60)
-    train = Path(workdir) / "train.py"
+    train = Path(workdir) / os.environ.get("FAKE_FILE", "train.py")  # the file it edits
     if mode != "no-edit":  # like the real Edit tools: the old text must occur exactly once
         old, new = os.environ["FAKE_OLD"] + "\\n", os.environ["FAKE_NEW"] + "\\n"
         text = train.read_text()
@@ -655,3 +656,30 @@ def test_a_fatal_agent_error_is_said_at_once(fakes, tmp_path, monkeypatch):
     ended = next(i for i, line in enumerate(lines) if line.split()[1:3] == ["#2", "crash"])
     assert said < ended
     assert out.stderr.strip().splitlines()[-1].startswith("error: codex: no network connection")
+
+
+def test_a_cli_agent_edits_one_of_two_files_and_a_retry_starts_from_both(fakes, tmp_path,
+                                                                          monkeypatch):
+    """A target with two editable files: the prompt shows both, the agent edits one of them;
+    after a failed attempt both are put back before the next."""
+    work = tmp_path / "two"
+    work.mkdir()
+    files = {"model.py": "WEIGHT = 0.5\n", "features.py": "SCALE = 1.0\n"}
+    for name, text in files.items():
+        (work / name).write_text(text)
+    target = parse_target({"editable": ["model.py", "features.py"], "command": "python e.py",
+                           "timeout": 60, "metric": {"name": "accuracy", "direction": "higher"}})
+    monkeypatch.setenv("FAKE_FILE", "features.py")
+    monkeypatch.setenv("FAKE_OLD", "SCALE = 1.0")
+    monkeypatch.setenv("FAKE_NEW", "SCALE = 2.0")
+    monkeypatch.setenv("FAKE_MODE", "fail-once")  # edits, then fails: the retry must start clean
+    request = AgentRequest(repo=work, program=PROGRAM, train_py=files["model.py"], history=[],
+                           target=target, files=files)
+    ClaudeAgent(_which("claude"), timeout=30, retry_delay=0.01).propose(request)
+    assert (work / "features.py").read_text() == "SCALE = 2.0\n"
+    assert (work / "model.py").read_text() == "WEIGHT = 0.5\n"
+    prompt = fakes()[0]["prompt"]
+    assert "Edit model.py and features.py in the current directory" in prompt
+    assert "# Current model.py\n```python\nWEIGHT = 0.5\n```" in prompt
+    assert "# Current features.py\n```python\nSCALE = 1.0\n```" in prompt
+    assert "train.py" not in prompt
