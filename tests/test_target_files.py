@@ -13,6 +13,7 @@ from test_agents_api import chat_reply, server  # noqa: F401 (the loopback serve
 
 from autoresearch.agents import Proposal, Usage, make_agent
 from autoresearch.memory.journal import load as load_journal
+from autoresearch.review.dashboard import Board
 from autoresearch.target import load_target
 from autoresearch.workspace.git import Git
 from autoresearch.workspace.merge import carry
@@ -51,8 +52,9 @@ def test_the_sweep_moves_the_constants_of_both_files_through_the_cli(tmp_path: P
     # `diff` shows what a keep changed, in whichever file it changed
     keep = next(r for r in rows if r.status == "keep" and r.kind == "experiment")
     shown = run_cli("-C", ".", "diff", str(keep.experiment), cwd=repo).stdout
+    board = Board(repo, repo / "results.tsv").diff(str(keep.experiment))
     for name in changed_files(repo, keep.parent, keep.commit):
-        assert f"+++ b/{name}" in shown
+        assert f"+++ b/{name}" in shown and f"+++ b/{name}" in board["text"]  # and the dashboard's
 
 
 def knob_block(file: str, line: str, value: str) -> str:

@@ -1,11 +1,11 @@
 """The work trees the agents edit, one per worker, apart from the user's checkout and each other.
 
-Worker k of tag T edits train.py (or a target's editable files) in .autoresearch/T/trees/<k>, a git
-worktree on a detached HEAD. Before each proposal the tree is set to exactly the best commit: every
-tracked file as committed, nothing untracked or ignored. Afterwards only the editable files may
-differ. Whatever else the agent did is
-copied to an undo folder and undone: files restored or removed (ignored ones like __pycache__
-included), HEAD put back, branches and tags it created deleted. The loop owns these trees, so it
+Worker k of tag T edits train.py (or a target's editable files) in .autoresearch/T/trees/<k>, a
+git worktree on a detached HEAD. Before each proposal the tree is set to exactly the best commit:
+every tracked file as committed, nothing untracked or ignored. Afterwards only the editable files
+may differ. Whatever else the agent did is copied to an undo folder and undone: files restored or
+removed (ignored ones like __pycache__ included), HEAD put back, branches and tags it created
+deleted. The loop owns these trees, so it
 may clean them; the user's own checkout is never written by the loop.
 """
 
