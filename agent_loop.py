@@ -194,9 +194,9 @@ def run(
     from autoresearch.execution.local import LocalConfig
     from autoresearch.execution.ray import RayConfig
     from autoresearch.launch import launch
-    from autoresearch.target import load_target
+    from autoresearch.target import target_to_run
 
-    target = load_target(repo)  # first: a bad [tool.autoresearch] table is the user's to fix
+    target = target_to_run(repo)  # first: a bad [tool.autoresearch] table is the user's to fix
     opts = Options(tag=tag, target=target, noise_runs=noise_runs, noise_floor=noise_floor,
                    timeout=timeout, max_pairs=max_pairs, controls=controls,
                    max_experiments=max_experiments,

@@ -126,16 +126,16 @@ def load_target(repo: Path) -> Target:
         return DEFAULT
     if not isinstance(table, dict):
         raise _bad("", "is not a table", "[tool.autoresearch]")
-    target = parse_target(table)
-    check_editable(Path(repo), target.editable)
-    return target
+    return parse_target(table)
 
 
-def check_editable(repo: Path, editable: tuple[str, ...]) -> None:
-    """Each editable file is a file of the repository, inside it (a symlink out of it is not);
-    else UserError naming it."""
-    root = repo.resolve()
-    for name in editable:
+def target_to_run(repo: Path) -> Target:
+    """The target `run` runs: load_target's, each editable file checked to be a file of the
+    repository and inside it (a symlink out of it is not); else UserError naming it. (Review
+    commands read the table alone: a results folder copied elsewhere has no code.)"""
+    target = load_target(repo)
+    root = Path(repo).resolve()
+    for name in target.editable if target.custom else ():  # train.py: tags.py says it
         path = root / name
         if not path.resolve().is_relative_to(root):
             raise _bad("editable", f"names {name!r}, which lies outside the repository",
@@ -143,6 +143,7 @@ def check_editable(repo: Path, editable: tuple[str, ...]) -> None:
         if not path.is_file():
             raise _bad("editable", f"names {name!r}, which is not a file of the repository "
                        f"(create and commit it, or fix the name)", _KEYS["editable"][1])
+    return target
 
 
 def metric_beside(results: Path) -> Metric:

@@ -9,7 +9,7 @@ from loop_helpers import git, make_repo, run_cli
 
 from autoresearch.errors import UserError
 from autoresearch.execution.parse import read_target_run
-from autoresearch.target import DEFAULT, Metric, load_target
+from autoresearch.target import DEFAULT, Metric, load_target, target_to_run
 
 TABLE = """
 [tool.autoresearch]
@@ -101,7 +101,7 @@ def test_a_bad_table_is_one_line_naming_the_key(tmp_path: Path, change: tuple[st
                                                  says: str) -> None:
     write_table(tmp_path, TABLE.replace(*change))
     with pytest.raises(UserError) as caught:
-        load_target(tmp_path)
+        target_to_run(tmp_path)
     message = str(caught.value)
     assert says in message and "\n" not in message
     assert message.startswith("pyproject.toml [tool.autoresearch")
@@ -123,19 +123,26 @@ def test_an_editable_symlink_out_of_the_repository_is_refused(tmp_path: Path) ->
     write_table(repo, TABLE.replace('["solve.py"]', '["solve.py", "link.py"]'))
     with pytest.raises(UserError, match="editable names 'link.py', which lies outside the "
                                         "repository"):
-        load_target(repo)
+        target_to_run(repo)
+    assert load_target(repo).editable == ("solve.py", "link.py")  # what the review commands read
 
 
-def test_the_cli_says_a_bad_table_in_one_line_before_anything_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("change, says", [
+    (('direction = "higher"', 'direction = "more"'),
+     'metric.direction is \'more\': use e.g. "higher"'),
+    (('editable = ["solve.py"]', 'editable = ["solve.py", "gone.py"]'),
+     "editable names 'gone.py', which is not a file of the repository (create and commit it, "
+     'or fix the name): use e.g. ["model.py", "features.py"]'),
+])
+def test_the_cli_says_a_bad_table_in_one_line_before_anything_starts(
+        tmp_path: Path, change: tuple[str, str], says: str) -> None:
     repo = make_repo(tmp_path / "repo")
-    write_table(repo, TABLE.replace('direction = "higher"', 'direction = "more"'))
+    write_table(repo, TABLE.replace(*change))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "a target")
     proc = run_cli("-C", ".", "run", "--tag", "t", "--agent", "sweep", cwd=repo)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [
-        "error: pyproject.toml [tool.autoresearch] metric.direction is 'more': use e.g. "
-        '"higher"']
+    assert proc.stderr.strip().splitlines() == [f"error: pyproject.toml [tool.autoresearch] {says}"]
     assert "Traceback" not in proc.stderr and not (repo / ".autoresearch").exists()
 
 
