@@ -16,12 +16,13 @@ def repo(tmp_path):
     return make_repo(tmp_path / "repo")
 
 
-def test_commit_file_touches_no_head_and_commits_only_train_py(repo):
+def test_commit_files_touches_no_head_and_commits_only_train_py(repo):
     g = Git(repo)
     base = g.head()
     (repo / "prepare.py").write_text("# staged by someone\n")
     git(repo, "add", "prepare.py")
-    commit = g.commit_file(base, "x = 1\n", "try x = 1\n\nHypothesis: smaller is better")
+    commit = g.commit_files(base, {"train.py": "x = 1\n"},
+                            "try x = 1\n\nHypothesis: smaller is better")
     assert g.parent(commit) == base and g.head() == base  # nothing checked out or moved
     assert git(repo, "show", "--name-only", "--format=", commit) == "train.py"
     assert g.file_at(commit) == "x = 1\n"
@@ -36,15 +37,15 @@ def test_commit_works_without_a_git_identity(repo, monkeypatch):
     monkeypatch.setenv("HOME", str(repo.parent))  # no global identity either
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     g = Git(repo)
-    assert g.commit_file(g.head(), "x = 2\n", "x = 2")
+    assert g.commit_files(g.head(), {"train.py": "x = 2\n"}, "x = 2")
 
 
 def test_the_branch_moves_only_from_where_the_loop_left_it(repo):
     g = Git(repo)
     base = g.head()
     g.create_branch("autoresearch/t", base)
-    one = g.commit_file(base, "x = 1\n", "one")
-    two = g.commit_file(base, "x = 2\n", "two")
+    one = g.commit_files(base, {"train.py": "x = 1\n"}, "one")
+    two = g.commit_files(base, {"train.py": "x = 2\n"}, "two")
     g.set_ref("refs/heads/autoresearch/t", one, old=base)
     with pytest.raises(UserError, match="update-ref"):  # someone else moved it first
         g.set_ref("refs/heads/autoresearch/t", two, old=base)
@@ -152,11 +153,10 @@ def test_edits_of_neighbouring_lines_are_re_applied_where_git_sees_a_conflict():
 def test_a_run_gets_its_train_py_and_the_harness_bytes_only_while_the_harness_is_unchanged(repo):
     g = Git(repo)
     state = open_tag(g, "h", "")
-    edited = g.commit_file(state.base_commit, "x = 3\n", "an experiment")
+    edited = g.commit_files(state.base_commit, {"train.py": "x = 3\n"}, "an experiment")
     files = run_files(g, edited, state)
     assert files["train.py"] == "x = 3\n" and files["prepare.py"] == b"# the fixed harness\n"
-    moved = g.commit_file(edited, "# the harness, edited\n", "the harness moved",
-                          path="prepare.py")
+    moved = g.commit_files(edited, {"prepare.py": "# the harness, edited\n"}, "the harness moved")
     with pytest.raises(UserError, match=r"^prepare.py changed since tag h started"):
         run_files(g, moved, state)
 

@@ -142,11 +142,6 @@ class Git:
     def identity(self) -> tuple[str, ...]:
         return () if self.run("config", "user.email", check=False) else IDENTITY
 
-    def commit_file(self, parent: str, text: str, message: str, path: str | None = None) -> str:
-        """A new commit: `parent`'s tree with `path` (the first editable file by default) set
-        to `text` (commit_files)."""
-        return self.commit_files(parent, {path or self.files[0]: text}, message)
-
     def commit_files(self, parent: str, files: Mapping[str, str], message: str) -> str:
         """A new commit: `parent`'s tree with each path of `files` set to its text, all in one
         commit. Nothing is checked out or moved (a temporary index), so any number of workers
