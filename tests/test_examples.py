@@ -273,6 +273,10 @@ def test_a_hostile_agent_cannot_change_an_examples_harness_or_answers(tmp_path: 
     assert git(repo, "rev-parse", "autoresearch/t") == git(repo, "rev-parse", "HEAD")
 
 
+# its two halves stay in the quick run: the harness's non-zero exit for a wrong answer
+# (test_collatz_fast_and_wrong_is_a_crash) and a target run's non-zero exit as a crash row
+# (test_target_loop)
+@pytest.mark.slow
 def test_fast_and_wrong_is_a_crash_in_the_loop_never_a_keep(tmp_path: Path) -> None:
     """The loop records the harness's refusal as a crash (its log says why) and keeps nothing."""
     repo = copy_example(COLLATZ, tmp_path)

@@ -72,23 +72,25 @@ def test_the_private_split_is_disjoint_from_training_and_validation(prepared_cac
     assert not list((prepared_cache / "tokenizer").glob("private*"))
 
 
-def old_style_cache(tmp_path: Path, mini_corpus: Path) -> Path:
+def old_style_cache(tmp_path: Path, mini_corpus: Path, prepared_cache: Path) -> Path:
     """A cache as prepare.py left it before the private split: every training document in the
-    training shards, no private directory, a manifest without "private"."""
+    training shards, no private directory, a manifest without "private". Made from a copy of
+    the session's prepared cache (the same corpus): preparing it again would train a tokenizer
+    for nothing."""
     cache = tmp_path / "cache"
-    result = run_prepare(cache, "--source", str(mini_corpus), "--tokenizer-chars", "300000")
-    assert result.returncode == 0, result.stderr
+    for part in ("data", "tokenizer"):  # not its private directory
+        shutil.copytree(prepared_cache / part, cache / part)
     m = manifest(cache)
     shutil.copy(mini_corpus / "part_1.parquet", cache / "data" / m["train"][-1])
-    shutil.rmtree(cache / "private")
     del m["private"]
     (cache / "data" / "dataset.json").write_text(json.dumps(m))
     return cache
 
 
 @pytest.mark.slow
-def test_data_prepared_before_gets_its_private_split_from_prepare_private(tmp_path, mini_corpus):
-    cache = old_style_cache(tmp_path, mini_corpus)
+def test_data_prepared_before_gets_its_private_split_from_prepare_private(tmp_path, mini_corpus,
+                                                                         prepared_cache):
+    cache = old_style_cache(tmp_path, mini_corpus, prepared_cache)
     val_before = texts(cache / "data" / "shard_00002.parquet")
     full = texts(mini_corpus / "part_1.parquet")
     result = run_prepare(cache, "--private")
@@ -194,8 +196,9 @@ def fake_project(tmp_path: Path) -> Path:
     return repo
 
 
-def test_the_loop_prepares_the_private_split_on_first_use(tmp_path, mini_corpus, monkeypatch):
-    cache = old_style_cache(tmp_path, mini_corpus)
+def test_the_loop_prepares_the_private_split_on_first_use(tmp_path, mini_corpus, prepared_cache,
+                                                          monkeypatch):
+    cache = old_style_cache(tmp_path, mini_corpus, prepared_cache)
     monkeypatch.setenv("AUTORESEARCH_CACHE", str(cache))
     repo = fake_project(tmp_path)
     _, _, ui = run_loop(repo, [], timeout=120)

@@ -110,14 +110,20 @@ def drawn(rows: list[Row], **options):
     return fig, fig.axes[0], fig.canvas.get_renderer()
 
 
+@pytest.fixture(scope="module")
+def edge_drawn():
+    """edge_night drawn once with a noise band: the tests below only read the figure."""
+    rows = edge_night()
+    return (rows, *drawn(rows, threshold=0.002))
+
+
 def collection(ax, label_start: str):
     found = [c for c in ax.collections if c.get_label().startswith(label_start)]
     return found[0] if found else None
 
 
-def test_every_run_above_the_limit_is_a_triangle_and_every_run_inside_is_whole():
-    rows = edge_night()
-    fig, ax, renderer = drawn(rows, threshold=0.002)
+def test_every_run_above_the_limit_is_a_triangle_and_every_run_inside_is_whole(edge_drawn):
+    rows, fig, ax, renderer = edge_drawn
     top = ax.get_ylim()[1]
     frame = ax.get_window_extent(renderer)
     inside = []
@@ -139,9 +145,8 @@ def test_every_run_above_the_limit_is_a_triangle_and_every_run_inside_is_whole()
     assert triangles.get_label() == f"off the chart (> {top:.3f})"
 
 
-def test_the_band_and_the_running_best_run_to_the_right_edge():
-    rows = edge_night()
-    _, ax, _ = drawn(rows, threshold=0.002)
+def test_the_band_and_the_running_best_run_to_the_right_edge(edge_drawn):
+    rows, _, ax, _ = edge_drawn
     right = ax.get_xlim()[1]
     [line] = [line for line in ax.get_lines() if line.get_label() == "running best"]
     assert line.get_xdata()[-1] == right
@@ -202,12 +207,12 @@ def test_each_worker_has_its_marker_and_its_legend_entry():
     assert sorted(collection(ax, "off the chart").get_offsets()[:, 0]) == [7]  # as before
 
 
-def test_one_worker_draws_as_before():
+def test_one_worker_draws_as_before(edge_drawn):
     rows = edge_night()
     for row in rows:
         row.worker, row.gpu, row.node = 0, "0", "n"
     _, ax, _ = drawn(rows, threshold=0.002)
-    _, plain, _ = drawn(edge_night(), threshold=0.002)
+    _, _, plain, _ = edge_drawn
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == [t.get_text() for t in plain.get_legend().get_texts()]
     assert not any(c.get_gid() for c in ax.collections)

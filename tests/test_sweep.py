@@ -6,6 +6,7 @@ landscape (tests/landscape_train.py), a run's val_bpb is the landscape's value p
 and a run is kept when it beats the best by more than the threshold.
 """
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -45,7 +46,13 @@ def request(repo: Path, experiment: int, journal=(), train_py: str = TRAIN_PY, *
 
 
 def top_level_values(text: str) -> dict:
-    return {name: c.value for name, c in find_constants(text).items()}
+    return dict(_constant_values(text))
+
+
+@functools.cache
+def _constant_values(text: str) -> tuple:
+    """find_constants parses the file: the searches ask again and again about the same texts."""
+    return tuple((name, c.value) for name, c in find_constants(text).items())
 
 
 def propose(repo: Path, experiment: int, seed: int = 0, journal=(), train_py: str = TRAIN_PY,
