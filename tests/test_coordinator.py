@@ -5,6 +5,7 @@ reserve, submit, end_proposal for a proposal) and reads what it decided and wrot
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from pathlib import Path
 
@@ -402,3 +403,25 @@ def test_a_port_under_way_does_not_use_up_max_experiments(tmp_path):
     assert desk.reserve(1, best, "experiment", lambda n: f"m{n}", 1) is not None
     assert desk.reserve(2, best, "experiment", lambda n: f"m{n}", 1) is None
 
+
+
+def test_a_state_json_with_fields_no_longer_written_still_loads(tmp_path):
+    """Noise.runs_requested and Proposing.started_at were written and never read: they are gone
+    from state.json, and a file written with them loads and goes on as before."""
+    night = measured(tmp_path)
+    assert night.coord.desk.reserve(0, night.coord.best(), "experiment", lambda n: f"m{n}", None)
+    path = tmp_path / ".autoresearch" / TAG / "state.json"
+    data = json.loads(path.read_text())
+    assert "runs_requested" not in data["noise"] and "started_at" not in data["proposing"][0]
+    data["noise"]["runs_requested"] = 2
+    data["proposing"][0]["started_at"] = now_iso()
+    path.write_text(json.dumps(data))
+
+    state = load_state(tmp_path, TAG)
+    assert state.noise == night.coord.state.noise
+    assert state.proposing == night.coord.state.proposing
+    resumed = Night(tmp_path, state, night.git)
+    resumed.coord.desk.end_proposal(0, None)
+    resumed.propose(BETTER, "raise the LR")
+    resumed.drain({BASELINE: 1.0, BETTER: 0.95})
+    assert resumed.coord.best() != state.base_commit

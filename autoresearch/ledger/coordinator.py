@@ -141,8 +141,7 @@ class Coordinator:
         values = wave_values(rows)
         if s.best_commit is None or not values:
             return
-        s.noise = measure(self.ledger.model(rows), values, self.rule, self.noise_runs,
-                          s.best_commit[:7])
+        s.noise = measure(self.ledger.model(rows), values, self.rule, s.best_commit[:7])
         self.log(noise_line(s.noise, self.metric.value(progress(rows).best)), "cyan")
 
     # ---- jobs

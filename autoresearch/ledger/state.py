@@ -50,7 +50,6 @@ class Proposing:
     parent: str  # the best it was given
     kind: str  # experiment, fix or port
     marker: str  # in the environment of every process the agent starts
-    started_at: str
 
 
 @dataclass
@@ -106,11 +105,11 @@ def load_state(repo: Path, tag: str) -> State | None:
         if data.get("version", 1) < VERSION:
             data = _upgrade(data, tag)
         return State(**dict(
-            data, noise=Noise(**data["noise"]) if data.get("noise") else None,
+            data, noise=Noise(**known(Noise, data["noise"])) if data.get("noise") else None,
             jobs=[job_from(j) for j in data.get("jobs", [])],
             candidates=[candidate_from(c) for c in data.get("candidates", [])],
             tasks=[task_from(t) for t in data.get("tasks", [])],
-            proposing=[Proposing(**p) for p in data.get("proposing", [])],
+            proposing=[Proposing(**known(Proposing, p)) for p in data.get("proposing", [])],
             porting=[Porting(Port(**p["port"]), Row(**p["row"]), p["subject"])
                      for p in data.get("porting", [])]))
     except (ValueError, TypeError, KeyError) as e:
@@ -122,13 +121,18 @@ def _upgrade(data: dict, tag: str) -> dict:
     if data.get("inflight"):
         raise UserError(f"tag {tag} was interrupted by an older version of autoresearch mid-"
                         f"experiment: finish it with that version, or start a new --tag")
-    known = {f.name for f in fields(State)}
     noise = data.get("noise")
     if noise:
         data["noise"] = {k: noise.get(k) for k in
-                         ("threshold", "floor", "values", "std", "spread", "runs_requested",
-                          "rule")}
-    return {k: v for k, v in data.items() if k in known} | {"version": VERSION}
+                         ("threshold", "floor", "values", "std", "spread", "rule")}
+    return known(State, data) | {"version": VERSION}
+
+
+def known(record: type, data: dict) -> dict:
+    """`data` without the keys `record` has no field for: fields since dropped as never read
+    (Noise.runs_requested, Proposing.started_at) still load from an older state.json."""
+    names = {f.name for f in fields(record)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def save_state(repo: Path, state: State) -> None:
