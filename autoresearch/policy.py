@@ -343,7 +343,6 @@ class Noise:
     values: list[float]  # every baseline-wave val_bpb
     std: float | None  # within one worker: the noise model's residual std
     spread: float | None
-    runs_requested: int
     rule: str  # how decisions are made, in words
     offsets: dict[str, float] = field(default_factory=dict)  # worker -> its fixed offset
     dof: int = 0  # degrees of freedom behind std
@@ -351,8 +350,7 @@ class Noise:
     max_pairs: int = DEFAULT_MAX_PAIRS
 
 
-def measure(model: Fit, values: list[float], rule: Rule, runs_requested: int,
-            parent: str | None = None) -> Noise:
+def measure(model: Fit, values: list[float], rule: Rule, parent: str | None = None) -> Noise:
     """The noise record of a fitted model (values: the baseline wave's runs; parent: the
     commit new candidates are judged against, whose own uncertainty bounds the smallest gain)."""
     parent_se = model.ses.get(parent, 0.0) if parent else 0.0
@@ -367,7 +365,7 @@ def measure(model: Fit, values: list[float], rule: Rule, runs_requested: int,
         words = (f"sequential test, false keeps <= {rule.alpha:g}, power {rule.power:g} at the "
                  f"min detectable gain, {replicas}, floor {rule.floor:g}")
     return Noise(smallest if smallest is not None else rule.floor, rule.floor, values,
-                 model.within_std, spread, runs_requested, words, model.offsets, model.dof,
+                 model.within_std, spread, words, model.offsets, model.dof,
                  rule.alpha, rule.max_pairs)
 
 

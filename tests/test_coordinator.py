@@ -5,6 +5,7 @@ reserve, submit, end_proposal for a proposal) and reads what it decided and wrot
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from autoresearch.agents import AgentRequest
 from autoresearch.agents.prompt import build_context
+from autoresearch.ledger import porter
 from autoresearch.ledger.coordinator import Coordinator
 from autoresearch.ledger.results import read_results
 from autoresearch.ledger.state import State, load_state, now_iso, save_state
@@ -249,15 +251,10 @@ def test_a_resumed_coordinator_goes_on_from_state_json(tmp_path):
     assert [r.status for r in resumed.results() if r.experiment == job.n] == ["keep"]
 
 
-def test_a_proposal_on_an_old_best_is_rebased_before_it_runs(tmp_path):
-    night = measured(tmp_path)
-    better = BASELINE.replace("0.04", "0.05")
-    deeper = BASELINE.replace("8", "12")
-    first = night.propose(better, "raise the LR")
-    second = night.propose(deeper, "deeper", worker=1)  # proposed on the baseline too
-    night.drain({BASELINE: 1.0, better: 0.95})
-    assert night.coord.best() == first.commit
-    free = []
+def commits_see_the_lock(night: Night) -> list[bool]:
+    """Whether another thread could take the coordinator's lock during each commit the fake git
+    makes from now on (a merge's commit must not hold up the other workers' decisions)."""
+    free: list[bool] = []
     commit = night.git.commit_file
 
     def probe() -> None:
@@ -266,19 +263,120 @@ def test_a_proposal_on_an_old_best_is_rebased_before_it_runs(tmp_path):
         if got:
             night.coord.lock.release()
 
-    def commit_while_others_decide(*args, **kwargs):  # the rebase's commit: is the lock free?
+    def commit_while_others_decide(*args, **kwargs):
         other = threading.Thread(target=probe)
         other.start()
         other.join()
         return commit(*args, **kwargs)
 
     night.git.commit_file = commit_while_others_decide
+    return free
+
+
+def test_a_proposal_on_an_old_best_is_rebased_before_it_runs(tmp_path):
+    night = measured(tmp_path)
+    better = BASELINE.replace("0.04", "0.05")
+    deeper = BASELINE.replace("8", "12")
+    first = night.propose(better, "raise the LR")
+    second = night.propose(deeper, "deeper", worker=1)  # proposed on the baseline too
+    night.drain({BASELINE: 1.0, better: 0.95})
+    assert night.coord.best() == first.commit
+    free = commits_see_the_lock(night)
     job = night.coord.take(1)
     assert free == [True]  # another worker could decide while the rebase committed
     assert job.id == second.id and job.parent == first.commit
     assert night.git.file_at(job.commit) == better.replace("8", "12")  # both changes
     assert "rebased onto" in job.description
     assert "rebased from" in night.git.commits[job.commit][2]
+
+
+BETTER, DEEPER = BASELINE.replace("0.04", "0.05"), BASELINE.replace("8", "12")
+
+
+def beaten_parent(tmp_path: Path, second: str = DEEPER) -> tuple[Night, Job, Job]:
+    """Two changes proposed on the baseline and started before either is recorded; the first is
+    kept, so the second (started, its parent no longer the best) is to be ported when it wins."""
+    night = measured(tmp_path)
+    night.propose(BETTER, "raise the LR")
+    night.propose(second, "the second change")
+    first = night.coord.start(night.coord.take(0), 0)
+    second = night.coord.start(night.coord.take(0), 0)
+    night.coord.record(first, outcome(0.95, first.n))
+    assert night.coord.best() == first.commit
+    return night, first, second
+
+
+def port_queued(night: Night, second: Job) -> Job:
+    """The PORT job queued for the second change, after its own row was written."""
+    (port,) = [j for j in night.coord.state.jobs if j.kind == Kind.PORT]
+    assert port.subject == second.n and port.worker == 0
+    assert night.git.file_at(port.commit) == BETTER.replace("8", "12")  # both changes
+    assert [r.experiment for r in night.results()].count(second.n) == 1
+    assert night.coord.state.porting == []
+    return port
+
+
+def test_a_port_is_merged_and_committed_outside_the_lock(tmp_path):
+    night, first, second = beaten_parent(tmp_path)
+    free = commits_see_the_lock(night)
+    night.coord.record(second, outcome(0.95, second.n))
+    assert free == [True]  # another worker could decide while the port committed
+    port = port_queued(night, second)
+    assert port.parent == first.commit and "port of #" in night.git.commits[port.commit][2]
+    assert night.shown[-1].experiment == second.n  # its row shown once it was written
+
+
+def test_a_port_decided_before_a_crash_is_carried_after_the_restart(tmp_path):
+    """Killed after the decision was saved, before the port's merge: the row waits in
+    state.json with the pending port, counts for --max-experiments, and a restart carries the
+    port once, however often it is asked to."""
+    night, _, second = beaten_parent(tmp_path)
+    ideas = night.coord.agent_runs()
+    night.git.commit_file = killed  # the port's merge commit
+    with pytest.raises(KeyboardInterrupt):
+        night.coord.record(second, outcome(0.95, second.n))
+    state = load_state(tmp_path, TAG)
+    (pending,) = state.porting
+    assert pending.port.n == second.n and pending.row.experiment == second.n
+    assert state.jobs == [] and second.n not in [r.experiment for r in night.results()]
+    del night.git.commit_file
+
+    resumed = Night(tmp_path, state, night.git)
+    assert resumed.coord.agent_runs() == ideas  # the held row still counts
+    assert resumed.coord.has_jobs(0)  # its worker's runner waits for the port
+    resumed.coord.porter.carry_pending()
+    resumed.coord.porter.carry_pending()  # a second restart: nothing left to carry
+    port_queued(resumed, second)
+    assert load_state(tmp_path, TAG).porting == []
+
+
+def test_killed_while_handing_a_port_over_writes_its_row_once(tmp_path, monkeypatch):
+    """Killed after the carried port's row was written, before the state was saved: the
+    restart carries it again, queues it once and leaves the row as it was."""
+    night, _, second = beaten_parent(tmp_path)
+    monkeypatch.setattr(porter, "save_state", killed)
+    with pytest.raises(KeyboardInterrupt):
+        night.coord.record(second, outcome(0.95, second.n))
+    monkeypatch.undo()
+    before = (tmp_path / RESULTS).read_text()
+    assert [r.experiment for r in night.results()].count(second.n) == 1
+    resumed = Night(tmp_path, load_state(tmp_path, TAG), night.git)
+    resumed.coord.porter.carry_pending()
+    port_queued(resumed, second)
+    assert (tmp_path / RESULTS).read_text() == before
+
+
+def test_a_port_that_does_not_merge_goes_to_its_agent_with_its_row(tmp_path):
+    night, _, second = beaten_parent(tmp_path, BASELINE.replace("0.04", "0.06"))  # LR again
+    night.coord.record(second, outcome(0.95, second.n))
+    (task,) = night.coord.state.tasks
+    assert task.kind == Kind.PORT and task.worker == 0 and task.row.experiment == second.n
+    assert second.n not in [r.experiment for r in night.results()]  # it waits for the agent
+    assert not [j for j in night.coord.state.jobs if j.kind == Kind.PORT]
+
+
+def killed(*args, **kwargs):
+    raise KeyboardInterrupt("kill -9")  # not an Exception: nothing in the coordinator catches it
 
 
 def test_one_port_record_from_the_decision_to_the_agent_and_state_json(tmp_path):
@@ -305,3 +403,25 @@ def test_a_port_under_way_does_not_use_up_max_experiments(tmp_path):
     assert desk.reserve(1, best, "experiment", lambda n: f"m{n}", 1) is not None
     assert desk.reserve(2, best, "experiment", lambda n: f"m{n}", 1) is None
 
+
+
+def test_a_state_json_with_fields_no_longer_written_still_loads(tmp_path):
+    """Noise.runs_requested and Proposing.started_at were written and never read: they are gone
+    from state.json, and a file written with them loads and goes on as before."""
+    night = measured(tmp_path)
+    assert night.coord.desk.reserve(0, night.coord.best(), "experiment", lambda n: f"m{n}", None)
+    path = tmp_path / ".autoresearch" / TAG / "state.json"
+    data = json.loads(path.read_text())
+    assert "runs_requested" not in data["noise"] and "started_at" not in data["proposing"][0]
+    data["noise"]["runs_requested"] = 2
+    data["proposing"][0]["started_at"] = now_iso()
+    path.write_text(json.dumps(data))
+
+    state = load_state(tmp_path, TAG)
+    assert state.noise == night.coord.state.noise
+    assert state.proposing == night.coord.state.proposing
+    resumed = Night(tmp_path, state, night.git)
+    resumed.coord.desk.end_proposal(0, None)
+    resumed.propose(BETTER, "raise the LR")
+    resumed.drain({BASELINE: 1.0, BETTER: 0.95})
+    assert resumed.coord.best() != state.base_commit

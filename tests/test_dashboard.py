@@ -394,7 +394,7 @@ return out;
 @pytest.mark.slow
 def test_page_cards_chart_diff_and_idle_in_chromium(server, night, browser):
     noise = Noise(threshold=0.003, floor=0.001, values=[1.0], std=None, spread=None,
-                  runs_requested=2, rule="floor only")
+                  rule="floor only")
     save_state(night, State(tag=TAG, branch=f"autoresearch/{TAG}", base_commit="0" * 40,
                             created_at="", fixed_sha256={}, noise=noise))
     web = browser

@@ -32,6 +32,7 @@ from loop_helpers import (
 
 from autoresearch.execution.gpus import Slot
 from autoresearch.execution.local import LocalExecutor
+from autoresearch.ledger.porter import Porter
 from autoresearch.ledger.state import load_state
 from autoresearch.target import DEFAULT
 from autoresearch.workspace.git import Git
@@ -314,6 +315,49 @@ def test_killed_mid_replica_keeps_the_first_run_and_runs_the_cut_one_again(repo,
     assert first.status == "keep" and first.pairs == 3
     assert first.gain == pytest.approx(1.0 - (0.998 + 2 * 0.996) / 3, abs=1e-6)
     assert load_state(repo, TAG).candidates == []
+    check_git_matches_results(repo, TAG)
+
+
+def once_w0_trains(repo, step):
+    """An agent step taken once worker 0's experiment is training: both run at once, and
+    worker 0's, started first, is recorded first."""
+    def wait_then(request):
+        deadline = time.monotonic() + 30
+        while not any(j.worker == 0 and j.kind.value == "experiment" and j.phase.value ==
+                      "running" for j in load_state(repo, TAG).jobs):
+            assert time.monotonic() < deadline, "worker 0's experiment never started"
+            time.sleep(0.05)
+        return step(request)
+    return wait_then
+
+
+@pytest.mark.slow
+def test_killed_before_a_decided_port_is_queued(repo, monkeypatch):
+    """Two changes made at once (as in test_parallel): worker 1's, kept second, is to be ported
+    onto the new best. Killed after its merge, before the port was queued: the restart, with
+    one worker left, carries it again, runs it there and writes the ported run's row once."""
+    monkeypatch.setenv("FAKE_TRAIN_SECONDS", "1")
+    undo = kill_at(monkeypatch, Porter, "_hand_over", when=1)
+    agents = [ScriptedAgent([edit("lower VAL_BPB", VAL_BPB=0.9)]),
+              ScriptedAgent([once_w0_trains(repo, edit("a bonus", BONUS=-0.05))])]
+    slots = [Slot(k, str(k), "NVIDIA H200") for k in range(2)]
+    with pytest.raises(Killed):
+        run_loop(repo, [], slots=slots, agent=agents, noise_runs=1, max_experiments=2)
+    (pending,) = load_state(repo, TAG).porting
+    assert pending.port.worker == 1 and pending.port.description == "a bonus"
+    assert pending.port.n not in [r.experiment for r in tag_rows(repo)]  # its row waits
+    undo()
+    idle = ScriptedAgent([])
+    run_loop(repo, [], slots=slots[:1], agent=[idle], noise_runs=1, max_experiments=2)
+    numbers = [r.experiment for r in tag_rows(repo)]
+    assert sorted(numbers) == sorted(set(numbers)) and pending.port.n in numbers
+    port = [r for r in tag_rows(repo) if r.kind == "port"]
+    assert port and port[0].status == "keep" and f"port of #{pending.port.n}" in port[0].description
+    assert port[0].worker == 0
+    assert not idle.requests  # both ideas were counted: the agent was not asked for a third
+    assert load_state(repo, TAG).porting == []
+    assert f"#{pending.port.n} was to be ported: carrying it onto the best" in (
+        repo / ".autoresearch" / TAG / "events.log").read_text()
     check_git_matches_results(repo, TAG)
 
 

@@ -123,7 +123,7 @@ def test_threshold_from_state_json_else_estimated(tmp_path):
     assert estimate_threshold(rows) == pytest.approx(smallest)
     assert noise_threshold(tmp_path, "night", rows) == pytest.approx(smallest)
     noise = Noise(threshold=0.004, floor=0.001, values=[1.0, 1.002], std=0.0014, spread=0.002,
-                  runs_requested=2, rule="max(floor, 2 x sample std of the baseline runs)")
+                  rule="max(floor, 2 x sample std of the baseline runs)")
     save_state(tmp_path, State(tag="night", branch="autoresearch/night", base_commit="abc",
                                created_at="", fixed_sha256={}, noise=noise))
     assert noise_threshold(tmp_path, "night", rows) == 0.004

@@ -50,7 +50,7 @@ def night(tmp_path):
         f.write("badc0de\tn/a\t1.0\tkeep\tedited by hand\t4\texperiment\tt\n")
     # state.json's own idea of the best must not matter: status reads results.tsv
     noise = Noise(threshold=0.0085, floor=0.001, values=[v for v, _, _ in BASELINE_WAVE],
-                  std=0.0042, spread=0.0084, runs_requested=2, rule="max(floor, 2 x std)")
+                  std=0.0042, spread=0.0084, rule="max(floor, 2 x std)")
     save_state(repo, State(tag=TAG, branch=f"autoresearch/{TAG}", base_commit="c0ffee0" * 5,
                            created_at="2026-01-01T00:00:00+00:00", fixed_sha256={},
                            best_commit="c0ffee0" * 5, noise=noise))

@@ -32,13 +32,14 @@ class Budget:
     def new_ideas(self, queued: bool = True) -> int:
         """New ideas tried or on their way: the experiments and fixes recorded (in results.tsv,
         or in the journal when their row there is damaged), started (running, or to run again),
-        those whose rows are held (candidates, runs being ported) and, with `queued`, those
-        waiting for a GPU."""
+        those whose rows are held (candidates, runs being ported or about to be) and, with
+        `queued`, those waiting for a GPU."""
         s = self.state
         return len(self.ledger.recorded(NEW_IDEAS)) + \
             sum(1 for j in s.jobs if j.kind.value in NEW_IDEAS and (queued or started(j))) + \
             sum(1 for c in s.candidates if c.row.kind in NEW_IDEAS) + \
-            sum(1 for t in s.tasks if t.row is not None and t.row.kind in NEW_IDEAS)
+            sum(1 for t in s.tasks if t.row is not None and t.row.kind in NEW_IDEAS) + \
+            sum(1 for p in s.porting if p.row.kind in NEW_IDEAS)
 
     def held_back(self, max_experiments: int | None) -> list[Job]:
         """Queued new ideas that may not start: the experiments already started reach

@@ -4,7 +4,9 @@ Workers ask it for work and hand it their results; every method runs under one l
 state.json before it returns, so the journal always says what to finish after a crash. A finished
 run is decided by policy.decide (pure), journaled as RECORDING, then carried out in an order that
 can be repeated safely: rows appended to results.tsv (skipping run numbers already there), refs
-set (the branch by compare-and-swap from the job's parent), state saved in one atomic write.
+set (the branch by compare-and-swap from the job's parent), state saved in one atomic write. A
+port the decision asks for is journaled in that write as pending and carried onto the best once
+the lock is released (ledger/porter.py).
 """
 
 from __future__ import annotations
@@ -19,35 +21,31 @@ from autoresearch.errors import UserError
 from autoresearch.ledger.book import Ledger
 from autoresearch.ledger.budget import Budget
 from autoresearch.ledger.desk import Desk
+from autoresearch.ledger.porter import Porter
 from autoresearch.ledger.state import State, now_iso, save_state
 from autoresearch.ledger.tags import tried_ref
 from autoresearch.ledger.values import progress
 from autoresearch.ledger.wave import WAVE_JOBS, missing_wave, noise_line, wave_values
-from autoresearch.memory.fingerprint import changes as change_summary
 from autoresearch.memory.fingerprint import fingerprint
 from autoresearch.model import (
     AGENT_KINDS,
-    Candidate,
     Decision,
     Job,
     Kind,
     Outcome,
     Phase,
-    Port,
     Row,
-    Task,
 )
 from autoresearch.names import DEFAULT_MAX_PAIRS
-from autoresearch.policy import Context, Rule, confirm_job, decide, measure
+from autoresearch.policy import Context, Rule, decide, measure
 from autoresearch.target import DEFAULT, Metric
 from autoresearch.verify.private import Verifier
-from autoresearch.workspace.git import Git, commit_message
-from autoresearch.workspace.merge import Carried, carry
+from autoresearch.workspace.git import Git
 
 
 class Coordinator:
-    """Owns the tag's state, the best and the ledger, and decides. Git work (rebase and port
-    commits: workspace/merge.carry), the ledger files (ledger/book.py), the agents' side
+    """Owns the tag's state, the best and the ledger, and decides. Git work (rebases and ports,
+    outside the lock: ledger/porter.py), the ledger files (ledger/book.py), the agents' side
     (ledger/desk.py) and the counting (ledger/budget.py) each live with their own concern."""
 
     def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
@@ -72,6 +70,8 @@ class Coordinator:
         self.budget = Budget(state, self.ledger)
         self.desk = Desk(repo, state, self.lock, git, self.ledger, self.budget, self._queue,
                          max_fix_attempts)
+        self.porter = Porter(repo, state, self.lock, git, self.ledger, self.desk, self._queue,
+                             self.best, log, outcome)
 
     # ---- reading
 
@@ -141,8 +141,7 @@ class Coordinator:
         values = wave_values(rows)
         if s.best_commit is None or not values:
             return
-        s.noise = measure(self.ledger.model(rows), values, self.rule, self.noise_runs,
-                          s.best_commit[:7])
+        s.noise = measure(self.ledger.model(rows), values, self.rule, s.best_commit[:7])
         self.log(noise_line(s.noise, self.metric.value(progress(rows).best)), "cyan")
 
     # ---- jobs
@@ -157,13 +156,19 @@ class Coordinator:
         self.changed.notify_all()
         return job
 
+    def queue(self, job: Job) -> Job:
+        """Journal a new job as READY (saved with the caller's next save_state)."""
+        with self.lock:
+            return self._queue(job)
+
     def has_jobs(self, worker: int, max_experiments: int | None = None) -> bool:
-        """Anything queued (and allowed to start), running or waiting for paired runs on this
-        worker."""
+        """Anything queued (and allowed to start), running, waiting for paired runs or about to
+        be ported on this worker."""
         with self.lock:
             held = self.held_back(max_experiments)
             return any(j.worker == worker and j not in held for j in self.state.jobs) or \
-                any(c.worker == worker for c in self.state.candidates)
+                any(c.worker == worker for c in self.state.candidates) or \
+                self.porter.pending(worker)
 
     def has_ready_proposal(self, worker: int) -> bool:
         with self.lock:
@@ -175,26 +180,18 @@ class Coordinator:
         (only once the noise threshold is known, and never a new idea past --max-experiments).
         A proposal whose parent is no longer the best is rebased onto it first (the merge and
         its commit outside the lock), when the edited file merges cleanly; one that the rebase
-        leaves a program already tried is dropped."""
+        leaves a program already tried is dropped (ledger/porter.py)."""
         while True:
             with self.lock:
                 job, best = self._next_ready(worker, max_experiments), self.best()
                 if job is None or job.kind not in AGENT_KINDS or job.parent == best:
                     return job
-            carried = carry(self.git, job.parent, best, job.commit, commit_message(
-                job.description, job.hypothesis, f"{job.kind.value}, rebased from "
-                f"{job.commit[:7]} onto {best[:7]}"))
+            carried = self.porter.rebase(job, best)
             with self.lock:
-                if self.best() != best or not any(j is job for j in self.state.jobs):
-                    continue  # the best moved on meanwhile: look again
-                if carried.commit is None:
-                    self.log(f"{job.id}: proposed on {job.parent[:7]}, the best moved to "
-                             f"{best[:7]} and {self.git.editable} does not merge: it runs on "
-                             f"its own parent", "yellow")
+                if self.best() == best and any(j is job for j in self.state.jobs) and \
+                        self.porter.rebased(job, best, carried):
                     return job
-                self._rebased(job, best, carried)
-                if not self._drop_if_known(job):
-                    return job
+            # the best moved on meanwhile, or the rebase gave a known program: look again
 
     def _next_ready(self, worker: int, max_experiments: int | None) -> Job | None:
         held = self.held_back(max_experiments)
@@ -202,58 +199,6 @@ class Coordinator:
                  and j.phase == Phase.READY
                  and (j.priority <= 0 or self.state.noise is not None)]
         return min(ready, key=lambda j: (j.priority, int(j.id[1:])), default=None)
-
-    def _rebased(self, job: Job, best: str, carried: Carried) -> None:
-        """The proposal now runs as `carried`, on the best."""
-        job.commit, job.parent = carried.commit, best
-        job.fingerprint = fingerprint(carried.files)
-        job.description = f"{job.description} (rebased onto {best[:7]})"
-        save_state(self.repo, self.state)
-        self.log(f"{job.id}: the best moved on: rebased onto {best[:7]}", "cyan")
-
-    def _drop_if_known(self, job: Job) -> bool:
-        """A rebased proposal whose program ran already, runs now or is the best itself (the
-        change was kept meanwhile: an empty diff) is a duplicate: dropped unrun, uncounted."""
-        known = self.desk.known_program(self.git.sources_at(job.commit), job.parent, besides=job)
-        if known is None:
-            return False
-        self.state.jobs.remove(job)
-        self.desk.reject(job.worker, f"not run: {known}", None,
-                    f"Your last proposal was not run: once rebased onto the new best, {known}. "
-                    f"Propose something different.")
-        self.log(f"{job.id} dropped after its rebase, not run: {known}", "yellow")
-        return True
-
-    def fresh_controls(self) -> list[int]:
-        """After a restart: a candidate whose control ran but whose confirmation did not gets a
-        new control first, so the pair it is judged on is measured together, not sessions
-        apart (and a port whose own run came before the restart runs again after its control).
-        The candidates whose control was renewed."""
-        with self.lock:
-            s, renewed = self.state, []
-            for cand in s.candidates:
-                if cand.pending is not None:  # a port's own run, its control not run yet
-                    self._rerun_pending(cand)
-                    continue
-                confirm = next((j for j in s.jobs if j.kind == Kind.CONFIRM
-                                and j.subject == cand.n and j.phase == Phase.READY), None)
-                if cand.control is None or confirm is None:
-                    continue
-                cand.control = None
-                self._queue(Job("", Kind.CONTROL, confirm.worker, cand.parent, cand.parent,
-                                f"control for #{cand.n}: its parent again (after a restart)",
-                                priority=-1, subject=cand.n))
-                renewed.append(cand.n)
-            save_state(self.repo, s)
-            return renewed
-
-    def _rerun_pending(self, cand: Candidate) -> None:
-        """A port's run and a control after a restart would be a pair measured sessions apart:
-        the port runs again after its control instead."""
-        cand.pending = None
-        self._queue(confirm_job(cand))
-        self.log(f"resuming: #{cand.n} ran before the restart: it runs again after its control",
-                 "yellow")
 
     def start(self, job: Job, seen: int) -> Job:
         """Give the job its run number and run folder; journal it as RUNNING."""
@@ -288,26 +233,22 @@ class Coordinator:
             job.phase, job.decision = Phase.RECORDING, decision
             save_state(self.repo, self.state)
             self.finish(job)
-            return decision
+        self.porter.carry_pending()  # a port's merge and commit, outside the lock
+        return decision
 
     def finish(self, job: Job) -> None:
-        """Carry out a journaled decision. Every step can be repeated after a crash."""
+        """Carry out a journaled decision. Every step can be repeated after a crash. A port is
+        journaled as pending, its row held with it: carry_pending queues it, outside the lock."""
         with self.lock:
             s, d = self.state, job.decision
-            rows, port = list(d.rows), self._plan_port(d.port) if d.port else None
-            if isinstance(port, Task):  # its row waits for the agent's port (or its failure)
-                port.row = next(r for r in rows if r.experiment == d.port.n)
-                rows.remove(port.row)
-            self.ledger.write(rows, {job.n: job.subject})
+            subjects = {job.n: job.subject}
+            rows = self.porter.hold(d.port, d.rows, subjects) if d.port else d.rows
+            self.ledger.write(rows, subjects)
             for n, commit in d.tried.items():
                 self.git.set_ref(tried_ref(self.tag, n), commit)
             if d.keep and self.git.resolve(f"refs/heads/{s.branch}") != d.keep:
                 self.git.set_ref(f"refs/heads/{s.branch}", d.keep, old=job.parent)
             self._apply(job, d)
-            if isinstance(port, Task):
-                s.tasks.append(port)
-            elif port is not None:
-                self._queue(port)
             s.jobs = [j for j in s.jobs if j.id != job.id]
             save_state(self.repo, s)
             for message in d.log:
@@ -337,19 +278,3 @@ class Coordinator:
                 (job.kind in (Kind.CONTROL, Kind.CONFIRM) and s.noise is not None):
             self._measure_noise()  # a control or a replica repeats a commit: one more look
         s.rejections = 0
-
-    def _plan_port(self, port: Port) -> Job | Task:
-        """Re-apply a change that beat its parent onto the current best: a clean three-way merge
-        becomes a PORT job; a conflict goes to the worker's agent, once."""
-        best = self.best()
-        description = f"port of #{port.n} onto {best[:7]}: {port.description}"
-        carried = carry(self.git, port.parent, best, port.commit, commit_message(
-            description, self.git.hypothesis(port.commit), f"port of #{port.n}"))
-        if carried.commit is None:
-            self.log(f"#{port.n}: {self.git.editable} does not merge onto the new best "
-                     f"{best[:7]}: asking worker {port.worker}'s agent to port it", "yellow")
-            return Task(Kind.PORT, port.worker, port.n, port.commit, port.parent,
-                        port.description, carried.text,
-                        diff=self.git.diff(port.parent, port.commit))
-        return Job("", Kind.PORT, port.worker, carried.commit, best, description, priority=0,
-                   subject=port.n, changes=change_summary(self.git.sources_at(best), carried.files))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from autoresearch.ledger.book import Ledger
 from autoresearch.ledger.budget import Budget
-from autoresearch.ledger.state import Proposing, State, now_iso, save_state
+from autoresearch.ledger.state import Proposing, State, save_state
 from autoresearch.memory.fingerprint import Code, fingerprint, why_known
 from autoresearch.memory.fingerprint import changes as change_summary
 from autoresearch.model import AGENT_KINDS, Job, Kind, Task
@@ -54,7 +54,7 @@ class Desk:
                 return None
             seq, s.next_id = s.next_id, s.next_id + 1
             s.proposing = [p for p in s.proposing if p.worker != worker]
-            s.proposing.append(Proposing(worker, parent, kind, marker(seq), now_iso()))
+            s.proposing.append(Proposing(worker, parent, kind, marker(seq)))
             save_state(self.repo, s)
             return seq
 

@@ -2,8 +2,9 @@
 
 - state.json: where the tag stands (best commit, noise threshold, counters) and the journal:
   every job not yet finished with its phase (model.py), the candidates waiting for their paired
-  runs, the agents' pending tasks and the proposals under way. It is rewritten atomically (temp
-  file, fsync, rename) BEFORE each step, so a loop killed at any moment can tell what to finish.
+  runs, the ports decided but not queued yet, the agents' pending tasks and the proposals under
+  way. It is rewritten atomically (temp file, fsync, rename) BEFORE each step, so a loop killed
+  at any moment can tell what to finish.
 - live.json: what each worker is doing now, for `status` and the dashboard. Best effort.
 - stop: the flag `agent_loop.py stop` writes ("graceful" or "now").
 - events.log: one timestamped line per thing that happened and is not a results row
@@ -21,7 +22,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from autoresearch.errors import UserError
-from autoresearch.model import Candidate, Job, Task, candidate_from, job_from, task_from
+from autoresearch.model import (
+    Candidate,
+    Job,
+    Port,
+    Row,
+    Task,
+    candidate_from,
+    job_from,
+    task_from,
+)
 from autoresearch.policy import Noise
 
 STATE_DIR = ".autoresearch"
@@ -40,7 +50,16 @@ class Proposing:
     parent: str  # the best it was given
     kind: str  # experiment, fix or port
     marker: str  # in the environment of every process the agent starts
-    started_at: str
+
+
+@dataclass
+class Porting:
+    """A port decided and not queued yet: its merge onto the best runs outside the coordinator's
+    lock (ledger/porter.py), and its run's row waits here until then."""
+
+    port: Port
+    row: Row
+    subject: int | None = None  # the run the row is about, for its journal entry (a fix's crash)
 
 
 @dataclass
@@ -65,6 +84,7 @@ class State:
     candidates: list[Candidate] = field(default_factory=list)  # waiting for paired runs
     tasks: list[Task] = field(default_factory=list)  # fix / port requests for the agents
     proposing: list[Proposing] = field(default_factory=list)
+    porting: list[Porting] = field(default_factory=list)  # ports decided, not queued yet
     feedback: dict[str, str] = field(default_factory=dict)  # worker -> why its last was not run
 
 
@@ -85,11 +105,13 @@ def load_state(repo: Path, tag: str) -> State | None:
         if data.get("version", 1) < VERSION:
             data = _upgrade(data, tag)
         return State(**dict(
-            data, noise=Noise(**data["noise"]) if data.get("noise") else None,
+            data, noise=Noise(**known(Noise, data["noise"])) if data.get("noise") else None,
             jobs=[job_from(j) for j in data.get("jobs", [])],
             candidates=[candidate_from(c) for c in data.get("candidates", [])],
             tasks=[task_from(t) for t in data.get("tasks", [])],
-            proposing=[Proposing(**p) for p in data.get("proposing", [])]))
+            proposing=[Proposing(**known(Proposing, p)) for p in data.get("proposing", [])],
+            porting=[Porting(Port(**p["port"]), Row(**p["row"]), p["subject"])
+                     for p in data.get("porting", [])]))
     except (ValueError, TypeError, KeyError) as e:
         raise UserError(f"{path} is unreadable ({e}); restore it or start a new --tag") from e
 
@@ -99,13 +121,18 @@ def _upgrade(data: dict, tag: str) -> dict:
     if data.get("inflight"):
         raise UserError(f"tag {tag} was interrupted by an older version of autoresearch mid-"
                         f"experiment: finish it with that version, or start a new --tag")
-    known = {f.name for f in fields(State)}
     noise = data.get("noise")
     if noise:
         data["noise"] = {k: noise.get(k) for k in
-                         ("threshold", "floor", "values", "std", "spread", "runs_requested",
-                          "rule")}
-    return {k: v for k, v in data.items() if k in known} | {"version": VERSION}
+                         ("threshold", "floor", "values", "std", "spread", "rule")}
+    return known(State, data) | {"version": VERSION}
+
+
+def known(record: type, data: dict) -> dict:
+    """`data` without the keys `record` has no field for: fields since dropped as never read
+    (Noise.runs_requested, Proposing.started_at) still load from an older state.json."""
+    names = {f.name for f in fields(record)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def save_state(repo: Path, state: State) -> None:

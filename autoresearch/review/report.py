@@ -410,7 +410,7 @@ def estimate_threshold(rows: list[Row]) -> float | None:
     """The loop's min detectable gain (policy.measure) from the noise model of these rows, once
     some commit ran twice; None before."""
     model = model_of(rows)
-    return measure(model, [], Rule(), 0).threshold if model.within_std is not None else None
+    return measure(model, [], Rule()).threshold if model.within_std is not None else None
 
 
 def kept_extras(repo: Path, tag: str | None) -> dict[int, dict[str, float]]:
