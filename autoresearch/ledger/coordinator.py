@@ -61,6 +61,7 @@ class Coordinator:
         self.rule = Rule(max_pairs=max_pairs, floor=noise_floor, controls=controls)
         self.plateau_after = plateau_after
         self.max_fix_attempts = max_fix_attempts
+        self.workers = 1  # how many workers take jobs (plan_wave says): replicas may go to any
         self.log, self.outcome = log, outcome
         self.verifier = verifier
         # notified when there is new work; its (reentrant) lock guards the state. The loop
@@ -127,6 +128,7 @@ class Coordinator:
         max(workers, 1 + --noise-runs) of them have finished or are queued (ledger/wave.py)."""
         with self.lock:
             s = self.state
+            self.workers = workers
             if s.noise is not None:
                 return
             for job in missing_wave(s, self.ledger.rows(), workers, self.noise_runs):
@@ -159,10 +161,11 @@ class Coordinator:
 
     def has_jobs(self, worker: int, max_experiments: int | None = None) -> bool:
         """Anything queued (and allowed to start), running or waiting for paired runs on this
-        worker."""
+        worker, or a replica that any worker may run."""
         with self.lock:
             held = self.held_back(max_experiments)
-            return any(j.worker == worker and j not in held for j in self.state.jobs) or \
+            return any((j.worker == worker or j.any_worker) and j not in held
+                       for j in self.state.jobs) or \
                 any(c.worker == worker for c in self.state.candidates)
 
     def has_ready_proposal(self, worker: int) -> bool:
@@ -197,11 +200,30 @@ class Coordinator:
                     return job
 
     def _next_ready(self, worker: int, max_experiments: int | None) -> Job | None:
+        """The job this worker runs next: its own follow-ups and any replica (replicas_first),
+        then its proposal. A replica it takes is bound to it from now on: its row, the fit and
+        state.json name the worker that runs it."""
         held = self.held_back(max_experiments)
-        ready = [j for j in self.state.jobs if j.worker == worker and j not in held
-                 and j.phase == Phase.READY
+        ready = [j for j in self.state.jobs if (j.worker == worker or j.any_worker)
+                 and j not in held and j.phase == Phase.READY
                  and (j.priority <= 0 or self.state.noise is not None)]
-        return min(ready, key=lambda j: (j.priority, int(j.id[1:])), default=None)
+        job = replicas_first(ready, worker, self._ran(), self._idle())
+        if job is not None:
+            job.worker = worker
+        return job
+
+    def _ran(self) -> dict[int, set[str]]:
+        """worker -> the commits it has run (results.tsv, and the first runs of candidates,
+        whose rows wait in state until they are decided)."""
+        ran: dict[int, set[str]] = {}
+        for row in [*self.ledger.rows(), *(c.row for c in self.state.candidates)]:
+            ran.setdefault(row.worker or 0, set()).add(row.commit[:7])
+        return ran
+
+    def _idle(self) -> set[int]:
+        """The workers whose GPU runs nothing now: they take whatever is ready within moments."""
+        busy = {j.worker for j in self.state.jobs if j.phase != Phase.READY}
+        return set(range(self.workers)) - busy
 
     def _rebased(self, job: Job, best: str, carried: Carried) -> None:
         """The proposal now runs as `carried`, on the best."""
@@ -281,7 +303,7 @@ class Coordinator:
             rows = self.ledger.rows()
             candidate = next((c for c in self.state.candidates if c.n == job.subject), None)
             ctx = Context(self.tag, now_iso(), self.best(), self.ledger.model(rows), self.rule,
-                          candidate, self.max_fix_attempts, self.metric.value)
+                          candidate, self.max_fix_attempts, self.metric.value, self.workers)
             decision = decide(job, out, ctx)
             if self.verifier is not None:  # held-out verification, before anything is done
                 decision = self.verifier.review(job, out, decision, rows)
@@ -353,3 +375,23 @@ class Coordinator:
                         diff=self.git.diff(port.parent, port.commit))
         return Job("", Kind.PORT, port.worker, carried.commit, best, description, priority=0,
                    subject=port.n, changes=change_summary(self.git.file_at(best), carried.text))
+
+
+def replicas_first(ready: list[Job], worker: int, ran: dict[int, set[str]],
+                   idle: set[int]) -> Job | None:
+    """What `worker` runs next of the jobs it may take: follow-ups (replicas, pairs, ports)
+    before new ideas, each in the order queued. A replica of a commit this worker has not run
+    comes first (the fit learns its offset, and offset errors average out); one it has run it
+    leaves to an idle worker that has not, unless it has nothing else to run. On one worker
+    that is exactly the order queued."""
+
+    def ran_it(job: Job, w: int) -> bool:
+        return job.commit[:7] in ran.get(w, set())
+
+    def rank(job: Job) -> tuple[bool, int, bool, int]:
+        familiar = not job.any_worker or ran_it(job, worker)
+        left = job.any_worker and ran_it(job, worker) and \
+            any(not ran_it(job, w) for w in idle - {worker})
+        return left, job.priority, familiar, int(job.id[1:])
+
+    return min(ready, key=rank, default=None)
