@@ -161,12 +161,21 @@ class Coordinator:
 
     def has_jobs(self, worker: int, max_experiments: int | None = None) -> bool:
         """Anything queued (and allowed to start), running or waiting for paired runs on this
-        worker, or a replica that any worker may run."""
+        worker, or a replica waiting that any worker may run."""
         with self.lock:
             held = self.held_back(max_experiments)
-            return any((j.worker == worker or j.any_worker) and j not in held
-                       for j in self.state.jobs) or \
+            return any(j not in held and (j.worker == worker or (
+                j.any_worker and j.phase == Phase.READY)) for j in self.state.jobs) or \
                 any(c.worker == worker for c in self.state.candidates)
+
+    def may_cross(self, max_experiments: int | None = None) -> bool:
+        """Whether a worker with nothing of its own must stay: with --controls on several
+        workers, a candidate's crossover puts half of each pair on another worker, and any
+        run under way may become a candidate."""
+        with self.lock:
+            held = self.held_back(max_experiments)
+            return self.rule.controls and self.workers > 1 and (
+                bool(self.state.candidates) or any(j not in held for j in self.state.jobs))
 
     def has_ready_proposal(self, worker: int) -> bool:
         with self.lock:

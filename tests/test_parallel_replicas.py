@@ -1,0 +1,123 @@
+"""Replicas on several workers, the whole loop: two fake GPUs whose numbers differ by a fixed
+offset, the fast fake trainer, scripted agents. A candidate's next run goes to the worker whose
+GPU sits idle (its agent still thinking) rather than waiting behind its own worker's next idea;
+the keep is right only because each run is corrected by its own GPU's offset; and a loop killed
+while the other worker runs the replica runs it again after the restart, once."""
+
+import threading
+
+import pytest
+from loop_helpers import ScriptedAgent, check_git_matches_results, edit, git, make_repo, run_loop
+from loop_helpers import tag_rows as rows_of
+from test_loop_resume import Killed, wait_for
+
+from autoresearch.execution.gpus import Slot
+from autoresearch.execution.local import LocalExecutor
+from autoresearch.ledger.state import load_state
+
+TAG = "t"
+SLOTS = [Slot(k, str(k), "NVIDIA H200") for k in range(2)]
+GAIN = 0.99  # the candidate's VAL_BPB: 0.01 better than the baseline on either GPU
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    # GPU 1 reads 0.05 higher; no run-to-run noise: the first wave (one run a worker) fixes the
+    # offsets exactly and leaves the spread unknown, so the gain's first run asks for a replica
+    monkeypatch.setenv("FAKE_GPU_OFFSET", "1:0.05")
+    pids, hold = tmp_path / "pids", tmp_path / "hold"
+    monkeypatch.setenv("FAKE_PID_FILE", str(pids))
+    monkeypatch.setenv("FAKE_HOLD", str(hold))
+    hold.write_text("4")  # run 4 (the gain's first) waits until worker 1's next idea is queued
+    threading.Thread(target=release, args=(tmp_path / "repo", hold), daemon=True).start()
+    return make_repo(tmp_path / "repo")
+
+
+def release(repo, hold):
+    """Let the held run go once worker 1's second idea waits for its GPU (so that worker 1 has
+    something of its own to run when the replica is queued)."""
+    def second_queued():
+        try:
+            return any(j.worker == 1 and j.description == "second idea"
+                       for j in load_state(repo, TAG).jobs)
+        except Exception:  # noqa: BLE001 (no state.json yet)
+            return False
+
+    wait_for(second_queued)
+    hold.unlink()
+
+
+def after(predicate, step):
+    """An agent step that waits (the agent thinking: its GPU idle) until predicate() holds."""
+    def wait(request):
+        wait_for(predicate)
+        return step(request)
+    return wait
+
+
+def has_row(repo, description, status=None):
+    return lambda: any(r.description == description and status in (None, r.status)
+                       for r in rows_of(repo))
+
+
+def agents(repo, last):
+    """Worker 0: a no-op, then (thinking until the gain is settled) `last`. Worker 1: the gain,
+    once worker 0's no-op has run (so it is run 4), then a second idea while the gain trains."""
+    return [ScriptedAgent([edit("no-op", MATRIX_LR=0.05), last]),
+            ScriptedAgent([after(has_row(repo, "no-op"), edit("gain", VAL_BPB=GAIN)),
+                           edit("second idea", MATRIX_LR=0.06)])]
+
+
+def check_the_gain(repo):
+    """The gain ran on GPU 1 (1.04, worse than the baseline's mean over both GPUs, 1.025) and
+    again on GPU 0 (0.99): kept, 0.01 better than its parent on each GPU."""
+    runs = [r for r in rows_of(repo) if r.description in ("gain", "confirm #4: gain")]
+    assert [(r.kind, r.worker) for r in runs] == [("experiment", 1), ("confirm", 0)]
+    assert [r.val_bpb for r in runs] == pytest.approx([GAIN + 0.05, GAIN])
+    assert runs[0].status == "keep" and runs[0].gain == pytest.approx(0.01)
+    assert f"VAL_BPB = {GAIN}" in git(repo, "show", f"autoresearch/{TAG}:train.py")
+    check_git_matches_results(repo, TAG)
+
+
+@pytest.mark.slow
+def test_a_replica_runs_on_the_idle_worker_and_the_offsets_keep_the_gain(repo):
+    last = after(has_row(repo, "gain", "keep"), edit("late no-op", MATRIX_LR=0.07))
+    run_loop(repo, [], slots=SLOTS, agent=agents(repo, last), prefetch=True, max_experiments=4)
+    check_the_gain(repo)
+    others = [r for r in rows_of(repo) if r.kind == "experiment" and r.description != "gain"]
+    assert len(others) == 3 and {r.status for r in others} == {"discard"}  # the no-ops
+
+
+@pytest.mark.slow
+def test_killed_while_the_other_worker_runs_the_replica(repo, monkeypatch):
+    """kill -9 while worker 0 runs worker 1's replica: state.json says worker 0 held it; the
+    restart runs it again under its number, and the gain is kept on its two runs, no more."""
+    real = LocalExecutor.execute
+    cut = threading.Event()
+
+    def execute(self, spec, *args, **kwargs):
+        if cut.is_set() or (spec.gpu == "0" and load_state(repo, TAG).candidates):
+            cut.set()
+            raise Killed("the replica on worker 0")
+        return real(self, spec, *args, **kwargs)
+
+    def killed_too(request):  # the loop's agent on worker 0 goes down with it
+        cut.wait(60)
+        raise Killed("worker 0's agent")
+
+    monkeypatch.setattr(LocalExecutor, "execute", execute)
+    with pytest.raises(Killed):
+        run_loop(repo, [], slots=SLOTS, agent=agents(repo, killed_too), prefetch=True,
+                 max_experiments=4)
+    wait_for(lambda: not [t for t in threading.enumerate()
+                          if t.name.startswith(("run-w", "agent-w")) and t.is_alive()])
+    (replica,) = [j for j in load_state(repo, TAG).jobs if j.kind.value == "confirm"]
+    assert (replica.worker, replica.phase.value) == (0, "running")
+    monkeypatch.setattr(LocalExecutor, "execute", real)
+    run_loop(repo, [], slots=SLOTS, agent=[ScriptedAgent([]), ScriptedAgent([])],
+             max_experiments=3)  # worker 0's idea was cut short with the loop: none is asked
+    check_the_gain(repo)
+    (again,) = [r for r in rows_of(repo) if r.kind == "confirm"]
+    assert again.experiment == replica.n
+    assert f"run #{replica.n} (confirm) was interrupted: running it again" in (
+        repo / ".autoresearch" / TAG / "events.log").read_text()
