@@ -207,6 +207,9 @@ class Job:
     # a replica (a candidate's next run by the default rule): whichever worker is free may run it;
     # `worker` is then the one that took it, so its row and the fit name the GPU that ran it
     any_worker: bool = False
+    # the most workers training at once while it ran, itself included (contention: metrics.json);
+    # not only at its start, so that runs started together count each other
+    busy: int = 0
     decision: Decision | None = None
 
 

@@ -4,10 +4,19 @@ GPU sits idle (its agent still thinking) rather than waiting behind its own work
 the keep is right only because each run is corrected by its own GPU's offset; and a loop killed
 while the other worker runs the replica runs it again after the restart, once."""
 
+import json
 import threading
 
 import pytest
-from loop_helpers import ScriptedAgent, check_git_matches_results, edit, git, make_repo, run_loop
+from loop_helpers import (
+    ScriptedAgent,
+    check_git_matches_results,
+    edit,
+    git,
+    make_repo,
+    run_cli,
+    run_loop,
+)
 from loop_helpers import tag_rows as rows_of
 from test_loop_resume import Killed, wait_for
 
@@ -121,3 +130,27 @@ def test_killed_while_the_other_worker_runs_the_replica(repo, monkeypatch):
     assert again.experiment == replica.n
     assert f"run #{replica.n} (confirm) was interrupted: running it again" in (
         repo / ".autoresearch" / TAG / "events.log").read_text()
+
+
+@pytest.mark.slow
+def test_status_says_how_busy_the_workers_were_while_the_spread_was_measured(tmp_path,
+                                                                             monkeypatch):
+    """Each run's metrics.json counts the workers that trained at once while it ran; `status`
+    says the first wave measured the spread with both workers busy."""
+    repo = make_repo(tmp_path / "repo")
+    pids, hold = tmp_path / "pids", tmp_path / "hold"
+    monkeypatch.setenv("FAKE_PID_FILE", str(pids))
+    monkeypatch.setenv("FAKE_HOLD", str(hold))
+    hold.write_text("1")  # the first run waits until the second has started beside it
+
+    def both_started():
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) >= 2)
+        hold.unlink()
+
+    threading.Thread(target=both_started, daemon=True).start()
+    run_loop(repo, [], slots=SLOTS, agent=[ScriptedAgent([]), ScriptedAgent([])])
+    wave = sorted((repo / "runs" / TAG).glob("*/metrics.json"))
+    assert [json.loads(p.read_text())["busy_workers"] for p in wave] == [2, 2]
+    out = run_cli("status", "--repo", ".", cwd=repo)
+    assert out.returncode == 0, out.stderr
+    assert "2 baseline runs, spread 0.000000; measured with all 2 workers busy" in out.stdout

@@ -294,6 +294,7 @@ class Coordinator:
                 job.n, s.next_n = s.next_n, s.next_n + 1
                 job.run_dir = run_path(self.tag, job.n, job.commit)
             job.phase, job.seen = Phase.RUNNING, seen
+            count_busy(s.jobs)
             save_state(self.repo, s)
             return job
 
@@ -404,3 +405,11 @@ def replicas_first(ready: list[Job], worker: int, ran: dict[int, set[str]],
         return left, job.priority, familiar, int(job.id[1:])
 
     return min(ready, key=rank, default=None)
+
+
+def count_busy(jobs: list[Job]) -> None:
+    """A run started: every run under way now has at least this many workers training beside
+    it (itself included)."""
+    running = [j for j in jobs if j.phase == Phase.RUNNING]
+    for job in running:
+        job.busy = max(job.busy, len(running))
