@@ -403,3 +403,19 @@ def test_a_crossover_half_that_crashes_first_waits_for_the_other(tmp_path):
     assert rows[confirm.n].status == "crash" and rows[control.n].status == "discard"
     assert night.git.refs[f"refs/autoresearch/{TAG}/tried/{confirm.n}"] == first.commit
     assert night.coord.state.candidates == [] and night.coord.state.jobs == []
+
+
+def test_a_worker_stays_while_a_crossover_may_still_need_it(tmp_path):
+    """With --controls on two workers a candidate's next pair puts a half on the other worker:
+    that worker must not leave while a candidate waits (on one worker, or by the default rule,
+    nothing comes to a worker that has nothing of its own)."""
+    night = measured_on_two(tmp_path, controls=True)
+    assert not night.coord.may_cross()
+    first = night.propose(BETTER, "raise the LR", worker=1)
+    assert night.coord.may_cross()  # queued: its run may make a candidate
+    assert not night.coord.may_cross(max_experiments=0)  # held back: it never starts
+    night.run(night.coord.take(1), 0.998)  # past the screen: pairs follow
+    assert night.coord.may_cross() and [c.n for c in night.coord.state.candidates] == [first.n]
+    default = measured_on_two(tmp_path / "default")
+    default.propose(BETTER, "raise the LR", worker=1)
+    assert not default.coord.may_cross()

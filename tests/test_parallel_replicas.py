@@ -154,3 +154,25 @@ def test_status_says_how_busy_the_workers_were_while_the_spread_was_measured(tmp
     out = run_cli("status", "--repo", ".", cwd=repo)
     assert out.returncode == 0, out.stderr
     assert "2 baseline runs, spread 0.000000; measured with all 2 workers busy" in out.stdout
+
+
+@pytest.mark.slow
+def test_with_controls_a_pair_crosses_the_two_gpus_and_the_offsets_keep_the_gain(tmp_path,
+                                                                                 monkeypatch):
+    """--controls on two GPUs 0.05 apart: the gain's first run on GPU 1 reads 1.04, the
+    control on GPU 0 1.0 (raw, a loss of 0.04); corrected by the offsets the pair gains 0.01 and
+    the change is kept. Each pair's halves ran on different workers, swapped pair by pair."""
+    monkeypatch.setenv("FAKE_GPU_OFFSET", "1:0.05")
+    repo = make_repo(tmp_path / "repo")
+    agents = [ScriptedAgent([after(has_row(repo, "gain", "keep"), edit("late no-op",
+                                                                       MATRIX_LR=0.07))]),
+              ScriptedAgent([edit("gain", VAL_BPB=GAIN)])]
+    run_loop(repo, [], slots=SLOTS, agent=agents, controls=True, max_experiments=2)
+    rows = rows_of(repo)
+    (gain,) = [r for r in rows if r.description == "gain"]
+    assert gain.worker == 1 and gain.status == "keep" and gain.gain == pytest.approx(0.01)
+    pairs = gain.pairs
+    halves = [(r.kind, r.worker) for r in rows if r.kind in ("control", "confirm")]
+    assert sorted(halves) == sorted([("confirm", 1), ("control", 0), ("confirm", 0),
+                                     ("control", 1)][:2 * pairs])
+    check_git_matches_results(repo, TAG)
