@@ -176,3 +176,41 @@ def test_with_controls_a_pair_crosses_the_two_gpus_and_the_offsets_keep_the_gain
     assert sorted(halves) == sorted([("confirm", 1), ("control", 0), ("confirm", 0),
                                      ("control", 1)][:2 * pairs])
     check_git_matches_results(repo, TAG)
+
+
+@pytest.mark.slow
+def test_killed_while_a_crossovers_control_runs_after_its_candidate_half(tmp_path,
+                                                                         monkeypatch):
+    """kill -9 after a crossover's candidate half finished, while its control still ran: no
+    pair spans the restart (the candidate runs again beside the control), and its rows stay."""
+    repo = make_repo(tmp_path / "repo")
+    real = LocalExecutor.execute
+
+    def candidate_half_done():
+        return any(c.pending is not None for c in load_state(repo, TAG).candidates)
+
+    def execute(self, spec, *args, **kwargs):
+        state = load_state(repo, TAG)
+        if state.candidates and spec.run_dir.name.endswith(state.base_commit[:7]):
+            wait_for(candidate_half_done)  # the control outlives the candidate's half
+            raise Killed("a crossover's control")
+        return real(self, spec, *args, **kwargs)
+
+    monkeypatch.setattr(LocalExecutor, "execute", execute)
+    shared = ScriptedAgent([edit("gain", VAL_BPB=GAIN)])  # whichever worker asks first
+    with pytest.raises(Killed):
+        run_loop(repo, [], slots=SLOTS, agent=shared, controls=True, max_experiments=1)
+    wait_for(lambda: not [t for t in threading.enumerate()
+                          if t.name.startswith(("run-w", "agent-w")) and t.is_alive()])
+    (cand,) = load_state(repo, TAG).candidates
+    assert cand.pending is not None
+    monkeypatch.setattr(LocalExecutor, "execute", real)
+    run_loop(repo, [], slots=SLOTS, agent=ScriptedAgent([]), controls=True, max_experiments=1)
+    assert f"#{cand.n} ran before the restart: it runs again after its control" in (
+        repo / ".autoresearch" / TAG / "events.log").read_text()
+    rows = rows_of(repo)
+    (gain,) = [r for r in rows if r.description == "gain"]
+    confirms = [r for r in rows if r.kind == "confirm"]
+    assert gain.status == "keep" and len(confirms) == gain.pairs + 1  # +1: before the restart
+    assert confirms[0].reason.endswith("its control is still running")
+    check_git_matches_results(repo, TAG)
