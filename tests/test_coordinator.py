@@ -347,16 +347,23 @@ def test_a_replica_goes_to_an_idle_worker_that_has_not_run_it_ahead_of_its_propo
     assert runs[0].status == "keep" and night.coord.best() == first.commit
 
 
-def test_a_replica_stays_on_its_worker_while_the_others_are_busy(tmp_path):
-    """As on one worker: the replica comes before the worker's own next idea."""
+def test_a_replica_waits_for_the_busy_worker_that_has_not_run_it(tmp_path):
+    """The worker that ran the candidate goes on with its own next idea; the other worker takes
+    the replica as soon as it is free, ahead of its own; with nothing else to run, the first
+    worker would have taken it itself."""
     night = measured_on_two(tmp_path)
     night.propose(BASELINE.replace("8", "7"), "shallower", worker=1)
-    night.coord.start(night.coord.take(1), 0)  # worker 1 trains
+    busy = night.coord.start(night.coord.take(1), 0)  # worker 1 trains
     first = night.propose(BETTER, "raise the LR")
     night.run(night.coord.take(0), 0.999)  # the grey zone
-    night.propose(BASELINE.replace("8", "9"), "deeper", worker=0)
-    taken = night.coord.take(0)
-    assert taken.id == replica_of(night, first.n).id and taken.worker == 0
+    replica = replica_of(night, first.n)
+    assert night.coord.take(0).id == replica.id  # nothing else: it runs the replica itself
+    mine = night.propose(BASELINE.replace("8", "9"), "deeper", worker=0)
+    night.propose(BASELINE.replace("8", "6"), "shallower still", worker=1)
+    assert night.coord.take(0).id == mine.id  # worker 1, busy, never ran it: left to it
+    night.done(busy, 1.2)
+    taken = night.coord.take(1)
+    assert taken.id == replica.id and taken.worker == 1  # ahead of worker 1's own next idea
 
 
 def test_a_crossover_runs_a_pair_on_two_workers_at_once_then_swaps_them(tmp_path):

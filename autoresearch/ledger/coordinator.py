@@ -216,7 +216,7 @@ class Coordinator:
         ready = [j for j in self.state.jobs if (j.worker == worker or j.any_worker)
                  and j not in held and j.phase == Phase.READY
                  and (j.priority <= 0 or self.state.noise is not None)]
-        job = replicas_first(ready, worker, self._ran(), self._idle())
+        job = replicas_first(ready, worker, self._ran(), self.workers)
         if job is not None:
             job.worker = worker
         return job
@@ -228,11 +228,6 @@ class Coordinator:
         for row in [*self.ledger.rows(), *(c.row for c in self.state.candidates)]:
             ran.setdefault(row.worker or 0, set()).add(row.commit[:7])
         return ran
-
-    def _idle(self) -> set[int]:
-        """The workers whose GPU runs nothing now: they take whatever is ready within moments."""
-        busy = {j.worker for j in self.state.jobs if j.phase != Phase.READY}
-        return set(range(self.workers)) - busy
 
     def _rebased(self, job: Job, best: str, carried: Carried) -> None:
         """The proposal now runs as `carried`, on the best."""
@@ -388,12 +383,13 @@ class Coordinator:
 
 
 def replicas_first(ready: list[Job], worker: int, ran: dict[int, set[str]],
-                   idle: set[int]) -> Job | None:
+                   workers: int) -> Job | None:
     """What `worker` runs next of the jobs it may take: follow-ups (replicas, pairs, ports)
     before new ideas, each in the order queued. A replica of a commit this worker has not run
-    comes first (the fit learns its offset, and offset errors average out); one it has run it
-    leaves to an idle worker that has not, unless it has nothing else to run. On one worker
-    that is exactly the order queued."""
+    comes first (the fit learns its offset, offset errors and drift average out); one it has
+    run it leaves to a worker that has not, which takes it as soon as it is free, unless it has
+    nothing else to run (the simulator's `--schedule other`: never worse there, and half the
+    false keeps under drift on 2+ workers). On one worker that is exactly the order queued."""
 
     def ran_it(job: Job, w: int) -> bool:
         return job.commit[:7] in ran.get(w, set())
@@ -401,7 +397,7 @@ def replicas_first(ready: list[Job], worker: int, ran: dict[int, set[str]],
     def rank(job: Job) -> tuple[bool, int, bool, int]:
         familiar = not job.any_worker or ran_it(job, worker)
         left = job.any_worker and ran_it(job, worker) and \
-            any(not ran_it(job, w) for w in idle - {worker})
+            any(not ran_it(job, w) for w in range(workers) if w != worker)
         return left, job.priority, familiar, int(job.id[1:])
 
     return min(ready, key=rank, default=None)
