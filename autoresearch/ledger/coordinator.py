@@ -288,7 +288,7 @@ class Coordinator:
             if job.n is None:
                 job.n, s.next_n = s.next_n, s.next_n + 1
                 job.run_dir = run_path(self.tag, job.n, job.commit)
-            job.phase, job.seen = Phase.RUNNING, seen
+            job.phase, job.seen, job.busy = Phase.RUNNING, seen, 0  # a rerun counts afresh
             count_busy(s.jobs)
             save_state(self.repo, s)
             return job
