@@ -426,3 +426,57 @@ def test_a_worker_stays_while_a_crossover_may_still_need_it(tmp_path):
     default = measured_on_two(tmp_path / "default")
     default.propose(BETTER, "raise the LR", worker=1)
     assert not default.coord.may_cross()
+
+
+def verified_crossover(folder: Path, monkeypatch, private_gain: float) -> tuple[Night, Job, list]:
+    """--controls on two workers with held-out verification (the private split's score stubbed:
+    the candidate's weights `private_gain` better than the parent's); a crossover whose control
+    finishes after the candidate's half and completes a clear gain. The night, the candidate's
+    job and the names of the run folders scored."""
+    from autoresearch.verify import private
+
+    scored, candidate = [], [BETTER]
+
+    def score(repo, run_dir, gpu, sealed):
+        scored.append(run_dir.name)
+        return 1.0 - private_gain if run_dir.name.endswith(candidate[-1][:7]) else 1.0
+
+    monkeypatch.setattr(private, "score", score)
+    monkeypatch.setattr(private.Verifier, "_checkpointed", lambda self, run_dir: True)
+    night = Night(folder, controls=True)
+    night.coord.verifier = private.Verifier(folder, folder / "cache.json", 0.0, False,
+                                            lambda message, style="": None, {0: None, 1: None})
+    night.coord.plan_wave(2)
+    for worker in (0, 1):
+        night.drain({BASELINE: 1.0}, worker)
+    night.coord.plan_wave(2)
+    first = night.propose(BETTER, "raise the LR")
+    candidate.append(first.commit)
+    night.run(night.coord.take(0), 0.999)
+    confirm, control = (night.coord.start(night.coord.take(w), 0) for w in (0, 1))
+    night.done(confirm, 0.993)
+    night.done(control, 1.0)  # completes the pair: a clear public gain
+    return night, first, scored
+
+
+def test_a_keep_decided_by_its_control_is_verified_on_the_candidates_own_weights(tmp_path,
+                                                                                 monkeypatch):
+    """A crossover's control may decide the keep: the held-out check scores the candidate's own
+    run (whose weights waited with its row), not the control's (the parent's code)."""
+    night, first, scored = verified_crossover(tmp_path, monkeypatch, 0.01)
+    assert scored[-1] == f"{first.n:04d}-{first.commit[:7]}"
+    (own,) = [r for r in night.results() if r.experiment == first.n]
+    assert own.status == "keep" and own.private_bpb == 0.99
+    assert night.coord.best() == first.commit
+
+
+def test_a_refused_keep_leaves_tried_refs_of_the_candidates_runs_only(tmp_path, monkeypatch):
+    night, first, _ = verified_crossover(tmp_path, monkeypatch, 0.0)
+    rows = {r.experiment: r for r in night.results()}
+    assert rows[first.n].status == "discard" and "refused" in rows[first.n].reason
+    tried = {n: c for ref, c in night.git.refs.items() if "/tried/" in ref
+             for n in [int(ref.rsplit("/", 1)[1])]}
+    assert {n for n, c in tried.items() if c == first.commit} == \
+        {n for n, r in rows.items() if r.commit == first.commit[:7]}
+    assert not [n for n, r in rows.items() if r.kind == "control" and n in tried]
+    assert night.coord.best() == night.coord.state.base_commit
