@@ -133,7 +133,8 @@ class Task:
 class Candidate:
     """A run in the grey zone at first sight, waiting for more runs of itself (CONFIRM) until
     the sequential test decides (policy.judge_runs), or with --controls for pairs: the parent
-    again (CONTROL), then itself (CONFIRM), on the same worker (policy.sequential)."""
+    again (CONTROL) and itself (CONFIRM), one after the other on one worker, or at once on two
+    (a crossover), judged by policy.sequential."""
 
     n: int
     worker: int
@@ -143,7 +144,11 @@ class Candidate:
     control: float | None = None  # the val_bpb of the current pair's control run
     failed: str = ""  # why the pair cannot be judged (a crashed control or confirmation)
     gains: list[float] = field(default_factory=list)  # the paired gains so far (control - run)
-    pending: float | None = None  # a port's own run: the candidate's half of its first pair
+    pending: float | None = None  # the candidate's half of a pair whose control is still to come
+    # (a port's own run, or a crossover's candidate run that finished first)
+    # the workers those halves ran on (their offsets correct the pair's gain); None: its own
+    control_worker: int | None = None
+    pending_worker: int | None = None
 
 
 @dataclass
@@ -199,6 +204,12 @@ class Job:
     fingerprint: str = ""  # of its train.py (agent code): no second run of one program
     seen: int = 0  # guard violations seen when it started (a later one voids the run)
     lost: int = 0  # times the run was lost outside it (a node died) and run again
+    # a replica (a candidate's next run by the default rule): whichever worker is free may run it;
+    # `worker` is then the one that took it, so its row and the fit name the GPU that ran it
+    any_worker: bool = False
+    # the most workers training at once while it ran, itself included (contention: metrics.json);
+    # not only at its start, so that runs started together count each other
+    busy: int = 0
     decision: Decision | None = None
 
 

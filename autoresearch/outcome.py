@@ -72,7 +72,7 @@ def write_metrics(run_dir: Path, job: Job, result: RunResult, out: Outcome) -> N
         "returncode": result.returncode, "timed_out": result.timed_out,
         "seconds": round(result.seconds, 1), "crash_reason": out.reason, "profile": out.profile,
         "worker": job.worker, "gpu": out.gpu, "device": out.device, "node": out.node,
-        "summary": out.metrics}, indent=2))
+        "busy_workers": job.busy, "summary": out.metrics}, indent=2))
 
 
 def _read(path: Path) -> bytes:

@@ -18,15 +18,20 @@ by a sequential test with at most Rule.looks looks:
      candidate's fitted value against its parent's (both corrected by the worker offsets, the
      parent's own uncertainty included: judge_runs). A gain past the boundary is kept (a clear
      win on its first run); one within Rule.screen_z standard errors of the floor is discarded
-     (clear losers stop at once); the grey zone runs the candidate again, on its worker, up to
-     --max-pairs more runs. The boundary splits alpha over every look (Bonferroni), the first
-     included, so a no-op picked for a lucky first run is kept at most alpha (5 %) of the time.
+     (clear losers stop at once); the grey zone runs the candidate again, up to --max-pairs
+     more runs, each on whichever worker is free first, ahead of new ideas (the coordinator
+     prefers a worker that has not run it: the fit learns the offsets it corrects it by). The
+     boundary splits alpha over every look (Bonferroni), the first included, so a no-op
+     picked for a lucky first run is kept at most alpha (5 %) of the time.
      One run a look instead of a pair: the parent's value is known from all its runs, and in the
      simulated nights of BENCHMARKS.md this captured more of the gain than pairs did.
-  2. with --controls (a machine that drifts fast), replicas are pairs instead: on the same
-     worker the parent runs again (control), then the candidate (confirm), so offsets and drift
-     cancel; the first run is only a screen (screen_run) and not one of the pairs, since it was
-     chosen for looking good; after each pair the same Bonferroni test on the mean paired gain
+  2. with --controls (a machine that drifts fast), replicas are pairs instead: on one worker
+     the parent runs again (control), then the candidate (confirm), so offsets and drift cancel;
+     with several workers the pair is a crossover: the candidate on its worker and the control
+     on the next, both queued ahead of new ideas, swapped at the next pair, each pair's gain
+     corrected by the two workers' fitted offsets (which also cancel over the swapped pairs).
+     The first run is only a screen (screen_run) and not one of the pairs, since it was chosen
+     for looking good; after each pair the same Bonferroni test on the mean paired gain
      (sequential).
 
 A change that beat its parent after another worker moved the best is re-applied onto the new best
@@ -383,6 +388,7 @@ class Context:
     # runs hold a loss (lower is better); this turns one back into the metric's own value, so the
     # reasons a row gives read in the metric's units and direction (the identity for val_bpb)
     shown: Callable[[float], float] = float
+    workers: int = 1  # how many workers run jobs: with 2+ a pair is a crossover
 
 
 def decide(job: Job, out: Outcome, ctx: Context) -> Decision:
@@ -414,16 +420,33 @@ def _baseline(job: Job, out: Outcome, ctx: Context) -> Decision:
 def _control(job: Job, out: Outcome, ctx: Context) -> Decision:
     cand = ctx.candidate
     reason = f"control for #{job.subject}"
+    if cand.failed:  # the candidate's half of a crossover crashed first: the pair is lost
+        return _unjudged(job, out, ctx, cand)
     if out.metrics is None:
         held = replace(cand, failed=f"its control run #{job.n} crashed ({out.reason})")
         if cand.pending is None:
             return Decision([_row(job, out, ctx, "crash")], hold=held)
         return _unjudged(job, out, ctx, held)
-    if cand.pending is not None:  # a port's own run came first: this control completes the pair
-        gains = [*cand.gains, pair_gain(out.metrics["val_bpb"], cand.pending)]
-        return _judge(job, out, ctx, replace(cand, pending=None), gains)
-    held = replace(cand, control=out.metrics["val_bpb"])
+    value = out.metrics["val_bpb"]
+    if cand.pending is not None:  # the candidate's half came first: this control completes it
+        gain = _paired(ctx, cand, value, job.worker, cand.pending, cand.pending_worker)
+        return _judge(job, out, ctx, replace(cand, pending=None, pending_worker=None),
+                      [*cand.gains, gain])
+    held = replace(cand, control=value, control_worker=job.worker)
     return Decision([_row(job, out, ctx, "discard", reason)], hold=held)
+
+
+def _paired(ctx: Context, cand: Candidate, control: float, control_worker: int | None,
+            value: float, worker: int | None) -> float:
+    """A pair's gain, each half corrected by its worker's fitted offset: on one worker they
+    cancel; across a crossover's two they are what the workers add (None: the candidate's own
+    worker, as before pairs could cross)."""
+    offsets = ctx.model.offsets
+
+    def offset(w: int | None) -> float:
+        return offsets.get(str(cand.worker if w is None else w), 0.0)
+
+    return pair_gain(control, value, offset(control_worker), offset(worker))
 
 
 def _with_evidence(row: Row, verdict: Verdict, status: str, reason: str) -> Row:
@@ -433,12 +456,23 @@ def _with_evidence(row: Row, verdict: Verdict, status: str, reason: str) -> Row:
 
 def _confirm(job: Job, out: Outcome, ctx: Context) -> Decision:
     cand = ctx.candidate
-    if out.metrics is None or cand.failed or (ctx.rule.controls and cand.control is None):
-        why = cand.failed or f"its confirmation run #{job.n} crashed ({out.reason})"
+    # a crossover's control may still be running: this half waits for it
+    waiting = ctx.rule.controls and cand.control is None and not cand.failed
+    why = cand.failed or f"its confirmation run #{job.n} crashed ({out.reason})"
+    if out.metrics is None and waiting:
+        return Decision([_row(job, out, ctx, "crash")], tried={job.n: job.commit},
+                        hold=replace(cand, failed=why))
+    if out.metrics is None or cand.failed:
         return _unjudged(job, out, ctx, replace(cand, failed=why))
     if not ctx.rule.controls:
         return _replica(job, out, ctx, cand)
-    gains = [*cand.gains, pair_gain(cand.control, out.metrics["val_bpb"])]  # one worker: no offset
+    value = out.metrics["val_bpb"]
+    if waiting:
+        why = f"pair {len(cand.gains) + 1} of #{cand.n}: its control is still running"
+        return Decision([_row(job, out, ctx, "discard", why)], tried={job.n: job.commit},
+                        hold=replace(cand, pending=value, pending_worker=job.worker))
+    gains = [*cand.gains, _paired(ctx, cand, cand.control, cand.control_worker, value,
+                                  job.worker)]
     return _judge(job, out, ctx, cand, gains)
 
 
@@ -453,7 +487,8 @@ def _replica(job: Job, out: Outcome, ctx: Context, cand: Candidate) -> Decision:
         return _settle(job, out, ctx, cand, verdict)
     why = f"run {verdict.pairs} of #{cand.n}: {verdict.describe()}: one more run"
     return Decision([_row(job, out, ctx, "discard", why)], tried={job.n: job.commit}, hold=cand,
-                    follow=[confirm_job(cand, job.hypothesis)], log=[f"#{cand.n} {why}"])
+                    follow=[confirm_job(cand, job.hypothesis, anywhere=True)],
+                    log=[f"#{cand.n} {why}"])
 
 
 def _unjudged(job: Job, out: Outcome, ctx: Context, cand: Candidate) -> Decision:
@@ -477,9 +512,9 @@ def _judge(job: Job, out: Outcome, ctx: Context, cand: Candidate, gains: list[fl
     if verdict.action == "more":
         why = f"pair {verdict.pairs} of #{cand.n}: {verdict.describe()}: one more pair"
         tried = {job.n: job.commit} if job.kind == Kind.CONFIRM else {}
-        return Decision([_row(job, out, ctx, "discard", why)], tried=tried,
-                        hold=replace(cand, control=None, gains=gains), follow=_pair(cand, job),
-                        log=[f"#{cand.n} {why}"])
+        held = replace(cand, control=None, control_worker=None, gains=gains)
+        return Decision([_row(job, out, ctx, "discard", why)], tried=tried, hold=held,
+                        follow=_pair(held, job, ctx.workers), log=[f"#{cand.n} {why}"])
     return _settle(job, out, ctx, cand, verdict)
 
 
@@ -507,19 +542,35 @@ def _settle(job: Job, out: Outcome, ctx: Context, cand: Candidate, verdict: Verd
                     settle=cand.n, port=port)
 
 
-def _pair(cand: Candidate, job: Job, control_only: bool = False) -> list[Job]:
-    """The next (control, candidate) pair of a candidate, on its worker, before anything else;
-    the control alone when the candidate's run is already in (a port's own run)."""
-    control = Job("", Kind.CONTROL, cand.worker, cand.parent, cand.parent,
+def _pair(cand: Candidate, job: Job, workers: int, control_only: bool = False) -> list[Job]:
+    """The next (control, candidate) pair of a candidate, before anything else (crossover picks
+    the workers); the control alone when the candidate's run is already in (a port's own run)."""
+    mine, other = crossover(cand, workers)
+    control = Job("", Kind.CONTROL, other, cand.parent, cand.parent,
                   f"control for #{cand.n}: its parent again", priority=0, subject=cand.n)
-    return [control] if control_only else [control, confirm_job(cand, job.hypothesis)]
+    return [control] if control_only else [control, confirm_job(cand, job.hypothesis, mine)]
 
 
-def confirm_job(cand: Candidate, hypothesis: str = "") -> Job:
-    """The candidate's code run again, the second half of a pair."""
-    return Job("", Kind.CONFIRM, cand.worker, cand.commit, cand.parent,
-               f"confirm #{cand.n}: {cand.row.description}", agent=cand.row.agent, priority=0,
-               subject=cand.n, hypothesis=hypothesis)
+def crossover(cand: Candidate, workers: int) -> tuple[int, int]:
+    """(the candidate's worker, the control's) for its next pair. One worker runs both, one
+    after the other. With several the two are queued at once, each ahead of its worker's new
+    ideas: the candidate on its own worker a and the control on the next one b, swapped at
+    every other pair, so each worker runs both sides equally and its offset cancels; one wave
+    replaces two runs in a row."""
+    a = cand.worker % max(workers, 1)  # a resumed loop may have fewer workers
+    if workers < 2:
+        return a, a
+    b = (a + 1) % workers
+    return (a, b) if len(cand.gains) % 2 == 0 else (b, a)
+
+
+def confirm_job(cand: Candidate, hypothesis: str = "", worker: int | None = None,
+                anywhere: bool = False) -> Job:
+    """The candidate's code run again: the candidate's half of a pair, on `worker` (None: its
+    own), or with `anywhere` a replica that whichever worker is free first runs."""
+    return Job("", Kind.CONFIRM, cand.worker if worker is None else worker, cand.commit,
+               cand.parent, f"confirm #{cand.n}: {cand.row.description}", agent=cand.row.agent,
+               priority=0, subject=cand.n, hypothesis=hypothesis, any_worker=anywhere)
 
 
 def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
@@ -554,7 +605,7 @@ def _agent_code(job: Job, out: Outcome, ctx: Context) -> Decision:
     candidate = Candidate(job.n, job.worker, job.commit, job.parent,
                           _row(job, out, ctx, "discard", vs),
                           pending=value if as_pair else None)
-    return Decision([], hold=candidate, follow=_pair(candidate, job, control_only=as_pair),
+    return Decision([], hold=candidate, follow=_pair(candidate, job, ctx.workers, as_pair),
                     log=[f"#{job.n} {vs}: confirming with pairs of its parent and itself"])
 
 
@@ -578,7 +629,8 @@ def _first_run(job: Job, out: Outcome, ctx: Context) -> Decision:
         return Decision([_with_evidence(row, verdict, "keep", why)], keep=job.commit,
                         log=[f"#{job.n} kept: {why}"])
     candidate = Candidate(job.n, job.worker, job.commit, job.parent, row)
-    return Decision([], hold=candidate, follow=[confirm_job(candidate, job.hypothesis)],
+    return Decision([], hold=candidate,
+                    follow=[confirm_job(candidate, job.hypothesis, anywhere=True)],
                     log=[f"#{job.n} {vs}: running it again"])
 
 

@@ -296,7 +296,8 @@ class Loop:
         new_allowed = self.may_propose()
         if coord.desk.next_task(worker, new_allowed) is not None:
             return False
-        if coord.has_jobs(worker, self.opts.max_experiments):
+        if coord.has_jobs(worker, self.opts.max_experiments) or \
+                coord.may_cross(self.opts.max_experiments):
             return False
         return not new_allowed
 

@@ -89,10 +89,12 @@ class FakeGit:
 class Night:
     """A coordinator on a fake git, and the moves the loop makes on it."""
 
-    def __init__(self, folder: Path, state: State | None = None, git: FakeGit | None = None):
+    def __init__(self, folder: Path, state: State | None = None, git: FakeGit | None = None,
+                 controls: bool = False):
         self.folder, self.git = folder, git or FakeGit()
         self.log: list[str] = []
         self.shown: list = []
+        self.offsets: dict[int, float] = {}  # worker -> what its GPU adds to every run
         if state is None:
             base = self.git.commit_file(None, BASELINE, "base")
             self.git.refs[f"refs/heads/{BRANCH}"] = base
@@ -102,15 +104,19 @@ class Night:
         self.coord = Coordinator(folder, self.git, state, noise_runs=2, noise_floor=0.0,
                                  max_fix_attempts=1, plateau_after=0,
                                  log=lambda message, style="": self.log.append(message),
-                                 outcome=self.shown.append)
+                                 outcome=self.shown.append, controls=controls)
 
     def results(self) -> list:
         return [r for r in read_results(self.folder / RESULTS) if r.tag == TAG]
 
     def run(self, job: Job, value: float | None) -> None:
         """Start the job and record it with this val_bpb (None: it crashed)."""
-        job = self.coord.start(job, 0)
-        self.coord.record(job, outcome(value, job.n))
+        self.done(self.coord.start(job, 0), value)
+
+    def done(self, job: Job, value: float | None) -> None:
+        """Record a started job with this val_bpb, plus its worker's offset (None: crashed)."""
+        self.coord.record(job, outcome(None if value is None
+                                       else value + self.offsets.get(job.worker, 0.0), job.n))
 
     def drain(self, values: dict[str, float | None], worker: int = 0) -> None:
         """Run the worker's jobs until none is left; each commit's text gives its value."""
@@ -425,3 +431,178 @@ def test_a_state_json_with_fields_no_longer_written_still_loads(tmp_path):
     resumed.propose(BETTER, "raise the LR")
     resumed.drain({BASELINE: 1.0, BETTER: 0.95})
     assert resumed.coord.best() != state.base_commit
+
+
+def measured_on_two(folder: Path, controls: bool = False, offsets: dict[int, float] | None = None,
+                    ) -> Night:
+    """A night of two workers whose baseline wave ran on both (each worker twice)."""
+    night = Night(folder, controls=controls)
+    night.offsets = offsets or {}
+    night.coord.plan_wave(2)
+    for worker in (0, 1):
+        night.drain({BASELINE: 1.0}, worker)
+    night.coord.plan_wave(2)
+    assert not night.coord.measuring_noise()
+    return night
+
+
+def replica_of(night: Night, n: int) -> Job:
+    (job,) = [j for j in night.coord.state.jobs if j.subject == n and j.kind == Kind.CONFIRM]
+    return job
+
+
+def test_a_replica_goes_to_an_idle_worker_that_has_not_run_it_ahead_of_its_proposal(tmp_path):
+    night = measured_on_two(tmp_path)
+    first = night.propose(BETTER, "raise the LR")
+    night.run(night.coord.take(0), 0.998)  # the grey zone: one more run of it, on any worker
+    replica = replica_of(night, first.n)
+    assert replica.any_worker
+    mine = night.propose(BASELINE.replace("8", "9"), "deeper", worker=0)
+    night.propose(BASELINE.replace("8", "7"), "shallower", worker=1)
+    # worker 1 runs nothing and never ran the candidate: worker 0 leaves the replica to it
+    started = night.coord.start(night.coord.take(0), 0)
+    assert started.id == mine.id
+    taken = night.coord.start(night.coord.take(1), 0)
+    assert taken.id == replica.id and taken.worker == 1  # ahead of worker 1's own proposal
+    journaled = {j.id: j for j in load_state(tmp_path, TAG).jobs}  # what a restart finds
+    assert (journaled[taken.id].worker, journaled[taken.id].phase) == (1, Phase.RUNNING)
+    night.done(taken, 0.998)
+    night.done(started, 1.2)
+    runs = [r for r in night.results() if r.commit == first.commit[:7]]
+    assert [(r.experiment, r.worker) for r in runs] == [(first.n, 0), (taken.n, 1)]
+    assert runs[0].status == "keep" and night.coord.best() == first.commit
+
+
+def test_a_replica_waits_for_the_busy_worker_that_has_not_run_it(tmp_path):
+    """The worker that ran the candidate goes on with its own next idea; the other worker takes
+    the replica as soon as it is free, ahead of its own; with nothing else to run, the first
+    worker would have taken it itself."""
+    night = measured_on_two(tmp_path)
+    night.propose(BASELINE.replace("8", "7"), "shallower", worker=1)
+    busy = night.coord.start(night.coord.take(1), 0)  # worker 1 trains
+    first = night.propose(BETTER, "raise the LR")
+    night.run(night.coord.take(0), 0.999)  # the grey zone
+    replica = replica_of(night, first.n)
+    assert night.coord.take(0).id == replica.id  # nothing else: it runs the replica itself
+    mine = night.propose(BASELINE.replace("8", "9"), "deeper", worker=0)
+    night.propose(BASELINE.replace("8", "6"), "shallower still", worker=1)
+    assert night.coord.take(0).id == mine.id  # worker 1, busy, never ran it: left to it
+    night.done(busy, 1.2)
+    taken = night.coord.take(1)
+    assert taken.id == replica.id and taken.worker == 1  # ahead of worker 1's own next idea
+
+
+def test_a_crossover_runs_a_pair_on_two_workers_at_once_then_swaps_them(tmp_path):
+    """--controls on two workers whose GPUs read 0.01 apart: the candidate's half on its worker
+    and the control on the other, either may finish first; the pair's gain is corrected by the
+    fitted offsets (else 0.011 would keep it at once); the next pair swaps the workers."""
+    night = measured_on_two(tmp_path, controls=True, offsets={1: 0.01})
+    first = night.propose(BETTER, "raise the LR")
+    night.run(night.coord.take(0), 0.999)  # past the screen: pairs follow
+
+    def pair() -> dict[Kind, int]:
+        return {j.kind: j.worker for j in night.coord.state.jobs if j.subject == first.n}
+
+    assert pair() == {Kind.CONFIRM: 0, Kind.CONTROL: 1}
+    confirm, control = (night.coord.start(night.coord.take(w), 0) for w in (0, 1))
+    assert (confirm.kind, control.kind) == (Kind.CONFIRM, Kind.CONTROL)
+    night.done(confirm, 0.9995)  # the candidate's half first: it waits for its control
+    assert load_state(tmp_path, TAG).candidates[0].pending is not None
+    night.done(control, 1.0)
+    (row,) = [r for r in night.results() if r.experiment == control.n]
+    assert row.reason.startswith("pair 1 of") and "one more pair" in row.reason
+    gain = float(row.reason.split(": ")[1].split()[0])
+    assert 0.0005 < gain < 0.002  # 1.01 - 0.9995, less GPU 1's offset over GPU 0's
+    assert pair() == {Kind.CONFIRM: 1, Kind.CONTROL: 0}  # swapped
+    control, confirm = (night.coord.start(night.coord.take(w), 0) for w in (0, 1))
+    night.done(control, 1.0)
+    night.done(confirm, 0.9995)
+    (own,) = [r for r in night.results() if r.experiment == first.n]
+    assert own.pairs == 2 and abs(own.gain - 0.0005) < 0.001  # swapped: the offsets cancel
+    assert own.status == ("keep" if own.gain_low > 0 else "discard")
+    assert night.coord.state.candidates == [] and night.coord.state.jobs == []
+
+
+def test_a_crossover_half_that_crashes_first_waits_for_the_other(tmp_path):
+    night = measured_on_two(tmp_path, controls=True)
+    first = night.propose(BETTER, "raise the LR")
+    night.run(night.coord.take(0), 0.998)
+    confirm, control = (night.coord.start(night.coord.take(w), 0) for w in (0, 1))
+    night.done(confirm, None)
+    assert [c.n for c in night.coord.state.candidates] == [first.n]  # its control still runs
+    night.done(control, 1.0)
+    rows = {r.experiment: r for r in night.results()}
+    assert rows[first.n].status == "discard" and "crashed" in rows[first.n].reason
+    assert rows[confirm.n].status == "crash" and rows[control.n].status == "discard"
+    assert night.git.refs[f"refs/autoresearch/{TAG}/tried/{confirm.n}"] == first.commit
+    assert night.coord.state.candidates == [] and night.coord.state.jobs == []
+
+
+def test_a_worker_stays_while_a_crossover_may_still_need_it(tmp_path):
+    """With --controls on two workers a candidate's next pair puts a half on the other worker:
+    that worker must not leave while a candidate waits (on one worker, or by the default rule,
+    nothing comes to a worker that has nothing of its own)."""
+    night = measured_on_two(tmp_path, controls=True)
+    assert not night.coord.may_cross()
+    first = night.propose(BETTER, "raise the LR", worker=1)
+    assert night.coord.may_cross()  # queued: its run may make a candidate
+    assert not night.coord.may_cross(max_experiments=0)  # held back: it never starts
+    night.run(night.coord.take(1), 0.998)  # past the screen: pairs follow
+    assert night.coord.may_cross() and [c.n for c in night.coord.state.candidates] == [first.n]
+    default = measured_on_two(tmp_path / "default")
+    default.propose(BETTER, "raise the LR", worker=1)
+    assert not default.coord.may_cross()
+
+
+def verified_crossover(folder: Path, monkeypatch, private_gain: float) -> tuple[Night, Job, list]:
+    """--controls on two workers with held-out verification (the private split's score stubbed:
+    the candidate's weights `private_gain` better than the parent's); a crossover whose control
+    finishes after the candidate's half and completes a clear gain. The night, the candidate's
+    job and the names of the run folders scored."""
+    from autoresearch.verify import private
+
+    scored, candidate = [], [BETTER]
+
+    def score(repo, run_dir, gpu, sealed):
+        scored.append(run_dir.name)
+        return 1.0 - private_gain if run_dir.name.endswith(candidate[-1][:7]) else 1.0
+
+    monkeypatch.setattr(private, "score", score)
+    monkeypatch.setattr(private.Verifier, "_checkpointed", lambda self, run_dir: True)
+    night = Night(folder, controls=True)
+    night.coord.verifier = private.Verifier(folder, folder / "cache.json", 0.0, False,
+                                            lambda message, style="": None, {0: None, 1: None})
+    night.coord.plan_wave(2)
+    for worker in (0, 1):
+        night.drain({BASELINE: 1.0}, worker)
+    night.coord.plan_wave(2)
+    first = night.propose(BETTER, "raise the LR")
+    candidate.append(first.commit)
+    night.run(night.coord.take(0), 0.999)
+    confirm, control = (night.coord.start(night.coord.take(w), 0) for w in (0, 1))
+    night.done(confirm, 0.993)
+    night.done(control, 1.0)  # completes the pair: a clear public gain
+    return night, first, scored
+
+
+def test_a_keep_decided_by_its_control_is_verified_on_the_candidates_own_weights(tmp_path,
+                                                                                 monkeypatch):
+    """A crossover's control may decide the keep: the held-out check scores the candidate's own
+    run (whose weights waited with its row), not the control's (the parent's code)."""
+    night, first, scored = verified_crossover(tmp_path, monkeypatch, 0.01)
+    assert scored[-1] == f"{first.n:04d}-{first.commit[:7]}"
+    (own,) = [r for r in night.results() if r.experiment == first.n]
+    assert own.status == "keep" and own.private_bpb == 0.99
+    assert night.coord.best() == first.commit
+
+
+def test_a_refused_keep_leaves_tried_refs_of_the_candidates_runs_only(tmp_path, monkeypatch):
+    night, first, _ = verified_crossover(tmp_path, monkeypatch, 0.0)
+    rows = {r.experiment: r for r in night.results()}
+    assert rows[first.n].status == "discard" and "refused" in rows[first.n].reason
+    tried = {n: c for ref, c in night.git.refs.items() if "/tried/" in ref
+             for n in [int(ref.rsplit("/", 1)[1])]}
+    assert {n for n, c in tried.items() if c == first.commit} == \
+        {n for n, r in rows.items() if r.commit == first.commit[:7]}
+    assert not [n for n, r in rows.items() if r.kind == "control" and n in tried]
+    assert night.coord.best() == night.coord.state.base_commit

@@ -14,6 +14,7 @@ from autoresearch.policy import (
     Context,
     Rule,
     Run,
+    crossover,
     decide,
     fit,
     judge_runs,
@@ -356,3 +357,15 @@ def test_replicas_of_the_candidate_decide_within_the_cap():
     assert again.rows[0].reason.startswith("run 2 of #5: ") and again.tried == {7: "c" * 40}
     crashed = decide(confirm, outcome(None), ctx(candidate=grey, rule=Rule()))
     assert crashed.settle == 5 and "not confirmed" in crashed.rows[0].reason
+
+
+def test_a_crossover_puts_the_pairs_halves_on_two_workers_and_swaps_them():
+    row = decide(job(), outcome(0.95), Context("t", "now", "p" * 40, PARENT, PAIRED, None, 3,
+                                               workers=3)).hold.row
+    cand = Candidate(5, 2, "c" * 40, "p" * 40, row)
+    assert crossover(cand, 1) == (0, 0)  # one worker (a resumed loop may have fewer): in a row
+    assert crossover(cand, 3) == (2, 0)  # the candidate on its worker, the control on the next
+    assert crossover(replace(cand, gains=[0.001]), 3) == (0, 2)  # the next pair: swapped
+    follow = decide(job(), outcome(0.95), Context("t", "now", "p" * 40, PARENT, PAIRED, None, 3,
+                                                  workers=2)).follow
+    assert [(j.kind, j.worker) for j in follow] == [(Kind.CONTROL, 1), (Kind.CONFIRM, 0)]

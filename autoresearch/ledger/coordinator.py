@@ -59,6 +59,7 @@ class Coordinator:
         self.rule = Rule(max_pairs=max_pairs, floor=noise_floor, controls=controls)
         self.plateau_after = plateau_after
         self.max_fix_attempts = max_fix_attempts
+        self.workers = 1  # how many workers take jobs (plan_wave says): replicas may go to any
         self.log, self.outcome = log, outcome
         self.verifier = verifier
         # notified when there is new work; its (reentrant) lock guards the state. The loop
@@ -127,6 +128,7 @@ class Coordinator:
         max(workers, 1 + --noise-runs) of them have finished or are queued (ledger/wave.py)."""
         with self.lock:
             s = self.state
+            self.workers = workers
             if s.noise is not None:
                 return
             for job in missing_wave(s, self.ledger.rows(), workers, self.noise_runs):
@@ -163,12 +165,22 @@ class Coordinator:
 
     def has_jobs(self, worker: int, max_experiments: int | None = None) -> bool:
         """Anything queued (and allowed to start), running, waiting for paired runs or about to
-        be ported on this worker."""
+        be ported on this worker, or a replica waiting that any worker may run."""
         with self.lock:
             held = self.held_back(max_experiments)
-            return any(j.worker == worker and j not in held for j in self.state.jobs) or \
+            return any(j not in held and (j.worker == worker or (
+                j.any_worker and j.phase == Phase.READY)) for j in self.state.jobs) or \
                 any(c.worker == worker for c in self.state.candidates) or \
                 self.porter.pending(worker)
+
+    def may_cross(self, max_experiments: int | None = None) -> bool:
+        """Whether a worker with nothing of its own must stay: with --controls on several
+        workers, a candidate's crossover puts half of each pair on another worker, and any
+        run under way may become a candidate."""
+        with self.lock:
+            held = self.held_back(max_experiments)
+            return self.rule.controls and self.workers > 1 and (
+                bool(self.state.candidates) or any(j not in held for j in self.state.jobs))
 
     def has_ready_proposal(self, worker: int) -> bool:
         with self.lock:
@@ -194,11 +206,25 @@ class Coordinator:
             # the best moved on meanwhile, or the rebase gave a known program: look again
 
     def _next_ready(self, worker: int, max_experiments: int | None) -> Job | None:
+        """The job this worker runs next: its own follow-ups and any replica (replicas_first),
+        then its proposal. A replica it takes is bound to it from now on: its row, the fit and
+        state.json name the worker that runs it."""
         held = self.held_back(max_experiments)
-        ready = [j for j in self.state.jobs if j.worker == worker and j not in held
-                 and j.phase == Phase.READY
+        ready = [j for j in self.state.jobs if (j.worker == worker or j.any_worker)
+                 and j not in held and j.phase == Phase.READY
                  and (j.priority <= 0 or self.state.noise is not None)]
-        return min(ready, key=lambda j: (j.priority, int(j.id[1:])), default=None)
+        job = replicas_first(ready, worker, self._ran(), self.workers)
+        if job is not None:
+            job.worker = worker
+        return job
+
+    def _ran(self) -> dict[int, set[str]]:
+        """worker -> the commits it has run (results.tsv, and the first runs of candidates,
+        whose rows wait in state until they are decided)."""
+        ran: dict[int, set[str]] = {}
+        for row in [*self.ledger.rows(), *(c.row for c in self.state.candidates)]:
+            ran.setdefault(row.worker or 0, set()).add(row.commit[:7])
+        return ran
 
     def start(self, job: Job, seen: int) -> Job:
         """Give the job its run number and run folder; journal it as RUNNING."""
@@ -207,7 +233,8 @@ class Coordinator:
             if job.n is None:
                 job.n, s.next_n = s.next_n, s.next_n + 1
                 job.run_dir = run_path(self.tag, job.n, job.commit)
-            job.phase, job.seen = Phase.RUNNING, seen
+            job.phase, job.seen, job.busy = Phase.RUNNING, seen, 0  # a rerun counts afresh
+            count_busy(s.jobs)
             save_state(self.repo, s)
             return job
 
@@ -226,7 +253,7 @@ class Coordinator:
             rows = self.ledger.rows()
             candidate = next((c for c in self.state.candidates if c.n == job.subject), None)
             ctx = Context(self.tag, now_iso(), self.best(), self.ledger.model(rows), self.rule,
-                          candidate, self.max_fix_attempts, self.metric.value)
+                          candidate, self.max_fix_attempts, self.metric.value, self.workers)
             decision = decide(job, out, ctx)
             if self.verifier is not None:  # held-out verification, before anything is done
                 decision = self.verifier.review(job, out, decision, rows)
@@ -278,3 +305,32 @@ class Coordinator:
                 (job.kind in (Kind.CONTROL, Kind.CONFIRM) and s.noise is not None):
             self._measure_noise()  # a control or a replica repeats a commit: one more look
         s.rejections = 0
+
+
+def replicas_first(ready: list[Job], worker: int, ran: dict[int, set[str]],
+                   workers: int) -> Job | None:
+    """What `worker` runs next of the jobs it may take: follow-ups (replicas, pairs, ports)
+    before new ideas, each in the order queued. A replica of a commit this worker has not run
+    comes first (the fit learns its offset, offset errors and drift average out); one it has
+    run it leaves to a worker that has not, which takes it as soon as it is free, unless it has
+    nothing else to run (the simulator's `--schedule other`: never worse there, and half the
+    false keeps under drift on 2+ workers). On one worker that is exactly the order queued."""
+
+    def ran_it(job: Job, w: int) -> bool:
+        return job.commit[:7] in ran.get(w, set())
+
+    def rank(job: Job) -> tuple[bool, int, bool, int]:
+        familiar = not job.any_worker or ran_it(job, worker)
+        left = job.any_worker and ran_it(job, worker) and \
+            any(not ran_it(job, w) for w in range(workers) if w != worker)
+        return left, job.priority, familiar, int(job.id[1:])
+
+    return min(ready, key=rank, default=None)
+
+
+def count_busy(jobs: list[Job]) -> None:
+    """A run started: every run under way now has at least this many workers training beside
+    it (itself included)."""
+    running = [j for j in jobs if j.phase == Phase.RUNNING]
+    for job in running:
+        job.busy = max(job.busy, len(running))

@@ -13,14 +13,16 @@ as a measurement.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from autoresearch.artifacts.checkpoints import RUNS_DIR
 from autoresearch.errors import UserError
-from autoresearch.ledger.state import EVENTS, load_state, tag_dir
+from autoresearch.ledger.state import EVENTS, State, load_state, tag_dir
 from autoresearch.ledger.values import WAVE_KINDS, model_of, progress
 from autoresearch.memory.journal import JOURNAL
 from autoresearch.memory.journal import load as load_journal
@@ -447,7 +449,33 @@ def noise_summary(repo: Path, tag: str | None) -> str:
         state = load_state(repo, tag) if tag else None
     except UserError:
         state = None
-    return describe_noise(state.noise) if state and state.noise else ""
+    return noise_words(repo, state) if state and state.noise else ""
+
+
+def noise_words(repo: Path, state: State) -> str:
+    """describe_noise, and how busy the workers were while the spread was measured."""
+    return describe_noise(state.noise) + busy_while_measured(repo, state.tag,
+                                                             len(state.noise.offsets))
+
+
+def busy_while_measured(repo: Path, tag: str, workers: int) -> str:
+    """How busy the GPUs were while the first wave measured the spread (each run's metrics.json
+    says how many workers trained at once while it ran): the spread includes the load the
+    workers put on each other only when all of them were busy. "" when no run says."""
+    busy = []
+    for path in sorted((repo / RUNS_DIR / tag).glob("*/metrics.json")):
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if metrics.get("kind") in WAVE_KINDS and metrics.get("busy_workers"):
+            busy.append(int(metrics["busy_workers"]))
+    if not busy or workers < 2:
+        return ""
+    if min(busy) >= workers:
+        return f"; measured with all {workers} workers busy"
+    return (f"; measured with {min(busy)}-{max(busy)} of {workers} workers busy (the spread may "
+            f"miss some of the load they put on each other)")
 
 
 def events_log(repo: Path | None, tag: str | None) -> Path | None:

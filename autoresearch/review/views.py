@@ -35,10 +35,10 @@ from autoresearch.redact import redact
 from autoresearch.review.console import STATUS_STYLE, duration, live_workers
 from autoresearch.review.report import (
     best,
-    describe_noise,
     experiment_numbers,
     is_experiment,
     is_keep,
+    noise_words,
     several_workers,
     worker_labels,
 )
@@ -143,7 +143,7 @@ def status(repo: Path, tag: str | None, console: Console) -> None:
         console.print(Text(f"interrupted: run {runs}; the next `run` finishes it",
                            style="yellow"))
     console.print(best_line(rows, metric_beside(repo / RESULTS)))
-    console.print(noise_line(state))
+    console.print(noise_line(repo, state))
     console.print(counts_line(state, rows))
 
 
@@ -193,11 +193,12 @@ def best_line(rows: list[Row], metric: Metric = DEFAULT.metric) -> Text:
     return text
 
 
-def noise_line(state: State) -> Text:
+def noise_line(repo: Path, state: State) -> Text:
     noise = state.noise
     if noise is None:
         return Text("noise: not measured yet", style="dim")
-    return Text.assemble(("noise: ", "dim"), describe_noise(noise), f"; decisions: {noise.rule}")
+    return Text.assemble(("noise: ", "dim"), noise_words(repo, state),
+                         f"; decisions: {noise.rule}")
 
 def counts_line(state: State, rows: list[Row]) -> Text:
     by_status = {s: sum(r.status == s for r in rows) for s in ("keep", "discard", "crash")}

@@ -127,7 +127,7 @@ class Verifier:
                 self.log(f"#{job.n}: {e}", "yellow")
                 return decision
         if decision.keep:
-            return self._vet(job, out, decision, rows)
+            return self._vet(kept_run(job, decision), out, decision, rows)
         return decision
 
     def _checkpointed(self, run_dir: str) -> bool:
@@ -227,10 +227,22 @@ def active(rows: list[Row]) -> bool:
     return base is None or base.private_bpb is not None
 
 
+def kept_run(job: Job, decision: Decision) -> Job:
+    """The run whose weights stand for a keep: the one that decided it, or, when a pair's
+    control decided it (its candidate's half came first: a port's own run, a crossover), the
+    candidate's own first run, whose row and weights waited for the decision."""
+    if job.commit == decision.keep:
+        return job
+    row = next(r for r in decision.rows if r.status == "keep" and r.commit == decision.keep[:7])
+    return replace(job, kind=Kind(row.kind), n=row.experiment, commit=decision.keep,
+                   run_dir=row.run_dir, worker=row.worker or 0)
+
+
 def refuse(job: Job, decision: Decision, reason: str, log: str) -> Decision:
-    """A keep turned into a discard: no ref moves, both runs of the candidate stay tried."""
+    """A keep turned into a discard: no ref moves, the candidate's runs stay tried (a control
+    ran its parent: no ref)."""
     rows = [replace(r, status="discard", reason=f"{r.reason}; {reason}") for r in decision.rows]
-    tried = {r.experiment: job.commit for r in rows}
+    tried = {r.experiment: job.commit for r in rows if r.commit == job.commit[:7]}
     return replace(decision, rows=rows, keep=None, tried=tried, log=[log])
 
 
