@@ -120,6 +120,7 @@ class Commit:
     effect: float  # its true gain over its parent
     noop: bool = False
     runs: list[tuple[int, float]] = field(default_factory=list)  # (worker, val_bpb)
+    ended: list[int] = field(default_factory=list)  # each run's place in the night's order
 
 
 CANDIDATE, CONTROL = "candidate", "control"
@@ -148,6 +149,7 @@ class Night:
         self.commits = [Commit(None, 0.0, 0.0)]
         self.best = 0
         self.wave: list[tuple[int, float]] = []
+        self.ended = 0  # runs ended so far
 
     def measure(self, commit: int, worker: int) -> float:
         """One run of the commit on the worker: its value as train.py would report it."""
@@ -158,6 +160,8 @@ class Night:
             noise += self.rng.normal(0.0, n.contention_std)
         value = self.commits[commit].true + self.offsets[worker] + self.drift[worker] + noise
         self.commits[commit].runs.append((worker, value))
+        self.commits[commit].ended.append(self.ended)
+        self.ended += 1
         return float(value)
 
     def values(self, commit: int) -> list[float]:
@@ -294,12 +298,13 @@ class Sequential(Pairs):
 
 
 def _fit(night: Night, parent: int, candidate: int | None = None) -> policy.Fit:
-    """policy.fit over the night's runs. A commit run once fits itself exactly and changes no other
-    estimate, so only the parent, the candidate and the commits run more than once go in (the
-    same fit, faster)."""
-    runs = [policy.Run(str(i), str(w), v) for i, c in enumerate(night.commits)
-            if i in (parent, candidate) or len(c.runs) > 1 for w, v in c.runs]
-    return policy.fit(runs)
+    """policy.fit over the night's runs in the order they ended, as results.tsv has them. A commit
+    run once fits itself exactly and changes no other estimate, so only the parent, the candidate
+    and the commits run more than once go in (the same fit, faster)."""
+    runs = sorted((t, policy.Run(str(i), str(w), v)) for i, c in enumerate(night.commits)
+                  if i in (parent, candidate) or len(c.runs) > 1
+                  for (w, v), t in zip(c.runs, c.ended, strict=True))
+    return policy.fit([run for _, run in runs])
 
 
 # ---- playing a night
@@ -610,8 +615,8 @@ def make_rule(name: str, args: argparse.Namespace) -> Rule:
             alpha=args.alpha, max_pairs=PAIRS_MAX, screen_z=PAIRS_SCREEN_Z, power=POWER,
             controls=True)),
         "sequential": lambda: Sequential(policy.Rule(
-            alpha=args.alpha, max_pairs=args.max_pairs, screen_z=args.screen_z, power=POWER),
-            args.replica_batch),
+            alpha=args.alpha, max_pairs=args.max_pairs, screen_z=args.screen_z, power=POWER,
+            drift_std=args.rule_drift), args.replica_batch),
     }
     rule = makers[name]()
     rule.first_wave = args.first_wave
@@ -714,6 +719,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--first-wave", type=int, default=Rule.first_wave,
                    help="baseline runs per worker in the first wave (the fitted rules; at least "
                         "3 in all)")
+    p.add_argument("--rule-drift", type=float, default=policy.Rule.drift_std,
+                   help="sequential rule: the drift a run it allows for (policy.Rule.drift_std)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     return p.parse_args(argv)
 

@@ -40,7 +40,8 @@ def test_help_names_the_calibration_and_the_seed():
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     for flag in ("--seed", "--within-std", "--offset-std", "--contention-std", "--drift-std",
-                 "--noop-fraction", "--workers", "--json", "--max-pairs", "--alpha"):
+                 "--noop-fraction", "--workers", "--json", "--max-pairs", "--alpha",
+                 "--schedule", "--replica-batch", "--first-wave", "--rule-drift"):
         assert flag in result.stdout
 
 
@@ -133,3 +134,11 @@ def test_the_first_wave_takes_its_runs_per_worker(tmp_path):
                             "--first-wave", str(per_worker), "--power-trials", "0", "--json"))
         row = got["sequential"]
         assert round(row["wave_pct"] * row["runs"] / 100) == 8 * per_worker
+
+
+def test_allowing_for_the_drift_keeps_fewer_no_ops_on_a_drifting_machine(tmp_path):
+    args = ("--nights", "8", "--workers", "1", "--rules", "sequential", "--noop-fraction", "1",
+            "--drift-std", "0.0003", "--power-trials", "0", "--json")
+    blind = rows(simulate(tmp_path, "--rule-drift", "0", *args))["sequential"]
+    aware = rows(simulate(tmp_path, "--rule-drift", "0.0003", *args))["sequential"]
+    assert aware["noop_keep_pct"] < blind["noop_keep_pct"] / 3
