@@ -175,6 +175,9 @@ class Rule:
 
     name = ""
     first_wave = 2  # baseline runs per worker, for the rules that fit worker offsets
+    # its replicas may run on another worker (--schedule): only a rule that corrects each run by
+    # its worker's fitted offset; the others compare runs of one worker, as the loop ran them
+    moves = False
 
     def wave_runs(self, workers: int) -> int:
         return 1
@@ -248,6 +251,8 @@ class Pairs(Rule):
     pairs, started together, until the sequential test keeps or discards, at most
     rule.max_pairs. On one worker a pair's offsets cancel; on two (a crossover) each run is
     corrected by its worker's fitted offset."""
+
+    moves = True
 
     def __init__(self, rule: policy.Rule):
         self.rule = rule
@@ -406,7 +411,7 @@ def play(rule: Rule, source: Source, workers: int, budget: float, noise: Noise,
     rule.setup(night)
     start = float(math.ceil(wave / workers))
     tally.idle = start * workers - wave
-    plan = Schedule(schedule, workers)
+    plan = Schedule(schedule if rule.moves else "own", workers)
     open_: dict[int, Decision] = {}  # id -> the decisions started and not decided
     clock: list[tuple[float, int, int, Want | None]] = [(start, w, w, None)
                                                         for w in range(workers)]

@@ -142,3 +142,11 @@ def test_allowing_for_the_drift_keeps_fewer_no_ops_on_a_drifting_machine(tmp_pat
     blind = rows(simulate(tmp_path, "--rule-drift", "0", *args))["sequential"]
     aware = rows(simulate(tmp_path, "--rule-drift", "0.0003", *args))["sequential"]
     assert aware["noop_keep_pct"] < blind["noop_keep_pct"] / 3
+
+
+def test_rules_that_compare_runs_of_one_worker_keep_their_replicas_there(tmp_path):
+    # today's rule and karpathy's ran every replica on the candidate's worker: no offset to fit
+    args = ("--nights", "3", "--workers", "2", "--rules", "karpathy", "today", "screen",
+            "--power-trials", "0", "--json")
+    assert rows(simulate(tmp_path, "--schedule", "other", *args)) == \
+        rows(simulate(tmp_path, "--schedule", "own", *args))
