@@ -17,7 +17,9 @@ where the offsets are drawn once a night (--offset-std), the drift is a random w
 (--drift-std per run), and the noise is the within-GPU std (--within-std) plus, with more than one
 worker, the contention the busy workers cause each other (--contention-std). A win on a parent
 that another worker has since replaced is re-applied (ported) onto the new best and judged again,
-as the loop does.
+as the loop does. A decision's further runs go to whichever worker frees up first, ahead of its
+new idea, preferring one that has not run that commit for it (--schedule other: a pair becomes a
+crossover), or stay on the worker that proposed it (own).
 
 The rules call the real functions of autoresearch/policy.py, so the simulator judges the code
 that ships, not a copy of it: the sequential rule (the loop's default) and the paired rule (the
@@ -376,11 +378,15 @@ class Schedule:
         self.queue: list[Want] = []
 
     def ask(self, d: Decision, kinds: tuple[str, ...], night: Night) -> None:
-        for slot, kind in enumerate(kinds):
-            commit = d.commit if kind == CANDIDATE else night.commits[d.commit].parent
-            avoid = frozenset(d.ran.get(kind, ()))
-            self.queue.append(Want(d, commit, kind, slot, avoid))
-        self.queue.sort(key=lambda want: want.decision.age)  # stable: a request keeps its order
+        """Queue the runs of a decision's request; each avoids the workers that ran its kind."""
+        self.put(*(Want(d, d.commit if kind == CANDIDATE else night.commits[d.commit].parent,
+                        kind, slot, frozenset(d.ran.get(kind, ())))
+                   for slot, kind in enumerate(kinds)))
+
+    def put(self, *wants: Want) -> None:
+        """Queue runs: older decisions' first, a request's runs in its order (a stable sort)."""
+        self.queue.extend(wants)
+        self.queue.sort(key=lambda want: want.decision.age)
 
     def take(self, worker: int) -> Want | None:
         """The run this worker should start now, if any decision waits for one it may run."""
@@ -426,8 +432,7 @@ def play(rule: Rule, source: Source, workers: int, budget: float, noise: Noise,
         length = 1.0 + rng.uniform(-jitter, jitter)
         if now + length > budget:  # the night ends before this run would
             if want is not None:
-                plan.queue.insert(0, want)
-                plan.queue.sort(key=lambda x: x.decision.age)
+                plan.put(want)
             tally.idle += max(budget - now, 0.0)
             continue
         if want is None:
@@ -512,9 +517,7 @@ def _port_of(rule: Rule, night: Night, tally: Tally, plan: Schedule,
     tally.ports += 1
     c = night.commits[d.commit]
     commit = _child(night, night.best, c.effect, c.noop)
-    first = _open(rule, night, open_, commit, d.home, d.age, port=True)
-    plan.queue.append(first)
-    plan.queue.sort(key=lambda x: x.decision.age)
+    plan.put(_open(rule, night, open_, commit, d.home, d.age, port=True))
 
 
 def _child(night: Night, parent: int, effect: float, noop: bool) -> int:
