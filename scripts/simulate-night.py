@@ -674,6 +674,14 @@ class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFo
     """The module's text as written, and every flag's default."""
 
 
+def positive(text: str) -> int:
+    """A count of at least one, for argparse (which names the flag in its one-line error)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a count of at least 1")
+    return value
+
+
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
     p.add_argument("--results", type=Path, default=default_results(),
@@ -721,10 +729,10 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "one after the other; any: whichever worker frees up first, ahead of its "
                         "own new idea; other: the same, preferring a worker that has not run that "
                         "commit for the decision (pairs become a crossover)")
-    p.add_argument("--replica-batch", type=int, default=1,
+    p.add_argument("--replica-batch", type=positive, default=1,
                    help="sequential rule: further runs asked for at once (side by side on "
                         "several workers with --schedule any/other)")
-    p.add_argument("--first-wave", type=int, default=Rule.first_wave,
+    p.add_argument("--first-wave", type=positive, default=Rule.first_wave,
                    help="baseline runs per worker in the first wave (the fitted rules; at least "
                         "3 in all)")
     p.add_argument("--rule-drift", type=float, default=policy.Rule.drift_std,

@@ -150,3 +150,10 @@ def test_rules_that_compare_runs_of_one_worker_keep_their_replicas_there(tmp_pat
             "--power-trials", "0", "--json")
     assert rows(simulate(tmp_path, "--schedule", "other", *args)) == \
         rows(simulate(tmp_path, "--schedule", "own", *args))
+
+
+def test_a_batch_of_no_runs_is_one_line(tmp_path):
+    result = simulate(tmp_path, "--replica-batch", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "argument --replica-batch: 0 is not a count of at least 1")
