@@ -53,9 +53,12 @@ from autoresearch import policy  # noqa: E402
 FIXTURE = ROOT / "tests" / "data" / "results_mar8.tsv"  # karpathy's mar8 night, in this repo
 SHARED = Path("shared") / "data" / "ecosystem" / "results_mar8.tsv"  # beside the checkout
 WITHIN_STD = 0.0003  # one H100, 300 s runs (issue 25's first model; the device's std 0.00026)
-OFFSET_STD = 0.0046  # 2 x H200 differed by 0.0039-0.0069 (BENCHMARKS.md): E|a-b| = 1.13 x std
+OFFSET_STD = 0.0046  # 2 x H200 differed by 0.0039-0.0069 (BENCHMARKS.md): E|a-b| = 1.13 x std;
+# two H100s on the same code and data by 0.0045
 CONTENTION_STD = 0.0002  # not measured yet: a guess below the within-GPU std
-DRIFT_STD = 0.00002  # per run, a random walk (0.0002 over 120 runs); not measured yet: a guess
+# per run, a random walk (0.0002 over 120 runs): a guess; measured on one H100 but not resolved
+# (slope +0.00006 +- 0.00012 a run over 5 runs, BENCHMARKS.md)
+DRIFT_STD = 0.00002
 GPU_HOURS = 10.0  # karpathy's night: 120 runs of 5 minutes on one H100
 RUN_MINUTES = 5.0
 RUN_JITTER = 0.05  # runs differ a little in length, so workers drift out of step
@@ -709,7 +712,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--contention-std", type=float, default=CONTENTION_STD,
                    help="extra std of a run while other workers are busy (a guess)")
     p.add_argument("--drift-std", type=float, default=DRIFT_STD,
-                   help="each GPU's random-walk step a run (a guess)")
+                   help="each GPU's random-walk step a run (a guess: measured, not resolved)")
     p.add_argument("--jitter", type=float, default=RUN_JITTER,
                    help="runs are 1 ± this long, so workers fall out of step")
     p.add_argument("--noop-fraction", type=float, default=NOOP_FRACTION,
