@@ -171,8 +171,8 @@ class Rule:
     controls: bool = False
     # a worker's drift, the std of its random-walk step per run: the parent's fitted value is
     # older than the candidate's runs, so the gain's standard error grows with that age. The
-    # simulator's guess until a device measures it (BENCHMARKS.md): it costs 0.1 % of a night's
-    # gain there, and 1e-4 would halve the false keeps of a machine drifting that fast
+    # simulator's guess (an H100's drift was measured but not resolved, BENCHMARKS.md): it costs
+    # 0.1 % of a night's gain there, and 1e-4 would halve the false keeps of a machine that fast
     drift_std: float = 0.00002
 
     @property
