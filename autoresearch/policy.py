@@ -164,7 +164,8 @@ class Rule:
     only while its gain exceeds this many standard errors (lower: fewer real gains lost early,
     more runs spent on replicas); controls: replicas are pairs with a control run of the parent
     (robust to a machine that drifts fast, at twice the runs) instead of single runs of the
-    candidate against the parent's fitted value."""
+    candidate against the parent's fitted value; drift_std: the drift a run allowed for when the
+    parent's runs are older than the candidate's (evidence_age)."""
 
     alpha: float = 0.05
     power: float = 0.8
@@ -173,6 +174,11 @@ class Rule:
     screen_z: float = 1.5  # the simulator's sweep (BENCHMARKS.md): 1 spends runs on no-ops,
     # 2 loses small gains
     controls: bool = False
+    # a worker's drift, the std of its random-walk step per run: the parent's fitted value is
+    # older than the candidate's runs, so the gain's standard error grows with that age. The
+    # simulator's guess (an H100's drift was measured but not resolved, BENCHMARKS.md): it costs
+    # 0.1 % of a night's gain there, and 1e-4 would halve the false keeps of a machine that fast
+    drift_std: float = 0.00002
 
     @property
     def looks(self) -> int:
@@ -313,7 +319,19 @@ def judge_runs(model: Fit, candidate: str, parent: str, rule: Rule) -> Verdict:
     at most alpha of the time when it is a no-op."""
     n = sum(r.commit == candidate for r in model.runs)
     gain, se = model.gain(candidate, parent) if parent in model.values else (rule.floor, math.inf)
+    if rule.drift_std and math.isfinite(se):
+        se = math.hypot(se, rule.drift_std * math.sqrt(evidence_age(model, candidate, parent)))
     return _verdict(gain, se, model.dof, rule, n, rule.screen_z, "run")
+
+
+def evidence_age(model: Fit, candidate: str, parent: str) -> float:
+    """How many runs of one worker the parent's runs are older than the candidate's newest, on
+    average: the tag's runs in between (model.runs is in the order they ended), shared by the
+    workers. A random walk's variance over that age bounds the drift between the two values."""
+    order = range(len(model.runs))
+    newest = max(i for i in order if model.runs[i].commit == candidate)
+    mean = statistics.fmean(i for i in order if model.runs[i].commit == parent)
+    return max(newest - mean, 0.0) / max(len(model.offsets), 1)
 
 
 def _verdict(gain: float, se: float, dof: int | None, rule: Rule, looks: int, futility_z: float,

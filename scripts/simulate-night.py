@@ -17,7 +17,9 @@ where the offsets are drawn once a night (--offset-std), the drift is a random w
 (--drift-std per run), and the noise is the within-GPU std (--within-std) plus, with more than one
 worker, the contention the busy workers cause each other (--contention-std). A win on a parent
 that another worker has since replaced is re-applied (ported) onto the new best and judged again,
-as the loop does.
+as the loop does. A decision's further runs go to whichever worker frees up first, ahead of its
+new idea, preferring one that has not run that commit for it (--schedule other: a pair becomes a
+crossover), or stay on the worker that proposed it (own).
 
 The rules call the real functions of autoresearch/policy.py, so the simulator judges the code
 that ships, not a copy of it: the sequential rule (the loop's default) and the paired rule (the
@@ -51,9 +53,12 @@ from autoresearch import policy  # noqa: E402
 FIXTURE = ROOT / "tests" / "data" / "results_mar8.tsv"  # karpathy's mar8 night, in this repo
 SHARED = Path("shared") / "data" / "ecosystem" / "results_mar8.tsv"  # beside the checkout
 WITHIN_STD = 0.0003  # one H100, 300 s runs (issue 25's first model; the device's std 0.00026)
-OFFSET_STD = 0.0046  # 2 x H200 differed by 0.0039-0.0069 (BENCHMARKS.md): E|a-b| = 1.13 x std
+OFFSET_STD = 0.0046  # 2 x H200 differed by 0.0039-0.0069 (BENCHMARKS.md): E|a-b| = 1.13 x std;
+# two H100s on the same code and data by 0.0045
 CONTENTION_STD = 0.0002  # not measured yet: a guess below the within-GPU std
-DRIFT_STD = 0.00002  # per run, a random walk (0.0002 over 120 runs); not measured yet: a guess
+# per run, a random walk (0.0002 over 120 runs): a guess; measured on one H100 but not resolved
+# (slope +0.00006 +- 0.00012 a run over 5 runs, BENCHMARKS.md)
+DRIFT_STD = 0.00002
 GPU_HOURS = 10.0  # karpathy's night: 120 runs of 5 minutes on one H100
 RUN_MINUTES = 5.0
 RUN_JITTER = 0.05  # runs differ a little in length, so workers drift out of step
@@ -120,6 +125,7 @@ class Commit:
     effect: float  # its true gain over its parent
     noop: bool = False
     runs: list[tuple[int, float]] = field(default_factory=list)  # (worker, val_bpb)
+    ended: list[int] = field(default_factory=list)  # each run's place in the night's order
 
 
 CANDIDATE, CONTROL = "candidate", "control"
@@ -130,7 +136,9 @@ class Verdict:
     keep: bool
 
 
-Judge = Generator[str, float, Verdict]
+# A judge yields the runs it wants next, started together (CANDIDATE or CONTROL each), and gets
+# back (worker, val_bpb) for each of them in that order once all have ended.
+Judge = Generator[tuple[str, ...], list[tuple[int, float]], Verdict]
 
 
 class Night:
@@ -146,6 +154,7 @@ class Night:
         self.commits = [Commit(None, 0.0, 0.0)]
         self.best = 0
         self.wave: list[tuple[int, float]] = []
+        self.ended = 0  # runs ended so far
 
     def measure(self, commit: int, worker: int) -> float:
         """One run of the commit on the worker: its value as train.py would report it."""
@@ -156,6 +165,8 @@ class Night:
             noise += self.rng.normal(0.0, n.contention_std)
         value = self.commits[commit].true + self.offsets[worker] + self.drift[worker] + noise
         self.commits[commit].runs.append((worker, value))
+        self.commits[commit].ended.append(self.ended)
+        self.ended += 1
         return float(value)
 
     def values(self, commit: int) -> list[float]:
@@ -164,10 +175,14 @@ class Night:
 
 class Rule:
     """A keep rule: how many baseline runs the first wave takes, and how a candidate is judged.
-    judge() yields the runs it wants (CANDIDATE or CONTROL, on the candidate's worker) and gets
-    their values back; the first yield is the candidate's own first run."""
+    judge() yields the runs it wants and gets their (worker, value)s back; the first yield is the
+    candidate's own first run alone."""
 
     name = ""
+    first_wave = 2  # baseline runs per worker, for the rules that fit worker offsets
+    # its replicas may run on another worker (--schedule): only a rule that corrects each run by
+    # its worker's fitted offset; the others compare runs of one worker, as the loop ran them
+    moves = False
 
     def wave_runs(self, workers: int) -> int:
         return 1
@@ -175,7 +190,7 @@ class Rule:
     def setup(self, night: Night) -> None:
         """Measure what the rule needs from the first wave (night.wave)."""
 
-    def judge(self, night: Night, commit: int, worker: int) -> Judge:
+    def judge(self, night: Night, commit: int) -> Judge:
         raise NotImplementedError
 
 
@@ -184,8 +199,8 @@ class OneRun(Rule):
 
     name = "karpathy one run"
 
-    def judge(self, night: Night, commit: int, worker: int) -> Judge:
-        value = yield CANDIDATE
+    def judge(self, night: Night, commit: int) -> Judge:
+        [(_, value)] = yield (CANDIDATE,)
         parent = statistics.fmean(night.values(night.commits[commit].parent))
         return Verdict(value < parent)
 
@@ -225,20 +240,24 @@ class Today(Rule):
         noise = self.code.measure({"H100": [v for _, v in night.wave]}, self.floor, NOISE_RUNS)
         self.threshold = self.fixed if self.fixed is not None else noise.threshold
 
-    def judge(self, night: Night, commit: int, worker: int) -> Judge:
-        first = yield CANDIDATE
+    def judge(self, night: Night, commit: int) -> Judge:
+        [(_, first)] = yield (CANDIDATE,)
         parent = statistics.fmean(night.values(night.commits[commit].parent))
         if not self.code.screen(first, parent, self.threshold):
             return Verdict(False)
-        control = yield CONTROL
-        second = yield CANDIDATE
+        [(_, control)] = yield (CONTROL,)
+        [(_, second)] = yield (CANDIDATE,)
         return Verdict(self.code.paired([first, second], control, self.threshold)[0])
 
 
 class Pairs(Rule):
     """The paired rule (policy.Rule with controls: fit, screen_run, pair_gain, sequential): a first
-    run screened against its parent's fitted value on the same worker, then (control, candidate)
-    pairs on that worker until the sequential test keeps or discards, at most rule.max_pairs."""
+    run screened against its parent's fitted value on its worker, then (control, candidate)
+    pairs, started together, until the sequential test keeps or discards, at most
+    rule.max_pairs. On one worker a pair's offsets cancel; on two (a crossover) each run is
+    corrected by its worker's fitted offset."""
+
+    moves = True
 
     def __init__(self, rule: policy.Rule):
         self.rule = rule
@@ -246,52 +265,56 @@ class Pairs(Rule):
                      f"z={rule.screen_z:g}")
 
     def wave_runs(self, workers: int) -> int:
-        return max(2 * workers, 1 + NOISE_RUNS)  # every worker runs the baseline twice
+        return max(self.first_wave * workers, 1 + NOISE_RUNS)
 
-    def judge(self, night: Night, commit: int, worker: int) -> Judge:
+    def judge(self, night: Night, commit: int) -> Judge:
         parent = night.commits[commit].parent
-        first = yield CANDIDATE
+        [(worker, first)] = yield (CANDIDATE,)
         model = _fit(night, parent)
         if not policy.screen_run(first, str(worker), str(parent), model, self.rule).go_on:
             return Verdict(False)
         gains = []
         while True:
-            control = yield CONTROL
-            again = yield CANDIDATE
-            gains.append(policy.pair_gain(control, again))  # one worker: the offsets cancel
-            model = _fit(night, parent)  # refit with the control, as the loop does
+            [(a, control), (b, again)] = yield (CONTROL, CANDIDATE)
+            model = _fit(night, parent, commit)  # refit with the pair, as the loop does
+            offsets = [model.offsets.get(str(w), 0.0) for w in (a, b)]
+            gains.append(policy.pair_gain(control, again, *offsets))
             verdict = policy.sequential(gains, model.within_std, self.rule, model.dof)
             if verdict.action != "more":
                 return Verdict(verdict.action == "keep")
 
 
 class Sequential(Pairs):
-    """The loop's default rule (policy.judge_runs): after each run of the candidate on its worker,
-    the first included, its fitted gain over its parent's fitted value is tested; at most
-    rule.looks runs."""
+    """The loop's default rule (policy.judge_runs): after each run of the candidate, the first
+    included, its fitted gain over its parent's fitted value is tested; at most rule.looks runs.
+    batch: how many of the further runs are asked for at once (1: one look at a time; more: they
+    can run side by side on several workers, tested when all are in)."""
 
-    def __init__(self, rule: policy.Rule):
-        self.rule = rule
+    def __init__(self, rule: policy.Rule, batch: int = 1):
+        self.rule, self.batch = rule, batch
         self.name = (f"sequential a={rule.alpha:g} runs<={rule.looks} "
                      f"z={rule.screen_z:g}")
 
-    def judge(self, night: Night, commit: int, worker: int) -> Judge:
+    def judge(self, night: Night, commit: int) -> Judge:
         parent = night.commits[commit].parent
+        yield (CANDIDATE,)
         while True:
-            yield CANDIDATE
             model = _fit(night, parent, commit)
             verdict = policy.judge_runs(model, str(commit), str(parent), self.rule)
             if verdict.action != "more":
                 return Verdict(verdict.action == "keep")
+            left = self.rule.looks - len(night.commits[commit].runs)
+            yield (CANDIDATE,) * min(self.batch, left)
 
 
 def _fit(night: Night, parent: int, candidate: int | None = None) -> policy.Fit:
-    """policy.fit over the night's runs. A commit run once fits itself exactly and changes no other
-    estimate, so only the parent, the candidate and the commits run more than once go in (the
-    same fit, faster)."""
-    runs = [policy.Run(str(i), str(w), v) for i, c in enumerate(night.commits)
-            if i in (parent, candidate) or len(c.runs) > 1 for w, v in c.runs]
-    return policy.fit(runs)
+    """policy.fit over the night's runs in the order they ended, as results.tsv has them. A commit
+    run once fits itself exactly and changes no other estimate, so only the parent, the candidate
+    and the commits run more than once go in (the same fit, faster)."""
+    runs = sorted((t, policy.Run(str(i), str(w), v)) for i, c in enumerate(night.commits)
+                  if i in (parent, candidate) or len(c.runs) > 1
+                  for (w, v), t in zip(c.runs, c.ended, strict=True))
+    return policy.fit([run for _, run in runs])
 
 
 # ---- playing a night
@@ -308,96 +331,201 @@ class Tally:
     noop_keeps: int = 0
     runs: int = 0
     replicas: int = 0  # first-wave runs, controls and repeated candidate runs
+    wave: int = 0  # first-wave runs
     ports: int = 0
+    port_runs: int = 0  # runs that judged ports
     cut_off: int = 0  # runs of decisions the end of the night left open
+    idle: float = 0.0  # run slots of the budget no run fitted into
+
+
+SCHEDULES = ("own", "any", "other")
+
+
+@dataclass
+class Want:
+    """A run a decision waits for, not started yet."""
+
+    decision: Decision
+    commit: int
+    kind: str  # CANDIDATE or CONTROL
+    slot: int  # its place in the decision's request
+    avoid: frozenset[int]  # workers that already ran this commit for this decision
+
+
+@dataclass
+class Decision:
+    """One commit being judged: its judge, where its runs go and what came back."""
+
+    commit: int
+    judge: Judge
+    home: int  # the worker that proposed it
+    age: int  # the order of its idea: older decisions' runs go first
+    port: bool
+    looks: int = 0  # requests answered so far
+    spent: int = 0  # runs started for it
+    waiting: int = 0  # runs of the current request not ended yet
+    got: list[tuple[int, int, float]] = field(default_factory=list)  # slot, worker, value
+    ran: dict[str, set[int]] = field(default_factory=dict)  # kind -> workers that ran it
+
+
+class Schedule:
+    """Who runs which replica. own: a decision's runs go to the worker that proposed it, one after
+    the other (the loop before issue 25's item 2). any: whichever worker frees up first takes the
+    oldest decision's next run ahead of a new idea of its own, so a request of several runs
+    (a pair, a batch of looks) runs side by side. other: the same, but a run goes to a worker
+    that has not run that commit (or that kind of run) for this decision while there is one, so
+    offsets average out and a pair is a crossover."""
+
+    def __init__(self, mode: str, workers: int):
+        self.mode, self.workers = mode, workers
+        self.queue: list[Want] = []
+
+    def ask(self, d: Decision, kinds: tuple[str, ...], night: Night) -> None:
+        """Queue the runs of a decision's request; each avoids the workers that ran its kind."""
+        self.put(*(Want(d, d.commit if kind == CANDIDATE else night.commits[d.commit].parent,
+                        kind, slot, frozenset(d.ran.get(kind, ())))
+                   for slot, kind in enumerate(kinds)))
+
+    def put(self, *wants: Want) -> None:
+        """Queue runs: older decisions' first, a request's runs in its order (a stable sort)."""
+        self.queue.extend(wants)
+        self.queue.sort(key=lambda want: want.decision.age)
+
+    def take(self, worker: int) -> Want | None:
+        """The run this worker should start now, if any decision waits for one it may run."""
+        for want in self.queue:
+            if self.mode == "own" and want.decision.home != worker:
+                continue
+            if self.mode == "other" and worker in want.avoid and \
+                    len(want.avoid) < self.workers:
+                continue
+            self.queue.remove(want)
+            return want
+        return None
 
 
 def play(rule: Rule, source: Source, workers: int, budget: float, noise: Noise,
-         noop_fraction: float, jitter: float, rng: np.random.Generator) -> Tally:
-    """One night: the first wave, then every worker proposes, runs and judges until the budget (in
-    runs per worker) is spent; returns what was kept."""
+         noop_fraction: float, jitter: float, rng: np.random.Generator,
+         schedule: str = "own") -> Tally:
+    """One night: the first wave, then every worker runs what the open decisions ask for (by the
+    schedule) or proposes, runs and judges a new idea, until the budget (in runs per worker) is
+    spent; returns what was kept."""
     night, tally = Night(workers, noise, rng), Tally()
     # The first wave: the baseline, spread over the workers as the loop does; nobody starts
     # experiments before the threshold exists.
     wave = rule.wave_runs(workers)
     for i in range(wave):
         night.wave.append((i % workers, night.measure(0, i % workers)))
-    tally.runs = tally.replicas = wave
+    tally.runs = tally.replicas = tally.wave = wave
     rule.setup(night)
     start = float(math.ceil(wave / workers))
-    lives = {w: _life(rule, night, tally, source, noop_fraction, w) for w in range(workers)}
-    spent = [0] * workers  # runs of each worker's open decision
-    clock: list[tuple[float, int, int | None]] = [(start, w, None) for w in range(workers)]
+    tally.idle = start * workers - wave
+    plan = Schedule(schedule if rule.moves else "own", workers)
+    open_: dict[int, Decision] = {}  # id -> the decisions started and not decided
+    clock: list[tuple[float, int, int, Want | None]] = [(start, w, w, None)
+                                                        for w in range(workers)]
     heapq.heapify(clock)
+    seq = workers
     while clock:
-        now, w, running = heapq.heappop(clock)
-        # Measured when the run ends, so no other worker's decision sees it earlier.
-        value = night.measure(running, w) if running is not None else None
-        try:
-            request = lives[w].send(value)
-        except StopIteration:
-            continue
+        now, _, w, running = heapq.heappop(clock)
+        if running is not None:  # measured when the run ends: no decision sees it earlier
+            _deliver(rule, night, tally, plan, open_, running, w,
+                     night.measure(running.commit, w))
+        want = plan.take(w)
         length = 1.0 + rng.uniform(-jitter, jitter)
-        commit, kind = request
         if now + length > budget:  # the night ends before this run would
-            tally.cut_off += spent[w] if kind == "replica" else 0
+            if want is not None:
+                plan.put(want)
+            tally.idle += max(budget - now, 0.0)
             continue
-        spent[w] = spent[w] + 1 if kind == "replica" else 1
+        if want is None:
+            want = _propose(rule, night, tally, source, noop_fraction, w, open_)
+        d = want.decision
+        d.spent += 1
+        d.ran.setdefault(want.kind, set()).add(w)
         tally.runs += 1
-        tally.replicas += kind != "first"
-        heapq.heappush(clock, (now + length, w, commit))
+        tally.replicas += d.looks > 0
+        tally.port_runs += d.port
+        seq += 1
+        heapq.heappush(clock, (now + length, seq, w, want))
+    tally.cut_off = sum(d.spent for d in open_.values())
     return tally
 
 
-def _life(rule: Rule, night: Night, tally: Tally, source: Source, noop_fraction: float,
-          worker: int) -> Generator[tuple[int, str], float | None, None]:
-    """One worker's night: propose on the best, judge, keep or port, again."""
-    while True:
-        noop = night.ideas.random() < noop_fraction
-        effect = 0.0 if noop else float(night.ideas.choice(source.gains))
-        tally.proposals += 1
-        tally.noops += noop
-        commit = _child(night, night.best, effect, noop)
-        while commit is not None:
-            commit = yield from _decide(rule, night, tally, commit, worker)
+def _propose(rule: Rule, night: Night, tally: Tally, source: Source, noop_fraction: float,
+             worker: int, open_: dict[int, Decision]) -> Want:
+    """A new idea on the best, its first run on this worker."""
+    noop = night.ideas.random() < noop_fraction
+    effect = 0.0 if noop else float(night.ideas.choice(source.gains))
+    tally.proposals += 1
+    tally.noops += noop
+    commit = _child(night, night.best, effect, noop)
+    return _open(rule, night, open_, commit, worker, tally.proposals, port=False)
+
+
+def _open(rule: Rule, night: Night, open_: dict[int, Decision], commit: int, home: int,
+          age: int, port: bool) -> Want:
+    """A decision on the commit, and the want of its first run (its judge's first request)."""
+    d = Decision(commit, rule.judge(night, commit), home, age, port)
+    kinds = next(d.judge)
+    assert kinds == (CANDIDATE,), "a judge starts with the candidate's own run"
+    d.waiting = 1
+    open_[id(d)] = d
+    return Want(d, commit, CANDIDATE, 0, frozenset())
+
+
+def _deliver(rule: Rule, night: Night, tally: Tally, plan: Schedule,
+             open_: dict[int, Decision], want: Want, worker: int, value: float) -> None:
+    """A run of a decision ended: once its whole request is in, the judge looks; it asks for more
+    runs, keeps (or ports, when the best moved meanwhile) or discards."""
+    d = want.decision
+    d.got.append((want.slot, worker, value))
+    d.waiting -= 1
+    if d.waiting:
+        return
+    results = [(w, v) for _, w, v in sorted(d.got)]
+    d.got, d.looks = [], d.looks + 1
+    c = night.commits[d.commit]
+    try:
+        kinds = d.judge.send(results)
+    except StopIteration as stop:
+        del open_[id(d)]
+        if stop.value.keep:
+            _keep(rule, night, tally, plan, open_, d)
+        return
+    if d.looks == 1 and c.parent != night.best:
+        del open_[id(d)]  # passed the screen, but the best moved: re-apply it and judge again
+        _port_of(rule, night, tally, plan, open_, d)
+        return
+    d.waiting = len(kinds)
+    plan.ask(d, kinds, night)
+
+
+def _keep(rule: Rule, night: Night, tally: Tally, plan: Schedule, open_: dict[int, Decision],
+          d: Decision) -> None:
+    c = night.commits[d.commit]
+    if c.parent != night.best:
+        _port_of(rule, night, tally, plan, open_, d)
+        return
+    night.best = d.commit
+    tally.keeps += 1
+    tally.gain += c.effect
+    tally.false_keeps += c.effect <= 0
+    tally.noop_keeps += c.noop
+
+
+def _port_of(rule: Rule, night: Night, tally: Tally, plan: Schedule,
+             open_: dict[int, Decision], d: Decision) -> None:
+    """The change re-applied onto the best, its first run asked for ahead of new ideas."""
+    tally.ports += 1
+    c = night.commits[d.commit]
+    commit = _child(night, night.best, c.effect, c.noop)
+    plan.put(_open(rule, night, open_, commit, d.home, d.age, port=True))
 
 
 def _child(night: Night, parent: int, effect: float, noop: bool) -> int:
     night.commits.append(Commit(parent, night.commits[parent].true - effect, effect, noop))
     return len(night.commits) - 1
-
-
-def _decide(rule: Rule, night: Night, tally: Tally, commit: int,
-            worker: int) -> Generator[tuple[int, str], float | None, int | None]:
-    """Judge one commit; returns the port to judge next, if its parent was replaced meanwhile."""
-    judge = rule.judge(night, commit, worker)
-    c = night.commits[commit]
-    try:
-        value = yield (commit, "first")
-        next(judge)  # the first request is always the candidate's own run
-        request = judge.send(value)
-        if c.parent != night.best:
-            return _port(night, tally, c)  # passed the screen, but the best moved: re-apply
-        while True:
-            value = yield (commit if request == CANDIDATE else c.parent, "replica")
-            request = judge.send(value)
-    except StopIteration as stop:
-        verdict = stop.value
-    if not verdict.keep:
-        return None
-    if c.parent != night.best:
-        return _port(night, tally, c)
-    night.best = commit
-    tally.keeps += 1
-    tally.gain += c.effect
-    tally.false_keeps += c.effect <= 0
-    tally.noop_keeps += c.noop
-    return None
-
-
-def _port(night: Night, tally: Tally, c: Commit) -> int:
-    tally.ports += 1
-    return _child(night, night.best, c.effect, c.noop)
 
 
 # ---- the smallest gain kept with 80 % power
@@ -417,12 +545,12 @@ def min_detectable_gain(rule: Rule, workers: int, noise: Noise, trials: int, see
             rule.setup(night)
             commit = _child(night, 0, gain, False)
             worker = t % workers  # the candidate runs on any worker, not only the baseline's
-            judge = rule.judge(night, commit, worker)
+            judge = rule.judge(night, commit)
             try:
-                request = next(judge)
+                kinds = next(judge)
                 while True:
-                    target = commit if request == CANDIDATE else 0
-                    request = judge.send(night.measure(target, worker))
+                    kinds = judge.send([(worker, night.measure(commit if k == CANDIDATE else 0,
+                                                                worker)) for k in kinds])
             except StopIteration as stop:
                 kept += stop.value.keep
         return kept / trials
@@ -453,7 +581,10 @@ class Summary:
     noop_keep_pct: float  # of the no-op proposals, pooled
     replica_pct: float  # of all runs
     ports: float
+    wave_pct: float  # first-wave runs, of all runs
+    port_runs_pct: float  # runs that judged ports, of all runs
     cut_off_pct: float  # of all runs
+    idle_pct: float  # run slots no run fitted into, of the budget
     min_gain: float | None
 
 
@@ -469,14 +600,16 @@ def summarize(rule: Rule, tallies: list[Tally], workers: int, file_gain: float,
     runs = statistics.fmean(t.runs for t in tallies)
     keeps = sum(t.keeps for t in tallies)
     noops = sum(t.noops for t in tallies)
+    total = sum(t.runs for t in tallies)
     return Summary(
         rule.name, workers, len(tallies), runs, gain, se, 100 * gain / file_gain,
         100 * gain / runs * 120 / file_gain, keeps / len(tallies),
         100 * sum(t.false_keeps for t in tallies) / keeps if keeps else 0.0,
         100 * sum(t.noop_keeps for t in tallies) / noops if noops else 0.0,
-        100 * sum(t.replicas for t in tallies) / sum(t.runs for t in tallies),
-        statistics.fmean(t.ports for t in tallies),
-        100 * sum(t.cut_off for t in tallies) / sum(t.runs for t in tallies), min_gain)
+        100 * sum(t.replicas for t in tallies) / total, statistics.fmean(t.ports for t in tallies),
+        100 * sum(t.wave for t in tallies) / total, 100 * sum(t.port_runs for t in tallies) / total,
+        100 * sum(t.cut_off for t in tallies) / total,
+        100 * sum(t.idle for t in tallies) / (total + sum(t.idle for t in tallies)), min_gain)
 
 
 RULES = ("karpathy", "today", "today-2gpu", "screen", "pairs", "sequential")
@@ -493,9 +626,12 @@ def make_rule(name: str, args: argparse.Namespace) -> Rule:
             alpha=args.alpha, max_pairs=PAIRS_MAX, screen_z=PAIRS_SCREEN_Z, power=POWER,
             controls=True)),
         "sequential": lambda: Sequential(policy.Rule(
-            alpha=args.alpha, max_pairs=args.max_pairs, screen_z=args.screen_z, power=POWER)),
+            alpha=args.alpha, max_pairs=args.max_pairs, screen_z=args.screen_z, power=POWER,
+            drift_std=args.rule_drift), args.replica_batch),
     }
-    return makers[name]()
+    rule = makers[name]()
+    rule.first_wave = args.first_wave
+    return rule
 
 
 def simulate(args: argparse.Namespace) -> dict:
@@ -510,7 +646,7 @@ def simulate(args: argparse.Namespace) -> dict:
             per_worker = budget_runs if args.wall_clock else budget_runs / workers
             tallies = [play(rule, source, workers, per_worker, noise,
                             args.noop_fraction, args.jitter,
-                            np.random.default_rng([args.seed, workers, night]))
+                            np.random.default_rng([args.seed, workers, night]), args.schedule)
                        for night in range(args.nights)]
             power = (min_detectable_gain(make_rule(name, args), workers, noise, args.power_trials,
                                          args.seed) if args.power_trials else None)
@@ -541,6 +677,14 @@ class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFo
     """The module's text as written, and every flag's default."""
 
 
+def positive(text: str) -> int:
+    """A count of at least one, for argparse (which names the flag in its one-line error)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a count of at least 1")
+    return value
+
+
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
     p.add_argument("--results", type=Path, default=default_results(),
@@ -568,7 +712,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--contention-std", type=float, default=CONTENTION_STD,
                    help="extra std of a run while other workers are busy (a guess)")
     p.add_argument("--drift-std", type=float, default=DRIFT_STD,
-                   help="each GPU's random-walk step a run (a guess)")
+                   help="each GPU's random-walk step a run (a guess: measured, not resolved)")
     p.add_argument("--jitter", type=float, default=RUN_JITTER,
                    help="runs are 1 ± this long, so workers fall out of step")
     p.add_argument("--noop-fraction", type=float, default=NOOP_FRACTION,
@@ -583,6 +727,19 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="sequential rule: the cap on replica runs after the first")
     p.add_argument("--screen-z", type=float, default=policy.Rule.screen_z,
                    help="sequential rule: a candidate goes on only above this many se")
+    p.add_argument("--schedule", choices=SCHEDULES, default="other",
+                   help="who runs a decision's further runs: own: the worker that proposed it, "
+                        "one after the other; any: whichever worker frees up first, ahead of its "
+                        "own new idea; other: the same, preferring a worker that has not run that "
+                        "commit for the decision (pairs become a crossover)")
+    p.add_argument("--replica-batch", type=positive, default=1,
+                   help="sequential rule: further runs asked for at once (side by side on "
+                        "several workers with --schedule any/other)")
+    p.add_argument("--first-wave", type=positive, default=Rule.first_wave,
+                   help="baseline runs per worker in the first wave (the fitted rules; at least "
+                        "3 in all)")
+    p.add_argument("--rule-drift", type=float, default=policy.Rule.drift_std,
+                   help="sequential rule: the drift a run it allows for (policy.Rule.drift_std)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     return p.parse_args(argv)
 

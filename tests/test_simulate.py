@@ -1,6 +1,7 @@
 """scripts/simulate-night.py: the night simulator runs, tells the rules apart on no-op edits, and a
 seed is a promise of the same numbers."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -39,7 +40,8 @@ def test_help_names_the_calibration_and_the_seed():
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     for flag in ("--seed", "--within-std", "--offset-std", "--contention-std", "--drift-std",
-                 "--noop-fraction", "--workers", "--json", "--max-pairs", "--alpha"):
+                 "--noop-fraction", "--workers", "--json", "--max-pairs", "--alpha",
+                 "--schedule", "--replica-batch", "--first-wave", "--rule-drift"):
         assert flag in result.stdout
 
 
@@ -91,3 +93,67 @@ def test_gpu_offsets_cost_today_s_rule_its_power_not_the_sequential_rule_s(tmp_p
                         "--nights", "1", "--power-trials", "40", "--json"))
     assert got["sequential"]["min_gain"] < 0.003
     assert got["today"]["min_gain"] > 3 * got["sequential"]["min_gain"]
+
+
+def load_simulator():
+    """The script as a module, for its scheduling pieces."""
+    spec = importlib.util.spec_from_file_location("simulate_night", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_replica_goes_to_a_worker_that_has_not_run_it_while_there_is_one():
+    sim = load_simulator()
+    decision = sim.Decision(commit=1, judge=iter(()), home=0, age=1, port=False)
+
+    def waiting(mode: str, workers: int):
+        plan = sim.Schedule(mode, workers)
+        plan.queue.append(sim.Want(decision, 1, sim.CANDIDATE, 0, frozenset({0})))
+        return plan
+
+    assert waiting("other", 2).take(0) is None  # worker 0 ran it: it proposes instead
+    assert waiting("other", 2).take(1) is not None  # the other worker takes it, before ideas
+    assert waiting("other", 1).take(0) is not None  # no other worker: the same one runs it
+    assert waiting("any", 2).take(1) is not None
+    assert waiting("own", 2).take(1) is None  # only the worker that proposed it
+
+
+def test_on_one_worker_every_schedule_plays_the_same_night(tmp_path):
+    args = ("--nights", "4", "--workers", "1", "--rules", "sequential", "pairs",
+            "--power-trials", "0", "--json")
+    own = rows(simulate(tmp_path, "--schedule", "own", *args))
+    assert rows(simulate(tmp_path, "--schedule", "other", *args)) == own
+    assert rows(simulate(tmp_path, "--schedule", "any", "--replica-batch", "2", *args)) != own
+
+
+def test_the_first_wave_takes_its_runs_per_worker(tmp_path):
+    for per_worker in (1, 2):
+        got = rows(simulate(tmp_path, "--nights", "2", "--workers", "8", "--rules", "sequential",
+                            "--first-wave", str(per_worker), "--power-trials", "0", "--json"))
+        row = got["sequential"]
+        assert round(row["wave_pct"] * row["runs"] / 100) == 8 * per_worker
+
+
+def test_allowing_for_the_drift_keeps_fewer_no_ops_on_a_drifting_machine(tmp_path):
+    args = ("--nights", "8", "--workers", "1", "--rules", "sequential", "--noop-fraction", "1",
+            "--drift-std", "0.0003", "--power-trials", "0", "--json")
+    blind = rows(simulate(tmp_path, "--rule-drift", "0", *args))["sequential"]
+    aware = rows(simulate(tmp_path, "--rule-drift", "0.0003", *args))["sequential"]
+    assert aware["noop_keep_pct"] < blind["noop_keep_pct"] / 3
+
+
+def test_rules_that_compare_runs_of_one_worker_keep_their_replicas_there(tmp_path):
+    # today's rule and karpathy's ran every replica on the candidate's worker: no offset to fit
+    args = ("--nights", "3", "--workers", "2", "--rules", "karpathy", "today", "screen",
+            "--power-trials", "0", "--json")
+    assert rows(simulate(tmp_path, "--schedule", "other", *args)) == \
+        rows(simulate(tmp_path, "--schedule", "own", *args))
+
+
+def test_a_batch_of_no_runs_is_one_line(tmp_path):
+    result = simulate(tmp_path, "--replica-batch", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "argument --replica-batch: 0 is not a count of at least 1")
