@@ -4,6 +4,7 @@ through rebases and ports, merge conflicts sent back to the agent, what the agen
 other, and the GPU models the loop will and will not compare."""
 
 import os
+import threading
 import time
 
 import pytest
@@ -67,8 +68,16 @@ def test_changes_made_at_once_compound(repo):
     """Two workers improve two different knobs from the same best: whichever is kept second was
     judged against its own parent, then merged onto the new best, run and kept: the best has
     both changes, and the branch is a line of kept commits."""
-    agents = [ScriptedAgent([edit("lower VAL_BPB", VAL_BPB=0.9)]),
-              ScriptedAgent([edit("a bonus", BONUS=-0.05)])]
+    both = threading.Barrier(2, timeout=60)  # both propose on the base, however busy the box
+
+    def together(step):
+        def wait_then(request):
+            both.wait()
+            return step(request)
+        return wait_then
+
+    agents = [ScriptedAgent([together(edit("lower VAL_BPB", VAL_BPB=0.9))]),
+              ScriptedAgent([together(edit("a bonus", BONUS=-0.05))])]
     run_loop(repo, [], slots=gpus(2), agent=agents, noise_runs=1, max_experiments=2)
     rows = tag_rows(repo)
     port = [r for r in rows if r.kind == "port"]
