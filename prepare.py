@@ -36,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
 
+# torch is imported in the functions that use it: the data packer's child process and prepare's
+# own commands then start without it (1-1.5 s each)
 from constants import (
     BOS_TOKEN,
     DATA_DIR,
@@ -224,6 +225,7 @@ def iter_training_text(max_chars: int):
 def train_tokenizer(max_chars: int, force: bool) -> None:
     import rustbpe
     import tiktoken
+    import torch
     from rich.progress import Progress
 
     source = read_manifest()["source"]
@@ -331,6 +333,8 @@ class Tokenizer:
 
 def get_token_bytes(device="cpu"):
     """int32 tensor (vocab,): UTF-8 byte length of each token, 0 for special tokens."""
+    import torch
+
     path = TOKENIZER_DIR / TOKEN_BYTES_FILE
     if not path.exists():
         raise _missing(f"no token byte lengths at {path}")
@@ -339,6 +343,8 @@ def get_token_bytes(device="cpu"):
 
 def default_device() -> str:
     """$AUTORESEARCH_DEVICE if set, else cuda, then Apple mps, then cpu."""
+    import torch
+
     if os.environ.get("AUTORESEARCH_DEVICE"):
         return os.environ["AUTORESEARCH_DEVICE"]
     if torch.cuda.is_available():
@@ -558,6 +564,8 @@ def make_dataloader(tokenizer, B, T, split, buffer_size=1000, device=None):
     here, so it fills its buffer while the model is built and compiled; the validation split
     (tokenized once, cached) needs only packing, which a thread keeps up with; so does the
     private split ("private"), which only the loop's verification can read."""
+    import torch
+
     assert split in ("train", "val", "private"), split
     device = torch.device(device or default_device())
     if split == "train":
@@ -568,6 +576,8 @@ def make_dataloader(tokenizer, B, T, split, buffer_size=1000, device=None):
 
 
 def _batches(rows, device):
+    import torch
+
     pin = device.type == "cuda"
     try:
         for packed, epoch in rows:
@@ -584,7 +594,6 @@ def _batches(rows, device):
 # Evaluation (the fixed metric: do not change)
 # ---------------------------------------------------------------------------
 
-@torch.no_grad()
 def evaluate_bpb(model, tokenizer, batch_size, split="val"):
     """
     Bits per byte on the pinned validation shard (or, for the loop's held-out verification, on
@@ -593,19 +602,22 @@ def evaluate_bpb(model, tokenizer, batch_size, split="val"):
     length 0) are excluded from both sums, so the number does not depend on the vocabulary.
     Always MAX_SEQ_LEN context and EVAL_TOKENS tokens, whatever the model's config.
     """
-    device = next(model.parameters()).device
-    token_bytes = get_token_bytes(device=device)
-    loader = make_dataloader(tokenizer, batch_size, MAX_SEQ_LEN, split, device=device)
-    steps = max(1, EVAL_TOKENS // (batch_size * MAX_SEQ_LEN))
-    total_nats = torch.zeros((), dtype=torch.float64, device=device)
-    total_bytes = torch.zeros((), dtype=torch.int64, device=device)
-    for _ in range(steps):
-        x, y, _ = next(loader)
-        loss = model(x, y, reduction="none").reshape(-1).double()
-        nbytes = token_bytes[y.reshape(-1)]
-        total_nats += (loss * (nbytes > 0)).sum()
-        total_bytes += nbytes.sum()
-    return total_nats.item() / (math.log(2) * total_bytes.item())
+    import torch
+
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        token_bytes = get_token_bytes(device=device)
+        loader = make_dataloader(tokenizer, batch_size, MAX_SEQ_LEN, split, device=device)
+        steps = max(1, EVAL_TOKENS // (batch_size * MAX_SEQ_LEN))
+        total_nats = torch.zeros((), dtype=torch.float64, device=device)
+        total_bytes = torch.zeros((), dtype=torch.int64, device=device)
+        for _ in range(steps):
+            x, y, _ = next(loader)
+            loss = model(x, y, reduction="none").reshape(-1).double()
+            nbytes = token_bytes[y.reshape(-1)]
+            total_nats += (loss * (nbytes > 0)).sum()
+            total_bytes += nbytes.sum()
+        return total_nats.item() / (math.log(2) * total_bytes.item())
 
 
 # ---------------------------------------------------------------------------

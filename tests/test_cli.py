@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -51,6 +52,16 @@ def test_help_teaches():
                    "--base-url", "--api-key-env", "--train-cmd", "Examples:"):
         assert option in run_help
 
+
+
+def test_a_command_loads_no_module_that_only_another_one_needs():
+    # each call of the CLI pays for what it imports: the dashboard's web server, pygments (the
+    # diff view's colours) and torch (sample) load only for the commands that use them
+    proc = subprocess.run([sys.executable, "-X", "importtime", str(AGENT_LOOP), "--help"],
+                          capture_output=True, text=True, check=True)
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert "autoresearch.review.review_cli" in loaded  # the listing is read right
+    assert not loaded & {"autoresearch.review.dashboard", "http.server", "rich.syntax", "torch"}
 
 def test_status(done):
     result = cli("status", "--repo", done)

@@ -2,7 +2,7 @@
 compare-and-swap, three-way merges, no hooks, and the edit check in a worker's own tree."""
 
 import pytest
-from loop_helpers import git, make_repo
+from loop_helpers import edit, git, make_repo, run_loop
 
 from autoresearch.errors import UserError
 from autoresearch.ledger.tags import open_tag, run_files
@@ -80,6 +80,41 @@ def test_errors_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="git rev-parse"):
         Git(tmp_path).run("rev-parse", "HEAD")
 
+
+
+def test_a_file_is_read_by_commit_so_a_moved_ref_reads_its_new_commit(repo):
+    g = Git(repo, ("train.py", "prepare.py"))
+    first = g.file_at("HEAD")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "HEAD moves, train.py stays")
+    (repo / "train.py").write_text("x = 4\r\n")  # text reads as git's text output did: LF
+    git(repo, "commit", "-qam", "train.py changes")
+    assert first != "x = 4\n" and g.file_at("HEAD") == "x = 4\n"
+    assert g.sources_at("main") == {"train.py": "x = 4\n", "prepare.py": "# the fixed harness\n"}
+    assert g.blob_at("HEAD", "train.py") == b"x = 4\r\n"  # bytes stay bytes
+    with pytest.raises(UserError, match=r"^git: nothing.py is not a file in commit \w{7}$"):
+        g.file_at("HEAD", "nothing.py")
+    with pytest.raises(UserError, match=r"^git: no-such-branch does not name a commit$"):
+        g.file_at("no-such-branch")
+
+
+def test_a_night_reads_each_file_of_a_commit_from_git_once(repo, monkeypatch):
+    """Commits never change: however many experiments came before, a proposal or a run reads
+    only what no earlier step read (so git's work per experiment does not grow with the night)."""
+    reads: list[str] = []
+    real = Git._git
+
+    def counting(self, *args, stdin=None, **kw):
+        command = [a for a in args if a != "-c" and "=" not in a]
+        if command[:2] == ["cat-file", "--batch"]:
+            reads.extend(stdin.decode().splitlines())
+        elif command[0] == "show" and ":" in command[-1]:
+            reads.append(command[-1])
+        return real(self, *args, stdin=stdin, **kw)
+
+    monkeypatch.setattr(Git, "_git", counting)
+    steps = [edit(f"try {i}", VAL_BPB=1.0 + (-1) ** i * (i + 1) / 100) for i in range(4)]
+    run_loop(repo, steps, tag="once")
+    assert reads and len(reads) == len(set(reads)), sorted(reads)
 
 @pytest.fixture
 def slot(repo, tmp_path):

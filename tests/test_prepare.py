@@ -125,6 +125,15 @@ def test_training_batches_come_whole_from_the_packer_process(tokenizer):
     assert packer.poll() is not None and prepare._PACKERS == []  # closing stops the process
 
 
+
+def test_the_packer_and_prepares_commands_start_without_torch():
+    # the packer process imports prepare for each run's training data, and every prepare.py
+    # command does too: torch (1-1.5 s) loads only where a tensor is made
+    script = "import sys, prepare; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "False"
+
 @pytest.mark.slow
 def test_packer_process_exits_quietly_when_its_reader_dies(tmp_path):
     # the loop kills a timed-out run's process group; a reader killed alone must not leave the

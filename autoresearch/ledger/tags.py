@@ -57,7 +57,7 @@ def check_results_file(path: Path, metric: Metric = DEFAULT.metric) -> None:
 
 
 def fixed_hashes(git: Git, commit: str, fixed: tuple[str, ...]) -> dict[str, str]:
-    return {name: text_hash(git.blob_at(commit, name)) for name in fixed}
+    return {name: text_hash(data) for name, data in git.blobs_at(commit, fixed).items()}
 
 
 def run_files(git: Git, commit: str, state: State) -> dict[str, str | bytes]:
@@ -65,7 +65,7 @@ def run_files(git: Git, commit: str, state: State) -> dict[str, str | bytes]:
     the tag guards, as bytes: they may be binary), which must not have changed since the tag
     started (numbers before and after would not compare)."""
     files: dict[str, str | bytes] = dict(git.sources_at(commit))
-    files.update((name, git.blob_at(commit, name)) for name in state.fixed_sha256)
+    files.update(git.blobs_at(commit, state.fixed_sha256))
     changed = [n for n, sha in state.fixed_sha256.items() if text_hash(files[n]) != sha]
     if changed:
         raise UserError(f"{', '.join(changed)} changed since tag {state.tag} started (sha256 "

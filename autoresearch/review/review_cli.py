@@ -31,7 +31,6 @@ from autoresearch.memory.journal import describe_extra
 from autoresearch.model import Row
 from autoresearch.policy import signed
 from autoresearch.review.console import duration
-from autoresearch.review.dashboard import LOOPBACK, Board, make_server
 from autoresearch.review.report import (
     TOP_IMPROVEMENTS,
     Summary,
@@ -260,6 +259,9 @@ def dashboard(
       uv run agent_loop.py dashboard                      # http://127.0.0.1:8765/
       ssh -L 8765:127.0.0.1:8765 gpu-box                  # then browse it from your laptop
     """
+    # the web server's modules (http.server and the like) load only for this command
+    from autoresearch.review.dashboard import LOOPBACK, Board, make_server
+
     results = repo / results  # an absolute path replaces repo
     rows = read_rows(results) if results.exists() else []
     tag_shown = choose_tag(tags_by_start(state_repo(repo, results), rows), tag)

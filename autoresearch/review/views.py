@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -272,6 +271,8 @@ def resolve_commit(repo: Path, ref: str, tag: str | None) -> str:
 def diff(repo: Path, ref: str, tag: str | None, console: Console) -> None:
     text = redact(Git(repo, load_target(repo).editable).show(resolve_commit(repo, ref, tag)))
     if console.is_terminal:
+        from rich.syntax import Syntax  # pygments' lexers: ~30 ms that only this view needs
+
         console.print(Syntax(text, "diff", theme="ansi_dark", word_wrap=True))
     else:
         sys.stdout.write(text)

@@ -12,6 +12,7 @@ entry must not get its code run by the loop's own git calls.
 from __future__ import annotations
 
 import hashlib
+import locale
 import os
 import re
 import subprocess
@@ -29,6 +30,8 @@ IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@local
 SAFE = ("-c", f"core.hooksPath={os.devnull}", "-c", "core.fsmonitor=false",
         "-c", "core.autocrlf=false", "-c", "commit.gpgsign=false")
 LOCKED = re.compile(r"Unable to create '([^']+\.lock)': File exists")
+# a commit's full id (SHA-1 or SHA-256): git reads it as an object, never as a ref's name
+FULL_ID = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 
 
 class Git:
@@ -39,6 +42,11 @@ class Git:
         # the files agents edit, in the target's order (train.py by default)
         self.files: tuple[str, ...] = (editable,) if isinstance(editable, str) \
             else tuple(editable)
+        # what commits hold, read from git once: a commit never changes, so (its full id, a
+        # path) names the same bytes for good. Keyed by blob id, a file that many commits share
+        # (the fixed harness) is held once. Plain dict steps, safe for the workers' threads.
+        self._blob_ids: dict[tuple[str, str], str] = {}
+        self._blobs: dict[str, bytes] = {}
 
     @property
     def editable(self) -> str:
@@ -46,7 +54,7 @@ class Git:
         return listed(self.files)
 
     def _git(self, *args: str, text: bool = True, env: dict | None = None,
-             stdin: str | None = None) -> subprocess.CompletedProcess:
+             stdin: str | bytes | None = None) -> subprocess.CompletedProcess:
         try:
             return subprocess.run(["git", *SAFE, *args], cwd=self.repo, capture_output=True,
                                   text=text, env=env, input=stdin)
@@ -103,19 +111,56 @@ class Git:
 
     def file_at(self, commit: str, path: str | None = None) -> str:
         """A file's text at a commit (the first editable file by default)."""
-        return self.run_raw("show", f"{commit}:{path or self.files[0]}")
+        path = path or self.files[0]
+        return as_text(self.blobs_at(commit, (path,))[path])
 
     def sources_at(self, commit: str) -> dict[str, str]:
         """The text of every editable file at a commit, by path, in the target's order: the
         program a commit holds."""
-        return {path: self.file_at(commit, path) for path in self.files}
+        return {path: as_text(data) for path, data in self.blobs_at(commit, self.files).items()}
 
     def blob_at(self, commit: str, path: str) -> bytes:
         """A file's bytes at a commit: a fixed file of a target may be binary (reference.npz)."""
-        proc = self._git("show", f"{commit}:{path}", text=False)
+        return self.blobs_at(commit, (path,))[path]
+
+    def blobs_at(self, commit: str, paths: Iterable[str]) -> dict[str, bytes]:
+        """Files' bytes at a commit, by path in the order given. Each is read from git once per
+        commit, all missing ones with one git call; a name (HEAD, a branch, a short id) is
+        resolved to its commit first, as a ref moves and its name must never be cached."""
+        paths = tuple(paths)
+        sha = self.commit_id(commit)
+        missing = [path for path in paths if (sha, path) not in self._blob_ids]
+        if missing:
+            self._read_blobs(sha, missing)
+        return {path: self._blobs[self._blob_ids[sha, path]] for path in paths}
+
+    def commit_id(self, rev: str) -> str:
+        """The full id of the commit `rev` names (a full id as it is, without asking git);
+        UserError when it names none."""
+        if FULL_ID.fullmatch(rev):
+            return rev
+        sha = self.resolve(rev)
+        if sha is None:
+            raise UserError(f"git: {rev} does not name a commit")
+        return sha
+
+    def _read_blobs(self, sha: str, paths: list[str]) -> None:
+        """Read `paths` at commit `sha` into the caches with one `git cat-file --batch`; a path
+        the commit lacks (or that is no file) is a UserError."""
+        request = "".join(f"{sha}:{path}\n" for path in paths).encode()
+        proc = self._git("cat-file", "--batch", text=False, stdin=request)
         if proc.returncode != 0:
-            raise failure(("show", f"{commit}:{path}"), proc.stderr.decode(errors="replace"))
-        return proc.stdout
+            raise failure(("cat-file", "--batch"), proc.stderr.decode(errors="replace"))
+        out, at = proc.stdout, 0
+        for path in paths:
+            end = out.index(b"\n", at)
+            header = out[at:end].decode(errors="replace").split()
+            if len(header) != 3 or header[1] != "blob":  # "<name> missing": no such file
+                raise UserError(f"git: {path} is not a file in commit {sha[:7]}")
+            oid, size = header[0], int(header[2])
+            self._blobs.setdefault(oid, out[end + 1:end + 1 + size])
+            self._blob_ids[sha, path] = oid
+            at = end + 1 + size + 1  # the content ends with a newline of the protocol
 
     def run_raw(self, *args: str) -> str:
         """Like run() but keeps the output byte-exact (no strip): file contents."""
@@ -228,6 +273,13 @@ def failure(args: tuple[str, ...], output: str) -> UserError:
                          f"(rm {match.group(1)}) and run again")
     detail = (output or "").strip().splitlines()
     return UserError(f"git {' '.join(args)} failed: {detail[-1] if detail else 'no output'}")
+
+
+def as_text(data: bytes) -> str:
+    """A file's bytes as text, the way git's output reads as text: the locale's encoding and
+    universal newlines (what the loop read through `git show` before, kept exactly)."""
+    return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n") \
+        .replace("\r", "\n")
 
 
 def text_hash(data: str | bytes) -> str:
