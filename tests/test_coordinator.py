@@ -16,8 +16,8 @@ from autoresearch.agents.prompt import build_context
 from autoresearch.ledger import porter
 from autoresearch.ledger.coordinator import Coordinator
 from autoresearch.ledger.results import read_results
-from autoresearch.ledger.state import State, load_state, now_iso, save_state
-from autoresearch.model import Job, Kind, Outcome, Phase, Port, decision_from
+from autoresearch.ledger.state import Porting, State, load_state, now_iso, save_state
+from autoresearch.model import Job, Kind, Outcome, Phase, Port, Task, decision_from
 from autoresearch.names import RESULTS
 from autoresearch.workspace.git import TRAIN
 
@@ -552,6 +552,23 @@ def test_a_worker_stays_while_a_crossover_may_still_need_it(tmp_path):
     default = measured_on_two(tmp_path / "default")
     default.propose(BETTER, "raise the LR", worker=1)
     assert not default.coord.may_cross()
+
+
+def test_a_worker_stays_while_a_port_that_may_cross_is_carried_or_asked_for(tmp_path):
+    """A port decided on worker 0 is merged outside the lock, or asked of its agent on a
+    conflict: until it is queued no job or candidate shows it, yet its run will put a
+    crossover half on worker 1, so worker 1 must not leave meanwhile (it did, and the night
+    hung on a control no worker would run)."""
+    night = measured_on_two(tmp_path, controls=True)
+    base = night.coord.best()
+    port = Port(5, 0, base, base, "raise the LR")
+    row = night.results()[0]
+    night.coord.state.porting.append(Porting(port, row))
+    assert night.coord.may_cross()
+    night.coord.state.porting.clear()
+    assert not night.coord.may_cross()
+    night.coord.state.tasks.append(Task(Kind.PORT, 0, 5, base, base, "raise the LR", "<<<<<<<"))
+    assert night.coord.may_cross()
 
 
 def verified_crossover(folder: Path, monkeypatch, private_gain: float) -> tuple[Night, Job, list]:

@@ -176,11 +176,12 @@ class Coordinator:
     def may_cross(self, max_experiments: int | None = None) -> bool:
         """Whether a worker with nothing of its own must stay: with --controls on several
         workers, a candidate's crossover puts half of each pair on another worker, and any
-        run under way may become a candidate."""
+        run under way, port being carried or port an agent is asked for may become one."""
         with self.lock:
-            held = self.held_back(max_experiments)
+            s, held = self.state, self.held_back(max_experiments)
             return self.rule.controls and self.workers > 1 and (
-                bool(self.state.candidates) or any(j not in held for j in self.state.jobs))
+                bool(s.candidates or s.porting or s.tasks)
+                or any(j not in held for j in s.jobs))
 
     def has_ready_proposal(self, worker: int) -> bool:
         with self.lock:
