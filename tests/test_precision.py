@@ -66,7 +66,8 @@ def test_a_gpu_offset_does_not_hide_a_small_gain(night):
     kept = [r for r in rows if is_keep(r)]
     assert [r.description for r in kept] == ["a small real gain"]
     assert kept[0].gain == pytest.approx(0.0005) and kept[0].pairs == 1
-    assert kept[0].p_value == 0.0 and kept[0].gain_low == pytest.approx(0.0005)
+    # no noise: only the drift the test allows for (policy.Rule.drift_std) widens the interval
+    assert kept[0].p_value < 0.01 and 0.0 < kept[0].gain_low < 0.0005 < kept[0].gain_high
     for row in rows:
         if row.description.startswith("no-op"):
             assert row.status == "discard" and row.reason.startswith("+0.000000 vs parent")
