@@ -22,6 +22,12 @@ from autoresearch.ledger.book import Ledger
 from autoresearch.ledger.budget import Budget
 from autoresearch.ledger.desk import Desk
 from autoresearch.ledger.porter import Porter
+from autoresearch.ledger.replicas import (
+    count_busy,
+    may_become_candidate,
+    ran_by_worker,
+    replicas_first,
+)
 from autoresearch.ledger.state import State, now_iso, save_state
 from autoresearch.ledger.tags import tried_ref
 from autoresearch.ledger.values import progress
@@ -46,7 +52,8 @@ from autoresearch.workspace.git import Git
 class Coordinator:
     """Owns the tag's state, the best and the ledger, and decides. Git work (rebases and ports,
     outside the lock: ledger/porter.py), the ledger files (ledger/book.py), the agents' side
-    (ledger/desk.py) and the counting (ledger/budget.py) each live with their own concern."""
+    (ledger/desk.py), the counting (ledger/budget.py) and which worker runs a replica
+    (ledger/replicas.py) each live with their own concern."""
 
     def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
                  max_fix_attempts: int, plateau_after: int, log: Callable[[str, str], None],
@@ -178,10 +185,8 @@ class Coordinator:
         workers, a candidate's crossover puts half of each pair on another worker, and any
         run under way, port being carried or port an agent is asked for may become one."""
         with self.lock:
-            s, held = self.state, self.held_back(max_experiments)
-            return self.rule.controls and self.workers > 1 and (
-                bool(s.candidates or s.porting or s.tasks)
-                or any(j not in held for j in s.jobs))
+            return self.rule.controls and self.workers > 1 and \
+                may_become_candidate(self.state, self.held_back(max_experiments))
 
     def has_ready_proposal(self, worker: int) -> bool:
         with self.lock:
@@ -214,18 +219,11 @@ class Coordinator:
         ready = [j for j in self.state.jobs if (j.worker == worker or j.any_worker)
                  and j not in held and j.phase == Phase.READY
                  and (j.priority <= 0 or self.state.noise is not None)]
-        job = replicas_first(ready, worker, self._ran(), self.workers)
+        ran = ran_by_worker([*self.ledger.rows(), *(c.row for c in self.state.candidates)])
+        job = replicas_first(ready, worker, ran, self.workers)
         if job is not None:
             job.worker = worker
         return job
-
-    def _ran(self) -> dict[int, set[str]]:
-        """worker -> the commits it has run (results.tsv, and the first runs of candidates,
-        whose rows wait in state until they are decided)."""
-        ran: dict[int, set[str]] = {}
-        for row in [*self.ledger.rows(), *(c.row for c in self.state.candidates)]:
-            ran.setdefault(row.worker or 0, set()).add(row.commit[:7])
-        return ran
 
     def start(self, job: Job, seen: int) -> Job:
         """Give the job its run number and run folder; journal it as RUNNING."""
@@ -307,31 +305,3 @@ class Coordinator:
             self._measure_noise()  # a control or a replica repeats a commit: one more look
         s.rejections = 0
 
-
-def replicas_first(ready: list[Job], worker: int, ran: dict[int, set[str]],
-                   workers: int) -> Job | None:
-    """What `worker` runs next of the jobs it may take: follow-ups (replicas, pairs, ports)
-    before new ideas, each in the order queued. A replica of a commit this worker has not run
-    comes first (the fit learns its offset, offset errors and drift average out); one it has
-    run it leaves to a worker that has not, which takes it as soon as it is free, unless it has
-    nothing else to run (the simulator's `--schedule other`: never worse there, and half the
-    false keeps under drift on 2+ workers). On one worker that is exactly the order queued."""
-
-    def ran_it(job: Job, w: int) -> bool:
-        return job.commit[:7] in ran.get(w, set())
-
-    def rank(job: Job) -> tuple[bool, int, bool, int]:
-        familiar = not job.any_worker or ran_it(job, worker)
-        left = job.any_worker and ran_it(job, worker) and \
-            any(not ran_it(job, w) for w in range(workers) if w != worker)
-        return left, job.priority, familiar, int(job.id[1:])
-
-    return min(ready, key=rank, default=None)
-
-
-def count_busy(jobs: list[Job]) -> None:
-    """A run started: every run under way now has at least this many workers training beside
-    it (itself included)."""
-    running = [j for j in jobs if j.phase == Phase.RUNNING]
-    for job in running:
-        job.busy = max(job.busy, len(running))
