@@ -322,6 +322,22 @@ def port_queued(night: Night, second: Job) -> Job:
     return port
 
 
+def test_a_run_cut_off_after_the_best_moved_runs_again_as_it_was(tmp_path):
+    """Killed (or void) mid-run while another keep moved the best: the run keeps its number,
+    so it runs again on its own commit and parent, never rebased (a rebase changed the program
+    behind the number, or dropped it as a duplicate and lost the number's row); a win is
+    ported afterwards."""
+    night, first, second = beaten_parent(tmp_path)
+    commit, n = second.commit, second.n
+    night.coord.requeue(second)  # what a restart does with a run that was under way
+    again = night.coord.take(0)
+    assert (again.id, again.n, again.commit, again.parent) == (second.id, n, commit,
+                                                               first.parent)
+    night.run(again, 0.95)
+    assert [r.experiment for r in night.results()].count(n) == 1
+    port_queued(night, second)
+
+
 def test_a_port_is_merged_and_committed_outside_the_lock(tmp_path):
     night, first, second = beaten_parent(tmp_path)
     free = commits_see_the_lock(night)

@@ -198,11 +198,13 @@ class Coordinator:
         (only once the noise threshold is known, and never a new idea past --max-experiments).
         A proposal whose parent is no longer the best is rebased onto it first (the merge and
         its commit outside the lock), when the edited file merges cleanly; one that the rebase
-        leaves a program already tried is dropped (ledger/porter.py)."""
+        leaves a program already tried is dropped (ledger/porter.py). A run that started and did
+        not finish keeps its number, so it runs again as it was: a win is ported afterwards."""
         while True:
             with self.lock:
                 job, best = self._next_ready(worker, max_experiments), self.best()
-                if job is None or job.kind not in AGENT_KINDS or job.parent == best:
+                if job is None or job.kind not in AGENT_KINDS or job.parent == best or \
+                        job.n is not None:
                     return job
             carried = self.porter.rebase(job, best)
             with self.lock:
