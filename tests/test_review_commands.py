@@ -273,7 +273,7 @@ def test_resuming_a_tag_says_once_that_uncommitted_train_py_edits_are_not_run(tm
         f.write("# my idea, not committed yet\n")
     again = review(repo, *command)
     assert again.returncode == 0, again.stderr
-    note = ("note: train.py has uncommitted changes, which tag t does not run: it resumes from "
+    note = ("note: uncommitted changes to train.py, which tag t does not run: it resumes from "
             "its branch autoresearch/t. To try them, commit them and start a new --tag")
     assert again.stdout.count(note) == 1, again.stdout
     assert (repo / "train.py").read_text().endswith("# my idea, not committed yet\n")

@@ -51,7 +51,8 @@ class Porter:
         already known, which is then dropped unrun and uncounted."""
         if carried.commit is None:
             self.log(f"{job.id}: proposed on {job.parent[:7]}, the best moved to {best[:7]} and "
-                     f"{self.git.editable} does not merge: it runs on its own parent", "yellow")
+                     f"the change to {self.git.editable} does not merge: it runs on its own "
+                     f"parent", "yellow")
             return True
         job.commit, job.parent = carried.commit, best
         job.fingerprint = fingerprint(carried.files)
@@ -118,8 +119,9 @@ class Porter:
         gone (the row first: writing it again after a crash is skipped)."""
         s, port = self.state, porting.port
         if carried.commit is None:
-            self.log(f"#{port.n}: {self.git.editable} does not merge onto the new best "
-                     f"{best[:7]}: asking worker {port.worker}'s agent to port it", "yellow")
+            self.log(f"#{port.n}: the change to {self.git.editable} does not merge onto the "
+                     f"new best {best[:7]}: asking worker {port.worker}'s agent to port it",
+                     "yellow")
             s.tasks.append(Task(Kind.PORT, port.worker, port.n, port.commit, port.parent,
                                 port.description, carried.text,
                                 diff=self.git.diff(port.parent, port.commit), row=porting.row))

@@ -138,7 +138,7 @@ def check_resume(git: Git, state: State, data_sha256: str, fixed: tuple[str, ...
 
 def unrun_edits_note(state: State, editable: str = TRAIN) -> str:
     """What a resumed tag does with uncommitted edits of the checkout's editable file: nothing."""
-    return (f"note: {editable} has uncommitted changes, which tag {state.tag} does not run: it "
+    return (f"note: uncommitted changes to {editable}, which tag {state.tag} does not run: it "
             f"resumes from its branch {state.branch}. To try them, commit them and start a new "
             f"--tag")
 
