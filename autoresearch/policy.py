@@ -43,6 +43,8 @@ a control follows).
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 import statistics
 from collections.abc import Callable
@@ -50,6 +52,8 @@ from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 
 import numpy as np
+import scipy.stats
+from scipy.optimize import brentq
 
 from autoresearch.execution.parse import FIXABLE_REASONS
 from autoresearch.model import (
@@ -155,24 +159,32 @@ def _clean(x: float) -> float:
     return round(float(x), 12) + 0.0  # + 0.0: no -0.0
 
 
+# The default false-keep rates. The exact boundary keeps a change at the floor alpha of the time;
+# changes slightly worse than the floor outnumber real gains, so at 0.05 the candidate's own runs
+# kept 5.8 % false of their keeps in the simulated nights (BENCHMARKS.md), at 0.03 3.8-4.3 %.
+# Pairs keep under 0.5 % false at 0.05, and lose gain at 0.03.
+ALPHA_RUNS = 0.03
+ALPHA_PAIRS = 0.05
+
+
 @dataclass(frozen=True)
 class Rule:
-    """How sure a keep must be. alpha: the chance that a change with no true gain above the floor
-    is kept; power: the chance of keeping a change of min_detectable_gain; max_pairs: the most
-    replicas one candidate gets after its first run (single runs of it, or with controls,
-    (control, candidate) pairs); floor: the user's minimum gain; screen_z: a candidate goes on
-    only while its gain exceeds this many standard errors (lower: fewer real gains lost early,
-    more runs spent on replicas); controls: replicas are pairs with a control run of the parent
-    (robust to a machine that drifts fast, at twice the runs) instead of single runs of the
-    candidate against the parent's fitted value; drift_std: the drift a run allowed for when the
-    parent's runs are older than the candidate's (evidence_age)."""
+    """How sure a keep must be. alpha: the chance that a change with no true gain above the floor is
+    kept (None: ALPHA_RUNS, or ALPHA_PAIRS with controls); power: the chance of keeping a change of
+    min_detectable_gain; max_pairs: the most replicas one candidate gets after its first run (single
+    runs of it, or with controls, (control, candidate) pairs); floor: the user's minimum gain;
+    screen_z: a candidate goes on only while its gain exceeds this many standard errors (lower:
+    fewer real gains lost early, more runs spent on replicas); controls: replicas are pairs with a
+    control run of the parent (robust to a machine that drifts fast, at twice the runs) instead of
+    single runs of the candidate against the parent's fitted value; drift_std: the drift a run
+    allowed for when the parent's runs are older than the candidate's (evidence_age)."""
 
-    alpha: float = 0.05
+    alpha: float | None = None
     power: float = 0.8
     max_pairs: int = DEFAULT_MAX_PAIRS
     floor: float = DEFAULT_FLOOR
-    screen_z: float = 1.5  # the simulator's sweep (BENCHMARKS.md): 1 spends runs on no-ops,
-    # 2 loses small gains
+    screen_z: float = 1.75  # the simulator's sweep at the exact boundary (BENCHMARKS.md): 1.5
+    # gives up small gains, 2 keeps more slightly harmful changes on 8 workers
     controls: bool = False
     # a worker's drift, the std of its random-walk step per run: the parent's fitted value is
     # older than the candidate's runs, so the gain's standard error grows with that age. The
@@ -180,17 +192,85 @@ class Rule:
     # 0.1 % of a night's gain there, and 1e-4 would halve the false keeps of a machine that fast
     drift_std: float = 0.00002
 
+    # False: the looks' boundary splits alpha over them (Bonferroni), as before the exact one
+    exact: bool = True
+
+    def __post_init__(self) -> None:
+        if self.alpha is None:  # frozen: the default is set once, here
+            object.__setattr__(self, "alpha", ALPHA_PAIRS if self.controls else ALPHA_RUNS)
+
     @property
     def looks(self) -> int:
         """How often one candidate is tested at most: after each pair, or after each of its own
         runs (the first included)."""
         return self.max_pairs + (not self.controls)
 
-    def boundary(self, dof: int | None = None) -> float:
-        """What the gain over its standard error must pass at any look: alpha split over the
-        looks (Bonferroni), so the false-keep rate stays below alpha however early it stops;
-        Student's t when the spread was estimated from dof degrees of freedom."""
-        return t_quantile(1 - self.alpha / self.looks, dof)
+    @property
+    def futility_z(self) -> float:
+        """A candidate stops, discarded, at or below this many standard errors over the floor:
+        screen_z for its own runs, 0 for pairs (their first run was the screen)."""
+        return 0.0 if self.controls else self.screen_z
+
+    def boundary(self, dof: int | None = None, parent_share: float = 0.0) -> float:
+        """What the gain over its standard error must pass at any look, so that a change whose
+        true gain is the floor is kept alpha of the time over all its looks, futility included
+        (exact_boundary; Bonferroni's alpha / looks a look without `exact`); Student's t when
+        the spread was estimated from dof degrees of freedom. parent_share: the parent's part
+        of a first look's variance, which every look shares."""
+        if not self.exact:
+            return t_quantile(1 - self.alpha / self.looks, dof)
+        if dof is not None and dof < 1:
+            return math.inf
+        # the cached grid's neighbours, the higher boundary: never below the exact one
+        low = math.floor(min(max(parent_share, 0.0), 1.0) * SHARES) / SHARES
+        nearest = DOF_GRID[bisect.bisect_right(DOF_GRID, dof) - 1] if dof is not None else None
+        return max(exact_boundary(self.alpha, self.looks, self.futility_z, share, nearest)
+                   for share in (low, min(low + 1 / SHARES, 1.0)))
+
+
+SHARES = 20  # the parent's share on a grid of 0.05, and the degrees of freedom rounded down
+# (heavier tails, a higher boundary): a night reuses a few hundred cached boundaries
+DOF_GRID = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 50, 70, 100, 150, 200, 300,
+            500, 1000)
+
+
+@functools.lru_cache(maxsize=8192)
+def exact_boundary(alpha: float, looks: int, futility_z: float, parent_share: float,
+                   dof: int | None) -> float:
+    """The constant boundary of a sequential test whose looks are correlated, solved so that
+    P(keep) = alpha when the true gain is the floor and a look at or below futility_z stops. At
+    look k the gain is the parent's value (its share of look 1's variance: parent_share) minus
+    the mean of the candidate's first k runs, so looks j < k correlate by sqrt(v_k / v_j),
+    v_k = parent_share + (1 - parent_share) / k. Every look divides by the same estimated
+    spread, so the statistics are multivariate Student's t with dof degrees of freedom (None:
+    normal, a known spread)."""
+    share = min(parent_share, 0.99)  # 1 would make the looks one (a singular matrix)
+    var = [share + (1 - share) / k for k in range(1, looks + 1)]
+    corr = np.array([[math.sqrt(var[max(i, j)] / var[min(i, j)]) for j in range(looks)]
+                     for i in range(looks)])
+    one = scipy.stats.norm() if dof is None else scipy.stats.t(dof)
+
+    def joint(k: int) -> scipy.stats.rv_continuous:
+        if dof is None:
+            return scipy.stats.multivariate_normal(cov=corr[:k, :k])
+        return scipy.stats.multivariate_t(shape=corr[:k, :k], df=dof)
+
+    def kept(c: float) -> float:
+        # keep at look k: every earlier look in the grey zone (futility_z, c], this one past c
+        total = float(one.sf(c))
+        for k in range(2, looks + 1 if c > futility_z else 1):
+            upper, lower = [c] * (k - 1) + [np.inf], [futility_z] * (k - 1) + [c]
+            # the same draws every time: the same boundary (Genz's integration is randomised)
+            total += joint(k).cdf(upper, lower_limit=lower, **{_SEED[dof is None]: 0})
+        return total
+
+    low, high = float(one.isf(alpha)), float(one.isf(alpha / looks))
+    if looks == 1 or kept(low) <= alpha:  # one look, or none in the grey zone: the first alone
+        return low
+    return float(brentq(lambda c: kept(c) - alpha, low, high, xtol=1e-5))
+
+
+_SEED = {True: "rng", False: "random_state"}  # scipy names the seed apart for the two
 
 
 def t_quantile(p: float, dof: int | None) -> float:
@@ -240,11 +320,13 @@ def min_detectable_gain(within_std: float | None, rule: Rule, dof: int | None = 
     against a parent whose value has the standard error parent_se."""
     if within_std is None:
         return None
+    share = 0.0
     if rule.controls:
         se = pair_std(within_std) / math.sqrt(rule.max_pairs)
     else:
         se = math.sqrt(within_std ** 2 / rule.looks + parent_se ** 2)
-    return rule.floor + (rule.boundary(dof) + NORMAL.inv_cdf(rule.power)) * se
+        share = parent_se ** 2 / (parent_se ** 2 + within_std ** 2) if parent_se else 0.0
+    return rule.floor + (rule.boundary(dof, share) + NORMAL.inv_cdf(rule.power)) * se
 
 
 def pair_gain(control: float, candidate: float, control_offset: float = 0.0,
@@ -284,8 +366,8 @@ class Verdict:
     mean: float  # mean paired gain
     low: float  # mean - boundary x se: kept only when this clears the floor
     high: float
-    p: float  # one-sided p-value against the floor, times the looks (Bonferroni), at most 1:
-    # below alpha exactly when low clears the floor
+    p: float  # one-sided p-value against the floor, times alpha over the boundary's nominal
+    # tail (the looks, under Bonferroni), at most 1: below alpha exactly when low clears the floor
     unit: str = "pair"  # what `pairs` counts: pairs, or the candidate's runs
 
     def describe(self) -> str:
@@ -306,7 +388,7 @@ def sequential(gains: list[float], within_std: float | None, rule: Rule, dof: in
     else:
         se = statistics.stdev(gains) / math.sqrt(n) if n >= 2 else math.inf
         dof = n - 1
-    return _verdict(mean, se, dof, rule, n, 0.0, "pair")
+    return _verdict(mean, se, dof, rule, n, "pair")
 
 
 def judge_runs(model: Fit, candidate: str, parent: str, rule: Rule) -> Verdict:
@@ -315,13 +397,19 @@ def judge_runs(model: Fit, candidate: str, parent: str, rule: Rule) -> Verdict:
     included). Keep when the gain clears the floor by the boundary; discard when it is within
     screen_z standard errors of the floor (futility; before any spread is known, when it does not
     beat its parent at all) or the runs are used up; else one more run. The first run counts:
-    the boundary is split over every look, so a candidate picked for its lucky first run is kept
-    at most alpha of the time when it is a no-op."""
+    the boundary holds over every look, so a candidate picked for its lucky first run is kept
+    at most alpha of the time when it is a no-op (exact_boundary, from the part of the gain's
+    variance all its looks share: the parent's value, the offsets' errors, the drift, all but
+    its own runs' noise)."""
     n = sum(r.commit == candidate for r in model.runs)
     gain, se = model.gain(candidate, parent) if parent in model.values else (rule.floor, math.inf)
-    if rule.drift_std and math.isfinite(se):
-        se = math.hypot(se, rule.drift_std * math.sqrt(evidence_age(model, candidate, parent)))
-    return _verdict(gain, se, model.dof, rule, n, rule.screen_z, "run")
+    share = 0.0
+    if math.isfinite(se):
+        drift = rule.drift_std ** 2 * evidence_age(model, candidate, parent)
+        se = math.sqrt(se ** 2 + drift)
+        shared = max(se ** 2 - model.within_std ** 2 / n, 0.0)
+        share = shared / (shared + model.within_std ** 2) if shared else 0.0
+    return _verdict(gain, se, model.dof, rule, n, "run", share)
 
 
 def evidence_age(model: Fit, candidate: str, parent: str) -> float:
@@ -334,19 +422,26 @@ def evidence_age(model: Fit, candidate: str, parent: str) -> float:
     return max(newest - mean, 0.0) / max(len(model.offsets), 1)
 
 
-def _verdict(gain: float, se: float, dof: int | None, rule: Rule, looks: int, futility_z: float,
-             unit: str) -> Verdict:
-    """The test at one look: keep past the boundary, discard at or below futility_z standard
-    errors over the floor or at the last look, else one more. A gain whose standard error is
-    not known yet (inf) is never kept, and stops only when it does not clear the floor."""
+def _verdict(gain: float, se: float, dof: int | None, rule: Rule, looks: int, unit: str,
+             parent_share: float = 0.0) -> Verdict:
+    """The test at one look: keep past the boundary, discard at or below rule.futility_z
+    standard errors over the floor or at the last look, else one more. A gain whose standard
+    error is not known yet (inf) is never kept, and stops only when it does not clear the floor.
+    p: the one-sided p-value times alpha over the boundary's nominal tail (the looks, under
+    Bonferroni), so that it is below alpha exactly when the gain passes the boundary."""
     excess = gain - rule.floor
     if math.isfinite(se):
         z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
-        futile = z <= futility_z
+        futile = z <= rule.futility_z
     else:
         z, futile = 0.0, excess <= 0
-    p = min(1.0, rule.looks * t_tail(z, dof)) if math.isfinite(z) else float(z < 0)
-    boundary = rule.boundary(dof)
+    boundary = rule.boundary(dof, parent_share)
+    if not math.isfinite(z):
+        p = float(z < 0)
+    elif math.isfinite(boundary):  # alpha over the boundary's tail: the looks, for Bonferroni
+        p = min(1.0, rule.alpha / t_tail(boundary, dof) * t_tail(z, dof))
+    else:
+        p = 1.0
     half = boundary * se if se > 0 else 0.0
     if z > boundary:
         action = "keep"

@@ -262,7 +262,7 @@ class Pairs(Rule):
     def __init__(self, rule: policy.Rule):
         self.rule = rule
         self.name = (f"pairs a={rule.alpha:g} pairs<={rule.max_pairs} "
-                     f"z={rule.screen_z:g}")
+                     f"z={rule.screen_z:g}{_bonferroni(rule)}")
 
     def wave_runs(self, workers: int) -> int:
         return max(self.first_wave * workers, 1 + NOISE_RUNS)
@@ -293,7 +293,7 @@ class Sequential(Pairs):
     def __init__(self, rule: policy.Rule, batch: int = 1):
         self.rule, self.batch = rule, batch
         self.name = (f"sequential a={rule.alpha:g} runs<={rule.looks} "
-                     f"z={rule.screen_z:g}")
+                     f"z={rule.screen_z:g}{_bonferroni(rule)}")
 
     def judge(self, night: Night, commit: int) -> Judge:
         parent = night.commits[commit].parent
@@ -305,6 +305,11 @@ class Sequential(Pairs):
                 return Verdict(verdict.action == "keep")
             left = self.rule.looks - len(night.commits[commit].runs)
             yield (CANDIDATE,) * min(self.batch, left)
+
+
+def _bonferroni(rule: policy.Rule) -> str:
+    """The name's mark of a rule that splits alpha over its looks."""
+    return "" if rule.exact else " Bonferroni"
 
 
 def _fit(night: Night, parent: int, candidate: int | None = None) -> policy.Fit:
@@ -624,10 +629,10 @@ def make_rule(name: str, args: argparse.Namespace) -> Rule:
         "screen": lambda: Today(policy_at(args.today_rev), fixed=SCREEN_THRESHOLD),
         "pairs": lambda: Pairs(policy.Rule(
             alpha=args.alpha, max_pairs=PAIRS_MAX, screen_z=PAIRS_SCREEN_Z, power=POWER,
-            controls=True)),
+            controls=True, exact=not args.bonferroni)),
         "sequential": lambda: Sequential(policy.Rule(
             alpha=args.alpha, max_pairs=args.max_pairs, screen_z=args.screen_z, power=POWER,
-            drift_std=args.rule_drift), args.replica_batch),
+            drift_std=args.rule_drift, exact=not args.bonferroni), args.replica_batch),
     }
     rule = makers[name]()
     rule.first_wave = args.first_wave
@@ -722,7 +727,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--today-rev", default=TODAY_REV,
                    help="the commit whose autoresearch/policy.py is today's rule")
     p.add_argument("--alpha", type=float, default=policy.Rule.alpha,
-                   help="sequential rule: the false-keep rate it states")
+                   help="pairs and sequential rules: the false-keep rate they state (None: "
+                        f"policy's, {policy.ALPHA_RUNS:g} for sequential, {policy.ALPHA_PAIRS:g} "
+                        "for pairs)")
     p.add_argument("--max-pairs", type=int, default=policy.Rule.max_pairs,
                    help="sequential rule: the cap on replica runs after the first")
     p.add_argument("--screen-z", type=float, default=policy.Rule.screen_z,
@@ -740,6 +747,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "3 in all)")
     p.add_argument("--rule-drift", type=float, default=policy.Rule.drift_std,
                    help="sequential rule: the drift a run it allows for (policy.Rule.drift_std)")
+    p.add_argument("--bonferroni", action="store_true",
+                   help="pairs and sequential rules: split alpha over the looks (the boundary "
+                        "before the exact one)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     return p.parse_args(argv)
 
