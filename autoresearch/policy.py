@@ -20,9 +20,11 @@ by a sequential test with at most Rule.looks looks:
      win on its first run); one within Rule.screen_z standard errors of the floor is discarded
      (clear losers stop at once); the grey zone runs the candidate again, up to --max-pairs
      more runs, each on whichever worker is free first, ahead of new ideas (the coordinator
-     prefers a worker that has not run it: the fit learns the offsets it corrects it by). The
-     boundary splits alpha over every look (Bonferroni), the first included, so a no-op
-     picked for a lucky first run is kept at most alpha (5 %) of the time.
+     prefers a worker that has not run it: the fit learns the offsets it corrects it by). One
+     boundary holds for every look, the first included (exact_boundary): solved from the
+     looks' correlation (they share the parent's value) with the futility stop counted, so a
+     change at the floor is kept alpha (3 %) of the time over all its looks, and a no-op picked
+     for a lucky first run at most that.
      One run a look instead of a pair: the parent's value is known from all its runs, and in the
      simulated nights of BENCHMARKS.md this captured more of the gain than pairs did.
   2. with --controls (a machine that drifts fast), replicas are pairs instead: on one worker
@@ -31,8 +33,8 @@ by a sequential test with at most Rule.looks looks:
      on the next, both queued ahead of new ideas, swapped at the next pair, each pair's gain
      corrected by the two workers' fitted offsets (which also cancel over the swapped pairs).
      The first run is only a screen (screen_run) and not one of the pairs, since it was chosen
-     for looking good; after each pair the same Bonferroni test on the mean paired gain
-     (sequential).
+     for looking good; after each pair the same test on the mean paired gain (sequential),
+     at alpha 5 %, stopping at no gain over the floor.
 
 A change that beat its parent after another worker moved the best is re-applied onto the new best
 (a three-way merge of train.py) and that code runs and is judged in turn: no keep is ever decided

@@ -470,7 +470,7 @@ def replica_of(night: Night, n: int) -> Job:
 def test_a_replica_goes_to_an_idle_worker_that_has_not_run_it_ahead_of_its_proposal(tmp_path):
     night = measured_on_two(tmp_path)
     first = night.propose(BETTER, "raise the LR")
-    night.run(night.coord.take(0), 0.998)  # the grey zone: one more run of it, on any worker
+    night.run(night.coord.take(0), 0.999)  # the grey zone: one more run of it, on any worker
     replica = replica_of(night, first.n)
     assert replica.any_worker
     mine = night.propose(BASELINE.replace("8", "9"), "deeper", worker=0)
