@@ -252,7 +252,7 @@ def exact_boundary(alpha: float, looks: int, futility_z: float, parent_share: fl
                      for i in range(looks)])
     one = scipy.stats.norm() if dof is None else scipy.stats.t(dof)
 
-    def joint(k: int) -> scipy.stats.rv_continuous:
+    def joint(k: int):  # a frozen multivariate normal or t
         if dof is None:
             return scipy.stats.multivariate_normal(cov=corr[:k, :k])
         return scipy.stats.multivariate_t(shape=corr[:k, :k], df=dof)
@@ -260,7 +260,9 @@ def exact_boundary(alpha: float, looks: int, futility_z: float, parent_share: fl
     def kept(c: float) -> float:
         # keep at look k: every earlier look in the grey zone (futility_z, c], this one past c
         total = float(one.sf(c))
-        for k in range(2, looks + 1 if c > futility_z else 1):
+        if c <= futility_z:  # no grey zone: the first look decides alone
+            return total
+        for k in range(2, looks + 1):
             upper, lower = [c] * (k - 1) + [np.inf], [futility_z] * (k - 1) + [c]
             # the same draws every time: the same boundary (Genz's integration is randomised)
             total += joint(k).cdf(upper, lower_limit=lower, **{_SEED[dof is None]: 0})
