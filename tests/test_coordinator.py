@@ -168,6 +168,20 @@ def test_baseline_wave_keeps_the_baseline_and_measures_the_noise(tmp_path):
     assert night.shown == rows  # each row shown once, as it was written
 
 
+@pytest.mark.parametrize("workers, noise_runs, runs", [(1, 2, 3), (2, 2, 3), (8, 2, 8),
+                                                        (8, 0, 8), (1, 0, 1)])
+def test_the_first_wave_runs_the_baseline_once_on_every_worker(tmp_path, workers, noise_runs,
+                                                                 runs):
+    """max(workers, 1 + --noise-runs) runs, every worker among them: a worker's offset needs one
+    run of the baseline, and a second each bought nothing in the simulator (BENCHMARKS.md)."""
+    night = Night(tmp_path)
+    night.coord.noise_runs = noise_runs
+    night.coord.plan_wave(workers)
+    jobs = night.coord.state.jobs
+    assert [j.kind for j in jobs] == [Kind.BASELINE] + [Kind.NOISE] * (runs - 1)
+    assert {j.worker for j in jobs} == set(range(workers))
+
+
 def test_a_clear_gain_is_kept(tmp_path):
     night = measured(tmp_path)
     better = BASELINE.replace("0.04", "0.05")
@@ -451,8 +465,10 @@ def test_a_state_json_with_fields_no_longer_written_still_loads(tmp_path):
 
 def measured_on_two(folder: Path, controls: bool = False, offsets: dict[int, float] | None = None,
                     ) -> Night:
-    """A night of two workers whose baseline wave ran on both (each worker twice)."""
+    """A night of two workers whose baseline wave ran on both (each worker twice: --noise-runs 3
+    asks for four runs)."""
     night = Night(folder, controls=controls)
+    night.coord.noise_runs = 3
     night.offsets = offsets or {}
     night.coord.plan_wave(2)
     for worker in (0, 1):
