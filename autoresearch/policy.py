@@ -63,7 +63,7 @@ from autoresearch.model import (
     Task,
     row_for,
 )
-from autoresearch.names import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
+from autoresearch.names import DEFAULT_DRIFT_STD, DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
 
 
 def signed(value: float, digits: int = 6) -> str:
@@ -174,11 +174,7 @@ class Rule:
     screen_z: float = 1.5  # the simulator's sweep (BENCHMARKS.md): 1 spends runs on no-ops,
     # 2 loses small gains
     controls: bool = False
-    # a worker's drift, the std of its random-walk step per run: the parent's fitted value is
-    # older than the candidate's runs, so the gain's standard error grows with that age. The
-    # simulator's guess (an H100's drift was measured but not resolved, BENCHMARKS.md): it costs
-    # 0.1 % of a night's gain there, and 1e-4 would halve the false keeps of a machine that fast
-    drift_std: float = 0.00002
+    drift_std: float = DEFAULT_DRIFT_STD  # names.py says why
 
     @property
     def looks(self) -> int:
@@ -385,8 +381,9 @@ def measure(model: Fit, values: list[float], rule: Rule, parent: str | None = No
     if model.within_std is None:
         words = "no commit ran twice yet: a candidate's replicas measure the spread first"
     else:
+        drift = f", drift {rule.drift_std:g} a run allowed for" if not rule.controls else ""
         words = (f"sequential test, false keeps <= {rule.alpha:g}, power {rule.power:g} at the "
-                 f"min detectable gain, {replicas}, floor {rule.floor:g}")
+                 f"min detectable gain, {replicas}, floor {rule.floor:g}{drift}")
     return Noise(smallest if smallest is not None else rule.floor, rule.floor, values,
                  model.within_std, spread, words, model.offsets, model.dof,
                  rule.alpha, rule.max_pairs)

@@ -50,7 +50,9 @@ def night(tmp_path_factory):
     agent = ScriptedAgent([edit("no-op 1", MATRIX_LR=0.06), edit("no-op 2", MATRIX_LR=0.05),
                            edit("a small real gain", BONUS=-0.0005)])  # shared by both
     slots = [Slot(k, str(k), "NVIDIA H200") for k in range(2)]
-    _, _, ui = run_loop(repo, [], slots=slots, agent=agent, noise_runs=2, max_experiments=3)
+    # --noise-runs 3: four wave runs, twice on each worker, so the spread has two degrees of
+    # freedom and the exact fake trainer's gain is kept on its first run
+    _, _, ui = run_loop(repo, [], slots=slots, agent=agent, noise_runs=3, max_experiments=3)
     mp.undo()
     return repo, ui, agent
 
@@ -59,7 +61,7 @@ def test_a_gpu_offset_does_not_hide_a_small_gain(night):
     repo, _, agent = night
     rows = tag_rows(repo)
     wave = [r for r in rows if r.kind in ("baseline", "noise")]
-    assert sorted(r.worker for r in wave) == [0, 0, 1, 1]  # each worker's offset from 2 runs
+    assert sorted(r.worker for r in wave) == [0, 0, 1, 1]  # 1 + --noise-runs 3, spread evenly
     noise = load_state(repo, TAG).noise
     assert noise.offsets == pytest.approx({"0": -0.002, "1": 0.002})
     assert noise.std == 0.0 and noise.threshold == 0.0  # the offset is not noise
@@ -166,3 +168,16 @@ def test_a_grey_zone_candidate_runs_again_alone_until_the_test_decides(tmp_path,
     assert again.reason.startswith(f"run 2 of #{first.experiment}: ")
     assert load_state(repo, TAG).candidates == []
     check_git_matches_results(repo, TAG)
+
+
+def test_the_drift_a_user_measured_reaches_the_test_and_status(tmp_path):
+    """`--drift-std` as typed: the rule the loop decides with says so in state.json and in
+    `status`, and the default says its own."""
+    repo = make_repo(tmp_path / "repo")
+    cli(repo, "run", "--tag", TAG, "--agent", "sweep", "--max-experiments", "0", "--no-sample",
+        "--drift-std", "0.0001")
+    assert "drift 0.0001 a run allowed for" in load_state(repo, TAG).noise.rule
+    assert "drift 0.0001 a run allowed for" in cli(repo, "status", "--tag", TAG)
+    cli(repo, "run", "--tag", "other", "--agent", "sweep", "--max-experiments", "0",
+        "--no-sample")
+    assert "drift 2e-05 a run allowed for" in load_state(repo, "other").noise.rule
