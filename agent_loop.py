@@ -131,8 +131,7 @@ def run(
         min=0, help="USD per million output tokens; with --price-in")] = None,
     noise_runs: Annotated[int, typer.Option(
         min=0, help="extra baseline runs to measure noise: the first wave is one run on every "
-                    "worker, at least 1 + N in all (0 on one worker: the noise is learnt from "
-                    "the first replicas)")] = 2,
+                    "worker and N more (0: the noise is learnt from the first replicas)")] = 2,
     noise_floor: Annotated[float, typer.Option(
         min=0, help="your minimum val_bpb gain: a keep's measured gain must clear it (the "
                     "sequential test sets the bar above it)")] = DEFAULT_FLOOR,

@@ -168,12 +168,13 @@ def test_baseline_wave_keeps_the_baseline_and_measures_the_noise(tmp_path):
     assert night.shown == rows  # each row shown once, as it was written
 
 
-@pytest.mark.parametrize("workers, noise_runs, runs", [(1, 2, 3), (2, 2, 3), (8, 2, 8),
+@pytest.mark.parametrize("workers, noise_runs, runs", [(1, 2, 3), (2, 2, 4), (8, 2, 10),
                                                         (8, 0, 8), (1, 0, 1)])
 def test_the_first_wave_runs_the_baseline_once_on_every_worker(tmp_path, workers, noise_runs,
                                                                  runs):
-    """max(workers, 1 + --noise-runs) runs, every worker among them: a worker's offset needs one
-    run of the baseline, and a second each bought nothing in the simulator (BENCHMARKS.md)."""
+    """workers + --noise-runs runs, every worker among them: a worker's offset needs one run of
+    the baseline, the spread the extra ones; a second run each bought nothing in the simulator
+    (BENCHMARKS.md)."""
     night = Night(tmp_path)
     night.coord.noise_runs = noise_runs
     night.coord.plan_wave(workers)
@@ -465,10 +466,8 @@ def test_a_state_json_with_fields_no_longer_written_still_loads(tmp_path):
 
 def measured_on_two(folder: Path, controls: bool = False, offsets: dict[int, float] | None = None,
                     ) -> Night:
-    """A night of two workers whose baseline wave ran on both (each worker twice: --noise-runs 3
-    asks for four runs)."""
+    """A night of two workers whose baseline wave ran on both (each worker twice)."""
     night = Night(folder, controls=controls)
-    night.coord.noise_runs = 3
     night.offsets = offsets or {}
     night.coord.plan_wave(2)
     for worker in (0, 1):
