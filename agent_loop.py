@@ -30,7 +30,7 @@ from rich.console import Console
 from autoresearch.config import PLATEAU_AFTER
 from autoresearch.errors import UserError
 from autoresearch.ledger.state import read_live, request_stop
-from autoresearch.names import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
+from autoresearch.names import DEFAULT_DRIFT_STD, DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
 from autoresearch.redact import redact
 from autoresearch.review import review_cli, views
 from autoresearch.workspace.git import find_root
@@ -130,8 +130,8 @@ def run(
     price_out: Annotated[float | None, typer.Option(
         min=0, help="USD per million output tokens; with --price-in")] = None,
     noise_runs: Annotated[int, typer.Option(
-        min=0, help="extra baseline runs to measure noise (every worker runs the baseline twice; "
-                    "0 = once each: the noise is learnt from the first controls)")] = 2,
+        min=0, help="extra baseline runs to measure noise: the first wave is one run on every "
+                    "worker and N more (0: the noise is learnt from the first replicas)")] = 2,
     noise_floor: Annotated[float, typer.Option(
         min=0, help="your minimum val_bpb gain: a keep's measured gain must clear it (the "
                     "sequential test sets the bar above it)")] = DEFAULT_FLOOR,
@@ -143,6 +143,11 @@ def run(
         help="confirm with (control, candidate) pairs on one worker instead of runs of the "
              "candidate against its parent's fitted value: twice the runs, safe on a machine "
              "that drifts fast")] = False,
+    drift_std: Annotated[float, typer.Option(
+        min=0, help="how far a worker's val_bpb wanders a run (the std of a random walk's "
+                    "step): the test widens a gain's error by the age of its parent's runs. "
+                    "Measure it with repeated baseline runs (scripts/bench-variance.py)")
+    ] = DEFAULT_DRIFT_STD,
     timeout: Annotated[float | None, typer.Option(
         callback=positive, help="seconds before a run is killed (default 2 x TIME_BUDGET + "
                                 "120)")] = None,
@@ -198,7 +203,7 @@ def run(
 
     target = target_to_run(repo)  # first: a bad [tool.autoresearch] table is the user's to fix
     opts = Options(tag=tag, target=target, noise_runs=noise_runs, noise_floor=noise_floor,
-                   timeout=timeout, max_pairs=max_pairs, controls=controls,
+                   timeout=timeout, max_pairs=max_pairs, controls=controls, drift_std=drift_std,
                    max_experiments=max_experiments,
                    hours=hours, max_cost=max_cost, max_fix_attempts=max_fix_attempts,
                    keep_checkpoints=keep_checkpoints, sample=sample, gpus=gpus,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from autoresearch.errors import UserError
 from autoresearch.names import (
+    DEFAULT_DRIFT_STD,
     DEFAULT_FLOOR,
     DEFAULT_MAX_PAIRS,
     GRACE_SECONDS,
@@ -34,6 +35,7 @@ class Options:
     noise_floor: float = DEFAULT_FLOOR
     max_pairs: int = DEFAULT_MAX_PAIRS  # replicas one candidate may get after its first run
     controls: bool = False  # replicas are (control, candidate) pairs, not runs of the candidate
+    drift_std: float = DEFAULT_DRIFT_STD  # the drift a run the sequential test allows for
     timeout: float | None = None  # None: 2 x TIME_BUDGET + TIMEOUT_MARGIN
     max_experiments: int | None = None  # agent experiments (fixes and ports too) for the tag
     hours: float | None = None  # wall clock of this invocation

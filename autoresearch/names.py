@@ -14,6 +14,11 @@ DEFAULT_FLOOR = 0.0  # bpb: the user's minimum gain (--noise-floor); the test se
 # replicas one candidate may get after its first run (--max-pairs): in the simulated nights of
 # BENCHMARKS.md a third bought no gain, and every replica displaces an idea
 DEFAULT_MAX_PAIRS = 2
+# a worker's drift (--drift-std), the std of its random-walk step per run: the parent's runs are
+# older than the candidate's, so the gain's standard error grows with their age. A guess that the
+# H100 series of BENCHMARKS.md does not contradict (no trend in 30 minutes): it costs 0.1 % of a
+# simulated night's gain, and 1e-4 would halve the false keeps of a machine that drifts that fast
+DEFAULT_DRIFT_STD = 0.00002
 GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL: time for train.py to release the GPU
 SAMPLE_TIMEOUT = 300.0  # writing a kept run's sample_output.txt
 

@@ -8,8 +8,8 @@ time budget a GPU that runs a little faster trains more steps, on every run. So 
 
 fitted by least squares over every measured run of the tag (fit). The worker offsets sum to
 zero; the residual std (within_std) is the noise. The first wave runs the unmodified code on
-every worker at once (at least twice each with --noise-runs >= 1), so the spread includes the
-load the workers put on each other; every control run refits it during the night.
+every worker at once (once each, and --noise-runs more), so the spread includes the load the
+workers put on each other; every replica refits it during the night.
 
 Judging agent code. A run is compared with its own parent (the best it was proposed on) only,
 by a sequential test with at most Rule.looks looks:
@@ -69,7 +69,7 @@ from autoresearch.model import (
     Task,
     row_for,
 )
-from autoresearch.names import DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
+from autoresearch.names import DEFAULT_DRIFT_STD, DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
 
 
 def signed(value: float, digits: int = 6) -> str:
@@ -188,11 +188,7 @@ class Rule:
     screen_z: float = 1.75  # the simulator's sweep at the exact boundary (BENCHMARKS.md): 1.5
     # gives up small gains, 2 keeps more slightly harmful changes on 8 workers
     controls: bool = False
-    # a worker's drift, the std of its random-walk step per run: the parent's fitted value is
-    # older than the candidate's runs, so the gain's standard error grows with that age. The
-    # simulator's guess (an H100's drift was measured but not resolved, BENCHMARKS.md): it costs
-    # 0.1 % of a night's gain there, and 1e-4 would halve the false keeps of a machine that fast
-    drift_std: float = 0.00002
+    drift_std: float = DEFAULT_DRIFT_STD  # names.py says why
 
     # False: the looks' boundary splits alpha over them (Bonferroni), as before the exact one
     exact: bool = True
@@ -484,8 +480,9 @@ def measure(model: Fit, values: list[float], rule: Rule, parent: str | None = No
     if model.within_std is None:
         words = "no commit ran twice yet: a candidate's replicas measure the spread first"
     else:
+        drift = f", drift {rule.drift_std:g} a run allowed for" if not rule.controls else ""
         words = (f"sequential test, false keeps <= {rule.alpha:g}, power {rule.power:g} at the "
-                 f"min detectable gain, {replicas}, floor {rule.floor:g}")
+                 f"min detectable gain, {replicas}, floor {rule.floor:g}{drift}")
     return Noise(smallest if smallest is not None else rule.floor, rule.floor, values,
                  model.within_std, spread, words, model.offsets, model.dof,
                  rule.alpha, rule.max_pairs)

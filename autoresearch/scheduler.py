@@ -160,7 +160,8 @@ class Loop:
         opts = self.opts
         coord = Coordinator(self.repo, self.git, state, noise_runs=opts.noise_runs,
                             noise_floor=opts.noise_floor, max_pairs=opts.max_pairs,
-                            controls=opts.controls, metric=self.target.metric,
+                            controls=opts.controls, drift_std=opts.drift_std,
+                            metric=self.target.metric,
                             max_fix_attempts=opts.max_fix_attempts,
                             plateau_after=opts.plateau_after, log=self.log,
                             outcome=self.ui.outcome, verifier=verifier,

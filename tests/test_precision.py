@@ -59,7 +59,7 @@ def test_a_gpu_offset_does_not_hide_a_small_gain(night):
     repo, _, agent = night
     rows = tag_rows(repo)
     wave = [r for r in rows if r.kind in ("baseline", "noise")]
-    assert sorted(r.worker for r in wave) == [0, 0, 1, 1]  # each worker's offset from 2 runs
+    assert sorted(r.worker for r in wave) == [0, 0, 1, 1]  # each once, and --noise-runs 2 more
     noise = load_state(repo, TAG).noise
     assert noise.offsets == pytest.approx({"0": -0.002, "1": 0.002})
     assert noise.std == 0.0 and noise.threshold == 0.0  # the offset is not noise
@@ -169,3 +169,16 @@ def test_a_grey_zone_candidate_runs_again_alone_until_the_test_decides(tmp_path,
     assert again.reason.startswith(f"run 2 of #{first.experiment}: ")
     assert load_state(repo, TAG).candidates == []
     check_git_matches_results(repo, TAG)
+
+
+def test_the_drift_a_user_measured_reaches_the_test_and_status(tmp_path):
+    """`--drift-std` as typed: the rule the loop decides with says so in state.json and in
+    `status`, and the default says its own."""
+    repo = make_repo(tmp_path / "repo")
+    cli(repo, "run", "--tag", TAG, "--agent", "sweep", "--max-experiments", "0", "--no-sample",
+        "--drift-std", "0.0001")
+    assert "drift 0.0001 a run allowed for" in load_state(repo, TAG).noise.rule
+    assert "drift 0.0001 a run allowed for" in cli(repo, "status", "--tag", TAG)
+    cli(repo, "run", "--tag", "other", "--agent", "sweep", "--max-experiments", "0",
+        "--no-sample")
+    assert "drift 2e-05 a run allowed for" in load_state(repo, "other").noise.rule

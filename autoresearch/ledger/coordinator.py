@@ -42,7 +42,7 @@ from autoresearch.model import (
     Phase,
     Row,
 )
-from autoresearch.names import DEFAULT_MAX_PAIRS
+from autoresearch.names import DEFAULT_DRIFT_STD, DEFAULT_MAX_PAIRS
 from autoresearch.policy import Context, Rule, decide, measure
 from autoresearch.target import DEFAULT, Metric
 from autoresearch.verify.private import Verifier
@@ -59,11 +59,13 @@ class Coordinator:
                  max_fix_attempts: int, plateau_after: int, log: Callable[[str, str], None],
                  outcome: Callable[[Row], None], max_pairs: int = DEFAULT_MAX_PAIRS,
                  verifier: Verifier | None = None, changed: threading.Condition | None = None,
-                 metric: Metric = DEFAULT.metric, controls: bool = False):
+                 metric: Metric = DEFAULT.metric, controls: bool = False,
+                 drift_std: float = DEFAULT_DRIFT_STD):
         self.repo, self.git, self.state = repo, git, state
         self.metric = metric  # results.tsv's metric column: rows hold its loss
         self.noise_runs = noise_runs
-        self.rule = Rule(max_pairs=max_pairs, floor=noise_floor, controls=controls)
+        self.rule = Rule(max_pairs=max_pairs, floor=noise_floor, controls=controls,
+                         drift_std=drift_std)
         self.plateau_after = plateau_after
         self.max_fix_attempts = max_fix_attempts
         self.workers = 1  # how many workers take jobs (plan_wave says): replicas may go to any

@@ -13,15 +13,18 @@ WAVE_JOBS = (Kind.BASELINE, Kind.NOISE)
 
 def missing_wave(state: State, rows: list[Row], workers: int, noise_runs: int) -> list[Job]:
     """The wave's jobs still to queue (without ids): the baseline if it never ran, and noise
-    runs until max(workers x 2, 1 + noise_runs) runs of the unmodified code have finished or are
-    queued, spread over the workers that have none queued first."""
+    runs until workers + noise_runs runs of the unmodified code have finished or are queued,
+    spread over the workers that have none queued first: every worker once (its offset), and
+    noise_runs more (the spread's degrees of freedom)."""
     wave = [r for r in rows if r.kind in WAVE_KINDS]
     queued = [j for j in state.jobs if j.kind in WAVE_JOBS]
     jobs = []
     if state.best_commit is None and not any(j.kind == Kind.BASELINE for j in queued):
         jobs.append((Kind.BASELINE, "baseline"))
-    # every worker twice (its offset needs two runs), unless noise runs are off
-    target = max(workers * min(2, 1 + noise_runs), 1 + noise_runs)
+    # a worker's offset needs one run (every replica that runs on it later refines it); twice
+    # on every worker bought nothing on 2 simulated workers and cost ~1 % of the night's gain on
+    # 8, where only the spread needs the extra runs (BENCHMARKS.md, "the first wave")
+    target = workers + noise_runs
     missing = target - len([r for r in wave if r.kind == "noise" or r.status == "keep"])
     missing -= len(queued) + len(jobs)
     jobs += [(Kind.NOISE, "noise run: the baseline again")] * max(0, missing)
