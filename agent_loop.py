@@ -143,6 +143,11 @@ def run(
         help="confirm with (control, candidate) pairs on one worker instead of runs of the "
              "candidate against its parent's fitted value: twice the runs, safe on a machine "
              "that drifts fast")] = False,
+    alpha: Annotated[float | None, typer.Option(
+        min=0.001, max=0.5, help="the false-keep rate: how often a change with no real gain is "
+                                 "kept (default 0.03; 0.05 with --controls). Lower it on a noisy "
+                                 "machine, where slightly worse changes are kept more often")
+    ] = None,
     drift_std: Annotated[float, typer.Option(
         min=0, help="how far a worker's val_bpb wanders a run (the std of a random walk's "
                     "step): the test widens a gain's error by the age of its parent's runs. "
@@ -203,8 +208,8 @@ def run(
 
     target = target_to_run(repo)  # first: a bad [tool.autoresearch] table is the user's to fix
     opts = Options(tag=tag, target=target, noise_runs=noise_runs, noise_floor=noise_floor,
-                   timeout=timeout, max_pairs=max_pairs, controls=controls, drift_std=drift_std,
-                   max_experiments=max_experiments,
+                   timeout=timeout, max_pairs=max_pairs, controls=controls,
+                   drift_std=drift_std, alpha=alpha, max_experiments=max_experiments,
                    hours=hours, max_cost=max_cost, max_fix_attempts=max_fix_attempts,
                    keep_checkpoints=keep_checkpoints, sample=sample, gpus=gpus,
                    mixed_gpus=mixed_gpus, plateau_after=plateau_after, verify=verify,

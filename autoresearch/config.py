@@ -36,6 +36,7 @@ class Options:
     max_pairs: int = DEFAULT_MAX_PAIRS  # replicas one candidate may get after its first run
     controls: bool = False  # replicas are (control, candidate) pairs, not runs of the candidate
     drift_std: float = DEFAULT_DRIFT_STD  # the drift a run the sequential test allows for
+    alpha: float | None = None  # the false-keep rate at the floor (None: policy's default)
     timeout: float | None = None  # None: 2 x TIME_BUDGET + TIMEOUT_MARGIN
     max_experiments: int | None = None  # agent experiments (fixes and ports too) for the tag
     hours: float | None = None  # wall clock of this invocation

@@ -49,6 +49,7 @@ from autoresearch.live import LiveBoard
 from autoresearch.model import Row
 from autoresearch.names import RESULTS
 from autoresearch.pipeline import Kit, Worker, kill_agent
+from autoresearch.policy import Rule
 from autoresearch.recovery import resume
 from autoresearch.redact import register_environment
 from autoresearch.stops import Signals, Stops
@@ -158,9 +159,9 @@ class Loop:
         """The loop's collaborators, made in one place: the coordinator, the executor, the
         shared guard (armed now) and the live board, handed to the workers as one Kit."""
         opts = self.opts
-        coord = Coordinator(self.repo, self.git, state, noise_runs=opts.noise_runs,
-                            noise_floor=opts.noise_floor, max_pairs=opts.max_pairs,
-                            controls=opts.controls, drift_std=opts.drift_std,
+        rule = Rule(alpha=opts.alpha, max_pairs=opts.max_pairs, floor=opts.noise_floor,
+                    controls=opts.controls, drift_std=opts.drift_std)
+        coord = Coordinator(self.repo, self.git, state, noise_runs=opts.noise_runs, rule=rule,
                             metric=self.target.metric,
                             max_fix_attempts=opts.max_fix_attempts,
                             plateau_after=opts.plateau_after, log=self.log,

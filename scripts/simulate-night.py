@@ -179,7 +179,10 @@ class Rule:
     candidate's own first run alone."""
 
     name = ""
-    first_wave = 2  # baseline runs per worker, for the rules that fit worker offsets
+    # the first wave of the rules that fit worker offsets, as the loop's: first_wave runs on
+    # every worker (its offset), then noise_runs more (the spread's degrees of freedom)
+    first_wave = 1
+    noise_runs = NOISE_RUNS
     # its replicas may run on another worker (--schedule): only a rule that corrects each run by
     # its worker's fitted offset; the others compare runs of one worker, as the loop ran them
     moves = False
@@ -265,7 +268,7 @@ class Pairs(Rule):
                      f"z={rule.screen_z:g}{_bonferroni(rule)}")
 
     def wave_runs(self, workers: int) -> int:
-        return max(self.first_wave * workers, 1 + NOISE_RUNS)
+        return self.first_wave * workers + self.noise_runs  # as ledger/wave.py
 
     def judge(self, night: Night, commit: int) -> Judge:
         parent = night.commits[commit].parent
@@ -635,7 +638,7 @@ def make_rule(name: str, args: argparse.Namespace) -> Rule:
             drift_std=args.rule_drift, exact=not args.bonferroni), args.replica_batch),
     }
     rule = makers[name]()
-    rule.first_wave = args.first_wave
+    rule.first_wave, rule.noise_runs = args.first_wave, args.noise_runs
     return rule
 
 
@@ -743,8 +746,10 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="sequential rule: further runs asked for at once (side by side on "
                         "several workers with --schedule any/other)")
     p.add_argument("--first-wave", type=positive, default=Rule.first_wave,
-                   help="baseline runs per worker in the first wave (the fitted rules; at least "
-                        "3 in all)")
+                   help="baseline runs on every worker in the first wave (the fitted rules)")
+    p.add_argument("--noise-runs", type=int, default=Rule.noise_runs,
+                   help="the fitted rules' first wave: this many baseline runs more, as the "
+                        "loop's --noise-runs")
     p.add_argument("--rule-drift", type=float, default=policy.Rule.drift_std,
                    help="sequential rule: the drift a run it allows for (policy.Rule.drift_std)")
     p.add_argument("--bonferroni", action="store_true",

@@ -19,6 +19,7 @@ from autoresearch.ledger.results import read_results
 from autoresearch.ledger.state import Porting, State, load_state, now_iso, save_state
 from autoresearch.model import Job, Kind, Outcome, Phase, Port, Task, decision_from
 from autoresearch.names import RESULTS
+from autoresearch.policy import Rule
 from autoresearch.workspace.git import TRAIN
 
 TAG = "unit"
@@ -101,10 +102,11 @@ class Night:
             state = State(tag=TAG, branch=BRANCH, base_commit=base, created_at=now_iso(),
                           fixed_sha256={})
             save_state(folder, state)
-        self.coord = Coordinator(folder, self.git, state, noise_runs=2, noise_floor=0.0,
-                                 max_fix_attempts=1, plateau_after=0,
+        self.coord = Coordinator(folder, self.git, state, noise_runs=2,
+                                 rule=Rule(controls=controls), max_fix_attempts=1,
+                                 plateau_after=0,
                                  log=lambda message, style="": self.log.append(message),
-                                 outcome=self.shown.append, controls=controls)
+                                 outcome=self.shown.append)
 
     def results(self) -> list:
         return [r for r in read_results(self.folder / RESULTS) if r.tag == TAG]

@@ -171,14 +171,15 @@ def test_a_grey_zone_candidate_runs_again_alone_until_the_test_decides(tmp_path,
     check_git_matches_results(repo, TAG)
 
 
-def test_the_drift_a_user_measured_reaches_the_test_and_status(tmp_path):
-    """`--drift-std` as typed: the rule the loop decides with says so in state.json and in
-    `status`, and the default says its own."""
+def test_the_rate_and_drift_a_user_sets_reach_the_test_and_status(tmp_path):
+    """`--alpha` and `--drift-std` as typed: the rule the loop decides with says so in
+    state.json and in `status`, and the defaults say their own."""
     repo = make_repo(tmp_path / "repo")
     cli(repo, "run", "--tag", TAG, "--agent", "sweep", "--max-experiments", "0", "--no-sample",
-        "--drift-std", "0.0001")
-    assert "drift 0.0001 a run allowed for" in load_state(repo, TAG).noise.rule
-    assert "drift 0.0001 a run allowed for" in cli(repo, "status", "--tag", TAG)
+        "--alpha", "0.01", "--drift-std", "0.0001")
+    for shown in (load_state(repo, TAG).noise.rule, cli(repo, "status", "--tag", TAG)):
+        assert "false keeps <= 0.01," in shown and "drift 0.0001 a run allowed for" in shown
     cli(repo, "run", "--tag", "other", "--agent", "sweep", "--max-experiments", "0",
         "--no-sample")
-    assert "drift 2e-05 a run allowed for" in load_state(repo, "other").noise.rule
+    rule = load_state(repo, "other").noise.rule
+    assert "false keeps <= 0.03," in rule and "drift 2e-05 a run allowed for" in rule

@@ -41,7 +41,7 @@ def test_help_names_the_calibration_and_the_seed():
     assert result.returncode == 0, result.stderr
     for flag in ("--seed", "--within-std", "--offset-std", "--contention-std", "--drift-std",
                  "--noop-fraction", "--workers", "--json", "--max-pairs", "--alpha",
-                 "--schedule", "--replica-batch", "--first-wave", "--rule-drift",
+                 "--schedule", "--replica-batch", "--first-wave", "--noise-runs", "--rule-drift",
                  "--bonferroni"):
         assert flag in result.stdout
 
@@ -129,12 +129,13 @@ def test_on_one_worker_every_schedule_plays_the_same_night(tmp_path):
     assert rows(simulate(tmp_path, "--schedule", "any", "--replica-batch", "2", *args)) != own
 
 
-def test_the_first_wave_takes_its_runs_per_worker(tmp_path):
-    for per_worker in (1, 2):
+def test_the_first_wave_takes_its_runs_per_worker_and_the_noise_runs(tmp_path):
+    for per_worker, more in ((1, 2), (2, 0), (1, 0)):
         got = rows(simulate(tmp_path, "--nights", "2", "--workers", "8", "--rules", "sequential",
-                            "--first-wave", str(per_worker), "--power-trials", "0", "--json"))
+                            "--first-wave", str(per_worker), "--noise-runs", str(more),
+                            "--power-trials", "0", "--json"))
         row = got["sequential"]
-        assert round(row["wave_pct"] * row["runs"] / 100) == 8 * per_worker
+        assert round(row["wave_pct"] * row["runs"] / 100) == 8 * per_worker + more
 
 
 def test_allowing_for_the_drift_keeps_fewer_no_ops_on_a_drifting_machine(tmp_path):

@@ -42,7 +42,6 @@ from autoresearch.model import (
     Phase,
     Row,
 )
-from autoresearch.names import DEFAULT_DRIFT_STD, DEFAULT_MAX_PAIRS
 from autoresearch.policy import Context, Rule, decide, measure
 from autoresearch.target import DEFAULT, Metric
 from autoresearch.verify.private import Verifier
@@ -55,17 +54,14 @@ class Coordinator:
     (ledger/desk.py), the counting (ledger/budget.py) and which worker runs a replica
     (ledger/replicas.py) each live with their own concern."""
 
-    def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, noise_floor: float,
+    def __init__(self, repo: Path, git: Git, state: State, *, noise_runs: int, rule: Rule,
                  max_fix_attempts: int, plateau_after: int, log: Callable[[str, str], None],
-                 outcome: Callable[[Row], None], max_pairs: int = DEFAULT_MAX_PAIRS,
-                 verifier: Verifier | None = None, changed: threading.Condition | None = None,
-                 metric: Metric = DEFAULT.metric, controls: bool = False,
-                 drift_std: float = DEFAULT_DRIFT_STD):
+                 outcome: Callable[[Row], None], verifier: Verifier | None = None,
+                 changed: threading.Condition | None = None, metric: Metric = DEFAULT.metric):
         self.repo, self.git, self.state = repo, git, state
         self.metric = metric  # results.tsv's metric column: rows hold its loss
         self.noise_runs = noise_runs
-        self.rule = Rule(max_pairs=max_pairs, floor=noise_floor, controls=controls,
-                         drift_std=drift_std)
+        self.rule = rule  # how sure a keep must be (the user's options)
         self.plateau_after = plateau_after
         self.max_fix_attempts = max_fix_attempts
         self.workers = 1  # how many workers take jobs (plan_wave says): replicas may go to any

@@ -49,7 +49,7 @@ EXTRA_COLUMNS = [
     "gain",  # the keep test's mean gain over the parent (positive = better)
     "gain_low",  # its interval: kept only when gain_low clears the floor
     "gain_high",
-    "p_value",  # one-sided, against the floor, Bonferroni over --max-pairs looks
+    "p_value",  # one-sided, against the floor, scaled to the looks: below alpha when kept
     "private_bpb",  # the weights' bpb on the private held-out split (kept and baseline runs)
     "private_delta",  # private_bpb - its parent's (negative = better), beside the public gain
 ]
