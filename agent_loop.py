@@ -130,8 +130,9 @@ def run(
     price_out: Annotated[float | None, typer.Option(
         min=0, help="USD per million output tokens; with --price-in")] = None,
     noise_runs: Annotated[int, typer.Option(
-        min=0, help="extra baseline runs to measure noise: the first wave is one run on every "
-                    "worker and N more (0: the noise is learnt from the first replicas)")] = 2,
+        min=0, help="extra baseline runs to measure noise: the first wave runs the baseline on "
+                    "every worker at once, in rounds, until at least 1 + N runs (0: one round; "
+                    "the noise is learnt from the first replicas)")] = 2,
     noise_floor: Annotated[float, typer.Option(
         min=0, help="your minimum val_bpb gain: a keep's measured gain must clear it (the "
                     "sequential test sets the bar above it)")] = DEFAULT_FLOOR,

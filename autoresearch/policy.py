@@ -8,8 +8,8 @@ time budget a GPU that runs a little faster trains more steps, on every run. So 
 
 fitted by least squares over every measured run of the tag (fit). The worker offsets sum to
 zero; the residual std (within_std) is the noise. The first wave runs the unmodified code on
-every worker at once (once each, and --noise-runs more), so the spread includes the load the
-workers put on each other; every replica refits it during the night.
+every worker at once (whole rounds, at least 1 + --noise-runs runs), so the spread includes the
+load the workers put on each other; every replica refits it during the night.
 
 Judging agent code. A run is compared with its own parent (the best it was proposed on) only,
 by a sequential test with at most Rule.looks looks:

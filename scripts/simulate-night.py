@@ -179,8 +179,8 @@ class Rule:
     candidate's own first run alone."""
 
     name = ""
-    # the first wave of the rules that fit worker offsets, as the loop's: first_wave runs on
-    # every worker (its offset), then noise_runs more (the spread's degrees of freedom)
+    # the first wave of the rules that fit worker offsets, as the loop's: whole rounds (a run on
+    # every worker each), at least first_wave of them and at least 1 + noise_runs runs
     first_wave = 1
     noise_runs = NOISE_RUNS
     # its replicas may run on another worker (--schedule): only a rule that corrects each run by
@@ -268,7 +268,8 @@ class Pairs(Rule):
                      f"z={rule.screen_z:g}{_bonferroni(rule)}")
 
     def wave_runs(self, workers: int) -> int:
-        return self.first_wave * workers + self.noise_runs  # as ledger/wave.py
+        rounds = max(self.first_wave, math.ceil((1 + self.noise_runs) / workers))
+        return rounds * workers  # as ledger/wave.py
 
     def judge(self, night: Night, commit: int) -> Judge:
         parent = night.commits[commit].parent
@@ -746,10 +747,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="sequential rule: further runs asked for at once (side by side on "
                         "several workers with --schedule any/other)")
     p.add_argument("--first-wave", type=positive, default=Rule.first_wave,
-                   help="baseline runs on every worker in the first wave (the fitted rules)")
+                   help="the fitted rules' first wave: at least this many rounds of a baseline "
+                        "run on every worker")
     p.add_argument("--noise-runs", type=int, default=Rule.noise_runs,
-                   help="the fitted rules' first wave: this many baseline runs more, as the "
-                        "loop's --noise-runs")
+                   help="the fitted rules' first wave: rounds until at least 1 + this many "
+                        "runs, as the loop's --noise-runs")
     p.add_argument("--rule-drift", type=float, default=policy.Rule.drift_std,
                    help="sequential rule: the drift a run it allows for (policy.Rule.drift_std)")
     p.add_argument("--bonferroni", action="store_true",

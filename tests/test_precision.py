@@ -59,7 +59,7 @@ def test_a_gpu_offset_does_not_hide_a_small_gain(night):
     repo, _, agent = night
     rows = tag_rows(repo)
     wave = [r for r in rows if r.kind in ("baseline", "noise")]
-    assert sorted(r.worker for r in wave) == [0, 0, 1, 1]  # each once, and --noise-runs 2 more
+    assert sorted(r.worker for r in wave) == [0, 0, 1, 1]  # two rounds make 1 + --noise-runs 2
     noise = load_state(repo, TAG).noise
     assert noise.offsets == pytest.approx({"0": -0.002, "1": 0.002})
     assert noise.std == 0.0 and noise.threshold == 0.0  # the offset is not noise

@@ -3,6 +3,8 @@ from which the noise threshold is measured before any agent code runs."""
 
 from __future__ import annotations
 
+import math
+
 from autoresearch.ledger.state import State
 from autoresearch.ledger.values import WAVE_KINDS
 from autoresearch.model import Job, Kind, Row, is_measured
@@ -13,18 +15,19 @@ WAVE_JOBS = (Kind.BASELINE, Kind.NOISE)
 
 def missing_wave(state: State, rows: list[Row], workers: int, noise_runs: int) -> list[Job]:
     """The wave's jobs still to queue (without ids): the baseline if it never ran, and noise
-    runs until workers + noise_runs runs of the unmodified code have finished or are queued,
-    spread over the workers that have none queued first: every worker once (its offset), and
-    noise_runs more (the spread's degrees of freedom)."""
+    runs until whole rounds of the unmodified code, one run on every worker each, make at least
+    1 + noise_runs runs, finished or queued, spread over the workers that have none queued
+    first."""
     wave = [r for r in rows if r.kind in WAVE_KINDS]
     queued = [j for j in state.jobs if j.kind in WAVE_JOBS]
     jobs = []
     if state.best_commit is None and not any(j.kind == Kind.BASELINE for j in queued):
         jobs.append((Kind.BASELINE, "baseline"))
-    # a worker's offset needs one run (every replica that runs on it later refines it); twice
-    # on every worker bought nothing on 2 simulated workers and cost ~1 % of the night's gain on
-    # 8, where only the spread needs the extra runs (BENCHMARKS.md, "the first wave")
-    target = workers + noise_runs
+    # whole rounds: no agent code runs before the wave ends, so a worker without a run in the
+    # last round would idle. One round is enough for the offsets (every later run of a commit
+    # refines them): on 8 simulated workers it captured ~1 % more of the night's gain than two;
+    # on 2 workers the second round's spread pays (BENCHMARKS.md, "The first wave")
+    target = workers * max(1, math.ceil((1 + noise_runs) / workers))
     missing = target - len([r for r in wave if r.kind == "noise" or r.status == "keep"])
     missing -= len(queued) + len(jobs)
     jobs += [(Kind.NOISE, "noise run: the baseline again")] * max(0, missing)
