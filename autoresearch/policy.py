@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import inspect
 import math
 import statistics
 from collections.abc import Callable
@@ -260,8 +261,8 @@ def exact_boundary(alpha: float, looks: int, futility_z: float, parent_share: fl
             return total
         for k in range(2, looks + 1):
             upper, lower = [c] * (k - 1) + [np.inf], [futility_z] * (k - 1) + [c]
-            # the same draws every time: the same boundary (Genz's integration is randomised)
-            total += joint(k).cdf(upper, lower_limit=lower, **{_SEED[dof is None]: 0})
+            dist = joint(k)
+            total += dist.cdf(upper, lower_limit=lower, **_seeded(dist.cdf))
         return total
 
     low, high = float(one.isf(alpha)), float(one.isf(alpha / looks))
@@ -270,7 +271,12 @@ def exact_boundary(alpha: float, looks: int, futility_z: float, parent_share: fl
     return float(brentq(lambda c: kept(c) - alpha, low, high, xtol=1e-5))
 
 
-_SEED = {True: "rng", False: "random_state"}  # scipy names the seed apart for the two
+def _seeded(cdf: Callable) -> dict[str, int]:
+    """The same draws every time, the same boundary (Genz's integration is randomised): the seed
+    under the name this scipy gives it (`rng`, `random_state`), or none where it takes none
+    (scipy 1.15's multivariate normal: the boundary then varies in its sixth digit)."""
+    names = inspect.signature(cdf).parameters
+    return next(({name: 0} for name in ("rng", "random_state") if name in names), {})
 
 
 def t_quantile(p: float, dof: int | None) -> float:

@@ -8,7 +8,15 @@ import random
 import numpy as np
 import pytest
 
-from autoresearch.policy import Rule, Run, exact_boundary, fit, judge_runs, t_quantile
+from autoresearch.policy import (
+    Rule,
+    Run,
+    _seeded,
+    exact_boundary,
+    fit,
+    judge_runs,
+    t_quantile,
+)
 
 
 def kept_by_simulation(c: float, futility_z: float, share: float, looks: int, dof: int | None,
@@ -64,3 +72,12 @@ def test_a_gain_bonferroni_ran_again_is_kept_on_its_first_run():
     assert exact.action == "keep" and exact.p < Rule().alpha
     assert bonferroni.action == "more" and bonferroni.p >= before.alpha
     assert exact.mean == bonferroni.mean and exact.low > bonferroni.low
+
+
+def test_the_integration_is_seeded_under_whatever_name_this_scipy_takes():
+    """scipy 1.15 (the lock's on Python 3.10) takes no seed for the multivariate normal, 1.17
+    names it `rng` there and `random_state` for the t: the boundary must be computable on all."""
+    def rng(x, *, lower_limit=None, rng=None): ...
+    def old(x, *, lower_limit=None, random_state=None): ...
+    def none(x, *, lower_limit=None): ...
+    assert [_seeded(f) for f in (rng, old, none)] == [{"rng": 0}, {"random_state": 0}, {}]
