@@ -484,7 +484,9 @@ def measure(model: Fit, values: list[float], rule: Rule, parent: str | None = No
     replicas = f"<= {rule.max_pairs} pairs" if rule.controls else \
         f"<= {rule.looks} runs of the candidate against its parent's fitted value"
     if model.within_std is None:
-        words = "no commit ran twice yet: a candidate's replicas measure the spread first"
+        # one wave run on each worker fits the offsets exactly: nothing is left for the spread
+        words = ("no spread yet (every run so far is the only one of its commit, or its "
+                 "worker's offset): a candidate's replicas measure it first")
     else:
         drift = f", drift {rule.drift_std:g} a run allowed for" if not rule.controls else ""
         words = (f"sequential test, false keeps <= {rule.alpha:g}, power {rule.power:g} at the "

@@ -56,6 +56,7 @@ def test_one_worker_per_gpu_and_the_first_wave_on_all_of_them(repo, tmp_path, mo
     noise = load_state(repo, TAG).noise
     # three runs, a commit and two free offsets: no spread yet (the first replicas give it)
     assert noise.values == pytest.approx([1.0] * 3) and noise.std is None
+    assert noise.rule.startswith("no spread yet") and noise.threshold == 0.0  # the floor
     assert noise.offsets == pytest.approx({"0": 0.0, "1": 0.0, "2": 0.0})
     assert {(r.worker, r.gpu, r.device) for r in rows} <= {
         (0, "0", "NVIDIA H200"), (1, "1", "NVIDIA H200"), (2, "2", "NVIDIA H200")}
