@@ -55,8 +55,6 @@ from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 
 import numpy as np
-import scipy.stats
-from scipy.optimize import brentq
 
 from autoresearch.execution.parse import FIXABLE_REASONS
 from autoresearch.model import (
@@ -243,6 +241,11 @@ def exact_boundary(alpha: float, looks: int, futility_z: float, parent_share: fl
     v_k = parent_share + (1 - parent_share) / k. Every look divides by the same estimated
     spread, so the statistics are multivariate Student's t with dof degrees of freedom (None:
     normal, a known spread)."""
+    # here, not at the top: scipy.stats takes ~0.5 s to import, which every command that reads
+    # policy (status, summary, the review views) would pay without ever deciding
+    import scipy.stats
+    from scipy.optimize import brentq
+
     share = min(parent_share, 0.99)  # 1 would make the looks one (a singular matrix)
     var = [share + (1 - share) / k for k in range(1, looks + 1)]
     corr = np.array([[math.sqrt(var[max(i, j)] / var[min(i, j)]) for j in range(looks)]
