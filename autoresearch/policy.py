@@ -166,6 +166,11 @@ def _clean(x: float) -> float:
 # Pairs keep under 0.5 % false at 0.05, and lose gain at 0.03.
 ALPHA_RUNS = 0.03
 ALPHA_PAIRS = 0.05
+# The screens: the candidate's own runs stop at or below 1.75 standard errors over the floor (the
+# simulator's sweep at the exact boundary: 1.5 gives up small gains, 2 keeps more slightly harmful
+# changes on 8 workers); a pair follows a first run only past 2 (the paired rule's sweep)
+SCREEN_Z_RUNS = 1.75
+SCREEN_Z_PAIRS = 2.0
 
 
 @dataclass(frozen=True)
@@ -184,8 +189,7 @@ class Rule:
     power: float = 0.8
     max_pairs: int = DEFAULT_MAX_PAIRS
     floor: float = DEFAULT_FLOOR
-    screen_z: float = 1.75  # the simulator's sweep at the exact boundary (BENCHMARKS.md): 1.5
-    # gives up small gains, 2 keeps more slightly harmful changes on 8 workers
+    screen_z: float | None = None  # None: SCREEN_Z_RUNS, or SCREEN_Z_PAIRS with controls
     controls: bool = False
     drift_std: float = DEFAULT_DRIFT_STD  # names.py says why
 
@@ -193,8 +197,12 @@ class Rule:
     exact: bool = True
 
     def __post_init__(self) -> None:
-        if self.alpha is None:  # frozen: the default is set once, here
+        # frozen: the defaults are set once, here
+        if self.alpha is None:
             object.__setattr__(self, "alpha", ALPHA_PAIRS if self.controls else ALPHA_RUNS)
+        if self.screen_z is None:
+            object.__setattr__(self, "screen_z",
+                               SCREEN_Z_PAIRS if self.controls else SCREEN_Z_RUNS)
 
     @property
     def looks(self) -> int:

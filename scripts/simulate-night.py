@@ -70,7 +70,7 @@ NOISE_RUNS = 2  # the loop's default --noise-runs
 TODAY_REV = "f95e2e83d2e3f29bfb9dc44cffd41f062d10cd27"  # main before issue 25: today's keep rule
 TWO_GPU_THRESHOLD = 0.0054  # the threshold the loop measured on 2 x H200 (BENCHMARKS.md)
 SCREEN_THRESHOLD = 0.0006  # 2 x the within-GPU std: a screen near the noise
-PAIRS_MAX, PAIRS_SCREEN_Z = 2, 2.0  # the paired rule's best setting (its sweep, BENCHMARKS.md)
+PAIRS_MAX = 2  # the paired rule's best setting (its sweep, BENCHMARKS.md; its screen: policy's)
 
 
 # ---- the real night the true effects come from
@@ -632,7 +632,7 @@ def make_rule(name: str, args: argparse.Namespace) -> Rule:
         "today-2gpu": lambda: Today(policy_at(args.today_rev), floor=TWO_GPU_THRESHOLD),
         "screen": lambda: Today(policy_at(args.today_rev), fixed=SCREEN_THRESHOLD),
         "pairs": lambda: Pairs(policy.Rule(
-            alpha=args.alpha, max_pairs=PAIRS_MAX, screen_z=PAIRS_SCREEN_Z, power=POWER,
+            alpha=args.alpha, max_pairs=PAIRS_MAX, power=POWER,
             controls=True, exact=not args.bonferroni)),
         "sequential": lambda: Sequential(policy.Rule(
             alpha=args.alpha, max_pairs=args.max_pairs, screen_z=args.screen_z, power=POWER,
@@ -736,7 +736,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "for pairs)")
     p.add_argument("--max-pairs", type=int, default=policy.Rule.max_pairs,
                    help="sequential rule: the cap on replica runs after the first")
-    p.add_argument("--screen-z", type=float, default=policy.Rule.screen_z,
+    p.add_argument("--screen-z", type=float, default=policy.SCREEN_Z_RUNS,
                    help="sequential rule: a candidate goes on only above this many se")
     p.add_argument("--schedule", choices=SCHEDULES, default="other",
                    help="who runs a decision's further runs: own: the worker that proposed it, "

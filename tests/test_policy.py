@@ -43,7 +43,18 @@ def job(kind=Kind.EXPERIMENT, parent="p" * 40, n=5, **kw):
 PARENT = fit([Run("ppppppp", "0", v) for v in (0.999, 1.001, 0.999, 1.001, 1.0)])  # std 0.001
 
 
-PAIRED = Rule(controls=True, screen_z=2.0)  # --controls: replicas are (control, candidate) pairs
+PAIRED = Rule(controls=True)  # --controls: replicas are (control, candidate) pairs
+
+
+def test_controls_screen_a_first_run_at_two_standard_errors_as_simulated():
+    """--controls runs pairs only after a first run past 2 standard errors (the paired rule's
+    setting in the simulated nights), the candidate's own runs stop at 1.75: a first run 1.9
+    standard errors better goes on to runs of itself, not to pairs."""
+    se = (0.001 ** 2 + 0.001 ** 2 / 5) ** 0.5  # one run's, and the parent's value's
+    value = 1.0 - 1.9 * se
+    assert not screen_run(value, "0", "ppppppp", PARENT, PAIRED).go_on
+    assert screen_run(value, "0", "ppppppp", PARENT, Rule(controls=True, screen_z=1.75)).go_on
+    assert (Rule().screen_z, PAIRED.screen_z) == (1.75, 2.0)
 
 
 def ctx(best="p" * 40, model=PARENT, candidate=None, rule=PAIRED):
