@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autoresearch import policy  # noqa: E402
+from autoresearch.ledger.wave import wave_size  # noqa: E402
 
 # Calibration: measured numbers, each with its source. The flags take these as defaults.
 FIXTURE = ROOT / "tests" / "data" / "results_mar8.tsv"  # karpathy's mar8 night, in this repo
@@ -268,8 +269,7 @@ class Pairs(Rule):
                      f"z={rule.screen_z:g}{_bonferroni(rule)}")
 
     def wave_runs(self, workers: int) -> int:
-        rounds = max(self.first_wave, math.ceil((1 + self.noise_runs) / workers))
-        return rounds * workers  # as ledger/wave.py
+        return wave_size(workers, self.noise_runs, self.first_wave)  # the loop's
 
     def judge(self, night: Night, commit: int) -> Judge:
         parent = night.commits[commit].parent
