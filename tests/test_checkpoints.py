@@ -1,5 +1,6 @@
 """Pruning keeps the best kept runs' weights and deletes nothing else; runs resolve from input."""
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,40 @@ def test_prune_keeps_the_best_k(tmp_path):
     assert weights(tmp_path) == {"0007"}
     prune_checkpoints(tmp_path, rows, keep_best=0)
     assert weights(tmp_path) == set()
+
+
+def prune_at_once(repo: Path, rows: list[Row], start: threading.Barrier, results: list,
+                  errors: list) -> None:
+    start.wait()
+    try:
+        results.append(prune_checkpoints(repo, rows, keep_best=1))
+    except OSError as e:
+        errors.append(e)
+
+
+def test_workers_pruning_at_once_each_delete_a_file_once(tmp_path):
+    """Workers decide at the same moment and all prune the tag: each weights file goes once, and
+    none fails because another deleted a file it listed (a CI run died so). The race is real, so
+    it is run for many rounds: on the old code one of them lost it nearly every time."""
+    rows = []
+    for n in range(1, 101):
+        commit = f"{n:07x}"
+        (tmp_path / run_path(TAG, n, commit)).mkdir(parents=True)
+        rows.append(Row(commit, 1.0, 1.0, "discard", f"run {n}", experiment=n, tag=TAG,
+                        run_dir=run_path(TAG, n, commit)))
+    for _ in range(30):
+        for row in rows:
+            (tmp_path / row.run_dir / "model.pt").write_text("w")
+        start, results, errors = threading.Barrier(4), [], []
+        threads = [threading.Thread(target=prune_at_once, args=(tmp_path, rows, start, results,
+                                                                errors)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        deleted = [p for found in results for p in found]
+        assert len(deleted) == len(set(deleted)) == 100 and weights(tmp_path) == set()
 
 
 def test_prune_touches_only_the_given_rows(tmp_path):

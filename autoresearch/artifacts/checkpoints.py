@@ -132,7 +132,9 @@ def prune_checkpoints(repo: Path, rows: list[Row], keep_best: int) -> list[Path]
         if path is None or path in protected:
             continue
         weights = path / WEIGHTS
-        if weights.is_file():
+        try:  # workers prune after each decision, at once: another may have deleted it first
             weights.unlink()
-            deleted.append(weights)
+        except FileNotFoundError:
+            continue
+        deleted.append(weights)
     return deleted
