@@ -386,6 +386,7 @@ class Verdict:
     p: float  # one-sided p-value against the floor, times alpha over the boundary's nominal
     # tail (the looks, under Bonferroni), at most 1: below alpha exactly when low clears the floor
     unit: str = "pair"  # what `pairs` counts: pairs, or the candidate's runs
+    tail: float = 1.0  # this look's own one-sided p-value against the floor (1: se unknown)
 
     def describe(self) -> str:
         return (f"{signed(self.mean)} over {self.pairs} {self.unit}{'s' * (self.pairs != 1)} "
@@ -466,7 +467,9 @@ def _verdict(gain: float, se: float, dof: int | None, rule: Rule, looks: int, un
         action = "discard"
     else:
         action = "more"
-    return Verdict(action, looks, gain, gain - half, gain + half, p, unit)
+    tail = t_tail(z, dof) if math.isfinite(se) and math.isfinite(z) else \
+        float(not z > 0) if math.isfinite(se) else 1.0
+    return Verdict(action, looks, gain, gain - half, gain + half, p, unit, tail)
 
 
 @dataclass

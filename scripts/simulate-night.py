@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import heapq
 import json
 import math
@@ -38,11 +39,12 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+from scipy.special import zeta
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -197,6 +199,9 @@ class Rule:
     def judge(self, night: Night, commit: int) -> Judge:
         raise NotImplementedError
 
+    def settled(self, commit: int, kept: bool) -> None:
+        """The decision on a commit ended: kept, or not (discarded, or ported onto a new best)."""
+
 
 class OneRun(Rule):
     """karpathy's rule: one run, kept if it beats the best's value."""
@@ -288,23 +293,128 @@ class Pairs(Rule):
                 return Verdict(verdict.action == "keep")
 
 
+# ---- online FDR control of each candidate's alpha (--fdr; tried and not kept: BENCHMARKS.md)
+
+ALPHA_GRID_STEP = 1.25  # alpha is quantized down onto powers of this (the boundary cache)
+ALPHA_GRID_MIN = 1e-5  # the grid's lowest: a smaller alpha is tested at this one
+
+
+def quantize_alpha(alpha: float) -> float:
+    """alpha rounded down onto the grid ALPHA_GRID_MIN x ALPHA_GRID_STEP^k, so a night meets
+    few distinct alphas and the boundaries stay cached; never below the grid's lowest."""
+    if alpha <= ALPHA_GRID_MIN:
+        return ALPHA_GRID_MIN
+    k = math.floor(math.log(alpha / ALPHA_GRID_MIN) / math.log(ALPHA_GRID_STEP) + 1e-9)
+    return ALPHA_GRID_MIN * ALPHA_GRID_STEP ** k
+
+
+@dataclass
+class FdrTest:
+    """One test of an online FDR procedure: what it found (while it runs: selected, nothing
+    found, the conservative reading of asynchronous testing)."""
+
+    kept: bool = False  # a discovery
+    candidate: bool = False  # its p-value <= lam
+    selected: bool = True  # its p-value <= tau
+
+
+@dataclass
+class OnlineFdr:
+    """Online false-discovery-rate control of each test's alpha: ADDIS (Tian & Ramdas 2019,
+    "ADDIS: an adaptive discarding algorithm for online FDR control with conservative nulls"),
+    which is SAFFRON (Ramdas et al. 2018) at tau = 1 and LORD++ (Javanmard & Montanari 2018;
+    Ramdas et al. 2017) at tau = 1, lam = 0. Test t gets
+
+        alpha_t = min(lam, (tau - lam) * (w0 g(1 + S - C_0) + (level - w0) g(1 + S - k*_1 - C_1)
+                                          + level * sum_{j >= 2} g(1 + S - k*_j - C_j)))
+
+    S: earlier tests selected (p <= tau); k*_j: those selected up to the j-th discovery; C_j:
+    candidates (p <= lam) after the j-th discovery (C_0: all); g: a decreasing sequence summing
+    to 1 (g_j proportional to j^-decay). LORD++ (lam 0) has no cap. Asynchronous (Zrnic et al.
+    2021): alpha_t is fixed when test t starts, from the tests finished then; a test still open
+    counts as selected, not a candidate and no discovery."""
+
+    level: float = 0.05
+    w0: float | None = None  # initial wealth (None: level / 2)
+    lam: float = 0.0
+    tau: float = 1.0
+    decay: float = 1.6
+    tests: list[FdrTest] = field(default_factory=list)
+
+    def gamma(self, j: int) -> float:
+        """g_j, j >= 1: j^-decay over zeta(decay), so that they sum to 1."""
+        return j ** -self.decay / _zeta(self.decay) if j >= 1 else 0.0
+
+    def alpha_for_next(self) -> tuple[int, float]:
+        """The next test's number and its alpha, from the tests known now; the test is open."""
+        w0 = self.level / 2 if self.w0 is None else self.w0
+        selected = candidates = 0
+        found: list[tuple[int, int]] = []  # per discovery: (selected up to it, candidates after)
+        for test in self.tests:
+            selected += test.selected
+            if test.candidate:
+                candidates += 1
+                found = [(k, c + 1) for k, c in found]
+            if test.kept:
+                found.append((selected, 0))
+        wealth = w0 * self.gamma(1 + selected - candidates)
+        for j, (k, c) in enumerate(found):
+            wealth += (self.level - w0 if j == 0 else self.level) * self.gamma(1 + selected - k - c)
+        alpha = (self.tau - self.lam) * wealth
+        if self.lam > 0:
+            alpha = min(alpha, self.lam)
+        self.tests.append(FdrTest())
+        return len(self.tests) - 1, alpha
+
+    def record(self, test: int, kept: bool, p: float) -> None:
+        """What test `test` found: a discovery or not, and its p-value (the first look's)."""
+        candidate = self.lam > 0 and (kept or p <= self.lam)  # LORD++ has no candidates
+        self.tests[test] = FdrTest(kept, candidate, kept or p <= self.tau)
+
+
+@functools.cache
+def _zeta(s: float) -> float:
+    return float(zeta(s))
+
+
 class Sequential(Pairs):
     """The loop's default rule (policy.judge_runs): after each run of the candidate, the first
     included, its fitted gain over its parent's fitted value is tested; at most rule.looks runs.
     batch: how many of the further runs are asked for at once (1: one look at a time; more: they
     can run side by side on several workers, tested when all are in)."""
 
-    def __init__(self, rule: policy.Rule, batch: int = 1):
-        self.rule, self.batch = rule, batch
+    def __init__(self, rule: policy.Rule, batch: int = 1, fdr: OnlineFdr | None = None):
+        self.rule, self.batch, self.fdr_setting = rule, batch, fdr
+        self.fdr: OnlineFdr | None = None
+        self.tests: dict[int, tuple[int, float]] = {}  # commit -> its FDR test, first p-value
         self.name = (f"sequential a={rule.alpha:g} runs<={rule.looks} "
                      f"z={rule.screen_z:g}{_bonferroni(rule)}")
+        if fdr is not None:
+            kind = "LORD++" if fdr.lam == 0 else "SAFFRON" if fdr.tau == 1 else "ADDIS"
+            self.name = (f"{kind} fdr={fdr.level:g} w0={fdr.w0} lam={fdr.lam:g} tau={fdr.tau:g} "
+                         f"decay={fdr.decay:g} runs<={rule.looks} z={rule.screen_z:g}")
+
+    def setup(self, night: Night) -> None:
+        if self.fdr_setting is not None:  # a night's procedure starts afresh
+            self.fdr, self.tests = replace(self.fdr_setting, tests=[]), {}
+
+    def settled(self, commit: int, kept: bool) -> None:
+        if commit in self.tests:
+            test, first = self.tests.pop(commit)
+            self.fdr.record(test, kept, first)
 
     def judge(self, night: Night, commit: int) -> Judge:
         parent = night.commits[commit].parent
+        rule, test = self.rule, None
+        if self.fdr is not None:
+            test, alpha = self.fdr.alpha_for_next()
+            rule = replace(rule, alpha=quantize_alpha(alpha))
         yield (CANDIDATE,)
         while True:
             model = _fit(night, parent, commit)
-            verdict = policy.judge_runs(model, str(commit), str(parent), self.rule)
+            verdict = policy.judge_runs(model, str(commit), str(parent), rule)
+            if test is not None and commit not in self.tests:  # its first look's p-value
+                self.tests[commit] = (test, verdict.tail)
             if verdict.action != "more":
                 return Verdict(verdict.action == "keep")
             left = self.rule.looks - len(night.commits[commit].runs)
@@ -499,11 +609,13 @@ def _deliver(rule: Rule, night: Night, tally: Tally, plan: Schedule,
         kinds = d.judge.send(results)
     except StopIteration as stop:
         del open_[id(d)]
+        rule.settled(d.commit, stop.value.keep and c.parent == night.best)
         if stop.value.keep:
             _keep(rule, night, tally, plan, open_, d)
         return
     if d.looks == 1 and c.parent != night.best:
         del open_[id(d)]  # passed the screen, but the best moved: re-apply it and judge again
+        rule.settled(d.commit, False)
         _port_of(rule, night, tally, plan, open_, d)
         return
     d.waiting = len(kinds)
@@ -636,11 +748,21 @@ def make_rule(name: str, args: argparse.Namespace) -> Rule:
             controls=True, exact=not args.bonferroni)),
         "sequential": lambda: Sequential(policy.Rule(
             alpha=args.alpha, max_pairs=args.max_pairs, screen_z=args.screen_z, power=POWER,
-            drift_std=args.rule_drift, exact=not args.bonferroni), args.replica_batch),
+            drift_std=args.rule_drift, exact=not args.bonferroni), args.replica_batch,
+            online_fdr(args)),
     }
     rule = makers[name]()
     rule.first_wave, rule.noise_runs = args.first_wave, args.noise_runs
     return rule
+
+
+def online_fdr(args: argparse.Namespace) -> OnlineFdr | None:
+    """The sequential rule's online FDR procedure from the flags, or None (a fixed alpha)."""
+    if args.fdr is None:
+        return None
+    lam, tau = {"lord": (0.0, 1.0), "saffron": (args.fdr_lambda, 1.0),
+                "addis": (args.fdr_lambda, args.fdr_tau)}[args.fdr]
+    return OnlineFdr(args.fdr_level, args.fdr_w0, lam, tau, args.fdr_decay)
 
 
 def simulate(args: argparse.Namespace) -> dict:
@@ -757,6 +879,17 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bonferroni", action="store_true",
                    help="pairs and sequential rules: split alpha over the looks (the boundary "
                         "before the exact one)")
+    p.add_argument("--fdr", choices=("lord", "saffron", "addis"),
+                   help="sequential rule: each candidate's alpha from an online FDR procedure "
+                        "(OnlineFdr: ADDIS, SAFFRON, LORD++) instead of --alpha")
+    p.add_argument("--fdr-level", type=float, default=0.05, help="--fdr: the FDR it controls")
+    p.add_argument("--fdr-w0", type=float, help="--fdr: the initial wealth (None: level / 2)")
+    p.add_argument("--fdr-lambda", type=float, default=0.25,
+                   help="--fdr saffron/addis: a p-value at or below it is a candidate")
+    p.add_argument("--fdr-tau", type=float, default=0.5,
+                   help="--fdr addis: a p-value above it is discarded (costs no wealth)")
+    p.add_argument("--fdr-decay", type=float, default=1.6,
+                   help="--fdr: the wealth's spending sequence falls as j^-decay")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     return p.parse_args(argv)
 

@@ -346,6 +346,19 @@ def test_the_runs_verdict_states_its_evidence_and_never_keeps_without_a_spread()
     assert judge_runs(alone, "c", "never ran", Rule()).action == "discard"
 
 
+def test_a_look_states_its_own_one_sided_p_value_against_the_floor():
+    # the simulator's online FDR procedures read a test's first look by it
+    model = fit([Run("p", "0", v) for v in (0.999, 1.001, 0.999, 1.001, 1.0)])
+    rule = Rule(drift_std=0.0)
+    seen = model.plus(Run("c", "0", 0.997))
+    gain, se = seen.gain("c", "p")
+    verdict = judge_runs(seen, "c", "p", rule)
+    assert verdict.tail == pytest.approx(t_tail((gain - rule.floor) / se, seen.dof))
+    assert 0.01 < verdict.tail < 0.5 < judge_runs(model.plus(Run("c", "0", 1.002)), "c", "p",
+                                                    rule).tail
+    assert judge_runs(fit([Run("p", "0", 1.0), Run("c", "0", 0.5)]), "c", "p", rule).tail == 1
+
+
 def test_a_first_run_decides_or_asks_for_one_more_run_of_itself():
     kept = decide(job(), outcome(0.95), ctx(rule=Rule()))
     assert kept.keep == "c" * 40 and [r.status for r in kept.rows] == ["keep"]

@@ -3,9 +3,12 @@ seed is a promise of the same numbers."""
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "simulate-night.py"
@@ -169,3 +172,55 @@ def test_the_exact_boundary_spends_the_alpha_bonferroni_left_unused(tmp_path):
     assert bonferroni["rule"].endswith(" Bonferroni") and not exact["rule"].endswith("Bonferroni")
     # the no-ops' parents are winners, valued a little too well: both stay below alpha
     assert bonferroni["noop_keep_pct"] < exact["noop_keep_pct"] <= 5
+
+
+def test_online_fdr_alphas_follow_the_papers_wealth_update():
+    # hand-computed from the definitions: g_j = 6 / (pi^2 j^2) at decay 2 (zeta(2) = pi^2 / 6)
+    sim = load_simulator()
+    g = [0.0] + [6 / (math.pi ** 2 * j ** 2) for j in range(1, 6)]
+    # LORD++: alpha_t = w0 g_t + (level - w0) g_(t - tau_1) + level sum_j g_(t - tau_j)
+    lord = sim.OnlineFdr(level=0.1, w0=0.05, decay=2)
+    assert lord.alpha_for_next() == (0, pytest.approx(0.05 * g[1]))
+    lord.record(0, True, 0.001)
+    assert lord.alpha_for_next()[1] == pytest.approx(0.05 * g[2] + 0.05 * g[1])
+    lord.record(1, True, 0.001)
+    assert lord.alpha_for_next()[1] == pytest.approx(0.05 * g[3] + 0.05 * g[2] + 0.1 * g[1])
+    # ADDIS (lam 0.1, tau 0.5): a discarded test (p > tau) and a candidate (p <= lam) cost
+    # nothing; a selected non-candidate moves every term one step down the sequence
+    addis = sim.OnlineFdr(level=0.2, w0=0.1, lam=0.1, tau=0.5, decay=2)
+    first = addis.alpha_for_next()[1]
+    assert first == pytest.approx(0.4 * 0.1 * g[1])
+    addis.record(0, False, 0.9)  # discarded
+    assert addis.alpha_for_next()[1] == pytest.approx(first)
+    addis.record(1, False, 0.3)  # selected, not a candidate
+    assert addis.alpha_for_next()[1] == pytest.approx(0.4 * 0.1 * g[2])
+    addis.record(2, True, 0.01)  # a discovery: selected 2 up to it
+    after = 0.4 * (0.1 * g[2] + 0.1 * g[1])
+    assert addis.alpha_for_next()[1] == pytest.approx(after)
+    addis.record(3, False, 0.05)  # a candidate after the discovery: the index stays
+    assert addis.alpha_for_next()[1] == pytest.approx(after)
+    # asynchronous: a test still open counts as selected, without a discovery
+    assert addis.alpha_for_next()[1] == pytest.approx(0.4 * (0.1 * g[3] + 0.1 * g[2]))
+    # the cap: alpha never exceeds lam
+    rich = sim.OnlineFdr(level=1.0, w0=1.0, lam=0.03, tau=1.0, decay=2)
+    assert rich.alpha_for_next()[1] == 0.03
+
+
+def test_alpha_is_quantized_down_onto_the_grid():
+    sim = load_simulator()
+    for alpha in (0.03, 0.0123, 1e-4, 0.2):
+        got = sim.quantize_alpha(alpha)
+        assert alpha / sim.ALPHA_GRID_STEP < got <= alpha
+    assert sim.quantize_alpha(1e-9) == sim.ALPHA_GRID_MIN
+
+
+@pytest.mark.slow
+def test_online_fdr_rows_keep_less_than_the_fixed_alpha_on_the_same_nights(tmp_path):
+    args = ("--nights", "6", "--workers", "1", "--rules", "sequential", "--power-trials", "0",
+            "--json")
+    fixed = rows(simulate(tmp_path, *args))["sequential"]
+    for kind, name in (("lord", "LORD++"), ("saffron", "SAFFRON"), ("addis", "ADDIS")):
+        got = rows(simulate(tmp_path, "--fdr", kind, "--fdr-level", "0.05", *args))[name]
+        assert got["rule"].startswith(f"{name} fdr=0.05")
+        # the wealth starts small and grows only with keeps: fewer than alpha 0.03 finds
+        assert got["keeps"] < fixed["keeps"]
