@@ -467,8 +467,10 @@ def _verdict(gain: float, se: float, dof: int | None, rule: Rule, looks: int, un
         action = "discard"
     else:
         action = "more"
-    tail = t_tail(z, dof) if math.isfinite(se) and math.isfinite(z) else \
-        float(not z > 0) if math.isfinite(se) else 1.0
+    if not math.isfinite(se):  # nothing known yet
+        tail = 1.0
+    else:
+        tail = t_tail(z, dof) if math.isfinite(z) else float(z < 0)
     return Verdict(action, looks, gain, gain - half, gain + half, p, unit, tail)
 
 
