@@ -4,6 +4,7 @@ it keeps what does not help, and what its replicas cost, with 1, 2 and 8 workers
     uv run scripts/simulate-night.py                         # 200 nights a setting, the table
     uv run scripts/simulate-night.py --nights 20 --json      # fewer nights, JSON
     uv run scripts/simulate-night.py --within-std 0.0003 --workers 1 --noop-fraction 0
+    uv run scripts/simulate-night.py --rules sequential --fdr addis --fdr-level 0.2  # online FDR
 
 A night is a fixed number of GPU-hours (--gpu-hours, runs of --run-minutes each): one worker
 runs them one after another, N workers share them. Every proposal is made on the best of its
