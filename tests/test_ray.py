@@ -25,6 +25,8 @@ if importlib.util.find_spec("ray") is None:
     pytest.skip("the ray extra is not installed: uv sync --extra ray", allow_module_level=True)
 RAY = str(Path(sys.executable).with_name("ray"))
 NO_AUTH = {"RAY_AUTH_MODE": "disabled"}  # Ray >= 2.59 turns token auth on when a token exists
+# one pytest process runs this file's tests (pyproject: --dist loadgroup): one cluster starts
+pytestmark = pytest.mark.xdist_group("ray")
 
 
 def free_port() -> int:

@@ -37,6 +37,8 @@ if __name__ == "__main__":
         json.dump({"model": {"sequence_len": 8, "vocab_size": 257}, "profile": "cpu"}, f)
 ''' + SUMMARY)
 assert TRAINER != TRAIN_V1
+# one pytest process runs this file's tests (pyproject: --dist loadgroup): one night is played
+pytestmark = pytest.mark.xdist_group("run-folders")
 
 
 @pytest.fixture(scope="module")
