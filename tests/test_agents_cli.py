@@ -647,7 +647,7 @@ def test_a_fatal_agent_error_is_said_at_once(fakes, tmp_path, monkeypatch):
                                    'nanvalue tamper poison valcache')
     monkeypatch.setenv("FAKE_NEW", 'MODE = "hang"')  # experiment #2 runs until its --timeout
     out = run_cli("run", "--tag", "t", "--agent", "codex", "--noise-runs", "0", "--no-sample",
-                  "--plain", "--timeout", "20", "--train-cmd", f"{sys.executable} train.py",
+                  "--plain", "--timeout", "10", "--train-cmd", f"{sys.executable} train.py",
                   cwd=repo, timeout=180)
     assert out.returncode == 1
     lines = out.stdout.splitlines()

@@ -60,11 +60,14 @@ def cluster(prepared_cache):
     try:
         yield f"127.0.0.1:{port}", pids
     finally:
+        # SIGTERM lets each Ray process end itself; `ray start` then waits on stragglers for
+        # about 30 s, so after a few seconds the group (head, raylet, GCS, workers) is killed
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(timeout=60)
+            head.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
 
 
 def loop(repo, address, *args, timeout=600, **env):
