@@ -147,7 +147,8 @@ def run(
     alpha: Annotated[float | None, typer.Option(
         min=0.001, max=0.5, help="the false-keep rate: how often a change with no real gain is "
                                  "kept (default 0.03; 0.05 with --controls). Lower it on a noisy "
-                                 "machine, where slightly worse changes are kept more often")
+                                 "machine, where slightly worse changes are kept more often "
+                                 "(0.015 at a run-to-run std of 0.0009: BENCHMARKS.md)")
     ] = None,
     drift_std: Annotated[float, typer.Option(
         min=0, help="how far a worker's val_bpb wanders a run (the std of a random walk's "
