@@ -146,9 +146,10 @@ def run(
              "that drifts fast")] = False,
     alpha: Annotated[float | None, typer.Option(
         min=0.001, max=0.5, help="the false-keep rate: how often a change with no real gain is "
-                                 "kept (default 0.03; 0.05 with --controls). Lower it on a noisy "
-                                 "machine, where slightly worse changes are kept more often "
-                                 "(0.015 at a run-to-run std of 0.0009: BENCHMARKS.md)")
+                                 "kept (default 0.015, which holds false keeps under 5 % of "
+                                 "keeps up to a run-to-run std of 0.0009; 0.05 with "
+                                 "--controls). 0.03 on a quiet machine (std 0.0003) keeps "
+                                 "~2 points more of the gain (BENCHMARKS.md)")
     ] = None,
     drift_std: Annotated[float, typer.Option(
         min=0, help="how far a worker's val_bpb wanders a run (the std of a random walk's "

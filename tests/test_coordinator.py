@@ -486,7 +486,7 @@ def replica_of(night: Night, n: int) -> Job:
 def test_a_replica_goes_to_an_idle_worker_that_has_not_run_it_ahead_of_its_proposal(tmp_path):
     night = measured_on_two(tmp_path)
     first = night.propose(BETTER, "raise the LR")
-    night.run(night.coord.take(0), 0.999)  # the grey zone: one more run of it, on any worker
+    night.run(night.coord.take(0), 0.9985)  # the grey zone: one more run of it, on any worker
     replica = replica_of(night, first.n)
     assert replica.any_worker
     mine = night.propose(BASELINE.replace("8", "9"), "deeper", worker=0)
@@ -498,7 +498,7 @@ def test_a_replica_goes_to_an_idle_worker_that_has_not_run_it_ahead_of_its_propo
     assert taken.id == replica.id and taken.worker == 1  # ahead of worker 1's own proposal
     journaled = {j.id: j for j in load_state(tmp_path, TAG).jobs}  # what a restart finds
     assert (journaled[taken.id].worker, journaled[taken.id].phase) == (1, Phase.RUNNING)
-    night.done(taken, 0.998)
+    night.done(taken, 0.9985)
     night.done(started, 1.2)
     runs = [r for r in night.results() if r.commit == first.commit[:7]]
     assert [(r.experiment, r.worker) for r in runs] == [(first.n, 0), (taken.n, 1)]

@@ -376,10 +376,10 @@ def test_a_first_run_decides_or_asks_for_one_more_run_of_itself():
 def test_replicas_of_the_candidate_decide_within_the_cap():
     grey = decide(job(), outcome(0.9975), ctx(rule=Rule())).hold
     confirm = job(Kind.CONFIRM, n=7, subject=5)
-    kept = decide(confirm, outcome(0.9975), ctx(candidate=grey, rule=Rule()))
+    kept = decide(confirm, outcome(0.997), ctx(candidate=grey, rule=Rule()))
     assert kept.keep == "c" * 40 and [(r.experiment, r.status) for r in kept.rows] == [
         (5, "keep"), (7, "keep")]
-    assert kept.rows[0].pairs == 2 and kept.rows[0].gain == pytest.approx(0.0025)
+    assert kept.rows[0].pairs == 2 and kept.rows[0].gain == pytest.approx(0.00275)
     assert "vs its parent's fitted value" in kept.rows[0].reason
     again = decide(confirm, outcome(0.999), ctx(candidate=grey, rule=Rule()))
     assert again.hold is grey and [j.kind for j in again.follow] == [Kind.CONFIRM]

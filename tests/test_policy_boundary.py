@@ -66,10 +66,10 @@ def test_a_gain_bonferroni_ran_again_is_kept_on_its_first_run():
     rng = random.Random(2)
     parent = [Run("p", "0", 1.0 + rng.gauss(0, 0.0003)) for _ in range(12)]
     model = fit([*parent, Run("c", "0", 0.9992)])  # 2.35 standard errors, 11 dof
-    exact = judge_runs(model, "c", "p", Rule())
     before = Rule(alpha=0.05, screen_z=1.5, exact=False)  # the default before: 0.05 / 3 a look
+    exact = judge_runs(model, "c", "p", Rule(alpha=0.05, screen_z=1.5))  # the same stated rate
     bonferroni = judge_runs(model, "c", "p", before)
-    assert exact.action == "keep" and exact.p < Rule().alpha
+    assert exact.action == "keep" and exact.p < before.alpha
     assert bonferroni.action == "more" and bonferroni.p >= before.alpha
     assert exact.mean == bonferroni.mean and exact.low > bonferroni.low
 

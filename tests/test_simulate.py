@@ -218,7 +218,7 @@ def test_alpha_is_quantized_down_onto_the_grid():
 def test_online_fdr_rows_keep_less_than_the_fixed_alpha_on_the_same_nights(tmp_path):
     args = ("--nights", "6", "--workers", "1", "--rules", "sequential", "--power-trials", "0",
             "--json")
-    fixed = rows(simulate(tmp_path, *args))["sequential"]
+    fixed = rows(simulate(tmp_path, "--alpha", "0.03", *args))["sequential"]
     for kind, name in (("lord", "LORD++"), ("saffron", "SAFFRON"), ("addis", "ADDIS")):
         got = rows(simulate(tmp_path, "--fdr", kind, "--fdr-level", "0.05", *args))[name]
         assert got["rule"].startswith(f"{name} fdr=0.05")
