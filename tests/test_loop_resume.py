@@ -305,16 +305,16 @@ def test_killed_mid_replica_keeps_the_first_run_and_runs_the_cut_one_again(repo,
     monkeypatch.setenv("FAKE_OFFSETS_FILE", str(offsets))
     undo = kill_at(monkeypatch, LocalExecutor, "execute", when=5)  # 1-3 wave, 4 it, 5 again
     with pytest.raises(Killed):
-        run_loop(repo, [edit("a gain", VAL_BPB=0.996)], noise_runs=2)
+        run_loop(repo, [edit("a gain", VAL_BPB=0.995)], noise_runs=2)
     (cand,) = load_state(repo, TAG).candidates
-    assert cand.row.val_bpb == pytest.approx(0.997) and cand.control is None
+    assert cand.row.val_bpb == pytest.approx(0.996) and cand.control is None
     undo()
     run_loop(repo, [], max_experiments=1, noise_runs=2)
     kinds = [r[1] for r in rows(repo)]
     assert kinds.count("control") == 0 and kinds.count("confirm") == 2
     first = next(r for r in tag_rows(repo) if r.kind == "experiment")
     assert first.status == "keep" and first.pairs == 3
-    assert first.gain == pytest.approx(1.0 - (0.997 + 0.998 + 0.996) / 3, abs=1e-6)
+    assert first.gain == pytest.approx(1.0 - (0.996 + 0.997 + 0.995) / 3, abs=1e-6)
     assert load_state(repo, TAG).candidates == []
     check_git_matches_results(repo, TAG)
 

@@ -14,11 +14,26 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from autoresearch.artifacts.sample import load_run_module, sample_run
+from autoresearch.artifacts.sample import HARNESS_MODULES, load_run_module, sample_run
 from autoresearch.errors import UserError
 from autoresearch.review.review_cli import register
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def own_harness_after(monkeypatch):
+    """Loading a run puts its repository first on sys.path and its prepare/harness in
+    sys.modules, as the `sample` process needs; here the process goes on with other tests, and
+    one that imported the real harness afterwards got a test repository's prepare.py."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = {name: sys.modules.get(name) for name in HARNESS_MODULES}
+    yield
+    for name, module in before.items():
+        if module is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = module
 
 # A byte-level tokenizer with BOS = 256: the harness API train.py and sample.py rely on.
 PREPARE = '''
@@ -169,7 +184,6 @@ def test_weights_that_do_not_fit_are_a_user_error(repo):
 def test_each_repo_gets_its_own_harness_module(tmp_path, monkeypatch):
     """harness.py is imported afresh from the repository sampled, as prepare.py is: never the
     copy that another repository (or profile) left in sys.modules."""
-    monkeypatch.delitem(sys.modules, "harness", raising=False)  # put back after the test
     modules = []
     for name in ("one", "two"):
         repo = tmp_path / name
