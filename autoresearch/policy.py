@@ -455,10 +455,11 @@ def _verdict(gain: float, se: float, dof: int | None, rule: Rule, looks: int, un
     else:
         z, futile = 0.0, excess <= 0
     boundary = rule.boundary(dof, parent_share)
+    tail = t_tail(z, dof) if math.isfinite(z) else float(z < 0)  # this look's own p-value
     if not math.isfinite(z):
-        p = float(z < 0)
+        p = tail
     elif math.isfinite(boundary):  # alpha over the boundary's tail: the looks, for Bonferroni
-        p = min(1.0, rule.alpha / t_tail(boundary, dof) * t_tail(z, dof))
+        p = min(1.0, rule.alpha / t_tail(boundary, dof) * tail)
     else:
         p = 1.0
     half = boundary * se if se > 0 else 0.0
@@ -468,11 +469,8 @@ def _verdict(gain: float, se: float, dof: int | None, rule: Rule, looks: int, un
         action = "discard"
     else:
         action = "more"
-    if not math.isfinite(se):  # nothing known yet
-        tail = 1.0
-    else:
-        tail = t_tail(z, dof) if math.isfinite(z) else float(z < 0)
-    return Verdict(action, looks, gain, gain - half, gain + half, p, unit, tail)
+    return Verdict(action, looks, gain, gain - half, gain + half, p, unit,
+                   tail if math.isfinite(se) else 1.0)  # 1: nothing known yet
 
 
 @dataclass
