@@ -48,7 +48,7 @@ def fa4_window_left(window: int, seq_len: int) -> int:
 def fa4_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                   window: int) -> torch.Tensor:
     """Causal attention over at most `window` tokens (self included). q, k, v: (B, T, H, D)."""
-    return fa4_fwd(q, k, v, fa4_window_left(window, q.size(1)))[0]
+    return torch.ops.autoresearch.fa4_fwd(q, k, v, fa4_window_left(window, q.size(1)))[0]
 
 
 # Run by a child process: this file's FA4 ops, forward and backward, once per window on a
@@ -80,7 +80,9 @@ def warm_flash_attention_4(seq_len: int, n_head: int, head_dim: int,
 # kernel, so the model stays one graph. Layout (B, T, H, D), always causal. They import the
 # kernels where they run: a process may hold several copies of this module (`sample` loads
 # runs' code, older train.py copies defined these ops themselves), and the op registered last
-# is the one that runs.
+# is the one that runs. Registering again frees the op an earlier copy's `fa4_fwd` object holds
+# (calling that object is then undefined: it may reach whatever op took its place), so callers go
+# through torch.ops.autoresearch, looked up at call time.
 @torch.library.custom_op("autoresearch::fa4_fwd", mutates_args=())
 def fa4_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             window_left: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +123,7 @@ def _fa4_setup_context(ctx, inputs, output):
 
 
 def _fa4_backward(ctx, dout, dlse):
-    return (*fa4_bwd(dout, *ctx.saved_tensors, ctx.window_left), None)
+    return (*torch.ops.autoresearch.fa4_bwd(dout, *ctx.saved_tensors, ctx.window_left), None)
 
 
 fa4_fwd.register_autograd(_fa4_backward, setup_context=_fa4_setup_context)

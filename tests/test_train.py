@@ -13,6 +13,7 @@ import types
 import pytest
 import torch
 from conftest import REPO, run_train
+from torch._library import custom_ops
 
 import harness
 import train
@@ -161,7 +162,30 @@ def test_flash_attention_4_op_computes_the_same_attention_and_gradients(monkeypa
     assert kernels.calls["fwd"] >= 1 and kernels.calls["bwd"] >= 1
     for g, e in zip(got, expected, strict=True):
         assert torch.allclose(g, e, atol=1e-10), (g - e).abs().max()
-    torch.library.opcheck(harness.fa4_fwd, (q, k, v, window - 1))
+    torch.library.opcheck(torch.ops.autoresearch.fa4_fwd.default, (q, k, v, window - 1))
+
+
+def test_attention_runs_the_live_op_after_another_copy_registers_it_again(monkeypatch):
+    """Registering the ops again frees the ones this process's harness defined first; if another
+    op takes the freed place before the new copy registers (CI once saw garbage there), a caller
+    holding the first copy's op object reaches that other op. Attention must find the live op."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 8, 2, 4, requires_grad=True) for _ in range(3))
+    expected = train.attention(q, k, v, 4, None)
+    copy = importlib.util.spec_from_file_location("harness_copy", REPO / "harness.py")
+    for name in ("autoresearch::fa4_fwd", "autoresearch::fa4_bwd"):  # what a new copy does first
+        custom_ops.OPDEF_TO_LIB.pop(name)._destroy()
+    for i in range(8):  # other ops defined meanwhile, as a loaded run's code may do
+        torch.library.custom_op(f"autoresearch_test::filler_{i}_{id(q)}", mutates_args=(),
+                                schema="(Tensor x) -> Tensor")(lambda x: x.clone())
+    copy.loader.exec_module(importlib.util.module_from_spec(copy))
+    kernels = ReferenceFlashAttention4()
+    monkeypatch.setitem(sys.modules, "flash_attn.cute.interface", kernels)
+    monkeypatch.setattr(train, "flash_attention_4", True)
+    got = train.attention(q, k, v, 4, None)
+    got.sum().backward()
+    assert kernels.calls == {"fwd": 1, "bwd": 1}
+    assert torch.allclose(got, expected, atol=1e-6)
 
 
 def test_lr_schedule_holds_then_decays_to_the_final_fraction():
