@@ -30,7 +30,12 @@ from rich.console import Console
 from autoresearch.config import PLATEAU_AFTER
 from autoresearch.errors import UserError
 from autoresearch.ledger.state import read_live, request_stop
-from autoresearch.names import DEFAULT_DRIFT_STD, DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
+from autoresearch.names import (
+    DEFAULT_DRIFT_STD,
+    DEFAULT_FLOOR,
+    MAX_REPLICAS_PAIRS,
+    MAX_REPLICAS_RUNS,
+)
 from autoresearch.redact import redact
 from autoresearch.review import review_cli, views
 from autoresearch.workspace.git import find_root
@@ -136,10 +141,10 @@ def run(
     noise_floor: Annotated[float, typer.Option(
         min=0, help="your minimum val_bpb gain: a keep's measured gain must clear it (the "
                     "sequential test sets the bar above it)")] = DEFAULT_FLOOR,
-    max_pairs: Annotated[int, typer.Option(
-        min=1, help="most replicas that confirm one candidate after its first run (runs of it, "
-                    "or with --controls, (control, candidate) pairs)")
-    ] = DEFAULT_MAX_PAIRS,
+    max_pairs: Annotated[int | None, typer.Option(
+        min=1, help="most replicas that confirm one candidate after its first run: runs of it "
+                    f"(default {MAX_REPLICAS_RUNS}), or with --controls, (control, candidate) "
+                    f"pairs (default {MAX_REPLICAS_PAIRS})", show_default=False)] = None,
     controls: Annotated[bool, typer.Option(
         help="confirm with (control, candidate) pairs on one worker instead of runs of the "
              "candidate against its parent's fitted value: twice the runs, safe on a machine "

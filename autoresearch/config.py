@@ -11,7 +11,6 @@ from autoresearch.errors import UserError
 from autoresearch.names import (
     DEFAULT_DRIFT_STD,
     DEFAULT_FLOOR,
-    DEFAULT_MAX_PAIRS,
     GRACE_SECONDS,
     SAMPLE_TIMEOUT,
     default_train_cmd,
@@ -33,7 +32,7 @@ class Options:
     tag: str
     noise_runs: int = 2
     noise_floor: float = DEFAULT_FLOOR
-    max_pairs: int = DEFAULT_MAX_PAIRS  # replicas one candidate may get after its first run
+    max_pairs: int | None = None  # a candidate's replicas after its first run (None: policy's)
     controls: bool = False  # replicas are (control, candidate) pairs, not runs of the candidate
     drift_std: float = DEFAULT_DRIFT_STD  # the drift a run the sequential test allows for
     alpha: float | None = None  # the false-keep rate at the floor (None: policy's default)

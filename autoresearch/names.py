@@ -11,9 +11,11 @@ METRICS = "metrics.json"  # in each run folder: how the run ended and every numb
 FIXED_FILES = ("prepare.py", "constants.py", "harness.py")
 
 DEFAULT_FLOOR = 0.0  # bpb: the user's minimum gain (--noise-floor); the test sets the bar
-# replicas one candidate may get after its first run (--max-pairs): in the simulated nights of
-# BENCHMARKS.md a third bought no gain, and every replica displaces an idea
-DEFAULT_MAX_PAIRS = 2
+# replicas one candidate may get after its first run (--max-pairs), every one displacing an idea.
+# The candidate's own runs: 3 (a fourth look bought 0.5-1.4 points of a simulated night's gain at a
+# run-to-run std of 0.0009 and nothing at 0.0003, BENCHMARKS.md); (control, candidate) pairs: 2
+MAX_REPLICAS_RUNS = 3
+MAX_REPLICAS_PAIRS = 2
 # a worker's drift (--drift-std), the std of its random-walk step per run: the parent's runs are
 # older than the candidate's, so the gain's standard error grows with their age. A guess that the
 # H100 series of BENCHMARKS.md does not contradict (no trend in 30 minutes): it costs 0.1 % of a

@@ -68,7 +68,12 @@ from autoresearch.model import (
     Task,
     row_for,
 )
-from autoresearch.names import DEFAULT_DRIFT_STD, DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
+from autoresearch.names import (
+    DEFAULT_DRIFT_STD,
+    DEFAULT_FLOOR,
+    MAX_REPLICAS_PAIRS,
+    MAX_REPLICAS_RUNS,
+)
 
 
 def signed(value: float, digits: int = 6) -> str:
@@ -188,7 +193,7 @@ class Rule:
 
     alpha: float | None = None
     power: float = 0.8
-    max_pairs: int = DEFAULT_MAX_PAIRS
+    max_pairs: int | None = None  # None: MAX_REPLICAS_RUNS, or MAX_REPLICAS_PAIRS with controls
     floor: float = DEFAULT_FLOOR
     screen_z: float | None = None  # None: SCREEN_Z_RUNS, or SCREEN_Z_PAIRS with controls
     controls: bool = False
@@ -201,6 +206,9 @@ class Rule:
         # frozen: the defaults are set once, here
         if self.alpha is None:
             object.__setattr__(self, "alpha", ALPHA_PAIRS if self.controls else ALPHA_RUNS)
+        if self.max_pairs is None:
+            object.__setattr__(self, "max_pairs",
+                               MAX_REPLICAS_PAIRS if self.controls else MAX_REPLICAS_RUNS)
         if self.screen_z is None:
             object.__setattr__(self, "screen_z",
                                SCREEN_Z_PAIRS if self.controls else SCREEN_Z_RUNS)
@@ -486,7 +494,7 @@ class Noise:
     offsets: dict[str, float] = field(default_factory=dict)  # worker -> its fixed offset
     dof: int = 0  # degrees of freedom behind std
     alpha: float = 0.05
-    max_pairs: int = DEFAULT_MAX_PAIRS
+    max_pairs: int = MAX_REPLICAS_RUNS
 
 
 def measure(model: Fit, values: list[float], rule: Rule, parent: str | None = None) -> Noise:

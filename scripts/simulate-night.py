@@ -858,7 +858,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         f"policy's, {policy.ALPHA_RUNS:g} for sequential, {policy.ALPHA_PAIRS:g} "
                         "for pairs)")
     p.add_argument("--max-pairs", type=int, default=policy.Rule.max_pairs,
-                   help="sequential rule: the cap on replica runs after the first")
+                   help="sequential rule: the cap on replica runs after the first (None: "
+                        f"policy's, {policy.MAX_REPLICAS_RUNS})")
     p.add_argument("--screen-z", type=float, default=policy.SCREEN_Z_RUNS,
                    help="sequential rule: a candidate goes on only above this many se")
     p.add_argument("--schedule", choices=SCHEDULES, default="other",

@@ -134,7 +134,7 @@ def test_noise_model_and_paired_confirmation(repo, tmp_path, monkeypatch):
         min_detectable_gain(model.within_std, Rule(controls=True), 6))
     assert noise.values == pytest.approx([1.0, 1.004, 0.996])
     assert noise.spread == pytest.approx(0.008) and noise.floor == 0.0
-    assert noise.offsets == {"0": 0.0} and noise.max_pairs == 2
+    assert noise.offsets == {"0": 0.0} and noise.max_pairs == 2  # pairs: 2 by default
     r = {row.experiment: row for row in rows}
     assert r[4].pairs == 1 and r[4].gain == pytest.approx(0.05) and r[4].gain_low > 0
     assert "not confirmed: +0.000000 over 1 pair" in r[7].reason and r[7].pairs == 1

@@ -322,7 +322,7 @@ def test_a_no_op_judged_by_its_runs_is_kept_alpha_of_the_time():
     no_op = [judge_by_runs(rng, 0.0, std, rule, parent_runs=10) for _ in range(3000)]
     rate = sum(a == "keep" for a, _ in no_op) / len(no_op)
     assert abs(rate - rule.alpha) <= 3 * math.sqrt(rule.alpha * (1 - rule.alpha) / len(no_op))
-    assert all(n <= rule.looks for _, n in no_op) and rule.looks == 3
+    assert all(n <= rule.looks for _, n in no_op) and rule.looks == 4
     assert statistics.fmean(n for _, n in no_op) < 1.5  # futility stops most at once
     clear = [judge_by_runs(rng, 10 * std, std, rule) for _ in range(200)]
     assert all(a == "keep" and n == 1 for a, n in clear)  # a clear win: its first run decides

@@ -143,14 +143,14 @@ def test_a_grey_zone_gain_gets_pairs_until_the_test_decides(tmp_path, monkeypatc
     check_git_matches_results(repo, TAG)
 
 
-@pytest.mark.parametrize("value, luck, kept", [(0.999, (-0.002,), False),
-                                               (0.995, (0.001, 0.002), True)])
+@pytest.mark.parametrize("value, luck, kept, runs", [(0.999, (-0.002,), False, 4),
+                                                     (0.995, (0.001, 0.002), True, 3)])
 def test_a_grey_zone_candidate_runs_again_alone_until_the_test_decides(tmp_path, monkeypatch,
-                                                                      value, luck, kept):
+                                                                      value, luck, kept, runs):
     """The default rule: no control runs. A baseline wave of 1.000, 1.001, 0.999; the candidate
-    runs again (its first run included in the test) against the parent's fitted value, at most 3
-    runs: a true gain of 0.001 is not sure enough, one of 0.005 (its first two runs a little
-    unlucky) is kept at its third run."""
+    runs again (its first run included in the test) against the parent's fitted value, at most 4
+    runs: a true gain of 0.001 is not sure enough after all 4, one of 0.005 (its first two runs a
+    little unlucky) is kept at its third run."""
     offsets = tmp_path / "offsets"
     # the wave, then the candidate's first runs: each one's luck
     offsets.write_text("".join(f"{o}\n" for o in (0, 0.001, -0.001, *luck)))
@@ -160,11 +160,11 @@ def test_a_grey_zone_candidate_runs_again_alone_until_the_test_decides(tmp_path,
     rows = tag_rows(repo)
     first = next(r for r in rows if r.kind == "experiment")
     assert [r.kind for r in rows].count("control") == 0
-    assert [r.kind for r in rows].count("confirm") == 2 and first.pairs == 3
+    assert [r.kind for r in rows].count("confirm") == runs - 1 and first.pairs == runs
     assert (first.status == "keep") is kept and (first.gain_low > 0) is kept
-    assert first.gain == pytest.approx(1.0 - (3 * value + sum(luck)) / 3, abs=1e-6)
+    assert first.gain == pytest.approx(1.0 - (runs * value + sum(luck)) / runs, abs=1e-6)
     assert first.reason.startswith("confirmed" if kept else "not confirmed")
-    assert "over 3 runs [" in first.reason and "vs its parent's fitted value" in first.reason
+    assert f"over {runs} runs [" in first.reason and "vs its parent's fitted value" in first.reason
     again = next(r for r in rows if r.kind == "confirm")
     assert again.reason.startswith(f"run 2 of #{first.experiment}: ")
     assert load_state(repo, TAG).candidates == []
@@ -172,14 +172,20 @@ def test_a_grey_zone_candidate_runs_again_alone_until_the_test_decides(tmp_path,
 
 
 def test_the_rate_and_drift_a_user_sets_reach_the_test_and_status(tmp_path):
-    """`--alpha` and `--drift-std` as typed: the rule the loop decides with says so in
-    state.json and in `status`, and the defaults say their own."""
+    """`--alpha`, `--drift-std` and `--max-pairs` as typed: the rule the loop decides with says
+    so in state.json and in `status`, and the defaults say their own (4 runs of a candidate, 2
+    pairs with --controls)."""
     repo = make_repo(tmp_path / "repo")
     cli(repo, "run", "--tag", TAG, "--agent", "sweep", "--max-experiments", "0", "--no-sample",
-        "--alpha", "0.01", "--drift-std", "0.0001")
+        "--alpha", "0.01", "--drift-std", "0.0001", "--max-pairs", "1")
     for shown in (load_state(repo, TAG).noise.rule, cli(repo, "status", "--tag", TAG)):
         assert "false keeps <= 0.01," in shown and "drift 0.0001 a run allowed for" in shown
+        assert "<= 2 runs of the candidate" in shown
     cli(repo, "run", "--tag", "other", "--agent", "sweep", "--max-experiments", "0",
         "--no-sample")
     rule = load_state(repo, "other").noise.rule
     assert "false keeps <= 0.015," in rule and "drift 2e-05 a run allowed for" in rule
+    assert "<= 4 runs of the candidate" in rule
+    cli(repo, "run", "--tag", "paired", "--agent", "sweep", "--max-experiments", "0",
+        "--no-sample", "--controls")
+    assert "<= 2 pairs" in load_state(repo, "paired").noise.rule
