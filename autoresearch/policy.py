@@ -19,12 +19,12 @@ by a sequential test with at most Rule.looks looks:
      parent's own uncertainty included: judge_runs). A gain past the boundary is kept (a clear
      win on its first run); one within Rule.screen_z standard errors of the floor is discarded
      (clear losers stop at once); the grey zone runs the candidate again, up to --max-pairs
-     more runs, each on whichever worker is free first, ahead of new ideas (the coordinator
-     prefers a worker that has not run it: the fit learns the offsets it corrects it by). One
-     boundary holds for every look, the first included (exact_boundary): solved from the
-     looks' correlation (they share the parent's value) with the futility stop counted, so a
-     change at the floor is kept alpha (3 %) of the time over all its looks, and a no-op picked
-     for a lucky first run at most that.
+     more runs (3 by default), each on whichever worker is free first, ahead of new ideas (the
+     coordinator prefers a worker that has not run it: the fit learns the offsets it corrects it
+     by). One boundary holds for every look, the first included (exact_boundary): solved from
+     the looks' correlation (they share the parent's value) with the futility stop counted, so a
+     change at the floor is kept alpha (1.5 % by default) of the time over all its looks, and a
+     no-op picked for a lucky first run at most that.
      One run a look instead of a pair: the parent's value is known from all its runs, and in the
      simulated nights of BENCHMARKS.md this captured more of the gain than pairs did.
   2. with --controls (a machine that drifts fast), replicas are pairs instead: on one worker
